@@ -1,0 +1,460 @@
+"""Configuration: one TOML file, a typed schema that is also the documentation.
+
+Every section is a frozen dataclass; every field carries its default and a
+``doc`` string in its metadata.  ``conf/esam.toml`` is generated from this
+schema (``esam config-example``) and a unit test keeps it current.
+
+``load(path)`` collects *every* problem (``dotted.key: message (hint)``),
+rejects unknown keys and raises :class:`~esam_mail.errors.ConfigError`; the
+CLI prints the list and exits 78 (EX_CONFIG).  Nothing reads the config
+globally: the composition root (``app.py``) passes sections to constructors.
+
+Relative paths are resolved against the current working directory, except
+paths inside ``data_dir`` defaults, which follow ``server.data_dir``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from esam_mail.errors import ConfigError
+
+EX_CONFIG = 78
+
+
+def _f(default: Any, doc: str, **kw: Any) -> Any:
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda d=default: type(d)(d), metadata={"doc": doc, **kw})
+    return field(default=default, metadata={"doc": doc, **kw})
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    hostname: str = _f("localhost", "Host name used in the SMTP greeting, Received headers and "
+                       "the IMAP greeting; set it to the public MX/IMAP host name.")
+    data_dir: str = _f("data", "Folder for the mailboxes, the queue, the SQLite directory, keys "
+                       "and the dev TLS certificate. Created by `esam init`.")
+    log_level: str = _f("info", "One of trace, debug, info, warning, error. `trace` logs "
+                        "protocol transcripts with credentials redacted.",
+                        choices=("trace", "debug", "info", "warning", "error"))
+    log_file: str = _f("", "Log to this file instead of standard error (logfmt lines).")
+    workers: int = _f(1, "Worker processes sharing the listening sockets (SO_REUSEPORT).", min=1,
+                      max=64)
+    shutdown_grace: float = _f(30.0, "Seconds `serve` waits for in-flight SMTP transactions and "
+                               "queue deliveries after SIGTERM/SIGINT.", min=0)
+
+
+@dataclass(frozen=True)
+class MailConfig:
+    domain: str = _f("esam.localhost", "The operator's mail domain: addresses are login@domain.")
+    extra_domains: list[str] = _f([], "Further domains accepted as local (aliases of `domain`).")
+    reserved_names: list[str] = _f([], "Operator-specific user names that can never be "
+                                   "registered, on top of the RFC 2142 role names.")
+    default_quota_mb: int = _f(1024, "Default mailbox quota in MiB (0 = unlimited).", min=0)
+
+
+@dataclass(frozen=True)
+class ListenConfig:
+    smtp: str = _f("127.0.0.1:2525", "MX listener (inbound mail from other operators, no "
+                   "AUTH). Production: 0.0.0.0:25. Empty string disables it.")
+    submission: str = _f("127.0.0.1:2587", "Submission with STARTTLS (RFC 6409). Production: "
+                         "0.0.0.0:587.")
+    submissions: str = _f("127.0.0.1:2465", "Submission over implicit TLS (RFC 8314). "
+                          "Production: 0.0.0.0:465.")
+    imap: str = _f("127.0.0.1:1143", "IMAP with STARTTLS; LOGIN is disabled before TLS. "
+                   "Production: 0.0.0.0:143.")
+    imaps: str = _f("127.0.0.1:1993", "IMAP over implicit TLS. Production: 0.0.0.0:993.")
+    http: str = _f("127.0.0.1:8080", "HTTP: online applications, EDS confirmation, "
+                   "autoconfig, /metrics, /healthz.")
+
+
+@dataclass(frozen=True)
+class TLSConfig:
+    cert: str = _f("", "PEM certificate chain. Empty: a self-signed certificate is made in "
+                   "<data_dir>/tls on first start (development only).")
+    key: str = _f("", "PEM private key for `cert`.")
+    min_version: str = _f("TLSv1.2", "Lowest TLS version accepted.",
+                          choices=("TLSv1.2", "TLSv1.3"))
+
+
+@dataclass(frozen=True)
+class DirectoryConfig:
+    url: str = _f("", "SQLAlchemy URL of the directory database. Empty: SQLite at "
+                  "<data_dir>/directory.db. Scale-out: postgresql+asyncpg://user@host/db.")
+    pool_size: int = _f(5, "Connections per process (PostgreSQL).", min=1)
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    path: str = _f("", "Root of the Maildir tree. Empty: <data_dir>/mail.")
+    fsync: bool = _f(True, "fsync messages and folders before acknowledging. Never turn this "
+                     "off in production: a 250 reply then no longer means the mail is safe.")
+
+
+@dataclass(frozen=True)
+class AuthConfig:
+    argon2_memory_kib: int = _f(65536, "argon2id memory cost (KiB) for new password hashes.",
+                                min=8)
+    argon2_time_cost: int = _f(3, "argon2id iterations.", min=1)
+    argon2_parallelism: int = _f(4, "argon2id lanes.", min=1)
+    hash_workers: int = _f(4, "Threads checking password hashes (each argon2 check needs "
+                           "argon2_memory_kib of RAM).", min=1)
+    cache_seconds: int = _f(60, "Remember a successful login this long (keyed by a fast "
+                            "salted hash of the password, so a hit still proves it); 0 = off.",
+                            min=0)
+    max_failures: int = _f(10, "Failed logins per account or per IP before a temporary lock.",
+                           min=1)
+    lock_seconds: int = _f(300, "Duration of that temporary lock.", min=1)
+
+
+@dataclass(frozen=True)
+class SMTPConfig:
+    max_message_size: int = _f(50 * 1024 * 1024, "Largest message accepted, bytes (SIZE).",
+                               min=1024)
+    max_recipients: int = _f(100, "Recipients per message.", min=1)
+    timeout: int = _f(300, "Idle seconds before a session is closed (RFC 5321 4.5.3.2).", min=1)
+    max_commands: int = _f(1000, "Commands per session before 421.", min=10)
+    max_connections_per_ip: int = _f(50, "Concurrent SMTP sessions from one IP.", min=1)
+
+
+@dataclass(frozen=True)
+class IMAPConfig:
+    max_literal_size: int = _f(50 * 1024 * 1024, "Largest literal (APPEND) accepted, bytes.",
+                               min=1024)
+    idle_timeout: int = _f(1800, "Seconds of inactivity before an IMAP session is closed "
+                           "(RFC 3501: at least 30 minutes).", min=60)
+    max_connections_per_ip: int = _f(100, "Concurrent IMAP sessions from one IP.", min=1)
+
+
+@dataclass(frozen=True)
+class DKIMConfig:
+    sign: bool = _f(True, "DKIM-sign every message submitted by a subscriber.")
+    selectors: list[str] = _f(["esam-rsa", "esam-ed"], "Selectors; keys live in "
+                              "<data_dir>/dkim/<selector>.key (made by `esam init` / `esam dkim "
+                              "keygen`). A selector containing 'ed' is ed25519, otherwise RSA.")
+
+
+@dataclass(frozen=True)
+class OutboundConfig:
+    transport: dict[str, str] = _f({}, "Static next hops: domain -> host:port ('*' = "
+                                   "smarthost). Domains not listed are resolved by MX.")
+    retry_base: int = _f(60, "First retry after this many seconds; doubles each time.", min=1)
+    retry_max: int = _f(3600, "Longest wait between retries, seconds.", min=1)
+    delay_warning: int = _f(4 * 3600, "Send a delay notice after this many seconds.", min=0)
+    expire: int = _f(5 * 86400, "Bounce (RFC 3464) after this many seconds.", min=60)
+    connections_per_domain: int = _f(4, "Concurrent outbound connections per domain.", min=1)
+    require_tls: bool = _f(False, "Refuse to deliver without STARTTLS.")
+
+
+@dataclass(frozen=True)
+class InboundConfig:
+    check_spf: bool = _f(True, "Evaluate SPF for inbound mail.")
+    check_dkim: bool = _f(True, "Verify DKIM signatures of inbound mail.")
+    dmarc_reject: bool = _f(True, "Reject (550 5.7.1) messages failing DMARC with p=reject.")
+
+
+@dataclass(frozen=True)
+class RegistrationConfig:
+    agreement_file: str = _f("", "User agreement text. Empty: the bundled conf/agreement.txt.")
+    agreement_version: str = _f("2026-1", "Label of the agreement version in `agreement_file`.")
+    one_mailbox_per_iin: bool = _f(True, "At most one open personal mailbox per IIN.")
+    registry: str = _f("offline", "State-registry verifier: 'offline' (structural checks only) "
+                       "or 'file' (a CSV/JSON extract at registry_file).",
+                       choices=("offline", "file"))
+    registry_file: str = _f("", "Registry extract for registry = 'file'.")
+    registry_policy: str = _f("hold", "When the registry cannot confirm: reject, hold (manual "
+                              "check) or accept.", choices=("reject", "hold", "accept"))
+
+
+@dataclass(frozen=True)
+class EDSConfig:
+    trust_anchors: list[str] = _f([], "PEM files of trusted root certificates (NCA roots).")
+    revocation: str = _f("off", "Revocation checking: off or crl.", choices=("off", "crl"))
+    crl_files: list[str] = _f([], "CRL files used when revocation = 'crl'.")
+    test_ca_mode: bool = _f(False, "Accept the test CA's dummy IINs (never in production).")
+    challenge_ttl: int = _f(300, "Seconds an EDS challenge stays valid.", min=10)
+
+
+@dataclass(frozen=True)
+class HybridConfig:
+    enabled: bool = _f(True, "Accept hybrid (e-mail -> paper) sendings.")
+    gateway: str = _f("paper", "Local part of the hybrid gateway address (paper@domain).")
+    max_pages: int = _f(20, "Most pages of a printed letter.", min=1)
+    facilities: dict[str, str] = _f({"*": "ALA01"}, "Postcode prefix -> production facility "
+                                    "code; '*' is the default facility.")
+    tracking_prefix: str = _f("RR", "Two-letter UPU S10 service indicator.")
+
+
+@dataclass(frozen=True)
+class Config:
+    server: ServerConfig = field(default_factory=ServerConfig)
+    mail: MailConfig = field(default_factory=MailConfig)
+    listen: ListenConfig = field(default_factory=ListenConfig)
+    tls: TLSConfig = field(default_factory=TLSConfig)
+    directory: DirectoryConfig = field(default_factory=DirectoryConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
+    auth: AuthConfig = field(default_factory=AuthConfig)
+    smtp: SMTPConfig = field(default_factory=SMTPConfig)
+    imap: IMAPConfig = field(default_factory=IMAPConfig)
+    dkim: DKIMConfig = field(default_factory=DKIMConfig)
+    outbound: OutboundConfig = field(default_factory=OutboundConfig)
+    inbound: InboundConfig = field(default_factory=InboundConfig)
+    registration: RegistrationConfig = field(default_factory=RegistrationConfig)
+    eds: EDSConfig = field(default_factory=EDSConfig)
+    hybrid: HybridConfig = field(default_factory=HybridConfig)
+    source: str = field(default="", metadata={"internal": True})
+
+    # -- derived paths ---------------------------------------------------------------
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.server.data_dir).absolute()
+
+    @property
+    def store_path(self) -> Path:
+        return Path(self.store.path).absolute() if self.store.path else self.data_dir / "mail"
+
+    @property
+    def directory_url(self) -> str:
+        return self.directory.url or f"sqlite+aiosqlite:///{self.data_dir / 'directory.db'}"
+
+    @property
+    def tls_cert(self) -> Path:
+        return Path(self.tls.cert).absolute() if self.tls.cert else self.data_dir / "tls/cert.pem"
+
+    @property
+    def tls_key(self) -> Path:
+        return Path(self.tls.key).absolute() if self.tls.key else self.data_dir / "tls/key.pem"
+
+    @property
+    def local_domains(self) -> list[str]:
+        return [self.mail.domain.lower(), *(d.lower() for d in self.mail.extra_domains)]
+
+    @property
+    def agreement_path(self) -> Path:
+        if self.registration.agreement_file:
+            return Path(self.registration.agreement_file).absolute()
+        return Path(__file__).resolve().parent / "agreement.txt"
+
+
+SECTIONS: dict[str, type] = {
+    f.name: f.type if isinstance(f.type, type) else globals()[str(f.type)]
+    for f in dataclasses.fields(Config)
+    if not f.metadata.get("internal")
+}
+
+_HOSTPORT = re.compile(r"^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]*):(\d{1,5})$")
+_DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+
+
+def parse_hostport(value: str) -> tuple[str, int]:
+    """'127.0.0.1:2525' -> ('127.0.0.1', 2525); '[::1]:25' -> ('::1', 25)."""
+    m = _HOSTPORT.match(value)
+    if not m:
+        raise ValueError(value)
+    host = m.group(1).strip("[]") or "0.0.0.0"  # noqa: S104 - explicit ":port" means all
+    return host, int(m.group(2))
+
+
+def _check_type(value: Any, tp: Any) -> bool:
+    origin = typing.get_origin(tp)
+    if tp is bool:
+        return isinstance(value, bool)
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if tp is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if tp is str:
+        return isinstance(value, str)
+    if origin is list:
+        (item,) = typing.get_args(tp)
+        return isinstance(value, list) and all(_check_type(v, item) for v in value)
+    if origin is dict:
+        k, v = typing.get_args(tp)
+        return isinstance(value, dict) and all(
+            _check_type(a, k) and _check_type(b, v) for a, b in value.items()
+        )
+    if isinstance(tp, types.UnionType):
+        return any(_check_type(value, t) for t in typing.get_args(tp))
+    return False
+
+
+def _type_name(tp: Any) -> str:
+    return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(
+        tp, "a list of strings" if typing.get_origin(tp) is list else "a table of strings"
+    )
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def from_dict(raw: dict[str, Any], source: str = "") -> Config:
+    """Validate a parsed TOML document; raise ConfigError listing every problem."""
+    problems: list[str] = []
+    sections: dict[str, Any] = {}
+    for key in raw:
+        if key not in SECTIONS:
+            problems.append(f"{key}: unknown section (known: {', '.join(SECTIONS)})")
+    for name, cls in SECTIONS.items():
+        given = raw.get(name, {})
+        if not isinstance(given, dict):
+            problems.append(f"{name}: must be a table ([{name}])")
+            given = {}
+        hints = _hints(cls)
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        values: dict[str, Any] = {}
+        for key, value in given.items():
+            dotted = f"{name}.{key}"
+            if key not in fields:
+                near = [k for k in fields if k.split("_")[0] == key.split("_")[0]]
+                hint = f" (did you mean {near[0]}?)" if near else ""
+                problems.append(f"{dotted}: unknown key{hint}")
+                continue
+            meta = fields[key].metadata
+            tp = hints[key]
+            if not _check_type(value, tp):
+                problems.append(f"{dotted}: must be {_type_name(tp)}, got {value!r}")
+                continue
+            if "choices" in meta and value not in meta["choices"]:
+                problems.append(f"{dotted}: must be one of {', '.join(meta['choices'])}, "
+                                f"got {value!r}")
+                continue
+            if "min" in meta and value < meta["min"]:
+                problems.append(f"{dotted}: must be at least {meta['min']}, got {value}")
+                continue
+            if "max" in meta and value > meta["max"]:
+                problems.append(f"{dotted}: must be at most {meta['max']}, got {value}")
+                continue
+            values[key] = value
+        try:
+            sections[name] = cls(**values)
+        except TypeError as exc:  # pragma: no cover - schema bug
+            problems.append(f"{name}: {exc}")
+    if not problems:
+        cfg = Config(**sections, source=source)
+        problems.extend(_semantic_checks(cfg))
+        if not problems:
+            return cfg
+    raise ConfigError(problems)
+
+
+def _semantic_checks(cfg: Config) -> list[str]:
+    problems: list[str] = []
+    for f in dataclasses.fields(ListenConfig):
+        value = getattr(cfg.listen, f.name)
+        if value:
+            try:
+                _, port = parse_hostport(value)
+                if port > 65535:
+                    raise ValueError
+            except ValueError:
+                problems.append(f"listen.{f.name}: {value!r} is not host:port "
+                                f"(hint: \"127.0.0.1:2525\", \"[::]:25\", \"\" to disable)")
+    for key, dom in [("mail.domain", cfg.mail.domain)] + [
+        (f"mail.extra_domains[{i}]", d) for i, d in enumerate(cfg.mail.extra_domains)
+    ]:
+        if not _DOMAIN.match(dom.lower()):
+            problems.append(f"{key}: {dom!r} is not a domain name (hint: \"mail.example.kz\")")
+    if bool(cfg.tls.cert) != bool(cfg.tls.key):
+        problems.append("tls.cert: cert and key must be given together (or both left empty "
+                        "for a self-signed development certificate)")
+    for key, path in (("tls.cert", cfg.tls.cert), ("tls.key", cfg.tls.key)):
+        if path and not os.access(path, os.R_OK):
+            problems.append(f"{key}: cannot read {path!r}")
+    url = cfg.directory.url
+    if url and not (url.startswith("sqlite+aiosqlite://") or url.startswith("postgresql+asyncpg://")):
+        problems.append(f"directory.url: unsupported driver in {url.split(':')[0]!r} (hint: "
+                        "sqlite+aiosqlite:///path.db or postgresql+asyncpg://user@host/db)")
+    for dom, hop in cfg.outbound.transport.items():
+        try:
+            parse_hostport(hop)
+        except ValueError:
+            problems.append(f"outbound.transport.{dom}: {hop!r} is not host:port")
+    for i, p in enumerate(cfg.eds.trust_anchors):
+        if not os.access(p, os.R_OK):
+            problems.append(f"eds.trust_anchors[{i}]: cannot read {p!r}")
+    if cfg.registration.registry == "file" and not cfg.registration.registry_file:
+        problems.append("registration.registry_file: required when registration.registry = "
+                        "'file'")
+    if cfg.registration.agreement_file and not os.access(cfg.registration.agreement_file, os.R_OK):
+        problems.append(f"registration.agreement_file: cannot read "
+                        f"{cfg.registration.agreement_file!r}")
+    if not re.fullmatch(r"[A-Z]{2}", cfg.hybrid.tracking_prefix):
+        problems.append("hybrid.tracking_prefix: two capital letters, e.g. \"RR\"")
+    if cfg.outbound.retry_max < cfg.outbound.retry_base:
+        problems.append("outbound.retry_max: must not be below outbound.retry_base")
+    return problems
+
+
+def load(path: str | os.PathLike[str] | None) -> Config:
+    """Load the config file at ``path`` (or $ESAM_CONFIG); no file means defaults."""
+    if path is None:
+        path = os.environ.get("ESAM_CONFIG") or None
+    if path is None:
+        return Config()
+    p = Path(path)
+    try:
+        text = p.read_bytes().decode("utf-8")
+    except OSError as exc:
+        raise ConfigError([f"{p}: cannot read the config file ({exc.strerror})"]) from None
+    except UnicodeDecodeError:
+        raise ConfigError([f"{p}: not UTF-8"]) from None
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"{p}: TOML syntax error: {exc}"]) from None
+    return from_dict(raw, source=str(p))
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items()) + " }"
+    raise TypeError(value)
+
+
+def _toml_key(key: str) -> str:
+    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else _toml_value(key)
+
+
+def example(overrides: dict[str, dict[str, Any]] | None = None) -> str:
+    """The documented example config: every key, its default and its meaning."""
+    import textwrap
+
+    overrides = overrides or {}
+    out = [
+        "# esam_mail configuration (TOML). Generated by `esam config-example`;",
+        "# every key is shown with its default. Relative paths are relative to the",
+        "# working directory of `esam`. Check a file with `esam -c FILE check-config`.",
+        "",
+    ]
+    for name, cls in SECTIONS.items():
+        out.append(f"[{name}]")
+        inst = cls()
+        for f in dataclasses.fields(cls):
+            doc = f.metadata.get("doc", "")
+            for line in textwrap.wrap(doc, 90):
+                out.append(f"# {line}")
+            default = getattr(inst, f.name)
+            out.append(f"# default: {_toml_value(default)}")
+            if f.name in overrides.get(name, {}):
+                out.append(f"{f.name} = {_toml_value(overrides[name][f.name])}")
+            else:
+                out.append(f"#{f.name} = {_toml_value(default)}")
+        out.append("")
+    return "\n".join(out)

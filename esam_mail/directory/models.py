@@ -1,0 +1,172 @@
+"""SQLAlchemy 2 models of the directory: the single database of all mailboxes.
+
+Tables (see the rules, paragraphs 4-7, 11-13):
+
+* ``agreement_versions``: user-agreement versions (label, SHA-256 of the text).
+* ``subscribers``: individuals (IIN) and legal entities (BIN), plus ``service``
+  subscribers that own the operator's role mailboxes (postmaster, abuse...).
+* ``applications``: every application as submitted (channel, office, employee,
+  requested name, data, agreement consent, signature).
+* ``mailboxes``: address, login, state, quota, password hash.  ``login_norm``
+  has a plain named UNIQUE constraint and rows are never deleted (closing sets
+  ``state='closed'``), so an address, once issued, is never issued again.
+  ``owner_key`` is set to the IIN of a personal mailbox when the
+  one-mailbox-per-IIN policy is on; a partial unique index over open mailboxes
+  enforces it in the database.
+* ``eds_challenges`` / ``eds_confirmations``: EDS account confirmation.
+* ``audit_events``: append-only record of administrative actions.
+* ``auth_failures``: failed-login counters shared by all processes and nodes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+TS = DateTime(timezone=True)
+
+
+class AgreementVersion(Base):
+    __tablename__ = "agreement_versions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version: Mapped[str] = mapped_column(String(64), unique=True)
+    sha256: Mapped[str] = mapped_column(String(64))
+    effective_date: Mapped[dt.datetime] = mapped_column(TS)
+
+
+class Subscriber(Base):
+    __tablename__ = "subscribers"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # individual | legal_entity | service
+    iin: Mapped[str | None] = mapped_column(String(12), index=True)
+    bin: Mapped[str | None] = mapped_column(String(12), index=True)
+    display_name: Mapped[str] = mapped_column(String(512))
+    data: Mapped[dict[str, Any]] = mapped_column(JSON)  # the validated form fields
+    created_at: Mapped[dt.datetime] = mapped_column(TS, default=utcnow)
+
+
+class Application(Base):
+    __tablename__ = "applications"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    subscriber_id: Mapped[int | None] = mapped_column(ForeignKey("subscribers.id"))
+    channel: Mapped[str] = mapped_column(String(16))  # online | office | admin
+    office_code: Mapped[str | None] = mapped_column(String(32))
+    employee_id: Mapped[str | None] = mapped_column(String(64))
+    requested_username: Mapped[str] = mapped_column(String(64))
+    data: Mapped[dict[str, Any]] = mapped_column(JSON)
+    submitted_at: Mapped[dt.datetime] = mapped_column(TS, default=utcnow)
+    agreement_version_id: Mapped[int] = mapped_column(ForeignKey("agreement_versions.id"))
+    agreement_sha256: Mapped[str] = mapped_column(String(64))
+    consent_at: Mapped[dt.datetime] = mapped_column(TS)
+    signature: Mapped[bytes | None] = mapped_column(LargeBinary)
+    signer_fingerprint: Mapped[str | None] = mapped_column(String(64))
+    registry_verdict: Mapped[str | None] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16), default="accepted")  # accepted|held|rejected
+
+
+class Mailbox(Base):
+    __tablename__ = "mailboxes"
+    __table_args__ = (
+        UniqueConstraint("login_norm", name="uq_mailboxes_login_norm"),
+        UniqueConstraint("address_norm", name="uq_mailboxes_address_norm"),
+        Index(
+            "uq_mailboxes_owner_key_open",
+            "owner_key",
+            unique=True,
+            sqlite_where=text("state != 'closed' AND owner_key IS NOT NULL"),
+            postgresql_where=text("state != 'closed' AND owner_key IS NOT NULL"),
+        ),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    subscriber_id: Mapped[int | None] = mapped_column(ForeignKey("subscribers.id"))
+    login: Mapped[str] = mapped_column(String(64))
+    login_norm: Mapped[str] = mapped_column(String(64))
+    address: Mapped[str] = mapped_column(String(320))
+    address_norm: Mapped[str] = mapped_column(String(320))
+    kind: Mapped[str] = mapped_column(String(16), default="personal")  # personal|service
+    owner_key: Mapped[str | None] = mapped_column(String(32))
+    state: Mapped[str] = mapped_column(String(16), default="active")  # active|suspended|closed|held
+    created_at: Mapped[dt.datetime] = mapped_column(TS, default=utcnow)
+    closed_at: Mapped[dt.datetime | None] = mapped_column(TS)
+    quota_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    password_hash: Mapped[str] = mapped_column(String(512))
+    password_changed_at: Mapped[dt.datetime] = mapped_column(TS, default=utcnow)
+    eds_confirmed: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class EdsChallenge(Base):
+    __tablename__ = "eds_challenges"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    mailbox_id: Mapped[int] = mapped_column(ForeignKey("mailboxes.id"))
+    nonce: Mapped[str] = mapped_column(String(128), unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column(TS, default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(TS)
+    used_at: Mapped[dt.datetime | None] = mapped_column(TS)
+
+
+class EdsConfirmation(Base):
+    __tablename__ = "eds_confirmations"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    mailbox_id: Mapped[int] = mapped_column(ForeignKey("mailboxes.id"))
+    cert_fingerprint: Mapped[str] = mapped_column(String(64))
+    cert_serial: Mapped[str] = mapped_column(String(80))
+    cert_issuer: Mapped[str] = mapped_column(Text)
+    not_before: Mapped[dt.datetime] = mapped_column(TS)
+    not_after: Mapped[dt.datetime] = mapped_column(TS)
+    signer_iin: Mapped[str | None] = mapped_column(String(12))
+    signer_bin: Mapped[str | None] = mapped_column(String(12))
+    confirmed_at: Mapped[dt.datetime] = mapped_column(TS, default=utcnow)
+
+
+class AuditEvent(Base):
+    __tablename__ = "audit_events"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(TS, default=utcnow, index=True)
+    actor_kind: Mapped[str] = mapped_column(String(16))  # employee|sysadmin|subscriber|system
+    actor_id: Mapped[str] = mapped_column(String(128))
+    action: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str] = mapped_column(String(320))
+    outcome: Mapped[str] = mapped_column(String(16))  # ok|denied|failed
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class AuthFailure(Base):
+    __tablename__ = "auth_failures"
+    key: Mapped[str] = mapped_column(String(128), primary_key=True)  # "ip:1.2.3.4" | "login:x"
+    count: Mapped[int] = mapped_column(Integer, default=0)
+    first_at: Mapped[dt.datetime] = mapped_column(TS, default=utcnow)
+    locked_until: Mapped[dt.datetime | None] = mapped_column(TS)

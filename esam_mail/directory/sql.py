@@ -1,0 +1,280 @@
+"""SqlDirectory: the directory over SQLAlchemy 2 async (SQLite or PostgreSQL).
+
+Uniqueness is enforced by the database (``uq_mailboxes_login_norm``,
+``uq_mailboxes_address_norm``, ``uq_mailboxes_owner_key_open``); an
+``IntegrityError`` on insert becomes :class:`~esam_mail.errors.LoginTaken`.
+Rows of mailboxes are never deleted, so a login once issued stays taken.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import unicodedata
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event, func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+from esam_mail.directory.models import AuditEvent, AuthFailure, Mailbox, utcnow
+from esam_mail.errors import LoginTaken, NotFound
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+
+
+def normalize_login(login: str) -> str:
+    """The form uniqueness is checked on: NFC, case-folded, stripped."""
+    return unicodedata.normalize("NFC", login.strip()).casefold()
+
+
+def normalize_address(address: str) -> str:
+    local, _, domain = address.strip().rpartition("@")
+    if not local:
+        return normalize_login(address)
+    try:
+        domain = domain.encode("idna").decode("ascii")
+    except UnicodeError:
+        pass
+    return f"{normalize_login(local)}@{domain.lower()}"
+
+
+@dataclass(frozen=True, slots=True)
+class MailboxRecord:
+    id: int
+    login: str
+    login_norm: str
+    address: str
+    state: str
+    kind: str
+    quota_bytes: int | None
+    password_hash: str
+    subscriber_id: int | None
+    eds_confirmed: bool
+    created_at: dt.datetime
+
+    @property
+    def open(self) -> bool:
+        return self.state == "active"
+
+
+def _record(m: Mailbox) -> MailboxRecord:
+    return MailboxRecord(
+        id=m.id, login=m.login, login_norm=m.login_norm, address=m.address, state=m.state,
+        kind=m.kind, quota_bytes=m.quota_bytes, password_hash=m.password_hash,
+        subscriber_id=m.subscriber_id, eds_confirmed=m.eds_confirmed, created_at=m.created_at,
+    )
+
+
+def make_engine(url: str, pool_size: int = 5) -> AsyncEngine:
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[-1]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(url, connect_args={"timeout": 30})
+
+        @event.listens_for(engine.sync_engine, "connect")
+        def _pragmas(dbapi_conn: Any, _rec: Any) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.close()
+
+        @event.listens_for(engine.sync_engine, "begin")
+        def _begin(conn: Any) -> None:
+            # Take the write lock up front: avoids SQLITE_BUSY upgrade deadlocks
+            # between processes (see SQLAlchemy's pysqlite transaction notes).
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+        # let SQLAlchemy's "begin" event own BEGIN
+        @event.listens_for(engine.sync_engine, "connect")
+        def _no_autobegin(dbapi_conn: Any, _rec: Any) -> None:
+            dbapi_conn.isolation_level = None
+
+        return engine
+    return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+
+
+def upgrade_schema_sync(url: str) -> None:
+    """Run Alembic migrations up to head (used by ``esam init`` and tests)."""
+    import asyncio
+
+    from alembic import command
+    from alembic.config import Config as AlembicConfig
+
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.set_main_option("sqlalchemy.url", url)
+
+    async def run() -> None:
+        engine = make_engine(url)
+        async with engine.connect() as conn:
+            def _up(sync_conn: Any) -> None:
+                cfg.attributes["connection"] = sync_conn
+                command.upgrade(cfg, "head")
+
+            await conn.run_sync(_up)
+            await conn.commit()
+        await engine.dispose()
+
+    asyncio.run(run())
+
+
+class SqlDirectory:
+    """Mailbox lookups and writes; one instance per process."""
+
+    def __init__(self, url: str, *, domain: str, pool_size: int = 5) -> None:
+        self.url = url
+        self.domain = domain.lower()
+        self.engine = make_engine(url, pool_size)
+        self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        async with self.sessions() as s, s.begin():
+            yield s
+
+    # -- lookups -----------------------------------------------------------------------
+    def login_of(self, username: str) -> str:
+        """Accept ``login`` or ``login@ourdomain``; return the normalized login."""
+        norm = normalize_address(username) if "@" in username else normalize_login(username)
+        local, _, domain = norm.rpartition("@")
+        if local and domain == self.domain:
+            return local
+        return norm
+
+    async def get(self, username: str) -> MailboxRecord | None:
+        key = self.login_of(username)
+        async with self.sessions() as s:
+            m = (await s.execute(select(Mailbox).where(Mailbox.login_norm == key))).scalar_one_or_none()
+            if m is None and "@" in key:
+                m = (await s.execute(select(Mailbox).where(Mailbox.address_norm == key))).scalar_one_or_none()
+            return _record(m) if m else None
+
+    async def by_address(self, address: str) -> MailboxRecord | None:
+        key = normalize_address(address)
+        async with self.sessions() as s:
+            m = (await s.execute(select(Mailbox).where(Mailbox.address_norm == key))).scalar_one_or_none()
+            return _record(m) if m else None
+
+    async def list(self, state: str | None = None, limit: int = 1000, offset: int = 0) -> list[MailboxRecord]:
+        async with self.sessions() as s:
+            q = select(Mailbox).order_by(Mailbox.id).limit(limit).offset(offset)
+            if state:
+                q = q.where(Mailbox.state == state)
+            return [_record(m) for m in (await s.execute(q)).scalars()]
+
+    async def count_by(self) -> dict[tuple[str, str], int]:
+        async with self.sessions() as s:
+            rows = await s.execute(select(Mailbox.kind, Mailbox.state, func.count()).group_by(Mailbox.kind, Mailbox.state))
+            return {(k, st): n for k, st, n in rows}
+
+    # -- writes ------------------------------------------------------------------------
+    async def add_mailbox(
+        self,
+        s: AsyncSession,
+        login: str,
+        password_hash: str,
+        *,
+        kind: str = "personal",
+        subscriber_id: int | None = None,
+        owner_key: str | None = None,
+        quota_bytes: int | None = None,
+        state: str = "active",
+    ) -> Mailbox:
+        """Insert inside the caller's transaction; LoginTaken on any uniqueness clash."""
+        norm = normalize_login(login)
+        m = Mailbox(
+            login=login, login_norm=norm, address=f"{login}@{self.domain}",
+            address_norm=f"{norm}@{self.domain}", kind=kind, subscriber_id=subscriber_id,
+            owner_key=owner_key, quota_bytes=quota_bytes, password_hash=password_hash, state=state,
+        )
+        s.add(m)
+        try:
+            await s.flush()
+        except IntegrityError as exc:
+            text = str(exc.orig).lower()
+            if "owner_key" in text:
+                raise LoginTaken(login) from None  # caller maps to "already has a mailbox"
+            raise LoginTaken(login) from None
+        return m
+
+    async def create_mailbox(self, login: str, password_hash: str, **kw: Any) -> MailboxRecord:
+        actor = kw.pop("actor", ("sysadmin", "cli"))
+        async with self.transaction() as s:
+            m = await self.add_mailbox(s, login, password_hash, **kw)
+            s.add(AuditEvent(actor_kind=actor[0], actor_id=actor[1], action="mailbox.create",
+                             target=m.address, outcome="ok", detail={"kind": m.kind}))
+        return _record(m)
+
+    async def set_password_hash(self, mailbox_id: int, new_hash: str, *, rehash: bool = False) -> None:
+        async with self.transaction() as s:
+            values: dict[str, Any] = {"password_hash": new_hash}
+            if not rehash:
+                values["password_changed_at"] = utcnow()
+            await s.execute(update(Mailbox).where(Mailbox.id == mailbox_id).values(**values))
+
+    async def set_state(self, username: str, state: str, *, actor: tuple[str, str]) -> MailboxRecord:
+        key = self.login_of(username)
+        async with self.transaction() as s:
+            m = (await s.execute(select(Mailbox).where(Mailbox.login_norm == key))).scalar_one_or_none()
+            if m is None:
+                raise NotFound(username)
+            if m.state == "closed":
+                raise NotFound(f"{username} is closed")
+            old = m.state
+            m.state = state
+            if state == "closed":
+                m.closed_at = utcnow()
+            s.add(AuditEvent(actor_kind=actor[0], actor_id=actor[1], action=f"mailbox.{state}",
+                             target=m.address, outcome="ok", detail={"from": old}))
+            await s.flush()
+            return _record(m)
+
+    async def audit(self, actor_kind: str, actor_id: str, action: str, target: str,
+                    outcome: str = "ok", **detail: Any) -> None:
+        async with self.transaction() as s:
+            s.add(AuditEvent(actor_kind=actor_kind, actor_id=actor_id, action=action,
+                             target=target, outcome=outcome, detail=detail))
+
+    async def audit_list(self, limit: int = 100, target: str | None = None,
+                         action: str | None = None) -> list[AuditEvent]:
+        async with self.sessions() as s:
+            q = select(AuditEvent).order_by(AuditEvent.id.desc()).limit(limit)
+            if target:
+                q = q.where(AuditEvent.target == target)
+            if action:
+                q = q.where(AuditEvent.action.like(action.replace("*", "%")))
+            return list((await s.execute(q)).scalars())
+
+    # -- failed-login counters (shared by every process using this database) -------------
+    async def failures(self, keys: list[str]) -> dict[str, AuthFailure]:
+        async with self.sessions() as s:
+            rows = (await s.execute(select(AuthFailure).where(AuthFailure.key.in_(keys)))).scalars()
+            return {r.key: r for r in rows}
+
+    async def record_failure(self, keys: list[str], threshold: int, lock_seconds: int) -> None:
+        now = utcnow()
+        async with self.transaction() as s:
+            for key in keys:
+                row = await s.get(AuthFailure, key)
+                if row is None:
+                    row = AuthFailure(key=key, count=0, first_at=now)
+                    s.add(row)
+                row.count += 1
+                if row.count >= threshold:
+                    row.locked_until = now + dt.timedelta(seconds=lock_seconds * (row.count // threshold))
+
+    async def clear_failures(self, keys: list[str]) -> None:
+        from sqlalchemy import delete
+
+        async with self.transaction() as s:
+            await s.execute(delete(AuthFailure).where(AuthFailure.key.in_(keys)))
