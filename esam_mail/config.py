@@ -38,87 +38,113 @@ def _f(default: Any, doc: str, **kw: Any) -> Any:
 
 @dataclass(frozen=True)
 class ServerConfig:
-    hostname: str = _f("localhost", "Host name used in the SMTP greeting, Received headers and "
-                       "the IMAP greeting; set it to the public MX/IMAP host name.")
-    data_dir: str = _f("data", "Folder for the mailboxes, the queue, the SQLite directory, keys "
-                       "and the dev TLS certificate. Created by `esam init`.")
-    log_level: str = _f("info", "One of trace, debug, info, warning, error. `trace` logs "
-                        "protocol transcripts with credentials redacted.",
-                        choices=("trace", "debug", "info", "warning", "error"))
+    hostname: str = _f(
+        "localhost",
+        "Host name used in the SMTP greeting, Received headers and "
+        "the IMAP greeting; set it to the public MX/IMAP host name.",
+    )
+    data_dir: str = _f(
+        "data",
+        "Folder for the mailboxes, the queue, the SQLite directory, keys "
+        "and the dev TLS certificate. Created by `esam init`.",
+    )
+    log_level: str = _f(
+        "info",
+        "One of trace, debug, info, warning, error. `trace` logs "
+        "protocol transcripts with credentials redacted.",
+        choices=("trace", "debug", "info", "warning", "error"),
+    )
     log_file: str = _f("", "Log to this file instead of standard error (logfmt lines).")
-    workers: int = _f(1, "Worker processes sharing the listening sockets (SO_REUSEPORT).", min=1,
-                      max=64)
-    shutdown_grace: float = _f(30.0, "Seconds `serve` waits for in-flight SMTP transactions and "
-                               "queue deliveries after SIGTERM/SIGINT.", min=0)
+    workers: int = _f(1, "Worker processes sharing the listening sockets (SO_REUSEPORT).", min=1, max=64)
+    shutdown_grace: float = _f(
+        30.0,
+        "Seconds `serve` waits for in-flight SMTP transactions and queue deliveries after SIGTERM/SIGINT.",
+        min=0,
+    )
 
 
 @dataclass(frozen=True)
 class MailConfig:
     domain: str = _f("esam.localhost", "The operator's mail domain: addresses are login@domain.")
     extra_domains: list[str] = _f([], "Further domains accepted as local (aliases of `domain`).")
-    reserved_names: list[str] = _f([], "Operator-specific user names that can never be "
-                                   "registered, on top of the RFC 2142 role names.")
+    reserved_names: list[str] = _f(
+        [], "Operator-specific user names that can never be registered, on top of the RFC 2142 role names."
+    )
     default_quota_mb: int = _f(1024, "Default mailbox quota in MiB (0 = unlimited).", min=0)
 
 
 @dataclass(frozen=True)
 class ListenConfig:
-    smtp: str = _f("127.0.0.1:2525", "MX listener (inbound mail from other operators, no "
-                   "AUTH). Production: 0.0.0.0:25. Empty string disables it.")
-    submission: str = _f("127.0.0.1:2587", "Submission with STARTTLS (RFC 6409). Production: "
-                         "0.0.0.0:587.")
-    submissions: str = _f("127.0.0.1:2465", "Submission over implicit TLS (RFC 8314). "
-                          "Production: 0.0.0.0:465.")
-    imap: str = _f("127.0.0.1:1143", "IMAP with STARTTLS; LOGIN is disabled before TLS. "
-                   "Production: 0.0.0.0:143.")
+    smtp: str = _f(
+        "127.0.0.1:2525",
+        "MX listener (inbound mail from other operators, no "
+        "AUTH). Production: 0.0.0.0:25. Empty string disables it.",
+    )
+    submission: str = _f("127.0.0.1:2587", "Submission with STARTTLS (RFC 6409). Production: 0.0.0.0:587.")
+    submissions: str = _f(
+        "127.0.0.1:2465", "Submission over implicit TLS (RFC 8314). Production: 0.0.0.0:465."
+    )
+    imap: str = _f(
+        "127.0.0.1:1143", "IMAP with STARTTLS; LOGIN is disabled before TLS. Production: 0.0.0.0:143."
+    )
     imaps: str = _f("127.0.0.1:1993", "IMAP over implicit TLS. Production: 0.0.0.0:993.")
-    http: str = _f("127.0.0.1:8080", "HTTP: online applications, EDS confirmation, "
-                   "autoconfig, /metrics, /healthz.")
+    http: str = _f(
+        "127.0.0.1:8080", "HTTP: online applications, EDS confirmation, autoconfig, /metrics, /healthz."
+    )
 
 
 @dataclass(frozen=True)
 class TLSConfig:
-    cert: str = _f("", "PEM certificate chain. Empty: a self-signed certificate is made in "
-                   "<data_dir>/tls on first start (development only).")
+    cert: str = _f(
+        "",
+        "PEM certificate chain. Empty: a self-signed certificate is made in "
+        "<data_dir>/tls on first start (development only).",
+    )
     key: str = _f("", "PEM private key for `cert`.")
-    min_version: str = _f("TLSv1.2", "Lowest TLS version accepted.",
-                          choices=("TLSv1.2", "TLSv1.3"))
+    min_version: str = _f("TLSv1.2", "Lowest TLS version accepted.", choices=("TLSv1.2", "TLSv1.3"))
 
 
 @dataclass(frozen=True)
 class DirectoryConfig:
-    url: str = _f("", "SQLAlchemy URL of the directory database. Empty: SQLite at "
-                  "<data_dir>/directory.db. Scale-out: postgresql+asyncpg://user@host/db.")
+    url: str = _f(
+        "",
+        "SQLAlchemy URL of the directory database. Empty: SQLite at "
+        "<data_dir>/directory.db. Scale-out: postgresql+asyncpg://user@host/db.",
+    )
     pool_size: int = _f(5, "Connections per process (PostgreSQL).", min=1)
 
 
 @dataclass(frozen=True)
 class StoreConfig:
     path: str = _f("", "Root of the Maildir tree. Empty: <data_dir>/mail.")
-    fsync: bool = _f(True, "fsync messages and folders before acknowledging. Never turn this "
-                     "off in production: a 250 reply then no longer means the mail is safe.")
+    fsync: bool = _f(
+        True,
+        "fsync messages and folders before acknowledging. Never turn this "
+        "off in production: a 250 reply then no longer means the mail is safe.",
+    )
 
 
 @dataclass(frozen=True)
 class AuthConfig:
-    argon2_memory_kib: int = _f(65536, "argon2id memory cost (KiB) for new password hashes.",
-                                min=8)
+    argon2_memory_kib: int = _f(65536, "argon2id memory cost (KiB) for new password hashes.", min=8)
     argon2_time_cost: int = _f(3, "argon2id iterations.", min=1)
     argon2_parallelism: int = _f(4, "argon2id lanes.", min=1)
-    hash_workers: int = _f(4, "Threads checking password hashes (each argon2 check needs "
-                           "argon2_memory_kib of RAM).", min=1)
-    cache_seconds: int = _f(60, "Remember a successful login this long (keyed by a fast "
-                            "salted hash of the password, so a hit still proves it); 0 = off.",
-                            min=0)
-    max_failures: int = _f(10, "Failed logins per account or per IP before a temporary lock.",
-                           min=1)
+    hash_workers: int = _f(
+        4, "Threads checking password hashes (each argon2 check needs argon2_memory_kib of RAM).", min=1
+    )
+    cache_seconds: int = _f(
+        60,
+        "Remember a successful login this long (keyed by a fast "
+        "salted hash of the password, so a hit still proves it); 0 = off.",
+        min=0,
+    )
+    max_failures: int = _f(10, "Failed logins per account or per IP before a temporary lock.", min=1)
     lock_seconds: int = _f(300, "Duration of that temporary lock.", min=1)
 
 
 @dataclass(frozen=True)
 class SMTPConfig:
-    max_message_size: int = _f(50 * 1024 * 1024, "Largest message accepted, bytes (SIZE).",
-                               min=1024)
+    max_message_size: int = _f(50 * 1024 * 1024, "Largest message accepted, bytes (SIZE).", min=1024)
     max_recipients: int = _f(100, "Recipients per message.", min=1)
     timeout: int = _f(300, "Idle seconds before a session is closed (RFC 5321 4.5.3.2).", min=1)
     max_commands: int = _f(1000, "Commands per session before 421.", min=10)
@@ -127,25 +153,31 @@ class SMTPConfig:
 
 @dataclass(frozen=True)
 class IMAPConfig:
-    max_literal_size: int = _f(50 * 1024 * 1024, "Largest literal (APPEND) accepted, bytes.",
-                               min=1024)
-    idle_timeout: int = _f(1800, "Seconds of inactivity before an IMAP session is closed "
-                           "(RFC 3501: at least 30 minutes).", min=60)
+    max_literal_size: int = _f(50 * 1024 * 1024, "Largest literal (APPEND) accepted, bytes.", min=1024)
+    idle_timeout: int = _f(
+        1800,
+        "Seconds of inactivity before an IMAP session is closed (RFC 3501: at least 30 minutes).",
+        min=60,
+    )
     max_connections_per_ip: int = _f(100, "Concurrent IMAP sessions from one IP.", min=1)
 
 
 @dataclass(frozen=True)
 class DKIMConfig:
     sign: bool = _f(True, "DKIM-sign every message submitted by a subscriber.")
-    selectors: list[str] = _f(["esam-rsa", "esam-ed"], "Selectors; keys live in "
-                              "<data_dir>/dkim/<selector>.key (made by `esam init` / `esam dkim "
-                              "keygen`). A selector containing 'ed' is ed25519, otherwise RSA.")
+    selectors: list[str] = _f(
+        ["esam-rsa", "esam-ed"],
+        "Selectors; keys live in "
+        "<data_dir>/dkim/<selector>.key (made by `esam init` / `esam dkim "
+        "keygen`). A selector containing 'ed' is ed25519, otherwise RSA.",
+    )
 
 
 @dataclass(frozen=True)
 class OutboundConfig:
-    transport: dict[str, str] = _f({}, "Static next hops: domain -> host:port ('*' = "
-                                   "smarthost). Domains not listed are resolved by MX.")
+    transport: dict[str, str] = _f(
+        {}, "Static next hops: domain -> host:port ('*' = smarthost). Domains not listed are resolved by MX."
+    )
     retry_base: int = _f(60, "First retry after this many seconds; doubles each time.", min=1)
     retry_max: int = _f(3600, "Longest wait between retries, seconds.", min=1)
     delay_warning: int = _f(4 * 3600, "Send a delay notice after this many seconds.", min=0)
@@ -166,12 +198,18 @@ class RegistrationConfig:
     agreement_file: str = _f("", "User agreement text. Empty: the bundled conf/agreement.txt.")
     agreement_version: str = _f("2026-1", "Label of the agreement version in `agreement_file`.")
     one_mailbox_per_iin: bool = _f(True, "At most one open personal mailbox per IIN.")
-    registry: str = _f("offline", "State-registry verifier: 'offline' (structural checks only) "
-                       "or 'file' (a CSV/JSON extract at registry_file).",
-                       choices=("offline", "file"))
+    registry: str = _f(
+        "offline",
+        "State-registry verifier: 'offline' (structural checks only) "
+        "or 'file' (a CSV/JSON extract at registry_file).",
+        choices=("offline", "file"),
+    )
     registry_file: str = _f("", "Registry extract for registry = 'file'.")
-    registry_policy: str = _f("hold", "When the registry cannot confirm: reject, hold (manual "
-                              "check) or accept.", choices=("reject", "hold", "accept"))
+    registry_policy: str = _f(
+        "hold",
+        "When the registry cannot confirm: reject, hold (manual check) or accept.",
+        choices=("reject", "hold", "accept"),
+    )
 
 
 @dataclass(frozen=True)
@@ -188,8 +226,9 @@ class HybridConfig:
     enabled: bool = _f(True, "Accept hybrid (e-mail -> paper) sendings.")
     gateway: str = _f("paper", "Local part of the hybrid gateway address (paper@domain).")
     max_pages: int = _f(20, "Most pages of a printed letter.", min=1)
-    facilities: dict[str, str] = _f({"*": "ALA01"}, "Postcode prefix -> production facility "
-                                    "code; '*' is the default facility.")
+    facilities: dict[str, str] = _f(
+        {"*": "ALA01"}, "Postcode prefix -> production facility code; '*' is the default facility."
+    )
     tracking_prefix: str = _f("RR", "Two-letter UPU S10 service indicator.")
 
 
@@ -251,7 +290,9 @@ SECTIONS: dict[str, type] = {
 }
 
 _HOSTPORT = re.compile(r"^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]*):(\d{1,5})$")
-_DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+_DOMAIN = re.compile(
+    r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
+)
 
 
 def parse_hostport(value: str) -> tuple[str, int]:
@@ -259,7 +300,7 @@ def parse_hostport(value: str) -> tuple[str, int]:
     m = _HOSTPORT.match(value)
     if not m:
         raise ValueError(value)
-    host = m.group(1).strip("[]") or "0.0.0.0"  # noqa: S104 - explicit ":port" means all
+    host = m.group(1).strip("[]") or "0.0.0.0"
     return host, int(m.group(2))
 
 
@@ -324,8 +365,7 @@ def from_dict(raw: dict[str, Any], source: str = "") -> Config:
                 problems.append(f"{dotted}: must be {_type_name(tp)}, got {value!r}")
                 continue
             if "choices" in meta and value not in meta["choices"]:
-                problems.append(f"{dotted}: must be one of {', '.join(meta['choices'])}, "
-                                f"got {value!r}")
+                problems.append(f"{dotted}: must be one of {', '.join(meta['choices'])}, got {value!r}")
                 continue
             if "min" in meta and value < meta["min"]:
                 problems.append(f"{dotted}: must be at least {meta['min']}, got {value}")
@@ -356,23 +396,29 @@ def _semantic_checks(cfg: Config) -> list[str]:
                 if port > 65535:
                     raise ValueError
             except ValueError:
-                problems.append(f"listen.{f.name}: {value!r} is not host:port "
-                                f"(hint: \"127.0.0.1:2525\", \"[::]:25\", \"\" to disable)")
+                problems.append(
+                    f"listen.{f.name}: {value!r} is not host:port "
+                    f'(hint: "127.0.0.1:2525", "[::]:25", "" to disable)'
+                )
     for key, dom in [("mail.domain", cfg.mail.domain)] + [
         (f"mail.extra_domains[{i}]", d) for i, d in enumerate(cfg.mail.extra_domains)
     ]:
         if not _DOMAIN.match(dom.lower()):
-            problems.append(f"{key}: {dom!r} is not a domain name (hint: \"mail.example.kz\")")
+            problems.append(f'{key}: {dom!r} is not a domain name (hint: "mail.example.kz")')
     if bool(cfg.tls.cert) != bool(cfg.tls.key):
-        problems.append("tls.cert: cert and key must be given together (or both left empty "
-                        "for a self-signed development certificate)")
+        problems.append(
+            "tls.cert: cert and key must be given together (or both left empty "
+            "for a self-signed development certificate)"
+        )
     for key, path in (("tls.cert", cfg.tls.cert), ("tls.key", cfg.tls.key)):
         if path and not os.access(path, os.R_OK):
             problems.append(f"{key}: cannot read {path!r}")
     url = cfg.directory.url
     if url and not (url.startswith("sqlite+aiosqlite://") or url.startswith("postgresql+asyncpg://")):
-        problems.append(f"directory.url: unsupported driver in {url.split(':')[0]!r} (hint: "
-                        "sqlite+aiosqlite:///path.db or postgresql+asyncpg://user@host/db)")
+        problems.append(
+            f"directory.url: unsupported driver in {url.split(':')[0]!r} (hint: "
+            "sqlite+aiosqlite:///path.db or postgresql+asyncpg://user@host/db)"
+        )
     for dom, hop in cfg.outbound.transport.items():
         try:
             parse_hostport(hop)
@@ -382,13 +428,11 @@ def _semantic_checks(cfg: Config) -> list[str]:
         if not os.access(p, os.R_OK):
             problems.append(f"eds.trust_anchors[{i}]: cannot read {p!r}")
     if cfg.registration.registry == "file" and not cfg.registration.registry_file:
-        problems.append("registration.registry_file: required when registration.registry = "
-                        "'file'")
+        problems.append("registration.registry_file: required when registration.registry = 'file'")
     if cfg.registration.agreement_file and not os.access(cfg.registration.agreement_file, os.R_OK):
-        problems.append(f"registration.agreement_file: cannot read "
-                        f"{cfg.registration.agreement_file!r}")
+        problems.append(f"registration.agreement_file: cannot read {cfg.registration.agreement_file!r}")
     if not re.fullmatch(r"[A-Z]{2}", cfg.hybrid.tracking_prefix):
-        problems.append("hybrid.tracking_prefix: two capital letters, e.g. \"RR\"")
+        problems.append('hybrid.tracking_prefix: two capital letters, e.g. "RR"')
     if cfg.outbound.retry_max < cfg.outbound.retry_base:
         problems.append("outbound.retry_max: must not be below outbound.retry_base")
     return problems

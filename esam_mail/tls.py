@@ -42,17 +42,18 @@ def ensure_dev_certificate(cert: Path, key: Path, hostname: str) -> bool:
     )
     fd = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as f:
-        f.write(pkey.private_bytes(serialization.Encoding.PEM,
-                                   serialization.PrivateFormat.PKCS8,
-                                   serialization.NoEncryption()))
+        f.write(
+            pkey.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
     cert.write_bytes(crt.public_bytes(serialization.Encoding.PEM))
     return True
 
 
 def server_context(cert: Path, key: Path, min_version: str = "TLSv1.2") -> ssl.SSLContext:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.minimum_version = (ssl.TLSVersion.TLSv1_3 if min_version == "TLSv1.3"
-                           else ssl.TLSVersion.TLSv1_2)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3 if min_version == "TLSv1.3" else ssl.TLSVersion.TLSv1_2
     ctx.load_cert_chain(str(cert), str(key))
     ctx.options |= ssl.OP_NO_COMPRESSION
     return ctx

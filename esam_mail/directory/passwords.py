@@ -26,9 +26,17 @@ SCHEMES = [
 
 # Dovecot scheme prefix -> how the rest is stored
 _DOVECOT = {
-    "ARGON2ID": "", "ARGON2I": "", "BLF-CRYPT": "", "BCRYPT": "", "SHA512-CRYPT": "",
-    "SHA256-CRYPT": "", "MD5-CRYPT": "", "CRYPT": "",
-    "SSHA512": "{SSHA512}", "SSHA256": "{SSHA256}", "SSHA": "{SSHA}",
+    "ARGON2ID": "",
+    "ARGON2I": "",
+    "BLF-CRYPT": "",
+    "BCRYPT": "",
+    "SHA512-CRYPT": "",
+    "SHA256-CRYPT": "",
+    "MD5-CRYPT": "",
+    "CRYPT": "",
+    "SSHA512": "{SSHA512}",
+    "SSHA256": "{SSHA256}",
+    "SSHA": "{SSHA}",
 }
 
 

@@ -63,9 +63,17 @@ class MailboxRecord:
 
 def _record(m: Mailbox) -> MailboxRecord:
     return MailboxRecord(
-        id=m.id, login=m.login, login_norm=m.login_norm, address=m.address, state=m.state,
-        kind=m.kind, quota_bytes=m.quota_bytes, password_hash=m.password_hash,
-        subscriber_id=m.subscriber_id, eds_confirmed=m.eds_confirmed, created_at=m.created_at,
+        id=m.id,
+        login=m.login,
+        login_norm=m.login_norm,
+        address=m.address,
+        state=m.state,
+        kind=m.kind,
+        quota_bytes=m.quota_bytes,
+        password_hash=m.password_hash,
+        subscriber_id=m.subscriber_id,
+        eds_confirmed=m.eds_confirmed,
+        created_at=m.created_at,
     )
 
 
@@ -114,6 +122,7 @@ def upgrade_schema_sync(url: str) -> None:
     async def run() -> None:
         engine = make_engine(url)
         async with engine.connect() as conn:
+
             def _up(sync_conn: Any) -> None:
                 cfg.attributes["connection"] = sync_conn
                 command.upgrade(cfg, "head")
@@ -174,7 +183,9 @@ class SqlDirectory:
 
     async def count_by(self) -> dict[tuple[str, str], int]:
         async with self.sessions() as s:
-            rows = await s.execute(select(Mailbox.kind, Mailbox.state, func.count()).group_by(Mailbox.kind, Mailbox.state))
+            rows = await s.execute(
+                select(Mailbox.kind, Mailbox.state, func.count()).group_by(Mailbox.kind, Mailbox.state)
+            )
             return {(k, st): n for k, st, n in rows}
 
     # -- writes ------------------------------------------------------------------------
@@ -193,9 +204,16 @@ class SqlDirectory:
         """Insert inside the caller's transaction; LoginTaken on any uniqueness clash."""
         norm = normalize_login(login)
         m = Mailbox(
-            login=login, login_norm=norm, address=f"{login}@{self.domain}",
-            address_norm=f"{norm}@{self.domain}", kind=kind, subscriber_id=subscriber_id,
-            owner_key=owner_key, quota_bytes=quota_bytes, password_hash=password_hash, state=state,
+            login=login,
+            login_norm=norm,
+            address=f"{login}@{self.domain}",
+            address_norm=f"{norm}@{self.domain}",
+            kind=kind,
+            subscriber_id=subscriber_id,
+            owner_key=owner_key,
+            quota_bytes=quota_bytes,
+            password_hash=password_hash,
+            state=state,
         )
         s.add(m)
         try:
@@ -211,8 +229,16 @@ class SqlDirectory:
         actor = kw.pop("actor", ("sysadmin", "cli"))
         async with self.transaction() as s:
             m = await self.add_mailbox(s, login, password_hash, **kw)
-            s.add(AuditEvent(actor_kind=actor[0], actor_id=actor[1], action="mailbox.create",
-                             target=m.address, outcome="ok", detail={"kind": m.kind}))
+            s.add(
+                AuditEvent(
+                    actor_kind=actor[0],
+                    actor_id=actor[1],
+                    action="mailbox.create",
+                    target=m.address,
+                    outcome="ok",
+                    detail={"kind": m.kind},
+                )
+            )
         return _record(m)
 
     async def set_password_hash(self, mailbox_id: int, new_hash: str, *, rehash: bool = False) -> None:
@@ -234,19 +260,37 @@ class SqlDirectory:
             m.state = state
             if state == "closed":
                 m.closed_at = utcnow()
-            s.add(AuditEvent(actor_kind=actor[0], actor_id=actor[1], action=f"mailbox.{state}",
-                             target=m.address, outcome="ok", detail={"from": old}))
+            s.add(
+                AuditEvent(
+                    actor_kind=actor[0],
+                    actor_id=actor[1],
+                    action=f"mailbox.{state}",
+                    target=m.address,
+                    outcome="ok",
+                    detail={"from": old},
+                )
+            )
             await s.flush()
             return _record(m)
 
-    async def audit(self, actor_kind: str, actor_id: str, action: str, target: str,
-                    outcome: str = "ok", **detail: Any) -> None:
+    async def audit(
+        self, actor_kind: str, actor_id: str, action: str, target: str, outcome: str = "ok", **detail: Any
+    ) -> None:
         async with self.transaction() as s:
-            s.add(AuditEvent(actor_kind=actor_kind, actor_id=actor_id, action=action,
-                             target=target, outcome=outcome, detail=detail))
+            s.add(
+                AuditEvent(
+                    actor_kind=actor_kind,
+                    actor_id=actor_id,
+                    action=action,
+                    target=target,
+                    outcome=outcome,
+                    detail=detail,
+                )
+            )
 
-    async def audit_list(self, limit: int = 100, target: str | None = None,
-                         action: str | None = None) -> list[AuditEvent]:
+    async def audit_list(
+        self, limit: int = 100, target: str | None = None, action: str | None = None
+    ) -> list[AuditEvent]:
         async with self.sessions() as s:
             q = select(AuditEvent).order_by(AuditEvent.id.desc()).limit(limit)
             if target:

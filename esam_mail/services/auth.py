@@ -9,8 +9,21 @@ event loop in a bounded thread pool.
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+import hmac
+import logging
+import secrets
+import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Protocol
+
+from esam_mail.directory.models import utcnow
+from esam_mail.directory.passwords import PasswordHasher
+from esam_mail.directory.sql import SqlDirectory
+from esam_mail.errors import AuthError
+from esam_mail.log import event
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,3 +48,121 @@ class Authenticator(Protocol):
             AuthError: on any failure (also when throttled).
         """
         ...
+
+
+# --------------------------------------------------------------------------------------
+# The implementation over the directory.
+
+
+log = logging.getLogger(__name__)
+
+
+class DirectoryAuthenticator:
+    """Password logins against the directory.
+
+    * The argon2 check runs in a bounded thread pool (``workers``), never on the loop.
+    * A successful login is cached for ``cache_seconds`` as an HMAC of the password
+      under a per-process random key and the stored hash: a hit proves the password,
+      and the cache dies with the process.  The stored hash is never weakened.
+    * Failures are counted per IP and per (login, IP) in the directory database,
+      so every process and node sees them; past ``max_failures`` the key is locked
+      for ``lock_seconds`` (growing with further failures).  The owner can still
+      log in from another IP while one IP is locked.
+    """
+
+    def __init__(
+        self,
+        directory: SqlDirectory,
+        hasher: PasswordHasher,
+        *,
+        workers: int = 4,
+        cache_seconds: int = 60,
+        max_failures: int = 10,
+        lock_seconds: int = 300,
+    ) -> None:
+        self.directory = directory
+        self.hasher = hasher
+        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pwcheck")
+        self.cache_seconds = cache_seconds
+        self.max_failures = max_failures
+        self.lock_seconds = lock_seconds
+        self._key = secrets.token_bytes(32)
+        self._cache: dict[str, tuple[bytes, float]] = {}
+        self.on_failure: list[object] = []  # metrics hooks: callables(service)
+
+    def _tag(self, login: str, password: str, stored: str) -> bytes:
+        msg = b"\0".join((login.encode(), stored.encode(), password.encode("utf-8", "surrogatepass")))
+        return hmac.new(self._key, msg, hashlib.sha256).digest()
+
+    async def authenticate(self, username: str, password: str, *, peer: str, service: str) -> Principal:
+        login = self.directory.login_of(username)
+        keys = [f"ip:{peer}", f"login:{login}|ip:{peer}"]
+        if await self._locked(keys):
+            event(log, "auth.locked", logging.WARNING, user=login, peer=peer, service=service)
+            raise AuthError("locked")
+        rec = await self.directory.get(login)
+        if rec is None or rec.state != "active" or not password:
+            if rec is None:  # same cost as a real check, so timing does not reveal logins
+                await asyncio.get_running_loop().run_in_executor(self.pool, self.hasher.hash, password or "x")
+            await self._fail(keys, login, peer, service)
+            raise AuthError("bad credentials")
+        now = time.monotonic()
+        hit = self._cache.get(rec.login_norm)
+        if (
+            hit
+            and hit[1] > now
+            and hmac.compare_digest(hit[0], self._tag(rec.login_norm, password, rec.password_hash))
+        ):
+            return Principal(login=rec.login_norm, address=rec.address)
+        ok, new_hash = await asyncio.get_running_loop().run_in_executor(
+            self.pool, self.hasher.verify, password, rec.password_hash
+        )
+        if not ok:
+            await self._fail(keys, login, peer, service)
+            raise AuthError("bad credentials")
+        stored = rec.password_hash
+        if new_hash:
+            await self.directory.set_password_hash(rec.id, new_hash, rehash=True)
+            stored = new_hash
+            event(log, "auth.rehashed", user=rec.login_norm)
+        if self.cache_seconds:
+            self._cache[rec.login_norm] = (
+                self._tag(rec.login_norm, password, stored),
+                now + self.cache_seconds,
+            )
+        if await self._had_failures(keys):
+            await self.directory.clear_failures(keys[1:])
+        event(log, "auth.ok", user=rec.login_norm, peer=peer, service=service)
+        return Principal(login=rec.login_norm, address=rec.address)
+
+    def forget(self, login: str) -> None:
+        """Drop the cached login (password change, suspension)."""
+        self._cache.pop(login, None)
+
+    async def _locked(self, keys: list[str]) -> bool:
+        rows = await self.directory.failures(keys)
+        now = utcnow()
+        for r in rows.values():
+            until = r.locked_until
+            if until is not None:
+                if until.tzinfo is None:
+                    until = until.replace(tzinfo=now.tzinfo)
+                if until > now:
+                    return True
+        return False
+
+    async def _had_failures(self, keys: list[str]) -> bool:
+        return bool(await self.directory.failures(keys[1:]))
+
+    async def _fail(self, keys: list[str], login: str, peer: str, service: str) -> None:
+        await self.directory.record_failure(keys, self.max_failures, self.lock_seconds)
+        event(log, "auth.failed", logging.WARNING, user=login, peer=peer, service=service)
+        for hook in self.on_failure:
+            hook(service)  # type: ignore[operator]
+        # growing delay, capped, so online guessing is slow even before the lock
+        rows = await self.directory.failures(keys)
+        n = max((r.count for r in rows.values()), default=1)
+        await asyncio.sleep(min(0.2 * n, 3.0))
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)
