@@ -74,7 +74,7 @@ class DkimKey:
 def _check_algorithm(algorithm: str) -> Algorithm:
     if algorithm not in ALGORITHMS:
         raise ValueError(f"unsupported DKIM algorithm {algorithm!r}")
-    return algorithm  # type: ignore[return-value]
+    return algorithm  # type: ignore[return-value,unused-ignore]
 
 
 class DkimSigner:
@@ -100,10 +100,7 @@ class DkimSigner:
         if not keys:
             raise ValueError("at least one DKIM key is required")
         self.domain = domain.lower().rstrip(".")
-        parsed = [
-            k if isinstance(k, DkimKey) else DkimKey(k[0], _check_algorithm(k[1]), k[2])
-            for k in keys
-        ]
+        parsed = [k if isinstance(k, DkimKey) else DkimKey(k[0], _check_algorithm(k[1]), k[2]) for k in keys]
         # RSA first so the Ed25519 signature ends up on top (RFC 8463 6).
         self.keys = sorted(parsed, key=lambda k: k.algorithm != "rsa-sha256")
         names = [h.lower() for h in sign_headers]
@@ -112,9 +109,7 @@ class DkimSigner:
         self.sign_headers = tuple(names)
 
     @classmethod
-    def from_files(
-        cls, domain: str, keys: Sequence[tuple[str, str, str | os.PathLike[str]]]
-    ) -> DkimSigner:
+    def from_files(cls, domain: str, keys: Sequence[tuple[str, str, str | os.PathLike[str]]]) -> DkimSigner:
         """Build a signer from ``(selector, algorithm, key file path)`` tuples."""
         loaded = []
         for selector, algorithm, path in keys:
@@ -179,10 +174,7 @@ class DkimSigner:
 
     def dns_records(self) -> dict[str, str]:
         """``{"<selector>._domainkey.<domain>": TXT value}`` for every key."""
-        return {
-            dns_name(k.selector, self.domain): dns_record(k.private_key, k.algorithm)
-            for k in self.keys
-        }
+        return {dns_name(k.selector, self.domain): dns_record(k.private_key, k.algorithm) for k in self.keys}
 
 
 def dns_name(selector: str, domain: str) -> str:
@@ -209,9 +201,7 @@ def dns_record(private_key: bytes, algorithm: str) -> str:
         return f"v=DKIM1; k=rsa; p={base64.b64encode(der).decode()}"
     seed = base64.b64decode(private_key.strip(), validate=True)
     ed = ed25519.Ed25519PrivateKey.from_private_bytes(seed)
-    raw = ed.public_key().public_bytes(
-        serialization.Encoding.Raw, serialization.PublicFormat.Raw
-    )
+    raw = ed.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     return f"v=DKIM1; k=ed25519; p={base64.b64encode(raw).decode()}"
 
 
