@@ -63,7 +63,7 @@ import binascii
 import hashlib
 import re
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Literal, Protocol
@@ -184,6 +184,13 @@ _KEY_USAGE_NAMES = (
 # cryptography calls nonRepudiation "content_commitment"; we expose the X.509 name.
 _KEY_USAGE_PUBLIC = {"content_commitment": "non_repudiation"}
 
+#: RFC 4514 labels for attributes cryptography would print as dotted OIDs.
+_NAME_LABELS = {
+    NameOID.SERIAL_NUMBER: "SERIALNUMBER",
+    NameOID.SURNAME: "SURNAME",
+    NameOID.GIVEN_NAME: "GIVENNAME",
+    NameOID.EMAIL_ADDRESS: "E",
+}
 _IIN_RE = re.compile(r"^IIN(\d{12})$", re.IGNORECASE)
 _BIN_RE = re.compile(r"^BIN(\d{12})$", re.IGNORECASE)
 _MAX_CHAIN = 8
@@ -309,8 +316,8 @@ class SignerInfo:
     signing_time: datetime | None
     signature_algorithm: str  # e.g. "rsa_pkcs1v15_sha256", "rsa_pss_sha256", "ecdsa_sha384"
     content: bytes
-    certificate: bytes  # signer certificate, DER
-    subject: str  # RFC 4514
+    certificate: bytes = field(repr=False)  # signer certificate, DER
+    subject: str = ""  # RFC 4514
 
 
 class SignatureVerifier(Protocol):
@@ -339,7 +346,7 @@ class SignatureVerifier(Protocol):
 def kz_checksum_ok(number: str) -> bool:
     """IIN/BIN check digit (two passes, weights 1..11 then 3..11,1,2; domain.md §1)."""
     try:  # prefer the project's full validator when it exists
-        from esam_mail.services import identity  # noqa: PLC0415
+        from esam_mail.services import identity
 
         checker = getattr(identity, "checksum_ok", None)
         if callable(checker):
@@ -710,9 +717,12 @@ class BuiltinVerifier:
                     and c.issuer == ias["issuer"]
                 ):
                     return c
-            elif sid.name == "subject_key_identifier":
-                if c.key_identifier is not None and c.key_identifier == sid.chosen.native:
-                    return c
+            elif (
+                sid.name == "subject_key_identifier"
+                and c.key_identifier is not None
+                and c.key_identifier == sid.chosen.native
+            ):
+                return c
         raise MalformedCms(
             "the signer certificate is not included in the signature",
             detail=f"no certificate matches sid {sid.name}",
@@ -736,7 +746,7 @@ class BuiltinVerifier:
             raise _algorithm_error("public key", key_oid)
         try:
             key = cert.public_key()
-        except Exception as exc:  # noqa: BLE001 - cryptography raises several types here
+        except Exception as exc:  # cryptography raises several types here
             raise _algorithm_error("public key", key_oid) from exc
         digest = _HASHES[dig_name]()
 
@@ -926,7 +936,7 @@ class BuiltinVerifier:
             cert.verify_directly_issued_by(issuer)
         except (InvalidSignature, ValueError, TypeError):
             return False
-        except Exception as exc:  # noqa: BLE001 - UnsupportedAlgorithm et al.
+        except Exception as exc:  # UnsupportedAlgorithm et al.
             raise _algorithm_error("certificate signature", sig_oid) from exc
         return True
 
@@ -1026,13 +1036,13 @@ class BuiltinVerifier:
             ext_key_usage=eku,
             fingerprint=cert.fingerprint(hashes.SHA256()).hex(),
             serial=serial if len(serial) % 2 == 0 else "0" + serial,
-            issuer=cert.issuer.rfc4514_string(),
+            issuer=cert.issuer.rfc4514_string(_NAME_LABELS),
             not_before=cert.not_valid_before_utc,
             not_after=cert.not_valid_after_utc,
             signing_time=signing_time,
             signature_algorithm=sig_name,
             content=content,
             certificate=cert.public_bytes(Encoding.DER),
-            subject=subject.rfc4514_string(),
+            subject=subject.rfc4514_string(_NAME_LABELS),
         )
 
