@@ -112,7 +112,7 @@ def checksum_ok(value: str) -> bool:
 
 
 def _clean_number(value: object, field: str, what: str) -> str:
-    """Strip blanks (people write ``900 101 300 811``) and check the checksum."""
+    """Strip blanks (people write ``900 101 300 811``) and check for 12 digits."""
     if not isinstance(value, str):
         raise ValidationError(field, f"{what} must be given as text of 12 digits")
     text = re.sub(r"[ \t\u00a0]", "", value)
@@ -120,11 +120,15 @@ def _clean_number(value: object, field: str, what: str) -> str:
         raise ValidationError(field, f"{what} is required")
     if not _is_12_ascii_digits(text):
         raise ValidationError(field, f"{what} must be exactly 12 digits")
+    return text
+
+
+def _check_checksum(text: str, field: str, what: str) -> None:
+    """Run after the structure checks, whose messages are more specific."""
     if kz_check_digit(text[:11]) is None:
         raise ValidationError(field, f"{what} is not valid: no number can start with {text[:11]}")
     if not checksum_ok(text):
         raise ValidationError(field, f"{what} is not valid: the check digit does not match")
-    return text
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,8 +165,9 @@ def validate_iin(
 ) -> ParsedIIN:
     """Validate an individual identification number (para. 13).
 
-    Checks the checksum, the 7th digit (1-6: century and sex, odd = male) and
-    that digits 1-6 form a real birth date in that century.
+    Checks the 7th digit (1-6: century and sex, odd = male), that digits 1-6
+    form a real birth date in that century, then the checksum (structure
+    first: its messages are more specific).
 
     Args:
         value: the IIN as text; blanks are ignored.
@@ -184,6 +189,7 @@ def validate_iin(
             raise ValidationError(
                 field, "IIN is not valid: digits 1-6 are not a real birth date (YYMMDD)"
             ) from None
+        _check_checksum(text, field, "IIN")
         sex: Sex = "M" if int(seventh) % 2 else "F"
         return ParsedIIN(text, born, sex, text[7:11])
     if not allow_unusual_century:
@@ -196,15 +202,16 @@ def validate_iin(
         raise ValidationError(
             field, "IIN is not valid: digits 3-6 are not a real month and day"
         ) from None
+    _check_checksum(text, field, "IIN")
     return ParsedIIN(text, None, None, text[7:11])
 
 
 def validate_bin(value: object, *, field: str = "bin") -> ParsedBIN:
     """Validate a business identification number (para. 13).
 
-    Checks the checksum, the registration month (01-12), the entity type
-    (digit 5: 4 resident, 5 non-resident, 6 joint IP) and the attribute
-    (digit 6: 0-3).
+    Checks the registration month (01-12), the entity type (digit 5:
+    4 resident, 5 non-resident, 6 joint IP), the attribute (digit 6: 0-3),
+    then the checksum.
 
     Raises:
         ValidationError: naming ``field``.
@@ -219,6 +226,7 @@ def validate_bin(value: object, *, field: str = "bin") -> ParsedBIN:
         )
     if text[5] not in BIN_ATTRIBUTES:
         raise ValidationError(field, "BIN is not valid: the 6th digit (attribute) must be 0 to 3")
+    _check_checksum(text, field, "BIN")
     return ParsedBIN(
         value=text,
         registration_year=text[:2],
