@@ -1,0 +1,310 @@
+"""Status events of hybrid items (e-mail -> paper), the append-only log and status e-mails.
+
+Events (a subset of domain.md §4, modelled on UPU EMSEVT) and allowed transitions::
+
+    (none) -> ACCEPTED | REJECTED
+    ACCEPTED -> QUEUED_FOR_PRINT | REJECTED
+    QUEUED_FOR_PRINT -> PRINTED | PRINT_FAILED
+    PRINT_FAILED -> QUEUED_FOR_PRINT (reprint) | REJECTED (give up)
+    PRINTED -> HANDED_TO_POST | PRINT_FAILED (spoiled sheet)
+    HANDED_TO_POST -> DELIVERED | RETURNED
+    DELIVERED, RETURNED, REJECTED: final
+
+Log layout: one JSON-lines file per tracking number,
+``<root>/<last two serial digits>/<S10>.jsonl``; each line is
+``{"seq", "tracking_number", "event", "time" (UTC, RFC 3339), "actor", "note"}``.
+Appends hold an fcntl lock on the file (so the transition check and the append are
+atomic across processes) and fsync before returning.  Lines are never rewritten;
+only an unterminated tail left by a crash mid-write (never acknowledged) is cut off.
+
+:data:`NOTIFY_EVENTS` are the events that send a status e-mail to the sender;
+:func:`build_status_email` builds it (Russian, Kazakh, English).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from email.utils import format_datetime, formataddr, make_msgid
+from enum import StrEnum
+from pathlib import Path
+
+from esam_mail.services.hybrid._fs import fsync_dir
+from esam_mail.services.hybrid.errors import HybridInputError, HybridStateError, TransitionError
+from esam_mail.services.hybrid.s10 import validate_s10
+
+__all__ = [
+    "NOTIFY_EVENTS",
+    "TRANSITIONS",
+    "EventLog",
+    "EventRecord",
+    "HybridEvent",
+    "build_status_email",
+    "can_transition",
+    "needs_status_email",
+]
+
+
+class HybridEvent(StrEnum):
+    """Status of a hybrid item on the e-mail -> paper path."""
+
+    ACCEPTED = "ACCEPTED"
+    REJECTED = "REJECTED"
+    QUEUED_FOR_PRINT = "QUEUED_FOR_PRINT"
+    PRINTED = "PRINTED"
+    PRINT_FAILED = "PRINT_FAILED"
+    HANDED_TO_POST = "HANDED_TO_POST"
+    DELIVERED = "DELIVERED"
+    RETURNED = "RETURNED"
+
+
+E = HybridEvent
+#: current status (None: no event yet) -> events allowed next.
+TRANSITIONS: Mapping[HybridEvent | None, frozenset[HybridEvent]] = {
+    None: frozenset({E.ACCEPTED, E.REJECTED}),
+    E.ACCEPTED: frozenset({E.QUEUED_FOR_PRINT, E.REJECTED}),
+    E.QUEUED_FOR_PRINT: frozenset({E.PRINTED, E.PRINT_FAILED}),
+    E.PRINT_FAILED: frozenset({E.QUEUED_FOR_PRINT, E.REJECTED}),
+    E.PRINTED: frozenset({E.HANDED_TO_POST, E.PRINT_FAILED}),
+    E.HANDED_TO_POST: frozenset({E.DELIVERED, E.RETURNED}),
+    E.DELIVERED: frozenset(),
+    E.RETURNED: frozenset(),
+    E.REJECTED: frozenset(),
+}
+#: events that trigger a status e-mail to the sender.
+NOTIFY_EVENTS: frozenset[HybridEvent] = frozenset({E.ACCEPTED, E.PRINTED, E.DELIVERED, E.RETURNED})
+
+
+def can_transition(current: HybridEvent | None, new: HybridEvent) -> bool:
+    """True if ``new`` may follow ``current``."""
+    return new in TRANSITIONS[current]
+
+
+def needs_status_email(event: HybridEvent) -> bool:
+    """True if ``event`` sends a status e-mail to the sender."""
+    return event in NOTIFY_EVENTS
+
+
+@dataclass(frozen=True, slots=True)
+class EventRecord:
+    """One line of an item's event log."""
+
+    seq: int
+    tracking_number: str
+    event: HybridEvent
+    time: datetime  # UTC
+    actor: str  # "system", "facility:ALA", "operator:<login>", ...
+    note: str = ""
+
+    def to_json(self) -> str:
+        """One JSON line (no newline)."""
+        return json.dumps({
+            "seq": self.seq, "tracking_number": self.tracking_number, "event": str(self.event),
+            "time": self.time.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+            "actor": self.actor, "note": self.note,
+        }, ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, line: str) -> EventRecord:
+        """Parse a line written by :meth:`to_json`."""
+        d = json.loads(line)
+        return cls(
+            seq=int(d["seq"]), tracking_number=d["tracking_number"], event=HybridEvent(d["event"]),
+            time=datetime.fromisoformat(d["time"].replace("Z", "+00:00")), actor=d["actor"],
+            note=d.get("note", ""),
+        )
+
+
+class EventLog:
+    """Append-only per-item event logs under ``root`` (multi-process safe)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def _path(self, tracking: str) -> Path:
+        return self.root / tracking[8:10] / f"{tracking}.jsonl"
+
+    @staticmethod
+    def _read_fd(fd: int) -> tuple[list[EventRecord], int]:
+        """Records and the length of the complete (newline-terminated) part of the file."""
+        os.lseek(fd, 0, os.SEEK_SET)
+        chunks = []
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+        data = b"".join(chunks)
+        complete = data.rfind(b"\n") + 1
+        try:
+            recs = [EventRecord.from_json(ln) for ln in data[:complete].decode().splitlines() if ln]
+        except (ValueError, KeyError) as exc:
+            raise HybridStateError(f"event log corrupt: {exc}") from exc
+        return recs, complete
+
+    def append(
+        self,
+        tracking_number: str,
+        event: HybridEvent,
+        *,
+        actor: str,
+        note: str = "",
+        now: datetime | None = None,
+    ) -> EventRecord:
+        """Append ``event`` if the transition from the current status is allowed.
+
+        Raises:
+            TransitionError: ``event`` may not follow the current status.
+        """
+        tracking = validate_s10(tracking_number)
+        event = HybridEvent(event)
+        if not actor or "\n" in actor:
+            raise HybridInputError("actor", "must be a non-empty single line")
+        path = self._path(tracking)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        created = not path.exists()
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o640)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            recs, complete = self._read_fd(fd)
+            current = recs[-1].event if recs else None
+            if not can_transition(current, event):
+                raise TransitionError(
+                    f"{tracking}: {event} is not allowed after {current or 'no event'}"
+                )
+            if os.fstat(fd).st_size != complete:  # crash left a partial, unacknowledged line
+                os.ftruncate(fd, complete)
+            rec = EventRecord(
+                seq=len(recs) + 1, tracking_number=tracking, event=event,
+                time=(now or datetime.now(UTC)).astimezone(UTC), actor=actor,
+                note=" ".join(note.split()),
+            )
+            os.lseek(fd, 0, os.SEEK_END)
+            os.write(fd, (rec.to_json() + "\n").encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if created:
+            fsync_dir(path.parent)
+        return rec
+
+    def history(self, tracking_number: str) -> list[EventRecord]:
+        """Every event of the item, oldest first (empty if none)."""
+        path = self._path(validate_s10(tracking_number))
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            return []
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH)
+            return self._read_fd(fd)[0]
+        finally:
+            os.close(fd)
+
+    def current(self, tracking_number: str) -> HybridEvent | None:
+        """The item's latest status, None if it has no events."""
+        h = self.history(tracking_number)
+        return h[-1].event if h else None
+
+
+# Short status texts: (subject word, body sentence) per language.
+_TEXTS: dict[HybridEvent, dict[str, tuple[str, str]]] = {
+    E.ACCEPTED: {
+        "ru": ("Принято", "Ваше письмо принято для доставки в бумажном виде. "
+                          "Трек-номер: {t}."),
+        "kk": ("Қабылданды", "Сіздің хатыңыз қағаз түрінде жеткізуге қабылданды. "
+                             "Трек-нөмірі: {t}."),
+        "en": ("Accepted", "Your letter has been accepted for delivery on paper. "
+                           "Tracking number: {t}."),
+    },
+    E.QUEUED_FOR_PRINT: {
+        "ru": ("В очереди на печать", "Письмо {t} поставлено в очередь на печать."),
+        "kk": ("Басып шығару кезегінде", "{t} хаты басып шығару кезегіне қойылды."),
+        "en": ("Queued for printing", "Letter {t} is queued for printing."),
+    },
+    E.PRINTED: {
+        "ru": ("Напечатано", "Письмо {t} напечатано и готовится к передаче на почту."),
+        "kk": ("Басып шығарылды", "{t} хаты басып шығарылды және поштаға тапсыруға "
+                                  "дайындалуда."),
+        "en": ("Printed", "Letter {t} has been printed and is being prepared for posting."),
+    },
+    E.PRINT_FAILED: {
+        "ru": ("Ошибка печати", "При печати письма {t} произошла ошибка."),
+        "kk": ("Басып шығару қатесі", "{t} хатын басып шығару кезінде қате орын алды."),
+        "en": ("Printing failed", "Printing letter {t} failed."),
+    },
+    E.HANDED_TO_POST: {
+        "ru": ("Передано на почту", "Письмо {t} передано в почтовую сеть."),
+        "kk": ("Поштаға тапсырылды", "{t} хаты пошта желісіне тапсырылды."),
+        "en": ("Handed to the post", "Letter {t} has been handed to the postal network."),
+    },
+    E.DELIVERED: {
+        "ru": ("Вручено", "Письмо {t} вручено адресату."),
+        "kk": ("Табыс етілді", "{t} хаты алушыға табыс етілді."),
+        "en": ("Delivered", "Letter {t} has been delivered to the recipient."),
+    },
+    E.RETURNED: {
+        "ru": ("Возвращено", "Письмо {t} не удалось вручить, оно возвращено."),
+        "kk": ("Қайтарылды", "{t} хатын табыс ету мүмкін болмады, ол кері қайтарылды."),
+        "en": ("Returned", "Letter {t} could not be delivered and has been returned."),
+    },
+    E.REJECTED: {
+        "ru": ("Отклонено", "Письмо {t} не может быть отправлено в бумажном виде."),
+        "kk": ("Қабылданбады", "{t} хатын қағаз түрінде жіберу мүмкін емес."),
+        "en": ("Rejected", "Letter {t} cannot be sent on paper."),
+    },
+}
+
+
+def build_status_email(
+    record: EventRecord,
+    *,
+    to_address: str,
+    from_address: str,
+    from_name: str = "Қазпошта / Казпочта / Kazpost",
+    recipient_summary: str = "",
+    in_reply_to: str | None = None,
+) -> EmailMessage:
+    """Build the status e-mail for ``record`` to the sender of the item.
+
+    Args:
+        record: the event (its tracking number and time are quoted).
+        to_address: the sender's mailbox address.
+        from_address: the operator's hybrid-mail address (e.g. ``hybrid@pochta.kz``).
+        from_name: display name for From.
+        recipient_summary: optional "name, locality" of the paper recipient.
+        in_reply_to: Message-ID of the original e-mail, to thread the notice.
+
+    Returns:
+        a message with Date, Message-ID, ``Auto-Submitted: auto-generated`` and
+        ``X-Esam-Tracking``; the caller delivers it into the sender's mailbox.
+    """
+    texts = _TEXTS[record.event]
+    t = record.tracking_number
+    subject = " / ".join(texts[lang][0] for lang in ("ru", "kk", "en"))
+    when = record.time.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    labels = {"ru": ("Получатель", "Время"), "kk": ("Алушы", "Уақыты"),
+              "en": ("Recipient", "Time")}
+    parts = []
+    for lang in ("ru", "kk", "en"):
+        lines = [texts[lang][1].format(t=t)]
+        if recipient_summary:
+            lines.append(f"{labels[lang][0]}: {' '.join(recipient_summary.split())}")
+        lines.append(f"{labels[lang][1]}: {when}")
+        parts.append("\n".join(lines))
+    msg = EmailMessage()
+    msg["From"] = formataddr((from_name, from_address))
+    msg["To"] = to_address
+    msg["Subject"] = f"[{t}] {subject}"
+    msg["Date"] = format_datetime(datetime.now(UTC))
+    msg["Message-ID"] = make_msgid("hybrid", domain=from_address.rpartition("@")[2] or None)
+    msg["Auto-Submitted"] = "auto-generated"
+    msg["X-Esam-Tracking"] = t
+    msg["X-Esam-Hybrid-Event"] = str(record.event)
+    if in_reply_to:
+        msg["In-Reply-To"] = in_reply_to
+        msg["References"] = in_reply_to
+    msg.set_content("\n\n".join(parts) + "\n\n-- \nesam hybrid mail\n")
+    return msg
