@@ -165,11 +165,10 @@ class IMAPConfig:
 @dataclass(frozen=True)
 class DKIMConfig:
     sign: bool = _f(True, "DKIM-sign every message submitted by a subscriber.")
-    selectors: list[str] = _f(
-        ["esam-rsa", "esam-ed"],
-        "Selectors; keys live in "
-        "<data_dir>/dkim/<selector>.key (made by `esam init` / `esam dkim "
-        "keygen`). A selector containing 'ed' is ed25519, otherwise RSA.",
+    keys: dict[str, str] = _f(
+        {"esam-rsa": "rsa-sha256", "esam-ed": "ed25519-sha256"},
+        "Selector -> algorithm (rsa-sha256 or ed25519-sha256). Keys live in "
+        "<data_dir>/dkim/<selector>.<kind>.key, made by `esam init` or `esam dkim keygen`.",
     )
 
 
@@ -431,6 +430,9 @@ def _semantic_checks(cfg: Config) -> list[str]:
         problems.append("registration.registry_file: required when registration.registry = 'file'")
     if cfg.registration.agreement_file and not os.access(cfg.registration.agreement_file, os.R_OK):
         problems.append(f"registration.agreement_file: cannot read {cfg.registration.agreement_file!r}")
+    for sel, alg in cfg.dkim.keys.items():
+        if alg not in ("rsa-sha256", "ed25519-sha256"):
+            problems.append(f"dkim.keys.{sel}: {alg!r} is not rsa-sha256 or ed25519-sha256")
     if not re.fullmatch(r"[A-Z]{2}", cfg.hybrid.tracking_prefix):
         problems.append('hybrid.tracking_prefix: two capital letters, e.g. "RR"')
     if cfg.outbound.retry_max < cfg.outbound.retry_base:

@@ -1,1 +1,44 @@
+"""The ``esam`` command: one entry point, subcommands for sysadmins and post offices.
 
+Exit codes: 0 ok, 1 failure, 2 bad input (the message names the field),
+78 configuration problems (EX_CONFIG), 3 not found.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+
+from esam_mail import __version__
+from esam_mail.cli import commands
+
+EX_USAGE = 2
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="esam",
+        description="esam_mail: SMTP/IMAP server of the unified system of electronic subscriber mailboxes.",
+    )
+    p.add_argument("-c", "--config", help="TOML config file (default: $ESAM_CONFIG, else built-in defaults)")
+    p.add_argument("--version", action="version", version=f"esam_mail {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for register in commands.REGISTRY:
+        register(sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,227 @@
+"""Composition root: config -> directory, store, services -> listeners.
+
+The only module that knows every concrete class.  ``run(cfg)`` installs
+Twisted's asyncio reactor on a fresh event loop (before anything imports
+``twisted.internet.reactor``), starts every listener, writes an optional
+ready file (JSON of bound ports, for tests and supervisors), and on
+SIGTERM/SIGINT stops gracefully: no new connections, in-flight SMTP DATA and
+queue deliveries finish, then the process exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import glob
+import json
+import logging
+import os
+import signal
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from esam_mail import tls
+from esam_mail.config import Config, parse_hostport
+from esam_mail.log import event
+
+log = logging.getLogger(__name__)
+
+
+def _addr(value: str) -> tuple[str, int] | None:
+    return parse_hostport(value) if value else None
+
+
+def dkim_key_files(cfg: Config) -> list[tuple[str, str, str]]:
+    out = []
+    for selector, algorithm in cfg.dkim.keys.items():
+        found = sorted(glob.glob(str(cfg.data_dir / "dkim" / f"{glob.escape(selector)}.*key")))
+        if found:
+            out.append((selector, algorithm, found[0]))
+    return out
+
+
+@dataclass
+class Services:
+    """Everything built from the config, shared by the listeners and the CLI."""
+
+    cfg: Config
+    directory: Any
+    store: Any
+    notifier: Any
+    hasher: Any
+    authenticator: Any
+    delivery: Any
+    spool: Any = None
+    queue: Any = None
+    dkim: Any = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    async def close(self) -> None:
+        self.authenticator.close()
+        await self.directory.close()
+
+
+def build(cfg: Config, *, notifier: Any = None) -> Services:
+    """Build the object graph (no sockets yet).  Call inside a running loop."""
+    from esam_mail.directory.passwords import PasswordHasher
+    from esam_mail.directory.sql import SqlDirectory
+    from esam_mail.services.auth import DirectoryAuthenticator
+    from esam_mail.services.delivery import DeliveryService
+    from esam_mail.store.maildir import MaildirStore
+    from esam_mail.store.notify import UnixDatagramNotifier
+    from esam_mail.store.spool import Spool
+
+    directory = SqlDirectory(cfg.directory_url, domain=cfg.mail.domain, pool_size=cfg.directory.pool_size)
+    hasher = PasswordHasher(cfg.auth.argon2_memory_kib, cfg.auth.argon2_time_cost, cfg.auth.argon2_parallelism)
+    authenticator = DirectoryAuthenticator(
+        directory, hasher, workers=cfg.auth.hash_workers, cache_seconds=cfg.auth.cache_seconds,
+        max_failures=cfg.auth.max_failures, lock_seconds=cfg.auth.lock_seconds,
+    )
+    if notifier is None:
+        notifier = UnixDatagramNotifier(cfg.data_dir / "run" / "notify")
+    quota = cfg.mail.default_quota_mb * 1024 * 1024 or None
+    store = MaildirStore(cfg.store_path, default_quota=quota, fsync=cfg.store.fsync, notifier=notifier)
+    spool = Spool(cfg.data_dir / "queue", fsync=cfg.store.fsync)
+    dkim = None
+    if cfg.dkim.sign:
+        from esam_mail.services.dkim import DkimSigner
+
+        files = dkim_key_files(cfg)
+        if files:
+            dkim = DkimSigner.from_files(cfg.mail.domain, files)
+        else:
+            log.warning("DKIM signing is on but no keys exist; run `esam init`")
+    delivery = DeliveryService(
+        directory, store, local_domains=cfg.local_domains, hostname=cfg.server.hostname,
+        default_quota=quota, outbound=spool, notify=None,
+        dkim_sign=dkim.sign if dkim else None,
+    )
+    return Services(cfg=cfg, directory=directory, store=store, notifier=notifier, hasher=hasher,
+                    authenticator=authenticator, delivery=delivery, spool=spool, dkim=dkim)
+
+
+def init(cfg: Config) -> list[str]:
+    """Idempotent: folders, schema (Alembic), dev TLS cert, DKIM keys.  Returns what it did."""
+    from esam_mail.directory.sql import upgrade_schema_sync
+    from esam_mail.services.dkim import generate_key
+
+    done = []
+    for d in (cfg.data_dir, cfg.store_path, cfg.data_dir / "queue", cfg.data_dir / "run",
+              cfg.data_dir / "dkim", cfg.data_dir / "tls"):
+        if not d.exists():
+            d.mkdir(parents=True, mode=0o700)
+            done.append(f"created {d}")
+        os.chmod(d, 0o700)
+    upgrade_schema_sync(cfg.directory_url)
+    done.append("directory schema is at the latest migration")
+    if not cfg.tls.cert and tls.ensure_dev_certificate(cfg.tls_cert, cfg.tls_key, cfg.server.hostname):
+        done.append(f"made a self-signed TLS certificate {cfg.tls_cert}")
+    have = {s for s, _, _ in dkim_key_files(cfg)}
+    for selector, algorithm in cfg.dkim.keys.items():
+        if selector not in have:
+            path, _ = generate_key(cfg.data_dir / "dkim", selector, algorithm)
+            done.append(f"made DKIM key {path} (publish it: esam dns)")
+    return done
+
+
+class Server:
+    """All listeners of one process."""
+
+    def __init__(self, cfg: Config, *, reuse_port: bool = False) -> None:
+        self.cfg = cfg
+        self.reuse_port = reuse_port
+        self.ports: dict[str, int] = {}
+        self.services: Services | None = None
+        self._smtp: Any = None
+        self._imap: list[Any] = []
+        self._tasks: list[asyncio.Task[Any]] = []
+
+    async def start(self) -> dict[str, int]:
+        from esam_mail.imap.server import start_imap
+        from esam_mail.smtp.server import Limits, start_smtp
+
+        cfg = self.cfg
+        if not cfg.tls.cert:
+            tls.ensure_dev_certificate(cfg.tls_cert, cfg.tls_key, cfg.server.hostname)
+        ctx = tls.server_context(cfg.tls_cert, cfg.tls_key, cfg.tls.min_version)
+        svc = self.services = build(cfg)
+        svc.notifier.start(asyncio.get_running_loop())
+        svc.delivery.notify = svc.notifier.publish
+        limits = Limits(
+            max_message_size=cfg.smtp.max_message_size, max_recipients=cfg.smtp.max_recipients,
+            timeout=cfg.smtp.timeout, max_commands=cfg.smtp.max_commands,
+            max_connections_per_ip=cfg.smtp.max_connections_per_ip,
+        )
+        self._smtp = await start_smtp(
+            delivery=svc.delivery, authenticator=svc.authenticator, hostname=cfg.server.hostname,
+            tls_context=ctx, limits=limits, mx=_addr(cfg.listen.smtp),
+            submission=_addr(cfg.listen.submission), submissions=_addr(cfg.listen.submissions),
+            reuse_port=self.reuse_port,
+        )
+        self.ports.update(self._smtp.ports())
+        imap_ports, self._imap = await start_imap(
+            store=svc.store, authenticator=svc.authenticator, notifier=svc.notifier,
+            cert=cfg.tls_cert, key=cfg.tls_key, hostname=cfg.server.hostname,
+            imap=_addr(cfg.listen.imap), imaps=_addr(cfg.listen.imaps),
+            max_literal_size=cfg.imap.max_literal_size, idle_timeout=cfg.imap.idle_timeout,
+            max_connections_per_ip=cfg.imap.max_connections_per_ip,
+        )
+        self.ports.update(imap_ports)
+        event(log, "server.started", **{k: str(v) for k, v in self.ports.items()})
+        return self.ports
+
+    async def stop(self) -> None:
+        grace = self.cfg.server.shutdown_grace
+        if self._smtp is not None:
+            await self._smtp.stop(grace)
+        for listener in self._imap:
+            with contextlib.suppress(Exception):
+                await listener.stop()
+        for t in self._tasks:
+            t.cancel()
+        if self.services is not None:
+            self.services.notifier.stop()
+            await self.services.close()
+        event(log, "server.stopped")
+
+
+def install_reactor() -> asyncio.AbstractEventLoop:
+    """A new event loop with Twisted's asyncio reactor on it (idempotent)."""
+    import sys
+
+    if "twisted.internet.reactor" in sys.modules:
+        from twisted.internet import reactor
+
+        return reactor._asyncioEventloop  # type: ignore[attr-defined,no-any-return]
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    from twisted.internet import asyncioreactor
+
+    asyncioreactor.install(loop)
+    return loop
+
+
+def run(cfg: Config, *, ready_file: str | None = None, reuse_port: bool = False) -> int:
+    """Serve until SIGTERM/SIGINT."""
+    loop = install_reactor()
+    server = Server(cfg, reuse_port=reuse_port)
+    stop = asyncio.Event()
+
+    async def main() -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        ports = await server.start()
+        if ready_file:
+            tmp = Path(ready_file + ".tmp")
+            tmp.write_text(json.dumps({"pid": os.getpid(), "ports": ports}))
+            tmp.rename(ready_file)
+        await stop.wait()
+        event(log, "server.stopping")
+        await server.stop()
+
+    try:
+        loop.run_until_complete(main())
+    finally:
+        loop.run_until_complete(loop.shutdown_asyncgens())
+    return 0

@@ -1,0 +1,367 @@
+"""Subcommands of ``esam``.  Each ``add_*`` registers one with its --help text."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import json
+import secrets
+import string
+import sys
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from esam_mail import config as config_mod
+from esam_mail.errors import ConfigError, LoginTaken, NotFound, ValidationError
+
+Sub = Any  # argparse._SubParsersAction
+REGISTRY: list[Callable[[Sub], None]] = []
+
+
+def command(func: Callable[[Sub], None]) -> Callable[[Sub], None]:
+    REGISTRY.append(func)
+    return func
+
+
+def err(msg: str) -> None:
+    print(f"esam: {msg}", file=sys.stderr)
+
+
+def load_config(args: argparse.Namespace) -> config_mod.Config:
+    try:
+        return config_mod.load(args.config)
+    except ConfigError as exc:
+        err("configuration problems:")
+        for p in exc.problems:
+            print(f"  {p}", file=sys.stderr)
+        raise SystemExit(config_mod.EX_CONFIG) from None
+
+
+def run_async(coro: Coroutine[Any, Any, int]) -> int:
+    return asyncio.run(coro)
+
+
+def read_password(args: argparse.Namespace, *, generate: bool = True) -> tuple[str, bool]:
+    """Password from stdin (--password-stdin), a prompt, or generated. Returns (pw, generated)."""
+    if getattr(args, "password_stdin", False):
+        pw = sys.stdin.readline().rstrip("\r\n")
+        if not pw:
+            raise ValidationError("password", "empty password on standard input")
+        return pw, False
+    if sys.stdin.isatty() and not getattr(args, "generate_password", False):
+        pw = getpass.getpass("Password: ")
+        if pw != getpass.getpass("Repeat: "):
+            raise ValidationError("password", "the two passwords differ")
+        return pw, False
+    if not generate:
+        raise ValidationError("password", "give --password-stdin")
+    alphabet = string.ascii_letters + string.digits
+    return "".join(secrets.choice(alphabet) for _ in range(16)), True
+
+
+def check_password(pw: str) -> None:
+    if len(pw) < 8:
+        raise ValidationError("password", "at least 8 characters")
+    if len(pw.encode()) > 1024 or any(ord(c) < 32 for c in pw):
+        raise ValidationError("password", "no control characters, at most 1024 bytes")
+
+
+def emit(args: argparse.Namespace, data: Any, human: str) -> None:
+    if getattr(args, "json", False):
+        print(json.dumps(data, ensure_ascii=False, default=str, indent=2))
+    else:
+        print(human)
+
+
+def handle_errors(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    def wrapper(args: argparse.Namespace) -> int:
+        try:
+            return func(args)
+        except ValidationError as e:
+            problems = getattr(e, "problems", None) or [(e.field, e.message)]
+            for item in problems:
+                field, message = (item.field, item.message) if hasattr(item, "field") else item
+                err(f"{field}: {message}")
+            return 2
+        except LoginTaken as e:
+            err(f"username: login taken: {e.login}")
+            return 2
+        except NotFound as e:
+            err(f"not found: {e}")
+            return 3
+
+    return wrapper
+
+
+# -- config -------------------------------------------------------------------------------
+@command
+def add_check_config(sub: Sub) -> None:
+    p = sub.add_parser("check-config", help="validate the config file, print every problem (exit 78)")
+    p.set_defaults(func=cmd_check_config)
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    cfg = load_config(args)
+    print(f"{cfg.source or 'built-in defaults'}: OK")
+    return 0
+
+
+@command
+def add_config_example(sub: Sub) -> None:
+    p = sub.add_parser("config-example", help="print the documented example config (every key, its default)")
+    p.set_defaults(func=lambda a: print(config_mod.example()) or 0)
+
+
+# -- init / serve -------------------------------------------------------------------------
+@command
+def add_init(sub: Sub) -> None:
+    p = sub.add_parser("init", help="create data folders, database schema, dev TLS cert and DKIM keys (idempotent)")
+    p.set_defaults(func=cmd_init)
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from esam_mail import app
+
+    cfg = load_config(args)
+    for line in app.init(cfg):
+        print(line)
+    run_async(_ensure_agreement(cfg))
+    print(f"ready: data in {cfg.data_dir}")
+    return 0
+
+
+async def _ensure_agreement(cfg: config_mod.Config) -> None:
+    try:
+        from esam_mail.services.registration import ensure_agreement
+    except ImportError:  # registration lands separately
+        return
+    from esam_mail.directory.sql import SqlDirectory
+
+    d = SqlDirectory(cfg.directory_url, domain=cfg.mail.domain)
+    try:
+        await ensure_agreement(d, cfg)
+    finally:
+        await d.close()
+
+
+@command
+def add_serve(sub: Sub) -> None:
+    p = sub.add_parser("serve", help="run every listener until SIGTERM/SIGINT")
+    p.add_argument("--ready-file", help="write the bound ports as JSON here once listening")
+    p.add_argument("--workers", type=int, help="worker processes sharing the sockets (overrides server.workers)")
+    p.add_argument("--no-init", action="store_true", help="do not run `init` first")
+    p.set_defaults(func=cmd_serve)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from esam_mail import app, log
+
+    cfg = load_config(args)
+    log.setup(cfg.server.log_level, cfg.server.log_file)
+    if not args.no_init:
+        for line in app.init(cfg):
+            print(line, file=sys.stderr)
+        run_async(_ensure_agreement(cfg))
+    workers = args.workers or cfg.server.workers
+    if workers > 1:
+        from esam_mail.cli.workers import run_workers
+
+        return run_workers(cfg, workers, args.ready_file)
+    print(serve_hint(cfg), file=sys.stderr)
+    return app.run(cfg, ready_file=args.ready_file)
+
+
+def serve_hint(cfg: config_mod.Config) -> str:
+    c = f" -c {cfg.source}" if cfg.source else ""
+    imaps = cfg.listen.imaps or cfg.listen.imap
+    sub = cfg.listen.submission or cfg.listen.submissions
+    return (
+        f"esam_mail serving {cfg.mail.domain}. Create a first mailbox in another terminal:\n"
+        f"  esam{c} mailbox add alice --password-stdin   (type the password, then Enter)\n"
+        f"Then point a mail client at it: IMAP {imaps} (SSL/TLS), SMTP submission {sub} "
+        f"(STARTTLS), user alice, normal password; accept the self-signed certificate."
+    )
+
+
+# -- mailboxes ----------------------------------------------------------------------------
+@command
+def add_mailbox(sub: Sub) -> None:
+    p = sub.add_parser("mailbox", help="add, list, show, suspend, resume or close mailboxes")
+    ms = p.add_subparsers(dest="mailbox_cmd", metavar="ACTION", required=True)
+    a = ms.add_parser("add", help="create a service mailbox (postmaster, abuse, ...) or a test mailbox")
+    a.add_argument("login")
+    a.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    a.add_argument("--quota-mb", type=int, help="quota in MiB (default: mail.default_quota_mb)")
+    a.add_argument("--kind", choices=["service", "personal"], default="service")
+    a.add_argument("--json", action="store_true")
+    a.set_defaults(func=handle_errors(cmd_mailbox_add))
+    ls = ms.add_parser("list", help="list mailboxes")
+    ls.add_argument("--state", choices=["active", "suspended", "closed", "held"])
+    ls.add_argument("--json", action="store_true")
+    ls.set_defaults(func=handle_errors(cmd_mailbox_list))
+    for name, helptext in (("show", "show one mailbox"), ("suspend", "suspend (no login, mail refused)"),
+                           ("resume", "re-activate a suspended mailbox"),
+                           ("close", "close for good (the address is never issued again)")):
+        q = ms.add_parser(name, help=helptext)
+        q.add_argument("login")
+        q.add_argument("--json", action="store_true")
+        if name != "show":
+            q.add_argument("--actor", default="sysadmin:cli", help="who does it, KIND:ID (audit)")
+        q.set_defaults(func=handle_errors(cmd_mailbox_state), action=name)
+
+
+def _mailbox_dict(r: Any, usage: int | None = None) -> dict[str, Any]:
+    d = {"login": r.login, "address": r.address, "state": r.state, "kind": r.kind,
+         "created_at": r.created_at.isoformat(), "quota_bytes": r.quota_bytes,
+         "eds_confirmed": r.eds_confirmed}
+    if usage is not None:
+        d["usage_bytes"] = usage
+    return d
+
+
+def cmd_mailbox_add(args: argparse.Namespace) -> int:
+    cfg = load_config(args)
+    from esam_mail.services import identity
+
+    login = args.login.strip().lower()
+    identity.validate_username(login, reserved=set()) if args.kind == "personal" else _check_service_login(login)
+    pw, generated = read_password(args)
+    check_password(pw)
+
+    async def go() -> int:
+        from esam_mail import app
+
+        svc = app.build(cfg)
+        try:
+            hashed = await asyncio.get_running_loop().run_in_executor(None, svc.hasher.hash, pw)
+            quota = args.quota_mb * 1024 * 1024 if args.quota_mb is not None else None
+            rec = await svc.directory.create_mailbox(login, hashed, kind=args.kind, quota_bytes=quota)
+            svc.store.user(rec.login_norm).create()
+        finally:
+            await svc.close()
+        emit(args, _mailbox_dict(rec) | ({"password": pw} if generated else {}),
+             f"created {rec.address}" + (f"\npassword (shown once): {pw}" if generated else ""))
+        return 0
+
+    return run_async(go())
+
+
+def _check_service_login(login: str) -> None:
+    import re
+
+    if not re.fullmatch(r"[a-z0-9]([a-z0-9._-]{0,62}[a-z0-9])?", login) or ".." in login:
+        raise ValidationError("login", "lower-case letters, digits, '.', '-', '_'; no leading/trailing/double dot")
+
+
+def cmd_mailbox_list(args: argparse.Namespace) -> int:
+    cfg = load_config(args)
+
+    async def go() -> int:
+        from esam_mail.directory.sql import SqlDirectory
+
+        d = SqlDirectory(cfg.directory_url, domain=cfg.mail.domain)
+        try:
+            rows = await d.list(args.state)
+        finally:
+            await d.close()
+        emit(args, [_mailbox_dict(r) for r in rows],
+             "\n".join(f"{r.address:40} {r.state:10} {r.kind:9} {r.created_at:%Y-%m-%d}" for r in rows)
+             or "(no mailboxes)")
+        return 0
+
+    return run_async(go())
+
+
+def cmd_mailbox_state(args: argparse.Namespace) -> int:
+    cfg = load_config(args)
+
+    async def go() -> int:
+        from esam_mail.directory.sql import SqlDirectory
+        from esam_mail.store.maildir import MaildirStore
+
+        d = SqlDirectory(cfg.directory_url, domain=cfg.mail.domain)
+        try:
+            if args.action == "show":
+                rec = await d.get(args.login)
+                if rec is None:
+                    raise NotFound(args.login)
+                usage = MaildirStore(cfg.store_path).usage(rec.login_norm)
+                data = _mailbox_dict(rec, usage)
+                emit(args, data, "\n".join(f"{k:14} {v}" for k, v in data.items()))
+                return 0
+            kind, _, ident = args.actor.partition(":")
+            state = {"suspend": "suspended", "resume": "active", "close": "closed"}[args.action]
+            rec = await d.set_state(args.login, state, actor=(kind, ident or "-"))
+            emit(args, _mailbox_dict(rec), f"{rec.address}: {rec.state}")
+            return 0
+        finally:
+            await d.close()
+
+    return run_async(go())
+
+
+@command
+def add_passwd(sub: Sub) -> None:
+    p = sub.add_parser("passwd", help="set a mailbox password")
+    p.add_argument("login")
+    p.add_argument("--password-stdin", action="store_true")
+    p.add_argument("--actor", default="sysadmin:cli", help="who does it, KIND:ID (audit)")
+    p.set_defaults(func=handle_errors(cmd_passwd))
+
+
+def cmd_passwd(args: argparse.Namespace) -> int:
+    cfg = load_config(args)
+    pw, generated = read_password(args)
+    check_password(pw)
+
+    async def go() -> int:
+        from esam_mail import app
+
+        svc = app.build(cfg)
+        try:
+            rec = await svc.directory.get(args.login)
+            if rec is None:
+                raise NotFound(args.login)
+            hashed = await asyncio.get_running_loop().run_in_executor(None, svc.hasher.hash, pw)
+            await svc.directory.set_password_hash(rec.id, hashed)
+            kind, _, ident = args.actor.partition(":")
+            await svc.directory.audit(kind, ident or "-", "mailbox.passwd", rec.address)
+        finally:
+            await svc.close()
+        print(f"password changed for {rec.address}" + (f"\npassword (shown once): {pw}" if generated else ""))
+        return 0
+
+    return run_async(go())
+
+
+@command
+def add_audit(sub: Sub) -> None:
+    p = sub.add_parser("audit", help="read the append-only audit log")
+    a = p.add_subparsers(dest="audit_cmd", metavar="ACTION", required=True)
+    ls = a.add_parser("list", help="latest audit events")
+    ls.add_argument("--limit", type=int, default=50)
+    ls.add_argument("--target", help="only events about this address")
+    ls.add_argument("--action", help="only this action (glob with *)")
+    ls.add_argument("--json", action="store_true")
+    ls.set_defaults(func=handle_errors(cmd_audit_list))
+
+
+def cmd_audit_list(args: argparse.Namespace) -> int:
+    cfg = load_config(args)
+
+    async def go() -> int:
+        from esam_mail.directory.sql import SqlDirectory
+
+        d = SqlDirectory(cfg.directory_url, domain=cfg.mail.domain)
+        try:
+            rows = await d.audit_list(args.limit, args.target, args.action)
+        finally:
+            await d.close()
+        data = [{"at": r.at, "actor": f"{r.actor_kind}:{r.actor_id}", "action": r.action,
+                 "target": r.target, "outcome": r.outcome, "detail": r.detail} for r in rows]
+        emit(args, data, "\n".join(f"{r['at']:%Y-%m-%d %H:%M:%S} {r['actor']:24} {r['action']:24} "
+                                    f"{r['target']} {r['outcome']}" for r in data) or "(no events)")
+        return 0
+
+    return run_async(go())

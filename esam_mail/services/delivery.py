@@ -1,0 +1,223 @@
+"""Accepting mail: recipient routing, sender policy and durable delivery.
+
+A transaction is: ``check_sender`` at MAIL, ``check_recipient`` at each RCPT
+(-> a :class:`Route`), then ``deliver`` at end of DATA.  ``deliver`` returns
+only when every local copy is in its Maildir on stable storage and every
+remote copy is in the fsynced outbound spool: that is what a 250 means.
+
+Routing rules (R9, R12):
+* local domains: the recipient must be an *active* mailbox (550 5.1.1
+  otherwise, also for suspended and closed ones) with room (452 4.2.2);
+* remote domains: only for an authenticated principal (554 5.7.1 otherwise:
+  no open relay, ever), into the spool;
+* special local addresses (the hybrid gateway) route to their service.
+
+Errors are :class:`~esam_mail.errors.DeliveryError` with code, enhanced code
+and a public text; the SMTP front-end only copies them onto the wire.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import email.utils
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from esam_mail.directory.sql import SqlDirectory, normalize_address
+from esam_mail.errors import DeliveryError, QuotaExceeded
+from esam_mail.log import event
+from esam_mail.services.auth import Principal
+
+log = logging.getLogger(__name__)
+
+_ADDR = re.compile(r"^[^\s@<>()\[\],;:\"\\\x00-\x1f\x7f]+@[A-Za-z0-9\x80-\U0010ffff.-]+$")
+
+
+class LocalStore(Protocol):
+    def deliver_many(self, logins: list[str], data: bytes) -> dict[str, str]: ...
+
+    def usage(self, login: str) -> int: ...
+
+
+class Outbound(Protocol):
+    def enqueue(self, mail_from: str, rcpts: list[str], data: bytes) -> str: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    kind: str  # "local" | "remote" | "special"
+    address: str  # as given (case kept)
+    login: str | None = None
+    domain: str = ""
+    service: str | None = None
+
+
+@dataclass(slots=True)
+class Transaction:
+    mail_from: str
+    routes: list[Route]
+    data: bytes
+    principal: Principal | None
+    peer: str
+    helo: str
+    tls: bool
+    session: str
+    extra_headers: list[bytes] = field(default_factory=list)
+
+
+SpecialHandler = Callable[[Transaction, list[Route]], Awaitable[None]]
+
+
+def split_address(address: str) -> tuple[str, str]:
+    local, _, domain = address.rpartition("@")
+    return local, domain.lower()
+
+
+class DeliveryService:
+    def __init__(
+        self,
+        directory: SqlDirectory,
+        store: Any,
+        *,
+        local_domains: list[str],
+        hostname: str,
+        default_quota: int | None,
+        outbound: Outbound | None = None,
+        notify: Callable[[str, str], None] | None = None,
+        dkim_sign: Callable[[bytes], bytes] | None = None,
+        kick_queue: Callable[[], None] | None = None,
+    ) -> None:
+        self.directory = directory
+        self.store = store
+        self.local_domains = {d.lower() for d in local_domains}
+        self.primary_domain = local_domains[0].lower()
+        self.hostname = hostname
+        self.default_quota = default_quota
+        self.outbound = outbound
+        self.notify = notify
+        self.dkim_sign = dkim_sign
+        self.kick_queue = kick_queue
+        self.special: dict[str, tuple[str, SpecialHandler]] = {}
+
+    def add_special(self, local_part: str, service: str, handler: SpecialHandler) -> None:
+        """Route ``local_part@<primary domain>`` to a service (e.g. the hybrid gateway)."""
+        self.special[f"{local_part.lower()}@{self.primary_domain}"] = (service, handler)
+
+    # -- MAIL FROM ---------------------------------------------------------------------
+    def check_sender(self, mail_from: str, principal: Principal | None) -> None:
+        if mail_from and not _ADDR.match(mail_from):
+            raise DeliveryError(553, "5.1.7", "Bad sender address syntax")
+        if principal is not None and normalize_address(mail_from) != principal.address:
+            raise DeliveryError(553, "5.7.1", "Sender address does not belong to you")
+
+    def check_from_header(self, data: bytes, principal: Principal) -> None:
+        """Submission: every From: address must be the authenticated mailbox's (R12)."""
+        head = data.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]
+        values = []
+        current: bytes | None = None
+        for line in head.splitlines():
+            if line[:1] in (b" ", b"\t") and current is not None:
+                current += b" " + line.strip()
+                continue
+            if current is not None:
+                values.append(current)
+                current = None
+            if line[:5].lower() == b"from:":
+                current = line[5:].strip()
+        if current is not None:
+            values.append(current)
+        if len(values) != 1:
+            raise DeliveryError(553, "5.7.1", "Exactly one From: header is required")
+        addrs = email.utils.getaddresses([values[0].decode("utf-8", "replace")])
+        if not addrs or any(normalize_address(a) != principal.address for _, a in addrs):
+            raise DeliveryError(553, "5.7.1", "From: address does not belong to you")
+
+    # -- RCPT TO -----------------------------------------------------------------------
+    async def check_recipient(
+        self, address: str, *, principal: Principal | None, size_hint: int = 0
+    ) -> Route:
+        if not _ADDR.match(address):
+            raise DeliveryError(553, "5.1.3", "Bad recipient address syntax")
+        local, domain = split_address(address)
+        try:
+            domain = domain.encode("idna").decode("ascii")
+        except UnicodeError:
+            raise DeliveryError(553, "5.1.2", "Bad recipient domain") from None
+        if domain not in self.local_domains:
+            if principal is None:
+                raise DeliveryError(554, "5.7.1", "Relay access denied")
+            if self.outbound is None:
+                raise DeliveryError(550, "5.7.1", "Outbound mail is not enabled")
+            return Route("remote", address, domain=domain)
+        key = normalize_address(f"{local}@{self.primary_domain}")
+        if key in self.special:
+            service, _ = self.special[key]
+            return Route("special", address, domain=domain, service=service)
+        rec = await self.directory.get(normalize_address(f"{local}@{domain}").rpartition("@")[0])
+        if rec is None or rec.state != "active":
+            raise DeliveryError(550, "5.1.1", "No such user here")
+        quota = rec.quota_bytes if rec.quota_bytes is not None else self.default_quota
+        if quota:
+            used = await asyncio.to_thread(self.store.usage, rec.login_norm)
+            if used + size_hint >= quota:
+                raise DeliveryError(452, "4.2.2", "Mailbox full")
+        return Route("local", address, login=rec.login_norm, domain=domain)
+
+    # -- DATA --------------------------------------------------------------------------
+    def received_header(self, tx: Transaction, for_addr: str | None) -> bytes:
+        proto = "ESMTP"
+        if tx.tls:
+            proto += "S"
+        if tx.principal is not None:
+            proto += "A"
+        date = email.utils.format_datetime(dt.datetime.now(dt.UTC).astimezone())
+        helo = re.sub(r"[^\x21-\x7e]", "?", tx.helo or "unknown")[:255]
+        for_part = f"\r\n\tfor <{for_addr}>" if for_addr else ""
+        return (
+            f"Received: from {helo} ([{tx.peer}])\r\n\tby {self.hostname} (esam_mail) "
+            f"with {proto} id {tx.session}{for_part};\r\n\t{date}\r\n"
+        ).encode("utf-8", "surrogateescape")
+
+    async def deliver(self, tx: Transaction) -> None:
+        """Deliver durably to every route or raise DeliveryError (nothing half-done
+        is acknowledged: local copies are written before the remote spool entry,
+        and a failure in either makes the whole transaction fail)."""
+        data = tx.data
+        if tx.principal is not None and self.dkim_sign is not None:
+            data = await asyncio.to_thread(self.dkim_sign, data)  # signed once, at submission
+        trace = b"".join(tx.extra_headers)
+        single = tx.routes[0].address if len(tx.routes) == 1 else None
+        stamped = self.received_header(tx, single) + trace + data
+        local = [r.login for r in tx.routes if r.kind == "local" and r.login]
+        remote = [r.address for r in tx.routes if r.kind == "remote"]
+        special = [r for r in tx.routes if r.kind == "special"]
+        if local:
+            body = b"Return-Path: <" + tx.mail_from.encode("utf-8", "surrogateescape") + b">\r\n" + stamped
+            try:
+                await asyncio.to_thread(self.store.deliver_many, sorted(set(local)), body)
+            except QuotaExceeded:
+                raise DeliveryError(552, "5.2.2", "Mailbox full") from None
+            if self.notify:
+                for login in set(local):
+                    self.notify(login, "INBOX")
+        if remote:
+            assert self.outbound is not None
+            await asyncio.to_thread(self.outbound.enqueue, tx.mail_from, remote, stamped)
+            if self.kick_queue:
+                self.kick_queue()
+        for svc in {r.service for r in special}:
+            _, handler = next(v for k, v in self.special.items() if v[0] == svc)
+            await handler(tx, [r for r in special if r.service == svc])
+        event(
+            log,
+            "delivery.accepted",
+            local=len(local),
+            remote=len(remote),
+            special=len(special),
+            size=len(tx.data),
+            user=tx.principal.login if tx.principal else "-",
+        )

@@ -1,0 +1,425 @@
+"""SMTP front-end on aiosmtpd: MX (25), submission (587 STARTTLS, 465 implicit TLS).
+
+This is the only place that speaks SMTP: it turns
+:class:`~esam_mail.errors.DeliveryError` into replies and any other exception
+into ``451 4.3.0 ... (session <id>)`` without exception text (RFC 5321,
+RFC 3207, RFC 4954, RFC 6409, RFC 8314, RFC 2034, RFC 2920, RFC 6531).
+
+aiosmtpd traps handled here (see docs in ../shared/docs/libraries.md, s. 2):
+* AUTH on implicit TLS (465): aiosmtpd hides it; that listener sets
+  ``auth_require_tls=False`` and has no ``tls_context`` (it *is* TLS).
+* the ``authenticator`` callback is synchronous: we use async ``auth_PLAIN`` /
+  ``auth_LOGIN`` handler methods and the password check runs in a thread pool.
+* MX offers no AUTH at all; submission sets ``auth_required=True``.
+* aiosmtpd's own replies lack enhanced status codes: ``push`` adds them, so
+  ENHANCEDSTATUSCODES can be advertised honestly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import logging
+import ssl
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, Session
+
+from esam_mail.errors import AuthError, DeliveryError
+from esam_mail.log import event, new_session_id, session_id
+from esam_mail.services.auth import Authenticator, Principal
+from esam_mail.services.delivery import DeliveryService, Route, Transaction
+from esam_mail.smtp import codes
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Limits:
+    max_message_size: int = 50 * 1024 * 1024
+    max_recipients: int = 100
+    timeout: int = 300
+    max_commands: int = 1000
+    max_connections_per_ip: int = 50
+
+
+@dataclass
+class Tracker:
+    """Connections and in-flight transactions, for limits and graceful stop."""
+
+    per_ip: dict[str, int] = field(default_factory=dict)
+    sessions: set[EsamSMTP] = field(default_factory=set)
+    in_flight: int = 0
+    idle: asyncio.Event = field(default_factory=asyncio.Event)
+    stopping: bool = False
+    counters: dict[str, int] = field(default_factory=dict)
+
+    def count(self, key: str, n: int = 1) -> None:
+        self.counters[key] = self.counters.get(key, 0) + n
+
+
+class EsamSMTP(SMTP):
+    """aiosmtpd's SMTP with our reply policy, limits and session id."""
+
+    def __init__(self, handler: Handler, *, tracker: Tracker, listener: str, **kw: Any) -> None:
+        super().__init__(handler, **kw)
+        self.tracker = tracker
+        self.listener = listener
+        self.sid = new_session_id()
+        self.peer_ip = "?"
+        self.commands = 0
+        self._in_ehlo = False
+        self._counted = False
+
+    # -- connection accounting ----------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        peer = transport.get_extra_info("peername")
+        self.peer_ip = peer[0] if peer else "?"
+        n = self.tracker.per_ip.get(self.peer_ip, 0)
+        limit = self.event_handler.limits.max_connections_per_ip
+        self.tracker.count(f"connections_{self.listener}")
+        if n >= limit or self.tracker.stopping:
+            reply = codes.R421_SHUTTING_DOWN if self.tracker.stopping else codes.R421_TOO_MANY_CONN
+            transport.write(reply.encode() + b"\r\n")  # type: ignore[attr-defined]
+            transport.close()
+            self.transport = None
+            return
+        self.tracker.per_ip[self.peer_ip] = n + 1
+        self._counted = True
+        self.tracker.sessions.add(self)
+        token = session_id.set(self.sid)
+        try:
+            event(log, "smtp.connect", peer=self.peer_ip, listener=self.listener)
+            super().connection_made(transport)
+        finally:
+            session_id.reset(token)
+
+    def connection_lost(self, error: Exception | None) -> None:
+        if self._counted:
+            self._counted = False
+            left = self.tracker.per_ip.get(self.peer_ip, 1) - 1
+            if left <= 0:
+                self.tracker.per_ip.pop(self.peer_ip, None)
+            else:
+                self.tracker.per_ip[self.peer_ip] = left
+            self.tracker.sessions.discard(self)
+            event(log, "smtp.disconnect", session=self.sid, peer=self.peer_ip, commands=self.commands)
+        if self.session is not None and self._handler_coroutine is not None:
+            super().connection_lost(error)
+
+    def eof_received(self) -> bool | None:
+        if self._handler_coroutine is None:
+            return False
+        return super().eof_received()
+
+    async def _handle_client(self) -> None:
+        session_id.set(self.sid)
+        await super()._handle_client()
+
+    # -- replies ------------------------------------------------------------------------
+    async def push(self, status: Any) -> None:
+        if isinstance(status, bytes):
+            status = status.decode("utf-8", "surrogateescape")
+        if not self._in_ehlo and len(status) > 4 and status[3] == " ":
+            code, text = status[:3], status[4:]
+            if code in codes.ENHANCED_DEFAULTS and not (text[:1].isdigit() and text[1:2] == "."):
+                status = f"{code} {codes.ENHANCED_DEFAULTS[code]} {text}"
+            if code[0] in "45" and "(session" not in text:
+                status += f" (session {self.sid})"
+        await super().push(status)
+
+    async def smtp_EHLO(self, hostname: str) -> None:
+        self._in_ehlo = True
+        try:
+            await super().smtp_EHLO(hostname)
+        finally:
+            self._in_ehlo = False
+
+    async def _call_handler_hook(self, command: str, *args: Any) -> Any:
+        self.commands += 1
+        if self.commands > self.event_handler.limits.max_commands:
+            await super().push(codes.R421_TOO_MANY_COMMANDS)
+            if self.transport is not None:
+                self.transport.close()
+            return codes.R421_TOO_MANY_COMMANDS
+        return await super()._call_handler_hook(command, *args)
+
+    async def smtp_NOOP(self, arg: str) -> None:
+        self.commands += 1
+        await super().smtp_NOOP(arg)
+
+    async def smtp_RSET(self, arg: str) -> None:
+        self.commands += 1
+        await super().smtp_RSET(arg)
+
+
+class Handler:
+    """aiosmtpd hooks for one listener kind ("mx" or "submission")."""
+
+    def __init__(
+        self,
+        delivery: DeliveryService,
+        *,
+        kind: str,
+        limits: Limits,
+        tracker: Tracker,
+        authenticator: Authenticator | None = None,
+        inbound_checks: Callable[[Transaction], Any] | None = None,
+    ) -> None:
+        self.delivery = delivery
+        self.kind = kind
+        self.limits = limits
+        self.tracker = tracker
+        self.authenticator = authenticator
+        self.inbound_checks = inbound_checks
+        if kind == "submission":
+            # aiosmtpd discovers auth mechanisms by method name: bind them only here.
+            self.auth_PLAIN = self._auth_plain
+            self.auth_LOGIN = self._auth_login
+
+    # -- EHLO ---------------------------------------------------------------------------
+    async def handle_EHLO(
+        self, server: EsamSMTP, session: Session, envelope: Envelope, hostname: str, responses: list[str]
+    ) -> list[str]:
+        session.host_name = hostname
+        out = [r for r in responses if not (r.startswith("250-AUTH") and (self.kind != "submission" or r.strip() == "250-AUTH"))]
+        out = [r for r in out if r != "250-HELP" and r != "250 HELP"]
+        out.append("250-PIPELINING")
+        out.append("250-ENHANCEDSTATUSCODES")
+        out.append("250 HELP")
+        return out
+
+    # -- AUTH ---------------------------------------------------------------------------
+    async def _check(self, server: EsamSMTP, login: bytes, password: bytes) -> AuthResult:
+        assert self.authenticator is not None
+        try:
+            principal = await self.authenticator.authenticate(
+                login.decode("utf-8"), password.decode("utf-8"), peer=server.peer_ip, service="smtp"
+            )
+        except (AuthError, UnicodeDecodeError):
+            self.tracker.count("auth_failed")
+            return AuthResult(success=False, handled=False)
+        return AuthResult(success=True, auth_data=principal)
+
+    async def _auth_plain(self, server: EsamSMTP, args: list[str]) -> AuthResult:
+        if len(args) == 1:
+            blob = await server.challenge_auth("")
+            if blob is MISSING:
+                return AuthResult(success=False, handled=True)
+        else:
+            try:
+                blob = base64.b64decode(args[1].encode(), validate=True)
+            except (binascii.Error, ValueError):
+                await server.push("501 5.5.2 Cannot decode base64")
+                return AuthResult(success=False, handled=True)
+        parts = bytes(blob).split(b"\0")
+        if len(parts) != 3:
+            await server.push("501 5.5.2 Cannot split AUTH PLAIN value")
+            return AuthResult(success=False, handled=True)
+        authz, login, password = parts
+        if authz and authz != login:
+            return AuthResult(success=False, handled=False)
+        return await self._check(server, login, password)
+
+    async def _auth_login(self, server: EsamSMTP, args: list[str]) -> AuthResult:
+        if len(args) == 1:
+            login = await server.challenge_auth(SMTP.AuthLoginUsernameChallenge)
+            if login is MISSING:
+                return AuthResult(success=False, handled=True)
+        else:
+            try:
+                login = base64.b64decode(args[1].encode(), validate=True)
+            except (binascii.Error, ValueError):
+                await server.push("501 5.5.2 Cannot decode base64")
+                return AuthResult(success=False, handled=True)
+        password = await server.challenge_auth(SMTP.AuthLoginPasswordChallenge)
+        if password is MISSING:
+            return AuthResult(success=False, handled=True)
+        return await self._check(server, bytes(login), bytes(password))
+
+    # -- transaction --------------------------------------------------------------------
+    def _principal(self, session: Session) -> Principal | None:
+        data = session.auth_data if session.authenticated else None
+        return data if isinstance(data, Principal) else None
+
+    async def handle_MAIL(
+        self, server: EsamSMTP, session: Session, envelope: Envelope, address: str, mail_options: list[str]
+    ) -> str:
+        try:
+            self.delivery.check_sender(address, self._principal(session))
+        except DeliveryError as e:
+            return f"{e.code} {e.enhanced} {e.public}"
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return codes.R250_SENDER_OK
+
+    async def handle_RCPT(
+        self, server: EsamSMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
+    ) -> str:
+        if rcpt_options:
+            return "555 5.5.4 RCPT parameters not supported"
+        if len(envelope.rcpt_tos) >= self.limits.max_recipients:
+            return codes.R452_TOO_MANY_RCPTS
+        size = 0
+        for opt in envelope.mail_options:
+            if opt.upper().startswith("SIZE="):
+                try:
+                    size = int(opt[5:])
+                except ValueError:
+                    size = 0
+        try:
+            route = await self.delivery.check_recipient(address, principal=self._principal(session), size_hint=size)
+        except DeliveryError as e:
+            self.tracker.count(f"rcpt_rejected_{e.code}")
+            return f"{e.code} {e.enhanced} {e.public}"
+        envelope.rcpt_tos.append(address)
+        routes: list[Route] = envelope.__dict__.setdefault("esam_routes", [])
+        routes.append(route)
+        return codes.R250_RCPT_OK
+
+    async def handle_DATA(self, server: EsamSMTP, session: Session, envelope: Envelope) -> str:
+        self.tracker.in_flight += 1
+        self.tracker.idle.clear()
+        try:
+            return await self._data(server, session, envelope)
+        except DeliveryError as e:
+            self.tracker.count(f"messages_rejected_{e.code}")
+            return f"{e.code} {e.enhanced} {e.public}"
+        except Exception:
+            log.exception("delivery failed")
+            self.tracker.count("messages_rejected_451")
+            return codes.R451_INTERNAL
+        finally:
+            self.tracker.in_flight -= 1
+            if self.tracker.in_flight == 0:
+                self.tracker.idle.set()
+
+    async def _data(self, server: EsamSMTP, session: Session, envelope: Envelope) -> str:
+        data = envelope.original_content or b""
+        principal = self._principal(session)
+        if principal is not None:
+            self.delivery.check_from_header(data, principal)
+        tls = server.transport is not None and server.transport.get_extra_info("ssl_object") is not None
+        tx = Transaction(
+            mail_from=envelope.mail_from or "",
+            routes=list(envelope.__dict__.get("esam_routes", [])),
+            data=data,
+            principal=principal,
+            peer=server.peer_ip,
+            helo=session.host_name or "",
+            tls=tls,
+            session=server.sid,
+        )
+        if self.kind == "mx" and self.inbound_checks is not None:
+            await self.inbound_checks(tx)
+        await self.delivery.deliver(tx)
+        self.tracker.count("messages_accepted")
+        return f"{codes.R250_QUEUED} as {server.sid}"
+
+    async def handle_exception(self, error: Exception) -> str:
+        log.error("smtp session error: %s", type(error).__name__)
+        return codes.R451_INTERNAL
+
+
+@dataclass
+class SMTPListeners:
+    servers: list[asyncio.base_events.Server]
+    tracker: Tracker
+
+    def ports(self) -> dict[str, int]:
+        out = {}
+        for name, srv in zip(self.names, self.servers, strict=True):
+            out[name] = srv.sockets[0].getsockname()[1]
+        return out
+
+    names: list[str] = field(default_factory=list)
+
+    async def stop(self, grace: float) -> None:
+        """Stop accepting, let in-flight DATA finish (up to ``grace`` s), then close."""
+        self.tracker.stopping = True
+        for srv in self.servers:
+            srv.close()
+        if self.tracker.in_flight:
+            try:
+                await asyncio.wait_for(self.tracker.idle.wait(), grace)
+            except TimeoutError:
+                log.warning("shutdown: %d SMTP transactions still running", self.tracker.in_flight)
+        for sess in list(self.tracker.sessions):
+            if sess.transport is not None and not sess.transport.is_closing():
+                sess.transport.write(codes.R421_SHUTTING_DOWN.encode() + b"\r\n")  # type: ignore[attr-defined]
+                sess.transport.close()
+        for srv in self.servers:
+            await srv.wait_closed()
+
+
+async def start_smtp(
+    *,
+    delivery: DeliveryService,
+    authenticator: Authenticator,
+    hostname: str,
+    tls_context: ssl.SSLContext,
+    limits: Limits,
+    mx: tuple[str, int] | None,
+    submission: tuple[str, int] | None,
+    submissions: tuple[str, int] | None,
+    inbound_checks: Callable[[Transaction], Any] | None = None,
+    reuse_port: bool = False,
+    tracker: Tracker | None = None,
+) -> SMTPListeners:
+    """Start the SMTP listeners on the running loop (port 0 allowed)."""
+    loop = asyncio.get_running_loop()
+    tracker = tracker or Tracker()
+    tracker.idle.set()
+    common: dict[str, Any] = dict(
+        hostname=hostname,
+        data_size_limit=limits.max_message_size,
+        enable_SMTPUTF8=True,
+        decode_data=False,
+        timeout=limits.timeout,
+        ident="esam_mail ESMTP",
+        command_call_limit=None,
+    )
+    result = SMTPListeners(servers=[], tracker=tracker)
+
+    def factory(kind: str, listener: str, **kw: Any) -> Callable[[], EsamSMTP]:
+        handler = Handler(
+            delivery, kind=kind, limits=limits, tracker=tracker,
+            authenticator=authenticator if kind == "submission" else None,
+            inbound_checks=inbound_checks,
+        )
+        def make() -> EsamSMTP:
+            with warnings.catch_warnings():
+                # 465 is implicit TLS: aiosmtpd cannot see that and warns about
+                # auth_required without auth_require_tls (its issue #281).
+                warnings.simplefilter("ignore")
+                return EsamSMTP(handler, tracker=tracker, listener=listener, **common, **kw)
+
+        return make
+
+    if mx:
+        srv = await loop.create_server(
+            factory("mx", "mx", tls_context=tls_context, auth_exclude_mechanism=["LOGIN", "PLAIN"]),
+            mx[0], mx[1], reuse_port=reuse_port,
+        )
+        result.servers.append(srv)
+        result.names.append("smtp")
+    if submission:
+        srv = await loop.create_server(
+            factory("submission", "submission", tls_context=tls_context, require_starttls=True,
+                    auth_required=True, auth_require_tls=True),
+            submission[0], submission[1], reuse_port=reuse_port,
+        )
+        result.servers.append(srv)
+        result.names.append("submission")
+    if submissions:
+        srv = await loop.create_server(
+            factory("submission", "submissions", auth_required=True, auth_require_tls=False),
+            submissions[0], submissions[1], ssl=tls_context, reuse_port=reuse_port,
+        )
+        result.servers.append(srv)
+        result.names.append("submissions")
+    return result
