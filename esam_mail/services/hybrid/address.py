@@ -157,7 +157,7 @@ class PostalAddress:
 
     def to_dict(self) -> dict[str, str]:
         """Plain dict of the fields (for JSON manifests)."""
-        return {f: getattr(self, f) for f in self.__slots__}  # type: ignore[attr-defined]
+        return {f: getattr(self, f) for f in self.__slots__}
 
 
 @dataclass(frozen=True, slots=True)

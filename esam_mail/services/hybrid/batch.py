@@ -26,6 +26,7 @@ call.  Batch ids look like ``ALA-20261126T101500Z-3f9c1a``.
 
 from __future__ import annotations
 
+import builtins
 import csv
 import hashlib
 import io
@@ -304,7 +305,7 @@ class BatchStore:
                                          m["item_count"], d, m["closed"]))
         return sorted(out, key=lambda b: (b.created, b.batch_id))
 
-    def close_all(self, facilities: Iterable[str] | None = None) -> list[Path]:
+    def close_all(self, facilities: Iterable[str] | None = None) -> builtins.list[Path]:
         """Close every open batch (of the given facilities); for a cut-off job."""
         wanted = set(facilities) if facilities is not None else None
         return [

@@ -52,7 +52,7 @@ def _normalize(number: str) -> str:
 def is_valid_s10(number: str) -> bool:
     """True if ``number`` (spaces/case ignored) is well-formed S10 with a correct check digit."""
     m = _S10_RE.fullmatch(_normalize(number))
-    return bool(m) and check_digit(m[2]) == int(m[3])
+    return m is not None and check_digit(m[2]) == int(m[3])
 
 
 def validate_s10(number: str, *, country: str | None = None) -> str:

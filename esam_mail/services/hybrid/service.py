@@ -1,0 +1,165 @@
+"""One object that wires the hybrid core together, for the SMTP gateway and the CLI.
+
+The composition root builds a :class:`HybridConfig` from the TOML config and one
+:class:`HybridPost`; then
+
+* the SMTP gateway address (e.g. ``hybrid@<domain>``) calls :meth:`HybridPost.accept_email`
+  for an authenticated subscriber's message and delivers the returned notices into the
+  sender's mailbox (an :class:`~errors.HybridInputError` becomes a 550 reply/bounce that
+  lists ``AddressError.problems``);
+* the CLI (``esam hybrid ...``) calls :meth:`record_event` (printed, handed to post,
+  delivered, ...), :meth:`HybridPost.batches` ``.close()/.list()`` and :meth:`ingest_scan`.
+
+State under ``state_dir``: ``s10/`` (allocator), ``batches/`` (:mod:`.batch`),
+``events/`` (:mod:`.events`), ``items/<S10>.json`` (sender and recipient of each item,
+needed for later status e-mails).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from pathlib import Path
+
+from esam_mail.services.hybrid._fs import atomic_write
+from esam_mail.services.hybrid.address import parse_letter
+from esam_mail.services.hybrid.batch import BatchStore, FacilityMap, PrintItem
+from esam_mail.services.hybrid.errors import HybridInputError, HybridStateError
+from esam_mail.services.hybrid.events import (
+    EventLog,
+    EventRecord,
+    HybridEvent,
+    build_status_email,
+    needs_status_email,
+)
+from esam_mail.services.hybrid.ingest import build_scanned_letter_message
+from esam_mail.services.hybrid.render import PdfAttachment, RenderedLetter, RenderOptions, render_letter
+from esam_mail.services.hybrid.s10 import TrackingAllocator, validate_s10
+
+__all__ = ["Acceptance", "HybridConfig", "HybridPost"]
+
+
+@dataclass(frozen=True, slots=True)
+class HybridConfig:
+    """Hybrid-mail settings (the ``[hybrid]`` config section)."""
+
+    state_dir: Path
+    hybrid_address: str  # From of status notices and scanned letters
+    service_indicator: str = "RR"
+    country: str = "KZ"
+    facilities: FacilityMap = field(default_factory=lambda: FacilityMap({}, "MAIN"))
+    render: RenderOptions = field(default_factory=RenderOptions)
+    merged_pdf: bool = False
+    max_scan_pages: int = 50
+    max_scan_bytes: int = 25 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Acceptance:
+    """Result of :meth:`HybridPost.accept_email`."""
+
+    tracking_number: str
+    batch_id: str
+    rendered: RenderedLetter
+    notices: list[EmailMessage]  # deliver these into the sender's mailbox
+
+
+class HybridPost:
+    """The hybrid-mail use cases over one state directory."""
+
+    def __init__(self, config: HybridConfig) -> None:
+        self.config = config
+        root = Path(config.state_dir)
+        self.allocator = TrackingAllocator(
+            root / "s10", service=config.service_indicator, country=config.country
+        )
+        self.batches = BatchStore(root / "batches", config.facilities, merged_pdf=config.merged_pdf)
+        self.events = EventLog(root / "events")
+        self._items = root / "items"
+
+    def accept_email(
+        self,
+        message: EmailMessage,
+        *,
+        sender: str,
+        sender_line: str | None = None,
+        actor: str = "smtp",
+    ) -> Acceptance:
+        """Accept an e-mail for paper delivery: parse, number, render, batch, log, notify.
+
+        Args:
+            message: the message as received (parsed with ``email.policy.default``).
+            sender: the authenticated sender's address (gets the notices).
+            sender_line: return address printed above the recipient; default ``sender``.
+            actor: who accepted it, for the event log.
+
+        Raises:
+            AddressError: the address block is missing or wrong (no number is used).
+            HybridInputError: e.g. an unreadable attachment or too many pages; the
+                allocated number is logged as REJECTED.
+        """
+        body = message.get_body(preferencelist=("plain",))
+        if body is None:
+            raise HybridInputError("body", "the message needs a text/plain part with the address")
+        parsed = parse_letter(body.get_content())  # before allocating: no number wasted
+        attachments = [
+            PdfAttachment(part.get_filename() or f"attachment-{i}.pdf", part.get_content())
+            for i, part in enumerate(message.iter_attachments(), start=1)
+            if part.get_content_type() == "application/pdf"
+            or (part.get_filename() or "").lower().endswith(".pdf")
+        ]
+        tracking = self.allocator.allocate()
+        try:
+            rendered = render_letter(
+                parsed.address, parsed.text, tracking_number=tracking,
+                sender_line=sender_line or sender, subject=str(message.get("Subject", "")),
+                attachments=attachments, options=self.config.render,
+            )
+        except HybridInputError as exc:
+            self.events.append(tracking, HybridEvent.REJECTED, actor=actor, note=str(exc)[:500])
+            raise
+        atomic_write(self._item_path(tracking), json.dumps({
+            "sender": sender, "recipient": f"{parsed.address.name}, {parsed.address.locality}",
+            "message_id": str(message.get("Message-ID", "")),
+        }, ensure_ascii=False).encode())
+        rec = self.events.append(tracking, HybridEvent.ACCEPTED, actor=actor)
+        batch_id = self.batches.add(PrintItem(
+            tracking_number=tracking, sender=sender, address=parsed.address, pdf=rendered.pdf,
+            pages=rendered.pages, sheets=rendered.sheets, sha256=rendered.sha256,
+            duplex=self.config.render.duplex,
+        ))
+        self.events.append(tracking, HybridEvent.QUEUED_FOR_PRINT, actor=actor, note=batch_id)
+        return Acceptance(tracking, batch_id, rendered, [self._notice(rec)])
+
+    def _item_path(self, tracking: str) -> Path:
+        self._items.mkdir(parents=True, exist_ok=True)
+        return self._items / f"{tracking}.json"
+
+    def _notice(self, rec: EventRecord) -> EmailMessage:
+        try:
+            item = json.loads(self._item_path(rec.tracking_number).read_text("utf-8"))
+        except (OSError, ValueError) as exc:
+            raise HybridStateError(f"no item record for {rec.tracking_number}") from exc
+        return build_status_email(
+            rec, to_address=item["sender"], from_address=self.config.hybrid_address,
+            recipient_summary=item["recipient"], in_reply_to=item.get("message_id") or None,
+        )
+
+    def record_event(
+        self, tracking_number: str, event: HybridEvent, *, actor: str, note: str = ""
+    ) -> tuple[EventRecord, EmailMessage | None]:
+        """Log a status event (from the facility/CLI); returns the notice to deliver, if any."""
+        tracking = validate_s10(tracking_number)
+        rec = self.events.append(tracking, event, actor=actor, note=note)
+        return rec, (self._notice(rec) if needs_status_email(rec.event) else None)
+
+    def ingest_scan(
+        self, pdf: bytes, *, tracking_number: str, subscriber_address: str, sender_name: str = ""
+    ) -> EmailMessage:
+        """Build the message for a scanned paper letter (deliver it to ``subscriber_address``)."""
+        return build_scanned_letter_message(
+            pdf, tracking_number=tracking_number, subscriber_address=subscriber_address,
+            hybrid_address=self.config.hybrid_address, sender_name=sender_name,
+            max_pages=self.config.max_scan_pages, max_bytes=self.config.max_scan_bytes,
+        )
