@@ -437,10 +437,9 @@ class QueueRunner:
             for r in failed:  # never bounce a bounce
                 r.notified = True
             return
-        if failed:
-            if await self._send_dsn(e, data, now, failed, "failed"):
-                for r in failed:
-                    r.notified = True
+        if failed and await self._send_dsn(e, data, now, failed, "failed"):
+            for r in failed:
+                r.notified = True
         warn = self.policy.delay_warning
         if still and warn is not None and not e.delay_notified and now - e.created >= warn:
             if await self._send_dsn(e, data, now, still, "delayed"):
