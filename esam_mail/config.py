@@ -194,7 +194,8 @@ class InboundConfig:
 
 @dataclass(frozen=True)
 class RegistrationConfig:
-    agreement_file: str = _f("", "User agreement text. Empty: the bundled conf/agreement.txt.")
+    agreement_file: str = _f("conf/agreement.txt", "User agreement text shown to applicants "
+                             "(`esam agreement show`); its SHA-256 is recorded with every consent.")
     agreement_version: str = _f("2026-1", "Label of the agreement version in `agreement_file`.")
     one_mailbox_per_iin: bool = _f(True, "At most one open personal mailbox per IIN.")
     registry: str = _f(
@@ -277,9 +278,7 @@ class Config:
 
     @property
     def agreement_path(self) -> Path:
-        if self.registration.agreement_file:
-            return Path(self.registration.agreement_file).absolute()
-        return Path(__file__).resolve().parent / "agreement.txt"
+        return Path(self.registration.agreement_file).absolute()
 
 
 SECTIONS: dict[str, type] = {
@@ -354,7 +353,9 @@ def from_dict(raw: dict[str, Any], source: str = "") -> Config:
         for key, value in given.items():
             dotted = f"{name}.{key}"
             if key not in fields:
-                near = [k for k in fields if k.split("_")[0] == key.split("_")[0]]
+                import difflib
+
+                near = difflib.get_close_matches(key, list(fields), n=1)
                 hint = f" (did you mean {near[0]}?)" if near else ""
                 problems.append(f"{dotted}: unknown key{hint}")
                 continue
@@ -428,7 +429,7 @@ def _semantic_checks(cfg: Config) -> list[str]:
             problems.append(f"eds.trust_anchors[{i}]: cannot read {p!r}")
     if cfg.registration.registry == "file" and not cfg.registration.registry_file:
         problems.append("registration.registry_file: required when registration.registry = 'file'")
-    if cfg.registration.agreement_file and not os.access(cfg.registration.agreement_file, os.R_OK):
+    if not os.access(cfg.registration.agreement_file, os.R_OK):
         problems.append(f"registration.agreement_file: cannot read {cfg.registration.agreement_file!r}")
     for sel, alg in cfg.dkim.keys.items():
         if alg not in ("rsa-sha256", "ed25519-sha256"):
@@ -504,3 +505,10 @@ def example(overrides: dict[str, dict[str, Any]] | None = None) -> str:
                 out.append(f"#{f.name} = {_toml_value(default)}")
         out.append("")
     return "\n".join(out)
+
+
+#: The values conf/esam.toml sets on top of the defaults (development quick start).
+DEV_OVERRIDES: dict[str, dict[str, Any]] = {
+    "server": {"hostname": "localhost", "data_dir": "data"},
+    "mail": {"domain": "esam.localhost"},
+}

@@ -110,7 +110,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 @command
 def add_config_example(sub: Sub) -> None:
     p = sub.add_parser("config-example", help="print the documented example config (every key, its default)")
-    p.set_defaults(func=lambda a: print(config_mod.example()) or 0)
+    p.add_argument("--dev", action="store_true", help="with the development values of conf/esam.toml")
+    p.set_defaults(func=lambda a: print(config_mod.example(config_mod.DEV_OVERRIDES if a.dev else None)) or 0)
 
 
 # -- init / serve -------------------------------------------------------------------------

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Install esam_mail into ./.venv and run it on the embedded defaults:
+# SQLite directory and Maildir store under ./data, a self-signed TLS certificate,
+# unprivileged ports (SMTP 2525, submission 2587/2465, IMAP 1143/1993, HTTP 8080).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3.11}
+command -v "$PY" >/dev/null || PY=python3
+if ! "$PY" -c 'import venv, ensurepip' 2>/dev/null; then
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+fi
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip >/dev/null
+.venv/bin/python -m pip install -q -e .
+exec .venv/bin/esam -c conf/esam.toml serve "$@"

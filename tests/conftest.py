@@ -1,0 +1,55 @@
+"""Shared fixtures: temporary configs on port 0, fast password hashing, a test TLS CA."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Cheap argon2 for tests (production defaults are m=64MiB, t=3, p=4).
+FAST_AUTH = {"argon2_memory_kib": 1024, "argon2_time_cost": 1, "argon2_parallelism": 1, "hash_workers": 2}
+
+
+def write_config(tmp: Path, **sections: dict[str, Any]) -> Path:
+    """A TOML config under ``tmp`` with every listener on 127.0.0.1:0."""
+    from esam_mail.config import _toml_key, _toml_value
+
+    base: dict[str, dict[str, Any]] = {
+        "server": {"hostname": "mx.esam.test", "data_dir": str(tmp / "data"), "shutdown_grace": 5.0},
+        "mail": {"domain": "esam.test"},
+        "listen": {k: "127.0.0.1:0" for k in ("smtp", "submission", "submissions", "imap", "imaps", "http")},
+        "auth": dict(FAST_AUTH),
+        "registration": {"agreement_file": str(ROOT / "conf" / "agreement.txt")},
+        "inbound": {"check_spf": False, "check_dkim": False, "dmarc_reject": False},
+    }
+    for name, values in sections.items():
+        base.setdefault(name, {}).update(values)
+    lines = []
+    for name, values in base.items():
+        lines.append(f"[{name}]")
+        lines.extend(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in values.items())
+        lines.append("")
+    path = tmp / "esam.toml"
+    path.write_text("\n".join(lines))
+    return path
+
+
+@pytest.fixture
+def config_path(tmp_path: Path) -> Path:
+    return write_config(tmp_path)
+
+
+@pytest.fixture
+def cfg(config_path: Path) -> Any:
+    from esam_mail import config
+
+    return config.load(config_path)
+
+
+def have(tool: str) -> bool:
+    return shutil.which(tool) is not None or os.path.exists(f"/usr/sbin/{tool}")
