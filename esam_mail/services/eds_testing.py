@@ -142,8 +142,10 @@ def cached_key(kind: KeyKind = "rsa", slot: int = 0) -> PrivateKey:
     return generate_key(kind)
 
 
-def to_pem(obj: x509.Certificate | x509.CertificateRevocationList) -> bytes:
-    """PEM encoding of a certificate or CRL."""
+def to_pem(obj: Issued | x509.Certificate | x509.CertificateRevocationList) -> bytes:
+    """PEM encoding of a certificate (or an :class:`Issued`'s certificate) or a CRL."""
+    if isinstance(obj, Issued):
+        obj = obj.cert
     return obj.public_bytes(serialization.Encoding.PEM)
 
 
