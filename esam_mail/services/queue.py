@@ -441,9 +441,9 @@ class QueueRunner:
             for r in failed:
                 r.notified = True
         warn = self.policy.delay_warning
-        if still and warn is not None and not e.delay_notified and now - e.created >= warn:
-            if await self._send_dsn(e, data, now, still, "delayed"):
-                e.delay_notified = True
+        due_warning = warn is not None and not e.delay_notified and now - e.created >= warn
+        if still and due_warning and await self._send_dsn(e, data, now, still, "delayed"):
+            e.delay_notified = True
 
     async def _send_dsn(
         self,
