@@ -79,6 +79,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
 from esam_mail.errors import ConfigError, EsamError
+from esam_mail.services.identity import checksum_ok
 
 __all__ = [
     "CLIENT_AUTH_OID",
@@ -344,27 +345,8 @@ class SignatureVerifier(Protocol):
 
 
 def kz_checksum_ok(number: str) -> bool:
-    """IIN/BIN check digit (two passes, weights 1..11 then 3..11,1,2; domain.md §1)."""
-    try:  # prefer the project's full validator when it exists
-        from esam_mail.services import identity
-
-        checker = getattr(identity, "checksum_ok", None)
-        if callable(checker):
-            return bool(checker(number))
-    except ImportError:
-        pass
-    return _local_checksum_ok(number)
-
-
-def _local_checksum_ok(number: str) -> bool:
-    if len(number) != 12 or not number.isascii() or not number.isdigit():
-        return False
-    digits = [int(c) for c in number]
-    s = sum(d * w for d, w in zip(digits[:11], range(1, 12), strict=True)) % 11
-    if s == 10:
-        weights2 = [3, 4, 5, 6, 7, 8, 9, 10, 11, 1, 2]
-        s = sum(d * w for d, w in zip(digits[:11], weights2, strict=True)) % 11
-    return s != 10 and s == digits[11]
+    """IIN/BIN check digit only (delegates to :func:`esam_mail.services.identity.checksum_ok`)."""
+    return checksum_ok(number)
 
 
 def role_allows_entity_signing(signer: SignerInfo) -> bool:
@@ -566,7 +548,6 @@ class BuiltinVerifier:
         self.test_ca_mode = test_ca_mode
         self.require_eku = frozenset(require_eku) if require_eku else frozenset()
         self._clock = clock or (lambda: datetime.now(UTC))
-        self._anchor_fps = {a.fingerprint(hashes.SHA256()) for a in self._anchors}
 
     # -- configuration -------------------------------------------------------
 
@@ -899,8 +880,6 @@ class BuiltinVerifier:
                     self._check_issuer(anchor, depth, None)
                     chain.append(anchor)
                     return chain
-            if current.fingerprint(hashes.SHA256()) in self._anchor_fps and current is not leaf:
-                return chain
             candidates = [
                 c for c in pool if c.subject == current.issuer and c not in chain
             ]

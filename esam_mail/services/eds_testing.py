@@ -95,7 +95,7 @@ _KU_FIELDS = {
     "key_cert_sign": "key_cert_sign",
     "crl_sign": "crl_sign",
 }
-_HASHES = {
+_HASHES: dict[str, type[hashes.SHA1 | hashes.SHA256 | hashes.SHA384 | hashes.SHA512]] = {
     "sha1": hashes.SHA1,
     "sha256": hashes.SHA256,
     "sha384": hashes.SHA384,
@@ -205,7 +205,7 @@ def _key_usage_ext(names: Iterable[str]) -> x509.KeyUsage:
     return x509.KeyUsage(**fields)
 
 
-def _sign_hash(key: PrivateKey) -> hashes.HashAlgorithm:
+def _sign_hash(key: PrivateKey) -> hashes.SHA256 | hashes.SHA384:
     if isinstance(key, ec.EllipticCurvePrivateKey) and key.curve.key_size >= 384:
         return hashes.SHA384()
     return hashes.SHA256()

@@ -131,7 +131,7 @@ def test_root_included_in_cms_is_fine(pki: t.DemoPki, verifier: eds.BuiltinVerif
 def test_issuer_that_is_not_a_ca(pki: t.DemoPki, verifier: eds.BuiltinVerifier) -> None:
     not_ca = t.intermediate_ca(pki.root, "NOT A CA", key=t.cached_key("rsa", 914), ca=False)
     who = t.individual_cert(not_ca)
-    with pytest.raises(eds.UntrustedCertificate):
+    with pytest.raises(eds.UntrustedCertificate, match="is not a CA"):
         verifier.verify(_sign(who, not_ca), NONCE)
 
 
@@ -140,7 +140,7 @@ def test_issuer_without_key_cert_sign(pki: t.DemoPki, verifier: eds.BuiltinVerif
         pki.root, "NO KEYCERTSIGN", key=t.cached_key("rsa", 915), key_usage={"crl_sign"}
     )
     who = t.individual_cert(weak)
-    with pytest.raises(eds.UntrustedCertificate):
+    with pytest.raises(eds.UntrustedCertificate, match="may not sign certificates"):
         verifier.verify(_sign(who, weak), NONCE)
 
 
@@ -149,7 +149,7 @@ def test_path_length_constraint(pki: t.DemoPki, verifier: eds.BuiltinVerifier) -
     sub = t.intermediate_ca(pki.intermediate, "SUB CA", key=t.cached_key("rsa", 916))
     who = t.individual_cert(sub)
     cms = t.sign_cms(NONCE, who.cert, who.key, [sub.cert, pki.intermediate.cert])
-    with pytest.raises(eds.UntrustedCertificate):
+    with pytest.raises(eds.UntrustedCertificate, match="path length"):
         verifier.verify(cms, NONCE)
 
 

@@ -76,7 +76,7 @@ def test_rsa_pss(
 def test_ecdsa(
     pki: t.DemoPki, verifier: eds.BuiltinVerifier, kind: str, digest: str, detached: bool
 ) -> None:
-    who = t.individual_cert(pki.intermediate, key=t.cached_key(kind, 0))  # type: ignore[arg-type]
+    who = t.individual_cert(pki.intermediate, key=t.cached_key(kind, 0))  # type: ignore[arg-type,unused-ignore]
     cms = _sign(who, pki, detached=detached, digest=digest)
     signer = verifier.verify(cms, NONCE if detached else None)
     assert signer.signature_algorithm == f"ecdsa_{digest}"
@@ -99,7 +99,7 @@ def test_cms_made_by_cryptography_pkcs7_builder(
     cms = (
         pkcs7.PKCS7SignatureBuilder()
         .set_data(NONCE)
-        .add_signer(who.cert, who.key, hashes.SHA256())  # type: ignore[arg-type]
+        .add_signer(who.cert, who.key, hashes.SHA256())
         .add_certificate(pki.intermediate.cert)
         .sign(serialization.Encoding.DER, [pkcs7.PKCS7Options.DetachedSignature])
     )
@@ -276,7 +276,7 @@ def test_gost_2015_512_signature_is_unsupported_with_its_name(
 def test_other_gost_oids(
     pki: t.DemoPki, verifier: eds.BuiltinVerifier, field: str, oid: str, name: str
 ) -> None:
-    cms = _sign(pki.individual, pki, **{field: oid})
+    cms = _sign(pki.individual, pki, **{field: oid})  # type: ignore[arg-type]
     with pytest.raises(eds.UnsupportedAlgorithm, match="GOST-capable") as info:
         verifier.verify(cms, NONCE)
     assert name in info.value.public and oid in info.value.public
@@ -393,7 +393,7 @@ def test_require_eku(pki: t.DemoPki) -> None:
 
 
 def test_error_tree() -> None:
-    classes = [
+    classes: list[type[eds.EdsError]] = [
         eds.MalformedCms,
         eds.UnsupportedAlgorithm,
         eds.BadSignature,
@@ -411,3 +411,48 @@ def test_error_tree() -> None:
         assert isinstance(err, eds.EdsError) and isinstance(err, EsamError)
         assert err.public and "internal detail" not in err.public
         assert err.detail == "internal detail"
+
+
+# --------------------------------------------------------------------------- encodings
+
+
+def _to_indefinite_length(der: bytes) -> bytes:
+    """Re-encode ContentInfo and its [0] wrapper with BER indefinite lengths (Bouncy Castle)."""
+    from asn1crypto import parser
+
+    _, _, _, _, outer, _ = parser.parse(der)
+    oid_len = 2 + outer[1]
+    oid, wrapped = outer[:oid_len], outer[oid_len:]
+    _, _, _, _, signed_data, _ = parser.parse(wrapped)
+    return b"\x30\x80" + oid + b"\xa0\x80" + signed_data + b"\x00\x00" + b"\x00\x00"
+
+
+def test_ber_indefinite_length_outer(pki: t.DemoPki, verifier: eds.BuiltinVerifier) -> None:
+    der = _sign(pki.individual, pki, detached=False)
+    ber = _to_indefinite_length(der)
+    assert ber != der
+    assert verifier.verify(ber).content == NONCE
+    assert verifier.verify(base64.b64encode(ber)).content == NONCE
+
+
+def test_sha256_with_rsa_signature_oid(pki: t.DemoPki, verifier: eds.BuiltinVerifier) -> None:
+    cms = _sign(pki.individual, pki, signature_algorithm_oid="1.2.840.113549.1.1.11")
+    assert verifier.verify(cms, NONCE).signature_algorithm == "rsa_pkcs1v15_sha256"
+
+
+def test_signature_oid_hash_differs_from_digest(
+    pki: t.DemoPki, verifier: eds.BuiltinVerifier
+) -> None:
+    cms = _sign(pki.individual, pki, signature_algorithm_oid="1.2.840.113549.1.1.5")  # sha1RSA
+    with pytest.raises(eds.MalformedCms):
+        verifier.verify(cms, NONCE)
+
+
+@pytest.mark.parametrize("content", [b"", b"\x30\x03\x02\x01\x05", bytes(range(256)) * 64])
+def test_binary_and_empty_content(
+    pki: t.DemoPki, verifier: eds.BuiltinVerifier, content: bytes
+) -> None:
+    attached = t.sign_cms(content, pki.individual.cert, pki.individual.key, [pki.intermediate.cert], detached=False)
+    assert verifier.verify(attached).content == content
+    detached = t.sign_cms(content, pki.individual.cert, pki.individual.key, [pki.intermediate.cert])
+    assert verifier.verify(detached, content).content == content
