@@ -226,7 +226,10 @@ def cmd_mailbox_add(args: argparse.Namespace) -> int:
     from esam_mail.services import identity
 
     login = args.login.strip().lower()
-    identity.validate_username(login, reserved=set()) if args.kind == "personal" else _check_service_login(login)
+    if args.kind == "personal":
+        login = identity.normalize_username(login, field="login", reserved=cfg.mail.reserved_names)
+    else:
+        _check_service_login(login)
     pw, generated = read_password(args)
     check_password(pw)
 
