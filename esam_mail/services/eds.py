@@ -664,12 +664,7 @@ class BuiltinVerifier:
             econtent = encap["content"]
             encap_content: bytes | None = None
             if not isinstance(econtent, asn1_core.Void):
-                parsed = econtent.parsed if hasattr(econtent, "parsed") else econtent
-                encap_content = (
-                    parsed.native if isinstance(parsed, asn1_core.OctetString) else econtent.contents
-                )
-                if not isinstance(encap_content, bytes):
-                    encap_content = econtent.contents
+                encap_content = bytes(econtent)  # joins BER constructed chunks too
             asn1_certs: list[asn1_x509.Certificate] = []
             for choice in sd["certificates"] or []:
                 if choice.name == "certificate":

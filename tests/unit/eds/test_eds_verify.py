@@ -435,6 +435,47 @@ def test_ber_indefinite_length_outer(pki: t.DemoPki, verifier: eds.BuiltinVerifi
     assert verifier.verify(base64.b64encode(ber)).content == NONCE
 
 
+def _tlvs(data: bytes) -> list[bytes]:
+    from asn1crypto import parser
+
+    out = []
+    while data:
+        _, _, _, header, contents, trailer = parser.parse(data, strict=False)
+        size = len(header) + len(contents) + len(trailer)
+        out.append(data[:size])
+        data = data[size:]
+    return out
+
+
+def _contents(tlv: bytes) -> bytes:
+    from asn1crypto import parser
+
+    return parser.parse(tlv)[4]
+
+
+def _bouncy_castle_style(der: bytes) -> bytes:
+    """Attached CMS with every wrapper indefinite and eContent as a chunked OCTET STRING."""
+    oid, wrapped = _tlvs(_contents(der))
+    version, digests, encap, *rest = _tlvs(_contents(_contents(wrapped)))
+    e_type, e_wrapped = _tlvs(_contents(encap))
+    octets = _contents(_contents(e_wrapped))
+    chunks = b"".join(
+        b"\x04" + bytes([len(octets[i : i + 7])]) + octets[i : i + 7]
+        for i in range(0, len(octets), 7)
+    )
+    eoc = b"\x00\x00"
+    new_encap = b"\x30\x80" + e_type + b"\xa0\x80\x24\x80" + chunks + eoc + eoc + eoc
+    signed_data = b"\x30\x80" + version + digests + new_encap + b"".join(rest) + eoc
+    return b"\x30\x80" + oid + b"\xa0\x80" + signed_data + eoc + eoc
+
+
+def test_ber_chunked_econtent(pki: t.DemoPki, verifier: eds.BuiltinVerifier) -> None:
+    ber = _bouncy_castle_style(_sign(pki.individual, pki, detached=False))
+    assert NONCE not in ber  # really split into chunks
+    assert verifier.verify(ber).content == NONCE
+    assert verifier.verify(ber, NONCE).content == NONCE
+
+
 def test_sha256_with_rsa_signature_oid(pki: t.DemoPki, verifier: eds.BuiltinVerifier) -> None:
     cms = _sign(pki.individual, pki, signature_algorithm_oid="1.2.840.113549.1.1.11")
     assert verifier.verify(cms, NONCE).signature_algorithm == "rsa_pkcs1v15_sha256"
