@@ -94,7 +94,7 @@ def build(cfg: Config, *, notifier: Any = None) -> Services:
             log.warning("DKIM signing is on but no keys exist; run `esam init`")
     delivery = DeliveryService(
         directory, store, local_domains=cfg.local_domains, hostname=cfg.server.hostname,
-        default_quota=quota, outbound=spool, notify=None,
+        outbound=spool,
         dkim_sign=dkim.sign if dkim else None,
     )
     return Services(cfg=cfg, directory=directory, store=store, notifier=notifier, hasher=hasher,
@@ -147,7 +147,6 @@ class Server:
         ctx = tls.server_context(cfg.tls_cert, cfg.tls_key, cfg.tls.min_version)
         svc = self.services = build(cfg)
         svc.notifier.start(asyncio.get_running_loop())
-        svc.delivery.notify = svc.notifier.publish
         limits = Limits(
             max_message_size=cfg.smtp.max_message_size, max_recipients=cfg.smtp.max_recipients,
             timeout=cfg.smtp.timeout, max_commands=cfg.smtp.max_commands,

@@ -290,7 +290,7 @@ def cmd_mailbox_state(args: argparse.Namespace) -> int:
                 rec = await d.get(args.login)
                 if rec is None:
                     raise NotFound(args.login)
-                usage = MaildirStore(cfg.store_path).usage(rec.login_norm)
+                usage = MaildirStore(cfg.store_path).user(rec.login_norm).usage()
                 data = _mailbox_dict(rec, usage)
                 emit(args, data, "\n".join(f"{k:14} {v}" for k, v in data.items()))
                 return 0

@@ -25,7 +25,7 @@ import logging
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 from esam_mail.directory.sql import SqlDirectory, normalize_address
 from esam_mail.errors import DeliveryError, QuotaExceeded
@@ -37,10 +37,17 @@ log = logging.getLogger(__name__)
 _ADDR = re.compile(r"^[^\s@<>()\[\],;:\"\\\x00-\x1f\x7f]+@[A-Za-z0-9\x80-\U0010ffff.-]+$")
 
 
-class LocalStore(Protocol):
-    def deliver_many(self, logins: list[str], data: bytes) -> dict[str, str]: ...
+class QuotaView(Protocol):
+    @property
+    def ok(self) -> bool: ...
 
-    def usage(self, login: str) -> int: ...
+
+class LocalStore(Protocol):
+    def deliver_many(
+        self, logins: list[str], data: bytes, *, quotas: dict[str, int | None] | None = None
+    ) -> dict[str, str]: ...
+
+    def quota_state(self, login: str, incoming_size: int = 0, quota: int | None = None) -> QuotaView: ...
 
 
 class Outbound(Protocol):
@@ -54,6 +61,7 @@ class Route:
     login: str | None = None
     domain: str = ""
     service: str | None = None
+    quota: int | None = None  # bytes; None = the store's default
 
 
 @dataclass(slots=True)
@@ -81,13 +89,11 @@ class DeliveryService:
     def __init__(
         self,
         directory: SqlDirectory,
-        store: Any,
+        store: LocalStore,
         *,
         local_domains: list[str],
         hostname: str,
-        default_quota: int | None,
         outbound: Outbound | None = None,
-        notify: Callable[[str, str], None] | None = None,
         dkim_sign: Callable[[bytes], bytes] | None = None,
         kick_queue: Callable[[], None] | None = None,
     ) -> None:
@@ -96,9 +102,7 @@ class DeliveryService:
         self.local_domains = {d.lower() for d in local_domains}
         self.primary_domain = local_domains[0].lower()
         self.hostname = hostname
-        self.default_quota = default_quota
         self.outbound = outbound
-        self.notify = notify
         self.dkim_sign = dkim_sign
         self.kick_queue = kick_queue
         self.special: dict[str, tuple[str, SpecialHandler]] = {}
@@ -160,12 +164,10 @@ class DeliveryService:
         rec = await self.directory.get(normalize_address(f"{local}@{domain}").rpartition("@")[0])
         if rec is None or rec.state != "active":
             raise DeliveryError(550, "5.1.1", "No such user here")
-        quota = rec.quota_bytes if rec.quota_bytes is not None else self.default_quota
-        if quota:
-            used = await asyncio.to_thread(self.store.usage, rec.login_norm)
-            if used + size_hint >= quota:
-                raise DeliveryError(452, "4.2.2", "Mailbox full")
-        return Route("local", address, login=rec.login_norm, domain=domain)
+        # cheap: the store keeps a cached usage figure (maildirsize), no directory walk
+        if not self.store.quota_state(rec.login_norm, size_hint, rec.quota_bytes).ok:
+            raise DeliveryError(452, "4.2.2", "Mailbox full")
+        return Route("local", address, login=rec.login_norm, domain=domain, quota=rec.quota_bytes)
 
     # -- DATA --------------------------------------------------------------------------
     def received_header(self, tx: Transaction, for_addr: str | None) -> bytes:
@@ -192,18 +194,16 @@ class DeliveryService:
         trace = b"".join(tx.extra_headers)
         single = tx.routes[0].address if len(tx.routes) == 1 else None
         stamped = self.received_header(tx, single) + trace + data
-        local = [r.login for r in tx.routes if r.kind == "local" and r.login]
+        quotas = {r.login: r.quota for r in tx.routes if r.kind == "local" and r.login}
+        local = list(quotas)
         remote = [r.address for r in tx.routes if r.kind == "remote"]
         special = [r for r in tx.routes if r.kind == "special"]
         if local:
             body = b"Return-Path: <" + tx.mail_from.encode("utf-8", "surrogateescape") + b">\r\n" + stamped
             try:
-                await asyncio.to_thread(self.store.deliver_many, sorted(set(local)), body)
+                await asyncio.to_thread(self.store.deliver_many, sorted(local), body, quotas=quotas)
             except QuotaExceeded:
                 raise DeliveryError(552, "5.2.2", "Mailbox full") from None
-            if self.notify:
-                for login in set(local):
-                    self.notify(login, "INBOX")
         if remote:
             assert self.outbound is not None
             await asyncio.to_thread(self.outbound.enqueue, tx.mail_from, remote, stamped)
