@@ -7,6 +7,8 @@ Exit codes: 0 ok, 1 failure, 2 bad input (the message names the field),
 from __future__ import annotations
 
 import argparse
+import importlib
+import pkgutil
 import sys
 from collections.abc import Callable
 
@@ -24,6 +26,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("-c", "--config", help="TOML config file (default: $ESAM_CONFIG, else built-in defaults)")
     p.add_argument("--version", action="version", version=f"esam_mail {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    # Every module of this package may register subcommands with @commands.command.
+    for mod in pkgutil.iter_modules(__path__):
+        if not mod.name.startswith("_"):
+            importlib.import_module(f"{__name__}.{mod.name}")
     for register in commands.REGISTRY:
         register(sub)
     return p
