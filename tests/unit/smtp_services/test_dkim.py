@@ -49,11 +49,15 @@ def test_generate_key_formats_and_permissions(keys):
     rsa_path, rsa_txt = keys["rsa"]
     ed_path, ed_txt = keys["ed"]
     assert stat.S_IMODE(os.stat(rsa_path).st_mode) == 0o600
-    assert open(rsa_path, "rb").read().startswith(b"-----BEGIN RSA PRIVATE KEY-----")  # PKCS#1
+    with open(rsa_path, "rb") as f:
+        rsa_pem = f.read()
+    with open(ed_path, "rb") as f:
+        ed_key = f.read()
+    assert rsa_pem.startswith(b"-----BEGIN RSA PRIVATE KEY-----")  # PKCS#1
     assert rsa_txt.startswith("v=DKIM1; k=rsa; p=MII")
     assert re.fullmatch(r"v=DKIM1; k=ed25519; p=[A-Za-z0-9+/]{43}=", ed_txt)
-    assert dns_record(open(ed_path, "rb").read(), "ed25519-sha256") == ed_txt
-    assert dns_record(open(rsa_path, "rb").read(), "rsa-sha256") == rsa_txt
+    assert dns_record(ed_key, "ed25519-sha256") == ed_txt
+    assert dns_record(rsa_pem, "rsa-sha256") == rsa_txt
     assert "".join(txt_chunks(rsa_txt)) == rsa_txt
     assert all(len(c) <= 255 for c in txt_chunks(rsa_txt))
 
@@ -89,7 +93,7 @@ def test_header_list_oversigns_present_headers_only(keys):
     assert h.count("from") == 2 and h.count("subject") == 2 and h.count("message-id") == 2
     assert "cc" not in h and "received" not in h and "list-unsubscribe" not in h
     tags = dkim.util.parse_tag_value(s.signatures(MSG)[0].split(b":", 1)[1])
-    assert b"relaxed/relaxed" == tags[b"c"]
+    assert tags[b"c"] == b"relaxed/relaxed"
     assert re.sub(rb"\s", b"", tags[b"h"]).split(b":").count(b"to") == 2
 
 

@@ -115,13 +115,12 @@ def test_4xx_retries_with_backoff_then_succeeds(tmp_path):
 
 
 def test_5xx_bounces_immediately_only_failed_recipient(tmp_path):
-    runner, relay, bounces, _ = make(
-        tmp_path, {"bob@other.test": [550], "carol@other.test": [451]}
-    )
+    runner, _relay, bounces, _ = make(tmp_path, {"bob@other.test": [550], "carol@other.test": [451]})
 
     async def go():
-        qid = await runner.enqueue("alice@example.com", ["bob@other.test", "carol@other.test"],
-                                   MSG, dsn_envelope_id="ENV-1")
+        qid = await runner.enqueue(
+            "alice@example.com", ["bob@other.test", "carol@other.test"], MSG, dsn_envelope_id="ENV-1"
+        )
         await runner.run_once()
         return qid
 
@@ -188,7 +187,7 @@ def test_delay_warning_then_expiry_bounce(tmp_path):
         await runner.run_once()
         return qid
 
-    qid = asyncio.run(go())
+    asyncio.run(go())
     assert len(bounces.sent) == 2
     r = parse(bounces.sent[1][2]).get_payload()[1].get_payload()[1]
     assert (r["Action"], r["Status"]) == ("failed", "5.4.7")
@@ -215,7 +214,7 @@ def test_bounce_handover_failure_is_retried(tmp_path):
 
 
 def test_retry_now_and_run_loop_wakes_on_kick_and_stops(tmp_path):
-    runner, relay, _, clock = make(tmp_path, {"bob@other.test": [451, 250]}, max_sleep=30)
+    runner, relay, _, _clock = make(tmp_path, {"bob@other.test": [451, 250]}, max_sleep=30)
 
     async def go():
         task = asyncio.create_task(runner.run())

@@ -21,8 +21,13 @@ def mode(path: str) -> int:
 
 def test_enqueue_writes_message_and_envelope_0600(tmp_path):
     sp = Spool(tmp_path / "q")
-    qid = sp.enqueue("a@example.com", ["b@other.test", "c@other.test", "b@other.test"], MSG,
-                     dsn_envelope_id="env1", now=1000.0)
+    qid = sp.enqueue(
+        "a@example.com",
+        ["b@other.test", "c@other.test", "b@other.test"],
+        MSG,
+        dsn_envelope_id="env1",
+        now=1000.0,
+    )
     e = sp.get(qid)
     assert e.mail_from == "a@example.com"
     assert [r.address for r in e.rcpts] == ["b@other.test", "c@other.test"]
@@ -112,8 +117,12 @@ HOLDER = textwrap.dedent(
 def test_claim_is_exclusive_across_processes_and_freed_on_exit(tmp_path):
     sp = Spool(tmp_path)
     qid = sp.enqueue("a@x.test", ["b@y.test"], MSG)
-    child = subprocess.Popen([sys.executable, "-c", HOLDER, str(tmp_path), qid],
-                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    child = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(tmp_path), qid],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert child.stdout.readline().strip() == "claimed"
         assert sp.claim(qid) is None
@@ -147,8 +156,12 @@ def test_competing_runners_send_each_entry_once(tmp_path):
     ids = {sp.enqueue("a@x.test", ["b@y.test"], MSG) for _ in range(60)}
     sent = tmp_path / "sent"
     sent.mkdir()
-    procs = [subprocess.Popen([sys.executable, "-c", RUNNER, str(tmp_path / "q"), str(sent)],
-                              stdout=subprocess.PIPE, text=True) for _ in range(4)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", RUNNER, str(tmp_path / "q"), str(sent)], stdout=subprocess.PIPE, text=True
+        )
+        for _ in range(4)
+    ]
     outs = [p.communicate(timeout=60)[0] for p in procs]
     assert all(p.returncode == 0 for p in procs)
     assert "DUP" not in "".join(outs)
