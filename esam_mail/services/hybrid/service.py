@@ -37,7 +37,7 @@ from esam_mail.services.hybrid.ingest import build_scanned_letter_message
 from esam_mail.services.hybrid.render import PdfAttachment, RenderedLetter, RenderOptions, render_letter
 from esam_mail.services.hybrid.s10 import TrackingAllocator, validate_s10
 
-__all__ = ["Acceptance", "HybridConfig", "HybridPost"]
+__all__ = ["Acceptance", "HybridConfig", "HybridPost", "unflow"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +63,24 @@ class Acceptance:
     batch_id: str
     rendered: RenderedLetter
     notices: list[EmailMessage]  # deliver these into the sender's mailbox
+
+
+def unflow(text: str, *, delsp: bool = False) -> str:
+    """Undo RFC 3676 ``format=flowed`` soft line breaks (a line ending in a space)."""
+    out: list[str] = []
+    buf = ""
+    for line in text.split("\n"):
+        line = line.rstrip("\r")
+        if line.startswith(" "):  # space-stuffing
+            line = line[1:]
+        if line.endswith(" ") and line != "-- ":
+            buf += line[:-1] if delsp else line
+        else:
+            out.append(buf + line)
+            buf = ""
+    if buf:
+        out.append(buf)
+    return "\n".join(out)
 
 
 class HybridPost:
@@ -102,7 +120,10 @@ class HybridPost:
         body = message.get_body(preferencelist=("plain",))
         if body is None:
             raise HybridInputError("body", "the message needs a text/plain part with the address")
-        parsed = parse_letter(body.get_content())  # before allocating: no number wasted
+        content = body.get_content()
+        if str(body.get_param("format", "")).lower() == "flowed":
+            content = unflow(content, delsp=str(body.get_param("delsp", "")).lower() == "yes")
+        parsed = parse_letter(content)  # before allocating: no number wasted
         attachments = [
             PdfAttachment(part.get_filename() or f"attachment-{i}.pdf", part.get_content())
             for i, part in enumerate(message.iter_attachments(), start=1)

@@ -30,7 +30,7 @@ def test_transitions() -> None:
     assert can_transition(E.PRINT_FAILED, E.QUEUED_FOR_PRINT)
     assert not can_transition(E.DELIVERED, E.RETURNED)
     assert not can_transition(E.ACCEPTED, E.DELIVERED)
-    assert NOTIFY_EVENTS == {E.ACCEPTED, E.PRINTED, E.DELIVERED, E.RETURNED}
+    assert {E.ACCEPTED, E.PRINTED, E.DELIVERED, E.RETURNED} == NOTIFY_EVENTS
     assert needs_status_email(E.PRINTED) and not needs_status_email(E.QUEUED_FOR_PRINT)
 
 
