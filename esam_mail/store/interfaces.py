@@ -46,6 +46,7 @@ class FolderInfo:
     special_use: str | None = None
     has_children: bool = False
     subscribed: bool = True
+    noselect: bool = False  # a parent that exists only in names of its children
 
 
 @dataclass(slots=True)

@@ -1,0 +1,158 @@
+"""Consistency check and repair of one user's Maildir++ tree (``esam store check``).
+
+Per folder: the uidlist parses; no duplicate UIDs or keys; every UID is below the next
+UID (``N``); files listed but missing; files in ``cur/`` without a UID; the same key
+present twice in ``cur/``; messages still waiting in ``new/`` (informational).
+Per user: ``maildirsize`` agrees with the files.
+
+``repair=True``, under the folder lock: a uidlist that could reuse UIDs (unparsable,
+duplicate UIDs, a UID >= ``N``) is rebuilt with a *new* UIDVALIDITY, UIDs renumbered
+in their old order; a duplicated key keeps one file (a second hard link is removed, a
+different file gets a fresh key and UID); then a normal sync assigns UIDs to unknown
+files and drops missing ones; ``maildirsize`` is recalculated.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass, field
+
+from esam_mail.store.maildir import MaildirUser, new_key, size_from_key, split_name
+from esam_mail.store.uidlist import UIDLIST, FolderLock, UidList, read_uidlist
+
+
+@dataclass(slots=True)
+class FolderReport:
+    name: str
+    messages: int = 0
+    pending_new: int = 0
+    problems: list[str] = field(default_factory=list)
+    repaired: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class CheckReport:
+    login: str
+    folders: list[FolderReport] = field(default_factory=list)
+    usage_recorded: tuple[int, int] = (0, 0)
+    usage_actual: tuple[int, int] = (0, 0)
+    problems: list[str] = field(default_factory=list)  # user-level
+    repaired: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems and all(not f.problems for f in self.folders)
+
+    def lines(self) -> list[str]:
+        """Human-readable report (no message content, no paths)."""
+        out = [f"user {self.login}: {'ok' if self.ok else 'PROBLEMS'}"]
+        out += [f"  {p}" for p in self.problems]
+        out += [f"  repaired: {r}" for r in self.repaired]
+        for f in self.folders:
+            out.append(f"  folder {f.name!r}: {f.messages} messages, {f.pending_new} in new/")
+            out += [f"    {p}" for p in f.problems]
+            out += [f"    repaired: {r}" for r in f.repaired]
+        return out
+
+
+def _check_folder(user: MaildirUser, name: str, repair: bool) -> FolderReport:
+    rep = FolderReport(name)
+    path = user.folder_path(name)
+    try:
+        data = (path / UIDLIST).read_bytes()
+        try:
+            ul: UidList | None = UidList.parse(data)
+        except ValueError as exc:
+            ul = None
+            rep.problems.append(f"uidlist unparsable: {exc}")
+    except FileNotFoundError:
+        ul = None
+        rep.problems.append("uidlist missing")
+    if ul is not None:
+        rep.problems += ul.problems
+    raw_cur = [n for n in os.listdir(path / "cur") if not n.startswith(".")]
+    rep.pending_new = sum(1 for n in os.listdir(path / "new") if not n.startswith("."))
+    by_key: dict[str, list[str]] = {}
+    for fn in raw_cur:
+        by_key.setdefault(split_name(fn)[0], []).append(fn)
+    dups = {k: v for k, v in by_key.items() if len(v) > 1}
+    for k in dups:
+        rep.problems.append(f"key present {len(dups[k])} times in cur/: {k}")
+    if ul is not None:
+        missing = [k for k in ul.entries if k not in by_key]
+        unknown = [k for k in by_key if k not in ul.entries]
+        if missing:
+            rep.problems.append(f"{len(missing)} uidlist entries without a file")
+        if unknown:
+            rep.problems.append(f"{len(unknown)} files in cur/ without a UID")
+    rep.messages = len(by_key)
+    if not repair or not rep.problems:
+        return rep
+
+    with FolderLock(path, fsync=user.store.fsync) as lock:
+        for key, fns in dups.items():
+            keep = max(fns, key=len)
+            for fn in fns:
+                if fn == keep:
+                    continue
+                try:
+                    same = os.path.samefile(path / "cur" / fn, path / "cur" / keep)
+                except FileNotFoundError:
+                    continue
+                if same:
+                    os.unlink(path / "cur" / fn)
+                    rep.repaired.append(f"removed duplicate link of {key}")
+                else:
+                    size = size_from_key(key)
+                    if size is None:
+                        size = os.stat(path / "cur" / fn).st_size
+                    fresh = f"{new_key(size)}:2,{split_name(fn)[1]}"
+                    os.rename(path / "cur" / fn, path / "cur" / fresh)
+                    rep.repaired.append(f"gave a new key to a second file for {key}")
+        current, _sig = read_uidlist(path)
+        if current is None or current.fatal:
+            uv = user.next_uidvalidity()
+            fresh_ul = UidList(uidvalidity=uv)
+            if current is not None:
+                for key, _uid in sorted(current.entries.items(), key=lambda kv: kv[1]):
+                    fresh_ul.assign(key)
+            lock.commit(fresh_ul.render())
+            rep.repaired.append(f"uidlist rebuilt with new UIDVALIDITY {uv}")
+    with contextlib.closing(user.folder(name)) as folder:
+        folder.sync()
+    rep.repaired.append("synced (UIDs assigned, missing entries dropped)")
+    return rep
+
+
+def check_user(user: MaildirUser, repair: bool = False) -> CheckReport:
+    """Check (and optionally repair) every folder of ``user``.
+
+    Args:
+        user: the user's store.
+        repair: fix what is found (see module docstring).
+
+    Returns:
+        A ``CheckReport``; ``report.ok`` is False when problems were found (even if
+        they were repaired in this run: run again to confirm).
+    """
+    report = CheckReport(login=user.login)
+    if not user.exists():
+        report.problems.append("mailbox directory missing")
+        return report
+    for info in user.list_folders():
+        if info.noselect:
+            continue
+        try:
+            report.folders.append(_check_folder(user, info.name, repair))
+        except OSError as exc:  # report, keep checking the other folders
+            report.problems.append(f"folder {info.name!r}: {type(exc).__name__}")
+    usage = user._usage
+    report.usage_recorded = usage.get()
+    report.usage_actual = usage.walk()
+    if report.usage_recorded != report.usage_actual:
+        report.problems.append(f"maildirsize says {report.usage_recorded}, files say {report.usage_actual}")
+        if repair:
+            usage.recalc(force=True)
+            report.repaired.append("maildirsize recalculated")
+    return report

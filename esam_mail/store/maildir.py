@@ -1,0 +1,1402 @@
+"""Maildir++ mail store with Dovecot-compatible UID lists (implements ``store.interfaces``).
+
+Maildir: https://cr.yp.to/proto/maildir.html; Maildir++ quotas; Dovecot's
+``dovecot-uidlist``/``dovecot-keywords`` (doc.dovecot.org, mailbox_formats/maildir);
+IMAP semantics of RFC 3501 (UIDVALIDITY, UIDNEXT) and RFC 4315 (COPYUID).
+
+On-disk layout (every directory 0700, every file 0600)::
+
+    <root>/                          MaildirStore root
+      <login>/                       one user; also the INBOX folder
+        cur/ new/ tmp/               INBOX messages
+        dovecot-uidlist              INBOX UID list (see store.uidlist)
+        dovecot-uidlist.lock         dotlock while a writer holds the folder lock
+        dovecot-keywords             INBOX keyword letters a..z
+        esam-cache.sqlite[-wal,-shm] INBOX metadata cache (store.cache)
+        dovecot-uidvalidity          hex; last UIDVALIDITY issued to any folder of the user
+        maildirsize                  Maildir++ quota: "<limit>S" then "<bytes> <count>" lines
+        subscriptions                subscribed folder names, UTF-8, one per line
+        esam-user.lock               flock target for folder create/rename/delete
+        .Sent/ .Drafts/ .Trash/ .Junk/ .Archive/   special-use folders (created by create())
+        .Projects.2026/              folder "Projects/2026" (see store.names for escaping)
+          cur/ new/ tmp/ maildirfolder dovecot-uidlist dovecot-keywords esam-cache.sqlite
+
+Message files: ``<key>`` in ``new/``, ``<key>:2,<flags>`` in ``cur/`` where ``key`` is
+``<sec>.M<usec>P<pid>Q<counter>R<random>.<host>,S=<size>`` (``/``, ``:`` and ``,`` in
+the host escaped as ``\\057``, ``\\072``, ``\\054``) and ``flags`` are the letters
+``D F R S T`` (\\Draft \\Flagged \\Answered \\Seen \\Deleted) followed by keyword
+letters ``a``..``z``, ASCII-sorted.  The internal date is the file's mtime.
+
+Writers: SMTP delivery only writes ``tmp/`` and hard-links into ``new/`` (no lock).
+``sync()`` takes the folder lock, renames ``new/x`` -> ``cur/x:2,``, assigns UIDs and
+rewrites the uidlist.  Flag changes are renames inside ``cur/`` (no lock; ENOENT means
+another process renamed or expunged the file: re-scan).  Expunge is ``unlink``; the
+uidlist drops the key at the next sync.  UIDs are never reused: ``N`` only grows, and a
+lost or corrupt uidlist is rebuilt with a new UIDVALIDITY taken from the per-user
+``dovecot-uidvalidity`` counter (which also makes a folder re-created under an old name
+get a different UIDVALIDITY).
+
+Quota: ``maildirsize`` is append-only (``O_APPEND`` + flock), compacted into one line
+when it exceeds 5120 bytes and recalculated by walking the folders only when missing.
+Reading it is one small read, cached by (inode, size, mtime).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime as dt
+import errno
+import fcntl
+import itertools
+import logging
+import os
+import re
+import secrets
+import shutil
+import threading
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from esam_mail.errors import (
+    BadFolderName,
+    FolderError,
+    FolderExists,
+    NoSuchFolder,
+    QuotaExceeded,
+    StoreError,
+)
+from esam_mail.store import names
+from esam_mail.store.cache import MetadataCache
+from esam_mail.store.interfaces import (
+    SPECIAL_USE,
+    FolderInfo,
+    FolderStatus,
+    MessageInfo,
+    Notifier,
+)
+from esam_mail.store.uidlist import (
+    HOST,
+    UIDLIST,
+    FolderLock,
+    Keywords,
+    UidList,
+    file_sig,
+    fsync_dir,
+    read_uidlist,
+)
+
+log = logging.getLogger(__name__)
+
+__all__ = ["MaildirFolder", "MaildirStore", "MaildirUser", "QuotaState", "new_key"]
+
+LOGIN_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$")
+FLAG_TO_CHAR = {
+    "\\Draft": "D",
+    "\\Flagged": "F",
+    "\\Answered": "R",
+    "\\Seen": "S",
+    "\\Deleted": "T",
+}
+CHAR_TO_FLAG = {v: k for k, v in FLAG_TO_CHAR.items()}
+_SYSTEM_LOWER = {k.lower(): k for k in FLAG_TO_CHAR}
+_KEYWORD_RE = re.compile(r"^[\x21-\x7e]+$")
+_KEYWORD_SPECIALS = set('(){%*"\\]')
+_SIZE_RE = re.compile(r",S=(\d+)")
+TMP_MAX_AGE = 36 * 3600
+_MTIME_MARGIN_NS = 1_000_000_000  # directory mtimes newer than this are not trusted
+_MAILDIRSIZE_MAX = 5120
+_DIR_MODE = 0o700
+_FILE_MODE = 0o600
+
+_counter = itertools.count(1)
+_HOST_ESC = HOST.replace("/", "\\057").replace(":", "\\072").replace(",", "\\054")
+
+
+def new_key(size: int) -> str:
+    """A fresh unique Maildir base name for a message of ``size`` bytes."""
+    ns = time.time_ns()
+    sec, usec = divmod(ns // 1000, 1_000_000)
+    return f"{sec}.M{usec}P{os.getpid()}Q{next(_counter)}R{secrets.token_hex(8)}.{_HOST_ESC},S={size}"
+
+
+def split_name(filename: str) -> tuple[str, str]:
+    """``key:2,FS`` -> (``key``, ``FS``); names without info -> (name, "")."""
+    key, sep, chars = filename.partition(":2,")
+    return (key, chars) if sep else (filename, "")
+
+
+def size_from_key(key: str) -> int | None:
+    m = _SIZE_RE.search(key)
+    return int(m.group(1)) if m else None
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _mkdir(path: Path) -> None:
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(path, _DIR_MODE)
+
+
+def _make_maildir(path: Path) -> None:
+    _mkdir(path)
+    for sub in ("cur", "new", "tmp"):
+        _mkdir(path / sub)
+
+
+def _open_excl(path: Path) -> int:
+    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, _FILE_MODE)
+
+
+def _dir_sig(path: Path) -> tuple[int, int]:
+    st = os.stat(path)
+    return (st.st_ino, st.st_mtime_ns)
+
+
+def _quota_limit(limit: int | None) -> int | None:
+    return limit if limit is not None and limit > 0 else None
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaState:
+    """Result of a quota check (for SMTP at RCPT time: 452 4.2.2 when not ``ok``)."""
+
+    usage: int
+    limit: int | None  # None: unlimited
+    incoming: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.limit is None or self.usage + self.incoming <= self.limit
+
+    @property
+    def free(self) -> int | None:
+        return None if self.limit is None else max(0, self.limit - self.usage)
+
+
+class _Usage:
+    """``maildirsize`` of one user (bytes and message count, cached)."""
+
+    def __init__(self, user_dir: Path, limit_hint: int | None) -> None:
+        self.user_dir = user_dir
+        self.path = user_dir / "maildirsize"
+        self.limit_hint = limit_hint or 0
+        self._sig: tuple[int, int, int] | None = None
+        self._value = (0, 0)
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _parse(data: bytes) -> tuple[int, int]:
+        total = count = 0
+        for line in data.split(b"\n")[1:]:
+            parts = line.split()
+            if len(parts) == 2:
+                with contextlib.suppress(ValueError):
+                    total += int(parts[0])
+                    count += int(parts[1])
+        return max(total, 0), max(count, 0)
+
+    def get(self) -> tuple[int, int]:
+        try:
+            fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return self.recalc()
+        try:
+            st = os.fstat(fd)
+            sig = (st.st_ino, st.st_size, st.st_mtime_ns)
+            with self._lock:
+                if sig == self._sig:
+                    return self._value
+            data = os.read(fd, max(st.st_size, 1) + 4096)
+        finally:
+            os.close(fd)
+        value = self._parse(data)
+        with self._lock:
+            self._sig, self._value = sig, value
+        return value
+
+    def add(self, nbytes: int, count: int) -> None:
+        line = f"{nbytes} {count}\n".encode()
+        for _ in range(10):
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CLOEXEC)
+            except FileNotFoundError:
+                self.recalc()  # counts the files already on disk, ours included
+                return
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                st = os.fstat(fd)
+                try:
+                    if os.stat(self.path).st_ino != st.st_ino:
+                        continue  # compacted meanwhile: append to the new file
+                except FileNotFoundError:
+                    continue
+                os.write(fd, line)
+                if st.st_size + len(line) > _MAILDIRSIZE_MAX:
+                    self._compact_locked(fd)
+                return
+            finally:
+                os.close(fd)
+
+    def _compact_locked(self, fd: int) -> None:
+        os.lseek(fd, 0, os.SEEK_SET)
+        chunks = []
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+        total, count = self._parse(b"".join(chunks))
+        self._replace(total, count, exclusive=False)
+
+    def _replace(self, total: int, count: int, *, exclusive: bool) -> bool:
+        body = f"{self.limit_hint}S\n{total} {count}\n".encode()
+        tmp = self.user_dir / f"maildirsize.tmp.{os.getpid()}.{secrets.token_hex(4)}"
+        fd = _open_excl(tmp)
+        try:
+            _write_all(fd, body)
+        finally:
+            os.close(fd)
+        try:
+            if exclusive:
+                try:
+                    os.link(tmp, self.path)
+                except FileExistsError:
+                    return False
+            else:
+                os.rename(tmp, self.path)
+                return True
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+        return True
+
+    def walk(self) -> tuple[int, int]:
+        """Actual usage by listing every folder (slow; recalc and check only)."""
+        total = count = 0
+        try:
+            entries = [
+                self.user_dir,
+                *(
+                    self.user_dir / e.name
+                    for e in os.scandir(self.user_dir)
+                    if e.name.startswith(".") and e.name not in (".", "..") and e.is_dir()
+                ),
+            ]
+        except FileNotFoundError:
+            return 0, 0
+        for folder in entries:
+            for sub in ("cur", "new"):
+                try:
+                    listing = os.listdir(folder / sub)
+                except FileNotFoundError:
+                    continue
+                for fn in listing:
+                    if fn.startswith("."):
+                        continue
+                    size = size_from_key(split_name(fn)[0])
+                    if size is None:
+                        try:
+                            size = os.lstat(folder / sub / fn).st_size
+                        except FileNotFoundError:
+                            continue
+                    total += size
+                    count += 1
+        return total, count
+
+    def recalc(self, *, force: bool = False) -> tuple[int, int]:
+        total, count = self.walk()
+        if not self.user_dir.is_dir():
+            return total, count
+        if force:
+            self._replace(total, count, exclusive=False)
+        elif not self._replace(total, count, exclusive=True):
+            return self.get()
+        return total, count
+
+
+@dataclass(slots=True)
+class _Entry:
+    uid: int
+    key: str
+    name: str  # current file name in cur/
+    chars: str  # flag letters after ":2,"
+    size: int
+    mtime: float
+    info: MessageInfo | None = None
+
+
+class MaildirFolder:
+    """One Maildir folder as seen by one client session (implements ``Folder``).
+
+    The object caches the folder state; ``sync()`` refreshes it.  Methods are
+    thread-safe (one lock per object) and do blocking file I/O.
+    """
+
+    def __init__(self, user: MaildirUser, name: str, path: Path) -> None:
+        self.name = name
+        self.path = path
+        self.user = user
+        self._fsync = user.store.fsync
+        self._tlock = threading.RLock()
+        self._ul: UidList | None = None
+        self._ul_sig: tuple[int, int, int] | None = None
+        self._by_uid: dict[int, _Entry] = {}
+        self._by_key: dict[str, _Entry] = {}
+        self._sig: tuple[Any, ...] | None = None
+        self._dirty = True
+        self._infos: list[MessageInfo] = []
+        self._keywords = Keywords(path)
+        self._cache: MetadataCache | None = None
+        ul = self._read_uidlist()
+        if ul is None:
+            with self._locked() as lock:
+                ul = self._load_uidlist_locked(lock)
+        self.uidvalidity = ul.uidvalidity
+
+    # -- helpers ---------------------------------------------------------------
+
+    def __repr__(self) -> str:
+        return f"<MaildirFolder {self.user.login}:{self.name}>"
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[FolderLock]:
+        try:
+            with FolderLock(self.path, fsync=self._fsync) as lock:
+                yield lock
+        except FileNotFoundError as exc:
+            if not self.path.is_dir():
+                raise NoSuchFolder(self.name) from exc
+            raise
+
+    def _read_uidlist(self) -> UidList | None:
+        ul, sig = read_uidlist(self.path)
+        if ul is not None and not ul.fatal:
+            self._ul, self._ul_sig = ul, sig
+            return ul
+        return None
+
+    def _load_uidlist_locked(self, lock: FolderLock) -> UidList:
+        """Current uidlist (re-read if changed); creates/rebuilds it if missing or bad."""
+        sig = file_sig(self.path / UIDLIST)
+        if self._ul is not None and sig is not None and sig == self._ul_sig:
+            return self._ul
+        ul = self._read_uidlist()
+        if ul is not None:
+            return ul
+        uv = self.user.next_uidvalidity()
+        log.warning(
+            "event=uidlist_created user=%s folder=%s uidvalidity=%d",
+            self.user.login,
+            self.name,
+            uv,
+        )
+        ul = UidList(uidvalidity=uv)
+        self._commit(lock, ul)
+        self.uidvalidity = uv
+        self._by_uid.clear()
+        self._by_key.clear()
+        self._infos = []
+        self._dirty = True
+        return ul
+
+    def _commit(self, lock: FolderLock, ul: UidList) -> None:
+        try:
+            lock.commit(ul.render())
+        except BaseException:
+            self._ul = self._ul_sig = None
+            raise
+        self._ul, self._ul_sig = ul, file_sig(self.path / UIDLIST)
+
+    def _flags_of(self, chars: str) -> frozenset[str]:
+        out = set()
+        for c in chars:
+            if c in CHAR_TO_FLAG:
+                out.add(CHAR_TO_FLAG[c])
+            elif "a" <= c <= "z":
+                kw = self._keywords.letter_to_name(c)
+                if kw is not None:
+                    out.add(kw)
+        return frozenset(out)
+
+    def _info(self, e: _Entry) -> MessageInfo:
+        if e.info is None:
+            e.info = MessageInfo(
+                uid=e.uid,
+                key=e.key,
+                flags=self._flags_of(e.chars),
+                size=e.size,
+                internal_date=dt.datetime.fromtimestamp(e.mtime, dt.UTC),
+            )
+        return e.info
+
+    def _rebuild_infos(self) -> None:
+        self._infos = [self._info(self._by_uid[u]) for u in sorted(self._by_uid)]
+
+    def _list_cur(self) -> tuple[dict[str, str], tuple[int, int]]:
+        """key -> file name in cur/, and the cur/ signature taken *before* reading."""
+        cur = self.path / "cur"
+        listing: dict[str, str] = {}
+        sig = _dir_sig(cur)
+        for _ in range(3):
+            sig = _dir_sig(cur)
+            listing = {}
+            for fn in os.listdir(cur):
+                if fn.startswith("."):
+                    continue
+                key, _chars = split_name(fn)
+                prev = listing.get(key)
+                # A key seen twice: concurrent rename or a crash leftover; take the
+                # longer flag set (a later flag rename usually adds flags).
+                if prev is None or len(fn) > len(prev):
+                    listing[key] = fn
+            if _dir_sig(cur) == sig:
+                break
+        return listing, sig
+
+    # -- Folder protocol ---------------------------------------------------------
+
+    def sync(self) -> list[MessageInfo]:
+        """Move new/ to cur/, assign UIDs, return every message sorted by UID."""
+        with self._tlock:
+            try:
+                sig = (
+                    _dir_sig(self.path / "new"),
+                    _dir_sig(self.path / "cur"),
+                    file_sig(self.path / UIDLIST),
+                )
+            except FileNotFoundError as exc:
+                raise NoSuchFolder(self.name) from exc
+            if self._keywords_changed():
+                self._invalidate_infos()
+            if not self._dirty and sig == self._sig:
+                return list(self._infos)
+            return self._full_sync()
+
+    def _full_sync(self) -> list[MessageInfo]:
+        new_dir, cur_dir = self.path / "new", self.path / "cur"
+        moved: set[str] = set()
+        with self._locked() as lock:
+            ul = self._load_uidlist_locked(lock)
+            new_sig = _dir_sig(new_dir)
+            for fn in os.listdir(new_dir):
+                if fn.startswith("."):
+                    continue
+                key, chars = split_name(fn)
+                try:
+                    os.rename(new_dir / fn, cur_dir / f"{key}:2,{chars}")
+                except FileNotFoundError:
+                    continue
+                moved.add(key)
+            listing, cur_sig = self._list_cur()
+            missing = [k for k in ul.entries if k not in listing]
+            if missing:
+                # readdir may miss a file renamed concurrently: look again before dropping.
+                again, _ = self._list_cur()
+                for k, fn in again.items():
+                    listing.setdefault(k, fn)
+                missing = [k for k in missing if k not in listing]
+            changed = bool(missing)
+            for k in missing:
+                del ul.entries[k]
+                ul.ext.pop(k, None)
+            for key in sorted(k for k in listing if k not in ul.entries):
+                ul.assign(key)
+                changed = True
+            if changed:
+                self._commit(lock, ul)
+            uidlist_sig = self._ul_sig
+        self._apply_listing(listing, ul)
+        now = time.time_ns()
+        self._sig = (new_sig, cur_sig, uidlist_sig)
+        self._dirty = any(
+            now - m < _MTIME_MARGIN_NS for m in (new_sig[1], cur_sig[1], uidlist_sig[2] if uidlist_sig else 0)
+        )
+        if moved:
+            return [dataclasses.replace(i, recent=True) if i.key in moved else i for i in self._infos]
+        return list(self._infos)
+
+    def _apply_listing(self, listing: Mapping[str, str], ul: UidList) -> None:
+        cur_dir = self.path / "cur"
+        by_uid: dict[int, _Entry] = {}
+        by_key: dict[str, _Entry] = {}
+        for key, fn in listing.items():
+            uid = ul.entries.get(key)
+            if uid is None:
+                continue
+            old = self._by_key.get(key)
+            chars = split_name(fn)[1]
+            if old is not None and old.uid == uid:
+                if old.name != fn:
+                    old.name, old.chars, old.info = fn, chars, None
+                e = old
+            else:
+                size = size_from_key(key)
+                try:
+                    st = os.stat(cur_dir / fn)
+                except FileNotFoundError:
+                    continue
+                e = _Entry(uid, key, fn, chars, size if size is not None else st.st_size, st.st_mtime)
+            by_uid[uid] = e
+            by_key[key] = e
+        self._by_uid, self._by_key = by_uid, by_key
+        self._rebuild_infos()
+
+    def _invalidate_infos(self) -> None:
+        for e in self._by_uid.values():
+            e.info = None
+        self._rebuild_infos()
+
+    def _keywords_changed(self) -> bool:
+        before = self._keywords._sig
+        self._keywords.refresh()
+        return before != self._keywords._sig
+
+    def uidnext(self) -> int:
+        with self._tlock:
+            if self._ul is None or file_sig(self.path / UIDLIST) != self._ul_sig:
+                self._read_uidlist()
+            if self._ul is None:
+                self.sync()
+            assert self._ul is not None
+            return self._ul.uidnext
+
+    def messages(self) -> list[MessageInfo]:
+        """The message list as of the last ``sync()`` (no I/O)."""
+        with self._tlock:
+            return list(self._infos)
+
+    def status(self) -> FolderStatus:
+        infos = self.sync()
+        return FolderStatus(
+            uidvalidity=self.uidvalidity,
+            uidnext=self.uidnext(),
+            messages=len(infos),
+            unseen=sum(1 for i in infos if "\\Seen" not in i.flags),
+            recent=sum(1 for i in infos if i.recent),
+            size=sum(i.size for i in infos),
+        )
+
+    def _entry(self, uid: int) -> _Entry:
+        e = self._by_uid.get(uid)
+        if e is None:
+            raise KeyError(uid)
+        return e
+
+    def _refresh_names(self) -> None:
+        """Re-list cur/ (no lock) after ENOENT: pick up renames and expunges by others."""
+        listing, _ = self._list_cur()
+        for key, e in list(self._by_key.items()):
+            fn = listing.get(key)
+            if fn is None:
+                del self._by_key[key]
+                self._by_uid.pop(e.uid, None)
+            elif fn != e.name:
+                e.name, e.chars, e.info = fn, split_name(fn)[1], None
+        self._rebuild_infos()
+        self._dirty = True
+
+    def path_of(self, uid: int) -> str:
+        with self._tlock:
+            return str(self.path / "cur" / self._entry(uid).name)
+
+    def read(self, uid: int) -> bytes:
+        with self._tlock:
+            for attempt in range(3):
+                e = self._entry(uid)
+                try:
+                    with open(self.path / "cur" / e.name, "rb") as fh:
+                        return fh.read()
+                except FileNotFoundError:
+                    if attempt == 2:
+                        break
+                    self._refresh_names()
+            raise KeyError(uid)
+
+    def _chars_for(self, flags: Iterable[str], *, allocate: bool) -> tuple[str, set[str]]:
+        """System flag letters and keyword names for IMAP flags (\\Recent ignored)."""
+        sys_chars = set()
+        kws: set[str] = set()
+        for f in flags:
+            if f.startswith("\\"):
+                canon = _SYSTEM_LOWER.get(f.lower())
+                if canon is not None:
+                    sys_chars.add(FLAG_TO_CHAR[canon])
+            elif _KEYWORD_RE.match(f) and not (set(f) & _KEYWORD_SPECIALS):
+                kws.add(f)
+        letters = set()
+        self._keywords.refresh()
+        unknown = [k for k in kws if self._keywords.letter_of(k) is None]
+        if unknown and allocate:
+            with self._locked():
+                self._keywords.allocate(sorted(unknown), fsync=self._fsync)
+            self._invalidate_infos()
+        for k in kws:
+            letter = self._keywords.letter_of(k)
+            if letter is not None:
+                letters.add(letter)
+        return "".join(sorted(sys_chars | letters)), kws
+
+    def append(
+        self,
+        data: bytes,
+        flags: Iterable[str] = (),
+        internal_date: dt.datetime | None = None,
+    ) -> int:
+        """Store ``data`` durably in cur/ with ``flags``; returns the new UID.
+
+        Raises:
+            QuotaExceeded: the user's quota would be exceeded.
+        """
+        size = len(data)
+        self.user.check_quota(size)
+        with self._tlock:
+            chars, _ = self._chars_for(flags, allocate=True)
+        key = new_key(size)
+        tmp = self.path / "tmp" / key
+        fd = _open_excl(tmp)
+        try:
+            _write_all(fd, data)
+            if self._fsync:
+                os.fsync(fd)
+        except BaseException:
+            os.close(fd)
+            os.unlink(tmp)
+            raise
+        os.close(fd)
+        if internal_date is not None:
+            ts = internal_date.timestamp()
+            os.utime(tmp, (ts, ts))
+        try:
+            with self._tlock, self._locked() as lock:
+                ul = self._load_uidlist_locked(lock)
+                os.rename(tmp, self.path / "cur" / f"{key}:2,{chars}")
+                uid = ul.assign(key)
+                if self._fsync:
+                    fsync_dir(self.path / "cur")
+                self._commit(lock, ul)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+        self.user.usage_add(size, 1)
+        self.user.notify(self.name)
+        return uid
+
+    def store_flags(self, uids: Iterable[int], flags: Iterable[str], mode: int) -> dict[int, frozenset[str]]:
+        """Change flags (mode +1 add, -1 remove, 0 replace); uid -> resulting flags.
+
+        UIDs unknown to the last ``sync()`` or expunged meanwhile are left out.
+        """
+        flags = list(flags)
+        with self._tlock:
+            chars, _ = self._chars_for(flags, allocate=mode >= 0)
+            want = set(chars)
+            result: dict[int, frozenset[str]] = {}
+            changed = False
+            for uid in uids:
+                for _attempt in range(4):
+                    e = self._by_uid.get(uid)
+                    if e is None:
+                        break
+                    old = set(e.chars)
+                    new = old | want if mode > 0 else old - want if mode < 0 else want
+                    new_chars = "".join(sorted(new))
+                    if new_chars == e.chars:
+                        result[uid] = self._info(e).flags
+                        break
+                    new_name = f"{e.key}:2,{new_chars}"
+                    try:
+                        os.rename(self.path / "cur" / e.name, self.path / "cur" / new_name)
+                    except FileNotFoundError:
+                        # Renamed (flags) or expunged by another session: re-list, retry.
+                        self._refresh_names()
+                        continue
+                    e.name, e.chars, e.info = new_name, new_chars, None
+                    result[uid] = self._info(e).flags
+                    changed = True
+                    break
+            if changed:
+                self._rebuild_infos()
+                self._dirty = True
+        if changed:
+            self.user.notify(self.name)
+        return result
+
+    def copy_to(self, uids: Sequence[int], dest: Any) -> list[tuple[int, int]]:
+        """Hard-link messages into ``dest`` (tmp/ -> cur/); returns (src_uid, dest_uid).
+
+        Flags (keywords included) are copied.  UIDs that vanished are skipped.
+
+        Raises:
+            QuotaExceeded: the destination user's quota would be exceeded.
+            NoSuchFolder: ``dest`` was deleted.
+        """
+        if not isinstance(dest, MaildirFolder):
+            raise TypeError("dest must be a MaildirFolder")
+        staged: list[tuple[int, int, str, Path, frozenset[str]]] = []  # uid size key tmp fl
+        pairs: list[tuple[int, int]] = []
+        try:
+            with self._tlock:
+                wanted = [u for u in sorted(set(uids)) if u in self._by_uid]
+                dest.user.check_quota(sum(self._by_uid[u].size for u in wanted))
+                if not (dest.path / "tmp").is_dir():
+                    raise NoSuchFolder(dest.name)
+                for uid in wanted:
+                    for _attempt in range(3):
+                        e = self._by_uid.get(uid)
+                        if e is None:
+                            break
+                        key = new_key(e.size)
+                        tmp = dest.path / "tmp" / key
+                        try:
+                            self._link_or_copy(self.path / "cur" / e.name, tmp)
+                        except FileNotFoundError:
+                            self._refresh_names()
+                            continue
+                        staged.append((uid, e.size, key, tmp, self._info(e).flags))
+                        break
+            if not staged:
+                return []
+            with dest._tlock:
+                dest_chars = [dest._chars_for(st[4], allocate=True)[0] for st in staged]
+                with dest._locked() as lock:
+                    ul = dest._load_uidlist_locked(lock)
+                    for (uid, _size, key, tmp, _fl), chars in zip(staged, dest_chars, strict=True):
+                        os.rename(tmp, dest.path / "cur" / f"{key}:2,{chars}")
+                        pairs.append((uid, ul.assign(key)))
+                    if self._fsync:
+                        fsync_dir(dest.path / "cur")
+                    dest._commit(lock, ul)
+        finally:
+            for *_rest, tmp, _fl in staged:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
+        dest.user.usage_add(sum(st[1] for st in staged), len(staged))
+        dest.user.notify(dest.name)
+        return pairs
+
+    def _link_or_copy(self, src: Path, dst: Path) -> None:
+        try:
+            os.link(src, dst)
+        except OSError as exc:
+            if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK):
+                raise
+            with open(src, "rb") as fh:
+                data = fh.read()
+            st = os.stat(src)
+            fd = _open_excl(dst)
+            try:
+                _write_all(fd, data)
+                if self._fsync:
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.utime(dst, (st.st_atime, st.st_mtime))
+
+    def expunge(self, uids: Iterable[int] | None = None) -> list[int]:
+        """Unlink messages flagged \\Deleted (only among ``uids`` if given)."""
+        with self._tlock:
+            limit = None if uids is None else set(uids)
+            removed: list[_Entry] = []
+            candidates = [
+                e for e in list(self._by_uid.values()) if "T" in e.chars and (limit is None or e.uid in limit)
+            ]
+            for e in candidates:
+                for attempt in range(3):
+                    try:
+                        os.unlink(self.path / "cur" / e.name)  # the name carries "T"
+                    except FileNotFoundError:
+                        if attempt == 2:
+                            break
+                        self._refresh_names()
+                        cur = self._by_uid.get(e.uid)
+                        if cur is None or "T" not in cur.chars:
+                            break
+                        continue
+                    removed.append(e)
+                    break
+            if not removed:
+                return []
+            if self._fsync:
+                fsync_dir(self.path / "cur")
+            for e in removed:
+                self._by_uid.pop(e.uid, None)
+                self._by_key.pop(e.key, None)
+            self._rebuild_infos()
+            self._dirty = True
+            if self._cache is not None:
+                with contextlib.suppress(Exception):
+                    self._cache.delete(e.key for e in removed)
+        self.user.usage_add(-sum(e.size for e in removed), -len(removed))
+        self.user.notify(self.name)
+        return sorted(e.uid for e in removed)
+
+    # -- metadata cache ---------------------------------------------------------
+
+    def _metadata(self) -> MetadataCache:
+        if self._cache is None:
+            self._cache = MetadataCache(self.path)
+        return self._cache
+
+    def cache_get_many(self, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """Cached metadata for Maildir keys (absent keys are not in the result)."""
+        return self._metadata().get_many(keys)
+
+    def cache_put_many(
+        self, items: Mapping[str, dict[str, Any]] | Iterable[tuple[str, dict[str, Any]]]
+    ) -> None:
+        """Store metadata dicts (JSON-serialisable) by Maildir key."""
+        self._metadata().put_many(items)
+
+    def cache_prune(self) -> int:
+        """Drop cache entries of messages that no longer exist; returns how many."""
+        with self._tlock:
+            live = list(self._by_key)
+        return self._metadata().prune(live)
+
+    def close(self) -> None:
+        if self._cache is not None:
+            self._cache.close()
+            self._cache = None
+
+
+class MaildirUser:
+    """One user's Maildir++ tree (implements ``UserStore``)."""
+
+    def __init__(self, store: MaildirStore, login: str, quota: int | None) -> None:
+        self.store = store
+        self.login = login
+        self.path = store.root / login
+        self.quota = _quota_limit(quota if quota is not None else store.default_quota)
+        self._usage = store._usage_of(login)
+
+    def __repr__(self) -> str:
+        return f"<MaildirUser {self.login}>"
+
+    # -- locking, counters ------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _user_lock(self) -> Iterator[None]:
+        fd = os.open(self.path / "esam-user.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, _FILE_MODE)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    def next_uidvalidity(self) -> int:
+        """A UIDVALIDITY never issued before to any folder of this user."""
+        path = self.path / "dovecot-uidvalidity"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, _FILE_MODE)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            raw = os.read(fd, 64).decode("ascii", "replace").strip()
+            try:
+                last = int(raw, 16)
+            except ValueError:
+                last = 0
+            value = max(int(time.time()), last + 1)
+            os.lseek(fd, 0, os.SEEK_SET)
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{value:08x}\n".encode())
+            if self.store.fsync:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        return value
+
+    def notify(self, folder: str) -> None:
+        notifier = self.store.notifier
+        if notifier is not None:
+            try:
+                notifier.publish(self.login, folder)
+            except Exception:  # a lost notification must never fail a store operation
+                log.exception("event=notify_failed user=%s", self.login)
+
+    # -- quota -----------------------------------------------------------------
+
+    def usage(self) -> int:
+        return self._usage.get()[0]
+
+    def message_count(self) -> int:
+        return self._usage.get()[1]
+
+    def usage_add(self, nbytes: int, count: int) -> None:
+        self._usage.add(nbytes, count)
+
+    def quota_state(self, incoming_size: int = 0) -> QuotaState:
+        return QuotaState(usage=self.usage(), limit=self.quota, incoming=incoming_size)
+
+    def check_quota(self, incoming_size: int) -> None:
+        if self.quota is None:
+            return
+        state = self.quota_state(incoming_size)
+        if not state.ok:
+            err = QuotaExceeded("mailbox full")
+            err.login = self.login  # type: ignore[attr-defined]
+            raise err
+
+    # -- layout ----------------------------------------------------------------
+
+    def exists(self) -> bool:
+        return (self.path / "cur").is_dir()
+
+    def create(self) -> None:
+        """Create INBOX and the special-use folders (idempotent)."""
+        _mkdir(self.store.root)
+        _make_maildir(self.path)
+        self.folder("INBOX")  # creates the uidlist with its UIDVALIDITY
+        for name in SPECIAL_USE:
+            with contextlib.suppress(FolderExists):
+                self.create_folder(name)
+        with self._user_lock():
+            subs = self._read_subscriptions()
+            want = ["INBOX", *SPECIAL_USE]
+            if any(n not in subs for n in want):
+                self._write_subscriptions(subs | set(want))
+
+    def folder_path(self, name: str) -> Path:
+        """Directory of a (validated) folder name; raises BadFolderName."""
+        disk = names.to_disk(name)
+        return self.path if disk is None else self.path / disk
+
+    def folder(self, name: str) -> MaildirFolder:
+        canonical = names.normalize(name)
+        path = self.folder_path(canonical)
+        if canonical == names.INBOX:
+            if not self.path.is_dir():
+                raise NoSuchFolder(canonical)
+            if not (path / "cur").is_dir():
+                _make_maildir(path)
+        elif path.is_symlink() or not (path / "cur").is_dir():
+            raise NoSuchFolder(canonical)
+        return MaildirFolder(self, canonical, path)
+
+    def _folder_names(self) -> set[str]:
+        out = set()
+        try:
+            it = os.scandir(self.path)
+        except FileNotFoundError:
+            return out
+        with it:
+            for e in it:
+                if e.name.startswith(".") and e.is_dir(follow_symlinks=False):
+                    name = names.from_disk(e.name)
+                    if name is not None:
+                        out.add(name)
+        return out
+
+    def list_folders(self) -> list[FolderInfo]:
+        present = self._folder_names()
+        present.add(names.INBOX)
+        subs = self._read_subscriptions()
+        every = set(present)
+        for n in present:
+            every.update(names.parent_names(n))
+        parents = {p for n in every for p in names.parent_names(n)}
+        out = []
+        for n in sorted(every, key=lambda s: (s != names.INBOX, s)):
+            out.append(
+                FolderInfo(
+                    name=n,
+                    special_use=SPECIAL_USE.get(n),
+                    has_children=n in parents,
+                    subscribed=n in subs,
+                    noselect=n not in present,
+                )
+            )
+        return out
+
+    def create_folder(self, name: str) -> None:
+        """Create a folder (and missing parents).  Raises FolderExists/BadFolderName."""
+        canonical = names.normalize(name)
+        if canonical == names.INBOX:
+            raise FolderExists(canonical)
+        if not self.path.is_dir():
+            raise NoSuchFolder(canonical)
+        with self._user_lock():
+            for parent in names.parent_names(canonical):
+                if parent != names.INBOX and not self.folder_path(parent).is_dir():
+                    self._create_one(parent)
+            if self.folder_path(canonical).exists():
+                raise FolderExists(canonical)
+            self._create_one(canonical)
+            subs = self._read_subscriptions()
+            if canonical not in subs:
+                self._write_subscriptions(subs | {canonical})
+
+    def _create_one(self, name: str) -> None:
+        target = self.folder_path(name)
+        staging = self.path / f"esam-staging.{os.getpid()}.{secrets.token_hex(6)}"
+        _make_maildir(staging)
+        os.close(_open_excl(staging / "maildirfolder"))
+        ul = UidList(uidvalidity=self.next_uidvalidity())
+        fd = _open_excl(staging / UIDLIST)
+        try:
+            _write_all(fd, ul.render())
+            if self.store.fsync:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        try:
+            os.rename(staging, target)
+        except OSError as exc:
+            shutil.rmtree(staging, ignore_errors=True)
+            if exc.errno in (errno.EEXIST, errno.ENOTEMPTY):
+                raise FolderExists(name) from None
+            raise
+        if self.store.fsync:
+            fsync_dir(self.path)
+
+    def delete_folder(self, name: str) -> None:
+        """Delete a folder and its messages.  INBOX and folders with children are refused."""
+        canonical = names.normalize(name)
+        if canonical == names.INBOX:
+            raise FolderError("INBOX cannot be deleted")
+        with self._user_lock():
+            path = self.folder_path(canonical)
+            if not path.is_dir() or path.is_symlink():
+                raise NoSuchFolder(canonical)
+            if any(n.startswith(canonical + "/") for n in self._folder_names()):
+                raise FolderError("folder has children")
+            trash = self.path / f"esam-trash.{os.getpid()}.{secrets.token_hex(6)}"
+            os.rename(path, trash)
+            if self.store.fsync:
+                fsync_dir(self.path)
+            subs = self._read_subscriptions()
+            if canonical in subs:
+                self._write_subscriptions(subs - {canonical})
+        nbytes, count = _folder_usage(trash)
+        shutil.rmtree(trash, ignore_errors=True)
+        if count:
+            self.usage_add(-nbytes, -count)
+        self.notify(canonical)
+
+    def rename_folder(self, old: str, new: str) -> None:
+        """Rename a folder and all its children; UIDVALIDITY moves with it.
+
+        Raises:
+            NoSuchFolder: ``old`` does not exist.
+            FolderExists: ``new`` (or one of the renamed children) exists.
+            BadFolderName: invalid name, or ``new`` inside ``old``.
+            FolderError: renaming INBOX (not supported).
+        """
+        src = names.normalize(old)
+        dst = names.normalize(new)
+        if src == names.INBOX:
+            raise FolderError("renaming INBOX is not supported")
+        if dst == names.INBOX:
+            raise FolderExists(dst)
+        if dst == src or dst.startswith(src + "/"):
+            raise BadFolderName("cannot rename a folder into itself")
+        with self._user_lock():
+            present = self._folder_names()
+            if src not in present:
+                raise NoSuchFolder(src)
+            moves = [(src, dst)] + [
+                (n, dst + n[len(src) :]) for n in sorted(present) if n.startswith(src + "/")
+            ]
+            for _, target in moves:
+                names.normalize(target)  # depth/length of the children too
+                if target in present:
+                    raise FolderExists(target)
+            for parent in names.parent_names(dst):
+                if parent != names.INBOX and parent not in present:
+                    self._create_one(parent)
+            for a, b in moves:
+                os.rename(self.folder_path(a), self.folder_path(b))
+            if self.store.fsync:
+                fsync_dir(self.path)
+            subs = self._read_subscriptions()
+            renamed = {a: b for a, b in moves}
+            if any(s in renamed for s in subs):
+                self._write_subscriptions({renamed.get(s, s) for s in subs})
+        self.notify(src)
+        self.notify(dst)
+
+    # -- subscriptions ---------------------------------------------------------------
+
+    def _read_subscriptions(self) -> set[str]:
+        try:
+            text = (self.path / "subscriptions").read_text("utf-8", "replace")
+        except FileNotFoundError:
+            return set()
+        out = set()
+        for line in text.splitlines():
+            with contextlib.suppress(BadFolderName):
+                if line:
+                    out.add(names.normalize(line))
+        return out
+
+    def _write_subscriptions(self, subs: set[str]) -> None:
+        tmp = self.path / f"subscriptions.tmp.{os.getpid()}.{secrets.token_hex(4)}"
+        fd = _open_excl(tmp)
+        try:
+            _write_all(fd, "".join(f"{s}\n" for s in sorted(subs)).encode("utf-8"))
+            if self.store.fsync:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.rename(tmp, self.path / "subscriptions")
+
+    def subscriptions(self) -> set[str]:
+        return self._read_subscriptions()
+
+    def subscribe(self, name: str, on: bool = True) -> None:
+        """(Un)subscribe a name; the folder need not exist (RFC 3501 6.3.6)."""
+        canonical = names.normalize(name)
+        with self._user_lock():
+            subs = self._read_subscriptions()
+            if (canonical in subs) != on:
+                self._write_subscriptions(subs | {canonical} if on else subs - {canonical})
+
+    # -- delivery ----------------------------------------------------------------
+
+    def deliver(self, data: bytes, folder: str = "INBOX") -> str:
+        """Durable delivery into ``folder``'s new/; returns the key.  Raises QuotaExceeded."""
+        path = self.folder_path(folder)
+        if folder != names.INBOX and not path.is_dir():
+            raise NoSuchFolder(names.normalize(folder))
+        result = self.store._deliver([(self, path, names.normalize(folder))], data)
+        value = result[self.login]
+        if isinstance(value, BaseException):
+            raise value
+        return value
+
+    def cleanup_tmp(self, max_age: float = TMP_MAX_AGE) -> int:
+        """Remove tmp/ files older than ``max_age`` seconds in every folder; returns count."""
+        removed = 0
+        limit = time.time() - max_age
+        folders = [self.path] + [self.folder_path(n) for n in self._folder_names()]
+        for folder in folders:
+            try:
+                it = os.scandir(folder / "tmp")
+            except FileNotFoundError:
+                continue
+            with it:
+                for e in it:
+                    try:
+                        if (
+                            e.is_file(follow_symlinks=False)
+                            and e.stat(follow_symlinks=False).st_mtime < limit
+                        ):
+                            os.unlink(e.path)
+                            removed += 1
+                    except FileNotFoundError:
+                        continue
+        return removed
+
+
+def _folder_usage(path: Path) -> tuple[int, int]:
+    total = count = 0
+    for sub in ("cur", "new"):
+        try:
+            listing = os.listdir(path / sub)
+        except FileNotFoundError:
+            continue
+        for fn in listing:
+            if fn.startswith("."):
+                continue
+            size = size_from_key(split_name(fn)[0])
+            if size is None:
+                try:
+                    size = os.lstat(path / sub / fn).st_size
+                except FileNotFoundError:
+                    continue
+            total += size
+            count += 1
+    return total, count
+
+
+class MaildirStore:
+    """All users' Maildirs under ``root``.
+
+    Args:
+        root: store directory (created 0700 if missing).
+        default_quota: bytes per user when a call gives none; None or <= 0: unlimited.
+        fsync: False only for tests/benchmarks that say so (loses durability).
+        notifier: told about every change (IDLE).
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        default_quota: int | None = None,
+        fsync: bool = True,
+        notifier: Notifier | None = None,
+    ) -> None:
+        self.root = Path(root)
+        self.default_quota = default_quota
+        self.fsync = fsync
+        self.notifier = notifier
+        self._usages: dict[str, _Usage] = {}
+        self._usages_lock = threading.Lock()
+        with contextlib.suppress(FileExistsError):
+            os.makedirs(self.root, _DIR_MODE)
+
+    @staticmethod
+    def check_login(login: str) -> str:
+        if not isinstance(login, str) or not LOGIN_RE.match(login) or ".." in login:
+            raise StoreError("invalid login for the store")
+        return login
+
+    def _usage_of(self, login: str) -> _Usage:
+        with self._usages_lock:
+            u = self._usages.get(login)
+            if u is None:
+                if len(self._usages) > 10000:
+                    self._usages.clear()
+                u = self._usages[login] = _Usage(self.root / login, self.default_quota)
+            return u
+
+    def user(self, login: str, quota: int | None = None) -> MaildirUser:
+        """The user's store.  ``quota``: None -> default_quota; <= 0 -> unlimited."""
+        return MaildirUser(self, self.check_login(login), quota)
+
+    def users(self) -> list[str]:
+        try:
+            return sorted(n for n in os.listdir(self.root) if LOGIN_RE.match(n))
+        except FileNotFoundError:
+            return []
+
+    def quota_state(self, login: str, incoming_size: int = 0, quota: int | None = None) -> QuotaState:
+        """Usage vs limit for an RCPT-time check (cheap: cached ``maildirsize``)."""
+        return self.user(login, quota).quota_state(incoming_size)
+
+    def deliver_each(
+        self,
+        logins: Sequence[str],
+        data: bytes,
+        *,
+        quotas: Mapping[str, int | None] | None = None,
+    ) -> dict[str, str | StoreError]:
+        """Deliver one message to several INBOXes; per-recipient key or error.
+
+        The message is written and fsynced once, hard-linked into each new/, and each
+        new/ directory is fsynced before this returns.  Over-quota recipients get
+        ``QuotaExceeded``; others may get a ``StoreError`` on I/O failure.
+        """
+        quotas = quotas or {}
+        users = [self.user(lg, quotas.get(lg)) for lg in dict.fromkeys(logins)]
+        return self._deliver([(u, u.path, names.INBOX) for u in users], data)
+
+    def deliver_many(
+        self,
+        logins: Sequence[str],
+        data: bytes,
+        *,
+        quotas: Mapping[str, int | None] | None = None,
+    ) -> dict[str, str]:
+        """Deliver to every login or raise before writing anything.
+
+        Returns:
+            login -> Maildir key.
+
+        Raises:
+            QuotaExceeded: some recipient is over quota (``.logins`` lists them).
+            StoreError: I/O failure; ``.delivered`` holds the recipients that got it.
+        """
+        quotas = quotas or {}
+        users = [self.user(lg, quotas.get(lg)) for lg in dict.fromkeys(logins)]
+        over = [u.login for u in users if not u.quota_state(len(data)).ok]
+        if over:
+            err = QuotaExceeded("mailbox full")
+            err.logins = over  # type: ignore[attr-defined]
+            raise err
+        result = self._deliver([(u, u.path, names.INBOX) for u in users], data)
+        failed = {k: v for k, v in result.items() if isinstance(v, BaseException)}
+        if failed:
+            first = next(iter(failed.values()))
+            err2 = first if isinstance(first, StoreError) else StoreError("delivery failed")
+            err2.delivered = {  # type: ignore[attr-defined]
+                k: v for k, v in result.items() if isinstance(v, str)
+            }
+            raise err2
+        return {k: v for k, v in result.items() if isinstance(v, str)}
+
+    def _deliver(
+        self, targets: list[tuple[MaildirUser, Path, str]], data: bytes
+    ) -> dict[str, str | StoreError]:
+        size = len(data)
+        result: dict[str, str | StoreError] = {}
+        ok: list[tuple[MaildirUser, Path, str]] = []
+        for user, path, folder in targets:
+            try:
+                user.check_quota(size)
+            except QuotaExceeded as exc:
+                result[user.login] = exc
+                continue
+            ok.append((user, path, folder))
+        if not ok:
+            return result
+        key = new_key(size)
+        tmp = self._write_tmp(ok[0][1], data, key)
+        linked: list[tuple[MaildirUser, Path, str]] = []
+        try:
+            for user, path, folder in ok:
+                try:
+                    self._link_new(tmp, path, key, data)
+                    linked.append((user, path, folder))
+                except OSError as exc:
+                    log.error("event=deliver_failed user=%s errno=%s", user.login, exc.errno)
+                    result[user.login] = StoreError("delivery failed")
+            for user, path, _folder in linked:
+                try:
+                    if self.fsync:
+                        fsync_dir(path / "new")
+                except OSError as exc:
+                    log.error("event=deliver_failed user=%s errno=%s", user.login, exc.errno)
+                    result[user.login] = StoreError("delivery failed")
+                    continue
+                result[user.login] = key
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+        for user, _path, folder in linked:
+            if isinstance(result.get(user.login), str):
+                with contextlib.suppress(OSError):
+                    user.usage_add(size, 1)
+                user.notify(folder)
+        return result
+
+    def _write_tmp(self, folder: Path, data: bytes, key: str) -> Path:
+        tmp = folder / "tmp" / key
+        try:
+            fd = _open_excl(tmp)
+        except FileNotFoundError:
+            _mkdir(self.root)
+            _make_maildir(folder)
+            fd = _open_excl(tmp)
+        try:
+            _write_all(fd, data)
+            if self.fsync:
+                os.fsync(fd)
+        except BaseException:
+            os.close(fd)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+        os.close(fd)
+        return tmp
+
+    def _link_new(self, tmp: Path, folder: Path, key: str, data: bytes) -> None:
+        dest = folder / "new" / key
+        try:
+            os.link(tmp, dest)
+        except FileNotFoundError:
+            _make_maildir(folder)
+            os.link(tmp, dest)
+        except OSError as exc:
+            if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK):
+                raise
+            own = self._write_tmp(folder, data, key)
+            os.rename(own, dest)
+
+    def cleanup_tmp(self, max_age: float = TMP_MAX_AGE) -> int:
+        """Remove tmp/ files older than ``max_age`` (default 36 h) for every user."""
+        return sum(self.user(lg).cleanup_tmp(max_age) for lg in self.users())
