@@ -74,7 +74,7 @@ class DkimKey:
 def _check_algorithm(algorithm: str) -> Algorithm:
     if algorithm not in ALGORITHMS:
         raise ValueError(f"unsupported DKIM algorithm {algorithm!r}")
-    return algorithm  # type: ignore[return-value,unused-ignore]
+    return algorithm
 
 
 class DkimSigner:
