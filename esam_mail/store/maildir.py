@@ -389,7 +389,7 @@ class MaildirFolder:
         if ul is not None:
             return ul
         uv = self.user.next_uidvalidity()
-        log.warning(
+        log.info(
             "event=uidlist_created user=%s folder=%s uidvalidity=%d",
             self.user.login,
             self.name,
@@ -950,6 +950,7 @@ class MaildirUser:
         _mkdir(self.store.root)
         _make_maildir(self.path)
         self.folder("INBOX")  # creates the uidlist with its UIDVALIDITY
+        self._usage.get()  # creates maildirsize
         for name in SPECIAL_USE:
             with contextlib.suppress(FolderExists):
                 self.create_folder(name)

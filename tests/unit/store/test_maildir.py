@@ -1,0 +1,592 @@
+"""MaildirStore: delivery, UIDs, flags, copy/expunge, quota, folders, cache."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import stat
+import time
+from pathlib import Path
+
+import pytest
+
+from esam_mail.errors import (
+    BadFolderName,
+    FolderError,
+    FolderExists,
+    NoSuchFolder,
+    QuotaExceeded,
+    StoreError,
+)
+from esam_mail.store import maildir as maildir_mod
+from esam_mail.store.interfaces import SPECIAL_USE
+from esam_mail.store.maildir import MaildirStore, MaildirUser, new_key, split_name
+from esam_mail.store.notify import LocalNotifier
+from esam_mail.store.uidlist import UidList
+
+from .conftest import msg
+
+
+def uidlist(folder_dir: Path) -> UidList:
+    return UidList.parse((folder_dir / "dovecot-uidlist").read_bytes())
+
+
+def all_modes(root: Path) -> list[tuple[str, int]]:
+    out = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        for n in dirnames + filenames:
+            p = Path(dirpath) / n
+            out.append((str(p), stat.S_IMODE(os.lstat(p).st_mode)))
+    return out
+
+
+# -- delivery -------------------------------------------------------------------
+
+
+def test_deliver_many_links_one_file_into_each_new(store: MaildirStore, alice: MaildirUser) -> None:
+    store.user("bob").create()
+    keys = store.deliver_many(["alice", "bob", "alice"], msg(1))
+    assert set(keys) == {"alice", "bob"}
+    key = keys["alice"]
+    a = store.root / "alice" / "new" / key
+    b = store.root / "bob" / "new" / key
+    assert a.read_bytes() == msg(1)
+    assert os.path.samefile(a, b)  # hard link: written once
+    assert os.stat(a).st_nlink == 2  # tmp file removed
+    assert os.listdir(store.root / "alice" / "tmp") == []
+    assert key.endswith(f",S={len(msg(1))}")
+
+
+def test_unique_name_format() -> None:
+    key = new_key(123)
+    sec, rest = key.split(".", 1)
+    assert sec.isdigit()
+    assert rest.startswith("M") and "P" in rest and "Q" in rest and "R" in rest
+    assert key.endswith(",S=123")
+    assert "/" not in key and ":" not in key
+    assert len({new_key(1) for _ in range(1000)}) == 1000
+
+
+def test_delivery_durability_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    events: list[tuple[str, str]] = []
+    real_fsync, real_link = os.fsync, os.link
+
+    def fsync(fd: int) -> None:
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        real_fsync(fd)
+
+    def link(src: str | Path, dst: str | Path, **kw: object) -> None:
+        events.append(("link", str(dst)))
+        real_link(src, dst)
+
+    store = MaildirStore(tmp_path / "mail", fsync=True)
+    store.user("alice").create()
+    store.user("bob").create()
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "link", link)
+    keys = store.deliver_many(["alice", "bob"], msg())
+    monkeypatch.undo()
+    key = keys["alice"]
+    root = str(store.root)
+    events = [e for e in events if "maildirsize" not in e[1]]
+    assert events == [
+        ("fsync", f"{root}/alice/tmp/{key}"),
+        ("link", f"{root}/alice/new/{key}"),
+        ("link", f"{root}/bob/new/{key}"),
+        ("fsync", f"{root}/alice/new"),
+        ("fsync", f"{root}/bob/new"),
+    ]
+
+
+def test_deliver_creates_missing_maildir_and_modes(store: MaildirStore) -> None:
+    store.deliver_many(["carol"], msg())
+    assert len(os.listdir(store.root / "carol" / "new")) == 1
+    store.user("carol").create()
+    modes = all_modes(store.root)
+    assert modes
+    for path, mode in modes:
+        assert mode & 0o077 == 0, (path, oct(mode))
+
+
+def test_deliver_to_folder(alice: MaildirUser) -> None:
+    key = alice.deliver(msg(), "Junk")
+    assert (alice.path / ".Junk" / "new" / key).exists()
+    with pytest.raises(NoSuchFolder):
+        alice.deliver(msg(), "Nope")
+
+
+def test_notifier_told_on_delivery(store: MaildirStore, alice: MaildirUser,
+                                   notifier: LocalNotifier) -> None:
+    seen: list[tuple[str, str]] = []
+    notifier.subscribe(lambda login, folder: seen.append((login, folder)))
+    store.deliver_many(["alice"], msg())
+    assert seen == [("alice", "INBOX")]
+
+
+def test_login_validated(store: MaildirStore) -> None:
+    for bad in ["../x", "A", "", ".hidden", "a/b", "a\0b", "x" * 200, "-x"]:
+        with pytest.raises(StoreError):
+            store.user(bad)
+
+
+# -- UIDs ---------------------------------------------------------------------------
+
+
+def test_sync_moves_new_to_cur_and_marks_recent(store: MaildirStore, alice: MaildirUser) -> None:
+    keys = [store.deliver_many(["alice"], msg(i))["alice"] for i in range(3)]
+    f = alice.folder("INBOX")
+    infos = f.sync()
+    assert [i.uid for i in infos] == [1, 2, 3]
+    assert [i.key for i in infos] == keys
+    assert all(i.recent for i in infos)
+    assert os.listdir(alice.path / "new") == []
+    assert sorted(os.listdir(alice.path / "cur")) == sorted(f"{k}:2," for k in keys)
+    again = f.sync()
+    assert [i.recent for i in again] == [False] * 3
+    assert f.read(2) == msg(1)
+    assert f.uidnext() == 4
+
+
+def test_uids_stable_across_reopen(store: MaildirStore, alice: MaildirUser) -> None:
+    for i in range(4):
+        store.deliver_many(["alice"], msg(i))
+    first = alice.folder("INBOX").sync()
+    other = MaildirStore(store.root, fsync=False).user("alice").folder("inbox")
+    second = other.sync()
+    assert [(i.uid, i.key) for i in first] == [(i.uid, i.key) for i in second]
+    assert other.uidvalidity == alice.folder("INBOX").uidvalidity
+
+
+def test_uids_never_reused_after_expunge(store: MaildirStore, alice: MaildirUser) -> None:
+    f = alice.folder("INBOX")
+    for i in range(3):
+        store.deliver_many(["alice"], msg(i))
+    f.sync()
+    f.store_flags([2, 3], ["\\Deleted"], 1)
+    assert f.expunge() == [2, 3]
+    store.deliver_many(["alice"], msg(9))
+    infos = f.sync()
+    assert [i.uid for i in infos] == [1, 4]
+    ul = uidlist(alice.path)
+    assert ul.uidnext == 5
+    assert sorted(ul.entries.values()) == [1, 4]
+    # A fresh object (another process) agrees.
+    assert [i.uid for i in alice.folder("INBOX").sync()] == [1, 4]
+
+
+def test_uidlist_format_is_dovecot_v3(store: MaildirStore, alice: MaildirUser) -> None:
+    key = store.deliver_many(["alice"], msg())["alice"]
+    alice.folder("INBOX").sync()
+    lines = (alice.path / "dovecot-uidlist").read_text().splitlines()
+    head = lines[0].split()
+    assert head[0] == "3" and head[1][0] == "V" and head[2] == "N2" and head[3][0] == "G"
+    assert len(head[3]) == 33
+    assert lines[1] == f"1 :{key}"
+    assert not (alice.path / "dovecot-uidlist.lock").exists()
+
+
+def test_lost_uidlist_rebuilt_with_new_uidvalidity(store: MaildirStore,
+                                                   alice: MaildirUser) -> None:
+    for i in range(2):
+        store.deliver_many(["alice"], msg(i))
+    f = alice.folder("INBOX")
+    f.sync()
+    old_uv = f.uidvalidity
+    os.unlink(alice.path / "dovecot-uidlist")
+    g = alice.folder("INBOX")
+    assert g.uidvalidity != old_uv
+    assert [i.uid for i in g.sync()] == [1, 2]
+    assert uidlist(alice.path).uidvalidity == g.uidvalidity
+
+
+def test_corrupt_uidlist_with_duplicate_uids_rebuilt(store: MaildirStore,
+                                                     alice: MaildirUser) -> None:
+    k1 = store.deliver_many(["alice"], msg(1))["alice"]
+    k2 = store.deliver_many(["alice"], msg(2))["alice"]
+    f = alice.folder("INBOX")
+    f.sync()
+    (alice.path / "dovecot-uidlist").write_text(f"3 V{f.uidvalidity} N3 Gx\n1 :{k1}\n1 :{k2}\n")
+    g = alice.folder("INBOX")
+    assert g.uidvalidity > f.uidvalidity
+    assert sorted(i.uid for i in g.sync()) == [1, 2]
+
+
+def test_sync_is_cheap_when_unchanged(store: MaildirStore, alice: MaildirUser,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    for i in range(3):
+        store.deliver_many(["alice"], msg(i))
+    f = alice.folder("INBOX")
+    f.sync()
+    # Age the directories so their mtimes are trusted (granularity margin is 1 s).
+    old = time.time() - 10
+    for d in (alice.path / "new", alice.path / "cur", alice.path / "dovecot-uidlist"):
+        os.utime(d, (old, old))
+    f.sync()
+    calls: list[str] = []
+    real_listdir = os.listdir
+    monkeypatch.setattr(os, "listdir", lambda p: calls.append(str(p)) or real_listdir(p))
+    monkeypatch.setattr(maildir_mod, "read_uidlist", lambda *a: calls.append("read") or None)
+    for _ in range(5):
+        assert len(f.sync()) == 3
+    assert calls == []
+    monkeypatch.undo()
+    store.deliver_many(["alice"], msg(7))
+    assert len(f.sync()) == 4
+
+
+def test_sync_handles_files_vanishing(store: MaildirStore, alice: MaildirUser) -> None:
+    for i in range(3):
+        store.deliver_many(["alice"], msg(i))
+    f = alice.folder("INBOX")
+    f.sync()
+    other = alice.folder("INBOX")
+    other.sync()
+    other.store_flags([1], ["\\Seen"], 1)  # renames under f's feet
+    other.store_flags([2], ["\\Deleted"], 1)
+    other.expunge()
+    assert f.read(1) == msg(0)  # ENOENT -> re-scan -> new name
+    with pytest.raises(KeyError):
+        f.read(2)
+    assert f.store_flags([1], ["\\Flagged"], 1) == {1: frozenset({"\\Seen", "\\Flagged"})}
+    assert [(i.uid, i.flags) for i in f.sync()] == [
+        (1, frozenset({"\\Seen", "\\Flagged"})),
+        (3, frozenset()),
+    ]
+
+
+# -- flags -------------------------------------------------------------------------
+
+
+def test_flags_round_trip_with_keywords(store: MaildirStore, alice: MaildirUser) -> None:
+    store.deliver_many(["alice"], msg())
+    f = alice.folder("INBOX")
+    f.sync()
+    res = f.store_flags([1], ["\\seen", "\\Flagged", "$Forwarded", "Work", "\\Recent",
+                              "\\Bogus"], 1)
+    assert res == {1: frozenset({"\\Seen", "\\Flagged", "$Forwarded", "Work"})}
+    name = os.listdir(alice.path / "cur")[0]
+    key, chars = split_name(name)
+    assert chars == "FSab"  # system letters first (ASCII order), then keyword letters
+    kw = (alice.path / "dovecot-keywords").read_text().splitlines()
+    assert kw == ["0 $Forwarded", "1 Work"]
+    assert f.store_flags([1], ["\\Seen", "work"], -1) == {1: frozenset({"\\Flagged",
+                                                                      "$Forwarded"})}
+    assert f.store_flags([1], ["\\Answered", "\\Draft"], 0) == {
+        1: frozenset({"\\Answered", "\\Draft"})
+    }
+    assert split_name(os.listdir(alice.path / "cur")[0])[1] == "DR"
+    g = alice.folder("INBOX")
+    g.store_flags  # noqa: B018
+    assert g.sync()[0].flags == frozenset({"\\Answered", "\\Draft"})
+    assert f.store_flags([99], ["\\Seen"], 1) == {}
+
+
+def test_flag_changes_seen_by_other_session(store: MaildirStore, alice: MaildirUser) -> None:
+    store.deliver_many(["alice"], msg())
+    a, b = alice.folder("INBOX"), alice.folder("INBOX")
+    a.sync()
+    b.sync()
+    a.store_flags([1], ["\\Seen", "Todo"], 1)
+    assert b.sync()[0].flags == frozenset({"\\Seen", "Todo"})
+
+
+def test_too_many_keywords(store: MaildirStore, alice: MaildirUser) -> None:
+    store.deliver_many(["alice"], msg())
+    f = alice.folder("INBOX")
+    f.sync()
+    f.store_flags([1], [f"k{i}" for i in range(26)], 1)
+    with pytest.raises(StoreError):
+        f.store_flags([1], ["one-too-many"], 1)
+
+
+# -- append, copy, expunge -----------------------------------------------------------
+
+
+def test_append_sets_flags_and_internal_date(alice: MaildirUser) -> None:
+    f = alice.folder("Drafts")
+    when = dt.datetime(2020, 5, 17, 10, 30, tzinfo=dt.UTC)
+    uid = f.append(msg(), ["\\Draft", "\\Seen"], when)
+    assert uid == 1
+    (info,) = f.sync()
+    assert info.flags == frozenset({"\\Draft", "\\Seen"})
+    assert info.internal_date == when
+    assert info.size == len(msg())
+    assert f.append(msg(2)) == 2
+    assert os.listdir(alice.path / ".Drafts" / "tmp") == []
+
+
+def test_copy_and_move(store: MaildirStore, alice: MaildirUser) -> None:
+    for i in range(3):
+        store.deliver_many(["alice"], msg(i))
+    inbox, archive = alice.folder("INBOX"), alice.folder("Archive")
+    inbox.sync()
+    inbox.store_flags([2], ["\\Seen", "Work"], 1)
+    archive.append(msg(99))
+    assert inbox.copy_to([2, 3, 42], archive) == [(2, 2), (3, 3)]
+    infos = archive.sync()
+    assert [i.uid for i in infos] == [1, 2, 3]
+    assert infos[1].flags == frozenset({"\\Seen", "Work"})
+    assert archive.read(2) == msg(1)
+    src_path = inbox.path_of(2)
+    assert os.path.samefile(src_path, archive.path_of(2))  # hard link
+    assert infos[1].key != inbox.sync()[1].key  # new unique name
+    # MOVE = copy + flag \Deleted + expunge of those uids
+    inbox.store_flags([2, 3], ["\\Deleted"], 1)
+    inbox.store_flags([1], ["\\Deleted"], 1)
+    assert inbox.expunge([2, 3]) == [2, 3]
+    assert [i.uid for i in inbox.sync()] == [1]
+    assert archive.read(3) == msg(2)
+
+
+def test_expunge_only_deleted(store: MaildirStore, alice: MaildirUser) -> None:
+    for i in range(3):
+        store.deliver_many(["alice"], msg(i))
+    f = alice.folder("INBOX")
+    f.sync()
+    f.store_flags([1, 3], ["\\Deleted"], 1)
+    other = alice.folder("INBOX")
+    other.sync()
+    other.store_flags([3], ["\\Deleted"], -1)  # undeleted by another session
+    assert f.expunge() == [1]
+    assert [i.uid for i in f.sync()] == [2, 3]
+    assert len(os.listdir(alice.path / "cur")) == 2
+
+
+def test_folder_status(store: MaildirStore, alice: MaildirUser) -> None:
+    for i in range(3):
+        store.deliver_many(["alice"], msg(i))
+    f = alice.folder("INBOX")
+    st = f.status()
+    assert (st.messages, st.unseen, st.recent, st.uidnext) == (3, 3, 3, 4)
+    f.store_flags([1], ["\\Seen"], 1)
+    st = f.status()
+    assert (st.messages, st.unseen, st.recent) == (3, 2, 0)
+    assert st.size == sum(len(msg(i)) for i in range(3))
+
+
+# -- quota ---------------------------------------------------------------------------------
+
+
+def test_quota_rejects_and_tracks_usage(tmp_path: Path) -> None:
+    store = MaildirStore(tmp_path / "m", default_quota=1000, fsync=False)
+    u = store.user("alice")
+    u.create()
+    big = msg(body=b"x" * 400)
+    store.deliver_many(["alice"], big)
+    store.deliver_many(["alice"], big)
+    assert u.usage() == 2 * len(big)
+    assert not store.quota_state("alice", len(big)).ok
+    assert store.quota_state("alice", 10).ok
+    with pytest.raises(QuotaExceeded) as ei:
+        store.deliver_many(["alice"], big)
+    assert ei.value.logins == ["alice"]  # type: ignore[attr-defined]
+    assert len(os.listdir(u.path / "new")) == 2
+    # per-call limit overrides the default; <= 0 means unlimited
+    assert store.deliver_many(["alice"], big, quotas={"alice": 0})
+    res = store.deliver_each(["alice", "bob"], big, quotas={"alice": 1000})
+    assert isinstance(res["alice"], QuotaExceeded) and isinstance(res["bob"], str)
+    f = u.folder("INBOX")
+    f.sync()
+    with pytest.raises(QuotaExceeded):
+        f.append(big)
+    with pytest.raises(QuotaExceeded):
+        f.copy_to([1], u.folder("Archive"))
+    f.store_flags([1, 2, 3], ["\\Deleted"], 1)
+    f.expunge()
+    assert u.usage() == 0
+    assert f.append(big) == 4
+
+
+def test_quota_uses_cached_maildirsize_not_a_walk(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    store = MaildirStore(tmp_path / "m", default_quota=10**9, fsync=False)
+    store.user("alice").create()
+    store.deliver_many(["alice"], msg())
+    monkeypatch.setattr(os, "listdir", lambda p: pytest.fail(f"listdir({p})"))
+    monkeypatch.setattr(os, "scandir", lambda p: pytest.fail(f"scandir({p})"))
+    for i in range(300):  # also crosses the 5120-byte compaction threshold
+        store.deliver_many(["alice"], msg(i))
+    monkeypatch.undo()
+    u = store.user("alice")
+    assert u.usage() == u._usage.walk()[0]
+    assert (u.path / "maildirsize").stat().st_size <= 5120
+
+
+def test_maildirsize_recalculated_when_missing(store: MaildirStore, alice: MaildirUser) -> None:
+    store.deliver_many(["alice"], msg())
+    os.unlink(alice.path / "maildirsize")
+    assert alice.usage() == len(msg())
+    assert (alice.path / "maildirsize").exists()
+
+
+# -- folders --------------------------------------------------------------------------------
+
+
+def test_create_makes_special_use_folders_idempotently(alice: MaildirUser) -> None:
+    alice.create()
+    infos = {i.name: i for i in alice.list_folders()}
+    assert set(infos) == {"INBOX", *SPECIAL_USE}
+    for name, attr in SPECIAL_USE.items():
+        assert infos[name].special_use == attr
+        assert infos[name].subscribed
+        assert (alice.path / f".{name}" / "maildirfolder").exists()
+    assert infos["INBOX"].special_use is None
+
+
+def test_folder_names_on_disk(alice: MaildirUser) -> None:
+    alice.create_folder("Projects/2026")
+    alice.create_folder("v1.2")
+    alice.create_folder("Входящие/Счета")
+    alice.create_folder("inbox/Sub")
+    disk = {n for n in os.listdir(alice.path) if n.startswith(".")}
+    assert {".Projects", ".Projects.2026", ".v1%2E2", ".INBOX.Sub"} <= disk
+    assert ".INBOX" not in disk  # INBOX is the root itself
+    assert any(n.startswith(".&BBIERQQ+") for n in disk)
+    names = {i.name for i in alice.list_folders()}
+    assert {"Projects/2026", "v1.2", "Входящие/Счета", "INBOX/Sub"} <= names
+    info = {i.name: i for i in alice.list_folders()}
+    assert info["Projects"].has_children and not info["Projects/2026"].has_children
+    assert info["INBOX"].has_children
+    assert alice.folder("Входящие/Счета").name == "Входящие/Счета"
+    with pytest.raises(FolderExists):
+        alice.create_folder("Projects/2026")
+    with pytest.raises(FolderExists):
+        alice.create_folder("INBOX")
+
+
+TRICKS = [
+    "../x", "..", ".", "a/../../b", "/etc", "/", "a//b", "a/", "//", "a/./b",
+    "x\0y", "x\ry", "x\ny", "x\x7fy", "x\x85y", "a\u2028b", "*", "a%b",
+    "a" * 300, "/".join(["d"] * 40), "", "\ud800",
+]
+
+
+@pytest.mark.parametrize("name", TRICKS)
+def test_folder_name_tricks_rejected(alice: MaildirUser, name: str) -> None:
+    before = sorted(os.listdir(alice.path.parent))
+    inside = sorted(os.listdir(alice.path))
+    for op in (alice.create_folder, alice.folder, alice.delete_folder, alice.subscribe):
+        with pytest.raises(BadFolderName):
+            op(name)
+    with pytest.raises(BadFolderName):
+        alice.rename_folder("Sent", name)
+    assert sorted(os.listdir(alice.path.parent)) == before
+    assert sorted(os.listdir(alice.path)) == inside
+
+
+@pytest.mark.parametrize("name", ["..x", "x..", "a/..b", "~", "\\", "a\\..\\b", ".hidden",
+                                  "a.b/c.d", "con", "cur", "new", "tmp", "&", "&-"])
+def test_odd_but_valid_names_stay_inside(alice: MaildirUser, name: str) -> None:
+    alice.create_folder(name)
+    f = alice.folder(name)
+    assert f.path.parent == alice.path
+    assert f.path.name.startswith(".") and f.path.name not in (".", "..")
+    assert name in {i.name for i in alice.list_folders()}
+    for dirpath, _dirs, _files in os.walk(alice.path.parent.parent):
+        assert Path(dirpath).resolve().is_relative_to(alice.path.parent.parent.resolve())
+
+
+def test_delete_folder(store: MaildirStore, alice: MaildirUser) -> None:
+    f = alice.folder("Trash")
+    f.append(msg(body=b"x" * 100))
+    usage = alice.usage()
+    alice.delete_folder("Trash")
+    assert not (alice.path / ".Trash").exists()
+    assert alice.usage() == usage - len(msg(body=b"x" * 100))
+    assert "Trash" not in alice.subscriptions()
+    with pytest.raises(NoSuchFolder):
+        alice.delete_folder("Trash")
+    with pytest.raises(FolderError):
+        alice.delete_folder("inbox")
+    alice.create_folder("P/Q")
+    with pytest.raises(FolderError):
+        alice.delete_folder("P")
+    with pytest.raises(NoSuchFolder):
+        f.sync()
+
+
+def test_recreated_folder_gets_new_uidvalidity(alice: MaildirUser) -> None:
+    alice.create_folder("Work")
+    uv1 = alice.folder("Work").uidvalidity
+    alice.delete_folder("Work")
+    alice.create_folder("Work")
+    uv2 = alice.folder("Work").uidvalidity
+    alice.rename_folder("Work", "Old")
+    alice.create_folder("Work")
+    uv3 = alice.folder("Work").uidvalidity
+    assert len({uv1, uv2, uv3}) == 3
+    assert alice.folder("Old").uidvalidity == uv2  # rename keeps it
+
+
+def test_rename_folder_with_children(alice: MaildirUser) -> None:
+    alice.create_folder("A/B/C")
+    alice.folder("A/B").append(msg())
+    alice.rename_folder("A", "X/Y")
+    names = {i.name for i in alice.list_folders()}
+    assert {"X", "X/Y", "X/Y/B", "X/Y/B/C"} <= names
+    assert not names & {"A", "A/B", "A/B/C"}
+    assert alice.folder("X/Y/B").sync()[0].uid == 1
+    assert "X/Y/B/C" in alice.subscriptions()
+    assert "A/B/C" not in alice.subscriptions()
+    with pytest.raises(BadFolderName):
+        alice.rename_folder("X", "X/Z")
+    with pytest.raises(FolderExists):
+        alice.rename_folder("Sent", "Drafts")
+    with pytest.raises(NoSuchFolder):
+        alice.rename_folder("Nope", "Other")
+    with pytest.raises(FolderError):
+        alice.rename_folder("INBOX", "Other")
+
+
+def test_subscriptions(alice: MaildirUser) -> None:
+    alice.subscribe("Not/Yet/There")
+    alice.subscribe("Sent", False)
+    info = {i.name: i for i in alice.list_folders()}
+    assert not info["Sent"].subscribed
+    assert "Not/Yet/There" in alice.subscriptions()
+
+
+def test_cleanup_tmp(store: MaildirStore, alice: MaildirUser) -> None:
+    old = alice.path / "tmp" / "old"
+    fresh = alice.path / ".Sent" / "tmp" / "fresh"
+    stale = alice.path / ".Sent" / "tmp" / "stale"
+    for p in (old, fresh, stale):
+        p.write_bytes(b"x")
+    t = time.time() - 37 * 3600
+    os.utime(old, (t, t))
+    os.utime(stale, (t, t))
+    assert store.cleanup_tmp() == 2
+    assert fresh.exists() and not old.exists() and not stale.exists()
+
+
+# -- cache -----------------------------------------------------------------------------------
+
+
+def test_metadata_cache(store: MaildirStore, alice: MaildirUser) -> None:
+    for i in range(3):
+        store.deliver_many(["alice"], msg(i))
+    f = alice.folder("INBOX")
+    infos = f.sync()
+    f.cache_put_many({i.key: {"subject": f"test {n}", "n": n} for n, i in enumerate(infos)})
+    other = alice.folder("INBOX")
+    got = other.cache_get_many([i.key for i in infos] + ["nope"])
+    assert got == {i.key: {"subject": f"test {n}", "n": n} for n, i in enumerate(infos)}
+    f.store_flags([1], ["\\Deleted"], 1)
+    f.expunge()
+    assert infos[0].key not in f.cache_get_many([infos[0].key])
+    other.close()
+    f.close()
+    assert stat.S_IMODE(os.stat(alice.path / "esam-cache.sqlite").st_mode) == 0o600
+
+
+def test_metadata_cache_10k_is_fast(alice: MaildirUser) -> None:
+    f = alice.folder("INBOX")
+    items = {f"{i}.M1P1Q{i}R0.h,S=100": {"env": ["x" * 50, i], "bs": [1, 2, 3]}
+             for i in range(10_000)}
+    t0 = time.perf_counter()
+    f.cache_put_many(items)
+    got = f.cache_get_many(items)
+    elapsed = time.perf_counter() - t0
+    assert len(got) == 10_000
+    assert elapsed < 3.0
+    assert f.cache_prune() == 10_000  # none of them is a live message
