@@ -1,0 +1,428 @@
+"""IMAP command syntax: tokens, sequence sets, FETCH attributes, dates, mailbox names.
+
+Pure (no Twisted).  The server assembles one complete command (the command line
+plus every literal, RFC 3501 §4.3 and RFC 7888 LITERAL-) and hands it to
+:func:`tokenize`; handlers then read typed tokens.  Twisted's own ``arg_*``
+parsers are not used: they ignore backslash escapes in quoted strings, reject
+``{n+}`` and cannot parse ``BODY[HEADER.FIELDS (A B)]<0.10>`` robustly.
+
+Modified UTF-7 mailbox names: RFC 3501 §5.1.3.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+from .mime import Section
+
+
+class ParseError(ValueError):
+    """Syntax error in a client command (answered with BAD)."""
+
+
+class Atom(bytes):
+    """An atom (including NIL, flags, sequence sets and FETCH attributes)."""
+
+    __slots__ = ()
+
+
+class String(bytes):
+    """A quoted string or a literal."""
+
+    __slots__ = ()
+
+
+Token = Atom | String | list  # list = parenthesised list of tokens
+
+_LITERAL_AT_END = re.compile(rb"\{(\d{1,12})(\+?)\}$")
+
+
+def literal_at_end(line: bytes) -> tuple[int, bool] | None:
+    """``(size, non_synchronizing)`` when ``line`` ends with a literal marker."""
+    m = _LITERAL_AT_END.search(line)
+    if not m:
+        return None
+    return int(m.group(1)), bool(m.group(2))
+
+
+def tokenize(lines: Sequence[bytes], literals: Sequence[bytes]) -> list[Token]:
+    """Tokenize a command: ``lines[i]`` ends with a literal marker for ``literals[i]``."""
+    out: list[Token] = []
+    stack: list[list[Token]] = [out]
+    for idx, line in enumerate(lines):
+        lit = literals[idx] if idx < len(literals) else None
+        body = line
+        if lit is not None:
+            m = _LITERAL_AT_END.search(line)
+            if not m:
+                raise ParseError("literal marker missing")
+            body = line[: m.start()]
+        i, n = 0, len(body)
+        while i < n:
+            c = body[i : i + 1]
+            if c == b" ":
+                i += 1
+            elif c == b"(":
+                new: list[Token] = []
+                stack[-1].append(new)
+                stack.append(new)
+                i += 1
+            elif c == b")":
+                if len(stack) == 1:
+                    raise ParseError("unbalanced parenthesis")
+                stack.pop()
+                i += 1
+            elif c == b'"':
+                buf = bytearray()
+                i += 1
+                while True:
+                    if i >= n:
+                        raise ParseError("unterminated quoted string")
+                    ch = body[i]
+                    if ch == 0x5C and i + 1 < n:
+                        buf.append(body[i + 1])
+                        i += 2
+                        continue
+                    if ch == 0x22:
+                        i += 1
+                        break
+                    buf.append(ch)
+                    i += 1
+                stack[-1].append(String(bytes(buf)))
+            else:
+                j = i
+                while j < n and body[j : j + 1] not in (b" ", b"(", b")", b'"'):
+                    if body[j : j + 1] == b"[":
+                        close = body.find(b"]", j)
+                        if close < 0:
+                            raise ParseError("unterminated [")
+                        j = close + 1
+                        continue
+                    j += 1
+                stack[-1].append(Atom(body[i:j]))
+                i = j
+        if lit is not None:
+            stack[-1].append(String(lit))
+    if len(stack) != 1:
+        raise ParseError("unbalanced parenthesis")
+    return out
+
+
+# ---------------------------------------------------------------------------
+# Typed accessors
+
+
+class Args:
+    """A cursor over a command's argument tokens."""
+
+    def __init__(self, tokens: Sequence[Token]) -> None:
+        self.tokens = list(tokens)
+        self.pos = 0
+
+    def more(self) -> bool:
+        return self.pos < len(self.tokens)
+
+    def peek(self) -> Token | None:
+        return self.tokens[self.pos] if self.more() else None
+
+    def next(self) -> Token:
+        if not self.more():
+            raise ParseError("missing argument")
+        tok = self.tokens[self.pos]
+        self.pos += 1
+        return tok
+
+    def atom(self) -> bytes:
+        tok = self.next()
+        if not isinstance(tok, Atom):
+            raise ParseError("atom expected")
+        return bytes(tok)
+
+    def astring(self) -> bytes:
+        tok = self.next()
+        if isinstance(tok, list):
+            raise ParseError("string expected")
+        return bytes(tok)
+
+    def plist(self) -> list[Token]:
+        tok = self.next()
+        if not isinstance(tok, list):
+            raise ParseError("parenthesised list expected")
+        return tok
+
+    def end(self) -> None:
+        if self.more():
+            raise ParseError("too many arguments")
+
+    def rest(self) -> list[Token]:
+        out = self.tokens[self.pos :]
+        self.pos = len(self.tokens)
+        return out
+
+
+# ---------------------------------------------------------------------------
+# Sequence sets
+
+_SEQ_RE = re.compile(rb"^(\d+|\*)(?::(\d+|\*))?$")
+
+
+@dataclass(frozen=True, slots=True)
+class SeqSet:
+    """RFC 3501 sequence-set; ``None`` stands for ``*``."""
+
+    ranges: tuple[tuple[int | None, int | None], ...]
+
+    @classmethod
+    def parse(cls, raw: bytes) -> SeqSet:
+        ranges = []
+        for item in raw.split(b","):
+            m = _SEQ_RE.match(item)
+            if not m:
+                raise ParseError("invalid sequence set")
+            lo = None if m.group(1) == b"*" else int(m.group(1))
+            hi = lo if m.group(2) is None else None if m.group(2) == b"*" else int(m.group(2))
+            if lo == 0 or hi == 0:
+                raise ParseError("invalid sequence set")
+            ranges.append((lo, hi))
+        return cls(tuple(ranges))
+
+    def bounds(self, largest: int) -> Iterator[tuple[int, int]]:
+        for lo, hi in self.ranges:
+            a = largest if lo is None else lo
+            b = largest if hi is None else hi
+            yield (a, b) if a <= b else (b, a)
+
+    def contains(self, value: int, largest: int) -> bool:
+        return any(a <= value <= b for a, b in self.bounds(largest))
+
+    def has_star(self) -> bool:
+        return any(lo is None or hi is None for lo, hi in self.ranges)
+
+    def max_explicit(self) -> int:
+        return max((x for r in self.ranges for x in r if x is not None), default=0)
+
+
+def format_uid_set(uids: Sequence[int]) -> bytes:
+    """Compact ``1:3,7`` form of sorted-or-not UIDs (order kept for COPYUID pairs)."""
+    if not uids:
+        return b""
+    out: list[str] = []
+    start = prev = uids[0]
+    for u in uids[1:]:
+        if u == prev + 1:
+            prev = u
+            continue
+        out.append(str(start) if start == prev else f"{start}:{prev}")
+        start = prev = u
+    out.append(str(start) if start == prev else f"{start}:{prev}")
+    return ",".join(out).encode()
+
+
+# ---------------------------------------------------------------------------
+# FETCH attributes
+
+
+@dataclass(frozen=True, slots=True)
+class FetchItem:
+    """One fetch-att.  ``name`` is FLAGS, UID, ..., BODY, BODYSTRUCTURE or BODY[]."""
+
+    name: str
+    section: Section | None = None
+    peek: bool = False
+    start: int | None = None
+    length: int | None = None
+    label: bytes = b""  # how the item is echoed in the response
+
+
+_MACROS = {
+    b"ALL": [b"FLAGS", b"INTERNALDATE", b"RFC822.SIZE", b"ENVELOPE"],
+    b"FAST": [b"FLAGS", b"INTERNALDATE", b"RFC822.SIZE"],
+    b"FULL": [b"FLAGS", b"INTERNALDATE", b"RFC822.SIZE", b"ENVELOPE", b"BODY"],
+}
+_SIMPLE = {
+    b"FLAGS", b"UID", b"INTERNALDATE", b"RFC822.SIZE", b"RFC822", b"RFC822.HEADER",
+    b"RFC822.TEXT", b"ENVELOPE", b"BODYSTRUCTURE", b"BODY",
+}
+_BODY_RE = re.compile(rb"^(BODY(?:\.PEEK)?)\[([^\]]*)\](?:<(\d+)(?:\.(\d+))?>)?$", re.I)
+
+
+def parse_section(spec: bytes) -> Section:
+    """``1.2.HEADER.FIELDS (A B)`` -> :class:`Section`."""
+    spec = spec.strip()
+    fields: tuple[bytes, ...] = ()
+    m = re.match(rb"^(.*?)\s*\((.*)\)$", spec, re.S)
+    if m:
+        spec = m.group(1)
+        names = tokenize([m.group(2)], [])
+        if not names or not all(isinstance(x, Atom | String) for x in names):
+            raise ParseError("bad header list")
+        fields = tuple(bytes(x).upper() for x in names)  # type: ignore[arg-type]
+    path: list[int] = []
+    parts = spec.split(b".") if spec else []
+    i = 0
+    while i < len(parts) and parts[i].isdigit():
+        n = int(parts[i])
+        if n < 1:
+            raise ParseError("bad part number")
+        path.append(n)
+        i += 1
+    text = b".".join(parts[i:]).upper().decode("ascii", "replace")
+    if text not in ("", "HEADER", "HEADER.FIELDS", "HEADER.FIELDS.NOT", "TEXT", "MIME"):
+        raise ParseError("bad section")
+    if text == "MIME" and not path:
+        raise ParseError("MIME needs a part number")
+    if text.startswith("HEADER.FIELDS") != bool(fields):
+        raise ParseError("bad section")
+    return Section(tuple(path), text, fields)
+
+
+def parse_fetch_atts(tok: Token) -> list[FetchItem]:
+    """Parse the fetch-att argument (a macro, one attribute or a list)."""
+    if isinstance(tok, list):
+        raws = tok
+    elif isinstance(tok, Atom) and tok.upper() in _MACROS:
+        raws = [Atom(x) for x in _MACROS[tok.upper()]]
+    else:
+        raws = [tok]
+    if not raws:
+        raise ParseError("empty fetch list")
+    items: list[FetchItem] = []
+    for raw in raws:
+        if not isinstance(raw, Atom):
+            raise ParseError("bad fetch attribute")
+        up = raw.upper()
+        if up in _SIMPLE:
+            items.append(FetchItem(up.decode(), label=up))
+            continue
+        m = _BODY_RE.match(raw)
+        if not m:
+            raise ParseError("bad fetch attribute")
+        sec = parse_section(m.group(2))
+        start = int(m.group(3)) if m.group(3) is not None else None
+        length = int(m.group(4)) if m.group(4) is not None else None
+        if start is not None and length is None:
+            raise ParseError("partial needs a length")
+        label = b"BODY[" + sec.label() + b"]"
+        if start is not None:
+            label += b"<%d>" % start
+        items.append(
+            FetchItem("BODY[]", sec, m.group(1).upper() == b"BODY.PEEK", start, length, label)
+        )
+    return items
+
+
+# ---------------------------------------------------------------------------
+# Dates
+
+_MONTHS = {m: i + 1 for i, m in enumerate(
+    ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"]
+)}
+_DATE_RE = re.compile(rb"^(\d{1,2})-([A-Za-z]{3})-(\d{4})$")
+_DATETIME_RE = re.compile(
+    rb"^ ?(\d{1,2})-([A-Za-z]{3})-(\d{4}) (\d{2}):(\d{2}):(\d{2}) ([+-])(\d{2})(\d{2})$"
+)
+
+
+def parse_date(raw: bytes) -> dt.date:
+    """RFC 3501 ``date`` (``1-Feb-1994``)."""
+    m = _DATE_RE.match(raw.strip())
+    month = _MONTHS.get(m.group(2).decode().lower()) if m else None
+    if not m or month is None:
+        raise ParseError("bad date")
+    try:
+        return dt.date(int(m.group(3)), month, int(m.group(1)))
+    except ValueError as exc:
+        raise ParseError("bad date") from exc
+
+
+def parse_datetime(raw: bytes) -> dt.datetime:
+    """RFC 3501 ``date-time`` (``"17-Jul-1996 02:44:25 -0700"``)."""
+    m = _DATETIME_RE.match(raw)
+    month = _MONTHS.get(m.group(2).decode().lower()) if m else None
+    if not m or month is None:
+        raise ParseError("bad date-time")
+    off = dt.timedelta(hours=int(m.group(8)), minutes=int(m.group(9)))
+    if m.group(7) == b"-":
+        off = -off
+    try:
+        return dt.datetime(
+            int(m.group(3)), month, int(m.group(1)),
+            int(m.group(4)), int(m.group(5)), int(m.group(6)),
+            tzinfo=dt.timezone(off),
+        )
+    except ValueError as exc:
+        raise ParseError("bad date-time") from exc
+
+
+# ---------------------------------------------------------------------------
+# Modified UTF-7 (RFC 3501 §5.1.3)
+
+
+class MailboxNameError(ValueError):
+    """Not a valid modified UTF-7 mailbox name."""
+
+
+def decode_mailbox(raw: bytes) -> str:
+    """Modified UTF-7 -> str; strict (invalid encodings raise MailboxNameError)."""
+    out: list[str] = []
+    i, n = 0, len(raw)
+    while i < n:
+        c = raw[i]
+        if c > 0x7E or c < 0x20:
+            raise MailboxNameError("8-bit or control character in mailbox name")
+        if c != 0x26:  # '&'
+            out.append(chr(c))
+            i += 1
+            continue
+        j = raw.find(b"-", i + 1)
+        if j < 0:
+            raise MailboxNameError("unterminated &-sequence")
+        chunk = raw[i + 1 : j]
+        if not chunk:
+            out.append("&")
+        else:
+            if not re.fullmatch(rb"[A-Za-z0-9+,]+", chunk):
+                raise MailboxNameError("bad base64 in mailbox name")
+            b64 = chunk.replace(b",", b"/")
+            b64 += b"=" * (-len(b64) % 4)
+            try:
+                text = base64.b64decode(b64, validate=True).decode("utf-16-be")
+            except (ValueError, UnicodeDecodeError) as exc:
+                raise MailboxNameError("bad UTF-16 in mailbox name") from exc
+            if not text or any(0x20 <= ord(ch) <= 0x7E for ch in text):
+                raise MailboxNameError("non-canonical modified UTF-7")
+            out.append(text)
+        i = j + 1
+    return "".join(out)
+
+
+def encode_mailbox(name: str) -> bytes:
+    """str -> modified UTF-7."""
+    out = bytearray()
+    buf: list[str] = []
+
+    def flush() -> None:
+        if buf:
+            b64 = base64.b64encode("".join(buf).encode("utf-16-be")).rstrip(b"=")
+            out.extend(b"&" + b64.replace(b"/", b",") + b"-")
+            buf.clear()
+
+    for ch in name:
+        if 0x20 <= ord(ch) <= 0x7E:
+            flush()
+            out.extend(b"&-" if ch == "&" else ch.encode())
+        else:
+            buf.append(ch)
+    flush()
+    return bytes(out)
+
+
+def quote(value: bytes) -> bytes:
+    """Quoted string, or a literal when the value cannot be quoted."""
+    if any(b < 0x20 or b > 0x7E for b in value):
+        return b"{%d}\r\n%s" % (len(value), value)
+    return b'"' + value.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'

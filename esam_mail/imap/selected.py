@@ -1,0 +1,252 @@
+"""The selected mailbox as one session sees it: a sequence-number snapshot.
+
+RFC 3501 §7.4.1/§5.5: sequence numbers are per session and change only when the
+server reports them.  :meth:`SelectedFolder.refresh` runs at command boundaries
+(NOOP, IDLE wake-ups, the end of most commands) and turns what changed in the
+store (new deliveries, flag changes and expunges by other sessions or processes)
+into untagged ``EXISTS``/``RECENT``/``FETCH``/``EXPUNGE`` lines.  While a FETCH,
+STORE or SEARCH runs, expunges are held back (the message stays addressable as
+a "ghost" until the next boundary that allows EXPUNGE).
+
+Also the metadata cache glue: ENVELOPE/BODYSTRUCTURE summaries come from an
+in-process LRU, then from the store's per-folder cache
+(``cache_get_many``/``cache_put_many``), and only then from parsing the file.
+
+Pure (no Twisted).
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from esam_mail.store.interfaces import SYSTEM_FLAGS, Folder, MessageInfo
+
+from . import mime
+from .parser import ParseError, SeqSet
+
+log = logging.getLogger(__name__)
+
+RECENT = "\\Recent"
+
+
+class MetaLRU:
+    """Process-wide LRU of :class:`mime.MessageMeta`, keyed by (folder id, Maildir key)."""
+
+    def __init__(self, capacity: int = 10000) -> None:
+        self.capacity = capacity
+        self._d: OrderedDict[tuple[str, str], mime.MessageMeta] = OrderedDict()
+
+    def get(self, key: tuple[str, str]) -> mime.MessageMeta | None:
+        v = self._d.get(key)
+        if v is not None:
+            self._d.move_to_end(key)
+        return v
+
+    def put(self, key: tuple[str, str], value: mime.MessageMeta) -> None:
+        self._d[key] = value
+        self._d.move_to_end(key)
+        while len(self._d) > self.capacity:
+            self._d.popitem(last=False)
+
+
+def format_flags(flags: Iterable[str]) -> bytes:
+    order = {f: i for i, f in enumerate((RECENT, *SYSTEM_FLAGS))}
+    ordered = sorted(flags, key=lambda f: (order.get(f, 99), f))
+    return b"(" + " ".join(ordered).encode("utf-8", "replace") + b")"
+
+
+class SelectedFolder:
+    """Per-session view of one folder (see module docstring)."""
+
+    def __init__(
+        self, folder: Folder, *, readonly: bool, lru: MetaLRU, owner: str = ""
+    ) -> None:
+        self.folder = folder
+        self.readonly = readonly
+        self.lru = lru
+        self.cache_id = f"{owner}\0{folder.name}\0{folder.uidvalidity}"
+        infos = folder.sync()
+        self.uids: list[int] = [m.uid for m in infos]
+        self.info: dict[int, MessageInfo] = {m.uid: m for m in infos}
+        self.recent: set[int] = {m.uid for m in infos if m.recent}
+        self.gone: set[int] = set()
+
+    # -- lookups ----------------------------------------------------------------
+
+    @property
+    def exists(self) -> int:
+        return len(self.uids)
+
+    def seq_of(self, uid: int) -> int:
+        i = bisect.bisect_left(self.uids, uid)
+        if i < len(self.uids) and self.uids[i] == uid:
+            return i + 1
+        raise KeyError(uid)
+
+    def flags_of(self, uid: int) -> frozenset[str]:
+        flags = self.info[uid].flags
+        return flags | {RECENT} if uid in self.recent else flags
+
+    def first_unseen(self) -> int | None:
+        for i, uid in enumerate(self.uids):
+            if "\\Seen" not in self.info[uid].flags:
+                return i + 1
+        return None
+
+    def keywords(self) -> set[str]:
+        out: set[str] = set()
+        for m in self.info.values():
+            out.update(f for f in m.flags if not f.startswith("\\"))
+        return out
+
+    def resolve(self, seqset: SeqSet, *, uid: bool) -> list[tuple[int, int]]:
+        """(seq, uid) pairs addressed by a sequence set, ascending.
+
+        Raises:
+            ParseError: a sequence number beyond EXISTS (RFC 3501 §9 seq-number).
+        """
+        if not self.uids:
+            if not uid and not seqset.has_star():
+                raise ParseError("no such message")
+            return []
+        out: list[tuple[int, int]] = []
+        if uid:
+            largest = self.uids[-1]
+            for a, b in seqset.bounds(largest):
+                lo = bisect.bisect_left(self.uids, a)
+                hi = bisect.bisect_right(self.uids, b)
+                out.extend((i + 1, self.uids[i]) for i in range(lo, hi))
+        else:
+            n = len(self.uids)
+            if seqset.max_explicit() > n:
+                raise ParseError("no such message")
+            for a, b in seqset.bounds(n):
+                out.extend((i, self.uids[i - 1]) for i in range(a, b + 1))
+        return sorted(set(out))
+
+    # -- synchronisation --------------------------------------------------------
+
+    def refresh(self, *, allow_expunge: bool, with_uid: bool = True) -> list[bytes]:
+        """Re-read the folder and return the untagged lines that report the changes."""
+        infos = self.folder.sync()
+        current = {m.uid: m for m in infos}
+        lines: list[bytes] = []
+        for uid in self.uids:
+            if uid not in current:
+                self.gone.add(uid)
+        if allow_expunge and self.gone:
+            lines.extend(self._drop(self.gone))
+        changed: list[int] = []
+        new: list[MessageInfo] = []
+        for m in infos:
+            old = self.info.get(m.uid)
+            if old is None:
+                new.append(m)
+            elif old.flags != m.flags:
+                changed.append(m.uid)
+            if old is None or old.flags != m.flags:
+                self.info[m.uid] = m
+        for uid in changed:
+            if uid in self.gone:
+                continue
+            seq = self.seq_of(uid)
+            uid_part = b"UID %d " % uid if with_uid else b""
+            lines.append(
+                b"* %d FETCH (%sFLAGS %s)" % (seq, uid_part, format_flags(self.flags_of(uid)))
+            )
+        if new:
+            new.sort(key=lambda m: m.uid)
+            for m in new:
+                self.uids.append(m.uid)
+                if m.recent:
+                    self.recent.add(m.uid)
+            if self.uids != sorted(self.uids):  # defensive: UIDs only ever grow
+                self.uids.sort()
+            lines.append(b"* %d EXISTS" % len(self.uids))
+            lines.append(b"* %d RECENT" % len(self.recent))
+        return lines
+
+    def _drop(self, uids: Iterable[int]) -> list[bytes]:
+        """Remove UIDs from the snapshot; EXPUNGE lines in an order valid as sent."""
+        doomed = set(uids)
+        lines: list[bytes] = []
+        for i in range(len(self.uids) - 1, -1, -1):
+            uid = self.uids[i]
+            if uid in doomed:
+                lines.append(b"* %d EXPUNGE" % (i + 1))
+                del self.uids[i]
+                self.info.pop(uid, None)
+                self.recent.discard(uid)
+        self.gone -= doomed
+        return lines
+
+    def expunged(self, uids: Sequence[int]) -> list[bytes]:
+        """Our own EXPUNGE removed ``uids``; report them (and any pending ghosts)."""
+        return self._drop(set(uids) | self.gone)
+
+    def set_flags(self, uid: int, flags: frozenset[str]) -> None:
+        old = self.info.get(uid)
+        if old is not None:
+            self.info[uid] = _with_flags(old, flags)
+
+    # -- metadata ----------------------------------------------------------------
+
+    def metas(
+        self, uids: Sequence[int], data: dict[int, bytes] | None = None
+    ) -> dict[int, mime.MessageMeta]:
+        """Parsed summaries for ``uids`` (missing ones are parsed and cached).
+
+        Messages expunged meanwhile are absent from the result.
+        """
+        out: dict[int, mime.MessageMeta] = {}
+        want: dict[str, int] = {}
+        for uid in uids:
+            m = self.info.get(uid)
+            if m is None:
+                continue
+            hit = self.lru.get((self.cache_id, m.key))
+            if hit is not None:
+                out[uid] = hit
+            else:
+                want[m.key] = uid
+        if not want:
+            return out
+        stored: dict[str, Any] = {}
+        get_many = getattr(self.folder, "cache_get_many", None)
+        if get_many is not None:
+            try:
+                stored = get_many(list(want))
+            except Exception:  # the cache is an optimisation only
+                log.exception("event=imap.cache_read_failed folder=%s", self.folder.name)
+        fresh: dict[str, dict[str, Any]] = {}
+        for key, uid in want.items():
+            meta = mime.MessageMeta.from_json(stored.get(key))
+            if meta is None:
+                raw = data.get(uid) if data else None
+                if raw is None:
+                    try:
+                        raw = self.folder.read(uid)
+                    except (KeyError, FileNotFoundError):
+                        continue
+                meta = mime.analyse(raw)
+                fresh[key] = meta.to_json()
+            self.lru.put((self.cache_id, key), meta)
+            out[uid] = meta
+        put_many = getattr(self.folder, "cache_put_many", None)
+        if fresh and put_many is not None:
+            try:
+                put_many(fresh)
+            except Exception:
+                log.exception("event=imap.cache_write_failed folder=%s", self.folder.name)
+        return out
+
+
+def _with_flags(m: MessageInfo, flags: frozenset[str]) -> MessageInfo:
+    return MessageInfo(
+        uid=m.uid, key=m.key, flags=frozenset(flags), size=m.size,
+        internal_date=m.internal_date, recent=m.recent,
+    )

@@ -1,0 +1,1486 @@
+"""IMAP4rev1 server: ``EsamIMAP4Server`` on Twisted, backed by the esam store.
+
+Twisted's ``IMAP4Server`` supplies the connection plumbing (LineReceiver,
+TimeoutMixin, STARTTLS via ``transport.startTLS``); everything from command
+framing up is ours, because the stock command layer has the bugs listed in
+docs/libraries.md §1.6 (R1-R7, R11, raw exception text in replies).  Commands
+are framed here (literals, LITERAL-, size caps before the ``+``), tokenized by
+:mod:`.parser`, run strictly one at a time per connection (pipelining-safe:
+nothing is parsed while a command runs) and answered synchronously against the
+store, except the fsync-heavy APPEND which runs in a worker thread.
+
+RFCs: 3501 (IMAP4rev1), 2177 (IDLE), 2342 (NAMESPACE), 4315 (UIDPLUS), 6851
+(MOVE), 3691 (UNSELECT), 2971 (ID), 5161 (ENABLE), 6154 (SPECIAL-USE), 3348
+(CHILDREN), 2087/9208 (QUOTA), 7888 (LITERAL-), 4959 (SASL-IR), 4616 (PLAIN),
+5530 (response codes), 2595/8314 (STARTTLS, implicit TLS).
+
+The composition root must install ``twisted.internet.asyncioreactor`` before
+anything imports ``twisted.internet.reactor``; this module imports the reactor
+only inside functions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import dataclasses
+import datetime as dt
+import logging
+import re
+import time
+from collections.abc import Callable, Generator, Iterable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from twisted.internet import defer, interfaces, protocol
+from twisted.mail import imap4
+from zope.interface import implementer
+
+from esam_mail import __version__ as _version
+from esam_mail import errors
+from esam_mail.services.auth import Authenticator, Principal
+from esam_mail.store.interfaces import SPECIAL_USE, SYSTEM_FLAGS, Notifier, UserStore
+
+from . import mime, replies
+from .parser import (
+    Args,
+    Atom,
+    FetchItem,
+    MailboxNameError,
+    ParseError,
+    SeqSet,
+    String,
+    Token,
+    decode_mailbox,
+    encode_mailbox,
+    format_uid_set,
+    literal_at_end,
+    parse_datetime,
+    parse_fetch_atts,
+    quote,
+    tokenize,
+)
+from .search import parse_search
+from .selected import MetaLRU, SelectedFolder, format_flags
+
+log = logging.getLogger(__name__)
+
+_TAG_RE = re.compile(rb"^[\x21-\x7e]+$")
+_FLAG_ATOM_RE = re.compile(r"^\\?[^\s(){%*\"\\\]\x00-\x1f\x7f]+$")
+
+
+class MailStore(Protocol):
+    """What the server needs of the store: one :class:`UserStore` per login."""
+
+    def user(self, login: str) -> UserStore: ...
+
+
+@dataclass(frozen=True, slots=True)
+class IMAPLimits:
+    """Resource limits of one IMAP listener (config section ``[imap]``)."""
+
+    max_message_size: int = 50 * 1024 * 1024  # APPEND literal cap (checked before "+")
+    max_line: int = 64 * 1024  # one command line, without literals
+    max_command_literals: int = 256 * 1024  # all literals of a non-APPEND command
+    nonsync_literal_max: int = 4096  # LITERAL- (RFC 7888)
+    unauth_timeout: float = 60.0
+    auth_timeout: float = 30 * 60.0  # >= 29 min for IDLE (RFC 2177)
+    idle_poll: float = 5.0  # safety-net rescan while IDLE; the Notifier is the fast path
+    max_auth_failures: int = 3
+    max_connections_per_ip: int = 0  # 0: unlimited
+    meta_cache_entries: int = 20000
+    allow_plaintext_auth: bool = False  # never in production: LOGINDISABLED until TLS
+
+
+# ---------------------------------------------------------------------------
+
+
+@implementer(interfaces.IPushProducer)
+class _Throttle:
+    """Backpressure for long FETCH responses: pauses the generator when the
+    transport's buffer is full."""
+
+    def __init__(self) -> None:
+        self.paused = False
+        self.stopped = False
+        self._waiting: defer.Deferred[None] | None = None
+
+    def pauseProducing(self) -> None:
+        self.paused = True
+
+    def resumeProducing(self) -> None:
+        self.paused = False
+        d, self._waiting = self._waiting, None
+        if d is not None:
+            d.callback(None)
+
+    def stopProducing(self) -> None:
+        self.stopped = True
+        self.resumeProducing()
+
+    def wait(self) -> defer.Deferred[None]:
+        self._waiting = defer.Deferred()
+        return self._waiting
+
+
+class _Done(Exception):
+    """Internal: a handler already sent its own tagged reply."""
+
+
+class EsamIMAP4Server(imap4.IMAP4Server):
+    """One IMAP connection.  See the module docstring."""
+
+    IDENT = b"esam_mail IMAP4rev1 ready."
+
+    def __init__(self, factory: IMAPFactory, *, implicit_tls: bool) -> None:
+        super().__init__(
+            chal={}, contextFactory=None if implicit_tls else factory.tls_context_factory
+        )
+        self.factory = factory
+        self.limits = factory.limits
+        self.implicit_tls = implicit_tls
+        self.session = _new_session_id()
+        self.peer = "-"
+        self.principal: Principal | None = None
+        self.user: UserStore | None = None
+        self.selected: SelectedFolder | None = None
+        self._buf = bytearray()
+        self._lines: list[bytes] = []
+        self._lits: list[bytes] = []
+        self._cmd_literal_bytes = 0
+        self._lit_need = -1  # >= 0 while reading a literal
+        self._lit_buf = bytearray()
+        self._busy = False
+        self._line_hook: Callable[[bytes], None] | None = None
+        self._idle_tag: bytes | None = None
+        self._idle_poll: Any = None
+        self._auth_failures = 0
+        self._opened = time.monotonic()
+        self._transport_paused = False
+        self._closing = False
+        self.timeOut = int(self.limits.unauth_timeout)
+
+    # -- connection ------------------------------------------------------------
+
+    def connectionMade(self) -> None:
+        with contextlib.suppress(Exception):
+            self.peer = self.transport.getPeer().host
+        limit = self.limits.max_connections_per_ip
+        if limit and sum(1 for x in self.factory.sessions if x.peer == self.peer) >= limit:
+            log.warning("event=imap.too_many_connections session=%s peer=%s",
+                        self.session, self.peer)
+            self._write(b"* BYE [UNAVAILABLE] Too many connections from your address.")
+            self._closing = True
+            self.transport.loseConnection()
+            return
+        self.factory.sessions.add(self)
+        log.info(
+            "event=imap.connect session=%s peer=%s tls=%s",
+            self.session, self.peer, "implicit" if self.implicit_tls else "none",
+        )
+        super().connectionMade()
+
+    def connectionLost(self, reason: Any = None) -> None:
+        self.factory.sessions.discard(self)
+        self._stop_idle_poll()
+        self.selected = None
+        log.info(
+            "event=imap.disconnect session=%s peer=%s user=%s duration=%.1f",
+            self.session, self.peer, self.principal.login if self.principal else "-",
+            time.monotonic() - self._opened,
+        )
+        super().connectionLost(reason)
+
+    def timeoutConnection(self) -> None:
+        self._untagged(b"* BYE Autologout; idle for too long.")
+        self.transport.loseConnection()
+
+    def sendServerGreeting(self) -> None:
+        self._write(b"* OK [CAPABILITY " + b" ".join(self.listCapabilities()) + b"] "
+                    + self.IDENT)
+
+    # -- capabilities ----------------------------------------------------------
+
+    def _tls_active(self) -> bool:
+        if self.implicit_tls or self.startedTLS:
+            return True
+        return interfaces.ISSLTransport(self.transport, None) is not None
+
+    def _auth_allowed(self) -> bool:
+        return self._tls_active() or self.limits.allow_plaintext_auth
+
+    def capabilities(self) -> dict[bytes, Any]:
+        cap: dict[bytes, Any] = {}
+        if self.principal is None:
+            if not self._tls_active() and self.ctx is not None and self.canStartTLS:
+                cap[b"STARTTLS"] = None
+            if self._auth_allowed():
+                cap[b"AUTH"] = [b"PLAIN", b"LOGIN"]
+                cap[b"SASL-IR"] = None
+            else:
+                cap[b"LOGINDISABLED"] = None
+        else:
+            for c in (b"IDLE", b"NAMESPACE", b"UIDPLUS", b"MOVE", b"UNSELECT",
+                      b"SPECIAL-USE", b"CHILDREN", b"QUOTA", b"ENABLE"):
+                cap[c] = None
+        cap[b"ID"] = None
+        cap[b"LITERAL-"] = None
+        return cap
+
+    # -- output ------------------------------------------------------------------
+
+    def _write(self, line: bytes) -> None:
+        if self.transport is not None:
+            self.transport.write(line + b"\r\n")
+
+    def _untagged(self, line: bytes) -> None:
+        self._write(line)
+
+    def _tagged(self, tag: bytes, reply: replies.Reply) -> None:
+        self._write(reply.render(tag))
+
+    def _ok(self, tag: bytes, text: bytes, code: bytes | None = None, *,
+            allow_expunge: bool = True) -> None:
+        """Report pending mailbox changes, then the tagged OK."""
+        self._report_changes(allow_expunge=allow_expunge)
+        self._tagged(tag, replies.Reply(b"OK", code, text))
+
+    def _report_changes(self, *, allow_expunge: bool) -> None:
+        if self.selected is None:
+            return
+        try:
+            lines = self.selected.refresh(allow_expunge=allow_expunge)
+        except errors.NoSuchFolder:
+            # deleted under us (another session): RFC 3501 leaves this open
+            self._untagged(b"* BYE [UNAVAILABLE] Selected mailbox was deleted.")
+            self.transport.loseConnection()
+            self.selected = None
+            return
+        for line in lines:
+            self._untagged(line)
+
+    # -- framing -----------------------------------------------------------------
+
+    def dataReceived(self, data: bytes) -> None:
+        self.resetTimeout()
+        self._buf += data
+        self._pump()
+
+    def rawDataReceived(self, data: bytes) -> None:
+        self.dataReceived(data)
+
+    def _pump(self) -> None:
+        while not self._closing:
+            if self._lit_need >= 0:
+                if not self._buf and self._lit_need:
+                    break
+                take = min(self._lit_need, len(self._buf))
+                self._lit_buf += self._buf[:take]
+                del self._buf[:take]
+                self._lit_need -= take
+                if self._lit_need:
+                    break
+                self._lits.append(bytes(self._lit_buf))
+                self._lit_buf = bytearray()
+                self._lit_need = -1
+                continue
+            if self._busy and self._line_hook is None:
+                break
+            nl = self._buf.find(b"\n")
+            if nl < 0:
+                if len(self._buf) > self.limits.max_line:
+                    self._too_long()
+                break
+            line = bytes(self._buf[:nl])
+            del self._buf[: nl + 1]
+            if line.endswith(b"\r"):
+                line = line[:-1]
+            if len(line) > self.limits.max_line:
+                self._too_long()
+                break
+            if self._line_hook is not None and not self._lines:
+                self._line_hook(line)
+                continue
+            self._frame_line(line)
+        self._flow_control()
+
+    def _flow_control(self) -> None:
+        high = self.limits.max_line * 2
+        if self.transport is None:
+            return
+        if len(self._buf) > high and not self._transport_paused:
+            self._transport_paused = True
+            self.transport.pauseProducing()
+        elif len(self._buf) <= high and self._transport_paused:
+            self._transport_paused = False
+            self.transport.resumeProducing()
+
+    def _too_long(self) -> None:
+        self._write(b"* BYE [TOOBIG] Command line too long.")
+        self._closing = True
+        self.transport.loseConnection()
+
+    def _frame_line(self, line: bytes) -> None:
+        self._lines.append(line)
+        lit = literal_at_end(line)
+        if lit is None:
+            lines, lits = self._lines, self._lits
+            self._lines, self._lits, self._cmd_literal_bytes = [], [], 0
+            self._execute(lines, lits)
+            return
+        size, nonsync = lit
+        first = self._lines[0].split(b" ", 3)
+        tag = first[0] if first and _TAG_RE.match(first[0]) else b"*"
+        verb = first[1].upper() if len(first) > 1 else b""
+        is_append = verb == b"APPEND"
+        self._cmd_literal_bytes += size
+        cap = self.limits.max_message_size if is_append else self.limits.max_command_literals
+        if nonsync and size > min(self.limits.nonsync_literal_max, cap):
+            # RFC 7888 §4: the client is already sending the octets; we cannot resync.
+            self._tagged(tag, replies.TOOBIG_NONSYNC)
+            self._write(b"* BYE [TOOBIG] Literal too large.")
+            self._closing = True
+            self.transport.loseConnection()
+            return
+        if size > cap or (not is_append and self._cmd_literal_bytes > cap):
+            self._lines, self._lits, self._cmd_literal_bytes = [], [], 0
+            self._tagged(tag, replies.TOOBIG)  # before any "+": the client sends nothing
+            return
+        if not nonsync:
+            self._write(b"+ Ready for literal data")
+        self._lit_need = size
+        self._lit_buf = bytearray()
+
+    # -- dispatch ----------------------------------------------------------------
+
+    _COMMANDS: dict[bytes, tuple[str, frozenset[str]]] = {}
+
+    def _execute(self, lines: list[bytes], lits: list[bytes]) -> None:
+        first = lines[0].split(b" ", 2)
+        tag = first[0] if first and first[0] and _TAG_RE.match(first[0]) else b"*"
+        if tag == b"*" or tag == b"+":
+            self._write(b"* BAD Invalid tag.")
+            return
+        try:
+            tokens = tokenize(lines, lits)
+        except ParseError:
+            self._tagged(tag, replies.Reply(b"BAD", None, b"Syntax error."))
+            return
+        if len(tokens) < 2 or not isinstance(tokens[1], Atom):
+            self._tagged(tag, replies.Reply(b"BAD", None, b"Missing command."))
+            return
+        verb = bytes(tokens[1]).upper()
+        rest = tokens[2:]
+        uid = False
+        if verb == b"UID":
+            if not rest or not isinstance(rest[0], Atom):
+                self._tagged(tag, replies.Reply(b"BAD", None, b"Missing UID command."))
+                return
+            verb = b"UID " + bytes(rest[0]).upper()
+            rest = rest[1:]
+            uid = True
+        entry = self._COMMANDS.get(verb)
+        if entry is None:
+            self._tagged(tag, replies.Reply(b"BAD", None, b"Unknown command."))
+            return
+        method_name, states = entry
+        if self.state not in states:
+            self._tagged(tag, replies.Reply(b"BAD", None, b"Command not valid in this state."))
+            return
+        method = getattr(self, method_name)
+        self._busy = True
+        try:
+            result = method(tag, Args(rest), True) if uid else method(tag, Args(rest))
+        except Exception as exc:  # noqa: BLE001 - the boundary: map, never leak text
+            self._fail(tag, exc, verb)
+            self._finish()
+            return
+        if isinstance(result, defer.Deferred):
+            result.addErrback(lambda f: self._fail(tag, f.value, verb, f))
+            result.addBoth(lambda _: self._finish())
+        else:
+            self._finish()
+
+    def _finish(self) -> None:
+        self._busy = False
+        if self.transport is not None and not self._closing:
+            from twisted.internet import reactor
+
+            # continue with pipelined commands on the next turn (no deep recursion)
+            reactor.callLater(0, self._pump)  # type: ignore[attr-defined]
+
+    def _fail(self, tag: bytes, exc: BaseException, verb: bytes, failure: Any = None,
+              *, trycreate: bool = False) -> None:
+        if isinstance(exc, _Done):
+            return
+        reply = replies.for_exception(exc, self.session, trycreate=trycreate)
+        if reply.code == b"SERVERBUG":
+            exc_info = (type(exc), exc, exc.__traceback__)
+            if failure is not None:
+                exc_info = (failure.type, failure.value, failure.getTracebackObject())
+            log.error("event=imap.server_bug session=%s command=%s", self.session,
+                      verb.decode("ascii", "replace"), exc_info=exc_info)
+        self._tagged(tag, reply)
+
+    # -- any state ---------------------------------------------------------------
+
+    def cmd_capability(self, tag: bytes, args: Args) -> None:
+        args.end()
+        self._untagged(b"* CAPABILITY " + b" ".join(self.listCapabilities()))
+        self._ok(tag, b"CAPABILITY completed.")
+
+    def cmd_noop(self, tag: bytes, args: Args) -> None:
+        args.end()
+        self._ok(tag, b"NOOP completed.")
+
+    def cmd_logout(self, tag: bytes, args: Args) -> None:
+        args.end()
+        self._untagged(b"* BYE Logging out.")
+        self._tagged(tag, replies.Reply(b"OK", None, b"LOGOUT completed."))
+        self._closing = True
+        self.state = "logout"
+        self.transport.loseConnection()
+
+    def cmd_id(self, tag: bytes, args: Args) -> None:
+        tok = args.next()
+        if not (isinstance(tok, list) or (isinstance(tok, Atom) and tok.upper() == b"NIL")):
+            raise ParseError("ID expects a list or NIL")
+        args.end()
+        self._untagged(b'* ID ("name" "esam_mail" "version" ' + quote(_version.encode()) + b")")
+        self._ok(tag, b"ID completed.")
+
+    # -- not authenticated -------------------------------------------------------
+
+    def cmd_starttls(self, tag: bytes, args: Args) -> None:
+        args.end()
+        if self._tls_active() or self.ctx is None or not self.canStartTLS:
+            self._tagged(tag, replies.Reply(b"BAD", None, b"TLS not available."))
+            return
+        self._tagged(tag, replies.Reply(b"OK", None, b"Begin TLS negotiation now."))
+        # RFC 3207-style injection defence: drop anything pipelined after STARTTLS
+        self._buf.clear()
+        self.transport.startTLS(self.ctx)
+        self.startedTLS = True
+
+    def cmd_login(self, tag: bytes, args: Args) -> defer.Deferred[None] | None:
+        user = args.astring()
+        password = args.astring()
+        args.end()
+        if not self._auth_allowed():
+            self._tagged(tag, replies.LOGIN_DISABLED)
+            return None
+        return self._authenticate(tag, user, password, b"LOGIN")
+
+    def cmd_authenticate(self, tag: bytes, args: Args) -> defer.Deferred[None] | None:
+        mech = args.atom().upper()
+        initial = args.astring() if args.more() else None
+        args.end()
+        if not self._auth_allowed():
+            self._tagged(tag, replies.LOGIN_DISABLED)
+            return None
+        if mech not in (b"PLAIN", b"LOGIN"):
+            self._tagged(tag, replies.Reply(b"NO", b"CANNOT", b"Unsupported mechanism."))
+            return None
+        done: defer.Deferred[None] = defer.Deferred()
+        responses: list[bytes] = []
+        prompts = [b""] if mech == b"PLAIN" else [b"Username:", b"Password:"]
+
+        def decode(raw: bytes) -> bytes | None:
+            if raw == b"=":
+                return b""
+            try:
+                return base64.b64decode(raw, validate=True)
+            except (binascii.Error, ValueError):
+                return None
+
+        def finish() -> None:
+            self._line_hook = None
+            if mech == b"PLAIN":
+                parts = responses[0].split(b"\0")
+                if len(parts) != 3 or (parts[0] and parts[0] != parts[1]):
+                    self._auth_failed(tag, b"AUTHENTICATE")
+                    done.callback(None)
+                    return
+                user, password = parts[1], parts[2]
+            else:
+                user, password = responses[0], responses[1]
+            self._authenticate(tag, user, password, b"AUTHENTICATE").chainDeferred(done)
+
+        def on_line(line: bytes) -> None:
+            if line.strip() == b"*":
+                self._line_hook = None
+                self._tagged(tag, replies.Reply(b"BAD", None, b"Authentication cancelled."))
+                done.callback(None)
+                return
+            value = decode(line.strip())
+            if value is None:
+                self._line_hook = None
+                self._tagged(tag, replies.Reply(b"BAD", None, b"Invalid base64."))
+                done.callback(None)
+                return
+            responses.append(value)
+            if len(responses) < len(prompts):
+                self._write(b"+ " + base64.b64encode(prompts[len(responses)]))
+            else:
+                finish()
+
+        if initial is not None:
+            value = decode(initial)
+            if value is None:
+                self._tagged(tag, replies.Reply(b"BAD", None, b"Invalid base64."))
+                return None
+            responses.append(value)
+            if len(responses) == len(prompts):
+                finish()
+                return done
+        self._line_hook = on_line
+        self._write(b"+ " + base64.b64encode(prompts[len(responses)]))
+        return done
+
+    def _authenticate(self, tag: bytes, user: bytes, password: bytes,
+                      how: bytes) -> defer.Deferred[None]:
+        username = user.decode("utf-8", "replace")
+        secret = password.decode("utf-8", "replace")
+        coro = self.factory.authenticator.authenticate(
+            username, secret, peer=self.peer, service="imap"
+        )
+        d: defer.Deferred[Principal] = defer.Deferred.fromFuture(asyncio.ensure_future(coro))
+
+        def ok(principal: Principal) -> None:
+            user_store = self.factory.store.user(principal.login)
+            self.principal = principal
+            self.user = user_store
+            self.state = "auth"
+            self.setTimeout(int(self.limits.auth_timeout))
+            log.info("event=imap.login result=ok session=%s peer=%s user=%s method=%s",
+                     self.session, self.peer, principal.login, how.decode())
+            self._tagged(tag, replies.Reply(
+                b"OK", b"CAPABILITY " + b" ".join(self.listCapabilities()),
+                how + b" completed."))
+
+        def bad(failure: Any) -> None:
+            if failure.check(errors.AuthError):
+                self._auth_failed(tag, how)
+                return
+            failure.raiseException()
+
+        return d.addCallbacks(ok, bad)
+
+    def _auth_failed(self, tag: bytes, how: bytes) -> None:
+        self._auth_failures += 1
+        log.info("event=imap.login result=failed session=%s peer=%s method=%s",
+                 self.session, self.peer, how.decode())
+        self._tagged(tag, replies.AUTH_FAILED)
+        if self._auth_failures >= self.limits.max_auth_failures:
+            self._write(b"* BYE Too many authentication failures.")
+            self._closing = True
+            self.transport.loseConnection()
+
+    # -- authenticated: mailboxes -----------------------------------------------
+
+    def _mailbox_arg(self, args: Args) -> str:
+        name = decode_mailbox(args.astring())
+        return _normalise_name(name)
+
+    def _user(self) -> UserStore:
+        assert self.user is not None
+        return self.user
+
+    def _publish(self, folder: str) -> None:
+        notifier = self.factory.notifier
+        if notifier is None or self.principal is None:
+            return
+        if getattr(self.factory.store, "notifier", None) is not None:
+            return  # the store publishes its own changes (MaildirStore does)
+        try:
+            notifier.publish(self.principal.login, folder)
+        except Exception:
+            log.exception("event=imap.notify_failed session=%s", self.session)
+
+    def cmd_select(self, tag: bytes, args: Args) -> None:
+        self._select(tag, args, readonly=False)
+
+    def cmd_examine(self, tag: bytes, args: Args) -> None:
+        self._select(tag, args, readonly=True)
+
+    def _select(self, tag: bytes, args: Args, *, readonly: bool) -> None:
+        name = self._mailbox_arg(args)
+        args.end()
+        self._deselect()
+        folder = self._user().folder(name)
+        sel = SelectedFolder(folder, readonly=readonly, lru=self.factory.meta_lru,
+                             owner=self.principal.login if self.principal else "")
+        flags = [*SYSTEM_FLAGS, *sorted(sel.keywords())]
+        self._untagged(b"* FLAGS (" + " ".join(flags).encode("utf-8", "replace") + b")")
+        perm = b"" if readonly else " ".join(flags).encode("utf-8", "replace") + b" \\*"
+        self._untagged(b"* OK [PERMANENTFLAGS (" + perm + b")] Flags permitted.")
+        self._untagged(b"* %d EXISTS" % sel.exists)
+        self._untagged(b"* %d RECENT" % len(sel.recent))
+        unseen = sel.first_unseen()
+        if unseen is not None:
+            self._untagged(b"* OK [UNSEEN %d] First unseen." % unseen)
+        self._untagged(b"* OK [UIDVALIDITY %d] UIDs valid." % folder.uidvalidity)
+        self._untagged(b"* OK [UIDNEXT %d] Predicted next UID." % folder.uidnext())
+        self.selected = sel
+        self.state = "select"
+        mode = b"READ-ONLY" if readonly else b"READ-WRITE"
+        verb = b"EXAMINE" if readonly else b"SELECT"
+        self._tagged(tag, replies.Reply(b"OK", mode, verb + b" completed."))
+
+    def _deselect(self) -> None:
+        self.selected = None
+        if self.state == "select":
+            self.state = "auth"
+
+    def cmd_create(self, tag: bytes, args: Args) -> None:
+        name = self._mailbox_arg_create(args)
+        args.end()
+        if name.upper() == "INBOX":
+            self._tagged(tag, replies.Reply(b"NO", b"ALREADYEXISTS", b"INBOX exists."))
+            return
+        self._user().create_folder(name)
+        self._ok(tag, b"CREATE completed.")
+
+    def _mailbox_arg_create(self, args: Args) -> str:
+        raw = args.astring()
+        if raw.endswith(b"/") and len(raw) > 1:
+            raw = raw[:-1]  # RFC 3501 §6.3.3: trailing delimiter
+        return _normalise_name(decode_mailbox(raw))
+
+    def cmd_delete(self, tag: bytes, args: Args) -> None:
+        name = self._mailbox_arg(args)
+        args.end()
+        if name == "INBOX":
+            self._tagged(tag, replies.Reply(b"NO", b"CANNOT", b"INBOX cannot be deleted."))
+            return
+        if self.selected is not None and self.selected.folder.name == name:
+            self._deselect()
+        self._user().delete_folder(name)
+        self._ok(tag, b"DELETE completed.")
+
+    def cmd_rename(self, tag: bytes, args: Args) -> None:
+        old = self._mailbox_arg(args)
+        new = self._mailbox_arg_create(args)
+        args.end()
+        if new == "INBOX":
+            self._tagged(tag, replies.Reply(b"NO", b"ALREADYEXISTS", b"INBOX exists."))
+            return
+        self._user().rename_folder(old, new)
+        self._ok(tag, b"RENAME completed.")
+
+    def cmd_subscribe(self, tag: bytes, args: Args) -> None:
+        name = self._mailbox_arg(args)
+        args.end()
+        self._user().subscribe(name, True)
+        self._ok(tag, b"SUBSCRIBE completed.")
+
+    def cmd_unsubscribe(self, tag: bytes, args: Args) -> None:
+        name = self._mailbox_arg(args)
+        args.end()
+        self._user().subscribe(name, False)
+        self._ok(tag, b"UNSUBSCRIBE completed.")
+
+    def cmd_list(self, tag: bytes, args: Args) -> None:
+        self._list(tag, args, lsub=False)
+
+    def cmd_lsub(self, tag: bytes, args: Args) -> None:
+        self._list(tag, args, lsub=True)
+
+    def _list(self, tag: bytes, args: Args, *, lsub: bool) -> None:
+        select_opts: list[bytes] = []
+        if not lsub and isinstance(args.peek(), list):
+            select_opts = [bytes(x).upper() for x in args.plist() if not isinstance(x, list)]
+        ref = decode_mailbox(args.astring())
+        pat_tok = args.next()
+        if isinstance(pat_tok, list):
+            raise ParseError("multiple patterns are not supported")
+        pattern = decode_mailbox(bytes(pat_tok))
+        return_opts: list[bytes] = []
+        if args.more():
+            kw = args.atom().upper()
+            if kw != b"RETURN":
+                raise ParseError("RETURN expected")
+            return_opts = [bytes(x).upper() for x in args.plist() if not isinstance(x, list)]
+        args.end()
+        verb = b"LSUB" if lsub else b"LIST"
+        if pattern == "":
+            self._untagged(b'* %s (\\Noselect) "/" ""' % verb)
+            self._ok(tag, verb + b" completed.")
+            return
+        if ref and not ref.endswith("/") and not pattern.startswith("/"):
+            full = ref + "/" + pattern if ref else pattern
+        else:
+            full = ref + pattern
+        rx = _pattern_regex(full)
+        only_special = b"SPECIAL-USE" in select_opts
+        folders = {f.name: f for f in self._user().list_folders()}
+        names = set(folders)
+        # implied parents (Noselect) for hierarchy levels without a folder
+        implied: set[str] = set()
+        for n in names:
+            parts = n.split("/")
+            for i in range(1, len(parts)):
+                parent = "/".join(parts[:i])
+                if parent not in names:
+                    implied.add(parent)
+        out: list[bytes] = []
+        for name in sorted(names | implied, key=lambda n: (n != "INBOX", n)):
+            if not rx.match(name):
+                continue
+            info = folders.get(name)
+            if lsub and (info is None or not info.subscribed):
+                continue
+            attrs: list[str] = []
+            has_children = any(o.startswith(name + "/") for o in names)
+            if info is None:
+                attrs.append("\\Noselect")
+            attrs.append("\\HasChildren" if has_children else "\\HasNoChildren")
+            special = info.special_use if info is not None else None
+            if special is None and info is not None:
+                special = SPECIAL_USE.get(name)
+            if only_special and special is None:
+                continue
+            if special and not lsub:
+                attrs.append(special)
+            if info is not None and info.subscribed and b"SUBSCRIBED" in return_opts:
+                attrs.append("\\Subscribed")
+            out.append(b"* " + verb + b" (" + " ".join(attrs).encode() + b') "/" '
+                       + quote(encode_mailbox(name)))
+        for line in out:
+            self._untagged(line)
+        self._ok(tag, verb + b" completed.")
+
+    def cmd_status(self, tag: bytes, args: Args) -> None:
+        name = self._mailbox_arg(args)
+        items = [bytes(x).upper() for x in args.plist() if isinstance(x, Atom)]
+        args.end()
+        allowed = {b"MESSAGES", b"RECENT", b"UIDNEXT", b"UIDVALIDITY", b"UNSEEN"}
+        if not items or any(i not in allowed for i in items):
+            raise ParseError("bad STATUS item")
+        st = self._user().folder(name).status()
+        values = {
+            b"MESSAGES": st.messages, b"RECENT": st.recent, b"UIDNEXT": st.uidnext,
+            b"UIDVALIDITY": st.uidvalidity, b"UNSEEN": st.unseen,
+        }
+        body = b" ".join(b"%s %d" % (i, values[i]) for i in items)
+        self._untagged(b"* STATUS " + quote(encode_mailbox(name)) + b" (" + body + b")")
+        self._ok(tag, b"STATUS completed.")
+
+    def cmd_append(self, tag: bytes, args: Args) -> defer.Deferred[None]:
+        name = self._mailbox_arg(args)
+        flags: list[str] = []
+        date: dt.datetime | None = None
+        if isinstance(args.peek(), list):
+            flags = _parse_flags(args.plist())
+        tok = args.next()
+        if isinstance(tok, String) and args.more():
+            date = parse_datetime(bytes(tok))
+            tok = args.next()
+        args.end()
+        if not isinstance(tok, String):
+            raise ParseError("message literal expected")
+        data = bytes(tok)
+        if not data:
+            self._tagged(tag, replies.Reply(b"NO", None, b"Empty message."))
+            return defer.succeed(None)
+        try:
+            folder = self._user().folder(name)
+        except errors.NoSuchFolder:
+            self._tagged(tag, replies.TRYCREATE)
+            return defer.succeed(None)
+        flags = [f for f in flags if f != "\\Recent"]
+
+        def store() -> int:
+            return folder.append(data, flags, date)
+
+        d: defer.Deferred[int] = defer.Deferred.fromFuture(
+            asyncio.ensure_future(asyncio.to_thread(store))
+        )
+
+        def ok(uid: int) -> None:
+            self._publish(folder.name)
+            code = b"APPENDUID %d %d" % (folder.uidvalidity, uid)
+            self._ok(tag, b"APPEND completed.", code)
+
+        def bad(failure: Any) -> None:
+            self._fail(tag, failure.value, b"APPEND", failure, trycreate=True)
+
+        return d.addCallbacks(ok, bad)
+
+    def cmd_namespace(self, tag: bytes, args: Args) -> None:
+        args.end()
+        self._untagged(b'* NAMESPACE (("" "/")) NIL NIL')
+        self._ok(tag, b"NAMESPACE completed.")
+
+    def cmd_enable(self, tag: bytes, args: Args) -> None:
+        if not args.more():
+            raise ParseError("ENABLE needs a capability")
+        args.rest()
+        self._untagged(b"* ENABLED")  # nothing we support needs enabling
+        self._ok(tag, b"ENABLE completed.")
+
+    def cmd_getquotaroot(self, tag: bytes, args: Args) -> None:
+        name = self._mailbox_arg(args)
+        args.end()
+        self._user().folder(name)  # NONEXISTENT if missing
+        self._untagged(b"* QUOTAROOT " + quote(encode_mailbox(name)) + b' ""')
+        self._untagged(self._quota_line())
+        self._ok(tag, b"GETQUOTAROOT completed.")
+
+    def cmd_getquota(self, tag: bytes, args: Args) -> None:
+        root = args.astring()
+        args.end()
+        if root != b"":
+            self._tagged(tag, replies.Reply(b"NO", b"NONEXISTENT", b"No such quota root."))
+            return
+        self._untagged(self._quota_line())
+        self._ok(tag, b"GETQUOTA completed.")
+
+    def cmd_setquota(self, tag: bytes, args: Args) -> None:
+        args.rest()
+        self._tagged(tag, replies.Reply(b"NO", b"NOPERM", b"Quotas are set by the operator."))
+
+    def _quota_line(self) -> bytes:
+        user = self._user()
+        used = user.usage()
+        limit = _quota_of(user)
+        if not limit:
+            return b'* QUOTA "" ()'
+        return b'* QUOTA "" (STORAGE %d %d)' % ((used + 1023) // 1024, limit // 1024)
+
+    def cmd_idle(self, tag: bytes, args: Args) -> defer.Deferred[None]:
+        args.end()
+        done: defer.Deferred[None] = defer.Deferred()
+        self._idle_tag = tag
+        self._report_changes(allow_expunge=True)
+        self._write(b"+ idling")
+
+        def on_line(line: bytes) -> None:
+            if line.strip().upper() != b"DONE":
+                self._write(b"* BAD Expected DONE.")
+                return
+            self._line_hook = None
+            self._idle_tag = None
+            self._stop_idle_poll()
+            self._ok(tag, b"IDLE terminated.")
+            done.callback(None)
+
+        self._line_hook = on_line
+        if self.limits.idle_poll > 0 and self.selected is not None:
+            from twisted.internet import task
+
+            self._idle_poll = task.LoopingCall(self.folder_changed)
+            self._idle_poll.start(self.limits.idle_poll, now=False)
+        return done
+
+    def _stop_idle_poll(self) -> None:
+        if self._idle_poll is not None and self._idle_poll.running:
+            self._idle_poll.stop()
+        self._idle_poll = None
+
+    def folder_changed(self) -> None:
+        """The Notifier (or the IDLE poll) says the selected folder changed."""
+        if self._idle_tag is None or self.selected is None or self.transport is None:
+            return
+        try:
+            self._report_changes(allow_expunge=True)
+        except Exception:
+            log.exception("event=imap.idle_refresh_failed session=%s", self.session)
+
+    # -- selected ----------------------------------------------------------------
+
+    def _sel(self) -> SelectedFolder:
+        assert self.selected is not None
+        return self.selected
+
+    def cmd_check(self, tag: bytes, args: Args) -> None:
+        args.end()
+        self._ok(tag, b"CHECK completed.")
+
+    def cmd_close(self, tag: bytes, args: Args) -> None:
+        args.end()
+        sel = self._sel()
+        if not sel.readonly:
+            removed = sel.folder.expunge()
+            if removed:
+                self._publish(sel.folder.name)
+        self._deselect()
+        self._tagged(tag, replies.Reply(b"OK", None, b"CLOSE completed."))
+
+    def cmd_unselect(self, tag: bytes, args: Args) -> None:
+        args.end()
+        self._deselect()
+        self._tagged(tag, replies.Reply(b"OK", None, b"UNSELECT completed."))
+
+    def cmd_expunge(self, tag: bytes, args: Args, uid: bool = False) -> None:
+        sel = self._sel()
+        only: list[int] | None = None
+        if uid:
+            only = [u for _, u in sel.resolve(SeqSet.parse(args.atom()), uid=True)]
+        args.end()
+        if sel.readonly:
+            self._tagged(tag, replies.READ_ONLY)
+            return
+        removed = sel.folder.expunge(only)
+        for line in sel.expunged(removed):
+            self._untagged(line)
+        if removed:
+            self._publish(sel.folder.name)
+        self._ok(tag, b"EXPUNGE completed.")
+
+    def cmd_store(self, tag: bytes, args: Args, uid: bool = False) -> None:
+        sel = self._sel()
+        seqset = SeqSet.parse(args.atom())
+        item = args.atom().upper()
+        m = re.fullmatch(rb"([+-]?)FLAGS(\.SILENT)?", item)
+        if not m:
+            raise ParseError("bad STORE item")
+        tok = args.next()
+        flags = _parse_flags(tok if isinstance(tok, list) else [tok, *args.rest()])
+        args.end()
+        if sel.readonly:
+            self._tagged(tag, replies.READ_ONLY)
+            return
+        mode = {b"+": 1, b"-": -1, b"": 0}[m.group(1)]
+        silent = bool(m.group(2))
+        targets = sel.resolve(seqset, uid=uid)
+        flags = [f for f in flags if f != "\\Recent"]
+        live = [u for _, u in targets if u not in sel.gone]
+        result = sel.folder.store_flags(live, flags, mode) if live else {}
+        for seq, u in targets:
+            if u not in result:
+                continue
+            sel.set_flags(u, result[u])
+            if not silent:
+                uid_part = b"UID %d " % u if uid else b""
+                self._untagged(b"* %d FETCH (%sFLAGS %s)" % (seq, uid_part,
+                               format_flags(sel.flags_of(u))))
+        if result:
+            self._publish(sel.folder.name)
+        self._ok(tag, b"STORE completed.", allow_expunge=False)
+
+    def cmd_copy(self, tag: bytes, args: Args, uid: bool = False) -> None:
+        self._copy(tag, args, uid=uid, move=False)
+
+    def cmd_move(self, tag: bytes, args: Args, uid: bool = False) -> None:
+        self._copy(tag, args, uid=uid, move=True)
+
+    def _copy(self, tag: bytes, args: Args, *, uid: bool, move: bool) -> None:
+        sel = self._sel()
+        seqset = SeqSet.parse(args.atom())
+        name = self._mailbox_arg(args)
+        args.end()
+        if move and sel.readonly:
+            self._tagged(tag, replies.READ_ONLY)
+            return
+        try:
+            dest = self._user().folder(name)
+        except errors.NoSuchFolder:
+            self._tagged(tag, replies.TRYCREATE)
+            return
+        uids = [u for _, u in sel.resolve(seqset, uid=uid) if u not in sel.gone]
+        pairs = sel.folder.copy_to(uids, dest) if uids else []
+        code = None
+        if pairs:
+            code = b"COPYUID %d %s %s" % (
+                dest.uidvalidity,
+                format_uid_set([p[0] for p in pairs]),
+                format_uid_set([p[1] for p in pairs]),
+            )
+            self._publish(dest.name)
+        verb = b"MOVE" if move else b"COPY"
+        if not move:
+            self._ok(tag, verb + b" completed.", code)
+            return
+        if code is not None:
+            self._untagged(b"* OK [" + code + b"] Moved.")
+        moved = [p[0] for p in pairs]
+        if moved:
+            sel.folder.store_flags(moved, ["\\Deleted"], 1)
+            removed = sel.folder.expunge(moved)
+            for line in sel.expunged(removed):
+                self._untagged(line)
+            self._publish(sel.folder.name)
+        self._ok(tag, verb + b" completed.")
+
+    def cmd_search(self, tag: bytes, args: Args, uid: bool = False) -> None:
+        sel = self._sel()
+        query = parse_search(args.rest(), max_seq=sel.exists,
+                             max_uid=sel.uids[-1] if sel.uids else 0)
+        hits: list[int] = []
+        metas = sel.metas(sel.uids) if query.needs_content else {}
+        for i, u in enumerate(sel.uids):
+            if u in sel.gone:
+                continue
+            cand = _Candidate(sel, i + 1, u, metas.get(u))
+            if query.matches(cand):
+                hits.append(u if uid else i + 1)
+        self._untagged(b"* SEARCH" + b"".join(b" %d" % h for h in hits))
+        self._ok(tag, b"SEARCH completed.", allow_expunge=False)
+
+    def cmd_fetch(self, tag: bytes, args: Args, uid: bool = False) -> defer.Deferred[None]:
+        sel = self._sel()
+        seqset = SeqSet.parse(args.atom())
+        items = parse_fetch_atts(args.next())
+        args.end()
+        if uid and not any(i.name == "UID" for i in items):
+            items.insert(0, FetchItem("UID", label=b"UID"))
+        targets = [(s, u) for s, u in sel.resolve(seqset, uid=uid) if u not in sel.gone]
+        return self._drive(self._fetch_gen(tag, sel, targets, items))
+
+    def _fetch_gen(self, tag: bytes, sel: SelectedFolder, targets: list[tuple[int, int]],
+                   items: list[FetchItem]) -> Generator[defer.Deferred[Any] | None, None, None]:
+        meta_items = {"ENVELOPE", "BODYSTRUCTURE", "BODY"}
+        needs_meta = any(i.name in meta_items or (i.name == "BODY[]" and i.section
+                         and (i.section.path or i.section.text)) for i in items)
+        needs_data = any(i.name in ("RFC822", "RFC822.HEADER", "RFC822.TEXT", "BODY[]")
+                         for i in items)
+        sets_seen = not sel.readonly and any(
+            (i.name == "BODY[]" and not i.peek) or i.name in ("RFC822", "RFC822.TEXT")
+            for i in items
+        )
+        if sets_seen:
+            unseen = [u for _, u in targets if "\\Seen" not in sel.info[u].flags]
+            if unseen:
+                for u, flags in sel.folder.store_flags(unseen, ["\\Seen"], 1).items():
+                    sel.set_flags(u, flags)
+                self._publish(sel.folder.name)
+            newly_seen = set(unseen)
+        else:
+            newly_seen = set()
+        throttle = _Throttle()
+        self.transport.registerProducer(throttle, True)
+        try:
+            batch = 200
+            for start in range(0, len(targets), batch):
+                chunk = targets[start : start + batch]
+                metas = sel.metas([u for _, u in chunk]) if needs_meta else {}
+                for seq, u in chunk:
+                    if throttle.stopped:
+                        return
+                    data: bytes | None = None
+                    if needs_data:
+                        try:
+                            data = sel.folder.read(u)
+                        except (KeyError, FileNotFoundError):
+                            continue  # expunged meanwhile: report at the next boundary
+                    meta = metas.get(u)
+                    if needs_meta and meta is None:
+                        continue
+                    parts = self._render_fetch(sel, u, items, meta, data, u in newly_seen)
+                    self.transport.writeSequence([b"* %d FETCH (" % seq, *parts, b")\r\n"])
+                    if throttle.paused:
+                        yield throttle.wait()
+        finally:
+            self.transport.unregisterProducer()
+        self._ok(tag, b"FETCH completed.", allow_expunge=False)
+
+    def _render_fetch(self, sel: SelectedFolder, uid: int, items: list[FetchItem],
+                      meta: mime.MessageMeta | None, data: bytes | None,
+                      newly_seen: bool) -> list[bytes]:
+        info = sel.info[uid]
+        out: list[bytes] = []
+        names = {i.name for i in items}
+
+        def add(label: bytes, value: bytes) -> None:
+            out.append((b" " if out else b"") + label + b" " + value)
+
+        for it in items:
+            n = it.name
+            if n == "UID":
+                add(b"UID", b"%d" % uid)
+            elif n == "FLAGS":
+                add(b"FLAGS", format_flags(sel.flags_of(uid)))
+            elif n == "INTERNALDATE":
+                add(b"INTERNALDATE", mime.format_internal_date(info.internal_date))
+            elif n == "RFC822.SIZE":
+                add(b"RFC822.SIZE", b"%d" % info.size)
+            elif n == "ENVELOPE":
+                assert meta is not None
+                add(b"ENVELOPE", meta.envelope)
+            elif n == "BODYSTRUCTURE":
+                assert meta is not None
+                add(b"BODYSTRUCTURE", meta.bodystructure)
+            elif n == "BODY":
+                assert meta is not None
+                add(b"BODY", meta.body)
+            elif n in ("RFC822", "RFC822.HEADER", "RFC822.TEXT"):
+                assert data is not None
+                if n == "RFC822":
+                    value = data
+                else:
+                    _, bstart = mime.header_end(data, 0, len(data))
+                    value = data[:bstart] if n == "RFC822.HEADER" else data[bstart:]
+                add(n.encode(), _literal(value))
+            elif n == "BODY[]":
+                assert data is not None and it.section is not None
+                tree = meta.tree if meta is not None else [0, 0, len(data), 0, []]
+                if not it.section.path and not it.section.text:
+                    raw: bytes | None = data
+                else:
+                    try:
+                        raw = mime.section_bytes(data, tree, it.section)
+                    except mime.SectionError:
+                        raw = None
+                if raw is None:
+                    add(it.label, b"NIL")
+                else:
+                    add(it.label, _literal(mime.partial(raw, it.start, it.length)))
+        if newly_seen and "FLAGS" not in names:
+            add(b"FLAGS", format_flags(sel.flags_of(uid)))
+        return out
+
+    def _drive(self, gen: Generator[defer.Deferred[Any] | None, None, None]
+               ) -> defer.Deferred[None]:
+        """Run a generator that yields Deferreds to wait on (FETCH backpressure)."""
+        done: defer.Deferred[None] = defer.Deferred()
+
+        def step(_: Any = None) -> None:
+            try:
+                while True:
+                    waiter = next(gen)
+                    if waiter is not None:
+                        waiter.addCallbacks(step, lambda f: done.errback(f))
+                        return
+            except StopIteration:
+                done.callback(None)
+            except Exception:  # noqa: BLE001 - handed to the command's errback
+                done.errback()
+
+        step()
+        return done
+
+
+def _literal(value: bytes) -> bytes:
+    return b"{%d}\r\n" % len(value) + value
+
+
+def _new_session_id() -> str:
+    import secrets
+
+    return secrets.token_hex(5)
+
+
+def _normalise_name(name: str) -> str:
+    if name.upper() == "INBOX":
+        return "INBOX"
+    if name.upper().startswith("INBOX/"):
+        name = "INBOX" + name[5:]
+    parts = name.split("/")
+    if (not name or any(p in ("", ".", "..") for p in parts)
+            or any(ord(c) < 0x20 or ord(c) == 0x7F for c in name)
+            or "*" in name or "%" in name):
+        raise MailboxNameError("invalid mailbox name")
+    return name
+
+
+def _pattern_regex(pattern: str) -> re.Pattern[str]:
+    out = []
+    for ch in pattern:
+        if ch == "*":
+            out.append(".*")
+        elif ch == "%":
+            out.append("[^/]*")
+        else:
+            out.append(re.escape(ch))
+    rx = "".join(out)
+    if pattern.upper().startswith("INBOX"):
+        rx = "(?i:INBOX)" + "".join(out[5:])
+    return re.compile("^" + rx + "$", re.S)
+
+
+def _parse_flags(tokens: Iterable[Token]) -> list[str]:
+    out: list[str] = []
+    for tok in tokens:
+        if not isinstance(tok, Atom):
+            raise ParseError("flag expected")
+        flag = bytes(tok).decode("utf-8", "strict")
+        if not _FLAG_ATOM_RE.match(flag):
+            raise ParseError("bad flag")
+        if flag.startswith("\\"):
+            canon = {f.lower(): f for f in (*SYSTEM_FLAGS, "\\Recent")}.get(flag.lower())
+            if canon is None:
+                raise ParseError("unknown system flag")
+            flag = canon
+        out.append(flag)
+    return out
+
+
+def _quota_of(user: UserStore) -> int:
+    q = getattr(user, "quota", None)
+    if callable(q):
+        q = q()
+    return int(q) if isinstance(q, int) and q > 0 else 0
+
+
+class _Candidate:
+    """Adapter from the selected folder to :class:`search.Candidate`."""
+
+    def __init__(self, sel: SelectedFolder, seq: int, uid: int,
+                 meta: mime.MessageMeta | None) -> None:
+        self.seq = seq
+        self.uid = uid
+        info = sel.info[uid]
+        self.flags = sel.flags_of(uid)
+        self.size = info.size
+        self.internal_date = info.internal_date
+        self._sel = sel
+        self._meta = meta
+        self._data: bytes | None = None
+        self._ent: mime.Entity | None = None
+
+    def _entity(self) -> tuple[bytes, mime.Entity]:
+        if self._data is None or self._ent is None:
+            try:
+                self._data = self._sel.folder.read(self.uid)
+            except (KeyError, FileNotFoundError):
+                self._data = b""
+            self._ent = mime.parse_message(self._data)
+        return self._data, self._ent
+
+    def header(self, name: str) -> list[str] | None:
+        if self._meta is not None and name in mime.SEARCH_HEADERS:
+            v = self._meta.search.get(name)
+            return None if v is None else [v]
+        _, ent = self._entity()
+        values = ent.headers.get_all(name)
+        return [mime.decode_header_text(v) for v in values] if values else None
+
+    def sent(self) -> dt.date | None:
+        if self._meta is not None:
+            return dt.date.fromisoformat(self._meta.sent) if self._meta.sent else None
+        _, ent = self._entity()
+        s = mime.sent_date(ent.headers.get("date"))
+        return dt.date.fromisoformat(s) if s else None
+
+    def body_text(self) -> str:
+        data, ent = self._entity()
+        return mime.searchable_text(data, ent, headers=False)
+
+    def full_text(self) -> str:
+        data, ent = self._entity()
+        return mime.searchable_text(data, ent, headers=True)
+
+
+_ANY = frozenset({"unauth", "auth", "select"})
+_AUTHED = frozenset({"auth", "select"})
+_SEL = frozenset({"select"})
+EsamIMAP4Server._COMMANDS = {
+    b"CAPABILITY": ("cmd_capability", _ANY),
+    b"NOOP": ("cmd_noop", _ANY),
+    b"LOGOUT": ("cmd_logout", _ANY),
+    b"ID": ("cmd_id", _ANY),
+    b"STARTTLS": ("cmd_starttls", frozenset({"unauth"})),
+    b"LOGIN": ("cmd_login", frozenset({"unauth"})),
+    b"AUTHENTICATE": ("cmd_authenticate", frozenset({"unauth"})),
+    b"SELECT": ("cmd_select", _AUTHED),
+    b"EXAMINE": ("cmd_examine", _AUTHED),
+    b"CREATE": ("cmd_create", _AUTHED),
+    b"DELETE": ("cmd_delete", _AUTHED),
+    b"RENAME": ("cmd_rename", _AUTHED),
+    b"SUBSCRIBE": ("cmd_subscribe", _AUTHED),
+    b"UNSUBSCRIBE": ("cmd_unsubscribe", _AUTHED),
+    b"LIST": ("cmd_list", _AUTHED),
+    b"LSUB": ("cmd_lsub", _AUTHED),
+    b"STATUS": ("cmd_status", _AUTHED),
+    b"APPEND": ("cmd_append", _AUTHED),
+    b"NAMESPACE": ("cmd_namespace", _AUTHED),
+    b"ENABLE": ("cmd_enable", _AUTHED),
+    b"GETQUOTAROOT": ("cmd_getquotaroot", _AUTHED),
+    b"GETQUOTA": ("cmd_getquota", _AUTHED),
+    b"SETQUOTA": ("cmd_setquota", _AUTHED),
+    b"IDLE": ("cmd_idle", _AUTHED),
+    b"CHECK": ("cmd_check", _SEL),
+    b"CLOSE": ("cmd_close", _SEL),
+    b"UNSELECT": ("cmd_unselect", _SEL),
+    b"EXPUNGE": ("cmd_expunge", _SEL),
+    b"SEARCH": ("cmd_search", _SEL),
+    b"FETCH": ("cmd_fetch", _SEL),
+    b"STORE": ("cmd_store", _SEL),
+    b"COPY": ("cmd_copy", _SEL),
+    b"MOVE": ("cmd_move", _SEL),
+    b"UID FETCH": ("cmd_fetch", _SEL),
+    b"UID SEARCH": ("cmd_search", _SEL),
+    b"UID STORE": ("cmd_store", _SEL),
+    b"UID COPY": ("cmd_copy", _SEL),
+    b"UID MOVE": ("cmd_move", _SEL),
+    b"UID EXPUNGE": ("cmd_expunge", _SEL),
+}
+
+
+# ---------------------------------------------------------------------------
+# Factory and listeners
+
+
+class IMAPFactory(protocol.ServerFactory):
+    """Builds :class:`EsamIMAP4Server` sessions for one listener.
+
+    Args:
+        store: ``store.user(login) -> UserStore`` (``MaildirStore``).
+        authenticator: checks passwords (async).
+        notifier: cross-process change notifications (IDLE push); may be None.
+        tls_context_factory: a Twisted/pyOpenSSL context factory (see
+            :func:`tls_options`).  Required for ``implicit_tls``; on a plain
+            listener it enables STARTTLS.
+        implicit_tls: the listener speaks TLS from the first byte (port 993).
+        limits: resource limits.
+    """
+
+    def __init__(
+        self,
+        store: MailStore,
+        authenticator: Authenticator,
+        notifier: Notifier | None,
+        *,
+        tls_context_factory: Any = None,
+        implicit_tls: bool = False,
+        limits: IMAPLimits | None = None,
+    ) -> None:
+        if implicit_tls and tls_context_factory is None:
+            raise ValueError("implicit TLS needs a tls_context_factory")
+        self.store = store
+        self.authenticator = authenticator
+        self.notifier = notifier
+        self.tls_context_factory = tls_context_factory
+        self.implicit_tls = implicit_tls
+        self.limits = limits or IMAPLimits()
+        self.sessions: set[EsamIMAP4Server] = set()
+        self.meta_lru = MetaLRU(self.limits.meta_cache_entries)
+        self._unsubscribe: Callable[[], None] | None = None
+
+    def buildProtocol(self, addr: Any) -> EsamIMAP4Server:
+        p = EsamIMAP4Server(self, implicit_tls=self.implicit_tls)
+        p.factory = self
+        return p
+
+    def startFactory(self) -> None:
+        if self.notifier is not None and self._unsubscribe is None:
+            self._unsubscribe = self.notifier.subscribe(self._on_change)
+
+    def stopFactory(self) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+
+    def _on_change(self, login: str, folder: str) -> None:
+        # may be called from a notifier thread: hop onto the reactor thread
+        from twisted.internet import reactor
+
+        reactor.callFromThread(self._dispatch, login, folder)  # type: ignore[attr-defined]
+
+    def _dispatch(self, login: str, folder: str) -> None:
+        for s in list(self.sessions):
+            if (s.principal is not None and s.principal.login == login
+                    and s.selected is not None and s.selected.folder.name == folder):
+                s.folder_changed()
+
+    def close_sessions(self) -> None:
+        """Say BYE to every open session (graceful shutdown)."""
+        for s in list(self.sessions):
+            if s.transport is not None:
+                s._write(b"* BYE Server shutting down.")
+                s.transport.loseConnection()
+
+
+@dataclass(slots=True)
+class IMAPListener:
+    """A bound listener: ``port`` is the real port (useful with port 0)."""
+
+    factory: IMAPFactory
+    listening: Any  # twisted IListeningPort
+    host: str
+    port: int
+
+    async def stop(self) -> None:
+        """Alias of :meth:`close` (the composition root calls ``stop``)."""
+        await self.close()
+
+    async def close(self) -> None:
+        """Stop accepting, BYE the open sessions, wait until the port is closed."""
+        self.factory.close_sessions()
+        d = defer.maybeDeferred(self.listening.stopListening)
+        await d.asFuture(asyncio.get_running_loop())
+
+
+def start_listener(factory: IMAPFactory, host: str, port: int) -> IMAPListener:
+    """Listen on ``host:port`` (``port=0`` picks a free port) with the running reactor.
+
+    Requires ``twisted.internet.asyncioreactor`` to be installed (by the composition
+    root) before this is called.  Implicit TLS when ``factory.implicit_tls``.
+    """
+    from twisted.internet import reactor
+
+    if factory.implicit_tls:
+        lp = reactor.listenSSL(  # type: ignore[attr-defined]
+            port, factory, factory.tls_context_factory, interface=host
+        )
+    else:
+        lp = reactor.listenTCP(port, factory, interface=host)  # type: ignore[attr-defined]
+    bound = lp.getHost().port
+    log.info("event=imap.listen host=%s port=%d tls=%s", host, bound,
+             "implicit" if factory.implicit_tls else "starttls")
+    return IMAPListener(factory, lp, host, bound)
+
+
+def tls_options(cert_file: str, key_file: str) -> Any:
+    """A Twisted ``CertificateOptions`` (TLS >= 1.2) from PEM files (chain allowed)."""
+    from twisted.internet import ssl
+    from twisted.internet.ssl import TLSVersion
+
+    with open(cert_file, "rb") as f:
+        pem = f.read()
+    with open(key_file, "rb") as f:
+        key_pem = f.read()
+    certs = re.findall(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", pem, re.S)
+    pc = ssl.PrivateCertificate.loadPEM(certs[0] + b"\n" + key_pem)
+    chain = [ssl.Certificate.loadPEM(c).original for c in certs[1:]]
+    return ssl.CertificateOptions(
+        privateKey=pc.privateKey.original,
+        certificate=pc.original,
+        extraCertChain=chain or None,
+        raiseMinimumTo=TLSVersion.TLSv1_2,
+    )
+
+
+async def start_imap(
+    *,
+    store: MailStore,
+    authenticator: Authenticator,
+    notifier: Notifier | None,
+    cert: Any,
+    key: Any,
+    hostname: str = "",
+    imap: tuple[str, int] | None = None,
+    imaps: tuple[str, int] | None = None,
+    max_literal_size: int = IMAPLimits.max_message_size,
+    idle_timeout: float = IMAPLimits.auth_timeout,
+    max_connections_per_ip: int = 0,
+    limits: IMAPLimits | None = None,
+) -> tuple[dict[str, int], list[IMAPListener]]:
+    """Start the STARTTLS (``imap``) and implicit-TLS (``imaps``) listeners.
+
+    Must run on the asyncio loop that carries the installed asyncio reactor.
+
+    Returns:
+        ({"imap": port, "imaps": port} for the started ones, the listeners).
+    """
+    del hostname  # the greeting does not reveal the host name
+    base = limits or IMAPLimits()
+    limits = dataclasses.replace(
+        base, max_message_size=max_literal_size, auth_timeout=float(idle_timeout),
+        max_connections_per_ip=max_connections_per_ip,
+    )
+    ctx = tls_options(str(cert), str(key))
+    ports: dict[str, int] = {}
+    listeners: list[IMAPListener] = []
+    for name, addr, implicit in (("imap", imap, False), ("imaps", imaps, True)):
+        if addr is None:
+            continue
+        factory = IMAPFactory(store, authenticator, notifier, tls_context_factory=ctx,
+                              implicit_tls=implicit, limits=limits)
+        listener = start_listener(factory, addr[0], addr[1])
+        ports[name] = listener.port
+        listeners.append(listener)
+    return ports, listeners
