@@ -62,6 +62,19 @@ class Services:
         await self.directory.close()
 
 
+def notify_dir(cfg: Config) -> Path:
+    """Where the processes of one node meet for IDLE notifications.  Unix socket
+    paths are limited to 107 bytes, so a deep data_dir falls back to /tmp."""
+    import hashlib
+    import tempfile
+
+    d = cfg.data_dir / "run" / "notify"
+    if len(str(d)) > 60:
+        tag = hashlib.sha256(str(cfg.data_dir).encode()).hexdigest()[:12]
+        d = Path(tempfile.gettempdir()) / f"esam-{tag}"
+    return d
+
+
 def build(cfg: Config, *, notifier: Any = None) -> Services:
     """Build the object graph (no sockets yet).  Call inside a running loop."""
     from esam_mail.directory.passwords import PasswordHasher
@@ -79,7 +92,7 @@ def build(cfg: Config, *, notifier: Any = None) -> Services:
         max_failures=cfg.auth.max_failures, lock_seconds=cfg.auth.lock_seconds,
     )
     if notifier is None:
-        notifier = UnixDatagramNotifier(cfg.data_dir / "run" / "notify")
+        notifier = UnixDatagramNotifier(notify_dir(cfg))
     quota = cfg.mail.default_quota_mb * 1024 * 1024 or None
     store = MaildirStore(cfg.store_path, default_quota=quota, fsync=cfg.store.fsync, notifier=notifier)
     spool = Spool(cfg.data_dir / "queue", fsync=cfg.store.fsync)
@@ -97,8 +110,53 @@ def build(cfg: Config, *, notifier: Any = None) -> Services:
         outbound=spool,
         dkim_sign=dkim.sign if dkim else None,
     )
-    return Services(cfg=cfg, directory=directory, store=store, notifier=notifier, hasher=hasher,
-                    authenticator=authenticator, delivery=delivery, spool=spool, dkim=dkim)
+    svc = Services(cfg=cfg, directory=directory, store=store, notifier=notifier, hasher=hasher,
+                   authenticator=authenticator, delivery=delivery, spool=spool, dkim=dkim)
+    svc.queue = build_queue(cfg, svc)
+    delivery.kick_queue = svc.queue.kick
+    return svc
+
+
+def build_queue(cfg: Config, svc: Services) -> Any:
+    """The outbound queue runner: static transport map or MX, retries, RFC 3464 bounces."""
+    from esam_mail.services.inbound_auth import DnsPythonResolver
+    from esam_mail.services.queue import QueueRunner, RetryPolicy
+    from esam_mail.services.relay import Relay, TlsPolicy
+
+    relay = Relay(
+        local_hostname=cfg.server.hostname,
+        resolver=DnsPythonResolver(lifetime=cfg.inbound.dns_timeout),
+        transport_map=cfg.outbound.transport,
+        tls_policies={"*": TlsPolicy(required=True)} if cfg.outbound.require_tls else None,
+        per_domain_limit=cfg.outbound.connections_per_domain,
+    )
+
+    async def bounce_deliver(mail_from: str, rcpt: str, data: bytes) -> None:
+        """A DSN goes to the sender: straight into a local mailbox, else out again
+        with a null reverse-path (which is never bounced, so no loops)."""
+        local, _, domain = rcpt.rpartition("@")
+        if domain.lower() in cfg.local_domains:
+            rec = await svc.directory.get(local) if local else None
+            if rec is not None and rec.state == "active":
+                await asyncio.to_thread(svc.store.deliver_many, [rec.login_norm], data,
+                                        quotas={rec.login_norm: rec.quota_bytes})
+            return
+        await asyncio.to_thread(svc.spool.enqueue, "", [rcpt], data)
+
+    policy = RetryPolicy(base=cfg.outbound.retry_base, factor=2, cap=cfg.outbound.retry_max,
+                         delay_warning=cfg.outbound.delay_warning, expiry=cfg.outbound.expire)
+    return QueueRunner(svc.spool, relay, bounce_deliver=bounce_deliver,
+                       reporting_mta=cfg.server.hostname, policy=policy)
+
+
+def build_inbound_policy(cfg: Config) -> Any:
+    if not cfg.inbound.verify:
+        return None
+    from esam_mail.services.inbound import InboundPolicy
+    from esam_mail.services.inbound_auth import DnsPythonResolver, InboundAuthenticator
+
+    auth = InboundAuthenticator(DnsPythonResolver(lifetime=cfg.inbound.dns_timeout), cfg.server.hostname)
+    return InboundPolicy(auth, dmarc_reject=cfg.inbound.dmarc_reject)
 
 
 def init(cfg: Config) -> list[str]:
@@ -146,7 +204,6 @@ class Server:
             tls.ensure_dev_certificate(cfg.tls_cert, cfg.tls_key, cfg.server.hostname)
         ctx = tls.server_context(cfg.tls_cert, cfg.tls_key, cfg.tls.min_version)
         svc = self.services = build(cfg)
-        svc.notifier.start(asyncio.get_running_loop())
         limits = Limits(
             max_message_size=cfg.smtp.max_message_size, max_recipients=cfg.smtp.max_recipients,
             timeout=cfg.smtp.timeout, max_commands=cfg.smtp.max_commands,
@@ -156,8 +213,9 @@ class Server:
             delivery=svc.delivery, authenticator=svc.authenticator, hostname=cfg.server.hostname,
             tls_context=ctx, limits=limits, mx=_addr(cfg.listen.smtp),
             submission=_addr(cfg.listen.submission), submissions=_addr(cfg.listen.submissions),
-            reuse_port=self.reuse_port,
+            reuse_port=self.reuse_port, inbound_checks=build_inbound_policy(cfg),
         )
+        self._tasks.append(asyncio.ensure_future(svc.queue.run()))
         self.ports.update(self._smtp.ports())
         imap_ports, self._imap = await start_imap(
             store=svc.store, authenticator=svc.authenticator, notifier=svc.notifier,
@@ -177,10 +235,13 @@ class Server:
         for listener in self._imap:
             with contextlib.suppress(Exception):
                 await listener.stop()
+        if self.services is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.services.queue.stop(), grace)
         for t in self._tasks:
             t.cancel()
         if self.services is not None:
-            self.services.notifier.stop()
+            self.services.notifier.close()
             await self.services.close()
         event(log, "server.stopped")
 

@@ -187,9 +187,11 @@ class OutboundConfig:
 
 @dataclass(frozen=True)
 class InboundConfig:
-    check_spf: bool = _f(True, "Evaluate SPF for inbound mail.")
-    check_dkim: bool = _f(True, "Verify DKIM signatures of inbound mail.")
-    dmarc_reject: bool = _f(True, "Reject (550 5.7.1) messages failing DMARC with p=reject.")
+    verify: bool = _f(True, "Evaluate SPF, DKIM and DMARC for every message arriving on the MX "
+                      "and record them in an Authentication-Results header (RFC 8601).")
+    dmarc_reject: bool = _f(True, "Reject (550 5.7.1) messages failing DMARC when the sender's "
+                            "domain publishes p=reject.")
+    dns_timeout: float = _f(5.0, "Seconds one DNS query may take.", min=0.1)
 
 
 @dataclass(frozen=True)

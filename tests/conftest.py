@@ -25,7 +25,7 @@ def write_config(tmp: Path, **sections: dict[str, Any]) -> Path:
         "listen": {k: "127.0.0.1:0" for k in ("smtp", "submission", "submissions", "imap", "imaps", "http")},
         "auth": dict(FAST_AUTH),
         "registration": {"agreement_file": str(ROOT / "conf" / "agreement.txt")},
-        "inbound": {"check_spf": False, "check_dkim": False, "dmarc_reject": False},
+        "inbound": {"verify": False, "dmarc_reject": False},
     }
     for name, values in sections.items():
         base.setdefault(name, {}).update(values)

@@ -96,7 +96,7 @@ def test_size_is_enforced(make_running) -> None:  # type: ignore[no-untyped-def]
     s.rset()
     s.mail("bob@other.test")
     s.rcpt("alice@esam.test")
-    code, text = s.data(MSG + b"x" * 4096 + b"\r\n")
+    code, text = s.data(MSG + (b"x" * 70 + b"\r\n") * 60)
     assert code == 552 and text.startswith(b"5.3.4")
     assert inbox_files(r, "alice") == []
 
