@@ -299,6 +299,11 @@ class FileRegistry:
         if status not in allowed:
             problems.append(f"{where}: unknown status {status!r}")
             return
+        needed = ("surname", "given_name") if kind == "persons" else ("name",)
+        missing = [c for c in needed if not rec[c]]
+        if missing:
+            problems.append(f"{where}: {', '.join(missing)} required")
+            return
         if key in table:
             problems.append(f"{where}: duplicate {columns[0]} {key}")
             return
