@@ -42,6 +42,14 @@ def normalize_address(address: str) -> str:
     return f"{normalize_login(local)}@{domain.lower()}"
 
 
+class OwnerKeyTaken(LoginTaken):
+    """The owner (an IIN under the one-mailbox-per-IIN policy) already has an open mailbox.
+
+    A subclass of :class:`LoginTaken` so that older callers keep working;
+    registration turns it into a field error on ``iin``.
+    """
+
+
 @dataclass(frozen=True, slots=True)
 class MailboxRecord:
     id: int
@@ -221,7 +229,7 @@ class SqlDirectory:
         except IntegrityError as exc:
             text = str(exc.orig).lower()
             if "owner_key" in text:
-                raise LoginTaken(login) from None  # caller maps to "already has a mailbox"
+                raise OwnerKeyTaken(login) from None  # caller maps to "already has a mailbox"
             raise LoginTaken(login) from None
         return m
 

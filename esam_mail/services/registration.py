@@ -1,0 +1,624 @@
+"""Registration of electronic subscriber mailboxes (rules, paragraphs 4-7, 11, 13, appendix).
+
+The procedure, in the order the rules give it:
+
+* para. 6 and the appendix: an application of an individual or a legal entity,
+  submitted online (signed with EDS) or at a post office (entered by an
+  employee whose office and id are recorded);
+* para. 5: no mailbox without consent to the user agreement; the version
+  label and the SHA-256 of its text are recorded with the consent time;
+* para. 13: the applicant is identified by IIN/BIN and checked against the
+  state registry (:mod:`esam_mail.services.registry`); the operator's policy
+  says what happens when the registry cannot confirm;
+* para. 4, 11: the login (= the local part of the address) is unique across
+  every mailbox ever issued; the database enforces it
+  (``uq_mailboxes_login_norm``), so concurrent applications for one name end
+  with exactly one mailbox and a "login taken" for the others;
+* para. 7: the mailbox exists from the moment the application is submitted:
+  subscriber, application, mailbox and audit event are written in **one**
+  transaction and the Maildir is made before it commits, so when
+  :meth:`RegistrationService.register_individual` returns, the login works
+  over IMAP and SMTP.
+
+Nothing here logs a password or personal data: log lines carry ids only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import hashlib
+import json
+import logging
+import secrets
+import shutil
+import string
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from esam_mail.config import Config
+from esam_mail.directory.models import AgreementVersion, Application, AuditEvent, Mailbox, Subscriber, utcnow
+from esam_mail.directory.sql import OwnerKeyTaken, SqlDirectory
+from esam_mail.errors import ConfigError, NotFound, ValidationError
+from esam_mail.log import event
+from esam_mail.services.application import (
+    IndividualApplication,
+    LegalEntityApplication,
+    ValidationErrors,
+    validate_individual,
+    validate_legal_entity,
+)
+from esam_mail.services.registry import (
+    EntityQuery,
+    FileRegistry,
+    OfflineRegistry,
+    PersonQuery,
+    RegistryAnswer,
+    RegistryPolicy,
+    StateRegistry,
+    Verdict,
+    decide,
+)
+
+__all__ = [
+    "AgreementInfo",
+    "Channel",
+    "Registered",
+    "RegistrationService",
+    "agreement_text",
+    "ensure_agreement",
+    "generate_password",
+    "registry_from_config",
+]
+
+log = logging.getLogger(__name__)
+
+Channel = Literal["office", "online"]
+CHANNELS: tuple[str, ...] = ("office", "online")
+
+#: Alphabet of generated passwords (no look-alike characters: 0/O, 1/l/I).
+_PASSWORD_ALPHABET = "".join(c for c in string.ascii_letters + string.digits if c not in "0O1lI")
+
+
+# --------------------------------------------------------------------------
+# The user agreement (para. 5)
+# --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AgreementInfo:
+    """The agreement version in force: its row id, label and text hash."""
+
+    id: int
+    version: str
+    sha256: str
+    effective_date: dt.datetime
+
+
+def agreement_text(cfg: Config) -> str:
+    """The text of the user agreement in force (para. 5: the operator publishes it).
+
+    Raises:
+        ConfigError: the file named by ``registration.agreement_file`` cannot be read.
+    """
+    return _agreement_bytes(cfg).decode("utf-8")
+
+
+def _agreement_bytes(cfg: Config) -> bytes:
+    path: Path = cfg.agreement_path
+    try:
+        data = path.read_bytes()
+        data.decode("utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(
+            [f"registration.agreement_file: cannot read the user agreement {path} ({e.__class__.__name__})"]
+        ) from None
+    if not data.strip():
+        raise ConfigError([f"registration.agreement_file: the user agreement {path} is empty"])
+    return data
+
+
+def agreement_sha256(cfg: Config) -> str:
+    """SHA-256 (hex) of the agreement file's bytes, as recorded with every consent."""
+    return hashlib.sha256(_agreement_bytes(cfg)).hexdigest()
+
+
+async def ensure_agreement(directory: SqlDirectory, cfg: Config) -> AgreementInfo:
+    """Record the configured agreement version with the hash of its text (para. 5).
+
+    Idempotent, and safe when several processes call it at once.  A label is
+    bound to one text for ever: if ``registration.agreement_version`` is
+    already recorded with another SHA-256, the text was changed without a new
+    label, and this refuses (consents given under the old text must keep
+    pointing at what the applicants actually read).
+
+    Raises:
+        ConfigError: the file is unreadable, or its text changed under an existing label.
+    """
+    version = cfg.registration.agreement_version
+    digest = agreement_sha256(cfg)
+    for _attempt in range(3):
+        try:
+            async with directory.transaction() as s:
+                row = await _agreement_row(s, version)
+                if row is None:
+                    row = AgreementVersion(version=version, sha256=digest, effective_date=utcnow())
+                    s.add(row)
+                    await s.flush()
+                info = AgreementInfo(row.id, row.version, row.sha256, row.effective_date)
+        except IntegrityError:
+            continue  # another process recorded it first: read theirs
+        if info.sha256 != digest:
+            raise ConfigError(
+                [
+                    f"registration.agreement_version: version {version!r} is recorded with "
+                    f"sha256 {info.sha256}, but {cfg.agreement_path} now has sha256 {digest}; "
+                    "a changed agreement text needs a new version label"
+                ]
+            )
+        return info
+    raise ConfigError([f"registration.agreement_version: could not record version {version!r}"])
+
+
+async def _agreement_row(s: AsyncSession, version: str) -> AgreementVersion | None:
+    q = select(AgreementVersion).where(AgreementVersion.version == version)
+    return (await s.execute(q)).scalar_one_or_none()
+
+
+# --------------------------------------------------------------------------
+# Registry and passwords
+# --------------------------------------------------------------------------
+
+
+def registry_from_config(cfg: Config) -> StateRegistry:
+    """The state-registry verifier named by ``registration.registry`` (para. 13)."""
+    if cfg.registration.registry == "file":
+        return FileRegistry(cfg.registration.registry_file)
+    return OfflineRegistry()
+
+
+def generate_password(length: int = 16) -> str:
+    """A random password for an applicant who did not choose one (shown once)."""
+    return "".join(secrets.choice(_PASSWORD_ALPHABET) for _ in range(length))
+
+
+def check_password(password: str, *, field: str = "password") -> None:
+    """The password the user chose (para. 11): 8+ characters, no control characters."""
+    if len(password) < 8:
+        raise ValidationError(field, "the password must have at least 8 characters")
+    if len(password.encode("utf-8", "surrogatepass")) > 1024 or any(
+        ord(c) < 32 or ord(c) == 127 for c in password
+    ):
+        raise ValidationError(field, "the password must have no control characters and at most 1024 bytes")
+
+
+# The registry's reason for a MISMATCH -> the application field it is about.
+_MISMATCH_FIELDS: tuple[tuple[str, str], ...] = (
+    ("surname", "surname"),
+    ("given name", "given_name"),
+    ("patronymic", "patronymic"),
+    ("birth date", "birth_date"),
+    ("sex", "sex"),
+    ("representative", "representative.iin"),
+    ("head", "representative.iin"),
+    ("name", "name"),
+)
+
+
+def _registry_field(answer: RegistryAnswer, kind: str) -> str:
+    """Which field a negative registry verdict is about (``registry`` when unknown)."""
+    number = "iin" if kind == "individual" else "bin"
+    if answer.verdict is Verdict.MISMATCH:
+        reason = answer.reason.casefold()
+        for needle, field in _MISMATCH_FIELDS:
+            if needle in reason:
+                return field
+        return number
+    if answer.verdict in (Verdict.NOT_FOUND, Verdict.DECEASED, Verdict.INACTIVE):
+        return number
+    return "registry"
+
+
+# --------------------------------------------------------------------------
+# The service
+# --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Registered:
+    """The result of a registration.
+
+    ``password`` is the generated password (show it once) or ``None`` when
+    the applicant gave one.  ``status`` is the mailbox state: ``active``, or
+    ``held`` when the registry could not confirm and the policy is ``hold``.
+    """
+
+    address: str
+    login: str
+    password: str | None
+    status: str
+    application_id: int
+    mailbox_id: int
+    registry_verdict: str
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "address": self.address,
+            "login": self.login,
+            "status": self.status,
+            "application_id": self.application_id,
+            "registry_verdict": self.registry_verdict,
+        }
+        if self.password is not None:
+            out["password"] = self.password
+        return out
+
+
+def _json_safe(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """The data as submitted, made storable as JSON (dates become ISO text)."""
+    safe = json.loads(json.dumps(dict(raw), default=str, ensure_ascii=False))
+    assert isinstance(safe, dict)
+    return safe
+
+
+class RegistrationService:
+    """Registers mailboxes from applications (para. 5-7, 11, 13).
+
+    Args:
+        directory: the directory (``SqlDirectory``).
+        store: the mail store; ``store.user(login).create()`` makes the Maildir.
+        hasher: the password hasher (argon2id).
+        cfg: the configuration (domain, reserved names, registration policy).
+        registry: the state-registry verifier; ``None``: from the config.
+    """
+
+    def __init__(
+        self,
+        directory: SqlDirectory,
+        store: Any,
+        hasher: Any,
+        cfg: Config,
+        registry: StateRegistry | None = None,
+    ) -> None:
+        self.directory = directory
+        self.store = store
+        self.hasher = hasher
+        self.cfg = cfg
+        self.registry = registry if registry is not None else registry_from_config(cfg)
+        self.policy = RegistryPolicy(cfg.registration.registry_policy)
+
+    # -- public API ----------------------------------------------------------------------
+
+    async def register_individual(
+        self,
+        raw: Mapping[str, Any],
+        *,
+        channel: Channel,
+        office_code: str | None = None,
+        employee_id: str | None = None,
+        accepted_agreement: str | None,
+        password: str | None,
+        signature: bytes | None = None,
+        signer_fingerprint: str | None = None,
+    ) -> Registered:
+        """Register an individual's application (appendix, first form).
+
+        Raises:
+            ValidationErrors: every invalid field (nothing is written).
+            ValidationError: ``iin`` when the IIN already has an open mailbox
+                (one-mailbox-per-IIN policy), or the field the registry
+                contradicted (para. 13).
+            LoginTaken: the user name was issued before (para. 4, 11).
+        """
+        return await self._register(
+            "individual",
+            raw,
+            channel=channel,
+            office_code=office_code,
+            employee_id=employee_id,
+            accepted_agreement=accepted_agreement,
+            password=password,
+            signature=signature,
+            signer_fingerprint=signer_fingerprint,
+        )
+
+    async def register_legal_entity(
+        self,
+        raw: Mapping[str, Any],
+        *,
+        channel: Channel,
+        office_code: str | None = None,
+        employee_id: str | None = None,
+        accepted_agreement: str | None,
+        password: str | None,
+        signature: bytes | None = None,
+        signer_fingerprint: str | None = None,
+    ) -> Registered:
+        """Register a legal entity's application (appendix, second form).
+
+        A legal entity may hold several mailboxes.  Raises as
+        :meth:`register_individual`.
+        """
+        return await self._register(
+            "legal_entity",
+            raw,
+            channel=channel,
+            office_code=office_code,
+            employee_id=employee_id,
+            accepted_agreement=accepted_agreement,
+            password=password,
+            signature=signature,
+            signer_fingerprint=signer_fingerprint,
+        )
+
+    async def approve(self, login: str, *, actor: tuple[str, str]) -> Any:
+        """Release a held mailbox after the manual check (para. 13): it becomes active.
+
+        Raises:
+            NotFound: no such mailbox.
+            ValidationError: ``login`` when the mailbox is not held.
+        """
+        key = self.directory.login_of(login)
+        async with self.directory.transaction() as s:
+            m = (await s.execute(select(Mailbox).where(Mailbox.login_norm == key))).scalar_one_or_none()
+            if m is None:
+                raise NotFound(login)
+            if m.state != "held":
+                raise ValidationError("login", f"{m.address} is {m.state}, not held: nothing to approve")
+            m.state = "active"
+            if m.subscriber_id is not None:
+                apps = await s.execute(
+                    select(Application).where(
+                        Application.subscriber_id == m.subscriber_id, Application.status == "held"
+                    )
+                )
+                for a in apps.scalars():
+                    a.status = "accepted"
+            s.add(
+                AuditEvent(
+                    actor_kind=actor[0],
+                    actor_id=actor[1],
+                    action="mailbox.approve",
+                    target=m.address,
+                    outcome="ok",
+                    detail={"from": "held"},
+                )
+            )
+            await s.flush()
+            mailbox_id, address = m.id, m.address
+        event(log, "registration.approved", mailbox_id=mailbox_id)
+        rec = await self.directory.get(address)
+        assert rec is not None
+        return rec
+
+    # -- the procedure -------------------------------------------------------------------
+
+    async def _register(
+        self,
+        kind: str,
+        raw: Mapping[str, Any],
+        *,
+        channel: str,
+        office_code: str | None,
+        employee_id: str | None,
+        accepted_agreement: str | None,
+        password: str | None,
+        signature: bytes | None,
+        signer_fingerprint: str | None,
+    ) -> Registered:
+        app = self._validate(
+            kind,
+            raw,
+            channel=channel,
+            office_code=office_code,
+            employee_id=employee_id,
+            accepted_agreement=accepted_agreement,
+            password=password,
+            signature=signature,
+        )
+        agreement = await ensure_agreement(self.directory, self.cfg)
+
+        # para. 13: confirm the identity against the state registry
+        answer = await asyncio.to_thread(self._verify, app)
+        decision = decide(answer.verdict, self.policy)
+        address = f"{app.username}@{self.directory.domain}"
+        actor = self._actor(app, channel, employee_id)
+        if not decision.accept and not decision.hold:
+            await self.directory.audit(
+                actor[0],
+                actor[1],
+                "registration.reject",
+                address,
+                "denied",
+                kind=kind,
+                channel=channel,
+                verdict=answer.verdict.value,
+            )
+            event(log, "registration.rejected", channel=channel, verdict=answer.verdict.value)
+            raise ValidationError(_registry_field(answer, kind), f"{decision.reason}: {answer.reason}")
+        state = "active" if decision.accept else "held"
+
+        generated = password is None
+        secret = generate_password() if password is None else password
+        hashed = await asyncio.get_running_loop().run_in_executor(None, self.hasher.hash, secret)
+
+        owner_key = app.iin if kind == "individual" and self.cfg.registration.one_mailbox_per_iin else None
+        now = utcnow()
+        user: Any = None
+        made_maildir = False
+        try:
+            async with self.directory.transaction() as s:
+                sub = Subscriber(
+                    kind=kind,
+                    iin=app.iin if isinstance(app, IndividualApplication) else None,
+                    bin=app.bin if isinstance(app, LegalEntityApplication) else None,
+                    display_name=app.full_name,
+                    data=app.to_dict(),
+                    created_at=now,
+                )
+                s.add(sub)
+                await s.flush()
+                application = Application(
+                    subscriber_id=sub.id,
+                    channel=channel,
+                    office_code=office_code if channel == "office" else None,
+                    employee_id=employee_id if channel == "office" else None,
+                    requested_username=app.username,
+                    data=_json_safe(raw),
+                    submitted_at=now,
+                    agreement_version_id=agreement.id,
+                    agreement_sha256=agreement.sha256,
+                    consent_at=now,
+                    signature=signature,
+                    signer_fingerprint=signer_fingerprint,
+                    registry_verdict=answer.verdict.value,
+                    status="accepted" if state == "active" else "held",
+                )
+                s.add(application)
+                await s.flush()
+                try:
+                    m = await self.directory.add_mailbox(
+                        s,
+                        app.username,
+                        hashed,
+                        kind="personal",
+                        subscriber_id=sub.id,
+                        owner_key=owner_key,
+                        state=state,
+                    )
+                except OwnerKeyTaken:
+                    raise ValidationError(
+                        "iin", "this IIN already has an open mailbox (one personal mailbox per IIN)"
+                    ) from None
+                s.add(
+                    AuditEvent(
+                        actor_kind=actor[0],
+                        actor_id=actor[1],
+                        action="mailbox.register",
+                        target=m.address,
+                        outcome="ok",
+                        detail={
+                            "application_id": application.id,
+                            "mailbox_id": m.id,
+                            "kind": kind,
+                            "channel": channel,
+                            "office": office_code if channel == "office" else None,
+                            "state": state,
+                            "verdict": answer.verdict.value,
+                            "agreement": agreement.version,
+                        },
+                    )
+                )
+                await s.flush()
+                # para. 7: the Maildir exists before the mailbox becomes visible
+                user = self.store.user(m.login_norm)
+                made_maildir = not user.exists()
+                await asyncio.to_thread(user.create)
+                result = Registered(
+                    address=m.address,
+                    login=m.login_norm,
+                    password=secret if generated else None,
+                    status=state,
+                    application_id=application.id,
+                    mailbox_id=m.id,
+                    registry_verdict=answer.verdict.value,
+                )
+        except BaseException:
+            if made_maildir and user is not None:
+                with contextlib.suppress(OSError):
+                    shutil.rmtree(user.path)
+            raise
+        # A failed registration of the same name in another process may have removed
+        # a Maildir it made while this one waited; make sure ours is there.
+        if not user.exists():
+            await asyncio.to_thread(user.create)
+        event(
+            log,
+            "registration.done",
+            application_id=result.application_id,
+            mailbox_id=result.mailbox_id,
+            channel=channel,
+            state=state,
+        )
+        return result
+
+    def _validate(
+        self,
+        kind: str,
+        raw: Mapping[str, Any],
+        *,
+        channel: str,
+        office_code: str | None,
+        employee_id: str | None,
+        accepted_agreement: str | None,
+        password: str | None,
+        signature: bytes | None,
+    ) -> IndividualApplication | LegalEntityApplication:
+        """Every check that needs no database, all problems at once."""
+        errors: list[ValidationError] = []
+        app: IndividualApplication | LegalEntityApplication | None = None
+        validate = validate_individual if kind == "individual" else validate_legal_entity
+        try:
+            app = validate(raw, reserved=self.cfg.mail.reserved_names)
+        except ValidationErrors as e:
+            errors.extend(e.errors)
+        except ValidationError as e:
+            errors.append(e)
+        if channel not in CHANNELS:
+            errors.append(ValidationError("channel", "channel must be 'office' or 'online'"))
+        if channel == "office":
+            # para. 6: at a post office an employee registers the paper application
+            if not (office_code or "").strip():
+                errors.append(ValidationError("office", "the office code is required for the office channel"))
+            if not (employee_id or "").strip():
+                errors.append(
+                    ValidationError("employee", "the employee id is required for the office channel")
+                )
+        if channel == "online" and not signature:
+            # para. 6 sub-para. 1: online applications are signed with EDS
+            errors.append(ValidationError("signature", "an online application must be signed with EDS"))
+        current = self.cfg.registration.agreement_version
+        if not (accepted_agreement or "").strip():
+            errors.append(
+                ValidationError(
+                    "accept_agreement", f"the applicant must accept the user agreement (version {current})"
+                )
+            )
+        elif accepted_agreement.strip() != current:
+            errors.append(
+                ValidationError(
+                    "accept_agreement",
+                    f"version {accepted_agreement.strip()!r} is not the agreement in force ({current}); "
+                    "show the applicant `esam agreement show` and accept that version",
+                )
+            )
+        if password is not None:
+            try:
+                check_password(password)
+            except ValidationError as e:
+                errors.append(e)
+        if errors:
+            raise ValidationErrors(errors)
+        assert app is not None
+        return app
+
+    def _verify(self, app: IndividualApplication | LegalEntityApplication) -> RegistryAnswer:
+        if isinstance(app, IndividualApplication):
+            return self.registry.verify_person(PersonQuery.from_application(app))
+        return self.registry.verify_entity(EntityQuery.from_application(app))
+
+    @staticmethod
+    def _actor(
+        app: IndividualApplication | LegalEntityApplication, channel: str, employee_id: str | None
+    ) -> tuple[str, str]:
+        """Who acts (audit): the employee at an office, else the signing subscriber."""
+        if channel == "office":
+            return "employee", (employee_id or "-").strip()
+        return "subscriber", app.identifier
