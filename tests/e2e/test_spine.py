@@ -59,11 +59,15 @@ def body_of(raw: bytes) -> bytes:
 
 def test_swaks_to_mx_then_imaps_reads_identical(esam: EsamProcess, tmp_path: Path) -> None:
     esam.add_mailbox("alice", PASSWORD)
-    body = "Hello Alice.\r\nСәлем! Привет.\r\n..leading dot\r\nend\r\n"
+    body = "Hello Alice.\r\nСәлем! Привет.\r\n.leading dot\r\nend\r\n"
+    msg = tmp_path / "msg.eml"
+    msg.write_bytes(
+        b"From: bob@other.test\r\nTo: alice@esam.test\r\nSubject: e2e\r\n"
+        b"Content-Type: text/plain; charset=utf-8\r\n\r\n" + body.encode()[:-2]
+    )  # swaks itself ends the data with CRLF "." CRLF
     res = subprocess.run(
         [tool("swaks"), "--server", f"127.0.0.1:{esam.ports['smtp']}", "--from", "bob@other.test",
-         "--to", "alice@esam.test", "--helo", "peer.other.test", "--header", "Subject: e2e",
-         "--header", "Content-Type: text/plain; charset=utf-8", "--body", body],
+         "--to", "alice@esam.test", "--helo", "peer.other.test", "--data", f"@{msg}"],
         capture_output=True, text=True, timeout=60,
     )
     assert res.returncode == 0, res.stdout + res.stderr
@@ -133,11 +137,13 @@ def test_mbsync_copies_mailbox_to_local_maildir(esam: EsamProcess, tmp_path: Pat
     esam.add_mailbox("alice", PASSWORD)
     sent = []
     for i in range(3):
-        body = f"message {i}\r\nline two\r\n"
-        sent.append(body.encode())
+        body = f"message {i}\r\nline two\r\n".encode()
+        sent.append(body.replace(b"\r\n", b"\n"))  # mbsync stores LF line ends locally
+        f = tmp_path / f"m{i}.eml"
+        f.write_bytes(f"From: bob@other.test\r\nSubject: m{i}\r\n\r\n".encode() + body[:-2])
         subprocess.run(
             [tool("swaks"), "--server", f"127.0.0.1:{esam.ports['smtp']}", "--from", "bob@other.test",
-             "--to", "alice@esam.test", "--header", f"Subject: m{i}", "--body", body],
+             "--to", "alice@esam.test", "--data", f"@{f}"],
             check=True, capture_output=True, timeout=60,
         )
     local = tmp_path / "local"
@@ -157,7 +163,7 @@ def test_mbsync_copies_mailbox_to_local_maildir(esam: EsamProcess, tmp_path: Pat
         p.read_bytes() for p in (local / "INBOX" / "new").iterdir()
     )
     assert len(got) == 3
-    assert sorted(body_of(g) for g in got) == sorted(sent)
+    assert sorted(g.split(b"\n\n", 1)[1] for g in got) == sorted(sent)
     for folder in ("Sent", "Drafts", "Trash", "Junk", "Archive"):
         assert (local / folder).is_dir(), folder
 
