@@ -115,8 +115,10 @@ def _check_folder(user: MaildirUser, name: str, repair: bool) -> FolderReport:
             uv = user.next_uidvalidity()
             fresh_ul = UidList(uidvalidity=uv)
             if current is not None:
+                present = {split_name(n)[0] for n in os.listdir(path / "cur")}
                 for key, _uid in sorted(current.entries.items(), key=lambda kv: kv[1]):
-                    fresh_ul.assign(key)
+                    if key in present:
+                        fresh_ul.assign(key)
             lock.commit(fresh_ul.render())
             rep.repaired.append(f"uidlist rebuilt with new UIDVALIDITY {uv}")
     with contextlib.closing(user.folder(name)) as folder:

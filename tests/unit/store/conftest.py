@@ -12,9 +12,13 @@ from esam_mail.store.notify import LocalNotifier
 
 def msg(n: int = 0, body: bytes = b"hello") -> bytes:
     return (
-        f"From: a@example.org\r\nTo: b@example.org\r\nSubject: test {n}\r\n"
-        f"Message-ID: <{n}@example.org>\r\n\r\n"
-    ).encode() + body + b"\r\n"
+        (
+            f"From: a@example.org\r\nTo: b@example.org\r\nSubject: test {n}\r\n"
+            f"Message-ID: <{n}@example.org>\r\n\r\n"
+        ).encode()
+        + body
+        + b"\r\n"
+    )
 
 
 @pytest.fixture

@@ -115,8 +115,7 @@ def test_deliver_to_folder(alice: MaildirUser) -> None:
         alice.deliver(msg(), "Nope")
 
 
-def test_notifier_told_on_delivery(store: MaildirStore, alice: MaildirUser,
-                                   notifier: LocalNotifier) -> None:
+def test_notifier_told_on_delivery(store: MaildirStore, alice: MaildirUser, notifier: LocalNotifier) -> None:
     seen: list[tuple[str, str]] = []
     notifier.subscribe(lambda login, folder: seen.append((login, folder)))
     store.deliver_many(["alice"], msg())
@@ -185,8 +184,7 @@ def test_uidlist_format_is_dovecot_v3(store: MaildirStore, alice: MaildirUser) -
     assert not (alice.path / "dovecot-uidlist.lock").exists()
 
 
-def test_lost_uidlist_rebuilt_with_new_uidvalidity(store: MaildirStore,
-                                                   alice: MaildirUser) -> None:
+def test_lost_uidlist_rebuilt_with_new_uidvalidity(store: MaildirStore, alice: MaildirUser) -> None:
     for i in range(2):
         store.deliver_many(["alice"], msg(i))
     f = alice.folder("INBOX")
@@ -199,8 +197,7 @@ def test_lost_uidlist_rebuilt_with_new_uidvalidity(store: MaildirStore,
     assert uidlist(alice.path).uidvalidity == g.uidvalidity
 
 
-def test_corrupt_uidlist_with_duplicate_uids_rebuilt(store: MaildirStore,
-                                                     alice: MaildirUser) -> None:
+def test_corrupt_uidlist_with_duplicate_uids_rebuilt(store: MaildirStore, alice: MaildirUser) -> None:
     k1 = store.deliver_many(["alice"], msg(1))["alice"]
     k2 = store.deliver_many(["alice"], msg(2))["alice"]
     f = alice.folder("INBOX")
@@ -211,8 +208,9 @@ def test_corrupt_uidlist_with_duplicate_uids_rebuilt(store: MaildirStore,
     assert sorted(i.uid for i in g.sync()) == [1, 2]
 
 
-def test_sync_is_cheap_when_unchanged(store: MaildirStore, alice: MaildirUser,
-                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_sync_is_cheap_when_unchanged(
+    store: MaildirStore, alice: MaildirUser, monkeypatch: pytest.MonkeyPatch
+) -> None:
     for i in range(3):
         store.deliver_many(["alice"], msg(i))
     f = alice.folder("INBOX")
@@ -261,22 +259,17 @@ def test_flags_round_trip_with_keywords(store: MaildirStore, alice: MaildirUser)
     store.deliver_many(["alice"], msg())
     f = alice.folder("INBOX")
     f.sync()
-    res = f.store_flags([1], ["\\seen", "\\Flagged", "$Forwarded", "Work", "\\Recent",
-                              "\\Bogus"], 1)
+    res = f.store_flags([1], ["\\seen", "\\Flagged", "$Forwarded", "Work", "\\Recent", "\\Bogus"], 1)
     assert res == {1: frozenset({"\\Seen", "\\Flagged", "$Forwarded", "Work"})}
     name = os.listdir(alice.path / "cur")[0]
-    key, chars = split_name(name)
+    _key, chars = split_name(name)
     assert chars == "FSab"  # system letters first (ASCII order), then keyword letters
     kw = (alice.path / "dovecot-keywords").read_text().splitlines()
     assert kw == ["0 $Forwarded", "1 Work"]
-    assert f.store_flags([1], ["\\Seen", "work"], -1) == {1: frozenset({"\\Flagged",
-                                                                      "$Forwarded"})}
-    assert f.store_flags([1], ["\\Answered", "\\Draft"], 0) == {
-        1: frozenset({"\\Answered", "\\Draft"})
-    }
+    assert f.store_flags([1], ["\\Seen", "work"], -1) == {1: frozenset({"\\Flagged", "$Forwarded"})}
+    assert f.store_flags([1], ["\\Answered", "\\Draft"], 0) == {1: frozenset({"\\Answered", "\\Draft"})}
     assert split_name(os.listdir(alice.path / "cur")[0])[1] == "DR"
     g = alice.folder("INBOX")
-    g.store_flags  # noqa: B018
     assert g.sync()[0].flags == frozenset({"\\Answered", "\\Draft"})
     assert f.store_flags([99], ["\\Seen"], 1) == {}
 
@@ -397,8 +390,7 @@ def test_quota_rejects_and_tracks_usage(tmp_path: Path) -> None:
     assert f.append(big) == 4
 
 
-def test_quota_uses_cached_maildirsize_not_a_walk(tmp_path: Path,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_quota_uses_cached_maildirsize_not_a_walk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     store = MaildirStore(tmp_path / "m", default_quota=10**9, fsync=False)
     store.user("alice").create()
     store.deliver_many(["alice"], msg())
@@ -455,9 +447,28 @@ def test_folder_names_on_disk(alice: MaildirUser) -> None:
 
 
 TRICKS = [
-    "../x", "..", ".", "a/../../b", "/etc", "/", "a//b", "a/", "//", "a/./b",
-    "x\0y", "x\ry", "x\ny", "x\x7fy", "x\x85y", "a\u2028b", "*", "a%b",
-    "a" * 300, "/".join(["d"] * 40), "", "\ud800",
+    "../x",
+    "..",
+    ".",
+    "a/../../b",
+    "/etc",
+    "/",
+    "a//b",
+    "a/",
+    "//",
+    "a/./b",
+    "x\0y",
+    "x\ry",
+    "x\ny",
+    "x\x7fy",
+    "x\x85y",
+    "a\u2028b",
+    "*",
+    "a%b",
+    "a" * 300,
+    "/".join(["d"] * 40),
+    "",
+    "\ud800",
 ]
 
 
@@ -474,8 +485,25 @@ def test_folder_name_tricks_rejected(alice: MaildirUser, name: str) -> None:
     assert sorted(os.listdir(alice.path)) == inside
 
 
-@pytest.mark.parametrize("name", ["..x", "x..", "a/..b", "~", "\\", "a\\..\\b", ".hidden",
-                                  "a.b/c.d", "con", "cur", "new", "tmp", "&", "&-"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "..x",
+        "x..",
+        "a/..b",
+        "~",
+        "\\",
+        "a\\..\\b",
+        ".hidden",
+        "a.b/c.d",
+        "con",
+        "cur",
+        "new",
+        "tmp",
+        "&",
+        "&-",
+    ],
+)
 def test_odd_but_valid_names_stay_inside(alice: MaildirUser, name: str) -> None:
     alice.create_folder(name)
     f = alice.folder(name)
@@ -581,8 +609,7 @@ def test_metadata_cache(store: MaildirStore, alice: MaildirUser) -> None:
 
 def test_metadata_cache_10k_is_fast(alice: MaildirUser) -> None:
     f = alice.folder("INBOX")
-    items = {f"{i}.M1P1Q{i}R0.h,S=100": {"env": ["x" * 50, i], "bs": [1, 2, 3]}
-             for i in range(10_000)}
+    items = {f"{i}.M1P1Q{i}R0.h,S=100": {"env": ["x" * 50, i], "bs": [1, 2, 3]} for i in range(10_000)}
     t0 = time.perf_counter()
     f.cache_put_many(items)
     got = f.cache_get_many(items)

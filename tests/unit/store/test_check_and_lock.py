@@ -1,0 +1,99 @@
+"""check_user (esam store check) and the folder lock."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+
+from esam_mail.store.check import check_user
+from esam_mail.store.maildir import MaildirStore, MaildirUser
+from esam_mail.store.uidlist import HOST, UIDLIST_LOCK, FolderLock, UidList
+
+from .conftest import msg
+
+
+def test_check_clean_mailbox(store: MaildirStore, alice: MaildirUser) -> None:
+    store.deliver_many(["alice"], msg())
+    alice.folder("INBOX").sync()
+    report = check_user(alice)
+    assert report.ok, report.lines()
+    assert report.folders[0].messages == 1
+
+
+def test_check_finds_and_repairs(store: MaildirStore, alice: MaildirUser) -> None:
+    keys = [store.deliver_many(["alice"], msg(i))["alice"] for i in range(3)]
+    f = alice.folder("INBOX")
+    f.sync()
+    uv = f.uidvalidity
+    # uidnext <= max uid, a listed file that is missing, an unknown file
+    (alice.path / "dovecot-uidlist").write_text(
+        f"3 V{uv} N2 Gabc\n1 :{keys[0]}\n2 :{keys[1]}\n5 :gone.M1P1Q1R1.h,S=1\n"
+    )
+    (alice.path / "cur" / "1700000000.M1P1Q1R1.stray,S=5:2,S").write_bytes(b"stray")
+    os.unlink(alice.path / "maildirsize")
+    (alice.path / "maildirsize").write_text("0S\n1 1\n")
+    report = check_user(alice)
+    assert not report.ok
+    text = "\n".join(report.lines())
+    assert "next uid" in text and "without a file" in text and "without a UID" in text
+    assert "maildirsize" in text
+    # check without repair changed nothing
+    assert (alice.path / "dovecot-uidlist").read_text().startswith(f"3 V{uv} N2 ")
+    fixed = check_user(alice, repair=True)
+    assert any("new UIDVALIDITY" in r for fr in fixed.folders for r in fr.repaired)
+    again = check_user(alice)
+    assert again.ok, again.lines()
+    ul = UidList.parse((alice.path / "dovecot-uidlist").read_bytes())
+    assert ul.uidvalidity > uv
+    assert len(ul.entries) == 4 and ul.uidnext == 5
+
+
+def test_check_duplicate_key(store: MaildirStore, alice: MaildirUser) -> None:
+    key = store.deliver_many(["alice"], msg())["alice"]
+    alice.folder("INBOX").sync()
+    cur = alice.path / "cur"
+    os.link(cur / f"{key}:2,", cur / f"{key}:2,S")
+    assert not check_user(alice).ok
+    check_user(alice, repair=True)
+    assert check_user(alice).ok
+    assert len(os.listdir(cur)) == 1
+
+
+def test_stale_dotlock_of_dead_process_taken_over(tmp_path: Path) -> None:
+    (tmp_path / UIDLIST_LOCK).write_text(f"999999999:{HOST}")
+    t0 = time.monotonic()
+    with FolderLock(tmp_path, fsync=False):
+        assert (tmp_path / UIDLIST_LOCK).read_text().startswith(f"{os.getpid()}:")
+    assert time.monotonic() - t0 < 1
+    assert not (tmp_path / UIDLIST_LOCK).exists()
+
+
+def test_old_foreign_dotlock_taken_over(tmp_path: Path) -> None:
+    lock = tmp_path / UIDLIST_LOCK
+    lock.write_text("1:otherhost")
+    old = time.time() - 600
+    os.utime(lock, (old, old))
+    with FolderLock(tmp_path, fsync=False, stale_after=120):
+        pass
+
+
+def test_lock_excludes_threads(tmp_path: Path) -> None:
+    inside = 0
+    overlap = []
+
+    def worker() -> None:
+        nonlocal inside
+        for _ in range(50):
+            with FolderLock(tmp_path, fsync=False):
+                inside += 1
+                overlap.append(inside)
+                inside -= 1
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert max(overlap) == 1
