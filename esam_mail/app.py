@@ -193,6 +193,7 @@ class Server:
         self.services: Services | None = None
         self._smtp: Any = None
         self._imap: list[Any] = []
+        self._http: Any = None
         self._tasks: list[asyncio.Task[Any]] = []
 
     async def start(self) -> dict[str, int]:
@@ -225,6 +226,15 @@ class Server:
             max_connections_per_ip=cfg.imap.max_connections_per_ip,
         )
         self.ports.update(imap_ports)
+        http = _addr(cfg.listen.http)
+        if http:
+            from esam_mail.web import register_all
+            from esam_mail.web.server import Router, start_http
+
+            router = Router()
+            register_all(router, svc)
+            self._http = start_http(router, http[0], http[1])
+            self.ports["http"] = self._http.port
         event(log, "server.started", **{k: str(v) for k, v in self.ports.items()})
         return self.ports
 
@@ -232,6 +242,9 @@ class Server:
         grace = self.cfg.server.shutdown_grace
         if self._smtp is not None:
             await self._smtp.stop(grace)
+        if self._http is not None:
+            with contextlib.suppress(Exception):
+                await self._http.stop()
         for listener in self._imap:
             with contextlib.suppress(Exception):
                 await listener.stop()

@@ -1,0 +1,18 @@
+"""/healthz: the process answers and its directory database does too."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from esam_mail.web.server import Request, Response, Router
+
+
+def register(router: Router, services: Any) -> None:
+    async def healthz(req: Request) -> Response:
+        try:
+            await services.directory.count_by()
+        except Exception:
+            return Response.json({"status": "fail", "directory": "unreachable"}, 503)
+        return Response.json({"status": "ok"})
+
+    router.add("GET", "/healthz", healthz)
