@@ -115,9 +115,9 @@ def test_search_keys(env):
     today = time.strftime("%d-%b-%Y", time.gmtime())
     assert s("SINCE", today) == ["1", "2", "3"] and s("BEFORE", "1-Jan-2000") == []
     assert s("ON", today) == ["1", "2", "3"]
-    typ, data = c.search(None, "FROM", "nobody")
+    _, data = c.search(None, "FROM", "nobody")
     assert data == [b""]  # an empty "* SEARCH" line is still sent
-    typ, data = c.uid("SEARCH", "FROM", "erin")
+    _typ, data = c.uid("SEARCH", "FROM", "erin")
     assert data == [b"3"]
 
 

@@ -82,7 +82,7 @@ def test_partial_fetch_returns_exactly_len_bytes(env):
         assert len(chunk) == min(1000, len(data) - start)
         chunks.append(chunk)
     assert b"".join(chunks) == data
-    typ, resp = c.fetch("1", "(BODY.PEEK[]<%d.50>)" % (len(data) + 10))
+    typ, resp = c.fetch("1", f"(BODY.PEEK[]<{len(data) + 10}.50>)")
     assert resp[0][1] == b"" and resp[0][0].endswith(b"{0}")
     typ, resp = c.fetch("1", "(BODY.PEEK[TEXT]<0.5>)")
     assert resp[0][1] == b"line "
@@ -93,10 +93,10 @@ def test_body_is_byte_identical_and_sizes_agree(env):
     env.deliver(data)
     c = env.login()
     c.select("INBOX")
-    typ, resp = c.fetch("1", "(RFC822.SIZE BODY.PEEK[])")
+    _, resp = c.fetch("1", "(RFC822.SIZE BODY.PEEK[])")
     assert resp[0][1] == data
     assert b"RFC822.SIZE %d" % len(data) in resp[0][0]
-    typ, resp = c.fetch("1", "(RFC822)")
+    _typ, resp = c.fetch("1", "(RFC822)")
     assert resp[0][1] == data
 
 
@@ -104,13 +104,13 @@ def test_bodystructure_keeps_parameter_value_case(env):
     env.deliver(MIXED)
     c = env.login()
     c.select("INBOX")
-    typ, resp = c.fetch("1", "(BODYSTRUCTURE)")
+    _, resp = c.fetch("1", "(BODYSTRUCTURE)")
     bs = resp[0]
     assert b'"BOUNDARY" "MiXeD-BoUnDaRy"' in bs
     assert b'("NAME" "Report-Q1.PDF")' in bs
     assert b'("ATTACHMENT" ("FILENAME" "Report-Q1.PDF"))' in bs
     assert b'"TEXT" "PLAIN" ("CHARSET" "UTF-8") NIL NIL "7BIT" 11 1' in bs
-    typ, resp = c.fetch("1", "(BODY)")
+    _typ, resp = c.fetch("1", "(BODY)")
     assert b'"MIXED")' in resp[0] and b"ATTACHMENT" not in resp[0]
 
 
@@ -118,16 +118,16 @@ def test_sections(env):
     env.deliver(MIXED)
     c = env.login()
     c.select("INBOX")
-    typ, resp = c.fetch("1", "(BODY.PEEK[1] BODY.PEEK[2.MIME] BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+    _, resp = c.fetch("1", "(BODY.PEEK[1] BODY.PEEK[2.MIME] BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
     items = [x for x in resp if isinstance(x, tuple)]
     assert items[0][1] == "Hello été".encode()
     assert items[1][1].startswith(b'Content-Type: application/pdf; name="Report-Q1.PDF"\r\n')
     assert items[1][1].endswith(b"base64\r\n\r\n")
     assert items[2][1] == b"Subject: parts\r\n\r\n"
     assert b"BODY[HEADER.FIELDS (SUBJECT)]" in items[2][0]
-    typ, resp = c.fetch("1", "(BODY.PEEK[HEADER.FIELDS.NOT (FROM TO SUBJECT MIME-VERSION)])")
+    _, resp = c.fetch("1", "(BODY.PEEK[HEADER.FIELDS.NOT (FROM TO SUBJECT MIME-VERSION)])")
     assert resp[0][1].startswith(b"Content-Type: multipart/mixed")
-    typ, resp = c.fetch("1", "(BODY.PEEK[2])")
+    _typ, resp = c.fetch("1", "(BODY.PEEK[2])")
     assert resp[0][1] == b"JVBERi0xLjQK"
 
 
@@ -135,11 +135,11 @@ def test_fetch_body_sets_seen_unless_peek(env):
     env.deliver(msg())
     c = env.login()
     c.select("INBOX")
-    typ, resp = c.fetch("1", "(BODY.PEEK[])")
+    _, resp = c.fetch("1", "(BODY.PEEK[])")
     assert b"FLAGS" not in resp[0][0]
-    typ, resp = c.fetch("1", "(FLAGS)")
+    _, resp = c.fetch("1", "(FLAGS)")
     assert b"\\Seen" not in resp[0]
-    typ, resp = c.fetch("1", "(BODY[])")
+    _typ, resp = c.fetch("1", "(BODY[])")
     flat = b"".join(x if isinstance(x, bytes) else x[0] for x in resp)
     assert b"\\Seen" in flat
     c2 = env.login()
@@ -151,12 +151,12 @@ def test_fetch_macros_and_internaldate(env):
     env.deliver(msg())
     c = env.login()
     c.select("INBOX")
-    typ, resp = c.fetch("1", "ALL")
+    _, resp = c.fetch("1", "ALL")
     assert re.search(rb'INTERNALDATE "\d\d-\w{3}-\d{4} \d\d:\d\d:\d\d [+-]\d{4}"', resp[0])
     assert b"ENVELOPE (" in resp[0] and b"RFC822.SIZE" in resp[0]
-    typ, resp = c.fetch("1", "FULL")
+    _, resp = c.fetch("1", "FULL")
     assert b"BODY (" in resp[0]
-    typ, resp = c.uid("FETCH", "1", "FAST")
+    _typ, resp = c.uid("FETCH", "1", "FAST")
     assert b"UID 1" in resp[0]
 
 
@@ -176,16 +176,16 @@ def test_store_and_expunge(env):
         env.deliver(msg(f"m{i}"))
     c = env.login()
     c.select("INBOX")
-    typ, resp = c.store("2", "+FLAGS", "(\\Deleted $Label1)")
+    _, resp = c.store("2", "+FLAGS", "(\\Deleted $Label1)")
     assert b"\\Deleted" in resp[0] and b"$Label1" in resp[0]
-    typ, resp = c.store("1", "FLAGS.SILENT", "(\\Flagged)")
+    _, resp = c.store("1", "FLAGS.SILENT", "(\\Flagged)")
     assert resp == [None]
-    typ, resp = c.expunge()
+    _, resp = c.expunge()
     assert resp == [b"2"]
-    typ, resp = c.fetch("1:*", "(UID FLAGS)")
+    _, resp = c.fetch("1:*", "(UID FLAGS)")
     assert [re.search(rb"UID (\d+)", x).group(1) for x in resp] == [b"1", b"3"]
     assert b"\\Flagged" in resp[0]
-    typ, resp = c.select("INBOX")
+    _typ, resp = c.select("INBOX")
     assert b"$Label1" not in b" ".join(c.untagged_responses.get("FLAGS", [b""]))
 
 
