@@ -189,37 +189,59 @@ class _Usage:
         self.path = user_dir / "maildirsize"
         self.limit_hint = limit_hint or 0
         self._sig: tuple[int, int, int] | None = None
+        self._head = b""
         self._value = (0, 0)
         self._lock = threading.Lock()
 
     @staticmethod
     def _parse(data: bytes) -> tuple[int, int]:
+        """Sum ``<bytes> <count>`` lines (``data`` holds complete lines, no header)."""
         total = count = 0
-        for line in data.split(b"\n")[1:]:
+        for line in data.split(b"\n"):
             parts = line.split()
             if len(parts) == 2:
-                with contextlib.suppress(ValueError):
+                try:
                     total += int(parts[0])
                     count += int(parts[1])
-        return max(total, 0), max(count, 0)
+                except ValueError:
+                    continue
+        return total, count
 
     def get(self) -> tuple[int, int]:
+        """(bytes, messages); parses only what was appended since the last call."""
         try:
             fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError:
             return self.recalc()
         try:
             st = os.fstat(fd)
-            sig = (st.st_ino, st.st_size, st.st_mtime_ns)
+            # inode numbers are reused after compaction: the head identifies the file too
+            head = os.pread(fd, 64, 0)
             with self._lock:
-                if sig == self._sig:
-                    return self._value
-            data = os.read(fd, max(st.st_size, 1) + 4096)
+                if (
+                    self._sig is not None
+                    and self._sig[0] == st.st_ino
+                    and self._sig[1] <= st.st_size
+                    and self._head == head[: len(self._head)]
+                ):
+                    offset, (total, count) = self._sig[1], self._value
+                else:
+                    offset, total, count = 0, 0, 0
+            if offset == st.st_size:
+                return total, count
+            data = os.pread(fd, st.st_size - offset + 4096, offset)
         finally:
             os.close(fd)
-        value = self._parse(data)
+        end = data.rfind(b"\n") + 1  # only complete lines
+        chunk = data[:end]
+        if offset == 0:
+            chunk = chunk[chunk.find(b"\n") + 1 :] if b"\n" in chunk else b""  # header
+        t, c = self._parse(chunk)
+        value = (max(total + t, 0), max(count + c, 0))
         with self._lock:
-            self._sig, self._value = sig, value
+            self._sig, self._value = (st.st_ino, offset + end, 0), value
+            if offset == 0:
+                self._head = head[:end]
         return value
 
     def add(self, nbytes: int, count: int) -> None:
@@ -250,7 +272,8 @@ class _Usage:
         chunks = []
         while chunk := os.read(fd, 65536):
             chunks.append(chunk)
-        total, count = self._parse(b"".join(chunks))
+        data = b"".join(chunks)
+        total, count = self._parse(data[data.find(b"\n") + 1 :])
         self._replace(total, count, exclusive=False)
 
     def _replace(self, total: int, count: int, *, exclusive: bool) -> bool:

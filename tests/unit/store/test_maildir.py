@@ -617,3 +617,19 @@ def test_metadata_cache_10k_is_fast(alice: MaildirUser) -> None:
     assert len(got) == 10_000
     assert elapsed < 3.0
     assert f.cache_prune() == 10_000  # none of them is a live message
+
+
+def test_usage_seen_by_other_processes_across_compaction(tmp_path: Path) -> None:
+    a = MaildirStore(tmp_path / "m", fsync=False)
+    b = MaildirStore(tmp_path / "m", fsync=False)  # separate caches, like another process
+    a.user("alice").create()
+    total = 0
+    for i in range(700):
+        data = msg(i)
+        (a if i % 2 else b).deliver_many(["alice"], data)
+        total += len(data)
+        if i % 97 == 0:
+            assert a.user("alice").usage() == total
+            assert b.user("alice").usage() == total
+    assert a.user("alice").usage() == b.user("alice").usage() == total
+    assert a.user("alice").message_count() == 700
