@@ -116,7 +116,7 @@ class _Root(resource.Resource):
             resp = Response.json({"error": "not_found" if not known else "method_not_allowed"},
                                  404 if not known else 405)
             self._write(request, resp)
-            return b"" if method != "HEAD" else b""
+            return b""
         content = request.content.read(MAX_BODY + 1) if request.content is not None else b""
         if len(content) > MAX_BODY:
             self._write(request, Response.json({"error": "too_large"}, 413))

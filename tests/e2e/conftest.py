@@ -38,9 +38,10 @@ class EsamProcess:
     def start(self, timeout: float = 60) -> None:
         if self.ready.exists():
             self.ready.unlink()
-        logf = open(self.log, "ab")  # noqa: SIM115 - closed by the child's exit
-        self.proc = subprocess.Popen([*ESAM, "-c", str(self.config), "serve", "--ready-file", str(self.ready)],
-                                     stdout=logf, stderr=logf)
+        with open(self.log, "ab") as logf:  # the child keeps its own copy of the fd
+            self.proc = subprocess.Popen(
+                [*ESAM, "-c", str(self.config), "serve", "--ready-file", str(self.ready)], stdout=logf, stderr=logf
+            )
         deadline = time.monotonic() + timeout
         while not self.ready.exists():
             if self.proc.poll() is not None:

@@ -118,7 +118,7 @@ def test_587_requires_starttls_before_auth(running: Running) -> None:
     s = smtplib.SMTP("127.0.0.1", running.ports["submission"], timeout=10)
     s.ehlo("client")
     assert not s.has_extn("auth")
-    code, text = s.docmd("AUTH", "PLAIN AGFsaWNlAGNvcnJlY3QgaG9yc2U=")
+    code, _ = s.docmd("AUTH", "PLAIN AGFsaWNlAGNvcnJlY3QgaG9yc2U=")
     assert code == 530
     code, _ = s.docmd("MAIL", "FROM:<alice@esam.test>")
     assert code == 530
