@@ -152,7 +152,10 @@ async def ensure_agreement(directory: SqlDirectory, cfg: Config) -> AgreementInf
                     row = AgreementVersion(version=version, sha256=digest, effective_date=utcnow())
                     s.add(row)
                     await s.flush()
-                info = AgreementInfo(row.id, row.version, row.sha256, row.effective_date)
+                when = row.effective_date
+                if when.tzinfo is None:  # SQLite keeps no zone: the value was stored as UTC
+                    when = when.replace(tzinfo=dt.UTC)
+                info = AgreementInfo(row.id, row.version, row.sha256, when)
         except IntegrityError:
             continue  # another process recorded it first: read theirs
         if info.sha256 != digest:
