@@ -1001,7 +1001,7 @@ class MaildirUser:
         return MaildirFolder(self, canonical, path)
 
     def _folder_names(self) -> set[str]:
-        out = set()
+        out: set[str] = set()
         try:
             it = os.scandir(self.path)
         except FileNotFoundError:
