@@ -79,6 +79,7 @@ class DirectoryAuthenticator:
         cache_seconds: int = 60,
         max_failures: int = 10,
         lock_seconds: int = 300,
+        failure_delay: float = 0.2,
     ) -> None:
         self.directory = directory
         self.hasher = hasher
@@ -86,6 +87,7 @@ class DirectoryAuthenticator:
         self.cache_seconds = cache_seconds
         self.max_failures = max_failures
         self.lock_seconds = lock_seconds
+        self.failure_delay = failure_delay
         self._key = secrets.token_bytes(32)
         self._cache: dict[str, tuple[bytes, float]] = {}
         self.on_failure: list[object] = []  # metrics hooks: callables(service)
@@ -96,8 +98,12 @@ class DirectoryAuthenticator:
 
     async def authenticate(self, username: str, password: str, *, peer: str, service: str) -> Principal:
         login = self.directory.login_of(username)
-        keys = [f"ip:{peer}", f"login:{login}|ip:{peer}"]
-        if await self._locked(keys):
+        # ip:*          every failure from one address (password spraying)
+        # login:*|ip:*  one account from one address (guessing) -> lock
+        # login:*       one account from everywhere: growing delay only, never a lock,
+        #               so the owner can still log in from another address
+        keys = [f"ip:{peer}", f"login:{login}|ip:{peer}", f"login:{login}"]
+        if await self._locked(keys[:2]):
             event(log, "auth.locked", logging.WARNING, user=login, peer=peer, service=service)
             raise AuthError("locked")
         rec = await self.directory.get(login)
@@ -131,7 +137,7 @@ class DirectoryAuthenticator:
                 now + self.cache_seconds,
             )
         if await self._had_failures(keys):
-            await self.directory.clear_failures(keys[1:])
+            await self.directory.clear_failures(keys[1:])  # the per-IP count stays
         event(log, "auth.ok", user=rec.login_norm, peer=peer, service=service)
         return Principal(login=rec.login_norm, address=rec.address)
 
@@ -154,15 +160,24 @@ class DirectoryAuthenticator:
     async def _had_failures(self, keys: list[str]) -> bool:
         return bool(await self.directory.failures(keys[1:]))
 
+
     async def _fail(self, keys: list[str], login: str, peer: str, service: str) -> None:
-        await self.directory.record_failure(keys, self.max_failures, self.lock_seconds)
+        # an address shared by many users (NAT at a post office) gets more room
+        await self.directory.record_failure(keys[:1], self.max_failures * 5, self.lock_seconds)
+        await self.directory.record_failure(keys[1:2], self.max_failures, self.lock_seconds)
+        await self.directory.record_failure(keys[2:], 10**9, self.lock_seconds)  # counted, never locks
         event(log, "auth.failed", logging.WARNING, user=login, peer=peer, service=service)
         for hook in self.on_failure:
             hook(service)  # type: ignore[operator]
-        # growing delay, capped, so online guessing is slow even before the lock
         rows = await self.directory.failures(keys)
+        for key, limit in ((keys[0], self.max_failures * 5), (keys[1], self.max_failures)):
+            row = rows.get(key)
+            if row is not None and row.count % limit == 0:
+                await self.directory.audit("system", "auth", "auth.lock", key.partition("|")[0][:320],
+                                           "denied", peer=peer, service=service, failures=row.count)
+        # growing delay, capped, so online guessing is slow even before the lock
         n = max((r.count for r in rows.values()), default=1)
-        await asyncio.sleep(min(0.2 * n, 3.0))
+        await asyncio.sleep(min(self.failure_delay * n, 3.0))
 
     def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
