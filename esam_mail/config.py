@@ -232,6 +232,8 @@ class HybridConfig:
         {"*": "ALA01"}, "Postcode prefix -> production facility code; '*' is the default facility."
     )
     tracking_prefix: str = _f("RR", "Two-letter UPU S10 service indicator.")
+    merged_pdf: bool = _f(False, "Also write one merged.pdf (with page ranges) into each closed batch.")
+    max_scan_pages: int = _f(50, "Most pages of a scanned paper letter (`esam hybrid ingest`).", min=1)
 
 
 @dataclass(frozen=True)
@@ -438,6 +440,13 @@ def _semantic_checks(cfg: Config) -> list[str]:
             problems.append(f"dkim.keys.{sel}: {alg!r} is not rsa-sha256 or ed25519-sha256")
     if not re.fullmatch(r"[A-Z]{2}", cfg.hybrid.tracking_prefix):
         problems.append('hybrid.tracking_prefix: two capital letters, e.g. "RR"')
+    if not re.fullmatch(r"[a-z0-9]([a-z0-9._-]{0,62}[a-z0-9])?", cfg.hybrid.gateway):
+        problems.append('hybrid.gateway: a lower-case local part, e.g. "paper"')
+    for prefix, code in cfg.hybrid.facilities.items():
+        if not re.fullmatch(r"[A-Za-z0-9_-]{1,32}", code):
+            problems.append(f"hybrid.facilities.{prefix}: {code!r} is not a facility code (A-Z, 0-9, _ -)")
+    if "*" not in cfg.hybrid.facilities:
+        problems.append('hybrid.facilities: needs a default facility under "*"')
     if cfg.outbound.retry_max < cfg.outbound.retry_base:
         problems.append("outbound.retry_max: must not be below outbound.retry_base")
     return problems
