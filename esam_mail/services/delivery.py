@@ -47,6 +47,10 @@ class LocalStore(Protocol):
         self, logins: list[str], data: bytes, *, quotas: dict[str, int | None] | None = None
     ) -> dict[str, str]: ...
 
+    def deliver_each(
+        self, logins: list[str], data: bytes, *, quotas: dict[str, int | None] | None = None
+    ) -> dict[str, str | Exception]: ...
+
     def quota_state(self, login: str, incoming_size: int = 0, quota: int | None = None) -> QuotaView: ...
 
 
@@ -106,10 +110,20 @@ class DeliveryService:
         self.dkim_sign = dkim_sign
         self.kick_queue = kick_queue
         self.special: dict[str, tuple[str, SpecialHandler]] = {}
+        self.special_auth_only: set[str] = set()
 
-    def add_special(self, local_part: str, service: str, handler: SpecialHandler) -> None:
-        """Route ``local_part@<primary domain>`` to a service (e.g. the hybrid gateway)."""
-        self.special[f"{local_part.lower()}@{self.primary_domain}"] = (service, handler)
+    def add_special(
+        self, local_part: str, service: str, handler: SpecialHandler, *, require_auth: bool = False
+    ) -> None:
+        """Route ``local_part@<primary domain>`` to a service (e.g. the hybrid gateway).
+
+        With ``require_auth`` only authenticated subscribers may use it; anyone else
+        gets 550 5.7.1 at RCPT.
+        """
+        key = f"{local_part.lower()}@{self.primary_domain}"
+        self.special[key] = (service, handler)
+        if require_auth:
+            self.special_auth_only.add(key)
 
     # -- MAIL FROM ---------------------------------------------------------------------
     def check_sender(self, mail_from: str, principal: Principal | None) -> None:
@@ -160,6 +174,8 @@ class DeliveryService:
         key = normalize_address(f"{local}@{self.primary_domain}")
         if key in self.special:
             service, _ = self.special[key]
+            if principal is None and key in self.special_auth_only:
+                raise DeliveryError(550, "5.7.1", "This address accepts mail only from authenticated subscribers")
             return Route("special", address, domain=domain, service=service)
         rec = await self.directory.get(normalize_address(f"{local}@{domain}").rpartition("@")[0])
         if rec is None or rec.state != "active":
@@ -184,6 +200,40 @@ class DeliveryService:
             f"with {proto} id {tx.session}{for_part};\r\n\t{date}\r\n"
         ).encode("utf-8", "surrogateescape")
 
+    async def deliver_bounce(self, rcpt: str, data: bytes) -> None:
+        """Deliver a DSN: into a local INBOX, or out again with a null reverse-path
+        (which is never bounced itself, so no loops)."""
+        local, domain = split_address(rcpt)
+        if domain in self.local_domains:
+            rec = await self.directory.get(local) if local else None
+            if rec is not None and rec.state == "active":
+                await asyncio.to_thread(self.store.deliver_each, [rec.login_norm], data,
+                                        quotas={rec.login_norm: rec.quota_bytes})
+            return
+        if self.outbound is not None:
+            await asyncio.to_thread(self.outbound.enqueue, "", [rcpt], data)
+            if self.kick_queue:
+                self.kick_queue()
+
+    async def bounce(self, tx: Transaction, failures: list[tuple[str, Exception]]) -> None:
+        if not tx.mail_from:
+            return  # never bounce a bounce
+        import time
+
+        from esam_mail.services.queue import DsnRecipient, build_dsn
+
+        rcpts = [
+            DsnRecipient(address=a, action="failed",
+                         status="5.2.2" if isinstance(e, QuotaExceeded) else "4.3.0",
+                         diagnostic="552 5.2.2 Mailbox full" if isinstance(e, QuotaExceeded)
+                         else "451 4.3.0 Local delivery failed")
+            for a, e in failures
+        ]
+        now = time.time()
+        dsn = build_dsn(reporting_mta=self.hostname, original_sender=tx.mail_from, recipients=rcpts,
+                        original=tx.data, arrival_date=now, now=now)
+        await self.deliver_bounce(tx.mail_from, dsn)
+
     async def deliver(self, tx: Transaction) -> None:
         """Deliver durably to every route or raise DeliveryError (nothing half-done
         is acknowledged: local copies are written before the remote spool entry,
@@ -200,10 +250,18 @@ class DeliveryService:
         special = [r for r in tx.routes if r.kind == "special"]
         if local:
             body = b"Return-Path: <" + tx.mail_from.encode("utf-8", "surrogateescape") + b">\r\n" + stamped
-            try:
-                await asyncio.to_thread(self.store.deliver_many, sorted(local), body, quotas=quotas)
-            except QuotaExceeded:
-                raise DeliveryError(552, "5.2.2", "Mailbox full") from None
+            results = await asyncio.to_thread(self.store.deliver_each, sorted(local), body, quotas=quotas)
+            failed = {login: err for login, err in results.items() if not isinstance(err, str)}
+            if failed and len(failed) == len(results) and not remote and not special:
+                # nobody got it: refuse the whole message (the client keeps it)
+                if all(isinstance(e, QuotaExceeded) for e in failed.values()):
+                    raise DeliveryError(552, "5.2.2", "Mailbox full")
+                raise DeliveryError(451, "4.3.0", "Local delivery failed, try again later")
+            if failed:
+                # some recipients have it already: accept, and tell the sender about the rest
+                # (a 4xx now would make the client resend to everyone: duplicates)
+                addr = {r.login: r.address for r in tx.routes if r.kind == "local"}
+                await self.bounce(tx, [(addr[lg], err) for lg, err in failed.items()])
         if remote:
             assert self.outbound is not None
             await asyncio.to_thread(self.outbound.enqueue, tx.mail_from, remote, stamped)
