@@ -237,6 +237,35 @@ class HybridConfig:
 
 
 @dataclass(frozen=True)
+class PublicConfig:
+    """What clients and other servers are told (autoconfig, autodiscover, `esam dns`),
+    as opposed to the bind addresses of [listen]."""
+
+    imap_host: str = _f("", "Host name mail clients use for IMAP. Empty: server.hostname.")
+    smtp_host: str = _f("", "Host name mail clients use for submission. Empty: server.hostname.")
+    mx_hosts: list[str] = _f([], "MX host names, most preferred first (MX, MTA-STS). Empty: [server.hostname].")
+    web_host: str = _f(
+        "",
+        "HTTPS host (a reverse proxy in front of listen.http) that autoconfig.<domain>, "
+        "mta-sts.<domain> and autodiscover point to. Empty: server.hostname.",
+    )
+    imaps_port: int = _f(993, "Public IMAP port with implicit TLS.", min=1, max=65535)
+    imap_port: int = _f(143, "Public IMAP port with STARTTLS.", min=1, max=65535)
+    submissions_port: int = _f(465, "Public submission port with implicit TLS.", min=1, max=65535)
+    submission_port: int = _f(587, "Public submission port with STARTTLS.", min=1, max=65535)
+    display_name: str = _f("", "Provider name shown by mail clients. Empty: mail.domain.")
+    report_address: str = _f("", "Mailbox for DMARC and TLS-RPT reports. Empty: postmaster@<mail.domain>.")
+    dmarc_policy: str = _f(
+        "quarantine", "DMARC p= advertised by `esam dns`.", choices=("none", "quarantine", "reject")
+    )
+    mta_sts_mode: str = _f(
+        "testing", "MTA-STS policy mode (RFC 8461); move to enforce once TLS-RPT reports are clean.",
+        choices=("none", "testing", "enforce"),
+    )
+    mta_sts_max_age: int = _f(604800, "MTA-STS policy max_age, seconds.", min=86400, max=31557600)
+
+
+@dataclass(frozen=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     mail: MailConfig = field(default_factory=MailConfig)
@@ -253,6 +282,7 @@ class Config:
     registration: RegistrationConfig = field(default_factory=RegistrationConfig)
     eds: EDSConfig = field(default_factory=EDSConfig)
     hybrid: HybridConfig = field(default_factory=HybridConfig)
+    public: PublicConfig = field(default_factory=PublicConfig)
     source: str = field(default="", metadata={"internal": True})
 
     # -- derived paths ---------------------------------------------------------------
