@@ -132,16 +132,7 @@ def build_queue(cfg: Config, svc: Services) -> Any:
     )
 
     async def bounce_deliver(mail_from: str, rcpt: str, data: bytes) -> None:
-        """A DSN goes to the sender: straight into a local mailbox, else out again
-        with a null reverse-path (which is never bounced, so no loops)."""
-        local, _, domain = rcpt.rpartition("@")
-        if domain.lower() in cfg.local_domains:
-            rec = await svc.directory.get(local) if local else None
-            if rec is not None and rec.state == "active":
-                await asyncio.to_thread(svc.store.deliver_many, [rec.login_norm], data,
-                                        quotas={rec.login_norm: rec.quota_bytes})
-            return
-        await asyncio.to_thread(svc.spool.enqueue, "", [rcpt], data)
+        await svc.delivery.deliver_bounce(rcpt, data)
 
     policy = RetryPolicy(base=cfg.outbound.retry_base, factor=2, cap=cfg.outbound.retry_max,
                          delay_warning=cfg.outbound.delay_warning, expiry=cfg.outbound.expire)

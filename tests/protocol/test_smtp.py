@@ -185,10 +185,33 @@ def test_internal_error_is_451_without_exception_text(running: Running, monkeypa
     def boom(*a: object, **k: object) -> None:
         raise RuntimeError("secret internal detail /var/lib/x")
 
-    monkeypatch.setattr(running.services.store, "deliver_many", boom)
+    monkeypatch.setattr(running.services.store, "deliver_each", boom)
     s = mx(running)
     s.mail("bob@other.test")
     s.rcpt("alice@esam.test")
     code, text = s.data(MSG)
     assert code == 451 and text.startswith(b"4.3.0")
     assert b"secret" not in text and b"RuntimeError" not in text and b"(session " in text
+
+
+def test_partial_quota_failure_accepts_and_bounces_to_sender(running: Running) -> None:
+    """One recipient over quota at DATA: the others get it, the sender gets a DSN."""
+    running.add_mailbox("alice")
+    running.add_mailbox("bob", quota_bytes=200)
+    running.add_mailbox("carol")
+    s = smtplib.SMTP_SSL("127.0.0.1", running.ports["submissions"], timeout=10, context=client_tls())
+    s.login("carol", "correct horse")
+    msg = b"From: carol@esam.test\r\nTo: alice@esam.test, bob@esam.test\r\nSubject: big\r\n\r\n" + b"y" * 400 + b"\r\n"
+    s.mail("carol@esam.test")  # no SIZE= so that RCPT cannot see it coming
+    assert s.rcpt("alice@esam.test")[0] == 250
+    assert s.rcpt("bob@esam.test")[0] == 250
+    code, _ = s.data(msg)
+    assert code == 250
+    s.quit()
+    assert len(inbox_files(running, "alice")) == 1
+    assert inbox_files(running, "bob") == []
+    dsn = inbox_files(running, "carol")
+    assert len(dsn) == 1
+    text = dsn[0].read_bytes()
+    assert b"multipart/report" in text and b"Final-Recipient: rfc822; bob@esam.test" in text
+    assert b"Status: 5.2.2" in text
