@@ -93,7 +93,9 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 class Env:
     """A RegistrationService over a real directory and Maildir store, on its own loop."""
 
-    def __init__(self, tmp: Path, url: str, **sections: dict[str, Any]) -> None:
+    def __init__(
+        self, tmp: Path, url: str, config_path: Path | None = None, **sections: dict[str, Any]
+    ) -> None:
         from esam_mail import config
         from esam_mail.directory.passwords import PasswordHasher
         from esam_mail.directory.sql import SqlDirectory
@@ -103,7 +105,7 @@ class Env:
         reg = sections.setdefault("registration", {})
         reg.setdefault("registry_policy", "accept")
         self.tmp = tmp
-        self.cfg = config.load(write_config(tmp, **sections))
+        self.cfg = config.load(config_path or write_config(tmp, **sections))
         self.loop = asyncio.new_event_loop()
         self.directory = SqlDirectory(url, domain=self.cfg.mail.domain)
         self.store = MaildirStore(self.cfg.store_path, fsync=False)
