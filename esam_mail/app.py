@@ -114,6 +114,11 @@ def build(cfg: Config, *, notifier: Any = None) -> Services:
                    authenticator=authenticator, delivery=delivery, spool=spool, dkim=dkim)
     svc.queue = build_queue(cfg, svc)
     delivery.kick_queue = svc.queue.kick
+    if cfg.hybrid.enabled:  # e-mail -> paper gateway, authenticated subscribers only
+        from esam_mail.services.hybrid_gateway import HybridMail
+
+        svc.extras["hybrid"] = hybrid = HybridMail.from_config(cfg, directory, store)
+        delivery.add_special(cfg.hybrid.gateway, "hybrid", hybrid.handle, require_auth=True)
     return svc
 
 
@@ -214,7 +219,7 @@ class Server:
             cert=cfg.tls_cert, key=cfg.tls_key, hostname=cfg.server.hostname,
             imap=_addr(cfg.listen.imap), imaps=_addr(cfg.listen.imaps),
             max_literal_size=cfg.imap.max_literal_size, idle_timeout=cfg.imap.idle_timeout,
-            max_connections_per_ip=cfg.imap.max_connections_per_ip,
+            max_connections_per_ip=cfg.imap.max_connections_per_ip, reuse_port=self.reuse_port,
         )
         self.ports.update(imap_ports)
         http = _addr(cfg.listen.http)
@@ -224,7 +229,7 @@ class Server:
 
             router = Router()
             register_all(router, svc)
-            self._http = start_http(router, http[0], http[1])
+            self._http = start_http(router, http[0], http[1], reuse_port=self.reuse_port)
             self.ports["http"] = self._http.port
         event(log, "server.started", **{k: str(v) for k, v in self.ports.items()})
         return self.ports
