@@ -34,6 +34,7 @@ from esam_mail.log import event, new_session_id, session_id
 from esam_mail.services.auth import Authenticator, Principal
 from esam_mail.services.delivery import DeliveryService, Route, Transaction
 from esam_mail.smtp import codes
+from esam_mail.smtp.metrics import record as record_metric
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,7 @@ class Tracker:
 
     def count(self, key: str, n: int = 1) -> None:
         self.counters[key] = self.counters.get(key, 0) + n
+        record_metric(key, n)
 
 
 class EsamSMTP(SMTP):
@@ -84,6 +86,7 @@ class EsamSMTP(SMTP):
         self.tracker.count(f"connections_{self.listener}")
         if n >= limit or self.tracker.stopping:
             reply = codes.R421_SHUTTING_DOWN if self.tracker.stopping else codes.R421_TOO_MANY_CONN
+            self.tracker.count("connections_refused_421")
             transport.write(reply.encode() + b"\r\n")  # type: ignore[attr-defined]
             transport.close()
             self.transport = None
@@ -252,6 +255,7 @@ class Handler:
         try:
             self.delivery.check_sender(address, self._principal(session))
         except DeliveryError as e:
+            self.tracker.count(f"mail_rejected_{e.code}")
             return f"{e.code} {e.enhanced} {e.public}"
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)

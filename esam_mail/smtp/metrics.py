@@ -1,0 +1,36 @@
+"""SMTP counters -> Prometheus metrics (see ``esam_mail.metrics`` and docs/operations.md).
+
+``Tracker.count(key)`` in ``smtp.server`` calls :func:`record` with its event key; this
+module maps those keys onto the fixed label values of the metric catalogue, so the
+server itself only needs one line per event.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from esam_mail import metrics
+
+log = logging.getLogger(__name__)
+
+_REJECT_PREFIXES = (
+    ("connections_refused_", "connect"),
+    ("mail_rejected_", "mail"),
+    ("rcpt_rejected_", "rcpt"),
+    ("messages_rejected_", "data"),
+)
+
+
+def record(key: str, n: int = 1) -> None:
+    """Count one tracker event; unknown keys are ignored (never fail a session)."""
+    try:
+        for prefix, stage in _REJECT_PREFIXES:
+            if key.startswith(prefix):
+                metrics.SMTP_REJECTIONS.inc(n, stage=stage, code=key[len(prefix):])
+                return
+        if key.startswith("connections_"):
+            metrics.SMTP_CONNECTIONS.inc(n, listener=key[len("connections_"):])
+        elif key == "messages_accepted":
+            metrics.SMTP_MESSAGES_ACCEPTED.inc(n)
+    except ValueError:
+        log.debug("no metric for SMTP event %s", key)
