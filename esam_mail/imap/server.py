@@ -43,6 +43,7 @@ from esam_mail import errors
 from esam_mail.services.auth import Authenticator, Principal
 from esam_mail.store.interfaces import SPECIAL_USE, SYSTEM_FLAGS, Notifier, UserStore
 
+from . import metrics as imap_metrics
 from . import mime, replies
 from .parser import (
     Args,
@@ -176,6 +177,7 @@ class EsamIMAP4Server(imap4.IMAP4Server):
             self.transport.loseConnection()
             return
         self.factory.sessions.add(self)
+        imap_metrics.connected(self.implicit_tls)
         log.info(
             "event=imap.connect session=%s peer=%s tls=%s",
             self.session, self.peer, "implicit" if self.implicit_tls else "none",
@@ -391,6 +393,7 @@ class EsamIMAP4Server(imap4.IMAP4Server):
             return
         method = getattr(self, method_name)
         self._busy = True
+        self._cmd_timer = imap_metrics.start(verb)
         try:
             result = method(tag, Args(rest), True) if uid else method(tag, Args(rest))
         except Exception as exc:  # noqa: BLE001 - the boundary: map, never leak text
@@ -404,6 +407,7 @@ class EsamIMAP4Server(imap4.IMAP4Server):
             self._finish()
 
     def _finish(self) -> None:
+        imap_metrics.finished(self)
         self._busy = False
         if self.transport is not None and not self._closing:
             from twisted.internet import reactor
