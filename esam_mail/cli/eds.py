@@ -1,0 +1,163 @@
+"""``esam eds``: EDS confirmation of a mailbox from the command line (rules, paragraph 12).
+
+* ``esam eds challenge LOGIN [--out FILE]``: issue a challenge; prints its text
+  (what the owner signs, UTF-8) and its expiry; ``--out`` also writes the exact
+  bytes to a file for signing tools (``openssl cms -sign -binary -in FILE ...``).
+* ``esam eds confirm LOGIN --cms FILE [--challenge TEXT]``: verify the
+  detached CMS (DER, PEM or Base64) over the challenge (default: the newest one
+  issued for the mailbox) and mark the mailbox confirmed.
+* ``esam eds status LOGIN``: confirmed or not, and the certificate of the
+  latest confirmation.
+
+Exit codes: 0 ok, 1 refused (the message names the reason code: ``bad_signature``,
+``signer_mismatch``, ``challenge_expired``, ...), 2 bad input, 3 no such mailbox,
+78 configuration.
+Every refusal is in the audit log (``eds.confirm``, ``denied``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from esam_mail.cli.commands import Sub, command, emit, err, load_config, run_async
+from esam_mail.errors import ConfigError, EsamError, ValidationError
+
+EX_CONFIG = 78
+
+
+def _run(args: argparse.Namespace) -> int:
+    """Dispatch with the errors of the EDS services turned into exit codes."""
+    try:
+        return int(args.eds_func(args))
+    except ValidationError as e:
+        err(f"{e.field}: {e.message}")
+        return 2
+    except ConfigError as e:
+        err("configuration problems:")
+        for p in e.problems:
+            print(f"  {p}", file=sys.stderr)
+        return EX_CONFIG
+    except EsamError as e:
+        code = getattr(e, "code", type(e).__name__)
+        public = getattr(e, "public", None) or str(e)
+        if code == "no_such_mailbox":
+            err(f"not found: {args.login}")
+            return 3
+        err(f"refused: {code}: {public}")
+        return 1
+
+
+@command
+def add_eds(sub: Sub) -> None:
+    p = sub.add_parser(
+        "eds",
+        help="EDS confirmation of a mailbox: challenge, confirm, status (rules, para. 12)",
+        description="Confirm a mailbox with the owner's electronic digital signature (NCA RK): "
+        "issue a challenge, have the owner sign it (detached CMS), submit the CMS.",
+    )
+    es = p.add_subparsers(dest="eds_cmd", metavar="ACTION", required=True)
+
+    c = es.add_parser("challenge", help="issue a challenge for LOGIN and print the text to sign")
+    c.add_argument("login", help="the mailbox login or address")
+    c.add_argument("--out", metavar="FILE", help="also write the exact bytes to sign to FILE")
+    c.add_argument("--json", action="store_true", help="machine-readable output")
+    c.set_defaults(func=_run, eds_func=cmd_challenge)
+
+    f = es.add_parser("confirm", help="verify a signed challenge and mark LOGIN as EDS-confirmed")
+    f.add_argument("login", help="the mailbox login or address")
+    f.add_argument("--cms", metavar="FILE", required=True,
+                   help="the detached CMS signature over the challenge (DER, PEM or Base64)")  # fmt: skip
+    f.add_argument("--challenge", metavar="TEXT",
+                   help="the challenge text that was signed (default: the newest one for LOGIN)")  # fmt: skip
+    f.add_argument("--actor", default="sysadmin:cli", help="who does it, KIND:ID (audit)")
+    f.add_argument("--json", action="store_true", help="machine-readable output")
+    f.set_defaults(func=_run, eds_func=cmd_confirm)
+
+    s = es.add_parser("status", help="is LOGIN EDS-confirmed, and by which certificate")
+    s.add_argument("login", help="the mailbox login or address")
+    s.add_argument("--json", action="store_true", help="machine-readable output")
+    s.set_defaults(func=_run, eds_func=cmd_status)
+
+
+def cmd_challenge(args: argparse.Namespace) -> int:
+    cfg = load_config(args)
+
+    async def go() -> int:
+        from esam_mail import app
+        from esam_mail.services.online import eds_services
+
+        svc = app.build(cfg)
+        try:
+            issued = await eds_services(svc).confirmations.issue(args.login, actor=("sysadmin", "cli"))
+        finally:
+            await svc.close()
+        if args.out:
+            Path(args.out).write_bytes(issued.content)
+        emit(
+            args,
+            {**issued.to_dict(), "address": issued.address},
+            f"{issued.text}\nexpires at {issued.expires_at.isoformat()}",
+        )
+        return 0
+
+    return run_async(go())
+
+
+def cmd_confirm(args: argparse.Namespace) -> int:
+    cfg = load_config(args)
+    try:
+        cms = Path(args.cms).read_bytes()
+    except OSError as e:
+        raise ValidationError("cms", f"cannot read {args.cms} ({e.strerror})") from None
+    kind, _, ident = args.actor.partition(":")
+
+    async def go() -> int:
+        from esam_mail import app
+        from esam_mail.services.online import eds_services
+
+        svc = app.build(cfg)
+        try:
+            done = await eds_services(svc).confirmations.confirm(
+                args.login, cms, challenge=args.challenge, actor=(kind, ident or "-")
+            )
+        finally:
+            await svc.close()
+        emit(
+            args,
+            done.to_dict(),
+            f"{done.address}: EDS-confirmed\ncertificate: serial {done.serial}, issuer {done.issuer}\n"
+            f"fingerprint (SHA-256): {done.fingerprint}",
+        )
+        return 0
+
+    return run_async(go())
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    cfg = load_config(args)
+
+    async def go() -> int:
+        from esam_mail import app
+        from esam_mail.services.online import eds_services
+
+        svc = app.build(cfg)
+        try:
+            st = await eds_services(svc).confirmations.status(args.login)
+        finally:
+            await svc.close()
+        lines = [f"{st.address}: {'EDS-confirmed' if st.confirmed else 'not confirmed'}"]
+        if st.latest is not None:
+            c = st.latest
+            lines += [
+                f"confirmed at: {c.confirmed_at.isoformat()}",
+                f"certificate: serial {c.serial}, issuer {c.issuer}",
+                f"valid: {c.not_before.isoformat()} .. {c.not_after.isoformat()}",
+                f"fingerprint (SHA-256): {c.fingerprint}",
+                f"IIN: {c.signer_iin or '-'}  BIN: {c.signer_bin or '-'}",
+            ]
+        emit(args, st.to_dict(), "\n".join(lines))
+        return 0
+
+    return run_async(go())
