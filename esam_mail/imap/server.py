@@ -1408,15 +1408,38 @@ class IMAPListener:
         await d.asFuture(asyncio.get_running_loop())
 
 
-def start_listener(factory: IMAPFactory, host: str, port: int) -> IMAPListener:
+def _reuse_port_listen(factory: Any, host: str, port: int) -> Any:
+    """Twisted has no SO_REUSEPORT flag: bind the socket ourselves and adopt it
+    (several worker processes then share the port; the kernel spreads connections)."""
+    import socket
+
+    from twisted.protocols.tls import TLSMemoryBIOFactory
+
+    reactor = _reactor()
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        s.bind((host, port))
+        s.listen(1024)
+        s.setblocking(False)
+        if factory.implicit_tls:
+            factory = TLSMemoryBIOFactory(factory.tls_context_factory, False, factory)
+        return reactor.adoptStreamPort(s.fileno(), family, factory)
+
+
+def start_listener(factory: IMAPFactory, host: str, port: int, *, reuse_port: bool = False) -> IMAPListener:
     """Listen on ``host:port`` (``port=0`` picks a free port) with the running reactor.
 
     Requires ``twisted.internet.asyncioreactor`` to be installed (by the composition
     root) before this is called.  Implicit TLS when ``factory.implicit_tls``.
+    ``reuse_port``: set SO_REUSEPORT (``esam serve --workers N``).
     """
-    from twisted.internet import reactor
-
-    if factory.implicit_tls:
+    reactor = _reactor()
+    if reuse_port:
+        lp = _reuse_port_listen(factory, host, port)
+    elif factory.implicit_tls:
         lp = reactor.listenSSL(  # type: ignore[attr-defined]
             port, factory, factory.tls_context_factory, interface=host
         )
@@ -1462,6 +1485,7 @@ async def start_imap(
     idle_timeout: float = IMAPLimits.auth_timeout,
     max_connections_per_ip: int = 0,
     limits: IMAPLimits | None = None,
+    reuse_port: bool = False,
 ) -> tuple[dict[str, int], list[IMAPListener]]:
     """Start the STARTTLS (``imap``) and implicit-TLS (``imaps``) listeners.
 
@@ -1484,7 +1508,7 @@ async def start_imap(
             continue
         factory = IMAPFactory(store, authenticator, notifier, tls_context_factory=ctx,
                               implicit_tls=implicit, limits=limits)
-        listener = start_listener(factory, addr[0], addr[1])
+        listener = start_listener(factory, addr[0], addr[1], reuse_port=reuse_port)
         ports[name] = listener.port
         listeners.append(listener)
     return ports, listeners

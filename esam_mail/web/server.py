@@ -171,12 +171,25 @@ class HTTPListener:
         await d.asFuture(asyncio.get_running_loop())
 
 
-def start_http(router: Router, host: str, port: int) -> HTTPListener:
-    """Listen on host:port (0 = any free port) with the installed asyncio reactor."""
+def start_http(router: Router, host: str, port: int, *, reuse_port: bool = False) -> HTTPListener:
+    """Listen on host:port (0 = any free port) with the installed asyncio reactor.
+    ``reuse_port``: set SO_REUSEPORT (worker processes share the port)."""
     from twisted.internet import reactor
 
     site = server.Site(_Root(router))
     site.displayTracebacks = False
     site.noisy = False
-    lp = reactor.listenTCP(port, site, interface=host)  # type: ignore[attr-defined]
+    if reuse_port:
+        import socket
+
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            s.bind((host, port))
+            s.listen(1024)
+            s.setblocking(False)
+            lp = reactor.adoptStreamPort(s.fileno(), family, site)  # type: ignore[attr-defined]
+    else:
+        lp = reactor.listenTCP(port, site, interface=host)  # type: ignore[attr-defined]
     return HTTPListener(lp.getHost().port, lp)
