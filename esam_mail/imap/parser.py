@@ -260,7 +260,7 @@ def parse_section(spec: bytes) -> Section:
         names = tokenize([m.group(2)], [])
         if not names or not all(isinstance(x, Atom | String) for x in names):
             raise ParseError("bad header list")
-        fields = tuple(bytes(x).upper() for x in names)  # type: ignore[arg-type]
+        fields = tuple(bytes(x).upper() for x in names if not isinstance(x, list))
     path: list[int] = []
     parts = spec.split(b".") if spec else []
     i = 0

@@ -78,16 +78,20 @@ class MailStore(Protocol):
     def user(self, login: str) -> UserStore: ...
 
 
-@dataclass(frozen=True, slots=True)
+DEFAULT_MAX_MESSAGE_SIZE = 50 * 1024 * 1024
+DEFAULT_AUTH_TIMEOUT = 30 * 60.0
+
+
+@dataclass(frozen=True)
 class IMAPLimits:
     """Resource limits of one IMAP listener (config section ``[imap]``)."""
 
-    max_message_size: int = 50 * 1024 * 1024  # APPEND literal cap (checked before "+")
+    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE  # APPEND literal cap (checked before "+")
     max_line: int = 64 * 1024  # one command line, without literals
     max_command_literals: int = 256 * 1024  # all literals of a non-APPEND command
     nonsync_literal_max: int = 4096  # LITERAL- (RFC 7888)
     unauth_timeout: float = 60.0
-    auth_timeout: float = 30 * 60.0  # >= 29 min for IDLE (RFC 2177)
+    auth_timeout: float = DEFAULT_AUTH_TIMEOUT  # >= 29 min for IDLE (RFC 2177)
     idle_poll: float = 5.0  # safety-net rescan while IDLE; the Notifier is the fast path
     max_auth_failures: int = 3
     max_connections_per_ip: int = 0  # 0: unlimited
@@ -134,6 +138,7 @@ class EsamIMAP4Server(imap4.IMAP4Server):
     """One IMAP connection.  See the module docstring."""
 
     IDENT = b"esam_mail IMAP4rev1 ready."
+    transport: Any  # Twisted's zope interfaces are opaque to mypy without mypy-zope
 
     def __init__(self, factory: IMAPFactory, *, implicit_tls: bool) -> None:
         super().__init__(
@@ -401,19 +406,23 @@ class EsamIMAP4Server(imap4.IMAP4Server):
             self._finish()
             return
         if isinstance(result, defer.Deferred):
-            result.addErrback(lambda f: self._fail(tag, f.value, verb, f))
-            result.addBoth(lambda _: self._finish())
+            result.addErrback(self._fail_failure, tag, verb)
+            result.addBoth(self._finish_cb)
         else:
             self._finish()
+
+    def _fail_failure(self, failure: Any, tag: bytes, verb: bytes) -> None:
+        self._fail(tag, failure.value, verb, failure)
+
+    def _finish_cb(self, _: object) -> None:
+        self._finish()
 
     def _finish(self) -> None:
         imap_metrics.finished(self)
         self._busy = False
         if self.transport is not None and not self._closing:
-            from twisted.internet import reactor
-
             # continue with pipelined commands on the next turn (no deep recursion)
-            reactor.callLater(0, self._pump)  # type: ignore[attr-defined]
+            _reactor().callLater(0, self._pump)
 
     def _fail(self, tag: bytes, exc: BaseException, verb: bytes, failure: Any = None,
               *, trycreate: bool = False) -> None:
@@ -1157,6 +1166,12 @@ class EsamIMAP4Server(imap4.IMAP4Server):
         return done
 
 
+def _reactor() -> Any:
+    from twisted.internet import reactor
+
+    return reactor
+
+
 def _literal(value: bytes) -> bytes:
     return b"{%d}\r\n" % len(value) + value
 
@@ -1370,9 +1385,7 @@ class IMAPFactory(protocol.ServerFactory):
 
     def _on_change(self, login: str, folder: str) -> None:
         # may be called from a notifier thread: hop onto the reactor thread
-        from twisted.internet import reactor
-
-        reactor.callFromThread(self._dispatch, login, folder)  # type: ignore[attr-defined]
+        _reactor().callFromThread(self._dispatch, login, folder)
 
     def _dispatch(self, login: str, folder: str) -> None:
         for s in list(self.sessions):
@@ -1440,11 +1453,9 @@ def start_listener(factory: IMAPFactory, host: str, port: int, *, reuse_port: bo
     if reuse_port:
         lp = _reuse_port_listen(factory, host, port)
     elif factory.implicit_tls:
-        lp = reactor.listenSSL(  # type: ignore[attr-defined]
-            port, factory, factory.tls_context_factory, interface=host
-        )
+        lp = reactor.listenSSL(port, factory, factory.tls_context_factory, interface=host)
     else:
-        lp = reactor.listenTCP(port, factory, interface=host)  # type: ignore[attr-defined]
+        lp = reactor.listenTCP(port, factory, interface=host)
     bound = lp.getHost().port
     log.info("event=imap.listen host=%s port=%d tls=%s", host, bound,
              "implicit" if factory.implicit_tls else "starttls")
@@ -1481,8 +1492,8 @@ async def start_imap(
     hostname: str = "",
     imap: tuple[str, int] | None = None,
     imaps: tuple[str, int] | None = None,
-    max_literal_size: int = IMAPLimits.max_message_size,
-    idle_timeout: float = IMAPLimits.auth_timeout,
+    max_literal_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+    idle_timeout: float = DEFAULT_AUTH_TIMEOUT,
     max_connections_per_ip: int = 0,
     limits: IMAPLimits | None = None,
     reuse_port: bool = False,
