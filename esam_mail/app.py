@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from esam_mail import tls
+from esam_mail import metrics, tls
 from esam_mail.config import Config, parse_hostport
 from esam_mail.log import event
 
@@ -91,6 +91,7 @@ def build(cfg: Config, *, notifier: Any = None) -> Services:
         directory, hasher, workers=cfg.auth.hash_workers, cache_seconds=cfg.auth.cache_seconds,
         max_failures=cfg.auth.max_failures, lock_seconds=cfg.auth.lock_seconds,
     )
+    authenticator.on_failure.append(metrics.count_auth_failure)
     if notifier is None:
         notifier = UnixDatagramNotifier(notify_dir(cfg))
     quota = cfg.mail.default_quota_mb * 1024 * 1024 or None
@@ -141,7 +142,9 @@ def build_queue(cfg: Config, svc: Services) -> Any:
 
     policy = RetryPolicy(base=cfg.outbound.retry_base, factor=2, cap=cfg.outbound.retry_max,
                          delay_warning=cfg.outbound.delay_warning, expiry=cfg.outbound.expire)
-    return QueueRunner(svc.spool, relay, bounce_deliver=bounce_deliver,
+    from esam_mail.services.observe import CountingDeliverer
+
+    return QueueRunner(svc.spool, CountingDeliverer(relay), bounce_deliver=bounce_deliver,
                        reporting_mta=cfg.server.hostname, policy=policy)
 
 
@@ -199,7 +202,7 @@ class Server:
         cfg = self.cfg
         if not cfg.tls.cert:
             tls.ensure_dev_certificate(cfg.tls_cert, cfg.tls_key, cfg.server.hostname)
-        ctx = tls.server_context(cfg.tls_cert, cfg.tls_key, cfg.tls.min_version)
+        ctx = self.tls_context = tls.server_context(cfg.tls_cert, cfg.tls_key, cfg.tls.min_version)
         svc = self.services = build(cfg)
         limits = Limits(
             max_message_size=cfg.smtp.max_message_size, max_recipients=cfg.smtp.max_recipients,
@@ -254,6 +257,12 @@ class Server:
             await self.services.close()
         event(log, "server.stopped")
 
+    async def reload(self) -> None:
+        """SIGHUP: TLS certificates and the reloadable config keys (``esam_mail.reload``)."""
+        from esam_mail.reload import reload_server
+
+        await reload_server(self)
+
 
 def install_reactor() -> asyncio.AbstractEventLoop:
     """A new event loop with Twisted's asyncio reactor on it (idempotent)."""
@@ -280,6 +289,7 @@ def run(cfg: Config, *, ready_file: str | None = None, reuse_port: bool = False)
     async def main() -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(server.reload()))
         ports = await server.start()
         if ready_file:
             tmp = Path(ready_file + ".tmp")
