@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import pkgutil
 import sys
 from collections.abc import Callable
@@ -37,6 +38,9 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    # Mail, the directory database, keys and logs are nobody else's business (R12):
+    # everything esam creates is private to its user (0600 files, 0700 folders).
+    os.umask(0o077)
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)
