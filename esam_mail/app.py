@@ -92,6 +92,10 @@ def build(cfg: Config, *, notifier: Any = None) -> Services:
         max_failures=cfg.auth.max_failures, lock_seconds=cfg.auth.lock_seconds,
     )
     authenticator.on_failure.append(metrics.count_auth_failure)
+    if notifier is None and cfg.directory_url.startswith("postgresql"):
+        from esam_mail.store.pgnotify import PgNotifier, asyncpg_dsn
+
+        notifier = PgNotifier(asyncpg_dsn(cfg.directory_url))  # reaches every node (Server.start starts it)
     if notifier is None:
         notifier = UnixDatagramNotifier(notify_dir(cfg))
     quota = cfg.mail.default_quota_mb * 1024 * 1024 or None
@@ -204,6 +208,8 @@ class Server:
             tls.ensure_dev_certificate(cfg.tls_cert, cfg.tls_key, cfg.server.hostname)
         ctx = self.tls_context = tls.server_context(cfg.tls_cert, cfg.tls_key, cfg.tls.min_version)
         svc = self.services = build(cfg)
+        if hasattr(svc.notifier, "start"):
+            await svc.notifier.start()  # PgNotifier: LISTEN before the first IDLE
         limits = Limits(
             max_message_size=cfg.smtp.max_message_size, max_recipients=cfg.smtp.max_recipients,
             timeout=cfg.smtp.timeout, max_commands=cfg.smtp.max_commands,
