@@ -65,6 +65,7 @@ class PgNotifier:
         self._pending: list[str] = []
         self._pending_lock = threading.Lock()
         self._flush_scheduled = False
+        self._flushes: set[asyncio.Future[None]] = set()
         self._closed = False
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -98,7 +99,7 @@ class PgNotifier:
                 delay = min(delay * 2, 30.0)
                 continue
             try:
-                conn.add_termination_listener(lambda _c: lost.set())
+                conn.add_termination_listener(lambda _c, ev=lost: ev.set())
                 await conn.add_listener(self.channel, self._on_notify)
                 self._conn = conn
                 delay = 0.5
@@ -170,7 +171,9 @@ class PgNotifier:
             loop.call_soon_threadsafe(self._start_flush)
 
     def _start_flush(self) -> None:
-        asyncio.ensure_future(self._flush())
+        task = asyncio.ensure_future(self._flush())
+        self._flushes.add(task)
+        task.add_done_callback(self._flushes.discard)
 
     async def _flush(self) -> None:
         assert self._send_lock is not None
@@ -187,5 +190,5 @@ class PgNotifier:
                 await conn.execute(
                     "SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p", self.channel, batch
                 )
-            except Exception as exc:  # the connection died: the run loop reconnects
+            except Exception as exc:  # noqa: BLE001 - the connection died: the run loop reconnects
                 log.warning("event=notify.pg_send_failed lost=%d error=%s", len(batch), type(exc).__name__)
