@@ -30,7 +30,13 @@ from esam_mail.services.confirmation import (
     RoleNotAllowed,
     SignerMismatch,
 )
-from esam_mail.services.eds import BadSignature, CertificateExpired, EdsError, MalformedCms, UntrustedCertificate
+from esam_mail.services.eds import (
+    BadSignature,
+    CertificateExpired,
+    EdsError,
+    MalformedCms,
+    UntrustedCertificate,
+)
 from tests.unit.eds_confirm.conftest import APPLICANT_BIN, OTHER_BIN, OTHER_IIN, Env, individual_raw
 
 NOW = dt.datetime.now(dt.UTC)
@@ -106,7 +112,11 @@ def test_individual_confirms_with_auth_certificate(env: Env, person: Any, pki: t
     confirmations, challenges = env.run(rows())
     assert len(confirmations) == 1
     row = confirmations[0]
-    assert (row.cert_fingerprint, row.cert_serial, row.signer_iin) == (done.fingerprint, done.serial, t.DEFAULT_IIN)
+    assert (row.cert_fingerprint, row.cert_serial, row.signer_iin) == (
+        done.fingerprint,
+        done.serial,
+        t.DEFAULT_IIN,
+    )
     assert row.cert_issuer == done.issuer and row.not_before is not None
     assert challenges[0].used_at is not None
     last = env.audits()[-1]
@@ -162,20 +172,30 @@ def test_tampered_signature_bytes(env: Env, person: Any, pki: t.DemoPki) -> None
     cms = bytearray(sign(ch.content, pki.individual, pki))
     cms[-5] ^= 0xFF  # inside the RSA signature value (last field of SignerInfo)
     refused(
-        env, lambda: env.run(env.confirmations.confirm(person.login, bytes(cms))), BadSignature, "bad_signature"
+        env,
+        lambda: env.run(env.confirmations.confirm(person.login, bytes(cms))),
+        BadSignature,
+        "bad_signature",
     )
 
 
 def test_garbage_cms(env: Env, person: Any) -> None:
     env.run(env.confirmations.issue(person.login))
-    refused(env, lambda: env.run(env.confirmations.confirm(person.login, "not a cms!")), MalformedCms, "malformed_cms")
+    refused(
+        env,
+        lambda: env.run(env.confirmations.confirm(person.login, "not a cms!")),
+        MalformedCms,
+        "malformed_cms",
+    )
 
 
 def test_wrong_certificate_other_iin(env: Env, person: Any, pki: t.DemoPki) -> None:
     other = t.individual_cert(pki.intermediate, iin=OTHER_IIN, key=t.cached_key("rsa", 0))
     ch = env.run(env.confirmations.issue(person.login))
     cms = sign(ch.content, other, pki)
-    err = refused(env, lambda: env.run(env.confirmations.confirm(person.login, cms)), SignerMismatch, "signer_mismatch")
+    err = refused(
+        env, lambda: env.run(env.confirmations.confirm(person.login, cms)), SignerMismatch, "signer_mismatch"
+    )
     assert "IIN" in err.public  # type: ignore[attr-defined]
 
 
@@ -190,7 +210,10 @@ def test_expired_certificate_even_with_backdated_signing_time(env: Env, person: 
     # The signer claims to have signed while the certificate was valid: the check uses "now".
     cms = sign(ch.content, old, pki, signing_time=NOW - dt.timedelta(days=30))
     refused(
-        env, lambda: env.run(env.confirmations.confirm(person.login, cms)), CertificateExpired, "certificate_expired"
+        env,
+        lambda: env.run(env.confirmations.confirm(person.login, cms)),
+        CertificateExpired,
+        "certificate_expired",
     )
 
 
@@ -202,7 +225,10 @@ def test_not_yet_valid_certificate(env: Env, person: Any, pki: t.DemoPki) -> Non
     ch = env.run(env.confirmations.issue(person.login))
     cms = sign(ch.content, future, pki, signing_time=None)
     refused(
-        env, lambda: env.run(env.confirmations.confirm(person.login, cms)), CertificateExpired, "certificate_expired"
+        env,
+        lambda: env.run(env.confirmations.confirm(person.login, cms)),
+        CertificateExpired,
+        "certificate_expired",
     )
 
 
@@ -246,20 +272,29 @@ def test_legal_entity_other_bin(env: Env, company: Any, pki: t.DemoPki) -> None:
     )
     ch = env.run(env.confirmations.issue(company.login))
     cms = sign(ch.content, other, pki)
-    err = refused(env, lambda: env.run(env.confirmations.confirm(company.login, cms)), SignerMismatch, "signer_mismatch")
+    err = refused(
+        env, lambda: env.run(env.confirmations.confirm(company.login, cms)), SignerMismatch, "signer_mismatch"
+    )
     assert "BIN" in err.public  # type: ignore[attr-defined]
 
 
 def test_legal_entity_employee_role_refused(env: Env, company: Any, pki: t.DemoPki) -> None:
     ch = env.run(env.confirmations.issue(company.login))
     cms = sign(ch.content, pki.legal_entity, pki)  # right BIN, role "employee" (1.2.398.3.3.4.1.2.5)
-    refused(env, lambda: env.run(env.confirmations.confirm(company.login, cms)), RoleNotAllowed, "role_not_allowed")
+    refused(
+        env,
+        lambda: env.run(env.confirmations.confirm(company.login, cms)),
+        RoleNotAllowed,
+        "role_not_allowed",
+    )
 
 
 def test_legal_entity_personal_certificate_refused(env: Env, company: Any, pki: t.DemoPki) -> None:
     ch = env.run(env.confirmations.issue(company.login))
     cms = sign(ch.content, pki.individual, pki)  # no BIN at all
-    refused(env, lambda: env.run(env.confirmations.confirm(company.login, cms)), SignerMismatch, "signer_mismatch")
+    refused(
+        env, lambda: env.run(env.confirmations.confirm(company.login, cms)), SignerMismatch, "signer_mismatch"
+    )
 
 
 def test_individual_mailbox_head_of_other_person_refused(env: Env, pki: t.DemoPki) -> None:
@@ -267,7 +302,9 @@ def test_individual_mailbox_head_of_other_person_refused(env: Env, pki: t.DemoPk
     done = env.register_individual(individual_raw("other.person", iin=OTHER_IIN))
     ch = env.run(env.confirmations.issue(done.login))
     cms = sign(ch.content, pki.head, pki)
-    refused(env, lambda: env.run(env.confirmations.confirm(done.login, cms)), SignerMismatch, "signer_mismatch")
+    refused(
+        env, lambda: env.run(env.confirmations.confirm(done.login, cms)), SignerMismatch, "signer_mismatch"
+    )
 
 
 def t_first_head() -> str:
@@ -283,7 +320,9 @@ def test_replayed_challenge(env: Env, person: Any, pki: t.DemoPki) -> None:
     ch = env.run(env.confirmations.issue(person.login))
     cms = sign(ch.content, pki.individual, pki)
     env.run(env.confirmations.confirm(person.login, cms))
-    refused(env, lambda: env.run(env.confirmations.confirm(person.login, cms)), ChallengeUsed, "challenge_used")
+    refused(
+        env, lambda: env.run(env.confirmations.confirm(person.login, cms)), ChallengeUsed, "challenge_used"
+    )
     refused(
         env,
         lambda: env.run(env.confirmations.confirm(person.login, cms, challenge=ch.text)),
@@ -306,7 +345,12 @@ def test_expired_challenge(env: Env, person: Any, pki: t.DemoPki) -> None:
     env.clock.advance(299)
     before = env.snapshot()
     env.clock.advance(2)  # 301 s > ttl 300 s
-    refused(env, lambda: env.run(env.confirmations.confirm(person.login, cms)), ChallengeExpired, "challenge_expired")
+    refused(
+        env,
+        lambda: env.run(env.confirmations.confirm(person.login, cms)),
+        ChallengeExpired,
+        "challenge_expired",
+    )
     assert env.snapshot() == before
 
 
@@ -314,12 +358,22 @@ def test_expired_exactly_at_ttl(env: Env, person: Any, pki: t.DemoPki) -> None:
     ch = env.run(env.confirmations.issue(person.login))
     cms = sign(ch.content, pki.individual, pki)
     env.clock.advance(300)
-    refused(env, lambda: env.run(env.confirmations.confirm(person.login, cms)), ChallengeExpired, "challenge_expired")
+    refused(
+        env,
+        lambda: env.run(env.confirmations.confirm(person.login, cms)),
+        ChallengeExpired,
+        "challenge_expired",
+    )
 
 
 def test_no_challenge_issued(env: Env, person: Any, pki: t.DemoPki) -> None:
     cms = sign(b"esam-confirm:whatever", pki.individual, pki)
-    refused(env, lambda: env.run(env.confirmations.confirm(person.login, cms)), ChallengeNotFound, "challenge_unknown")
+    refused(
+        env,
+        lambda: env.run(env.confirmations.confirm(person.login, cms)),
+        ChallengeNotFound,
+        "challenge_unknown",
+    )
 
 
 def test_challenge_of_another_mailbox(env: Env, person: Any, pki: t.DemoPki) -> None:
@@ -384,7 +438,10 @@ def test_service_mailbox_cannot_be_confirmed(env: Env, pki: t.DemoPki) -> None:
     )
     cms = sign(b"esam-confirm:abuse@esam.test:x", pki.individual, pki)
     refused(
-        env, lambda: env.run(env.confirmations.confirm(box.login, cms)), MailboxNotConfirmable, "not_confirmable"
+        env,
+        lambda: env.run(env.confirmations.confirm(box.login, cms)),
+        MailboxNotConfirmable,
+        "not_confirmable",
     )
 
 
@@ -396,7 +453,12 @@ def test_unknown_and_suspended_mailboxes(env: Env, person: Any, pki: t.DemoPki) 
     ch = env.run(env.confirmations.issue(person.login))
     cms = sign(ch.content, pki.individual, pki)
     env.run(env.directory.set_state(person.login, "suspended", actor=("sysadmin", "test")))
-    refused(env, lambda: env.run(env.confirmations.confirm(person.login, cms)), MailboxNotConfirmable, "not_confirmable")
+    refused(
+        env,
+        lambda: env.run(env.confirmations.confirm(person.login, cms)),
+        MailboxNotConfirmable,
+        "not_confirmable",
+    )
 
 
 def test_eds_not_configured(make_env: Any, pki: t.DemoPki) -> None:
@@ -404,7 +466,12 @@ def test_eds_not_configured(make_env: Any, pki: t.DemoPki) -> None:
     person = env.register_individual()
     env.run(env.confirmations.issue(person.login))
     cms = sign(b"x", pki.individual, pki)
-    refused(env, lambda: env.run(env.confirmations.confirm(person.login, cms)), EdsNotConfigured, "eds_not_configured")
+    refused(
+        env,
+        lambda: env.run(env.confirmations.confirm(person.login, cms)),
+        EdsNotConfigured,
+        "eds_not_configured",
+    )
 
 
 def test_short_ttl_from_constructor(make_env: Any, verifier: Any, pki: t.DemoPki) -> None:
@@ -414,7 +481,12 @@ def test_short_ttl_from_constructor(make_env: Any, verifier: Any, pki: t.DemoPki
     assert ch.expires_at - env.clock.now == dt.timedelta(seconds=10)
     env.clock.advance(11)
     cms = sign(ch.content, pki.individual, pki)
-    refused(env, lambda: env.run(env.confirmations.confirm(person.login, cms)), ChallengeExpired, "challenge_expired")
+    refused(
+        env,
+        lambda: env.run(env.confirmations.confirm(person.login, cms)),
+        ChallengeExpired,
+        "challenge_expired",
+    )
 
 
 def test_error_classes_carry_codes() -> None:
