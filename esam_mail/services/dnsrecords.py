@@ -59,7 +59,9 @@ class Record:
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
-        if self.type != "TXT":
+        if self.type == "TXT":
+            d["chunks"] = self.chunks or txt_chunks(self.value)
+        else:
             d.pop("chunks")
         return d
 
@@ -159,6 +161,7 @@ def dkim_records(cfg: Config) -> tuple[list[Record], list[str]]:
 def records(cfg: Config) -> dict[str, Any]:
     """Everything ``esam dns`` prints: records, the MTA-STS policy, missing DKIM keys."""
     recs: list[Record] = []
+    missing: list[str] = []
     for domain in cfg.local_domains:
         recs += domain_records(cfg, domain)
         if domain == cfg.mail.domain.lower():

@@ -1,0 +1,244 @@
+"""Sysadmin subcommands: ``dns``, ``stats``, ``import``, ``export``, ``backup``, ``restore``.
+
+Long-running commands draw a progress bar on standard error when it is a
+terminal, and otherwise stay quiet; all of them end with a one-line summary on
+standard output.  See docs/sysadmin.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tarfile
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+from esam_mail.cli.commands import Sub, command, emit, err, handle_errors, load_config, run_async
+from esam_mail.errors import NotFound
+
+
+class ProgressBar:
+    """``progress(done, total)`` callback: a bar on a TTY, nothing otherwise."""
+
+    def __init__(self, label: str, stream: TextIO | None = None, *, force: bool | None = None) -> None:
+        self.label = label
+        self.stream = stream or sys.stderr
+        self.enabled = self.stream.isatty() if force is None else force
+        self._last = 0.0
+        self._drawn = False
+
+    def __call__(self, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if done < total and now - self._last < 0.1:
+            return
+        self._last = now
+        width = 30
+        filled = width * done // total if total else width
+        pct = 100 * done // total if total else 100
+        self.stream.write(f"\r{self.label} [{'#' * filled}{'.' * (width - filled)}] {done}/{total} {pct:3d}%")
+        self.stream.flush()
+        self._drawn = True
+
+    def close(self) -> None:
+        if self._drawn:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+# -- dns ------------------------------------------------------------------------------------
+@command
+def add_dns(sub: Sub) -> None:
+    p = sub.add_parser("dns", help="print the DNS records the mail domain needs (zone-file syntax)")
+    p.add_argument("--json", action="store_true", help="JSON instead of zone-file lines")
+    p.set_defaults(func=cmd_dns)
+
+
+def cmd_dns(args: argparse.Namespace) -> int:
+    from esam_mail.services import dnsrecords
+
+    cfg = load_config(args)
+    data = dnsrecords.records(cfg)
+    if args.json:
+        print(json.dumps({**data, "records": [r.to_json() for r in data["records"]]}, indent=2))
+    else:
+        sys.stdout.write(dnsrecords.zone_text(data))
+    return 0
+
+
+# -- stats ----------------------------------------------------------------------------------
+@command
+def add_stats(sub: Sub) -> None:
+    p = sub.add_parser("stats", help="mailboxes by kind and state, messages, storage used, queue")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_stats)
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    from esam_mail.services import stats
+
+    cfg = load_config(args)
+
+    async def go() -> int:
+        from esam_mail.directory.sql import SqlDirectory
+        from esam_mail.store.maildir import MaildirStore
+        from esam_mail.store.spool import Spool
+
+        d = SqlDirectory(cfg.directory_url, domain=cfg.mail.domain)
+        try:
+            data = await stats.gather(d, MaildirStore(cfg.store_path, fsync=False),
+                                      Spool(cfg.data_dir / "queue", fsync=False))
+        finally:
+            await d.close()
+        emit(args, data, stats.human(data))
+        return 0
+
+    return run_async(go())
+
+
+# -- import / export ------------------------------------------------------------------------
+@command
+def add_import(sub: Sub) -> None:
+    p = sub.add_parser(
+        "import", help="import users (Dovecot passwd-file, hashes kept) and their Maildir trees",
+        description="Create a mailbox for every user of a Dovecot passwd-file, keeping the password "
+        "hash (rehashed to argon2id at the first login), and copy each user's Maildir++ tree with "
+        "its flags. Existing logins are skipped.",
+    )
+    p.add_argument("--passwd-file", required=True, type=Path, help="Dovecot passwd-file (user:{SCHEME}hash:...)")
+    p.add_argument("--maildir", type=Path, help="tree holding the users' Maildirs (default: the passwd homes)")
+    p.add_argument("--domain", help="source domain of the users (default: mail.domain); others are skipped")
+    p.add_argument("--kind", choices=["personal", "service"], default="personal")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=handle_errors(cmd_import))
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from esam_mail.services import migrate
+
+    cfg = load_config(args)
+    try:
+        entries = migrate.parse_passwd_file(args.passwd_file.read_text("utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        err(f"passwd-file: {exc}")
+        return 2
+    if args.maildir is not None and not args.maildir.is_dir():
+        err(f"maildir: {args.maildir} is not a directory")
+        return 2
+    bar = ProgressBar("importing")
+
+    async def go() -> int:
+        from esam_mail.directory.sql import SqlDirectory
+        from esam_mail.store.maildir import MaildirStore
+
+        d = SqlDirectory(cfg.directory_url, domain=cfg.mail.domain)
+        try:
+            report = await migrate.import_dovecot(
+                d, MaildirStore(cfg.store_path, fsync=cfg.store.fsync), entries,
+                maildir_root=args.maildir, domain=args.domain or cfg.mail.domain, kind=args.kind,
+                progress=bar,
+            )
+        finally:
+            bar.close()
+            await d.close()
+        for user, reason in report.skipped:
+            err(f"skipped {user}: {reason}")
+        emit(args, {"created": report.created, "skipped": report.skipped, "folders": report.folders,
+                    "messages": report.messages, "bytes": report.bytes}, report.summary())
+        return 0
+
+    return run_async(go())
+
+
+@command
+def add_export(sub: Sub) -> None:
+    p = sub.add_parser("export", help="export one mailbox as mbox files or a Maildir++ tree")
+    p.add_argument("mailbox", help="login or address")
+    p.add_argument("--format", choices=["mbox", "maildir"], required=True)
+    p.add_argument("--output", required=True, type=Path, help="a new (or empty) directory")
+    p.set_defaults(func=handle_errors(cmd_export))
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from esam_mail.services import migrate
+
+    cfg = load_config(args)
+
+    async def find() -> Any:
+        from esam_mail.directory.sql import SqlDirectory
+
+        d = SqlDirectory(cfg.directory_url, domain=cfg.mail.domain)
+        try:
+            return await d.get(args.mailbox)
+        finally:
+            await d.close()
+
+    rec = run_async(find())
+    if rec is None:
+        raise NotFound(args.mailbox)
+    from esam_mail.store.maildir import MaildirStore
+
+    user = MaildirStore(cfg.store_path).user(rec.login_norm)
+    if not user.exists():
+        raise NotFound(f"{args.mailbox} has no mail store")
+    bar = ProgressBar("exporting")
+    try:
+        report = migrate.export_user(user, args.output, args.format, progress=bar)
+    except FileExistsError:
+        err(f"output: {args.output} exists and is not an empty directory")
+        return 2
+    finally:
+        bar.close()
+    print(report.summary(args.output))
+    return 0
+
+
+# -- backup / restore -----------------------------------------------------------------------
+@command
+def add_backup(sub: Sub) -> None:
+    p = sub.add_parser("backup", help="write directory (JSON), mail store, queue, keys and state to a tar.gz")
+    p.add_argument("--output", required=True, type=Path, help="FILE.tar.gz")
+    p.set_defaults(func=cmd_backup)
+
+
+def cmd_backup(args: argparse.Namespace) -> int:
+    from esam_mail.services import backup
+
+    cfg = load_config(args)
+    bar = ProgressBar("backing up")
+    try:
+        report = backup.backup(cfg, args.output, progress=bar)
+    finally:
+        bar.close()
+    print(report.summary(args.output))
+    return 0
+
+
+@command
+def add_restore(sub: Sub) -> None:
+    p = sub.add_parser("restore", help="restore a backup into an empty data directory and database")
+    p.add_argument("archive", type=Path, help="a file written by `esam backup`")
+    p.add_argument("--force", action="store_true", help="overwrite a data directory/database that holds data")
+    p.set_defaults(func=cmd_restore)
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    from esam_mail.services import backup
+
+    cfg = load_config(args)
+    bar = ProgressBar("restoring")
+    try:
+        report = backup.restore(cfg, args.archive, force=args.force, progress=bar)
+    except backup.RestoreRefused as exc:
+        err(f"refusing to overwrite ({exc}); use --force to replace it")
+        return 1
+    except (ValueError, OSError, tarfile.TarError) as exc:
+        err(f"restore: {exc}")
+        return 1
+    finally:
+        bar.close()
+    print(report.summary(args.archive))
+    return 0
