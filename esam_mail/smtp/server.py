@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import functools
 import logging
 import ssl
 import warnings
@@ -76,6 +77,7 @@ class EsamSMTP(SMTP):
         self.commands = 0
         self._in_ehlo = False
         self._counted = False
+        self._count_commands()
 
     # -- connection accounting ----------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -142,22 +144,40 @@ class EsamSMTP(SMTP):
         finally:
             self._in_ehlo = False
 
-    async def _call_handler_hook(self, command: str, *args: Any) -> Any:
-        self.commands += 1
-        if self.commands > self.event_handler.limits.max_commands:
-            await super().push(codes.R421_TOO_MANY_COMMANDS)
-            if self.transport is not None:
-                self.transport.close()
-            return codes.R421_TOO_MANY_COMMANDS
-        return await super()._call_handler_hook(command, *args)
+    # -- limits -------------------------------------------------------------------------
+    def _count_commands(self) -> None:
+        """Wrap every command method so each command counts exactly once (HELP,
+        STARTTLS and QUIT included), with ``421 4.7.0`` and close past the limit."""
+        limit = self.event_handler.limits.max_commands
 
-    async def smtp_NOOP(self, arg: str) -> None:
-        self.commands += 1
-        await super().smtp_NOOP(arg)
+        def counted(method: Callable[[str], Any]) -> Callable[[str], Any]:
+            @functools.wraps(method)  # keeps aiosmtpd's @syntax data for HELP
+            async def run(arg: str) -> None:
+                self.commands += 1
+                if self.commands > limit:
+                    self.tracker.count("commands_over_limit")
+                    await super(EsamSMTP, self).push(codes.R421_TOO_MANY_COMMANDS)
+                    if self.transport is not None:
+                        self.transport.close()
+                    return
+                await method(arg)
 
-    async def smtp_RSET(self, arg: str) -> None:
-        self.commands += 1
-        await super().smtp_RSET(arg)
+            return run
+
+        self._smtp_methods = {name: counted(m) for name, m in self._smtp_methods.items()}
+
+    def data_received(self, data: bytes) -> None:
+        # Idle means no bytes at all: a slow but steady DATA upload is not idle
+        # (aiosmtpd only re-arms the timer per command).
+        if self._timeout_handle is not None:
+            self._reset_timeout()
+        super().data_received(data)
+
+    def _timeout_cb(self) -> None:
+        """Idle timeout (RFC 5321 4.5.3.2): say 421 4.4.2, then close."""
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(codes.R421_TIMEOUT.encode() + b"\r\n")  # type: ignore[attr-defined]
+        super()._timeout_cb()
 
 
 class Handler:
