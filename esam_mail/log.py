@@ -73,6 +73,33 @@ def event(logger: logging.Logger, msg: str, level: int = logging.INFO, **fields:
         logger.log(level, msg, extra={"fields": fields})
 
 
+class TranscriptFilter(logging.Filter):
+    """Keeps credentials and bodies out of aiosmtpd's transcript (logger ``mail.log``).
+
+    Message lines (``DATA readline``) are dropped, and every bytes argument of a
+    transcript line goes through :func:`redact` (aiosmtpd's own ``sanitize`` covers
+    ``AUTH`` lines only).  Installed on the handler, so it sees every record.
+    """
+
+    _DROP = ("DATA readline", "_handle_client readline", "auth_%s returned")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith("mail.log"):
+            return True
+        msg = str(record.msg)
+        if msg.startswith(self._DROP):
+            return False
+        if isinstance(record.args, tuple):
+            record.args = tuple(redact(a) if isinstance(a, bytes) else a for a in record.args)
+        return True
+
+
+def set_level(level: str) -> None:
+    """Root level from a config value; ``trace`` also turns on the SMTP transcript."""
+    logging.getLogger().setLevel(TRACE if level == "trace" else getattr(logging, level.upper()))
+    logging.getLogger("mail.log").setLevel(logging.DEBUG if level == "trace" else logging.WARNING)
+
+
 def setup(level: str = "info", log_file: str = "") -> None:
     handler: logging.Handler
     handler = logging.FileHandler(log_file) if log_file else logging.StreamHandler(sys.stderr)
@@ -85,3 +112,5 @@ def setup(level: str = "info", log_file: str = "") -> None:
     # Library chatter that could contain protocol data stays at WARNING.
     for noisy in ("mail.log", "aiosmtpd", "asyncio", "aiosqlite", "sqlalchemy", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    handler.addFilter(TranscriptFilter())
+    set_level(level)

@@ -24,7 +24,7 @@ from typing import Any
 from esam_mail import tls
 from esam_mail.config import Config, load
 from esam_mail.errors import ConfigError
-from esam_mail.log import TRACE, event
+from esam_mail.log import event, set_level
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ def merge(old: Config, new: Config) -> Config:
 
 
 def apply_log_level(level: str) -> None:
-    logging.getLogger().setLevel(TRACE if level == "trace" else getattr(logging, level.upper()))
+    set_level(level)
 
 
 def apply_services(svc: Any, cfg: Config) -> None:
