@@ -152,13 +152,26 @@ def build_queue(cfg: Config, svc: Services) -> Any:
                        reporting_mta=cfg.server.hostname, policy=policy)
 
 
-def build_inbound_policy(cfg: Config) -> Any:
+def queue_kick_listener(queue: Any) -> Any:
+    """A notifier callback that wakes the queue runner on ``QUEUE_KICK``."""
+    from esam_mail.services.queue import QUEUE_KICK
+
+    def on_change(login: str, folder: str) -> None:
+        if (login, folder) == QUEUE_KICK:
+            queue.kick()
+
+    return on_change
+
+
+def build_inbound_policy(cfg: Config, *, resolver: Any = None) -> Any:
+    """SPF/DKIM/DMARC at end of DATA on the MX; ``resolver`` replaces DNS (tests)."""
     if not cfg.inbound.verify:
         return None
     from esam_mail.services.inbound import InboundPolicy
     from esam_mail.services.inbound_auth import DnsPythonResolver, InboundAuthenticator
 
-    auth = InboundAuthenticator(DnsPythonResolver(lifetime=cfg.inbound.dns_timeout), cfg.server.hostname)
+    auth = InboundAuthenticator(resolver or DnsPythonResolver(lifetime=cfg.inbound.dns_timeout),
+                                cfg.server.hostname)
     return InboundPolicy(auth, dmarc_reject=cfg.inbound.dmarc_reject)
 
 
@@ -189,9 +202,10 @@ def init(cfg: Config) -> list[str]:
 class Server:
     """All listeners of one process."""
 
-    def __init__(self, cfg: Config, *, reuse_port: bool = False) -> None:
+    def __init__(self, cfg: Config, *, reuse_port: bool = False, resolver: Any = None) -> None:
         self.cfg = cfg
         self.reuse_port = reuse_port
+        self.resolver = resolver  # inbound SPF/DKIM/DMARC DNS; None = dnspython
         self.ports: dict[str, int] = {}
         self.services: Services | None = None
         self._smtp: Any = None
@@ -219,9 +233,10 @@ class Server:
             delivery=svc.delivery, authenticator=svc.authenticator, hostname=cfg.server.hostname,
             tls_context=ctx, limits=limits, mx=_addr(cfg.listen.smtp),
             submission=_addr(cfg.listen.submission), submissions=_addr(cfg.listen.submissions),
-            reuse_port=self.reuse_port, inbound_checks=build_inbound_policy(cfg),
+            reuse_port=self.reuse_port, inbound_checks=build_inbound_policy(cfg, resolver=self.resolver),
         )
         self._tasks.append(asyncio.ensure_future(svc.queue.run()))
+        svc.notifier.subscribe(queue_kick_listener(svc.queue))  # `esam queue retry` wakes us
         self.ports.update(self._smtp.ports())
         imap_ports, self._imap = await start_imap(
             store=svc.store, authenticator=svc.authenticator, notifier=svc.notifier,

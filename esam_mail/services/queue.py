@@ -39,6 +39,7 @@ from esam_mail.services.relay import RecipientResult
 from esam_mail.store.spool import RecipientState, Spool, SpoolClaim, SpoolEntry
 
 __all__ = [
+    "QUEUE_KICK",
     "BounceDeliver",
     "Deliverer",
     "DsnRecipient",
@@ -48,6 +49,10 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+#: Notifier event ``(login, folder)`` that wakes the runners of every process
+#: (``esam queue retry``); no mailbox has an empty login, so IMAP ignores it.
+QUEUE_KICK = ("", "esam:queue")
 
 #: ``await bounce_deliver(mail_from_of_bounce, rcpt, data)``; ``mail_from`` is ``""``.
 BounceDeliver = Callable[[str, str, bytes], Awaitable[None]]

@@ -48,13 +48,13 @@ def loop_thread() -> LoopThread:
 class Running:
     """A started Server plus helpers to create mailboxes."""
 
-    def __init__(self, cfg: Any) -> None:
+    def __init__(self, cfg: Any, **server_kw: Any) -> None:
         from esam_mail import app
 
         self.cfg = cfg
         self.lt = loop_thread()
         app.init(cfg)
-        self.server = app.Server(cfg)
+        self.server = app.Server(cfg, **server_kw)
         self.ports = self.lt.run(self.server.start())
         assert self.server.services is not None
         self.services = self.server.services
