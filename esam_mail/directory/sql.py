@@ -8,6 +8,7 @@ Rows of mailboxes are never deleted, so a login once issued stays taken.
 
 from __future__ import annotations
 
+import builtins
 import datetime as dt
 import unicodedata
 from collections.abc import AsyncIterator
@@ -298,7 +299,7 @@ class SqlDirectory:
 
     async def audit_list(
         self, limit: int = 100, target: str | None = None, action: str | None = None
-    ) -> list[AuditEvent]:
+    ) -> builtins.list[AuditEvent]:
         async with self.sessions() as s:
             q = select(AuditEvent).order_by(AuditEvent.id.desc()).limit(limit)
             if target:
@@ -308,12 +309,12 @@ class SqlDirectory:
             return list((await s.execute(q)).scalars())
 
     # -- failed-login counters (shared by every process using this database) -------------
-    async def failures(self, keys: list[str]) -> dict[str, AuthFailure]:
+    async def failures(self, keys: builtins.list[str]) -> dict[str, AuthFailure]:
         async with self.sessions() as s:
             rows = (await s.execute(select(AuthFailure).where(AuthFailure.key.in_(keys)))).scalars()
             return {r.key: r for r in rows}
 
-    async def record_failure(self, keys: list[str], threshold: int, lock_seconds: int) -> None:
+    async def record_failure(self, keys: builtins.list[str], threshold: int, lock_seconds: int) -> None:
         now = utcnow()
         async with self.transaction() as s:
             for key in keys:
@@ -325,7 +326,7 @@ class SqlDirectory:
                 if row.count >= threshold:
                     row.locked_until = now + dt.timedelta(seconds=lock_seconds * (row.count // threshold))
 
-    async def clear_failures(self, keys: list[str]) -> None:
+    async def clear_failures(self, keys: builtins.list[str]) -> None:
         from sqlalchemy import delete
 
         async with self.transaction() as s:

@@ -452,7 +452,8 @@ class RegistrationService:
         secret = generate_password() if password is None else password
         hashed = await asyncio.get_running_loop().run_in_executor(None, self.hasher.hash, secret)
 
-        owner_key = app.iin if kind == "individual" and self.cfg.registration.one_mailbox_per_iin else None
+        personal = isinstance(app, IndividualApplication) and self.cfg.registration.one_mailbox_per_iin
+        owner_key = app.identifier if personal else None
         now = utcnow()
         user: Any = None
         made_maildir = False
@@ -588,17 +589,18 @@ class RegistrationService:
             # para. 6 sub-para. 1: online applications are signed with EDS
             errors.append(ValidationError("signature", "an online application must be signed with EDS"))
         current = self.cfg.registration.agreement_version
-        if not (accepted_agreement or "").strip():
+        accepted = (accepted_agreement or "").strip()
+        if not accepted:
             errors.append(
                 ValidationError(
                     "accept_agreement", f"the applicant must accept the user agreement (version {current})"
                 )
             )
-        elif accepted_agreement.strip() != current:
+        elif accepted != current:
             errors.append(
                 ValidationError(
                     "accept_agreement",
-                    f"version {accepted_agreement.strip()!r} is not the agreement in force ({current}); "
+                    f"version {accepted!r} is not the agreement in force ({current}); "
                     "show the applicant `esam agreement show` and accept that version",
                 )
             )
