@@ -142,6 +142,11 @@ async def _ensure_agreement(cfg: config_mod.Config) -> None:
     d = SqlDirectory(cfg.directory_url, domain=cfg.mail.domain)
     try:
         await ensure_agreement(d, cfg)
+    except ConfigError as exc:  # e.g. the agreement text changed under the same version label
+        err("configuration problems:")
+        for p in exc.problems:
+            print(f"  {p}", file=sys.stderr)
+        raise SystemExit(config_mod.EX_CONFIG) from None
     finally:
         await d.close()
 
