@@ -40,6 +40,7 @@ from zope.interface import implementer
 
 from esam_mail import __version__ as _version
 from esam_mail import errors
+from esam_mail.log import TRACE, redact
 from esam_mail.services.auth import Authenticator, Principal
 from esam_mail.store.interfaces import SPECIAL_USE, SYSTEM_FLAGS, Notifier, UserStore
 
@@ -365,6 +366,8 @@ class EsamIMAP4Server(imap4.IMAP4Server):
     _COMMANDS: dict[bytes, tuple[str, frozenset[str]]] = {}
 
     def _execute(self, lines: list[bytes], lits: list[bytes]) -> None:
+        if log.isEnabledFor(TRACE):  # transcript: command lines only, credentials redacted
+            log.log(TRACE, "event=imap.command session=%s line=%r", self.session, redact(lines[0]))
         first = lines[0].split(b" ", 2)
         tag = first[0] if first and first[0] and _TAG_RE.match(first[0]) else b"*"
         if tag == b"*" or tag == b"+":
