@@ -3,7 +3,7 @@
 
 Usage: ``python scripts/render_sample_letter.py [--pdf out.pdf] [--png docs/hybrid-sample-letter.png]``
 
-The PNG (150 dpi, via poppler's ``pdftoppm``) shows the window outline as a dashed
+The PNG (100 dpi, via poppler's ``pdftoppm``) shows the window outline as a dashed
 proof mark; production print files never carry it.
 """
 
@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--png", type=Path, default=Path("docs/hybrid-sample-letter.png"))
     ap.add_argument("--pdf", type=Path, default=None, help="also keep the PDF here")
-    ap.add_argument("--dpi", type=int, default=150)
+    ap.add_argument("--dpi", type=int, default=100)
     args = ap.parse_args(argv)
     if shutil.which("pdftoppm") is None:
         print("pdftoppm not found; install poppler-utils", file=sys.stderr)
