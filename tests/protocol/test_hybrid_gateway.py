@@ -169,3 +169,32 @@ def test_disabled_gateway_is_an_unknown_user(make_running) -> None:  # type: ign
     with pytest.raises(smtplib.SMTPRecipientsRefused):
         submit(r, letter(GOOD_BODY))
     assert "hybrid" not in r.services.extras
+
+
+def test_rendering_does_not_block_the_event_loop(gw: Running) -> None:
+    import threading
+    import time
+
+    hybrid = gw.services.extras["hybrid"]
+    original = hybrid.post.accept_email
+    started = threading.Event()
+
+    def slow_accept(*args: object, **kw: object) -> object:
+        started.set()
+        time.sleep(2.0)  # a long render, in the worker thread
+        return original(*args, **kw)
+
+    hybrid.post.accept_email = slow_accept
+    sender = threading.Thread(target=submit, args=(gw, letter(GOOD_BODY)))
+    sender.start()
+    try:
+        assert started.wait(10)
+        t0 = time.monotonic()
+        s = smtplib.SMTP("127.0.0.1", gw.ports["smtp"], timeout=10)  # greeting needs the loop
+        s.noop()
+        s.quit()
+        assert time.monotonic() - t0 < 1.0, "the SMTP server stalled while a letter was rendered"
+        assert sender.is_alive(), "the render should still be running"
+    finally:
+        sender.join(30)
+    assert len(batch_items(gw)) == 1
