@@ -76,7 +76,7 @@ _FLAG_ATOM_RE = re.compile(r"^\\?[^\s(){%*\"\\\]\x00-\x1f\x7f]+$")
 class MailStore(Protocol):
     """What the server needs of the store: one :class:`UserStore` per login."""
 
-    def user(self, login: str) -> UserStore: ...
+    def user(self, login: str, quota: int | None = None) -> UserStore: ...
 
 
 DEFAULT_MAX_MESSAGE_SIZE = 50 * 1024 * 1024
@@ -565,7 +565,7 @@ class EsamIMAP4Server(imap4.IMAP4Server):
         d: defer.Deferred[Principal] = defer.Deferred.fromFuture(asyncio.ensure_future(coro))
 
         def ok(principal: Principal) -> None:
-            user_store = self.factory.store.user(principal.login)
+            user_store = self.factory.store.user(principal.login, principal.quota)
             self.principal = principal
             self.user = user_store
             self.state = "auth"

@@ -32,6 +32,7 @@ class Principal:
 
     login: str  # normalized login, also the store's user key
     address: str  # primary e-mail address (login@domain)
+    quota: int | None = None  # bytes; None = the store's default
 
 
 class Authenticator(Protocol):
@@ -119,7 +120,7 @@ class DirectoryAuthenticator:
             and hit[1] > now
             and hmac.compare_digest(hit[0], self._tag(rec.login_norm, password, rec.password_hash))
         ):
-            return Principal(login=rec.login_norm, address=rec.address)
+            return Principal(login=rec.login_norm, address=rec.address, quota=rec.quota_bytes)
         ok, new_hash = await asyncio.get_running_loop().run_in_executor(
             self.pool, self.hasher.verify, password, rec.password_hash
         )
@@ -139,7 +140,7 @@ class DirectoryAuthenticator:
         if await self._had_failures(keys):
             await self.directory.clear_failures(keys[1:])  # the per-IP count stays
         event(log, "auth.ok", user=rec.login_norm, peer=peer, service=service)
-        return Principal(login=rec.login_norm, address=rec.address)
+        return Principal(login=rec.login_norm, address=rec.address, quota=rec.quota_bytes)
 
     def forget(self, login: str) -> None:
         """Drop the cached login (password change, suspension)."""
