@@ -89,7 +89,7 @@ class TranscriptFilter(logging.Filter):
         msg = str(record.msg)
         if msg.startswith(self._DROP):
             return False
-        if isinstance(record.args, tuple):
+        if isinstance(record.args, tuple) and ">>" in msg:  # client lines only
             record.args = tuple(redact(a) if isinstance(a, bytes) else a for a in record.args)
         return True
 
