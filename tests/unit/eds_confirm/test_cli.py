@@ -96,3 +96,30 @@ def test_help_lists_the_actions(capsys: pytest.CaptureFixture[str]) -> None:
         main(["eds", "--help"])
     out = capsys.readouterr().out
     assert all(word in out for word in ("challenge", "confirm", "status"))
+
+
+def test_openssl_signed_challenge(esam: Any, tmp_path: Path, pki: t.DemoPki) -> None:
+    """The docs' recipe: ``openssl cms -sign -binary`` over the --out file confirms the mailbox."""
+    import shutil
+    import subprocess
+
+    from cryptography.hazmat.primitives import serialization
+
+    openssl = shutil.which("openssl") or pytest.fail("openssl is not installed: run `bash scripts/test.sh`")
+    (tmp_path / "cert.pem").write_bytes(pki.individual.pem)
+    (tmp_path / "inter.pem").write_bytes(pki.intermediate.pem)
+    key = pki.individual.key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    (tmp_path / "key.pem").write_bytes(key)
+    challenge = tmp_path / "challenge.txt"
+    assert esam("eds", "challenge", "test.testov", "--out", str(challenge))[0] == 0
+    subprocess.run(
+        [openssl, "cms", "-sign", "-binary", "-outform", "DER", "-in", str(challenge),
+         "-signer", str(tmp_path / "cert.pem"), "-inkey", str(tmp_path / "key.pem"),
+         "-certfile", str(tmp_path / "inter.pem"), "-out", str(tmp_path / "cms.der")],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    code, out, err = esam("eds", "confirm", "test.testov", "--cms", str(tmp_path / "cms.der"))
+    assert code == 0, err
+    assert "EDS-confirmed" in out
