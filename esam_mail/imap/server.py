@@ -1519,7 +1519,9 @@ async def start_imap(
         base, max_message_size=max_literal_size, auth_timeout=float(idle_timeout),
         max_connections_per_ip=max_connections_per_ip,
     )
-    ctx = tls_options(str(cert), str(key))
+    from .tlsreload import ReloadableTLS
+
+    ctx = ReloadableTLS(tls_options(str(cert), str(key)))  # swapped on SIGHUP
     ports: dict[str, int] = {}
     listeners: list[IMAPListener] = []
     for name, addr, implicit in (("imap", imap, False), ("imaps", imaps, True)):

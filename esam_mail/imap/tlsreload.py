@@ -1,11 +1,12 @@
 """Swap the certificate of running IMAP listeners (SIGHUP), without a restart.
 
-Every IMAP listener of a process shares one Twisted ``CertificateOptions``
-(``imap.server.tls_options``), which caches one OpenSSL context; both the
-STARTTLS path and the implicit-TLS port (``listenSSL`` wraps the factory once,
-at listen time) take their per-connection state from that context.  So the
-certificate is replaced *inside* that context: new handshakes present the new
-certificate, sessions already open keep theirs.
+``start_imap`` wraps the listeners' Twisted ``CertificateOptions`` in a
+:class:`ReloadableTLS`: an old-style context factory whose ``getContext()`` is
+asked for every new connection, both by the implicit-TLS port (``listenSSL``'s
+``TLSMemoryBIOFactory`` calls it per accepted connection) and by STARTTLS.
+Reloading builds fresh ``CertificateOptions`` and swaps them in: new handshakes
+present the new certificate, open sessions keep theirs.  (pyOpenSSL forbids
+changing a context that has already made connections, so the swap is the way.)
 """
 
 from __future__ import annotations
@@ -13,30 +14,41 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from esam_mail.imap.server import tls_options
+from twisted.internet.interfaces import IOpenSSLContextFactory
+from zope.interface import implementer
+
+
+@implementer(IOpenSSLContextFactory)
+class ReloadableTLS:
+    """A context factory delegating to ``current`` (a ``CertificateOptions``)."""
+
+    def __init__(self, current: Any) -> None:
+        self.current = current
+
+    def getContext(self) -> Any:  # Twisted's interface name
+        return self.current.getContext()
 
 
 def reload_certificates(listeners: Iterable[Any], cert: str, key: str) -> int:
-    """Load ``cert`` (chain) and ``key`` into every listener's TLS context.
+    """Serve ``cert`` (chain) and ``key`` on every listener's next handshakes.
 
-    The pair is validated on a scratch context first, so a bad pair raises and
-    leaves the running listeners untouched.
+    The pair is loaded and checked before anything is swapped, so a bad pair
+    raises and leaves the running listeners untouched.
 
     Returns:
-        How many distinct TLS contexts were updated.
+        How many distinct TLS configurations were swapped.
 
     Raises:
         OSError, OpenSSL.SSL.Error, ValueError: unreadable or mismatched files.
     """
-    tls_options(cert, key).getContext()  # raises on a bad or mismatched pair
+    from esam_mail.imap.server import tls_options
+
+    fresh = tls_options(cert, key)
+    fresh.getContext()  # raises on a bad or mismatched pair
     seen: set[int] = set()
     for listener in listeners:
-        opts = getattr(listener.factory, "tls_context_factory", None)
-        if opts is None or id(opts) in seen:
-            continue
-        seen.add(id(opts))
-        ctx = opts.getContext()
-        ctx.use_certificate_chain_file(cert)
-        ctx.use_privatekey_file(key)
-        ctx.check_privatekey()
+        holder = getattr(listener.factory, "tls_context_factory", None)
+        if isinstance(holder, ReloadableTLS) and id(holder) not in seen:
+            seen.add(id(holder))
+            holder.current = fresh
     return len(seen)
