@@ -268,7 +268,11 @@ def verifier_from_config(cfg: Config) -> SignatureVerifier | None:
             test_ca_mode=cfg.eds.test_ca_mode,
         )
     except ConfigError as exc:
-        raise ConfigError([f"eds.{p}" for p in exc.problems]) from None
+        # the verifier names its argument crl_paths; the config key is crl_files
+        problems = [
+            ("crl_files:" + p[len("crl_paths:") :]) if p.startswith("crl_paths:") else p for p in exc.problems
+        ]
+        raise ConfigError([f"eds.{p}" for p in problems]) from None
 
 
 def check_signer(signer: SignerInfo, *, kind: str, iin: str | None, bin: str | None) -> None:
