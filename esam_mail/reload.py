@@ -5,8 +5,8 @@ If the file has problems they are logged and nothing changes.  Otherwise:
 
 * TLS: the certificate and key files (``tls.cert``/``tls.key``, or the dev
   certificate in ``<data_dir>/tls``) are loaded into the *running* contexts:
-  SMTP's ``ssl.SSLContext`` gets ``load_cert_chain`` again, IMAP's OpenSSL
-  context is updated in place (``imap.tlsreload``).  New connections see the new
+  SMTP's ``ssl.SSLContext`` gets ``load_cert_chain`` again; IMAP swaps in new
+  ``CertificateOptions`` behind its reloadable context factory (``imap.tlsreload``).  New connections see the new
   certificate; open sessions keep theirs.
 * The keys in :data:`RELOADABLE` take effect at once.  Every other changed key is
   listed in a warning: it needs a restart.
