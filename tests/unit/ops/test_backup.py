@@ -142,3 +142,18 @@ def test_restore_rejects_a_file_that_is_not_a_backup(tmp_path: Path, capsys: pyt
     (tmp_path / "plain.txt").write_text("hi")
     assert main(["-c", cfg.source, "restore", str(tmp_path / "plain.txt")]) == 1
     shutil.rmtree(tmp_path / "a")
+
+
+@pytest.mark.postgres
+def test_sqlite_backup_restores_into_postgresql(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = make_cfg(tmp_path / "a", {})
+    app.init(cfg)
+    asyncio.run(populate(cfg))
+    before = snapshot(cfg)
+    archive = tmp_path / "b.tar.gz"
+    assert main(["-c", cfg.source, "backup", "--output", str(archive)]) == 0
+    with database("postgres") as db:
+        target = make_cfg(tmp_path / "b", db)
+        assert main(["-c", target.source, "restore", str(archive)]) == 0
+        assert snapshot(target)["mail"] == before["mail"]
+        assert asyncio.run(logins_work(target)) == ["alice", "bob"]
