@@ -820,11 +820,11 @@ class MaildirFolder:
         if not isinstance(dest, MaildirFolder):
             raise TypeError("dest must be a MaildirFolder")
         if dest.user.login != self.user.login or dest.path == self.path:
-            pairs = self.copy_to(uids, dest)
-            if pairs:
-                self.store_flags([p[0] for p in pairs], ["\\Deleted"], 1)
-                self.expunge([p[0] for p in pairs])
-            return pairs
+            copied = self.copy_to(uids, dest)
+            if copied:
+                self.store_flags([p[0] for p in copied], ["\\Deleted"], 1)
+                self.expunge([p[0] for p in copied])
+            return copied
         pairs: list[tuple[int, int]] = []
         moved: list[_Entry] = []
         with self._tlock, dest._tlock:
