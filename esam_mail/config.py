@@ -207,11 +207,11 @@ class RegistrationConfig:
         choices=("offline", "file"),
     )
     registry_file: str = _f("", "Registry extract for registry = 'file'.")
-    registry_policy: str = _f(
-        "hold",
-        "When the registry cannot confirm: reject, hold (manual check) or accept.",
-        choices=("reject", "hold", "accept"),
-    )
+    registry_policy: str = _f("accept", "When the registry cannot confirm (always, with the offline "
+                              "verifier): accept (the office employee has checked the identity "
+                              "document; online applicants are identified by their EDS), hold for a "
+                              "manual check (`esam mailbox approve`), or reject.",
+                              choices=("reject", "hold", "accept"))
 
 
 @dataclass(frozen=True)

@@ -79,7 +79,7 @@ def handle_errors(func: Callable[[argparse.Namespace], int]) -> Callable[[argpar
         try:
             return func(args)
         except ValidationError as e:
-            problems = getattr(e, "problems", None) or [(e.field, e.message)]
+            problems = getattr(e, "errors", None) or getattr(e, "problems", None) or [(e.field, e.message)]
             for item in problems:
                 field, message = (item.field, item.message) if hasattr(item, "field") else item
                 err(f"{field}: {message}")
