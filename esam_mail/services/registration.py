@@ -570,7 +570,7 @@ class RegistrationService:
         app: IndividualApplication | LegalEntityApplication | None = None
         validate = validate_individual if kind == "individual" else validate_legal_entity
         try:
-            app = validate(raw, reserved=self.cfg.mail.reserved_names)
+            app = validate(raw, reserved=reserved_names(self.cfg))
         except ValidationErrors as e:
             errors.extend(e.errors)
         except ValidationError as e:
@@ -627,3 +627,9 @@ class RegistrationService:
         if channel == "office":
             return "employee", (employee_id or "-").strip()
         return "subscriber", app.identifier
+
+
+def reserved_names(cfg: Any) -> list[str]:
+    """Names nobody may register: the operator's list plus our own service addresses
+    (the hybrid gateway), on top of the RFC 2142 roles identity.py always refuses."""
+    return [*cfg.mail.reserved_names, cfg.hybrid.gateway]
