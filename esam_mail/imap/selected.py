@@ -53,6 +53,13 @@ class MetaLRU:
             self._d.popitem(last=False)
 
 
+class UidValidityChanged(Exception):
+    """The folder's UIDVALIDITY changed under a selected session (uidlist rebuilt).
+
+    RFC 3501 §2.3.1.1: UIDs must not change within a session, so the session ends.
+    """
+
+
 def format_flags(flags: Iterable[str]) -> bytes:
     order = {f: i for i, f in enumerate((RECENT, *SYSTEM_FLAGS))}
     ordered = sorted(flags, key=lambda f: (order.get(f, 99), f))
@@ -68,8 +75,9 @@ class SelectedFolder:
         self.folder = folder
         self.readonly = readonly
         self.lru = lru
-        self.cache_id = f"{owner}\0{folder.name}\0{folder.uidvalidity}"
         infos = folder.sync()
+        self.uidvalidity = folder.uidvalidity
+        self.cache_id = f"{owner}\0{folder.name}\0{folder.uidvalidity}"
         self.uids: list[int] = [m.uid for m in infos]
         self.info: dict[int, MessageInfo] = {m.uid: m for m in infos}
         self.recent: set[int] = {m.uid for m in infos if m.recent}
@@ -131,8 +139,14 @@ class SelectedFolder:
     # -- synchronisation --------------------------------------------------------
 
     def refresh(self, *, allow_expunge: bool, with_uid: bool = True) -> list[bytes]:
-        """Re-read the folder and return the untagged lines that report the changes."""
+        """Re-read the folder and return the untagged lines that report the changes.
+
+        Raises:
+            UidValidityChanged: the UIDs of this session no longer mean anything.
+        """
         infos = self.folder.sync()
+        if self.folder.uidvalidity != self.uidvalidity:
+            raise UidValidityChanged(self.folder.name)
         current = {m.uid: m for m in infos}
         lines: list[bytes] = []
         for uid in self.uids:

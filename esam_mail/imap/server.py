@@ -65,7 +65,7 @@ from .parser import (
     tokenize,
 )
 from .search import parse_search
-from .selected import MetaLRU, SelectedFolder, format_flags
+from .selected import MetaLRU, SelectedFolder, UidValidityChanged, format_flags
 
 log = logging.getLogger(__name__)
 
@@ -263,6 +263,12 @@ class EsamIMAP4Server(imap4.IMAP4Server):
         except errors.NoSuchFolder:
             # deleted under us (another session): RFC 3501 leaves this open
             self._untagged(b"* BYE [UNAVAILABLE] Selected mailbox was deleted.")
+            self.transport.loseConnection()
+            self.selected = None
+            return
+        except UidValidityChanged:
+            # the uidlist was rebuilt (esam store check --repair): our UIDs are void
+            self._untagged(b"* BYE [UNAVAILABLE] Mailbox UIDVALIDITY changed; reconnect.")
             self.transport.loseConnection()
             self.selected = None
             return

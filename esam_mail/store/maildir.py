@@ -399,7 +399,16 @@ class MaildirFolder:
     def _read_uidlist(self) -> UidList | None:
         ul, sig = read_uidlist(self.path)
         if ul is not None and not ul.fatal:
+            if self._ul is not None and ul.uidvalidity != self._ul.uidvalidity:
+                # Rebuilt by another process (esam store check --repair): UIDs were
+                # renumbered, so forget the old uid -> entry map and report the new
+                # UIDVALIDITY (never new UIDs under the old one).
+                self._by_uid.clear()
+                self._by_key.clear()
+                self._infos = []
+                self._dirty = True
             self._ul, self._ul_sig = ul, sig
+            self.uidvalidity = ul.uidvalidity
             return ul
         return None
 
