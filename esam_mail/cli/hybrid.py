@@ -20,12 +20,21 @@ import argparse
 import logging
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from esam_mail.cli.commands import Sub, command, emit, err, handle_errors, load_config, run_async
 from esam_mail.errors import NotFound
 from esam_mail.services.hybrid import HybridEvent, HybridInputError, HybridStateError
-from esam_mail.services.hybrid_gateway import HybridMail, hybrid_post
+
+if TYPE_CHECKING:
+    from esam_mail.services.hybrid_gateway import HybridMail
+
+
+def hybrid_post(cfg: Any) -> Any:
+    """Imported on use: the gateway pulls in SQLAlchemy, too slow for every `esam` call."""
+    from esam_mail.services.hybrid_gateway import hybrid_post as make
+
+    return make(cfg)
 
 
 def _guard(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
@@ -51,6 +60,8 @@ def _with_services(args: argparse.Namespace, body: Callable[[HybridMail], Corout
 
         svc = app.build(cfg)
         try:
+            from esam_mail.services.hybrid_gateway import HybridMail
+
             return await body(HybridMail.from_config(cfg, svc.directory, svc.store))
         finally:
             svc.notifier.close()

@@ -32,20 +32,54 @@ import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from pypdf import PdfReader, PdfWriter, Transformation
-from reportlab.graphics.barcode.code128 import Code128
-from reportlab.lib.pagesizes import A4
-from reportlab.lib.units import mm
-from reportlab.pdfbase import pdfmetrics
-from reportlab.pdfbase.ttfonts import TTFont
-from reportlab.pdfgen.canvas import Canvas
 
 from esam_mail.errors import ConfigError
 from esam_mail.services.hybrid.address import PostalAddress
 from esam_mail.services.hybrid.errors import AddressError, AddressProblem, LetterTooLong
 from esam_mail.services.hybrid.pdfcheck import inspect_pdf
 from esam_mail.services.hybrid.s10 import format_s10_display, validate_s10
+
+# reportlab costs about a second to import: load it on first use, so that every
+# `esam` command (which imports the CLI modules) does not pay for it.
+mm = 72 / 25.4  # reportlab.lib.units.mm
+A4 = (210 * mm, 297 * mm)  # reportlab.lib.pagesizes.A4
+
+
+class _LazyModule:
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __getattr__(self, attr: str) -> Any:
+        import importlib
+
+        return getattr(importlib.import_module(self._name), attr)
+
+
+pdfmetrics: Any = _LazyModule("reportlab.pdfbase.pdfmetrics")
+
+if TYPE_CHECKING:
+    from reportlab.graphics.barcode.code128 import Code128
+    from reportlab.pdfbase.ttfonts import TTFont
+    from reportlab.pdfgen.canvas import Canvas
+else:
+
+    def Code128(*args: Any, **kw: Any) -> Any:
+        from reportlab.graphics.barcode.code128 import Code128 as cls
+
+        return cls(*args, **kw)
+
+    def TTFont(*args: Any, **kw: Any) -> Any:
+        from reportlab.pdfbase.ttfonts import TTFont as cls
+
+        return cls(*args, **kw)
+
+    def Canvas(*args: Any, **kw: Any) -> Any:
+        from reportlab.pdfgen.canvas import Canvas as cls
+
+        return cls(*args, **kw)
 
 __all__ = [
     "WINDOW",
