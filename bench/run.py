@@ -1,0 +1,664 @@
+"""esam_mail vs Postfix + Dovecot on this machine: one command, same loads, a ratio table.
+
+Usage::
+
+    .venv/bin/python bench/run.py [--quick] [--only esam|baseline] [--workers N]
+                                  [--dir /var/tmp/esam-bench] [--no-write]
+
+Runs as root (installs postfix, dovecot-imapd and dovecot-lmtpd from Debian when
+missing; the baseline's Maildirs belong to the "mail" user).  Everything listens on
+127.0.0.1 high ports; every load is bounded in count and time.
+
+Loads (the same for both servers, in the same run):
+
+* SMTP: 16 connections, 5,000 messages of 10 KiB round-robin over 100 mailboxes.
+  A message counts as delivered when its file is in the recipient's Maildir (the
+  Maildirs are polled).  Latency: MAIL FROM -> final 250 (aiosmtplib ``sendmail``).
+  Server CPU: utime+stime of every server process (plus what they reaped), from
+  /proc/<pid>/stat, per delivered message.
+* IMAP: 16 clients loop TLS connect, LOGIN, SELECT INBOX, UID FETCH 1:* (FLAGS
+  RFC822.SIZE ENVELOPE), 3 full bodies, UID STORE +FLAGS (\\Seen), LOGOUT.
+* Logins: 16 clients loop TLS connect, LOGIN, LOGOUT; with the auth cache on and off.
+* IDLE: N sessions (TLS, LOGIN, SELECT, IDLE); server PSS (/proc/<pid>/smaps_rollup)
+  before and after; then deliveries to sampled users and the delay from the SMTP
+  250 to each of that user's sessions seeing ``* N EXISTS``.
+
+Password hashes: one argon2id string (m=65536 KiB, t=3, p=4: esam_mail's defaults)
+for all 100 users of both servers.  Results go to docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import os
+import platform
+import random
+import resource
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+
+from aimap import Client, client_tls  # noqa: E402
+from baseline import Baseline, ensure_installed, versions  # noqa: E402
+
+USERS = [f"user{i:03d}" for i in range(100)]
+# IDLE sessions log in as these: a cheap SHA512-CRYPT hash (rounds=5000) on both servers,
+# because Dovecot re-verifies the password hash on every login even with its auth cache,
+# and 10,000 argon2id checks would take an hour here.  IDLE measures memory and push delay.
+IDLE_USERS = [f"idle{i:03d}" for i in range(100)]
+PASSWORD = "bench-Pass-2026"
+DOMAIN = "esam.bench"
+ARGON2 = (65536, 3, 4)  # KiB, iterations, lanes: esam_mail's defaults
+CLK = os.sysconf("SC_CLK_TCK")
+
+
+# -- process accounting ------------------------------------------------------------------
+def _stat(pid: int) -> list[str] | None:
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return raw[raw.rindex(")") + 2:].split()
+
+
+def tree(roots: list[int]) -> list[int]:
+    """``roots`` and all their live descendants."""
+    children: dict[int, list[int]] = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            st = _stat(int(d))
+            if st:
+                children.setdefault(int(st[1]), []).append(int(d))
+    out, todo = [], list(roots)
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(children.get(p, []))
+    return out
+
+
+def cpu_seconds(roots: list[int]) -> float:
+    """utime+stime+cutime+cstime over the live tree: every process, dead or alive, once."""
+    total = 0
+    for p in tree(roots):
+        st = _stat(p)
+        if st:
+            total += sum(int(x) for x in st[11:15])
+    return total / CLK
+
+
+def pss_kib(roots: list[int]) -> int:
+    total = 0
+    for p in tree(roots):
+        try:
+            for line in Path(f"/proc/{p}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    total += int(line.split()[1])
+                    break
+        except OSError:
+            continue
+    return total
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    v = sorted(values)
+    return v[min(len(v) - 1, round(q * (len(v) - 1)))]
+
+
+# -- targets ---------------------------------------------------------------------------------
+class Target(Protocol):
+    name: str
+    smtp_port: int
+    imaps_port: int
+
+    def setup(self) -> None: ...
+    def start(self, auth_cache: bool) -> None: ...
+    def stop(self) -> None: ...
+    def pids(self) -> list[int]: ...
+    def maildirs(self) -> list[Path]: ...
+
+
+class Esam:
+    """``esam serve`` (a subprocess) from a bench config: fsync on, SQLite directory."""
+
+    def __init__(self, root: Path, workers: int, hashes: dict[str, str], extra: dict[str, dict[str, Any]]) -> None:
+        self.root = root
+        self.workers = workers
+        self.hashes = hashes
+        self.extra = extra
+        self.name = f"esam_mail ({workers} worker{'s' if workers > 1 else ''})"
+        self.smtp_port = free_port()
+        self.imaps_port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def config(self) -> Path:
+        return self.root / "esam.toml"
+
+    def write_config(self, auth_cache: bool) -> None:
+        sys.path.insert(0, str(ROOT))
+        from esam_mail.config import _toml_key, _toml_value
+
+        sections: dict[str, dict[str, Any]] = {
+            "server": {"hostname": "bench.esam.test", "data_dir": str(self.root / "data"),
+                       "log_file": str(self.root / "esam.log"), "workers": self.workers,
+                       "shutdown_grace": 5.0},
+            "mail": {"domain": DOMAIN},
+            "listen": {"smtp": f"127.0.0.1:{self.smtp_port}", "submission": "", "submissions": "",
+                       "imap": "", "imaps": f"127.0.0.1:{self.imaps_port}", "http": ""},
+            "store": {"fsync": True},
+            "auth": {"argon2_memory_kib": ARGON2[0], "argon2_time_cost": ARGON2[1],
+                     "argon2_parallelism": ARGON2[2], "cache_seconds": 60 if auth_cache else 0},
+            "smtp": {"max_connections_per_ip": 1000},
+            "imap": {"max_connections_per_ip": 20000},
+            "inbound": {"verify": False},
+            "dkim": {"sign": False},
+            "registration": {"agreement_file": str(ROOT / "conf" / "agreement.txt")},
+        }
+        for name, values in self.extra.items():
+            sections.setdefault(name, {}).update(values)
+        lines = []
+        for name, values in sections.items():
+            lines.append(f"[{name}]")
+            lines.extend(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in values.items())
+        self.config.write_text("\n".join(lines) + "\n")
+
+    def esam(self, *args: str, **kw: Any) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "esam_mail", "-c", str(self.config), *args],
+                              cwd=ROOT, capture_output=True, text=True, check=True, **kw)
+
+    def setup(self) -> None:
+        shutil.rmtree(self.root, ignore_errors=True)
+        self.root.mkdir(parents=True)
+        self.write_config(True)
+        self.esam("init")
+        script = (
+            "import asyncio, json, sys\n"
+            "from esam_mail import app, config\n"
+            "cfg = config.load(sys.argv[1])\n"
+            "async def go():\n"
+            "    svc = app.build(cfg)\n"
+            "    for u, h in json.loads(sys.argv[2]).items():\n"
+            "        rec = await svc.directory.create_mailbox(u, h, kind='service')\n"
+            "        svc.store.user(rec.login_norm).create()\n"
+            "    await svc.close()\n"
+            "asyncio.run(go())\n"
+        )
+        subprocess.run([sys.executable, "-c", script, str(self.config), json.dumps(self.hashes)],
+                       cwd=ROOT, check=True)
+
+    def start(self, auth_cache: bool) -> None:
+        self.write_config(auth_cache)
+        ready = self.root / "ready.json"
+        ready.unlink(missing_ok=True)
+        log = open(self.root / "serve.out", "ab")  # noqa: SIM115 - the child keeps it
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "esam_mail", "-c", str(self.config), "serve", "--no-init",
+             "--ready-file", str(ready)], cwd=ROOT, stdout=log, stderr=log)
+        deadline = time.monotonic() + 60
+        while not ready.exists():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"esam serve did not start; see {self.root / 'serve.out'}")
+            time.sleep(0.05)
+
+    def pids(self) -> list[int]:
+        return [self.proc.pid] if self.proc and self.proc.poll() is None else []
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def maildirs(self) -> list[Path]:
+        return [self.root / "data" / "mail" / u for u in USERS]  # the SMTP load's recipients
+
+
+# -- loads -------------------------------------------------------------------------------------
+def count_delivered(maildirs: list[Path]) -> int:
+    n = 0
+    for d in maildirs:
+        for sub in ("new", "cur"):
+            try:
+                n += len(os.listdir(d / sub))
+            except FileNotFoundError:
+                pass
+    return n
+
+
+def message(i: int, size: int) -> bytes:
+    head = (f"From: load@client.test\r\nTo: {USERS[i % len(USERS)]}@{DOMAIN}\r\n"
+            f"Subject: bench message {i}\r\nMessage-ID: <bench.{i}.{time.time_ns()}@client.test>\r\n"
+            f"Date: {dt.datetime.now(dt.UTC).strftime('%a, %d %b %Y %H:%M:%S +0000')}\r\n\r\n")
+    line = b"The quick brown fox jumps over the lazy dog 0123456789 abcdefghij.\r\n"
+    body = (line * (size // len(line) + 1))[: size - len(head)]
+    return head.encode() + body
+
+
+async def smtp_load(t: Target, count: int, conns: int, size: int, limit: float) -> dict[str, float]:
+    import aiosmtplib
+
+    base = count_delivered(t.maildirs())
+    todo = list(range(count))
+    lat: list[float] = []
+    errors = 0
+    cpu0 = cpu_seconds(t.pids())
+    t0 = time.perf_counter()
+    deadline = t0 + limit
+
+    async def conn() -> None:
+        nonlocal errors
+        client = aiosmtplib.SMTP(hostname="127.0.0.1", port=t.smtp_port, timeout=60, start_tls=False,
+                                 local_hostname="client.test")
+        await client.connect()
+        try:
+            while todo and time.perf_counter() < deadline:
+                i = todo.pop()
+                msg = message(i, size)
+                s = time.perf_counter()
+                try:
+                    await client.sendmail("load@client.test", [f"{USERS[i % len(USERS)]}@{DOMAIN}"], msg)
+                except aiosmtplib.SMTPException:
+                    errors += 1
+                    continue
+                lat.append(time.perf_counter() - s)
+        finally:
+            try:
+                await client.quit()
+            except aiosmtplib.SMTPException:
+                client.close()
+
+    sender = asyncio.gather(*(conn() for _ in range(conns)))
+    accepted_at = None
+    delivered = 0
+    while True:
+        await asyncio.sleep(0.1)
+        if sender.done() and accepted_at is None:
+            accepted_at = time.perf_counter()
+        delivered = count_delivered(t.maildirs()) - base
+        if (sender.done() and delivered >= len(lat)) or time.perf_counter() > deadline + 60:
+            break
+    done_at = time.perf_counter()
+    await sender
+    cpu = cpu_seconds(t.pids()) - cpu0
+    assert accepted_at is not None
+    return {
+        "accepted": len(lat), "errors": errors, "delivered": delivered,
+        "accepted_per_s": len(lat) / (accepted_at - t0),
+        "delivered_per_s": delivered / (done_at - t0),
+        "p50_ms": pct(lat, 0.5) * 1000, "p99_ms": pct(lat, 0.99) * 1000,
+        "cpu_ms_per_msg": cpu * 1000 / max(delivered, 1),
+    }
+
+
+async def imap_session(port: int, ctx: Any, user: str, bodies: int = 3) -> None:
+    c = await Client.connect(port, ctx)
+    try:
+        await c.login(user, PASSWORD)
+        await c.cmd("SELECT INBOX")
+        lines = await c.cmd("UID FETCH 1:* (FLAGS RFC822.SIZE ENVELOPE)")
+        uids = []
+        for ln in lines:
+            i = ln.find(b"UID ")
+            if i >= 0:
+                uids.append(int(ln[i + 4:].split(maxsplit=1)[0].rstrip(b")")))
+        if uids:
+            pick = random.sample(uids, min(bodies, len(uids)))
+            seq = ",".join(map(str, pick))
+            await c.cmd(f"UID FETCH {seq} (BODY.PEEK[])")
+            await c.cmd(f"UID STORE {seq} +FLAGS (\\Seen)")
+        await c.logout()
+    finally:
+        c.close()
+
+
+async def login_once(port: int, ctx: Any, user: str) -> None:
+    c = await Client.connect(port, ctx)
+    try:
+        await c.login(user, PASSWORD)
+        await c.logout()
+    finally:
+        c.close()
+
+
+async def loop_load(t: Target, clients: int, duration: float, what: str) -> dict[str, float]:
+    ctx = client_tls()
+    lat: list[float] = []
+    errors = 0
+    fn = imap_session if what == "imap" else login_once
+    t0 = time.perf_counter()
+    end = t0 + duration
+
+    async def client(k: int) -> None:
+        nonlocal errors
+        rnd = random.Random(k)
+        while time.perf_counter() < end:
+            s = time.perf_counter()
+            try:
+                await asyncio.wait_for(fn(t.imaps_port, ctx, rnd.choice(USERS)), 30)
+            except Exception:  # any failure counts as an error and the loop goes on
+                errors += 1
+                await asyncio.sleep(0.05)
+                continue
+            lat.append(time.perf_counter() - s)
+
+    await asyncio.gather(*(client(k) for k in range(clients)))
+    elapsed = time.perf_counter() - t0
+    return {"per_s": len(lat) / elapsed, "p50_ms": pct(lat, 0.5) * 1000, "p99_ms": pct(lat, 0.99) * 1000,
+            "errors": errors, "count": len(lat)}
+
+
+async def warm_up(t: Target, clients: int, rounds: int, limit: float) -> dict[str, float]:
+    """Log every user in ``rounds`` times (bounded by ``limit`` s), unmeasured: the
+    loads below measure the steady state of a server whose users log in again and
+    again (mail clients reconnect), not the first login after a restart."""
+    ctx = client_tls()
+    todo = [u for _ in range(rounds) for u in USERS]
+    end = time.perf_counter() + limit
+    t0 = time.perf_counter()
+
+    async def client() -> None:
+        while todo and time.perf_counter() < end:
+            user = todo.pop()
+            try:
+                await asyncio.wait_for(login_once(t.imaps_port, ctx, user), max(1.0, end - time.perf_counter()))
+            except Exception:  # any failure counts as an error and the loop goes on
+                await asyncio.sleep(0.05)
+
+    await asyncio.gather(*(client() for _ in range(clients)))
+    return {"seconds": time.perf_counter() - t0, "left": len(todo)}
+
+
+async def idle_load(t: Target, n: int, pushes: int, limit: float) -> dict[str, float]:
+    import aiosmtplib
+
+    ctx = client_tls()
+    roots = t.pids()
+    pss0 = pss_kib(roots)
+    sessions: dict[str, list[Client]] = {u: [] for u in IDLE_USERS}
+    sem = asyncio.Semaphore(64)
+    errors = 0
+    deadline = time.perf_counter() + limit
+
+    async def open_one(i: int) -> None:
+        nonlocal errors
+        user = IDLE_USERS[i % len(IDLE_USERS)]
+        async with sem:
+            if time.perf_counter() > deadline:
+                errors += 1
+                return
+            try:
+                c = await asyncio.wait_for(Client.connect(t.imaps_port, ctx), 60)
+                await c.login(user, PASSWORD)
+                await c.cmd("SELECT INBOX")
+                await c.idle()
+            except Exception:  # any failure counts as an error and the loop goes on
+                errors += 1
+                return
+            sessions[user].append(c)
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(open_one(i) for i in range(n)))
+    setup_s = time.perf_counter() - t0
+    opened = sum(len(v) for v in sessions.values())
+    await asyncio.sleep(3)
+    pss1 = pss_kib(t.pids())
+    delays: list[float] = []
+    missed = 0
+    users = random.Random(7).sample(IDLE_USERS, min(pushes, len(IDLE_USERS)))
+    smtp = aiosmtplib.SMTP(hostname="127.0.0.1", port=t.smtp_port, timeout=60, start_tls=False,
+                           local_hostname="client.test")
+    await smtp.connect()
+    for k, user in enumerate(users):
+        watch = sessions[user]
+        for c in watch:
+            c.exists_at.clear()
+            c.exists_event.clear()
+        await smtp.sendmail("load@client.test", [f"{user}@{DOMAIN}"], message(10**6 + k, 2048))
+        sent = time.perf_counter()
+        waits = [asyncio.wait_for(c.exists_event.wait(), 10) for c in watch]
+        res = await asyncio.gather(*waits, return_exceptions=True)
+        for c, r in zip(watch, res, strict=True):
+            if isinstance(r, BaseException) or not c.exists_at:
+                missed += 1
+            else:
+                delays.append(c.exists_at[0][0] - sent)
+        await asyncio.sleep(0.2)
+    await smtp.quit()
+    for v in sessions.values():
+        for c in v:
+            c.close()
+    await asyncio.sleep(1)
+    return {
+        "opened": opened, "errors": errors, "setup_s": setup_s,
+        "pss_before_mib": pss0 / 1024, "pss_mib": pss1 / 1024,
+        "kib_per_conn": (pss1 - pss0) / max(opened, 1),
+        "push_p50_ms": pct(delays, 0.5) * 1000, "push_p99_ms": pct(delays, 0.99) * 1000,
+        "push_missed": missed, "push_samples": len(delays),
+    }
+
+
+# -- driver --------------------------------------------------------------------------------------
+@dataclass
+class Plan:
+    smtp_count: int = 5000
+    smtp_conns: int = 16
+    size: int = 10 * 1024
+    imap_clients: int = 16
+    imap_seconds: float = 20.0
+    login_seconds: float = 15.0
+    idle: list[int] = field(default_factory=lambda: [1000, 10000])
+    pushes: int = 20
+    warmup_seconds: float = 90.0
+
+
+def raise_nofile() -> None:
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+async def bench_target(t: Target, plan: Plan, log: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    log(f"== {t.name}: setup")
+    t.setup()
+    t.start(auth_cache=True)
+    try:
+        await asyncio.sleep(1)
+        log(f"== {t.name}: SMTP {plan.smtp_count} x {plan.size} B over {plan.smtp_conns} connections")
+        out["smtp"] = await smtp_load(t, plan.smtp_count, plan.smtp_conns, plan.size, limit=600)
+        log(f"   {json.dumps(out['smtp'])}")
+        log(f"== {t.name}: warm-up logins (unmeasured)")
+        out["warmup"] = await warm_up(t, plan.imap_clients, 3, plan.warmup_seconds)
+        log(f"   {json.dumps(out['warmup'])}")
+        log(f"== {t.name}: IMAP sessions, {plan.imap_clients} clients, {plan.imap_seconds:.0f} s")
+        out["imap"] = await loop_load(t, plan.imap_clients, plan.imap_seconds, "imap")
+        log(f"   {json.dumps(out['imap'])}")
+        log(f"== {t.name}: logins (auth cache on)")
+        out["login_cache"] = await loop_load(t, plan.imap_clients, plan.login_seconds, "login")
+        log(f"   {json.dumps(out['login_cache'])}")
+        for n in plan.idle:
+            log(f"== {t.name}: {n} IDLE sessions")
+            out[f"idle_{n}"] = await idle_load(t, n, plan.pushes, limit=600)
+            log(f"   {json.dumps(out[f'idle_{n}'])}")
+    finally:
+        t.stop()
+    t.start(auth_cache=False)
+    try:
+        await asyncio.sleep(1)
+        log(f"== {t.name}: logins (auth cache off)")
+        out["login_nocache"] = await loop_load(t, plan.imap_clients, plan.login_seconds, "login")
+        log(f"   {json.dumps(out['login_nocache'])}")
+    finally:
+        t.stop()
+    return out
+
+
+ROWS = [
+    ("SMTP delivered msgs/s (in the Maildir)", "smtp", "delivered_per_s", True),
+    ("SMTP accepted msgs/s (final 250)", "smtp", "accepted_per_s", True),
+    ("SMTP latency p50, ms (MAIL FROM -> 250)", "smtp", "p50_ms", False),
+    ("SMTP latency p99, ms", "smtp", "p99_ms", False),
+    ("SMTP server CPU ms per message", "smtp", "cpu_ms_per_msg", False),
+    ("IMAP sessions/s", "imap", "per_s", True),
+    ("IMAP session p99, ms", "imap", "p99_ms", False),
+    ("Logins/s, auth cache on", "login_cache", "per_s", True),
+    ("Logins/s, auth cache off", "login_nocache", "per_s", True),
+]
+
+
+def table(results: dict[str, dict[str, Any]], plan: Plan) -> str:
+    names = list(results)
+    esam = next((n for n in names if n.startswith("esam")), None)
+    base = next((n for n in names if not n.startswith("esam")), None)
+    rows = list(ROWS)
+    for n in plan.idle:
+        rows += [
+            (f"IDLE {n:,}: server PSS, MiB", f"idle_{n}", "pss_mib", False),
+            (f"IDLE {n:,}: KiB per connection", f"idle_{n}", "kib_per_conn", False),
+            (f"IDLE {n:,}: push delay p50, ms (250 -> EXISTS)", f"idle_{n}", "push_p50_ms", False),
+            (f"IDLE {n:,}: push delay p99, ms", f"idle_{n}", "push_p99_ms", False),
+        ]
+    head = "| measure | " + " | ".join(names) + (" | esam / baseline |" if esam and base else " |")
+    lines = [head, "|" + "---|" * (len(names) + 1 + (1 if esam and base else 0))]
+    for label, sect, key, higher in rows:
+        vals = [results[n].get(sect, {}).get(key) for n in names]
+        cells = ["-" if v is None else f"{v:,.1f}" for v in vals]
+        line = f"| {label} | " + " | ".join(cells)
+        if esam and base:
+            a = results[esam].get(sect, {}).get(key)
+            b = results[base].get(sect, {}).get(key)
+            ratio = "-"
+            if a is not None and b:
+                r = a / b
+                ratio = f"{r:.2f}x" + (" (higher is better)" if higher else " (lower is better)")
+            line += f" | {ratio}"
+        lines.append(line + " |")
+    return "\n".join(lines)
+
+
+def machine() -> str:
+    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                if ln.startswith("model name")), platform.processor())
+    mem = int(next(ln.split()[1] for ln in Path("/proc/meminfo").read_text().splitlines()
+                   if ln.startswith("MemTotal"))) / 1024 / 1024
+    return (f"{os.cpu_count()} x {cpu}, {mem:.0f} GiB RAM, Linux {platform.release()}, "
+            f"Python {platform.python_version()}")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="1,000 messages, shorter loops, 1,000 IDLE only")
+    ap.add_argument("--only", choices=["esam", "baseline"], help="run one side only")
+    ap.add_argument("--workers", type=int, default=2, help="esam serve --workers (default 2)")
+    ap.add_argument("--dir", default="/var/tmp/esam-bench", help="work folder (wiped)")
+    ap.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=JSON",
+                    help="extra esam config, e.g. --set server.uvloop=true")
+    ap.add_argument("--no-write", action="store_true", help="do not write docs/benchmarks.md")
+    ap.add_argument("--json", help="also write the raw results here")
+    args = ap.parse_args()
+    plan = Plan()
+    if args.quick:
+        plan = Plan(smtp_count=1000, imap_seconds=8, login_seconds=6, idle=[1000], pushes=10, warmup_seconds=45)
+    raise_nofile()
+    work = Path(args.dir)
+    work.mkdir(parents=True, exist_ok=True)
+    extra: dict[str, dict[str, Any]] = {}
+    for item in args.set:
+        key, _, val = item.partition("=")
+        sect, _, name = key.partition(".")
+        extra.setdefault(sect, {})[name] = json.loads(val)
+
+    def log(msg: str) -> None:
+        print(msg, flush=True)
+
+    sys.path.insert(0, str(ROOT))
+    from passlib.hash import sha512_crypt
+
+    from esam_mail.directory.passwords import PasswordHasher
+
+    pw_hash = PasswordHasher(*ARGON2).hash(PASSWORD)
+    hashes = {u: pw_hash for u in USERS}
+    hashes.update({u: sha512_crypt.using(rounds=5000).hash(PASSWORD) for u in IDLE_USERS})
+    targets: list[Target] = []
+    if args.only != "baseline":
+        targets.append(Esam(work / "esam", args.workers, hashes, extra))
+    if args.only != "esam":
+        ensure_installed()
+        cert = work / "cert"
+        cert.mkdir(exist_ok=True)
+        from esam_mail import tls
+
+        tls.ensure_dev_certificate(cert / "cert.pem", cert / "key.pem", "bench.test")
+        ports = {"smtp": free_port(), "imaps": free_port(), "lmtp": free_port()}
+        targets.append(Baseline(work / "baseline", hashes, DOMAIN, ports,
+                                cert / "cert.pem", cert / "key.pem"))
+    started = dt.datetime.now(dt.UTC)
+    results: dict[str, dict[str, Any]] = {}
+    for t in targets:
+        results[t.name] = asyncio.run(bench_target(t, plan, log))
+    tab = table(results, plan)
+    print()
+    print(tab)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+    if not args.no_write:
+        write_doc(tab, results, plan, args, started)
+    return 0
+
+
+def write_doc(tab: str, results: dict[str, Any], plan: Plan, args: argparse.Namespace,
+              started: dt.datetime) -> None:
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                            text=True).stdout.strip()
+    cmd = " ".join([".venv/bin/python", "bench/run.py", *sys.argv[1:]])
+    section = (
+        f"## Run of {started:%Y-%m-%d %H:%M} UTC\n\n"
+        f"* command: `{cmd}` (esam_mail {commit})\n"
+        f"* machine: {machine()}\n"
+        f"* baseline: {versions() if args.only != 'esam' else '-'}\n"
+        f"* password hash: argon2id m={ARGON2[0]} KiB, t={ARGON2[1]}, p={ARGON2[2]} for both "
+        f"(the same hash string; Dovecot verifies it with libsodium); auth cache: esam_mail "
+        f"60 s / Dovecot auth_cache_size=10M, ttl 60 s, or both off\n"
+        f"* esam_mail: `--workers {args.workers}`, store.fsync = true, SQLite directory, "
+        f"extra settings {args.set or 'none'}\n"
+        f"* loads: SMTP {plan.smtp_count} x {plan.size // 1024} KiB over {plan.smtp_conns} connections; "
+        f"IMAP {plan.imap_clients} clients x {plan.imap_seconds:.0f} s; logins {plan.login_seconds:.0f} s; "
+        f"IDLE {', '.join(f'{n:,}' for n in plan.idle)}\n\n{tab}\n\n"
+        f"<details><summary>raw results</summary>\n\n```json\n{json.dumps(results, indent=1)}\n```\n"
+        f"</details>\n\n"
+    )
+    doc = ROOT / "docs" / "benchmarks.md"
+    marker = "<!-- runs: newest first -->\n"
+    text = doc.read_text() if doc.exists() else ""
+    if marker not in text:
+        text = text.rstrip() + ("\n\n" if text else "") + marker
+    doc.write_text(text.replace(marker, marker + "\n" + section, 1))
+    print(f"wrote {doc}")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
