@@ -465,3 +465,36 @@ def test_stdlib_email_corpus_bodystructure_and_envelope(server: EsamProcess, log
     print(f"{compared} of {len(sent)} corpus messages compared part by part")
     assert compared >= 30, f"only {compared} corpus messages compared in full"
     m.logout()
+
+
+# -- esam store check against a live server --------------------------------------------------
+def test_store_check_clean_after_client_traffic_and_repair_while_serving(server: EsamProcess, login: str) -> None:
+    m = imaps(server, login)
+    uids = [append(m, "INBOX", message(f"check {i}")) for i in range(5)]
+    ok(m.select("INBOX"))
+    ok(m.uid("STORE", f"{uids[0]}:{uids[1]}", "+FLAGS.SILENT", r"(\Seen $Label1)"))
+    ok(m.uid("COPY", str(uids[2]), "Archive"))
+    ok(m._simple_command("UID", "MOVE", str(uids[3]), "Trash"))
+    ok(m.uid("STORE", str(uids[4]), "+FLAGS.SILENT", r"(\Deleted)"))
+    ok(m.expunge())
+    res = server.esam("store", "check", login, "--json", check=False)
+    assert res.returncode == 0, res.stdout + res.stderr
+    ok(m.select("INBOX"))
+    uidvalidity = int(m.untagged_responses["UIDVALIDITY"][0])
+
+    inbox = server.data / "mail" / login
+    (inbox / "dovecot-uidlist").unlink()
+    res = server.esam("store", "check", login, check=False)
+    assert res.returncode == 1 and "uidlist missing" in res.stdout, res.stdout + res.stderr
+    res = server.esam("store", "check", "--repair", login, check=False)
+    assert res.returncode == 0, res.stdout + res.stderr
+    # the session that had INBOX selected across the repair: its UIDs are void -> BYE
+    with pytest.raises(imaplib.IMAP4.abort, match="UIDVALIDITY"):
+        m.noop()
+    m = imaps(server, login)
+    ok(m.select("INBOX"))
+    assert int(m.untagged_responses["UIDVALIDITY"][0]) != uidvalidity, "clients must drop their UID caches"
+    items = fetch_items(ok(m.uid("FETCH", "1:*", "(UID FLAGS)")))
+    assert len(items) == 3
+    assert sorted(b"$Label1" in flags_of(v) for v in items.values()) == [False, True, True]
+    m.logout()
