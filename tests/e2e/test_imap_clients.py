@@ -468,7 +468,9 @@ def test_stdlib_email_corpus_bodystructure_and_envelope(server: EsamProcess, log
 
 
 # -- esam store check against a live server --------------------------------------------------
-def test_store_check_clean_after_client_traffic_and_repair_while_serving(server: EsamProcess, login: str) -> None:
+def test_store_check_clean_after_client_traffic_and_repair_while_serving(
+    server: EsamProcess, login: str
+) -> None:
     m = imaps(server, login)
     uids = [append(m, "INBOX", message(f"check {i}")) for i in range(5)]
     ok(m.select("INBOX"))
@@ -480,7 +482,7 @@ def test_store_check_clean_after_client_traffic_and_repair_while_serving(server:
     res = server.esam("store", "check", login, "--json", check=False)
     assert res.returncode == 0, res.stdout + res.stderr
     ok(m.select("INBOX"))
-    uidvalidity = int(m.untagged_responses["UIDVALIDITY"][0])
+    uidvalidity = m.response("UIDVALIDITY")[1][0]
 
     inbox = server.data / "mail" / login
     (inbox / "dovecot-uidlist").unlink()
@@ -493,7 +495,7 @@ def test_store_check_clean_after_client_traffic_and_repair_while_serving(server:
         m.noop()
     m = imaps(server, login)
     ok(m.select("INBOX"))
-    assert int(m.untagged_responses["UIDVALIDITY"][0]) != uidvalidity, "clients must drop their UID caches"
+    assert m.response("UIDVALIDITY")[1][0] != uidvalidity, "clients must drop their UID caches"
     items = fetch_items(ok(m.uid("FETCH", "1:*", "(UID FLAGS)")))
     assert len(items) == 3
     assert sorted(b"$Label1" in flags_of(v) for v in items.values()) == [False, True, True]
