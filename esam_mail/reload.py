@@ -25,6 +25,7 @@ from esam_mail import tls
 from esam_mail.config import Config, load
 from esam_mail.errors import ConfigError
 from esam_mail.log import event, set_level
+from esam_mail.services.queue import RetryPolicy
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +88,7 @@ def apply_services(svc: Any, cfg: Config) -> None:
         if hasattr(relay, "transport_map"):
             relay.transport_map = {k.lower().rstrip("."): v for k, v in cfg.outbound.transport.items()}
         policy = getattr(queue, "policy", None)
-        if policy is not None and dataclasses.is_dataclass(policy):
+        if isinstance(policy, RetryPolicy):
             queue.policy = dataclasses.replace(
                 policy, base=cfg.outbound.retry_base, cap=cfg.outbound.retry_max,
                 delay_warning=cfg.outbound.delay_warning, expiry=cfg.outbound.expire,

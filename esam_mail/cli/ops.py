@@ -8,6 +8,7 @@ standard output.  See docs/sysadmin.md.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import sys
 import tarfile
@@ -176,7 +177,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         finally:
             await d.close()
 
-    rec = run_async(find())
+    rec = asyncio.run(find())
     if rec is None:
         raise NotFound(args.mailbox)
     from esam_mail.store.maildir import MaildirStore
