@@ -95,7 +95,8 @@ class PostfixPeer:
         pw = pwd.getpwnam("postfix")
         self.uid, self.gid = pw.pw_uid, pw.pw_gid
         for d in (self.conf, self.queue, self.data, self.mail):
-            d.mkdir(mode=0o755)
+            d.mkdir()
+            os.chmod(d, 0o755)
         os.chown(self.data, self.uid, self.gid)
         os.chown(self.mail, self.uid, self.gid)
         self._write_config()
@@ -154,12 +155,16 @@ class PostfixPeer:
         }
         (self.conf / "main.cf").write_text("".join(f"{k} = {v}\n" for k, v in main.items()))
         (self.conf / "master.cf").write_text(MASTER_CF.format(port=f"127.0.0.1:{self.port}"))
+        for f in self.conf.iterdir():
+            os.chmod(f, 0o644)  # the postfix user reads the maps, whatever our umask is
 
     # -- lifecycle ----------------------------------------------------------------------------
     def postfix(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         # postfix(1) logs to syslog unless stderr is a terminal; /dev/log may not exist
         # here, so run it under script(1) to see its messages.
-        cmd = " ".join(shlex.quote(a) for a in [POSTFIX, "-c", str(self.conf), *args])
+        # umask 022: post-install creates the queue folders, which the postfix user must
+        # read; the test process may run with a stricter umask (other tests set one).
+        cmd = "umask 022; exec " + " ".join(shlex.quote(a) for a in [POSTFIX, "-c", str(self.conf), *args])
         res = subprocess.run(["script", "-qec", cmd, "/dev/null"], capture_output=True, text=True,
                              timeout=60)
         if check and res.returncode != 0:

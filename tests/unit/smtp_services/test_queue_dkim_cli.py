@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import threading
 import time
@@ -26,7 +27,12 @@ def spool(cfg: config.Config) -> Spool:
 
 
 def run(config_path: Path, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    rc = main(["-c", str(config_path), *args])
+    umask = os.umask(0o022)  # main() sets the process umask; don't leak it to later tests
+    os.umask(umask)
+    try:
+        rc = main(["-c", str(config_path), *args])
+    finally:
+        os.umask(umask)
     out, errs = capsys.readouterr()
     return rc, out, errs
 
