@@ -255,7 +255,7 @@ class Server:
             register_all(router, svc)
             self._http = start_http(router, http[0], http[1], reuse_port=self.reuse_port)
             self.ports["http"] = self._http.port
-        event(log, "server.started", **{k: str(v) for k, v in self.ports.items()})
+        event(log, "server.started", ports=",".join(f"{k}:{v}" for k, v in self.ports.items()))
         return self.ports
 
     async def stop(self) -> None:
@@ -292,7 +292,8 @@ def install_reactor() -> asyncio.AbstractEventLoop:
     if "twisted.internet.reactor" in sys.modules:
         from twisted.internet import reactor
 
-        return reactor._asyncioEventloop  # type: ignore[attr-defined,no-any-return]
+        loop: asyncio.AbstractEventLoop = reactor._asyncioEventloop
+        return loop
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     from twisted.internet import asyncioreactor

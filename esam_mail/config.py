@@ -15,7 +15,9 @@ paths inside ``data_dir`` defaults, which follow ``server.data_dir``.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import functools
 import os
 import re
 import tomllib
@@ -32,7 +34,7 @@ EX_CONFIG = 78
 
 def _f(default: Any, doc: str, **kw: Any) -> Any:
     if isinstance(default, (list, dict)):
-        return field(default_factory=lambda d=default: type(d)(d), metadata={"doc": doc, **kw})
+        return field(default_factory=functools.partial(copy.copy, default), metadata={"doc": doc, **kw})
     return field(default=default, metadata={"doc": doc, **kw})
 
 

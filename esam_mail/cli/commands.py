@@ -10,12 +10,13 @@ import secrets
 import string
 import sys
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, TypeVar
 
 from esam_mail import config as config_mod
 from esam_mail.errors import ConfigError, LoginTaken, NotFound, ValidationError
 
 Sub = Any  # argparse._SubParsersAction
+T = TypeVar("T")
 REGISTRY: list[Callable[[Sub], None]] = []
 
 
@@ -38,7 +39,7 @@ def load_config(args: argparse.Namespace) -> config_mod.Config:
         raise SystemExit(config_mod.EX_CONFIG) from None
 
 
-def run_async(coro: Coroutine[Any, Any, int]) -> int:
+def run_async(coro: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(coro)
 
 

@@ -225,7 +225,7 @@ class Supervisor:
                 return 1
             self._write_ready()
             event(log, "supervisor.ready", workers=self.count,
-                  **{k: str(v) for k, v in self.ports.items()})
+                  ports=",".join(f"{k}:{v}" for k, v in self.ports.items()))
             while not self._stop:
                 if self._reload:
                     self._reload = False

@@ -23,7 +23,7 @@ import datetime as dt
 import email.utils
 import logging
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -44,12 +44,12 @@ class QuotaView(Protocol):
 
 class LocalStore(Protocol):
     def deliver_many(
-        self, logins: list[str], data: bytes, *, quotas: dict[str, int | None] | None = None
-    ) -> dict[str, str]: ...
+        self, logins: Sequence[str], data: bytes, *, quotas: Mapping[str, int | None] | None = None
+    ) -> Mapping[str, str]: ...
 
     def deliver_each(
-        self, logins: list[str], data: bytes, *, quotas: dict[str, int | None] | None = None
-    ) -> dict[str, str | Exception]: ...
+        self, logins: Sequence[str], data: bytes, *, quotas: Mapping[str, int | None] | None = None
+    ) -> Mapping[str, str | Exception]: ...
 
     def quota_state(self, login: str, incoming_size: int = 0, quota: int | None = None) -> QuotaView: ...
 

@@ -174,7 +174,9 @@ class HTTPListener:
 def start_http(router: Router, host: str, port: int, *, reuse_port: bool = False) -> HTTPListener:
     """Listen on host:port (0 = any free port) with the installed asyncio reactor.
     ``reuse_port``: set SO_REUSEPORT (worker processes share the port)."""
-    from twisted.internet import reactor
+    from twisted.internet import reactor as _reactor
+
+    reactor: Any = _reactor  # the installed asyncio reactor (typed as a module by the stubs)
 
     site = server.Site(_Root(router))
     site.displayTracebacks = False
@@ -189,7 +191,7 @@ def start_http(router: Router, host: str, port: int, *, reuse_port: bool = False
             s.bind((host, port))
             s.listen(1024)
             s.setblocking(False)
-            lp = reactor.adoptStreamPort(s.fileno(), family, site)  # type: ignore[attr-defined]
+            lp = reactor.adoptStreamPort(s.fileno(), family, site)
     else:
-        lp = reactor.listenTCP(port, site, interface=host)  # type: ignore[attr-defined]
+        lp = reactor.listenTCP(port, site, interface=host)
     return HTTPListener(lp.getHost().port, lp)
