@@ -89,7 +89,7 @@ class Router:
 
 def error_response(exc: BaseException, request_id: str) -> Response:
     if isinstance(exc, ValidationError):
-        problems = getattr(exc, "problems", None) or [exc]
+        problems = getattr(exc, "errors", None) or getattr(exc, "problems", None) or [exc]
         errs = [{"field": getattr(p, "field", "?"), "message": getattr(p, "message", str(p))} for p in problems]
         return Response.json({"error": "invalid", "problems": errs, "request_id": request_id}, 422)
     if isinstance(exc, EsamError):
