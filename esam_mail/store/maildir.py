@@ -313,22 +313,9 @@ class _Usage:
         except FileNotFoundError:
             return 0, 0
         for folder in entries:
-            for sub in ("cur", "new"):
-                try:
-                    listing = os.listdir(folder / sub)
-                except FileNotFoundError:
-                    continue
-                for fn in listing:
-                    if fn.startswith("."):
-                        continue
-                    size = size_from_key(split_name(fn)[0])
-                    if size is None:
-                        try:
-                            size = os.lstat(folder / sub / fn).st_size
-                        except FileNotFoundError:
-                            continue
-                    total += size
-                    count += 1
+            size, n = _folder_usage(folder)
+            total += size
+            count += n
         return total, count
 
     def recalc(self, *, force: bool = False) -> tuple[int, int]:
