@@ -11,6 +11,7 @@ if ! "$PY" -c 'import venv, ensurepip' 2>/dev/null; then
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
 fi
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
-.venv/bin/python -m pip install -q --upgrade pip >/dev/null
-.venv/bin/python -m pip install -q -e .
+.venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v 'is ignored: it is neither' || true
+.venv/bin/python -m pip install -q -e . 2>&1 | grep -v 'is ignored: it is neither' || true
+.venv/bin/esam --version >/dev/null  # fails here if the install did not work
 exec .venv/bin/esam -c conf/esam.toml serve "$@"

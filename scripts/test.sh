@@ -23,8 +23,9 @@ fi
 PY=${PYTHON:-python3.11}
 command -v "$PY" >/dev/null || PY=python3
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
-.venv/bin/python -m pip install -q --upgrade pip >/dev/null
-.venv/bin/python -m pip install -q -e '.[test]'
+.venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v 'is ignored: it is neither' || true
+.venv/bin/python -m pip install -q -e '.[test]' 2>&1 | grep -v 'is ignored: it is neither' || true
+.venv/bin/python -c 'import esam_mail, pytest'  # fails here if the install did not work
 
 # The PostgreSQL leg of the directory tests: use the local server when it answers.
 if [ -z "${ESAM_TEST_PG_URL:-}" ]; then

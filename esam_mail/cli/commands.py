@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import getpass
 import json
+import os
 import secrets
 import string
 import sys
@@ -181,11 +182,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def serve_hint(cfg: config_mod.Config) -> str:
     c = f" -c {cfg.source}" if cfg.source else ""
+    prog = sys.argv[0] if os.path.basename(sys.argv[0]) == "esam" else "esam"
+    if os.path.isabs(prog) and prog.startswith(os.getcwd() + os.sep):
+        prog = os.path.relpath(prog)
     imaps = cfg.listen.imaps or cfg.listen.imap
     sub = cfg.listen.submission or cfg.listen.submissions
     return (
         f"esam_mail serving {cfg.mail.domain}. Create a first mailbox in another terminal:\n"
-        f"  esam{c} mailbox add alice --password-stdin   (type the password, then Enter)\n"
+        f"  {prog}{c} mailbox add alice --password-stdin   (type the password, then Enter)\n"
         f"Then point a mail client at it: IMAP {imaps} (SSL/TLS), SMTP submission {sub} "
         f"(STARTTLS), user alice, normal password; accept the self-signed certificate."
     )
