@@ -106,7 +106,10 @@ def make_engine(url: str, pool_size: int = 5) -> AsyncEngine:
         def _begin(conn: Any) -> None:
             # Take the write lock up front: avoids SQLITE_BUSY upgrade deadlocks
             # between processes (see SQLAlchemy's pysqlite transaction notes).
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # Pure lookups (``SqlDirectory.readers``) BEGIN deferred: WAL readers never
+            # wait, so RCPT/LOGIN lookups of several workers do not queue on the lock.
+            read_only = conn.get_execution_options().get("esam_read_only")
+            conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
         # let SQLAlchemy's "begin" event own BEGIN
         @event.listens_for(engine.sync_engine, "connect")
@@ -151,6 +154,9 @@ class SqlDirectory:
         self.domain = domain.lower()
         self.engine = make_engine(url, pool_size)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        # sessions that only read (never write through these: no upgrade to a write lock)
+        self.readers = async_sessionmaker(self.engine.execution_options(esam_read_only=True),
+                                          expire_on_commit=False)
 
     async def close(self) -> None:
         await self.engine.dispose()
@@ -171,7 +177,7 @@ class SqlDirectory:
 
     async def get(self, username: str) -> MailboxRecord | None:
         key = self.login_of(username)
-        async with self.sessions() as s:
+        async with self.readers() as s:
             m = (await s.execute(select(Mailbox).where(Mailbox.login_norm == key))).scalar_one_or_none()
             if m is None and "@" in key:
                 m = (await s.execute(select(Mailbox).where(Mailbox.address_norm == key))).scalar_one_or_none()
@@ -310,7 +316,7 @@ class SqlDirectory:
 
     # -- failed-login counters (shared by every process using this database) -------------
     async def failures(self, keys: builtins.list[str]) -> dict[str, AuthFailure]:
-        async with self.sessions() as s:
+        async with self.readers() as s:
             rows = (await s.execute(select(AuthFailure).where(AuthFailure.key.in_(keys)))).scalars()
             return {r.key: r for r in rows}
 
