@@ -23,11 +23,12 @@ import datetime as dt
 import email.utils
 import logging
 import re
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from esam_mail.directory.sql import SqlDirectory, normalize_address
+from esam_mail.directory.sql import MailboxRecord, SqlDirectory, normalize_address
 from esam_mail.errors import DeliveryError, QuotaExceeded
 from esam_mail.log import event
 from esam_mail.services.auth import Principal
@@ -110,6 +111,7 @@ class DeliveryService:
         self.dkim_sign = dkim_sign
         self.kick_queue = kick_queue
         self.special: dict[str, tuple[str, SpecialHandler]] = {}
+        self._rcpt_cache: dict[str, tuple[MailboxRecord, float]] = {}
         self.special_auth_only: set[str] = set()
 
     def add_special(
@@ -177,13 +179,32 @@ class DeliveryService:
             if principal is None and key in self.special_auth_only:
                 raise DeliveryError(550, "5.7.1", "This address accepts mail only from authenticated subscribers")
             return Route("special", address, domain=domain, service=service)
-        rec = await self.directory.get(normalize_address(f"{local}@{domain}").rpartition("@")[0])
+        rec = await self._recipient(normalize_address(f"{local}@{domain}").rpartition("@")[0])
         if rec is None or rec.state != "active":
             raise DeliveryError(550, "5.1.1", "No such user here")
         # cheap: the store keeps a cached usage figure (maildirsize), no directory walk
         if not self.store.quota_state(rec.login_norm, size_hint, rec.quota_bytes).ok:
             raise DeliveryError(452, "4.2.2", "Mailbox full")
         return Route("local", address, login=rec.login_norm, domain=domain, quota=rec.quota_bytes)
+
+    #: Seconds a directory answer for RCPT is reused by this process.  A suspended or
+    #: closed mailbox is refused at RCPT at most this long after the change; unknown
+    #: recipients are not cached (a new mailbox receives mail at once).
+    recipient_cache_seconds = 2.0
+
+    async def _recipient(self, login: str) -> MailboxRecord | None:
+        """The directory record for RCPT, through a short per-process cache."""
+        now = time.monotonic()
+        cache = self._rcpt_cache
+        hit = cache.get(login)
+        if hit is not None and hit[1] > now:
+            return hit[0]
+        rec = await self.directory.get(login)
+        if rec is not None and self.recipient_cache_seconds > 0:
+            if len(cache) > 10_000:
+                cache.clear()
+            cache[login] = (rec, now + self.recipient_cache_seconds)
+        return rec
 
     # -- DATA --------------------------------------------------------------------------
     def received_header(self, tx: Transaction, for_addr: str | None) -> bytes:
