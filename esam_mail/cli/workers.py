@@ -43,6 +43,7 @@ from esam_mail import config as config_mod
 from esam_mail.config import Config, parse_hostport
 from esam_mail.errors import ConfigError
 from esam_mail.log import event
+from esam_mail.sockets import reuseport_socket
 
 log = logging.getLogger("esam_mail.workers")
 
@@ -71,12 +72,8 @@ def reserve_ports(cfg: Config) -> tuple[dict[str, int], list[socket.socket]]:
             if not value:
                 continue
             host, port = parse_hostport(value)
-            family = socket.AF_INET6 if ":" in host else socket.AF_INET
-            s = socket.socket(family, socket.SOCK_STREAM)
+            s = reuseport_socket(host, port)
             socks.append(s)
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-            s.bind((host, port))
             ports[name] = s.getsockname()[1]
     except BaseException:
         for s in socks:

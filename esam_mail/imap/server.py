@@ -1438,22 +1438,13 @@ class IMAPListener:
 def _reuse_port_listen(factory: Any, host: str, port: int) -> Any:
     """Twisted has no SO_REUSEPORT flag: bind the socket ourselves and adopt it
     (several worker processes then share the port; the kernel spreads connections)."""
-    import socket
-
     from twisted.protocols.tls import TLSMemoryBIOFactory
 
-    reactor = _reactor()
+    from esam_mail.sockets import adopt_reuseport
 
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        s.bind((host, port))
-        s.listen(1024)
-        s.setblocking(False)
-        if factory.implicit_tls:
-            factory = TLSMemoryBIOFactory(factory.tls_context_factory, False, factory)
-        return reactor.adoptStreamPort(s.fileno(), family, factory)
+    if factory.implicit_tls:
+        factory = TLSMemoryBIOFactory(factory.tls_context_factory, False, factory)
+    return adopt_reuseport(_reactor(), host, port, factory)
 
 
 def start_listener(factory: IMAPFactory, host: str, port: int, *, reuse_port: bool = False) -> IMAPListener:

@@ -182,16 +182,9 @@ def start_http(router: Router, host: str, port: int, *, reuse_port: bool = False
     site.displayTracebacks = False
     site.noisy = False
     if reuse_port:
-        import socket
+        from esam_mail.sockets import adopt_reuseport
 
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        with socket.socket(family, socket.SOCK_STREAM) as s:
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-            s.bind((host, port))
-            s.listen(1024)
-            s.setblocking(False)
-            lp = reactor.adoptStreamPort(s.fileno(), family, site)
+        lp = adopt_reuseport(reactor, host, port, site)
     else:
         lp = reactor.listenTCP(port, site, interface=host)
     return HTTPListener(lp.getHost().port, lp)
