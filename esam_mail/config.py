@@ -57,6 +57,8 @@ class ServerConfig:
         choices=("trace", "debug", "info", "warning", "error"),
     )
     log_file: str = _f("", "Log to this file instead of standard error (logfmt lines).")
+    uvloop: bool = _f(False, "Run the event loop on uvloop: faster SMTP transports (see "
+                      "docs/benchmarks.md). Needs a restart.")
     workers: int = _f(1, "Worker processes sharing the listening sockets (SO_REUSEPORT).", min=1, max=64)
     shutdown_grace: float = _f(
         30.0,

@@ -186,3 +186,23 @@ def test_logs_have_session_ids_and_no_secrets(esam: EsamProcess) -> None:
     log = esam.log.read_text()
     assert "session=" in log
     assert PASSWORD not in log and "wrong-password-xyz" not in log
+
+
+def test_serve_on_uvloop(make_esam, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """server.uvloop = true: the same mail path works on uvloop (Twisted and aiosmtpd share it)."""
+    esam = make_esam("uv", server={"uvloop": True})
+    esam.esam("init")
+    esam.start()
+    esam.add_mailbox("alice", PASSWORD)
+    msg = tmp_path / "uv.eml"
+    msg.write_bytes(b"From: bob@other.test\r\nTo: alice@esam.test\r\nSubject: uv\r\n\r\non uvloop")
+    res = subprocess.run(
+        [tool("swaks"), "--server", f"127.0.0.1:{esam.ports['smtp']}", "--from", "bob@other.test",
+         "--to", "alice@esam.test", "--data", f"@{msg}"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert "250 2.0.0" in res.stdout, res.stdout
+    m = imaps(esam)
+    assert [body_of(b) for b in fetch_bodies(m)] == [b"on uvloop\r\n"]
+    m.logout()
+    assert "msg=server.loop loop=uvloop" in esam.log.read_text()
