@@ -188,8 +188,8 @@ class DeliveryService:
         return Route("local", address, login=rec.login_norm, domain=domain, quota=rec.quota_bytes)
 
     #: Seconds a directory answer for RCPT is reused by this process.  A suspended or
-    #: closed mailbox is refused at RCPT at most this long after the change; unknown
-    #: recipients are not cached (a new mailbox receives mail at once).
+    #: closed mailbox is refused at RCPT at most this long after the change; only active
+    #: mailboxes are cached, so a new, approved or resumed mailbox receives mail at once.
     recipient_cache_seconds = 2.0
 
     async def _recipient(self, login: str) -> MailboxRecord | None:
@@ -200,7 +200,7 @@ class DeliveryService:
         if hit is not None and hit[1] > now:
             return hit[0]
         rec = await self.directory.get(login)
-        if rec is not None and self.recipient_cache_seconds > 0:
+        if rec is not None and rec.state == "active" and self.recipient_cache_seconds > 0:
             if len(cache) > 10_000:
                 cache.clear()
             cache[login] = (rec, now + self.recipient_cache_seconds)

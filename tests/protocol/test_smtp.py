@@ -215,3 +215,17 @@ def test_partial_quota_failure_accepts_and_bounces_to_sender(running: Running) -
     text = dsn[0].read_bytes()
     assert b"multipart/report" in text and b"Final-Recipient: rfc822; bob@esam.test" in text
     assert b"Status: 5.2.2" in text
+
+
+def test_resumed_mailbox_receives_at_once(running: Running) -> None:
+    """The RCPT cache keeps only active mailboxes: resuming takes effect immediately."""
+    running.add_mailbox("dave")
+    running.set_state("dave", "suspended")
+    s = mx(running)
+    s.mail("bob@other.test")
+    assert s.rcpt("dave@esam.test")[0] == 550
+    s.rset()
+    running.set_state("dave", "active")
+    s.mail("bob@other.test")
+    assert s.rcpt("dave@esam.test")[0] == 250
+    s.quit()
