@@ -110,7 +110,7 @@ def test_pass_is_recorded_after_received(make: Any, keys: dict[str, tuple[bytes,
 def test_dmarc_reject_refused_at_end_of_data(make: Any, keys: dict[str, tuple[bytes, str]]) -> None:
     r = make(resolver(keys, "v=spf1 ip4:192.0.2.1 -all"))  # SPF fails too
     code, text = send(r, sign(keys["rogue"][0]))  # signed with a key not in DNS
-    assert f"{code} {text.decode()}".startswith(codes.R550_DMARC_REJECT[:9]), text
+    assert f"{code} {text.decode()}".startswith(codes.R550_DMARC_REJECT), text
     assert b"DMARC" in text and b"(session " in text
     assert stored(r) == []
 
