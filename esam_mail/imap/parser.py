@@ -12,16 +12,32 @@ Modified UTF-7 mailbox names: RFC 3501 §5.1.3.
 from __future__ import annotations
 
 import base64
+import bisect
 import datetime as dt
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from .mime import Section
 
 
 class ParseError(ValueError):
-    """Syntax error in a client command (answered with BAD)."""
+    """Syntax error in a client command (answered with BAD).
+
+    ``public`` is the reply text; keep it a fixed string (never client input).
+    """
+
+    def __init__(self, message: str = "syntax error", public: bytes = b"Syntax error.") -> None:
+        super().__init__(message)
+        self.public = public
+
+
+class LimitExceeded(ParseError):
+    """The command is well-formed but beyond a bound that keeps its cost small
+    (answered ``BAD [LIMIT]``, RFC 5530)."""
+
+
+MAX_NESTING = 64  # parenthesised lists inside one command
 
 
 class Atom(bytes):
@@ -67,6 +83,10 @@ def tokenize(lines: Sequence[bytes], literals: Sequence[bytes]) -> list[Token]:
             if c == b" ":
                 i += 1
             elif c == b"(":
+                if len(stack) > MAX_NESTING:
+                    raise LimitExceeded(
+                        "nesting", b"Too deeply nested: at most %d levels of parentheses."
+                        % MAX_NESTING)
                 new: list[Token] = []
                 stack[-1].append(new)
                 stack.append(new)
@@ -167,43 +187,135 @@ class Args:
 # ---------------------------------------------------------------------------
 # Sequence sets
 
+MAX_NUMBER = 2**32 - 1  # RFC 9051 §9: nz-number / uniqueid are 32-bit unsigned
 _SEQ_RE = re.compile(rb"^(\d+|\*)(?::(\d+|\*))?$")
+
+
+def _seq_number(raw: bytes) -> int | None:
+    if raw == b"*":
+        return None
+    if raw[:1] == b"0":  # nz-number: no 0, no leading zeros
+        raise ParseError("invalid sequence set", b"Invalid sequence set.")
+    if len(raw) > 10 or int(raw) > MAX_NUMBER:  # never int() of a 5,000-digit string
+        raise ParseError("number out of range in sequence set",
+                         b"Sequence set number out of range (1..4294967295).")
+    return int(raw)
+
+
+def _merge(ranges: list[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
+    """Sort and merge overlapping or adjacent inclusive ranges."""
+    ranges.sort()
+    out: list[tuple[int, int]] = []
+    for a, b in ranges:
+        if out and a <= out[-1][1] + 1:
+            if b > out[-1][1]:
+                out[-1] = (out[-1][0], b)
+        else:
+            out.append((a, b))
+    return tuple(out)
 
 
 @dataclass(frozen=True, slots=True)
 class SeqSet:
-    """RFC 3501 sequence-set; ``None`` stands for ``*``."""
+    """RFC 9051 sequence-set, parsed into merged ranges before anything is resolved.
 
-    ranges: tuple[tuple[int | None, int | None], ...]
+    ``ranges`` are the ranges without ``*``: sorted, disjoint and not adjacent, so a
+    command that repeats ``1:5,1:5,...`` 16,000 times costs one range.  Every range
+    that mentions ``*`` contains the largest number in use, so their union is one
+    interval: ``star`` holds the smallest and largest explicit number found next to
+    a ``*`` (``None`` when the set has no ``*``; ``(0, 0)`` for a bare ``*``).
+    Numbers are checked to be 1..2^32-1 (``UID FETCH 4294967296`` is a syntax
+    error, RFC 9051 §9 ``nz-number``).
+    """
+
+    ranges: tuple[tuple[int, int], ...]
+    star: tuple[int, int] | None = None
 
     @classmethod
     def parse(cls, raw: bytes) -> SeqSet:
-        ranges = []
+        """Parse ``1:3,7,9:*``.
+
+        Raises:
+            ParseError: bad syntax, 0, or a number above 2^32-1.
+        """
+        ranges: list[tuple[int, int]] = []
+        star_lo, star_hi, has_star = MAX_NUMBER + 1, 0, False
         for item in raw.split(b","):
             m = _SEQ_RE.match(item)
             if not m:
-                raise ParseError("invalid sequence set")
-            lo = None if m.group(1) == b"*" else int(m.group(1))
-            hi = lo if m.group(2) is None else None if m.group(2) == b"*" else int(m.group(2))
-            if lo == 0 or hi == 0:
-                raise ParseError("invalid sequence set")
-            ranges.append((lo, hi))
-        return cls(tuple(ranges))
+                raise ParseError("invalid sequence set", b"Invalid sequence set.")
+            lo = _seq_number(m.group(1))
+            hi = lo if m.group(2) is None else _seq_number(m.group(2))
+            if lo is None or hi is None:
+                has_star = True
+                n = hi if lo is None else lo
+                if n is not None:
+                    star_lo, star_hi = min(star_lo, n), max(star_hi, n)
+            else:
+                ranges.append((lo, hi) if lo <= hi else (hi, lo))
+        star = None
+        if has_star:
+            star = (star_lo, star_hi) if star_hi else (0, 0)
+        return cls(_merge(ranges), star)
+
+    def ranges_for(self, largest: int) -> tuple[tuple[int, int], ...]:
+        """Sorted, disjoint ranges with ``*`` standing for ``largest``.
+
+        ``largest`` is 0 for an empty mailbox; ``*`` then addresses nothing.
+        """
+        if self.star is None:
+            return self.ranges
+        lo, hi = self.star
+        if largest > 0:
+            lo, hi = (min(lo, largest), max(hi, largest)) if hi else (largest, largest)
+        if not hi:
+            return self.ranges
+        return _merge([*self.ranges, (lo, hi)])
 
     def bounds(self, largest: int) -> Iterator[tuple[int, int]]:
-        for lo, hi in self.ranges:
-            a = largest if lo is None else lo
-            b = largest if hi is None else hi
-            yield (a, b) if a <= b else (b, a)
+        """Alias of :meth:`ranges_for` (iterates the merged ranges)."""
+        return iter(self.ranges_for(largest))
+
+    def matcher(self, largest: int) -> Callable[[int], bool]:
+        """A membership test for many values (O(log ranges) each)."""
+        ranges = self.ranges_for(largest)
+        starts = [a for a, _ in ranges]
+
+        def contains(value: int) -> bool:
+            i = bisect.bisect_right(starts, value) - 1
+            return i >= 0 and value <= ranges[i][1]
+
+        return contains
 
     def contains(self, value: int, largest: int) -> bool:
-        return any(a <= value <= b for a, b in self.bounds(largest))
+        return self.matcher(largest)(value)
 
     def has_star(self) -> bool:
-        return any(lo is None or hi is None for lo, hi in self.ranges)
+        return self.star is not None
 
     def max_explicit(self) -> int:
-        return max((x for r in self.ranges for x in r if x is not None), default=0)
+        top = self.ranges[-1][1] if self.ranges else 0
+        return max(top, self.star[1]) if self.star else top
+
+    def select(self, values: Sequence[int], largest: int) -> list[int]:
+        """Indexes into ascending ``values`` of the members of the set, ascending.
+
+        Cost is bounded by ``len(values)`` (plus a logarithm), however many ranges the
+        client sent: with more ranges than values each value is looked up in the
+        ranges, otherwise each range is looked up in the values.
+        """
+        ranges = self.ranges_for(largest)
+        if not values or not ranges:
+            return []
+        if len(ranges) > len(values):
+            hit = self.matcher(largest)
+            return [i for i, v in enumerate(values) if hit(v)]
+        out: list[int] = []
+        for a, b in ranges:
+            lo = bisect.bisect_left(values, a)
+            hi = bisect.bisect_right(values, b)
+            out.extend(range(lo, hi))
+        return out
 
 
 def format_uid_set(uids: Sequence[int]) -> bytes:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from esam_mail import errors
 
-from .parser import MailboxNameError, ParseError
+from .parser import LimitExceeded, MailboxNameError, ParseError
 from .search import BadCharset
 
 
@@ -49,8 +49,10 @@ def for_exception(exc: BaseException, session: str, *, trycreate: bool = False) 
         trycreate: the command targets a destination mailbox (APPEND, COPY, MOVE),
             so a missing one is ``NO [TRYCREATE]`` (RFC 3501 §6.3.11).
     """
+    if isinstance(exc, LimitExceeded):
+        return Reply(b"BAD", b"LIMIT", exc.public)
     if isinstance(exc, ParseError):
-        return Reply(b"BAD", None, b"Syntax error.")
+        return Reply(b"BAD", None, exc.public)
     if isinstance(exc, BadCharset):
         return Reply(b"NO", b"BADCHARSET (UTF-8 US-ASCII)", b"Unsupported charset.")
     if isinstance(exc, MailboxNameError):

@@ -16,9 +16,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from .parser import Args, Atom, ParseError, SeqSet, String, Token, parse_date
+from .parser import Args, Atom, LimitExceeded, ParseError, SeqSet, String, Token, parse_date
 
 SUPPORTED_CHARSETS = ("UTF-8", "US-ASCII")
+# Bounds on one SEARCH program (evaluation cost is keys x messages; evaluation and
+# parsing recurse once per level).  Real clients stay far below both.
+MAX_SEARCH_KEYS = 1000
+MAX_SEARCH_DEPTH = 50
 
 
 class BadCharset(ValueError):
@@ -136,13 +140,20 @@ _DATE_KEYS = {
 }
 
 
-def _key(args: Args, ctx: _Ctx) -> Node:
+def _key(args: Args, ctx: _Ctx, depth: int = 0) -> Node:
+    ctx.keys += 1
+    if ctx.keys > MAX_SEARCH_KEYS:
+        raise LimitExceeded("search keys", b"SEARCH too complex: at most %d search keys."
+                            % MAX_SEARCH_KEYS)
+    if depth > MAX_SEARCH_DEPTH:
+        raise LimitExceeded("search depth", b"SEARCH too deeply nested: at most %d levels."
+                            % MAX_SEARCH_DEPTH)
     tok = args.next()
     if isinstance(tok, list):
         sub = Args(tok)
         nodes = []
         while sub.more():
-            nodes.append(_key(sub, ctx))
+            nodes.append(_key(sub, ctx, depth + 1))
         if not nodes:
             raise ParseError("empty search group")
         return _and(nodes)
@@ -175,27 +186,27 @@ def _key(args: Args, ctx: _Ctx) -> Node:
             raise ParseError("date expected")
         return _date_node(which, op, parse_date(bytes(tokd)))
     if key in ("LARGER", "SMALLER"):
-        try:
-            n = int(args.atom())
-        except ValueError as exc:
-            raise ParseError("number expected") from exc
+        raw = args.atom()
+        if not raw.isdigit() or len(raw) > 20:  # RFC 9051 number64
+            raise ParseError("number expected")
+        n = int(raw)
         if key == "LARGER":
             return Node(lambda m: m.size > n, 0)
         return Node(lambda m: m.size < n, 0)
     if key == "NOT":
-        inner = _key(args, ctx)
+        inner = _key(args, ctx, depth + 1)
         return Node(lambda m: not inner.test(m), inner.cost)
     if key == "OR":
-        a = _key(args, ctx)
-        b = _key(args, ctx)
+        a = _key(args, ctx, depth + 1)
+        b = _key(args, ctx, depth + 1)
         first, second = sorted((a, b), key=lambda n: n.cost)
         return Node(lambda m: first.test(m) or second.test(m), max(a.cost, b.cost))
     if key == "UID":
-        uids = SeqSet.parse(args.atom())
-        return Node(lambda m: uids.contains(m.uid, ctx.max_uid), 0)
+        in_uids = SeqSet.parse(args.atom()).matcher(ctx.max_uid)
+        return Node(lambda m: in_uids(m.uid), 0)
     if key[:1].isdigit() or key[:1] == "*":
-        seqs = SeqSet.parse(bytes(tok))
-        return Node(lambda m: seqs.contains(m.seq, ctx.max_seq), 0)
+        in_seqs = SeqSet.parse(bytes(tok)).matcher(ctx.max_seq)
+        return Node(lambda m: in_seqs(m.seq), 0)
     raise ParseError("unknown search key")
 
 
@@ -213,6 +224,7 @@ def _keyword(kw: str, present: bool) -> Node:
 class _Ctx:
     max_seq: int
     max_uid: int
+    keys: int = 0
 
 
 @dataclass(slots=True)

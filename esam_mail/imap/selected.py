@@ -121,20 +121,15 @@ class SelectedFolder:
             if not uid and not seqset.has_star():
                 raise ParseError("no such message")
             return []
-        out: list[tuple[int, int]] = []
         if uid:
-            largest = self.uids[-1]
-            for a, b in seqset.bounds(largest):
-                lo = bisect.bisect_left(self.uids, a)
-                hi = bisect.bisect_right(self.uids, b)
-                out.extend((i + 1, self.uids[i]) for i in range(lo, hi))
+            idx = seqset.select(self.uids, self.uids[-1])
         else:
             n = len(self.uids)
             if seqset.max_explicit() > n:
                 raise ParseError("no such message")
-            for a, b in seqset.bounds(n):
-                out.extend((i, self.uids[i - 1]) for i in range(a, b + 1))
-        return sorted(set(out))
+            # sequence numbers are positions: range k..m is the slice k-1..m-1
+            idx = [i for a, b in seqset.ranges_for(n) for i in range(a - 1, b)]
+        return [(i + 1, self.uids[i]) for i in idx]
 
     # -- synchronisation --------------------------------------------------------
 

@@ -381,8 +381,8 @@ class EsamIMAP4Server(imap4.IMAP4Server):
             return
         try:
             tokens = tokenize(lines, lits)
-        except ParseError:
-            self._tagged(tag, replies.Reply(b"BAD", None, b"Syntax error."))
+        except ParseError as exc:
+            self._tagged(tag, replies.for_exception(exc, self.session))
             return
         if len(tokens) < 2 or not isinstance(tokens[1], Atom):
             self._tagged(tag, replies.Reply(b"BAD", None, b"Missing command."))

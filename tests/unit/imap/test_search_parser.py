@@ -111,9 +111,28 @@ def test_seqset():
     assert [x for x in range(1, 12) if s.contains(x, 10)] == [1, 2, 3, 7, 9, 10]
     assert SeqSet.parse(b"5:2").contains(3, 9)
     assert parser.format_uid_set([1, 2, 3, 5, 7, 8]) == b"1:3,5,7:8"
-    for bad in (b"0", b"1:", b"a", b"1,,2"):
+    for bad in (b"0", b"1:", b"a", b"1,,2", b"4294967296"):
         with pytest.raises(ParseError):
             SeqSet.parse(bad)
+
+
+def test_search_key_count_and_depth_are_bounded():
+    from esam_mail.imap import replies
+    from esam_mail.imap.parser import LimitExceeded
+    from esam_mail.imap.search import MAX_SEARCH_DEPTH, MAX_SEARCH_KEYS
+
+    many = tokenize([b" ".join([b"1:*"] * (MAX_SEARCH_KEYS + 1))], [])
+    with pytest.raises(LimitExceeded) as exc:
+        parse_search(many, max_seq=10, max_uid=10)
+    assert replies.for_exception(exc.value, "s").render(b"a") == (
+        b"a BAD [LIMIT] SEARCH too complex: at most %d search keys." % MAX_SEARCH_KEYS)
+    deep = tokenize([b"NOT " * 1000 + b"ALL"], [])
+    with pytest.raises(LimitExceeded):
+        parse_search(deep, max_seq=10, max_uid=10)
+    ok = tokenize([b"NOT " * (MAX_SEARCH_DEPTH - 1) + b"ALL"], [])
+    parse_search(ok, max_seq=10, max_uid=10)
+    assert parse_search(tokenize([b" ".join([b"1:*"] * MAX_SEARCH_KEYS)], []),
+                        max_seq=10, max_uid=10).matches(Msg(1, 1))
 
 
 @pytest.mark.parametrize(("text", "wire"), [
