@@ -12,7 +12,11 @@ for pair in swaks:swaks msmtp:msmtp mutt:mutt mbsync:isync postconf:postfix dove
   command -v "${pair%%:*}" >/dev/null 2>&1 || [ -x "/usr/sbin/${pair%%:*}" ] || need+=("${pair#*:}")
 done
 [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need+=(fonts-dejavu-core)
-dpkg -s dovecot-lmtpd >/dev/null 2>&1 || need+=(dovecot-lmtpd)
+# Packages found by name, not by command: Dovecot's LMTP for the baseline, and the Perl modules
+# swaks needs for STARTTLS/implicit TLS and AUTH (--no-install-recommends leaves them out).
+for pkg in dovecot-lmtpd libnet-ssleay-perl libio-socket-ssl-perl libauthen-sasl-perl libdigest-hmac-perl; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
+done
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing Debian packages: ${need[*]}"
   echo "postfix postfix/main_mailer_type select No configuration" | $SUDO debconf-set-selections
