@@ -80,6 +80,7 @@ def build(cfg: Config, *, notifier: Any = None) -> Services:
     from esam_mail.directory.passwords import PasswordHasher
     from esam_mail.directory.sql import SqlDirectory
     from esam_mail.services.auth import DirectoryAuthenticator
+    from esam_mail.services.authcache import node_cache
     from esam_mail.services.delivery import DeliveryService
     from esam_mail.store.maildir import MaildirStore
     from esam_mail.store.notify import UnixDatagramNotifier
@@ -88,7 +89,8 @@ def build(cfg: Config, *, notifier: Any = None) -> Services:
     directory = SqlDirectory(cfg.directory_url, domain=cfg.mail.domain, pool_size=cfg.directory.pool_size)
     hasher = PasswordHasher(cfg.auth.argon2_memory_kib, cfg.auth.argon2_time_cost, cfg.auth.argon2_parallelism)
     authenticator = DirectoryAuthenticator(
-        directory, hasher, workers=cfg.auth.hash_workers, cache_seconds=cfg.auth.cache_seconds,
+        directory, hasher, workers=cfg.auth.hash_workers,
+        cache=node_cache(cfg.auth.cache_slots, ttl=cfg.auth.cache_seconds, max_age=cfg.auth.cache_max_seconds),
         max_failures=cfg.auth.max_failures, lock_seconds=cfg.auth.lock_seconds,
     )
     authenticator.on_failure.append(metrics.count_auth_failure)

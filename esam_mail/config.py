@@ -142,6 +142,15 @@ class AuthConfig:
         "salted hash of the password, so a hit still proves it); 0 = off.",
         min=0,
     )
+    cache_max_seconds: int = _f(
+        3600,
+        "An active user's remembered login is renewed on use, but the password is really "
+        "checked again at least this often.",
+        min=0,
+    )
+    cache_slots: int = _f(
+        65536, "Entries in the login cache shared by the node's workers (48 bytes each).", min=1, max=16777216
+    )
     max_failures: int = _f(10, "Failed logins per account or per IP before a temporary lock.", min=1)
     lock_seconds: int = _f(300, "Duration of that temporary lock.", min=1)
 

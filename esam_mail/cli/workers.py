@@ -239,6 +239,12 @@ class Supervisor:
                 sock.close()
 
     def _start_all(self) -> bool:
+        # Made here, before the first fork, so every worker (and every restarted one) shares
+        # one login cache table: a login proved in one worker is a hit in all of them.
+        from esam_mail.services.authcache import node_cache
+
+        a = self.cfg.auth
+        node_cache(a.cache_slots, ttl=a.cache_seconds, max_age=a.cache_max_seconds)
         for i in range(self.count):
             self.spawn(i)
         deadline = time.monotonic() + _READY_TIMEOUT

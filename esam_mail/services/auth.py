@@ -10,10 +10,7 @@ event loop in a bounded thread pool.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import logging
-import secrets
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -24,6 +21,7 @@ from esam_mail.directory.passwords import PasswordHasher
 from esam_mail.directory.sql import SqlDirectory
 from esam_mail.errors import AuthError
 from esam_mail.log import event
+from esam_mail.services.authcache import SharedLoginCache
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,9 +60,10 @@ class DirectoryAuthenticator:
     """Password logins against the directory.
 
     * The argon2 check runs in a bounded thread pool (``workers``), never on the loop.
-    * A successful login is cached for ``cache_seconds`` as an HMAC of the password
-      under a per-process random key and the stored hash: a hit proves the password,
-      and the cache dies with the process.  The stored hash is never weakened.
+    * A successful login is remembered in a :class:`SharedLoginCache` (shared by every
+      worker of the node, renewed while the user is active, an HMAC of the password under
+      a key held only in memory): a hit proves the password, the stored hash is never
+      weakened, and a restart or a password change forgets everything.
     * Failures are counted per IP and per (login, IP) in the directory database,
       so every process and node sees them; past ``max_failures`` the key is locked
       for ``lock_seconds`` (growing with further failures).  The owner can still
@@ -78,6 +77,7 @@ class DirectoryAuthenticator:
         *,
         workers: int = 4,
         cache_seconds: int = 60,
+        cache: SharedLoginCache | None = None,
         max_failures: int = 10,
         lock_seconds: int = 300,
         failure_delay: float = 0.2,
@@ -85,17 +85,11 @@ class DirectoryAuthenticator:
         self.directory = directory
         self.hasher = hasher
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pwcheck")
-        self.cache_seconds = cache_seconds
+        self.cache = cache if cache is not None else SharedLoginCache(4096, ttl=cache_seconds)
         self.max_failures = max_failures
         self.lock_seconds = lock_seconds
         self.failure_delay = failure_delay
-        self._key = secrets.token_bytes(32)
-        self._cache: dict[str, tuple[bytes, float]] = {}
         self.on_failure: list[object] = []  # metrics hooks: callables(service)
-
-    def _tag(self, login: str, password: str, stored: str) -> bytes:
-        msg = b"\0".join((login.encode(), stored.encode(), password.encode("utf-8", "surrogatepass")))
-        return hmac.new(self._key, msg, hashlib.sha256).digest()
 
     async def authenticate(self, username: str, password: str, *, peer: str, service: str) -> Principal:
         login = self.directory.login_of(username)
@@ -114,12 +108,7 @@ class DirectoryAuthenticator:
             await self._fail(keys, login, peer, service)
             raise AuthError("bad credentials")
         now = time.monotonic()
-        hit = self._cache.get(rec.login_norm)
-        if (
-            hit
-            and hit[1] > now
-            and hmac.compare_digest(hit[0], self._tag(rec.login_norm, password, rec.password_hash))
-        ):
+        if self.cache.check(rec.login_norm, password, rec.password_hash, now):
             return Principal(login=rec.login_norm, address=rec.address, quota=rec.quota_bytes)
         ok, new_hash = await asyncio.get_running_loop().run_in_executor(
             self.pool, self.hasher.verify, password, rec.password_hash
@@ -132,11 +121,7 @@ class DirectoryAuthenticator:
             await self.directory.set_password_hash(rec.id, new_hash, rehash=True)
             stored = new_hash
             event(log, "auth.rehashed", user=rec.login_norm)
-        if self.cache_seconds:
-            self._cache[rec.login_norm] = (
-                self._tag(rec.login_norm, password, stored),
-                now + self.cache_seconds,
-            )
+        self.cache.put(rec.login_norm, password, stored, now)
         if await self._had_failures(keys):
             await self.directory.clear_failures(keys[1:])  # the per-IP count stays
         event(log, "auth.ok", user=rec.login_norm, peer=peer, service=service)
@@ -144,7 +129,7 @@ class DirectoryAuthenticator:
 
     def forget(self, login: str) -> None:
         """Drop the cached login (password change, suspension)."""
-        self._cache.pop(login, None)
+        self.cache.forget(login)
 
     async def _locked(self, keys: list[str]) -> bool:
         rows = await self.directory.failures(keys)

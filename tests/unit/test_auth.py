@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import time
 from pathlib import Path
 
 import pytest
@@ -55,7 +57,8 @@ def test_cache_hit_still_proves_the_password(url: str) -> None:
         await add(url, "alice", HASHER.hash("pw-alice-1"))
         a = make(url, cache_seconds=60)
         await a.authenticate("alice", "pw-alice-1", peer="10.0.0.1", service="imap")
-        assert "alice" in a._cache
+        rec = await a.directory.get("alice")
+        assert rec is not None and a.cache.check("alice", "pw-alice-1", rec.password_hash, time.monotonic())
         with pytest.raises(AuthError):
             await a.authenticate("alice", "pw-alice-2", peer="10.0.0.1", service="imap")
         await a.authenticate("alice", "pw-alice-1", peer="10.0.0.1", service="imap")
@@ -107,3 +110,67 @@ def test_suspended_mailbox_cannot_log_in(url: str) -> None:
             await a.authenticate("alice", "pw-alice-1", peer="10.0.0.1", service="imap")
 
     asyncio.run(go())
+
+
+def test_cache_is_shared_with_forked_workers_and_skips_the_slow_check(url: str) -> None:
+    """A login proved in one worker is a cache hit in another (the supervisor makes the
+    table before it forks); the slow hash check is not called for it."""
+    from esam_mail.services.authcache import SharedLoginCache
+
+    cache = SharedLoginCache(64, ttl=60)
+
+    async def first() -> None:
+        await add(url, "alice", HASHER.hash("pw-alice-1"))
+
+    asyncio.run(first())
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # "worker 1": proves the password the slow way
+        code = 1
+        try:
+            a = make(url, cache=cache)
+            asyncio.run(a.authenticate("alice", "pw-alice-1", peer="10.0.0.1", service="imap"))
+            code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    os.close(r)
+    os.close(w)
+
+    class NoSlowCheck(PasswordHasher):
+        def verify(self, password: str, stored: str) -> tuple[bool, str | None]:
+            raise AssertionError("the slow check ran although another worker proved this password")
+
+    async def second() -> None:  # "worker 2"
+        d = SqlDirectory(url, domain="esam.test")
+        a = DirectoryAuthenticator(d, NoSlowCheck(1024, 1, 1), workers=1, failure_delay=0.0, cache=cache)
+        assert (await a.authenticate("alice", "pw-alice-1", peer="10.0.0.2", service="smtp")).login == "alice"
+        with pytest.raises(AssertionError, match="slow check ran"):  # a wrong password is never a hit
+            await a.authenticate("alice", "pw-alice-2", peer="10.0.0.2", service="smtp")
+
+    asyncio.run(second())
+
+
+def test_cache_renews_active_users_up_to_max_age_and_forgets() -> None:
+    from esam_mail.services.authcache import SharedLoginCache
+
+    c = SharedLoginCache(16, ttl=60, max_age=300)
+    c.put("alice", "pw", "$h1", now=1000.0)
+    assert c.check("alice", "pw", "$h1", now=1059.0)  # renewed: second half of its life
+    assert c.check("alice", "pw", "$h1", now=1110.0)  # alive only because it was renewed
+    assert not c.check("alice", "pw", "$h2", now=1111.0)  # password changed: new stored hash
+    assert not c.check("alice", "other", "$h1", now=1111.0)
+    t = 1111.0
+    while t < 1290.0:  # keep it busy: renewed every 40 s ...
+        assert c.check("alice", "pw", "$h1", now=t)
+        t += 40.0
+    assert not c.check("alice", "pw", "$h1", now=1301.0)  # ... but never past max_age
+    c.put("alice", "pw", "$h1", now=2000.0)
+    c.forget("alice")
+    assert not c.check("alice", "pw", "$h1", now=2001.0)
+    off = c._offset("bob")
+    c.put("bob", "pw", "$h", now=0.0)
+    c._map[off + 3] ^= 0xFF  # a torn/corrupted entry fails the HMAC, never passes
+    assert not c.check("bob", "pw", "$h", now=1.0)
+    assert not SharedLoginCache(4, ttl=0).check("bob", "pw", "$h", now=1.0)
