@@ -180,6 +180,16 @@ class EsamSMTP(SMTP):
         super()._timeout_cb()
 
 
+def reverse_path(address: str | None) -> str:
+    """aiosmtpd's MAIL FROM address -> the services' form (``""`` is the null path)."""
+    return "" if not address or address == "<>" else address
+
+
+def _loggable(address: str) -> str:
+    """An envelope address for the log: printable, bounded (never the body)."""
+    return "".join(c if c.isprintable() else "?" for c in address)[:320]
+
+
 class Handler:
     """aiosmtpd hooks for one listener kind ("mx" or "submission")."""
 
@@ -272,10 +282,16 @@ class Handler:
     async def handle_MAIL(
         self, server: EsamSMTP, session: Session, envelope: Envelope, address: str, mail_options: list[str]
     ) -> str:
+        # aiosmtpd hands the null reverse-path (RFC 5321 4.5.5: DSNs, MDNs, auto-replies)
+        # over as the string "<>"; the services speak "" for it.  The envelope keeps
+        # "<>" because aiosmtpd tests ``envelope.mail_from`` for truth (503 on a nested
+        # MAIL, "need MAIL" at RCPT); :func:`reverse_path` maps it back.
         try:
-            self.delivery.check_sender(address, self._principal(session))
+            self.delivery.check_sender(reverse_path(address), self._principal(session))
         except DeliveryError as e:
             self.tracker.count(f"mail_rejected_{e.code}")
+            event(log, "smtp.mail_rejected", logging.INFO, session=server.sid, peer=server.peer_ip,
+                  listener=server.listener, code=e.code, enhanced=e.enhanced, sender=_loggable(address))
             return f"{e.code} {e.enhanced} {e.public}"
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
@@ -299,6 +315,8 @@ class Handler:
             route = await self.delivery.check_recipient(address, principal=self._principal(session), size_hint=size)
         except DeliveryError as e:
             self.tracker.count(f"rcpt_rejected_{e.code}")
+            event(log, "smtp.rcpt_rejected", logging.INFO, session=server.sid, peer=server.peer_ip,
+                  listener=server.listener, code=e.code, enhanced=e.enhanced, rcpt=_loggable(address))
             return f"{e.code} {e.enhanced} {e.public}"
         envelope.rcpt_tos.append(address)
         routes: list[Route] = envelope.__dict__.setdefault("esam_routes", [])
@@ -329,7 +347,7 @@ class Handler:
             self.delivery.check_from_header(data, principal)
         tls = server.transport is not None and server.transport.get_extra_info("ssl_object") is not None
         tx = Transaction(
-            mail_from=envelope.mail_from or "",
+            mail_from=reverse_path(envelope.mail_from),
             routes=list(envelope.__dict__.get("esam_routes", [])),
             data=data,
             principal=principal,

@@ -8,7 +8,9 @@
   addresses given; any other ``@other.test`` recipient is refused at RCPT with
   ``550 5.1.1`` (virtual_mailbox_maps);
 * a relay for ``127.0.0.1`` (mynetworks) whose transport map sends ``esam.test``
-  to our MX on ``127.0.0.1:<port>``.
+  to our MX on ``127.0.0.1:<port>``; ``transports`` adds lines to that map (e.g.
+  ``{"bounce.test": "error:5.1.1 mailbox unavailable"}`` makes Postfix accept mail for
+  that domain and then bounce it, as a real remote MTA does after queueing).
 
 It needs root (``postfix start``; CI runs as root) and the Debian package (the
 ``postfix`` user and ``postdrop`` group).  ``stop()`` is ``postfix -c DIR stop``.
@@ -80,7 +82,10 @@ postlog   unix-dgram n  -       n       -       1       postlogd
 class PostfixPeer:
     """One Postfix instance; ``users`` are the deliverable local parts at other.test."""
 
-    def __init__(self, users: list[str], *, esam_mx_port: int, domain: str = "other.test") -> None:
+    def __init__(
+        self, users: list[str], *, esam_mx_port: int, domain: str = "other.test",
+        transports: dict[str, str] | None = None,
+    ) -> None:
         self.root = Path(tempfile.mkdtemp(prefix="esam-postfix-", dir="/tmp"))
         os.chmod(self.root, 0o755)
         self.conf = self.root / "etc"
@@ -91,6 +96,7 @@ class PostfixPeer:
         self.users = users
         self.port = free_port()
         self.esam_mx_port = esam_mx_port
+        self.transports = dict(transports or {})  # extra transport(5) lines: domain -> nexthop
         self.running = False
         pw = pwd.getpwnam("postfix")
         self.uid, self.gid = pw.pw_uid, pw.pw_gid
@@ -106,7 +112,10 @@ class PostfixPeer:
         (self.conf / "vmailbox").write_text(
             "".join(f"{u}@{self.domain} {self.domain}/{u}/\n" for u in self.users)
         )
-        (self.conf / "transport").write_text(f"esam.test smtp:[127.0.0.1]:{self.esam_mx_port}\n")
+        (self.conf / "transport").write_text(
+            f"esam.test smtp:[127.0.0.1]:{self.esam_mx_port}\n"
+            + "".join(f"{d} {t}\n" for d, t in self.transports.items())
+        )
         main = {
             "compatibility_level": "3.6",
             "config_directory": str(self.conf),
