@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from esam_mail import metrics, tls
+from esam_mail import fsio, metrics, tls
 from esam_mail.config import Config, parse_hostport
 from esam_mail.log import event
 
@@ -325,9 +325,8 @@ def run(cfg: Config, *, ready_file: str | None = None, reuse_port: bool = False)
         event(log, "server.loop", loop=type(loop).__module__)
         ports = await server.start()
         if ready_file:
-            tmp = Path(ready_file + ".tmp")
-            tmp.write_text(json.dumps({"pid": os.getpid(), "ports": ports}))
-            tmp.rename(ready_file)
+            # a watcher sees the whole file or none; no fsync: it is gone after a crash anyway
+            fsio.atomic_write(ready_file, json.dumps({"pid": os.getpid(), "ports": ports}).encode(), fsync=False)
         await stop.wait()
         event(log, "server.stopping")
         await server.stop()

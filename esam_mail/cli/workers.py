@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from esam_mail import config as config_mod
+from esam_mail import fsio
 from esam_mail.config import Config, parse_hostport
 from esam_mail.errors import ConfigError
 from esam_mail.log import event
@@ -202,10 +203,9 @@ class Supervisor:
     def _write_ready(self) -> None:
         if not self.ready_file:
             return
-        tmp = Path(self.ready_file + ".tmp")
         pids = sorted(w.pid for w in self.workers.values())
-        tmp.write_text(json.dumps({"pid": os.getpid(), "ports": self.ports, "workers": pids}))
-        tmp.rename(self.ready_file)
+        body = json.dumps({"pid": os.getpid(), "ports": self.ports, "workers": pids}).encode()
+        fsio.atomic_write(self.ready_file, body, fsync=False)
 
     # -- the main loop ------------------------------------------------------------------
     def run(self) -> int:

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from esam_mail import __version__
+from esam_mail import __version__, fsio
 from esam_mail.config import Config
 from esam_mail.directory import dump
 
@@ -131,7 +131,7 @@ class BackupReport:
 
 
 def backup(cfg: Config, output: Path, progress: Progress = _no_progress) -> BackupReport:
-    """Write the backup archive to ``output`` (atomically: ``.tmp`` then rename)."""
+    """Write the backup archive to ``output`` (atomically and durably, see :mod:`esam_mail.fsio`)."""
     data = asyncio.run(dump.dump(cfg.directory_url))
     report = BackupReport(tables={k: len(v["rows"]) for k, v in data["tables"].items()})
     manifest = {
@@ -141,32 +141,24 @@ def backup(cfg: Config, output: Path, progress: Progress = _no_progress) -> Back
     }
     entries = [(name, p, rel) for name, root, skip in _roots(cfg) for p, rel in _walk(root, skip)]
     files = [e for e in entries if not e[1].is_dir()]
-    tmp = output.with_name(output.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     done = 0
     progress(0, len(files))
-    try:
-        with os.fdopen(fd, "wb") as raw, tarfile.open(fileobj=raw, mode="w:gz") as tar:
-            _add_bytes(tar, "manifest.json", json.dumps(manifest, indent=1).encode())
-            _add_bytes(tar, "directory.json", json.dumps(data, ensure_ascii=False).encode())
-            for name, path, rel in entries:
-                try:
-                    if path.is_dir():
-                        tar.add(path, f"{name}/{rel}", recursive=False)
-                        continue
+    with fsio.atomic_file(output) as raw, tarfile.open(fileobj=raw, mode="w:gz") as tar:
+        _add_bytes(tar, "manifest.json", json.dumps(manifest, indent=1).encode())
+        _add_bytes(tar, "directory.json", json.dumps(data, ensure_ascii=False).encode())
+        for name, path, rel in entries:
+            try:
+                if path.is_dir():
                     tar.add(path, f"{name}/{rel}", recursive=False)
-                    report.bytes += path.stat().st_size
-                except FileNotFoundError:  # vanished while we were walking: fine
-                    pass
-                else:
-                    report.files += 1
-                    done += 1
-                    progress(done, len(files))
-            raw.flush()
-        os.replace(tmp, output)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+                    continue
+                tar.add(path, f"{name}/{rel}", recursive=False)
+                report.bytes += path.stat().st_size
+            except FileNotFoundError:  # vanished while we were walking: fine
+                pass
+            else:
+                report.files += 1
+                done += 1
+                progress(done, len(files))
     return report
 
 

@@ -29,6 +29,8 @@ import dkim
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
+from esam_mail import fsio
+
 __all__ = [
     "SIGN_HEADERS",
     "DkimKey",
@@ -250,10 +252,5 @@ def generate_key(
         pem = base64.b64encode(seed) + b"\n"
         kind = "ed25519"
     path = os.path.join(os.fspath(directory), f"{selector}.{kind}.key")
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        os.write(fd, pem)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsio.write_file(path, pem, mode=0o600, sync_dir=True)
     return path, dns_record(pem, algorithm)

@@ -61,6 +61,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from esam_mail import fsio
 from esam_mail.errors import (
     BadFolderName,
     FolderError,
@@ -134,10 +135,7 @@ def size_from_key(key: str) -> int | None:
     return int(m.group(1)) if m else None
 
 
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
+_write_all = fsio.write_all
 
 
 def _mkdir(path: Path) -> None:
@@ -677,16 +675,7 @@ class MaildirFolder:
             chars, _ = self._chars_for(flags, allocate=True)
         key = new_key(size)
         tmp = self.path / "tmp" / key
-        fd = _open_excl(tmp)
-        try:
-            _write_all(fd, data)
-            if self._fsync:
-                os.fsync(fd)
-        except BaseException:
-            os.close(fd)
-            os.unlink(tmp)
-            raise
-        os.close(fd)
+        fsio.write_file(tmp, data, mode=_FILE_MODE, fsync=self._fsync)
         if internal_date is not None:
             ts = internal_date.timestamp()
             os.utime(tmp, (ts, ts))
@@ -872,13 +861,7 @@ class MaildirFolder:
             with open(src, "rb") as fh:
                 data = fh.read()
             st = os.stat(src)
-            fd = _open_excl(dst)
-            try:
-                _write_all(fd, data)
-                if self._fsync:
-                    os.fsync(fd)
-            finally:
-                os.close(fd)
+            fsio.write_file(dst, data, mode=_FILE_MODE, fsync=self._fsync)
             os.utime(dst, (st.st_atime, st.st_mtime))
 
     def expunge(self, uids: Iterable[int] | None = None) -> list[int]:
@@ -1120,13 +1103,7 @@ class MaildirUser:
         _make_maildir(staging)
         os.close(_open_excl(staging / "maildirfolder"))
         ul = UidList(uidvalidity=self.next_uidvalidity())
-        fd = _open_excl(staging / UIDLIST)
-        try:
-            _write_all(fd, ul.render())
-            if self.store.fsync:
-                os.fsync(fd)
-        finally:
-            os.close(fd)
+        fsio.write_file(staging / UIDLIST, ul.render(), mode=_FILE_MODE, fsync=self.store.fsync)
         try:
             os.rename(staging, target)
         except OSError as exc:
@@ -1218,15 +1195,8 @@ class MaildirUser:
         return out
 
     def _write_subscriptions(self, subs: set[str]) -> None:
-        tmp = self.path / f"subscriptions.tmp.{os.getpid()}.{secrets.token_hex(4)}"
-        fd = _open_excl(tmp)
-        try:
-            _write_all(fd, "".join(f"{s}\n" for s in sorted(subs)).encode("utf-8"))
-            if self.store.fsync:
-                os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.rename(tmp, self.path / "subscriptions")
+        body = "".join(f"{s}\n" for s in sorted(subs)).encode("utf-8")
+        fsio.atomic_write(self.path / "subscriptions", body, mode=_FILE_MODE, fsync=self.store.fsync)
 
     def subscriptions(self) -> set[str]:
         return self._read_subscriptions()
@@ -1452,21 +1422,11 @@ class MaildirStore:
     def _write_tmp(self, folder: Path, data: bytes, key: str) -> Path:
         tmp = folder / "tmp" / key
         try:
-            fd = _open_excl(tmp)
-        except FileNotFoundError:
+            fsio.write_file(tmp, data, mode=_FILE_MODE, fsync=self.fsync)
+        except FileNotFoundError:  # first delivery: the maildir does not exist yet
             _mkdir(self.root)
             _make_maildir(folder)
-            fd = _open_excl(tmp)
-        try:
-            _write_all(fd, data)
-            if self.fsync:
-                os.fsync(fd)
-        except BaseException:
-            os.close(fd)
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
-        os.close(fd)
+            fsio.write_file(tmp, data, mode=_FILE_MODE, fsync=self.fsync)
         return tmp
 
     def _link_new(self, tmp: Path, folder: Path, key: str, data: bytes) -> None:

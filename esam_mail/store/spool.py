@@ -39,6 +39,8 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Literal
 
+from esam_mail import fsio
+
 __all__ = ["RecipientState", "Spool", "SpoolClaim", "SpoolEntry"]
 
 RcptStatus = Literal["pending", "delivered", "failed"]
@@ -167,32 +169,11 @@ class Spool:
     # -- low level ---------------------------------------------------------
 
     def _fsync_dir(self, path: str) -> None:
-        if not self.fsync:
-            return
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        if self.fsync:
+            fsio.fsync_dir(path)
 
     def _write_atomic(self, dest: str, data: bytes) -> None:
-        tmp = os.path.join(self.root, "tmp", f"{os.getpid()}.{secrets.token_hex(8)}")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            view = memoryview(data)
-            while view:
-                n = os.write(fd, view)
-                view = view[n:]
-            if self.fsync:
-                os.fsync(fd)
-        except BaseException:
-            os.close(fd)
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-        os.close(fd)
-        os.replace(tmp, dest)
-        self._fsync_dir(os.path.dirname(dest))
+        fsio.atomic_write(dest, data, fsync=self.fsync, tmp_dir=os.path.join(self.root, "tmp"))
 
     @staticmethod
     def new_id(now: float | None = None) -> str:

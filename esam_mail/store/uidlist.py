@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
+from esam_mail import fsio
 from esam_mail.errors import StoreError
 
 log = logging.getLogger(__name__)
@@ -194,12 +195,7 @@ def read_uidlist(folder_dir: Path) -> tuple[UidList | None, tuple[int, int, int]
         return None, sig
 
 
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+fsync_dir = fsio.fsync_dir  # re-exported for the store's modules
 
 
 def _pid_alive(pid: int) -> bool:
@@ -280,23 +276,7 @@ class FolderLock:
         ``commit`` may be called more than once under one lock.
         """
         assert self._lock_fd is not None and self._dir_fd is not None
-        tmp = self.dir / f"{UIDLIST}.tmp.{os.getpid()}.{secrets.token_hex(4)}"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            if self.fsync:
-                os.fsync(fd)
-        except BaseException:
-            os.close(fd)
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
-        os.close(fd)
-        os.rename(tmp, self.dir / UIDLIST)
-        if self.fsync:
-            os.fsync(self._dir_fd)
+        fsio.atomic_write(self.dir / UIDLIST, data, fsync=self.fsync)
 
     def __exit__(
         self,
@@ -373,14 +353,6 @@ class Keywords:
         if not changed:
             return
         body = "".join(f"{i} {n}\n" for i, n in enumerate(self._names) if n is not None)
-        tmp = self.path.with_name(f"{KEYWORDS}.tmp.{os.getpid()}.{secrets.token_hex(4)}")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        try:
-            os.write(fd, body.encode("utf-8"))
-            if fsync:
-                os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.rename(tmp, self.path)
+        fsio.atomic_write(self.path, body.encode("utf-8"), fsync=fsync)
         self._sig = None
         self.refresh()

@@ -1,4 +1,8 @@
-"""Small durable-file helpers shared by the allocator, the batch store and the event log."""
+"""The lock shared by the allocator, the batch store and the event log.
+
+Durable writes go through :mod:`esam_mail.fsio`; hybrid-mail files are group
+readable (``FILE_MODE``) so a print operator's account can collect the jobs.
+"""
 
 from __future__ import annotations
 
@@ -8,35 +12,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-
-def fsync_dir(path: Path) -> None:
-    """fsync a directory so that a rename/create inside it survives a crash."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def write_file_durable(path: Path, data: bytes) -> None:
-    """Write ``data`` to a new file at ``path`` and fsync it (no rename, no dir fsync)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
-    try:
-        view = memoryview(data)
-        while view:
-            n = os.write(fd, view)
-            view = view[n:]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Replace ``path`` atomically: write a temp file, fsync, rename, fsync the directory."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    write_file_durable(tmp, data)
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
+FILE_MODE = 0o640
 
 
 @contextlib.contextmanager

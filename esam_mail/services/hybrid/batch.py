@@ -43,7 +43,8 @@ from typing import Any, Literal
 
 from pypdf import PdfReader, PdfWriter
 
-from esam_mail.services.hybrid._fs import atomic_write, fsync_dir, locked, write_file_durable
+from esam_mail.fsio import atomic_write, fsync_dir, write_file
+from esam_mail.services.hybrid._fs import FILE_MODE, locked
 from esam_mail.services.hybrid.address import PostalAddress, normalize_postcode
 from esam_mail.services.hybrid.errors import HybridInputError, HybridStateError
 from esam_mail.services.hybrid.s10 import validate_s10
@@ -197,13 +198,13 @@ class BatchStore:
                 (bdir / "items").mkdir(parents=True)
                 atomic_write(bdir / "batch.json", json.dumps(
                     {"batch_id": batch_id, "facility": facility, "created": _now()}
-                ).encode())
+                ).encode(), mode=FILE_MODE)
                 fsync_dir(self._open)
             items = bdir / "items"
-            atomic_write(items / f"{tracking}.pdf", item.pdf)
+            atomic_write(items / f"{tracking}.pdf", item.pdf, mode=FILE_MODE)
             meta = {**item.meta(), "tracking_number": tracking, "added": _now(), "facility": facility}
             # The .json is written last: an item exists once its metadata exists.
-            atomic_write(items / f"{tracking}.json", json.dumps(meta, ensure_ascii=False).encode())
+            atomic_write(items / f"{tracking}.json", json.dumps(meta, ensure_ascii=False).encode(), mode=FILE_MODE)
             return bdir.name
 
     def open_batch(self, facility: str) -> str | None:
@@ -251,7 +252,7 @@ class BatchStore:
         for seq, it in enumerate(items, start=1):
             tn = it["tracking_number"]
             data = (items_dir / f"{tn}.pdf").read_bytes()
-            write_file_durable(stage / f"{tn}.pdf", data)
+            write_file(stage / f"{tn}.pdf", data, mode=FILE_MODE)
             addr = PostalAddress(**it["address"])
             rows.append({
                 "seq": seq, "tracking_number": tn, "recipient_name": addr.name,
@@ -274,19 +275,20 @@ class BatchStore:
         if merged is not None:
             buf = io.BytesIO()
             merged.write(buf)
-            write_file_durable(stage / "merged.pdf", buf.getvalue())
+            write_file(stage / "merged.pdf", buf.getvalue(), mode=FILE_MODE)
             manifest["merged"] = {"file": "merged.pdf", "ranges": ranges,
                                   "sha256": hashlib.sha256(buf.getvalue()).hexdigest()}
-        write_file_durable(
+        write_file(
             stage / "manifest.json",
             json.dumps(manifest, ensure_ascii=False, indent=2).encode("utf-8"),
+            mode=FILE_MODE,
         )
         out = io.StringIO()
         w = csv.DictWriter(out, fieldnames=MANIFEST_CSV_COLUMNS, extrasaction="ignore",
                            lineterminator="\r\n")
         w.writeheader()
         w.writerows(rows)
-        write_file_durable(stage / "manifest.csv", out.getvalue().encode("utf-8"))
+        write_file(stage / "manifest.csv", out.getvalue().encode("utf-8"), mode=FILE_MODE)
 
     def list(self, *, state: Literal["open", "closed"] | None = None) -> list[BatchInfo]:
         """Open and/or closed batches, oldest first."""

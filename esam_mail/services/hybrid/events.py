@@ -34,7 +34,7 @@ from email.utils import format_datetime, formataddr, make_msgid
 from enum import StrEnum
 from pathlib import Path
 
-from esam_mail.services.hybrid._fs import fsync_dir
+from esam_mail.fsio import fsync_dir, write_all
 from esam_mail.services.hybrid.errors import HybridInputError, HybridStateError, TransitionError
 from esam_mail.services.hybrid.s10 import validate_s10
 
@@ -182,7 +182,7 @@ class EventLog:
                 note=" ".join(note.split()),
             )
             os.lseek(fd, 0, os.SEEK_END)
-            os.write(fd, (rec.to_json() + "\n").encode())
+            write_all(fd, (rec.to_json() + "\n").encode())
             os.fsync(fd)
         finally:
             os.close(fd)

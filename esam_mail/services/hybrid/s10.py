@@ -18,7 +18,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from esam_mail.services.hybrid._fs import atomic_write, locked
+from esam_mail.fsio import atomic_write
+from esam_mail.services.hybrid._fs import FILE_MODE, locked
 from esam_mail.services.hybrid.errors import HybridInputError, HybridStateError
 
 __all__ = [
@@ -161,5 +162,5 @@ class TrackingAllocator:
                     f"S10 range {self.service}..{self.country} exhausted "
                     f"(last serial {self.last_serial}); configure a new service indicator"
                 )
-            atomic_write(self._counter, f"{first + count}\n".encode("ascii"))
+            atomic_write(self._counter, f"{first + count}\n".encode("ascii"), mode=FILE_MODE)
         return [format_s10(self.service, s, self.country) for s in range(first, first + count)]

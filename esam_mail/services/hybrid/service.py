@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
 
-from esam_mail.services.hybrid._fs import atomic_write
+from esam_mail.fsio import atomic_write
+from esam_mail.services.hybrid._fs import FILE_MODE
 from esam_mail.services.hybrid.address import parse_letter
 from esam_mail.services.hybrid.batch import BatchStore, FacilityMap, PrintItem
 from esam_mail.services.hybrid.errors import HybridInputError, HybridStateError
@@ -143,7 +144,7 @@ class HybridPost:
         atomic_write(self._item_path(tracking), json.dumps({
             "sender": sender, "recipient": f"{parsed.address.name}, {parsed.address.locality}",
             "message_id": str(message.get("Message-ID", "")),
-        }, ensure_ascii=False).encode())
+        }, ensure_ascii=False).encode(), mode=FILE_MODE)
         rec = self.events.append(tracking, HybridEvent.ACCEPTED, actor=actor)
         batch_id = self.batches.add(PrintItem(
             tracking_number=tracking, sender=sender, address=parsed.address, pdf=rendered.pdf,
