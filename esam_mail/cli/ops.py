@@ -243,3 +243,52 @@ def cmd_restore(args: argparse.Namespace) -> int:
         bar.close()
     print(report.summary(args.archive))
     return 0
+
+
+# -- passwd-bench -----------------------------------------------------------------------------
+@command
+def add_passwd_bench(sub: Sub) -> None:
+    p = sub.add_parser(
+        "passwd-bench",
+        help="choose argon2id parameters for this machine (a target time per login check)",
+        description="Measure the login check (argon2id through libsodium, as `esam serve` does) on this "
+        "machine and print the strongest [auth] parameters whose check fits the target; never below "
+        "OWASP's minimums. Existing hashes are upgraded at each user's next login once the config "
+        "changes.",
+    )
+    p.add_argument("--target-ms", type=float, default=100.0, help="time one check may take (default 100)")
+    p.add_argument("--max-memory-mib", type=int, default=256, help="memory one check may use (default 256)")
+    p.add_argument("--rounds", type=int, default=3, help="measurements per candidate (median; default 3)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=handle_errors(cmd_passwd_bench))
+
+
+def cmd_passwd_bench(args: argparse.Namespace) -> int:
+    from esam_mail.directory.passwords import choose_argon2
+    from esam_mail.errors import ValidationError
+
+    if not args.target_ms > 0:
+        raise ValidationError("--target-ms", "must be a positive number of milliseconds")
+    if args.max_memory_mib < 19:
+        raise ValidationError("--max-memory-mib", "must be at least 19 (OWASP's minimum for argon2id)")
+    if not 1 <= args.rounds <= 100:
+        raise ValidationError("--rounds", "must be between 1 and 100")
+    choice = choose_argon2(args.target_ms, max_memory_kib=args.max_memory_mib * 1024, rounds=args.rounds)
+    if args.json:
+        emit(args, {"memory_kib": choice.memory_kib, "time_cost": choice.time_cost,
+                    "parallelism": choice.parallelism, "median_ms": round(choice.median_ms, 1),
+                    "within_target": choice.within_target,
+                    "tried": [{"memory_kib": m, "time_cost": t, "median_ms": round(ms, 1)}
+                              for m, t, ms in choice.tried]}, "")
+        return 0
+    for m, t, ms in choice.tried:
+        print(f"  m={m // 1024:>4} MiB  t={t:<2} p=1   {ms:8.1f} ms")
+    if not choice.within_target:
+        err(f"even OWASP's minimum takes {choice.median_ms:.0f} ms here, over the {args.target_ms:g} ms "
+            "target; using the minimum anyway")
+    print("[auth]")
+    print(f"argon2_memory_kib = {choice.memory_kib}")
+    print(f"argon2_time_cost = {choice.time_cost}")
+    print(f"argon2_parallelism = {choice.parallelism}")
+    print(f"# one check: {choice.median_ms:.0f} ms median here; hash_workers threads check in parallel")
+    return 0

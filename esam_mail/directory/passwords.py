@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import hmac
 import re
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from passlib.context import CryptContext
 
@@ -108,3 +111,83 @@ class PasswordHasher:
         if ok and new is None and norm is not stored:
             new = self.hash(password)  # imported: store in our own format
         return bool(ok), new
+
+
+# -- choosing argon2id parameters for this machine (``esam passwd-bench``) ----------------------
+
+# OWASP Password Storage Cheat Sheet: argon2id minimums, equivalent in strength (memory KiB, time).
+OWASP_FLOOR: tuple[tuple[int, int], ...] = ((47104, 1), (19456, 2), (12288, 3), (9216, 4), (7168, 5))
+
+
+def meets_owasp_floor(memory_kib: int, time_cost: int) -> bool:
+    return any(memory_kib >= m and time_cost >= t for m, t in OWASP_FLOOR)
+
+
+@dataclass(frozen=True)
+class Argon2Choice:
+    memory_kib: int
+    time_cost: int
+    parallelism: int
+    median_ms: float
+    tried: tuple[tuple[int, int, float], ...]  # (memory_kib, time_cost, median ms) in order tried
+    within_target: bool
+
+
+def _measure_verify(memory_kib: int, time_cost: int, rounds: int) -> float:
+    """Median wall time (ms) of the login path's check for one such hash."""
+    import statistics
+    import time
+
+    hasher = PasswordHasher(memory_kib, time_cost, 1)
+    secret = secrets.token_urlsafe(12)  # a throw-away password, only for timing
+    stored = hasher.hash(secret)
+    times = []
+    for _ in range(max(1, rounds)):
+        t0 = time.perf_counter()
+        ok, _new = hasher.verify(secret, stored)
+        times.append((time.perf_counter() - t0) * 1000)
+        if not ok:  # pragma: no cover - would mean a broken argon2 installation
+            raise RuntimeError("argon2id self-check failed")
+    return statistics.median(times)
+
+
+def choose_argon2(
+    target_ms: float,
+    *,
+    max_memory_kib: int = 262144,
+    rounds: int = 3,
+    measure: Callable[[int, int, int], float] | None = None,
+) -> Argon2Choice:
+    """The strongest argon2id parameters whose login check stays within ``target_ms`` here.
+
+    Memory first (it is what makes GPU guessing expensive), then iterations; never below the
+    OWASP minimums, even when the machine is too slow for the target (``within_target`` then
+    says so).  Parallelism is 1: a server verifies many logins at once, one per thread, and the
+    libsodium check is single-threaded anyway.
+    """
+    measure = measure or _measure_verify
+    tried: list[tuple[int, int, float]] = []
+    floor_m, floor_t = 19456, 2
+    best: tuple[int, int, float] | None = None
+    for m in (19456, 32768, 47104, 65536, 98304, 131072, 196608, 262144, 393216, 524288):
+        if m > max_memory_kib:
+            break
+        ms = measure(m, floor_t if m < 47104 else 1, rounds)
+        tried.append((m, floor_t if m < 47104 else 1, ms))
+        if ms > target_ms:
+            break
+        best = tried[-1]
+    if best is None:  # even the floor is slower than the target: the floor it is
+        known = next((x[2] for x in tried if (x[0], x[1]) == (floor_m, floor_t)), None)
+        if known is None:
+            known = measure(floor_m, floor_t, rounds)
+            tried.append((floor_m, floor_t, known))
+        return Argon2Choice(floor_m, floor_t, 1, known, tuple(tried), within_target=False)
+    m, t, ms = best
+    while t < 10:  # more iterations at that memory while they still fit
+        cost = measure(m, t + 1, rounds)
+        tried.append((m, t + 1, cost))
+        if cost > target_ms:
+            break
+        t, ms = t + 1, cost
+    return Argon2Choice(m, t, 1, ms, tuple(tried), within_target=True)
