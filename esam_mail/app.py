@@ -215,6 +215,11 @@ class Server:
         self._http: Any = None
         self._tasks: list[asyncio.Task[Any]] = []
 
+    @property
+    def imap_listeners(self) -> list[Any]:
+        """The running IMAP listeners (SIGHUP swaps their certificate)."""
+        return self._imap
+
     async def start(self) -> dict[str, int]:
         from esam_mail.imap.server import start_imap
         from esam_mail.smtp.server import Limits, start_smtp

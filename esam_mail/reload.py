@@ -25,7 +25,6 @@ from esam_mail import tls
 from esam_mail.config import Config, load
 from esam_mail.errors import ConfigError
 from esam_mail.log import event, set_level
-from esam_mail.services.queue import RetryPolicy
 
 log = logging.getLogger(__name__)
 
@@ -75,24 +74,17 @@ def apply_log_level(level: str) -> None:
 
 
 def apply_services(svc: Any, cfg: Config) -> None:
-    """Push reloadable values into the running objects."""
-    auth = svc.authenticator
-    auth.max_failures = cfg.auth.max_failures
-    auth.lock_seconds = cfg.auth.lock_seconds
-    if auth.cache_seconds != cfg.auth.cache_seconds:
-        auth.cache_seconds = cfg.auth.cache_seconds
-        auth._cache.clear()  # entries carry the old lifetime
-    queue = svc.queue
-    if queue is not None:
-        relay = getattr(queue.relay, "inner", queue.relay)
-        if hasattr(relay, "transport_map"):
-            relay.transport_map = {k.lower().rstrip("."): v for k, v in cfg.outbound.transport.items()}
-        policy = getattr(queue, "policy", None)
-        if isinstance(policy, RetryPolicy):
-            queue.policy = dataclasses.replace(
-                policy, base=cfg.outbound.retry_base, cap=cfg.outbound.retry_max,
-                delay_warning=cfg.outbound.delay_warning, expiry=cfg.outbound.expire,
-            )
+    """Push reloadable values into the running objects, through their public methods."""
+    svc.authenticator.reconfigure(
+        max_failures=cfg.auth.max_failures, lock_seconds=cfg.auth.lock_seconds,
+        cache_seconds=cfg.auth.cache_seconds,
+    )
+    if svc.queue is not None:
+        svc.queue.reconfigure(
+            retry_base=cfg.outbound.retry_base, retry_max=cfg.outbound.retry_max,
+            delay_warning=cfg.outbound.delay_warning, expire=cfg.outbound.expire,
+            transport=cfg.outbound.transport,
+        )
     svc.cfg = cfg
 
 
@@ -103,10 +95,10 @@ def reload_tls(server: Any, cfg: Config) -> None:
     ctx = getattr(server, "tls_context", None)
     if ctx is not None:
         ctx.load_cert_chain(cert, key)
-    if server._imap:
+    if server.imap_listeners:
         from esam_mail.imap.tlsreload import reload_certificates
 
-        reload_certificates(server._imap, cert, key)
+        reload_certificates(server.imap_listeners, cert, key)
 
 
 async def reload_server(server: Any) -> bool:

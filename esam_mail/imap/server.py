@@ -40,6 +40,7 @@ from zope.interface import implementer
 
 from esam_mail import __version__ as _version
 from esam_mail import errors
+from esam_mail.imap.tlsreload import ReloadableTLS, tls_options
 from esam_mail.log import TRACE, redact
 from esam_mail.services.auth import Authenticator, Principal
 from esam_mail.store.interfaces import SPECIAL_USE, SYSTEM_FLAGS, Notifier, UserStore
@@ -1467,26 +1468,6 @@ def start_listener(factory: IMAPFactory, host: str, port: int, *, reuse_port: bo
     return IMAPListener(factory, lp, host, bound)
 
 
-def tls_options(cert_file: str, key_file: str) -> Any:
-    """A Twisted ``CertificateOptions`` (TLS >= 1.2) from PEM files (chain allowed)."""
-    from twisted.internet import ssl
-    from twisted.internet.ssl import TLSVersion
-
-    with open(cert_file, "rb") as f:
-        pem = f.read()
-    with open(key_file, "rb") as f:
-        key_pem = f.read()
-    certs = re.findall(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", pem, re.S)
-    pc = ssl.PrivateCertificate.loadPEM(certs[0] + b"\n" + key_pem)
-    chain = [ssl.Certificate.loadPEM(c).original for c in certs[1:]]
-    return ssl.CertificateOptions(
-        privateKey=pc.privateKey.original,
-        certificate=pc.original,
-        extraCertChain=chain or None,
-        raiseMinimumTo=TLSVersion.TLSv1_2,
-    )
-
-
 async def start_imap(
     *,
     store: MailStore,
@@ -1516,8 +1497,6 @@ async def start_imap(
         base, max_message_size=max_literal_size, auth_timeout=float(idle_timeout),
         max_connections_per_ip=max_connections_per_ip,
     )
-    from .tlsreload import ReloadableTLS
-
     ctx = ReloadableTLS(tls_options(str(cert), str(key)))  # swapped on SIGHUP
     ports: dict[str, int] = {}
     listeners: list[IMAPListener] = []

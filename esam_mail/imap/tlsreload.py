@@ -1,4 +1,6 @@
-"""Swap the certificate of running IMAP listeners (SIGHUP), without a restart.
+"""IMAP TLS: the listeners' certificate options, swappable at run time (SIGHUP).
+
+:func:`tls_options` builds the Twisted ``CertificateOptions`` from PEM files.
 
 ``start_imap`` wraps the listeners' Twisted ``CertificateOptions`` in a
 :class:`ReloadableTLS`: an old-style context factory whose ``getContext()`` is
@@ -11,11 +13,31 @@ changing a context that has already made connections, so the swap is the way.)
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import Any
 
+from twisted.internet import ssl
 from twisted.internet.interfaces import IOpenSSLContextFactory
+from twisted.internet.ssl import TLSVersion
 from zope.interface import implementer
+
+
+def tls_options(cert_file: str, key_file: str) -> Any:
+    """A Twisted ``CertificateOptions`` (TLS >= 1.2) from PEM files (chain allowed)."""
+    with open(cert_file, "rb") as f:
+        pem = f.read()
+    with open(key_file, "rb") as f:
+        key_pem = f.read()
+    certs = re.findall(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", pem, re.S)
+    pc = ssl.PrivateCertificate.loadPEM(certs[0] + b"\n" + key_pem)
+    chain = [ssl.Certificate.loadPEM(c).original for c in certs[1:]]
+    return ssl.CertificateOptions(
+        privateKey=pc.privateKey.original,
+        certificate=pc.original,
+        extraCertChain=chain or None,
+        raiseMinimumTo=TLSVersion.TLSv1_2,
+    )
 
 
 @implementer(IOpenSSLContextFactory)
@@ -41,8 +63,6 @@ def reload_certificates(listeners: Iterable[Any], cert: str, key: str) -> int:
     Raises:
         OSError, OpenSSL.SSL.Error, ValueError: unreadable or mismatched files.
     """
-    from esam_mail.imap.server import tls_options
-
     fresh = tls_options(cert, key)
     fresh.getContext()  # raises on a bad or mismatched pair
     seen: set[int] = set()

@@ -127,6 +127,12 @@ class DirectoryAuthenticator:
         event(log, "auth.ok", user=rec.login_norm, peer=peer, service=service)
         return Principal(login=rec.login_norm, address=rec.address, quota=rec.quota_bytes)
 
+    def reconfigure(self, *, max_failures: int, lock_seconds: int, cache_seconds: float) -> None:
+        """New limits and cache lifetime for the next logins (SIGHUP)."""
+        self.max_failures = max_failures
+        self.lock_seconds = lock_seconds
+        self.cache.set_ttl(cache_seconds)
+
     def forget(self, login: str) -> None:
         """Drop the cached login (password change, suspension)."""
         self.cache.forget(login)

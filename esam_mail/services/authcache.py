@@ -88,6 +88,17 @@ class SharedLoginCache:
         off = self._offset(login)
         self._map[off : off + _ENTRY.size] = bytes(_ENTRY.size)
 
+    def clear(self) -> None:
+        """Forget every login (in every process sharing the table)."""
+        self._map[:] = bytes(len(self._map))
+
+    def set_ttl(self, ttl: float) -> None:
+        """A new lifetime (SIGHUP).  Entries carry their old expiry, so a change clears them."""
+        if float(ttl) != self.ttl:
+            self.ttl = float(ttl)
+            self.max_age = max(self.max_age, self.ttl)
+            self.clear()
+
 
 _node_cache: SharedLoginCache | None = None
 

@@ -26,11 +26,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import re
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from email.utils import formatdate
 from typing import Literal, Protocol
@@ -276,6 +277,18 @@ class QueueRunner:
         self._wake = asyncio.Event()
         self._stopping = False
         self._running: asyncio.Task[None] | None = None
+
+    def reconfigure(
+        self, *, retry_base: float, retry_max: float, delay_warning: float, expire: float,
+        transport: Mapping[str, str],
+    ) -> None:
+        """New retry schedule and transport map for the next attempts (SIGHUP)."""
+        self.policy = dataclasses.replace(
+            self.policy, base=retry_base, cap=retry_max, delay_warning=delay_warning, expiry=expire,
+        )
+        set_map = getattr(self.relay, "set_transport_map", None)  # a static test relay has none
+        if set_map is not None:
+            set_map(transport)
 
     # -- API for the front-end and CLI ---------------------------------------
 

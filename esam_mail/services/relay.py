@@ -210,6 +210,10 @@ class Relay:
         self.tls_context = tls_context
         self._limits: dict[str, asyncio.Semaphore] = {}
 
+    def set_transport_map(self, transport_map: Mapping[str, str]) -> None:
+        """Route by a new transport map from the next delivery on (SIGHUP)."""
+        self.transport_map = {k.lower().rstrip("."): v for k, v in transport_map.items()}
+
     # -- routing -------------------------------------------------------------
 
     def policy_for(self, domain: str) -> TlsPolicy:
