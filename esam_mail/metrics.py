@@ -18,6 +18,7 @@ The catalogue at the bottom is the public contract, documented in
 from __future__ import annotations
 
 import itertools
+import logging
 import math
 import threading
 import time
@@ -240,8 +241,22 @@ class Registry:
         self.add(m)
         return m
 
+    def collector(self, func: Callable[[], None]) -> Callable[[], None]:
+        """Register ``func`` to refresh gauges before every scrape (usable as a decorator)."""
+        self.collectors.append(func)
+        return func
+
+    def collect(self) -> None:
+        """Run every collector; one that fails leaves its gauges as they were."""
+        for func in list(self.collectors):
+            try:
+                func()
+            except Exception:  # a scrape must never fail because of one collector
+                logging.getLogger(__name__).exception("metrics collector %s failed", getattr(func, "__name__", func))
+
     def render(self) -> str:
         """The whole registry in the text exposition format (ends with a newline)."""
+        self.collect()
         lines: list[str] = []
         for m in self.metrics.values():
             lines.extend(m.render())
@@ -300,6 +315,28 @@ IMAP_COMMAND_SECONDS = REGISTRY.histogram(
     "esam_imap_command_duration_seconds",
     "Time from dispatch to tagged reply of IMAP commands (IDLE: the whole idle period).",
     {"command": IMAP_COMMANDS},
+)
+# Live values of the per-connection books (read at scrape time).  After the last client
+# has gone each of them must be 0: anything else is a leaked slot (see
+# tests/protocol/test_session_counters.py and tests/e2e/test_soak.py).
+SMTP_SESSIONS = REGISTRY.gauge(
+    "esam_smtp_sessions", "Open SMTP sessions, by listener.", {"listener": SMTP_LISTENERS}
+)
+SMTP_CONNECTION_SLOTS = REGISTRY.gauge(
+    "esam_smtp_connection_slots",
+    "Per-address connection slots held (smtp.max_connections_per_ip counts these); equals the open sessions.",
+)
+SMTP_PEER_ADDRESSES = REGISTRY.gauge(
+    "esam_smtp_peer_addresses", "Client addresses with at least one open SMTP session."
+)
+SMTP_IN_FLIGHT = REGISTRY.gauge(
+    "esam_smtp_transactions_in_flight", "SMTP messages being delivered right now (after DATA/BDAT LAST, before the reply)."
+)
+IMAP_SESSIONS = REGISTRY.gauge(
+    "esam_imap_sessions", "Open IMAP sessions, by listener.", {"listener": IMAP_LISTENERS}
+)
+IMAP_PEER_ADDRESSES = REGISTRY.gauge(
+    "esam_imap_peer_addresses", "Client addresses with at least one open IMAP session."
 )
 PROCESS_START = REGISTRY.gauge("esam_process_start_time_seconds", "Unix time the process started.")
 PROCESS_START.set(time.time())

@@ -1381,6 +1381,7 @@ class IMAPFactory(protocol.ServerFactory):
         self.implicit_tls = implicit_tls
         self.limits = limits or IMAPLimits()
         self.sessions: set[EsamIMAP4Server] = set()
+        imap_metrics.watch_factory(self)  # open sessions in /metrics
         self.meta_lru = MetaLRU(self.limits.meta_cache_entries)
         self._unsubscribe: Callable[[], None] | None = None
 

@@ -36,6 +36,7 @@ from esam_mail.services.auth import Authenticator, Principal
 from esam_mail.services.delivery import DeliveryService, Route, Transaction
 from esam_mail.smtp import codes
 from esam_mail.smtp.metrics import record as record_metric
+from esam_mail.smtp.metrics import watch_tracker
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ class Limits:
     max_connections_per_ip: int = 50
 
 
-@dataclass
+@dataclass(eq=False)  # identity semantics: hashable, kept in a WeakSet by the metrics
 class Tracker:
     """Connections and in-flight transactions, for limits and graceful stop."""
 
@@ -59,6 +60,9 @@ class Tracker:
     idle: asyncio.Event = field(default_factory=asyncio.Event)
     stopping: bool = False
     counters: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        watch_tracker(self)  # live values in /metrics
 
     def count(self, key: str, n: int = 1) -> None:
         self.counters[key] = self.counters.get(key, 0) + n
@@ -77,10 +81,27 @@ class EsamSMTP(SMTP):
         self.commands = 0
         self._in_ehlo = False
         self._counted = False
+        self._lost = False
         self._count_commands()
 
     # -- connection accounting ----------------------------------------------------------
+    # A session holds one per-IP slot and one place in ``tracker.sessions`` from
+    # ``connection_made`` until whichever comes first of ``connection_lost`` and the end
+    # of the command loop (``_release`` is idempotent).  Traps, each with a test in
+    # tests/protocol/test_session_counters.py:
+    # * STARTTLS: the TLS layer calls ``connection_made`` a second time, with its own
+    #   transport, for the same connection: it must not take a second slot.
+    # * asyncio's SSLProtocol never calls ``connection_lost`` on us when the connection
+    #   dies during the STARTTLS handshake: the handshake waiter then resolves without
+    #   error, so ``smtp_STARTTLS`` checks the transport and ends the session itself.
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if self._original_transport is not None:  # STARTTLS: same connection, now in TLS
+            token = session_id.set(self.sid)
+            try:
+                super().connection_made(transport)
+            finally:
+                session_id.reset(token)
+            return
         peer = transport.get_extra_info("peername")
         self.peer_ip = peer[0] if peer else "?"
         n = self.tracker.per_ip.get(self.peer_ip, 0)
@@ -103,27 +124,47 @@ class EsamSMTP(SMTP):
         finally:
             session_id.reset(token)
 
+    def _release(self) -> None:
+        """Give back the per-IP slot and the session's place (once)."""
+        if not self._counted:
+            return
+        self._counted = False
+        left = self.tracker.per_ip.get(self.peer_ip, 1) - 1
+        if left <= 0:
+            self.tracker.per_ip.pop(self.peer_ip, None)
+        else:
+            self.tracker.per_ip[self.peer_ip] = left
+        self.tracker.sessions.discard(self)
+        event(log, "smtp.disconnect", session=self.sid, peer=self.peer_ip, commands=self.commands)
+
     def connection_lost(self, error: Exception | None) -> None:
-        if self._counted:
-            self._counted = False
-            left = self.tracker.per_ip.get(self.peer_ip, 1) - 1
-            if left <= 0:
-                self.tracker.per_ip.pop(self.peer_ip, None)
-            else:
-                self.tracker.per_ip[self.peer_ip] = left
-            self.tracker.sessions.discard(self)
-            event(log, "smtp.disconnect", session=self.sid, peer=self.peer_ip, commands=self.commands)
+        self._release()
+        if self._lost:
+            return
+        self._lost = True
         if self.session is not None and self._handler_coroutine is not None:
             super().connection_lost(error)
 
-    def eof_received(self) -> bool | None:
-        if self._handler_coroutine is None:
-            return False
-        return super().eof_received()
+    async def smtp_STARTTLS(self, arg: str) -> None:
+        await super().smtp_STARTTLS(arg)
+        transport = self.transport
+        if self._original_transport is not None and (
+            transport is None or transport.is_closing() or transport.get_extra_info("ssl_object") is None
+        ):
+            # the connection died during the handshake and nobody told us (see above)
+            self.tracker.count("tls_handshake_lost")
+            self.connection_lost(None)
 
     async def _handle_client(self) -> None:
         session_id.set(self.sid)
-        await super()._handle_client()
+        try:
+            await super()._handle_client()
+        finally:
+            # however the command loop ends (QUIT, 421, reset, TLS failure, cancel), the
+            # session is over: free its slot and make sure the socket goes too
+            self._release()
+            if self.transport is not None and not self.transport.is_closing():
+                self.transport.close()
 
     # -- replies ------------------------------------------------------------------------
     async def push(self, status: Any) -> None:
