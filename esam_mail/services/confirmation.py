@@ -95,13 +95,12 @@ class ConfirmationError(EsamError):
     """The confirmation (or the challenge request) was refused.
 
     Like :class:`~esam_mail.services.eds.EdsError`: ``code`` is a stable machine
-    code (API, audit log), ``public`` is safe to show to the subscriber,
-    ``http_status`` is what the HTTP front-end answers.
+    code (API, audit log), ``public`` is safe to show to the subscriber.  The HTTP
+    status is the front-end's choice (``esam_mail.web.statuses``).
     """
 
     code: str = "confirmation_refused"
     default_public: str = "the EDS confirmation was refused"
-    http_status: int = 400
 
     def __init__(self, public: str | None = None) -> None:
         self.public = public or self.default_public
@@ -113,7 +112,6 @@ class EdsNotConfigured(ConfirmationError):
 
     code = "eds_not_configured"
     default_public = "electronic signatures are not accepted by this server (no trust anchors configured)"
-    http_status = 503
     temporary = True
 
 
@@ -122,7 +120,6 @@ class MailboxNotConfirmable(ConfirmationError):
 
     code = "not_confirmable"
     default_public = "this mailbox cannot be confirmed with an electronic signature"
-    http_status = 409
 
 
 class MailboxUnknown(MailboxNotConfirmable):
@@ -130,7 +127,6 @@ class MailboxUnknown(MailboxNotConfirmable):
 
     code = "no_such_mailbox"
     default_public = "no such mailbox"
-    http_status = 404
 
 
 class ChallengeNotFound(ConfirmationError):
@@ -138,7 +134,6 @@ class ChallengeNotFound(ConfirmationError):
 
     code = "challenge_unknown"
     default_public = "no such challenge for this mailbox: ask for a new one"
-    http_status = 409
 
 
 class ChallengeExpired(ConfirmationError):
@@ -146,7 +141,6 @@ class ChallengeExpired(ConfirmationError):
 
     code = "challenge_expired"
     default_public = "the challenge has expired: ask for a new one"
-    http_status = 409
 
 
 class ChallengeUsed(ConfirmationError):
@@ -154,7 +148,6 @@ class ChallengeUsed(ConfirmationError):
 
     code = "challenge_used"
     default_public = "the challenge has already been used: ask for a new one"
-    http_status = 409
 
 
 class SignerMismatch(ConfirmationError):
@@ -162,7 +155,6 @@ class SignerMismatch(ConfirmationError):
 
     code = "signer_mismatch"
     default_public = "the certificate does not belong to the owner of this mailbox"
-    http_status = 403
 
 
 class RoleNotAllowed(ConfirmationError):
@@ -173,7 +165,6 @@ class RoleNotAllowed(ConfirmationError):
         "the certificate does not give the right to sign for the organisation "
         "(a first head or a person with signing right is needed)"
     )
-    http_status = 403
 
 
 # --------------------------------------------------------------------------- values

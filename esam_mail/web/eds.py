@@ -39,6 +39,7 @@ from esam_mail.services.confirmation import ConfirmationError
 from esam_mail.services.eds import EdsError, RevocationUnavailable
 from esam_mail.services.online import EdsServices, eds_services
 from esam_mail.web.server import Request, Response, Router, error_response
+from esam_mail.web.statuses import http_status
 
 __all__ = ["register"]
 
@@ -75,7 +76,7 @@ def refusal(exc: BaseException, request_id: str) -> Response:
     if isinstance(exc, RevocationUnavailable):
         return Response.json({"error": exc.code, "message": exc.public, "request_id": request_id}, 503)
     if isinstance(exc, EdsError | ConfirmationError):
-        status = int(getattr(exc, "http_status", 400))
+        status = http_status(exc)
         return Response.json({"error": exc.code, "message": exc.public, "request_id": request_id}, status)
     return error_response(exc, request_id)
 

@@ -22,6 +22,7 @@ from twisted.web import resource, server
 
 from esam_mail.errors import EsamError, ValidationError
 from esam_mail.log import event, new_session_id
+from esam_mail.web.statuses import http_status
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +96,7 @@ def error_response(exc: BaseException, request_id: str) -> Response:
     if isinstance(exc, EsamError):
         code = getattr(exc, "code", type(exc).__name__)
         public = getattr(exc, "public", None) or "request refused"
-        status = getattr(exc, "http_status", 400)
+        status = http_status(exc)
         return Response.json({"error": code, "message": public, "request_id": request_id}, status)
     return Response.json({"error": "internal", "message": "internal error", "request_id": request_id}, 500)
 

@@ -24,3 +24,29 @@ def test_import_layers_are_kept() -> None:
 def test_mypy_is_clean() -> None:
     res = subprocess.run([str(BIN / "mypy"), "esam_mail"], cwd=ROOT, capture_output=True, text=True)
     assert res.returncode == 0, res.stdout[-4000:]
+
+
+def test_the_layer_contracts_are_all_there() -> None:
+    """Deleting a contract is not a way to make lint-imports pass."""
+    import configparser
+
+    cfg = configparser.ConfigParser()
+    cfg.read(ROOT / "setup.cfg")
+    have = {s.split(":", 2)[2] for s in cfg.sections() if s.startswith("importlinter:contract:")}
+    assert have >= {
+        "layers", "frontends-independent", "frontends-no-storage", "services-no-protocol",
+        "twisted-only-in-imap", "aiosmtpd-only-in-smtp", "orm-only-in-directory", "acyclic",
+    }
+
+
+def test_services_set_no_wire_codes() -> None:
+    """HTTP statuses are chosen by the HTTP front-end (web/statuses.py), not by services."""
+    import re
+
+    hits = [
+        f"{p.relative_to(ROOT)}:{n}"
+        for p in sorted((ROOT / "esam_mail" / "services").rglob("*.py"))
+        for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1)
+        if re.search(r"\bhttp_status\b", line)
+    ]
+    assert not hits, hits

@@ -37,6 +37,7 @@ from esam_mail.services.eds import (
     MalformedCms,
     UntrustedCertificate,
 )
+from esam_mail.web.statuses import http_status
 from tests.unit.eds_confirm.conftest import APPLICANT_BIN, OTHER_BIN, OTHER_IIN, Env, individual_raw
 
 NOW = dt.datetime.now(dt.UTC)
@@ -493,5 +494,16 @@ def test_error_classes_carry_codes() -> None:
     for cls in (ChallengeExpired, ChallengeUsed, ChallengeNotFound, SignerMismatch, RoleNotAllowed,
                 MailboxNotConfirmable, MailboxUnknown, EdsNotConfigured):  # fmt: skip
         e = cls()
-        assert isinstance(e, ConfirmationError) and e.code and e.public and 400 <= e.http_status < 600
+        assert isinstance(e, ConfirmationError) and e.code and e.public
+        assert not hasattr(e, "http_status")  # the HTTP front-end maps it (web/statuses.py)
+        assert 400 <= http_status(e) < 600
     assert issubclass(BadSignature, EdsError)
+
+
+def test_http_statuses_are_mapped_by_the_front_end() -> None:
+    assert http_status(MailboxUnknown()) == 404  # the subclass wins over MailboxNotConfirmable's 409
+    assert http_status(MailboxNotConfirmable()) == 409
+    assert http_status(SignerMismatch()) == 403
+    assert http_status(EdsNotConfigured()) == 503
+    assert http_status(ConfirmationError()) == 400
+    assert http_status(EsamError("other"), default=418) == 418
