@@ -39,7 +39,7 @@ from typing import Any
 
 MAX_DEPTH = 20
 MAX_PARTS = 5000
-META_VERSION = 1
+META_VERSION = 2  # 2: colon-less header lines, parsed addresses in search text
 
 # Part-tree node kinds (compact, JSON-friendly)
 LEAF, MULTIPART, MESSAGE = 0, 1, 2
@@ -53,6 +53,7 @@ _CTE_CANON = {
 }
 
 SEARCH_HEADERS = ("from", "to", "cc", "bcc", "subject")
+ADDRESS_HEADERS = frozenset({"from", "to", "cc", "bcc"})
 
 
 # ---------------------------------------------------------------------------
@@ -114,19 +115,25 @@ def header_end(data: bytes, start: int, end: int) -> tuple[int, int]:
 def parse_header_fields(data: bytes, start: int, end: int) -> list[HeaderField]:
     """Split the header block [start, end) into fields (folded lines kept together)."""
     fields: list[HeaderField] = []
+    current: HeaderField | None = None  # the field a continuation line belongs to
     pos = start
     while pos < end:
         nl = data.find(b"\n", pos, end)
         line_end = end if nl < 0 else nl + 1
         first = data[pos : pos + 1]
-        if first in (b" ", b"\t") and fields:
-            fields[-1].end = line_end
+        if first in (b" ", b"\t"):
+            if current is not None:
+                current.end = line_end
         else:
+            # A line that is not "name:" is no field, and the folded lines after it
+            # are its own: never glue them onto the field before (RFC 5322 §2.2).
+            current = None
             colon = data.find(b":", pos, line_end)
             if colon > pos:
                 name = data[pos:colon].strip().decode("latin-1").lower()
                 if name and " " not in name:
-                    fields.append(HeaderField(name, pos, line_end))
+                    current = HeaderField(name, pos, line_end)
+                    fields.append(current)
         pos = line_end
     return fields
 
@@ -779,6 +786,28 @@ def decode_header_text(value: str | None) -> str:
         return text
 
 
+_ADDR_NOISE = re.compile(r"[()]|\s[@.]|[@.]\s")  # comments or whitespace inside an address
+
+
+def search_text(name: str, raw_values: Sequence[str]) -> str:
+    """What SEARCH matches for a header: its decoded text and, for the address
+    fields, each address as parsed (``Name <local@domain>``: comments and folding
+    whitespace gone), so ``FROM a@b.org`` finds ``<a (x)@ (y) b.org>`` like Dovecot."""
+    text = decode_header_text(" ".join(raw_values))
+    if name not in ADDRESS_HEADERS:
+        return text
+    forms = []
+    for value in raw_values:
+        if not _ADDR_NOISE.search(value):
+            continue  # the text already holds every address as written: nothing to add
+        for a in parse_addresses(value) or ():
+            if a.mailbox is None or a.host is None:
+                continue  # group markers
+            addr = f"<{a.mailbox}@{a.host}>"
+            forms.append(f"{decode_header_text(a.name)} {addr}" if a.name else addr)
+    return text + "\n" + ", ".join(forms) if forms else text
+
+
 def decode_body(data: bytes, ent: Entity) -> str:
     """Transfer- and charset-decoded text of a text/* leaf."""
     raw = data[ent.bstart : ent.end]
@@ -883,7 +912,7 @@ def analyse(data: bytes) -> MessageMeta:
         body=_bodystructure(ent, data, False),
         tree=ent.node(),
         search={
-            k: decode_header_text(" ".join(h.get_all(k))) for k in SEARCH_HEADERS if h.get(k) is not None
+            k: search_text(k, h.get_all(k)) for k in SEARCH_HEADERS if h.get(k) is not None
         },
         sent=sent_date(h.get("date")),
         size=len(data),
@@ -926,24 +955,31 @@ class Section:
 
 
 def _node_at(tree: list[Any], path: Sequence[int]) -> tuple[list[Any], bool]:
-    """Resolve a part path; returns (node, node-was-reached-as-a-part)."""
+    """Resolve a part path; returns (node, node-was-reached-as-a-part).
+
+    RFC 3501 §6.4.5: a message/rfc822 part's sub-parts are the parts of the message
+    it holds, and a non-multipart message has exactly one part, ``1`` (its body).
+    So at each step a message part is first replaced by the message inside it.
+    """
     node = tree
-    as_part = False
-    for n in path:
+    for depth, n in enumerate(path):
         if n < 1:
             raise SectionError("part numbers start at 1")
         kind, kids = node[3], node[4]
-        if as_part and kind == MESSAGE:
-            node = kids[0]  # step into the embedded message
-            kind, kids = node[3], node[4]
+        if depth > 0:  # ``node`` is a body part: only these two kinds have sub-parts
+            if kind == MESSAGE:
+                node = kids[0]  # step into the embedded message
+                kind, kids = node[3], node[4]
+            elif kind != MULTIPART:
+                raise SectionError("no such part")
         if kind == MULTIPART:
             if n > len(kids):
                 raise SectionError("no such part")
             node = kids[n - 1]
-        elif n != 1 or (as_part and kind != MESSAGE):
+        elif n != 1:
             raise SectionError("no such part")
-        as_part = True
-    return node, as_part
+        # else: part 1 of a non-multipart message is that message's body
+    return node, bool(path)
 
 
 def _filter_fields(

@@ -1280,7 +1280,11 @@ class _Candidate:
             return None if v is None else [v]
         _, ent = self._entity()
         values = ent.headers.get_all(name)
-        return [mime.decode_header_text(v) for v in values] if values else None
+        if not values:
+            return None
+        if name in mime.SEARCH_HEADERS:
+            return [mime.search_text(name, values)]
+        return [mime.decode_header_text(v) for v in values]
 
     def sent(self) -> dt.date | None:
         if self._meta is not None:
