@@ -54,6 +54,8 @@ class String(bytes):
 
 Token = Atom | String | list  # list = parenthesised list of tokens
 
+# FETCH attributes whose "[" opens a section (fullmatch of the atom before "[")
+_SECTION_OWNER = re.compile(rb"(?i)(?:BODY|BODY\.PEEK|BINARY|BINARY\.PEEK|BINARY\.SIZE)$")
 _LITERAL_AT_END = re.compile(rb"\{(\d{1,12})(\+?)\}$")
 
 
@@ -116,7 +118,9 @@ def tokenize(lines: Sequence[bytes], literals: Sequence[bytes]) -> list[Token]:
             else:
                 j = i
                 while j < n and body[j : j + 1] not in (b" ", b"(", b")", b'"'):
-                    if body[j : j + 1] == b"[":
+                    if body[j : j + 1] == b"[" and _SECTION_OWNER.match(body, i, j):
+                        # BODY[...] / BINARY[...]: the section may hold spaces and
+                        # parentheses.  Anywhere else "[" is an ATOM-CHAR (RFC 3501 §9).
                         close = body.find(b"]", j)
                         if close < 0:
                             raise ParseError("unterminated [")
