@@ -43,7 +43,13 @@ from esam_mail import errors
 from esam_mail.imap.tlsreload import ReloadableTLS, tls_options
 from esam_mail.log import TRACE, redact
 from esam_mail.services.auth import Authenticator, Principal
-from esam_mail.store.interfaces import SPECIAL_USE, SYSTEM_FLAGS, Notifier, UserStore
+from esam_mail.store.interfaces import (
+    SPECIAL_USE,
+    SYSTEM_FLAGS,
+    FolderInfo,
+    Notifier,
+    UserStore,
+)
 
 from . import metrics as imap_metrics
 from . import mime, replies
@@ -739,6 +745,9 @@ class EsamIMAP4Server(imap4.IMAP4Server):
         rx = _pattern_regex(full)
         only_special = b"SPECIAL-USE" in select_opts
         folders = {f.name: f for f in self._user().list_folders()}
+        if lsub:
+            self._lsub(tag, rx, folders)
+            return
         names = set(folders)
         # implied parents (Noselect) for hierarchy levels without a folder
         implied: set[str] = set()
@@ -774,6 +783,33 @@ class EsamIMAP4Server(imap4.IMAP4Server):
         for line in out:
             self._untagged(line)
         self._ok(tag, verb + b" completed.")
+
+    def _lsub(self, tag: bytes, rx: re.Pattern[str], folders: dict[str, FolderInfo]) -> None:
+        """RFC 3501 §6.3.9: the subscribed names matching the pattern (whether or not
+        they exist), plus, as ``\\Noselect``, an unsubscribed parent that the pattern
+        matches when a subscribed child of it is cut off by ``%``."""
+        subs_of = getattr(self._user(), "subscriptions", None)
+        subs = set(subs_of()) if subs_of is not None else set()
+        subs |= {n for n, f in folders.items() if f.subscribed}
+        names = set(folders) | subs
+        out: dict[str, list[str]] = {}
+        for name in subs:
+            if rx.match(name):
+                info = folders.get(name)
+                out[name] = ["\\Noselect"] if info is None or info.noselect else []
+                continue
+            parts = name.split("/")
+            for i in range(1, len(parts)):
+                parent = "/".join(parts[:i])
+                if parent not in subs and parent not in out and rx.match(parent):
+                    out[parent] = ["\\Noselect"]
+        for name in sorted(out, key=lambda n: (n != "INBOX", n)):
+            attrs = out[name]
+            has_children = any(o.startswith(name + "/") for o in names)
+            attrs.append("\\HasChildren" if has_children else "\\HasNoChildren")
+            self._untagged(b"* LSUB (" + " ".join(attrs).encode() + b') "/" '
+                           + quote(encode_mailbox(name)))
+        self._ok(tag, b"LSUB completed.")
 
     def cmd_status(self, tag: bytes, args: Args) -> None:
         name = self._mailbox_arg(args)

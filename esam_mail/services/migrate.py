@@ -184,6 +184,7 @@ def copy_maildir(src: Path, user: Any, report: ImportReport, tick: Callable[[], 
                 user.create_folder(canonical)
             except FolderExists:
                 pass
+            user.subscribe(canonical)  # imported folders show in clients that list subscribed ones
         folder = user.folder(canonical)
         report.folders += 1
         for msg, flags in source_messages(path):

@@ -1080,7 +1080,10 @@ class MaildirUser:
         return out
 
     def create_folder(self, name: str) -> None:
-        """Create a folder (and missing parents).  Raises FolderExists/BadFolderName."""
+        """Create a folder (and missing parents).  Raises FolderExists/BadFolderName.
+
+        Does not subscribe it (RFC 3501 §6.3.3: subscriptions are the client's own
+        list); :meth:`create` subscribes the default folders."""
         canonical = names.normalize(name)
         if canonical == names.INBOX:
             raise FolderExists(canonical)
@@ -1093,9 +1096,6 @@ class MaildirUser:
             if self.folder_path(canonical).exists():
                 raise FolderExists(canonical)
             self._create_one(canonical)
-            subs = self._read_subscriptions()
-            if canonical not in subs:
-                self._write_subscriptions(subs | {canonical})
 
     def _create_one(self, name: str) -> None:
         target = self.folder_path(name)

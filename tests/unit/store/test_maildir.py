@@ -548,6 +548,7 @@ def test_recreated_folder_gets_new_uidvalidity(alice: MaildirUser) -> None:
 
 def test_rename_folder_with_children(alice: MaildirUser) -> None:
     alice.create_folder("A/B/C")
+    alice.subscribe("A/B/C")
     alice.folder("A/B").append(msg())
     alice.rename_folder("A", "X/Y")
     names = {i.name for i in alice.list_folders()}
