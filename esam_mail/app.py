@@ -255,12 +255,12 @@ class Server:
         self.ports.update(imap_ports)
         http = _addr(cfg.listen.http)
         if http:
-            from esam_mail.web import register_all
-            from esam_mail.web.server import Router, start_http
+            from esam_mail.web.server import build_app, start_http
 
-            router = Router()
-            register_all(router, svc)
-            self._http = start_http(router, http[0], http[1], reuse_port=self.reuse_port)
+            self._http = await start_http(
+                build_app(svc), http[0], http[1], reuse_port=self.reuse_port,
+                grace=cfg.server.shutdown_grace, trusted_proxies=cfg.web.trusted_proxies,
+            )
             self.ports["http"] = self._http.port
         event(log, "server.started", ports=",".join(f"{k}:{v}" for k, v in self.ports.items()))
         return self.ports

@@ -279,6 +279,20 @@ class PublicConfig:
 
 
 @dataclass(frozen=True)
+class WebConfig:
+    """The operator's web pages (served on listen.http, behind a TLS reverse proxy)."""
+
+    trusted_proxies: list[str] = _f(
+        [],
+        "Addresses of reverse proxies whose X-Forwarded-For/-Proto are believed (client address for "
+        "brute-force limits and login history; HTTPS for Secure cookies). Empty: none.",
+    )
+    session_idle: int = _f(1800, "Seconds a web session lives without a request.", min=60, max=86400)
+    support_email: str = _f("", "Support address shown on the pages. Empty: support@<mail.domain>.")
+    support_phone: str = _f("", "Support telephone shown on the pages. Empty: not shown.")
+
+
+@dataclass(frozen=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     mail: MailConfig = field(default_factory=MailConfig)
@@ -296,6 +310,7 @@ class Config:
     eds: EDSConfig = field(default_factory=EDSConfig)
     hybrid: HybridConfig = field(default_factory=HybridConfig)
     public: PublicConfig = field(default_factory=PublicConfig)
+    web: WebConfig = field(default_factory=WebConfig)
     source: str = field(default="", metadata={"internal": True})
 
     # -- derived paths ---------------------------------------------------------------

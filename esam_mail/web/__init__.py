@@ -1,5 +1,9 @@
-"""HTTP front-end.  Every module here with a ``register(router, services)``
-function contributes routes (discovered at start-up)."""
+"""HTTP front-end (Starlette, served by uvicorn on the shared loop: :mod:`esam_mail.web.server`).
+
+Every module here with a ``register(router, services)`` function contributes routes
+(discovered at start-up, in name order).  A feature adds ``esam_mail/web/<feature>.py``
+with Starlette endpoints, templates under ``templates/`` (extending ``base.html``) and its
+texts in the ``web`` catalogue (``esam_mail/locale/<lang>/LC_MESSAGES/web.po``)."""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ from typing import Any
 
 def register_all(router: Any, services: Any) -> None:
     for mod in pkgutil.iter_modules(__path__):
-        if mod.name.startswith("_") or mod.name == "server":
+        if mod.name.startswith("_") or mod.name in ("server", "templating", "security", "i18n", "statuses"):
             continue
         module = importlib.import_module(f"{__name__}.{mod.name}")
         register = getattr(module, "register", None)

@@ -21,7 +21,8 @@ import xml.etree.ElementTree as ET  # only for building, and for parsing a tiny 
 from typing import Any
 
 from esam_mail.services import dnsrecords
-from esam_mail.web.server import Request, Response, Router
+from esam_mail.web.server import Request, Response, Router, json_response
+from esam_mail.web.server import host as request_host
 
 XML = "application/xml; charset=utf-8"
 _REQ_NS = "http://schemas.microsoft.com/exchange/autodiscover/outlook/requestschema/2006"
@@ -149,32 +150,33 @@ def pox_address(body: bytes) -> str | None:
 
 
 def register(router: Router, services: Any) -> None:
-    async def autoconfig(req: Request) -> Response:
+    async def autoconfig(request: Request) -> Response:
         cfg = services.cfg
-        address = req.arg("emailaddress")
+        address = request.query_params.get("emailaddress")
         try:
-            domain = _domain_for(cfg, req.host, address)
+            domain = _domain_for(cfg, request_host(request), address)
         except UnknownDomain:
-            return Response.json({"error": "not_found"}, 404)
-        return Response(200, thunderbird_xml(cfg, domain, address), XML,
-                        {"cache-control": "public, max-age=3600"})
+            return json_response({"error": "not_found"}, 404)
+        return Response(thunderbird_xml(cfg, domain, address), 200, media_type=XML,
+                        headers={"cache-control": "public, max-age=3600"})
 
-    async def autodiscover(req: Request) -> Response:
+    async def autodiscover(request: Request) -> Response:
         cfg = services.cfg
-        address = pox_address(req.body)
+        address = pox_address(await request.body())
         if address is None:
-            return Response(200, outlook_error("600", "Invalid Request"), XML)
+            return Response(outlook_error("600", "Invalid Request"), 200, media_type=XML)
         try:
-            _domain_for(cfg, req.host, address)
+            _domain_for(cfg, request_host(request), address)
         except UnknownDomain:
-            return Response(200, outlook_error("600", "Invalid Request"), XML)
-        return Response(200, outlook_xml(cfg, address), XML)
+            return Response(outlook_error("600", "Invalid Request"), 200, media_type=XML)
+        return Response(outlook_xml(cfg, address), 200, media_type=XML)
 
-    async def mta_sts(req: Request) -> Response:
-        return Response(200, dnsrecords.mta_sts_policy(services.cfg).encode(), "text/plain; charset=utf-8",
-                        {"cache-control": "public, max-age=86400"})
+    async def mta_sts(request: Request) -> Response:
+        return Response(dnsrecords.mta_sts_policy(services.cfg).encode(), 200,
+                        media_type="text/plain; charset=utf-8",
+                        headers={"cache-control": "public, max-age=86400"})
 
-    router.add("GET", "/.well-known/autoconfig/mail/config-v1\\.1\\.xml", autoconfig)
-    router.add("GET", "/mail/config-v1\\.1\\.xml", autoconfig)
-    router.add("POST", "/autodiscover/autodiscover\\.xml", autodiscover)  # Router matches case-insensitively
-    router.add("GET", "/\\.well-known/mta-sts\\.txt", mta_sts)
+    router.add("GET", "/.well-known/autoconfig/mail/config-v1.1.xml", autoconfig)
+    router.add("GET", "/mail/config-v1.1.xml", autoconfig)
+    router.add("POST", "/autodiscover/autodiscover.xml", autodiscover, case_insensitive=True)
+    router.add("GET", "/.well-known/mta-sts.txt", mta_sts)

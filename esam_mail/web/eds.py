@@ -38,7 +38,16 @@ from esam_mail.services.application import ValidationErrors
 from esam_mail.services.confirmation import ConfirmationError
 from esam_mail.services.eds import EdsError, RevocationUnavailable
 from esam_mail.services.online import EdsServices, eds_services
-from esam_mail.web.server import Request, Response, Router, error_response
+from esam_mail.web.server import (
+    Request,
+    Response,
+    Router,
+    error_response,
+    json_body,
+    json_response,
+    peer,
+    request_id,
+)
 from esam_mail.web.statuses import http_status
 
 __all__ = ["register"]
@@ -49,7 +58,7 @@ _REALM = 'Basic realm="esam_mail", charset="UTF-8"'
 def invalid(problems: list[ValidationError], request_id: str) -> Response:
     """422 with every field problem."""
     errs = [{"field": p.field, "message": p.message} for p in problems]
-    return Response.json({"error": "invalid", "problems": errs, "request_id": request_id}, 422)
+    return json_response({"error": "invalid", "problems": errs, "request_id": request_id}, 422)
 
 
 def refusal(exc: BaseException, request_id: str) -> Response:
@@ -64,25 +73,25 @@ def refusal(exc: BaseException, request_id: str) -> Response:
             request_id,
         )
     if isinstance(exc, AuthError):
-        resp = Response.json({"error": "unauthorized", "message": "login and password required",
+        resp = json_response({"error": "unauthorized", "message": "login and password required",
                               "request_id": request_id}, 401)  # fmt: skip
         resp.headers["www-authenticate"] = _REALM
         return resp
     if isinstance(exc, ConfigError):
-        return Response.json(
+        return json_response(
             {"error": "unavailable", "message": "the service is not configured", "request_id": request_id},
             503,
         )
     if isinstance(exc, RevocationUnavailable):
-        return Response.json({"error": exc.code, "message": exc.public, "request_id": request_id}, 503)
+        return json_response({"error": exc.code, "message": exc.public, "request_id": request_id}, 503)
     if isinstance(exc, EdsError | ConfirmationError):
         status = http_status(exc)
-        return Response.json({"error": exc.code, "message": exc.public, "request_id": request_id}, status)
+        return json_response({"error": exc.code, "message": exc.public, "request_id": request_id}, status)
     return error_response(exc, request_id)
 
 
-def _obj(req: Request) -> dict[str, Any]:
-    body = req.json()
+async def _obj(req: Request) -> dict[str, Any]:
+    body = await json_body(req)
     if not isinstance(body, dict):
         raise ValidationError("body", "the request body must be a JSON object")
     return body
@@ -127,24 +136,24 @@ def register(router: Router, services: Any) -> None:
             try:
                 return await handler(req)
             except EsamError as exc:
-                return refusal(exc, req.request_id)
+                return refusal(exc, request_id(req))
 
         return wrapper
 
     async def owner(req: Request) -> str:
         user, password = _basic(req)
-        principal = await services.authenticator.authenticate(user, password, peer=req.peer, service="http")
+        principal = await services.authenticator.authenticate(user, password, peer=peer(req), service="http")
         return str(principal.login)
 
     # -- agreement and applications --------------------------------------------------------
 
     async def agreement(req: Request) -> Response:
-        return Response.json(eds().applications.agreement().to_dict())
+        return json_response(eds().applications.agreement().to_dict())
 
     async def canonical(req: Request) -> Response:
-        body = _obj(req)
+        body = await _obj(req)
         data = eds().applications.canonical(body.get("application"), body.get("kind"))
-        return Response.json(
+        return json_response(
             {
                 "kind": body.get("kind"),
                 "canonical": data.decode("utf-8"),
@@ -154,7 +163,7 @@ def register(router: Router, services: Any) -> None:
         )
 
     async def apply(req: Request) -> Response:
-        body = _obj(req)
+        body = await _obj(req)
         problems: list[ValidationError] = []
         signature: str | None = None
         try:
@@ -181,7 +190,7 @@ def register(router: Router, services: Any) -> None:
         except ValidationErrors as e:
             problems[:0] = e.errors
         if problems:
-            return invalid(problems, req.request_id)
+            return invalid(problems, request_id(req))
         done = await svc.submit(
             body["application"],
             kind=body["kind"],
@@ -189,28 +198,28 @@ def register(router: Router, services: Any) -> None:
             accepted_agreement=accepted if isinstance(accepted, str) else None,
             password=password,
         )
-        return Response.json(done.to_dict(), 201)
+        return json_response(done.to_dict(), 201)
 
     # -- confirmation ----------------------------------------------------------------------
 
     async def challenge(req: Request) -> Response:
         login = await owner(req)
         issued = await eds().confirmations.issue(login, actor=("subscriber", login))
-        return Response.json(issued.to_dict())
+        return json_response(issued.to_dict())
 
     async def confirm(req: Request) -> Response:
         login = await owner(req)
-        body = _obj(req)
+        body = await _obj(req)
         cms = _b64_text(body.get("cms"), "cms")
         text = body.get("challenge")
         if text is not None and not isinstance(text, str):
             raise ValidationError("challenge", "the challenge must be the text you signed")
         done = await eds().confirmations.confirm(login, cms, challenge=text, actor=("subscriber", login))
-        return Response.json(done.to_dict())
+        return json_response(done.to_dict())
 
     async def status(req: Request) -> Response:
         login = await owner(req)
-        return Response.json((await eds().confirmations.status(login)).to_dict())
+        return json_response((await eds().confirmations.status(login)).to_dict())
 
     router.add("GET", "/api/v1/agreement", guarded(agreement))
     router.add("POST", "/api/v1/applications/canonical", guarded(canonical))

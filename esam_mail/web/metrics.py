@@ -30,11 +30,11 @@ def queue_stats(spool: Any, now: float | None = None) -> tuple[int, float]:
 
 
 def register(router: Router, services: Any) -> None:
-    async def scrape(req: Request) -> Response:
+    async def scrape(request: Request) -> Response:
         if services.spool is not None:
             size, oldest = await asyncio.to_thread(queue_stats, services.spool)
             metrics.QUEUE_MESSAGES.set(size)
             metrics.QUEUE_OLDEST_AGE.set(oldest)
-        return Response(200, metrics.REGISTRY.render().encode(), metrics.CONTENT_TYPE)
+        return Response(metrics.REGISTRY.render().encode(), 200, media_type=metrics.CONTENT_TYPE)
 
     router.add("GET", "/metrics", scrape)

@@ -349,10 +349,12 @@ def test_apply_page_and_script(server: Running) -> None:
     assert html.escape(text.strip().splitlines()[0]) in page
     assert f'data-version="{server.cfg.registration.agreement_version}"' in page
     assert "script-src 'self'" in headers["content-security-policy"]
+    assert "style-src 'self'" in headers["content-security-policy"]  # no inline style either
     # no external assets: every src/href is a path on this server
     links = re.findall(r"""(?:src|href)\s*=\s*["']([^"']*)""", page, re.IGNORECASE)
-    assert links == ["/apply.js"], links
-    assert '<script src="/apply.js">' in page and "<script>" not in page
-    status, js, headers = call(server, "GET", "/apply.js")
+    assert links and all(link.startswith("/") and not link.startswith("//") for link in links), links
+    assert '<script src="/static/apply.js">' in page and "<script>" not in page and "<style" not in page
+    assert ' style="' not in page
+    status, js, headers = call(server, "GET", "/static/apply.js")
     assert status == 200 and headers["content-type"].startswith("text/javascript")
     assert "/api/v1/applications/canonical" in js and "wss://127.0.0.1:13579" in js
