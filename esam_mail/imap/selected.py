@@ -80,7 +80,10 @@ class SelectedFolder:
         self.cache_id = f"{owner}\0{folder.name}\0{folder.uidvalidity}"
         self.uids: list[int] = [m.uid for m in infos]
         self.info: dict[int, MessageInfo] = {m.uid: m for m in infos}
-        self.recent: set[int] = {m.uid for m in infos if m.recent}
+        # \Recent: claimed for this session alone (EXAMINE only looks, RFC 3501 §6.3.2)
+        self.recent: set[int] = folder.recent(
+            claim=not readonly, upto=self.uids[-1] if self.uids else 0
+        ) & set(self.uids)
         self.gone: set[int] = set()
 
     # -- lookups ----------------------------------------------------------------
@@ -171,8 +174,8 @@ class SelectedFolder:
             new.sort(key=lambda m: m.uid)
             for m in new:
                 self.uids.append(m.uid)
-                if m.recent:
-                    self.recent.add(m.uid)
+            fresh = {m.uid for m in new}
+            self.recent |= self.folder.recent(claim=not self.readonly, upto=new[-1].uid) & fresh
             if self.uids != sorted(self.uids):  # defensive: UIDs only ever grow
                 self.uids.sort()
             lines.append(b"* %d EXISTS" % len(self.uids))
@@ -257,5 +260,5 @@ class SelectedFolder:
 def _with_flags(m: MessageInfo, flags: frozenset[str]) -> MessageInfo:
     return MessageInfo(
         uid=m.uid, key=m.key, flags=frozenset(flags), size=m.size,
-        internal_date=m.internal_date, recent=m.recent,
+        internal_date=m.internal_date,
     )

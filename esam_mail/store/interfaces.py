@@ -37,7 +37,6 @@ class MessageInfo:
     flags: frozenset[str]
     size: int  # bytes on disk (CRLF as stored)
     internal_date: dt.datetime  # tz-aware
-    recent: bool = False  # moved new/ -> cur/ by the sync() that returned it
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +68,10 @@ class Folder(Protocol):
         and return every message, sorted by UID.  Cheap when nothing changed."""
 
     def uidnext(self) -> int: ...
+
+    def recent(self, *, claim: bool, upto: int | None = None) -> set[int]:
+        """UIDs no session has seen as \\Recent yet; ``claim`` makes them this
+        caller's (up to UID ``upto``) and no one else's, across processes."""
 
     def status(self) -> FolderStatus: ...
 

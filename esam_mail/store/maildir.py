@@ -44,7 +44,6 @@ Reading it is one small read, cached by (inode, size, mtime).
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import datetime as dt
 import errno
 import fcntl
@@ -496,7 +495,6 @@ class MaildirFolder:
 
     def _full_sync(self) -> list[MessageInfo]:
         new_dir, cur_dir = self.path / "new", self.path / "cur"
-        moved: set[str] = set()
         with self._locked() as lock:
             ul = self._load_uidlist_locked(lock)
             new_sig = _dir_sig(new_dir)
@@ -504,11 +502,8 @@ class MaildirFolder:
                 if fn.startswith("."):
                     continue
                 key, chars = split_name(fn)
-                try:
+                with contextlib.suppress(FileNotFoundError):
                     os.rename(new_dir / fn, cur_dir / f"{key}:2,{chars}")
-                except FileNotFoundError:
-                    continue
-                moved.add(key)
             listing, cur_sig = self._list_cur()
             missing = [k for k in ul.entries if k not in listing]
             if missing:
@@ -533,8 +528,6 @@ class MaildirFolder:
         self._dirty = any(
             now - m < _MTIME_MARGIN_NS for m in (new_sig[1], cur_sig[1], uidlist_sig[2] if uidlist_sig else 0)
         )
-        if moved:
-            return [dataclasses.replace(i, recent=True) if i.key in moved else i for i in self._infos]
         return list(self._infos)
 
     def _apply_listing(self, listing: Mapping[str, str], ul: UidList) -> None:
@@ -594,9 +587,38 @@ class MaildirFolder:
             uidnext=self.uidnext(),
             messages=len(infos),
             unseen=sum(1 for i in infos if "\\Seen" not in i.flags),
-            recent=sum(1 for i in infos if i.recent),
+            recent=len(self.recent(claim=False)),
             size=sum(i.size for i in infos),
         )
+
+    def recent(self, *, claim: bool, upto: int | None = None) -> set[int]:
+        """UIDs not yet claimed as \\Recent by any session (RFC 3501 §2.3.2).
+
+        With ``claim`` the folder's first-recent UID (``R`` in the uidlist header)
+        moves past ``upto`` (the highest UID the claiming session knows) under the
+        folder lock, so the returned UIDs are recent to this caller and to no other
+        session, in any process.  Without ``claim`` (EXAMINE, STATUS) nothing moves.
+        """
+        with self._tlock:
+            ul = self._ul if self._ul is not None and file_sig(self.path / UIDLIST) == self._ul_sig \
+                else self._read_uidlist()
+            if ul is None:
+                self.sync()
+                ul = self._ul
+            assert ul is not None
+            limit = ul.uidnext - 1 if upto is None else upto
+            if ul.first_recent > limit:
+                return set()  # the common case: nothing new since the last claim, no lock
+            if not claim:
+                return {u for u in ul.entries.values() if ul.first_recent <= u <= limit}
+            with self._locked() as lock:
+                ul = self._load_uidlist_locked(lock)
+                limit = min(limit, ul.uidnext - 1)
+                got = {u for u in ul.entries.values() if ul.first_recent <= u <= limit}
+                if ul.first_recent <= limit:
+                    ul.first_recent = limit + 1
+                    self._commit(lock, ul)
+            return got
 
     def _entry(self, uid: int) -> _Entry:
         e = self._by_uid.get(uid)

@@ -6,8 +6,10 @@
     1 :1764121234.M12345P678Q1R0123456789abcdef.mx1,S=1234
     7 :1764121300.M5P678Q2R00aa11bb22cc33dd.mx1,S=99
 
-Header: version ``3``, ``V`` UIDVALIDITY, ``N`` next UID, ``G`` 128-bit mailbox GUID
-(other header fields are kept as they are).  Each record is ``<uid> [ext...] :<key>``
+Header: version ``3``, ``V`` UIDVALIDITY, ``N`` next UID, ``G`` 128-bit mailbox GUID,
+and esam's own ``R`` first-recent UID (RFC 3501 \\Recent: UIDs from here on have not
+been claimed by a session yet; Dovecot keeps the same number in its index and, like
+us, keeps header fields it does not know).  Other header fields are kept as they are.  Each record is ``<uid> [ext...] :<key>``
 where ``key`` is the Maildir base name (the file name before ``:2,``).  Records are in
 ascending UID order.  Older ``<uid> <key>`` records (no ``:``) are accepted when reading.
 
@@ -65,6 +67,7 @@ class UidList:
     entries: dict[str, int] = field(default_factory=dict)  # key -> uid, ascending uid
     ext: dict[str, str] = field(default_factory=dict)  # key -> extension fields (verbatim)
     extra_header: list[str] = field(default_factory=list)
+    first_recent: int = 1  # UIDs >= this are \\Recent to the next session that claims them
     problems: list[str] = field(default_factory=list)  # found while parsing
 
     @classmethod
@@ -83,9 +86,12 @@ class UidList:
         uidvalidity = uidnext = 0
         guid = ""
         extra: list[str] = []
+        first_recent = 1
         if version == "3":
             for item in header[1:]:
-                if item.startswith("V"):
+                if item.startswith("R") and item[1:].isdigit():
+                    first_recent = int(item[1:])
+                elif item.startswith("V"):
                     uidvalidity = int(item[1:])
                 elif item.startswith("N"):
                     uidnext = int(item[1:])
@@ -101,6 +107,7 @@ class UidList:
             raise ValueError("bad uidlist header")
         ul = cls(uidvalidity=uidvalidity, uidnext=uidnext, guid=guid or secrets.token_hex(16))
         ul.extra_header = extra
+        ul.first_recent = max(1, min(first_recent, uidnext))
         seen_uids: set[int] = set()
         last = 0
         for lineno, line in enumerate(lines[1:], start=2):
@@ -157,6 +164,8 @@ class UidList:
 
     def render(self) -> bytes:
         head = ["3", f"V{self.uidvalidity}", f"N{self.uidnext}", f"G{self.guid}"]
+        if self.first_recent > 1:
+            head.append(f"R{self.first_recent}")
         out = [" ".join(head + self.extra_header)]
         for key, uid in sorted(self.entries.items(), key=lambda kv: kv[1]):
             ext = self.ext.get(key)

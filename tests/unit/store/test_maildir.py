@@ -131,17 +131,16 @@ def test_login_validated(store: MaildirStore) -> None:
 # -- UIDs ---------------------------------------------------------------------------
 
 
-def test_sync_moves_new_to_cur_and_marks_recent(store: MaildirStore, alice: MaildirUser) -> None:
+def test_sync_moves_new_to_cur(store: MaildirStore, alice: MaildirUser) -> None:
     keys = [store.deliver_many(["alice"], msg(i))["alice"] for i in range(3)]
     f = alice.folder("INBOX")
     infos = f.sync()
     assert [i.uid for i in infos] == [1, 2, 3]
     assert [i.key for i in infos] == keys
-    assert all(i.recent for i in infos)
+    assert f.recent(claim=False) == {1, 2, 3}
     assert os.listdir(alice.path / "new") == []
     assert sorted(os.listdir(alice.path / "cur")) == sorted(f"{k}:2," for k in keys)
-    again = f.sync()
-    assert [i.recent for i in again] == [False] * 3
+    assert [i.uid for i in f.sync()] == [1, 2, 3]
     assert f.read(2) == msg(1)
     assert f.uidnext() == 4
 
@@ -352,8 +351,9 @@ def test_folder_status(store: MaildirStore, alice: MaildirUser) -> None:
     st = f.status()
     assert (st.messages, st.unseen, st.recent, st.uidnext) == (3, 3, 3, 4)
     f.store_flags([1], ["\\Seen"], 1)
+    assert f.recent(claim=True, upto=2) == {1, 2}
     st = f.status()
-    assert (st.messages, st.unseen, st.recent) == (3, 2, 0)
+    assert (st.messages, st.unseen, st.recent) == (3, 2, 1)
     assert st.size == sum(len(msg(i)) for i in range(3))
 
 
@@ -634,3 +634,19 @@ def test_usage_seen_by_other_processes_across_compaction(tmp_path: Path) -> None
             assert b.user("alice").usage() == total
     assert a.user("alice").usage() == b.user("alice").usage() == total
     assert a.user("alice").message_count() == 700
+
+
+def test_recent_claim_is_exclusive_and_persisted(store: MaildirStore, alice: MaildirUser) -> None:
+    for i in range(3):
+        store.deliver_many(["alice"], msg(i))
+    f = alice.folder("INBOX")
+    f.sync()
+    other = MaildirStore(store.root, fsync=False).user("alice").folder("INBOX")  # "another process"
+    assert other.recent(claim=True, upto=2) == {1, 2}
+    assert f.recent(claim=True, upto=3) == {3}
+    assert f.recent(claim=True) == set() and other.recent(claim=False) == set()
+    assert b" R4" in (alice.path / "dovecot-uidlist").read_bytes().split(b"\n")[0]
+    store.deliver_many(["alice"], msg(9))
+    assert other.recent(claim=False) == set()  # not yet given a UID by a sync
+    other.sync()
+    assert f.recent(claim=False) == {4}
