@@ -62,11 +62,26 @@ def read_password(args: argparse.Namespace, *, generate: bool = True) -> tuple[s
     return "".join(secrets.choice(alphabet) for _ in range(16)), True
 
 
-def check_password(pw: str) -> None:
-    if len(pw) < 8:
-        raise ValidationError("password", "at least 8 characters")
-    if len(pw.encode()) > 1024 or any(ord(c) < 32 for c in pw):
-        raise ValidationError("password", "no control characters, at most 1024 bytes")
+def check_password(pw: str, *, login: str | None = None, owner: Any = None) -> None:
+    """The one password policy (esam_mail.services.password_policy), in the operator's language."""
+    from esam_mail.services.password_policy import check_password as policy
+
+    policy(pw, login=login, names=getattr(owner, "names", ()) or (),
+           ids=(getattr(owner, "iin", None), getattr(owner, "bin", None)), lang=cli_language())
+
+
+def cli_language() -> str:
+    """The operator's language for CLI messages: $ESAM_LANG, else LC_ALL/LC_MESSAGES/LANG, else English."""
+    from esam_mail.i18n import LANGUAGES
+
+    for var in ("ESAM_LANG", "LC_ALL", "LC_MESSAGES", "LANG"):
+        value = os.environ.get(var, "")
+        base = value.replace("_", "-").split("-", 1)[0].split(".", 1)[0].lower()
+        if base in LANGUAGES:
+            return base
+        if value:
+            break
+    return "en"
 
 
 def emit(args: argparse.Namespace, data: Any, human: str) -> None:
@@ -241,7 +256,7 @@ def cmd_mailbox_add(args: argparse.Namespace) -> int:
     else:
         _check_service_login(login)
     pw, generated = read_password(args)
-    check_password(pw)
+    check_password(pw, login=login)
 
     async def go() -> int:
         from esam_mail import app
@@ -327,7 +342,6 @@ def add_passwd(sub: Sub) -> None:
 def cmd_passwd(args: argparse.Namespace) -> int:
     cfg = load_config(args)
     pw, generated = read_password(args)
-    check_password(pw)
 
     async def go() -> int:
         from esam_mail import app
@@ -337,6 +351,7 @@ def cmd_passwd(args: argparse.Namespace) -> int:
             rec = await svc.directory.get(args.login)
             if rec is None:
                 raise NotFound(args.login)
+            check_password(pw, login=rec.login, owner=await svc.directory.owner(rec.subscriber_id))
             hashed = await asyncio.get_running_loop().run_in_executor(None, svc.hasher.hash, pw)
             await svc.directory.set_password_hash(rec.id, hashed)
             kind, _, ident = args.actor.partition(":")

@@ -21,7 +21,7 @@ from sqlalchemy import event, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
-from esam_mail.directory.models import AuditEvent, AuthFailure, Mailbox, utcnow
+from esam_mail.directory.models import AuditEvent, AuthFailure, Mailbox, Subscriber, utcnow
 from esam_mail.errors import LoginTaken, NotFound
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
@@ -68,6 +68,32 @@ class MailboxRecord:
     @property
     def open(self) -> bool:
         return self.state == "active"
+
+
+@dataclass(frozen=True, slots=True)
+class OwnerRecord:
+    """The subscriber who holds a mailbox: an individual (IIN), a legal entity (BIN) or a service."""
+
+    id: int
+    kind: str
+    iin: str | None
+    bin: str | None
+    display_name: str
+    names: tuple[str, ...]
+
+    @property
+    def number(self) -> str | None:
+        return self.iin or self.bin
+
+
+def _owner(sub: Subscriber) -> OwnerRecord:
+    data = sub.data if isinstance(sub.data, dict) else {}
+    keys = ("surname", "given_name", "patronymic", "name")
+    names = tuple(v for k in keys if isinstance(v := data.get(k), str) and v)
+    rep = data.get("representative")
+    if isinstance(rep, dict):
+        names += tuple(v for k in keys[:3] if isinstance(v := rep.get(k), str) and v)
+    return OwnerRecord(sub.id, sub.kind, sub.iin, sub.bin, sub.display_name, names)
 
 
 def _record(m: Mailbox) -> MailboxRecord:
@@ -188,6 +214,14 @@ class SqlDirectory:
         async with self.sessions() as s:
             m = (await s.execute(select(Mailbox).where(Mailbox.address_norm == key))).scalar_one_or_none()
             return _record(m) if m else None
+
+    async def owner(self, subscriber_id: int | None) -> OwnerRecord | None:
+        """The subscriber holding a mailbox (``None`` for a mailbox without one)."""
+        if subscriber_id is None:
+            return None
+        async with self.readers() as s:
+            sub = await s.get(Subscriber, subscriber_id)
+            return _owner(sub) if sub is not None else None
 
     async def list(self, state: str | None = None, limit: int = 1000, offset: int = 0) -> list[MailboxRecord]:
         async with self.sessions() as s:

@@ -55,6 +55,7 @@ from esam_mail.services.application import (
     validate_individual,
     validate_legal_entity,
 )
+from esam_mail.services.password_policy import check_password
 from esam_mail.services.registry import (
     EntityQuery,
     FileRegistry,
@@ -192,14 +193,26 @@ def generate_password(length: int = 16) -> str:
     return "".join(secrets.choice(_PASSWORD_ALPHABET) for _ in range(length))
 
 
-def check_password(password: str, *, field: str = "password") -> None:
-    """The password the user chose (para. 11): 8+ characters, no control characters."""
-    if len(password) < 8:
-        raise ValidationError(field, "the password must have at least 8 characters")
-    if len(password.encode("utf-8", "surrogatepass")) > 1024 or any(
-        ord(c) < 32 or ord(c) == 127 for c in password
-    ):
-        raise ValidationError(field, "the password must have no control characters and at most 1024 bytes")
+def _password_context(
+    app: IndividualApplication | LegalEntityApplication | None, raw: Mapping[str, Any]
+) -> dict[str, Any]:
+    """What a password must not contain: the login, the names, the IIN/BIN (para. 11)."""
+    if isinstance(app, IndividualApplication):
+        return {"login": app.username, "names": (app.surname, app.given_name, app.patronymic), "ids": (app.iin,)}
+    if isinstance(app, LegalEntityApplication):
+        rep = app.representative
+        names = (app.name, *((rep.surname, rep.given_name, rep.patronymic) if rep else ()))
+        return {"login": app.username, "names": names, "ids": (app.bin, rep.iin if rep else None)}
+    # the form itself is invalid: check against what was typed
+    def text(key: str) -> str | None:
+        value = raw.get(key)
+        return value if isinstance(value, str) else None
+
+    return {
+        "login": text("username"),
+        "names": (text("surname"), text("given_name"), text("patronymic"), text("name")),
+        "ids": (text("iin"), text("bin")),
+    }
 
 
 # The registry's reason for a MISMATCH -> the application field it is about.
@@ -606,7 +619,7 @@ class RegistrationService:
             )
         if password is not None:
             try:
-                check_password(password)
+                check_password(password, **_password_context(app, raw))
             except ValidationError as e:
                 errors.append(e)
         if errors:

@@ -90,7 +90,7 @@ def test_swaks_unknown_recipient_is_rejected_at_rcpt(esam: EsamProcess) -> None:
 
 def test_msmtp_submits_over_starttls_and_mutt_reads(esam: EsamProcess, tmp_path: Path) -> None:
     esam.add_mailbox("alice", PASSWORD)
-    esam.add_mailbox("bob", "bobs-Passw0rd")
+    esam.add_mailbox("bob", "Robert-Passw0rd")
     rc = tmp_path / "msmtprc"
     rc.write_text(
         "defaults\nauth on\ntls on\ntls_starttls on\n"
@@ -106,7 +106,7 @@ def test_msmtp_submits_over_starttls_and_mutt_reads(esam: EsamProcess, tmp_path:
     res = subprocess.run([tool("msmtp"), "-C", str(rc), "-a", "alice", "bob@esam.test"],
                          input=msg.encode(), capture_output=True, timeout=60)
     assert res.returncode == 0, res.stderr.decode()
-    m = imaps(esam, "bob", "bobs-Passw0rd")
+    m = imaps(esam, "bob", "Robert-Passw0rd")
     bodies = fetch_bodies(m)
     assert len(bodies) == 1
     assert body_of(bodies[0]) == b"Hi Bob, sent with msmtp.\r\n"
@@ -118,7 +118,7 @@ def test_msmtp_submits_over_starttls_and_mutt_reads(esam: EsamProcess, tmp_path:
     muttrc = tmp_path / "muttrc"
     muttrc.write_text(
         f'set folder="imaps://bob@127.0.0.1:{esam.ports["imaps"]}/"\nset spoolfile="+INBOX"\n'
-        'set imap_pass="bobs-Passw0rd"\nset ssl_verify_host=no\nset ssl_verify_dates=no\n'
+        'set imap_pass="Robert-Passw0rd"\nset ssl_verify_host=no\nset ssl_verify_dates=no\n'
         f'set certificate_file="{tmp_path}/mutt-certs"\nset header_cache=""\nset message_cachedir=""\n'
         "set sort=date\nset wait_key=no\nset quit=yes\nset move=no\nset mbox_type=Maildir\n"
         "set ssl_starttls=no\nset imap_check_subscribed=no\n"
