@@ -130,7 +130,7 @@ def tokenize(lines: Sequence[bytes], literals: Sequence[bytes]) -> list[Token]:
                 stack[-1].append(Atom(body[i:j]))
                 i = j
         if lit is not None:
-            stack[-1].append(String(lit))
+            stack[-1].append(lit if isinstance(lit, String) else String(lit))
     if len(stack) != 1:
         raise ParseError("unbalanced parenthesis")
     return out

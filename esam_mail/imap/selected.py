@@ -8,22 +8,23 @@ into untagged ``EXISTS``/``RECENT``/``FETCH``/``EXPUNGE`` lines.  While a FETCH,
 STORE or SEARCH runs, expunges are held back (the message stays addressable as
 a "ghost" until the next boundary that allows EXPUNGE).
 
-Also the metadata cache glue: ENVELOPE/BODYSTRUCTURE summaries come from an
-in-process LRU, then from the store's per-folder cache
-(``cache_get_many``/``cache_put_many``), and only then from parsing the file.
+Every store access goes through the session's :class:`MailboxView` (the async
+mailbox service runs it off the loop); ENVELOPE/BODYSTRUCTURE summaries are cached
+by the service (an in-process LRU, then the store's per-folder cache), this module
+only says how to build them (:data:`META_CODEC`).
 
 Pure (no Twisted).
 """
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 import logging
-from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from esam_mail.store.interfaces import SYSTEM_FLAGS, Folder, MessageInfo
+from esam_mail.services.mailboxes import SYSTEM_FLAGS, MailboxView, MessageInfo
 
 from . import mime
 from .parser import ParseError, SeqSet
@@ -33,24 +34,20 @@ log = logging.getLogger(__name__)
 RECENT = "\\Recent"
 
 
-class MetaLRU:
-    """Process-wide LRU of :class:`mime.MessageMeta`, keyed by (folder id, Maildir key)."""
+class _MetaCodec:
+    """ENVELOPE/BODYSTRUCTURE summaries for the mailbox service's cache."""
 
-    def __init__(self, capacity: int = 10000) -> None:
-        self.capacity = capacity
-        self._d: OrderedDict[tuple[str, str], mime.MessageMeta] = OrderedDict()
+    def build(self, data: bytes) -> mime.MessageMeta:
+        return mime.analyse(data)
 
-    def get(self, key: tuple[str, str]) -> mime.MessageMeta | None:
-        v = self._d.get(key)
-        if v is not None:
-            self._d.move_to_end(key)
-        return v
+    def dump(self, value: mime.MessageMeta) -> dict[str, Any]:
+        return value.to_json()
 
-    def put(self, key: tuple[str, str], value: mime.MessageMeta) -> None:
-        self._d[key] = value
-        self._d.move_to_end(key)
-        while len(self._d) > self.capacity:
-            self._d.popitem(last=False)
+    def load(self, raw: dict[str, Any] | None) -> mime.MessageMeta | None:
+        return mime.MessageMeta.from_json(raw)
+
+
+META_CODEC = _MetaCodec()
 
 
 class UidValidityChanged(Exception):
@@ -70,14 +67,12 @@ class SelectedFolder:
     """Per-session view of one folder (see module docstring)."""
 
     def __init__(
-        self, folder: Folder, *, readonly: bool, lru: MetaLRU, owner: str = ""
+        self, view: MailboxView, infos: list[MessageInfo], uidvalidity: int, *,
+        readonly: bool,
     ) -> None:
-        self.folder = folder
+        self.view = view
         self.readonly = readonly
-        self.lru = lru
-        infos = folder.sync()
-        self.uidvalidity = folder.uidvalidity
-        self.cache_id = f"{owner}\0{folder.name}\0{folder.uidvalidity}"
+        self.uidvalidity = uidvalidity
         self.uids: list[int] = [m.uid for m in infos]
         self.info: dict[int, MessageInfo] = {m.uid: m for m in infos}
         # \Recent: claimed for this session alone (EXAMINE only looks, RFC 3501 §6.3.2)
@@ -85,6 +80,17 @@ class SelectedFolder:
             claim=not readonly, upto=self.uids[-1] if self.uids else 0
         ) & set(self.uids)
         self.gone: set[int] = set()
+        self._refresh_lock = asyncio.Lock()
+
+    @classmethod
+    async def open(cls, view: MailboxView, *, readonly: bool) -> SelectedFolder:
+        """Sync the folder (off the loop) and take the first snapshot."""
+        uidvalidity, infos = await view.sync()
+        return cls(view, infos, uidvalidity, readonly=readonly)
+
+    @property
+    def name(self) -> str:
+        return self.view.name
 
     # -- lookups ----------------------------------------------------------------
 
@@ -136,15 +142,21 @@ class SelectedFolder:
 
     # -- synchronisation --------------------------------------------------------
 
-    def refresh(self, *, allow_expunge: bool, with_uid: bool = True) -> list[bytes]:
-        """Re-read the folder and return the untagged lines that report the changes.
+    async def refresh(self, *, allow_expunge: bool, with_uid: bool = True) -> list[bytes]:
+        """Re-read the folder (off the loop) and return the untagged lines that
+        report the changes.  One refresh at a time (IDLE wake-ups may overlap DONE).
 
         Raises:
             UidValidityChanged: the UIDs of this session no longer mean anything.
         """
-        infos = self.folder.sync()
-        if self.folder.uidvalidity != self.uidvalidity:
-            raise UidValidityChanged(self.folder.name)
+        async with self._refresh_lock:
+            uidvalidity, infos = await self.view.sync()
+            if uidvalidity != self.uidvalidity:
+                raise UidValidityChanged(self.view.name)
+            return self._apply(infos, allow_expunge=allow_expunge, with_uid=with_uid)
+
+    def _apply(self, infos: list[MessageInfo], *, allow_expunge: bool,
+               with_uid: bool) -> list[bytes]:
         current = {m.uid: m for m in infos}
         lines: list[bytes] = []
         for uid in self.uids:
@@ -207,54 +219,15 @@ class SelectedFolder:
 
     # -- metadata ----------------------------------------------------------------
 
-    def metas(
+    async def metas(
         self, uids: Sequence[int], data: dict[int, bytes] | None = None
     ) -> dict[int, mime.MessageMeta]:
-        """Parsed summaries for ``uids`` (missing ones are parsed and cached).
+        """Parsed summaries for ``uids`` (cached by the mailbox service).
 
         Messages expunged meanwhile are absent from the result.
         """
-        out: dict[int, mime.MessageMeta] = {}
-        want: dict[str, int] = {}
-        for uid in uids:
-            m = self.info.get(uid)
-            if m is None:
-                continue
-            hit = self.lru.get((self.cache_id, m.key))
-            if hit is not None:
-                out[uid] = hit
-            else:
-                want[m.key] = uid
-        if not want:
-            return out
-        stored: dict[str, Any] = {}
-        get_many = getattr(self.folder, "cache_get_many", None)
-        if get_many is not None:
-            try:
-                stored = get_many(list(want))
-            except Exception:  # the cache is an optimisation only
-                log.exception("event=imap.cache_read_failed folder=%s", self.folder.name)
-        fresh: dict[str, dict[str, Any]] = {}
-        for key, uid in want.items():
-            meta = mime.MessageMeta.from_json(stored.get(key))
-            if meta is None:
-                raw = data.get(uid) if data else None
-                if raw is None:
-                    try:
-                        raw = self.folder.read(uid)
-                    except (KeyError, FileNotFoundError):
-                        continue
-                meta = mime.analyse(raw)
-                fresh[key] = meta.to_json()
-            self.lru.put((self.cache_id, key), meta)
-            out[uid] = meta
-        put_many = getattr(self.folder, "cache_put_many", None)
-        if fresh and put_many is not None:
-            try:
-                put_many(fresh)
-            except Exception:
-                log.exception("event=imap.cache_write_failed folder=%s", self.folder.name)
-        return out
+        infos = [m for m in (self.info.get(u) for u in uids) if m is not None]
+        return await self.view.summaries(infos, META_CODEC, data)
 
 
 def _with_flags(m: MessageInfo, flags: frozenset[str]) -> MessageInfo:

@@ -6,8 +6,11 @@ framing up is ours, because the stock command layer has the bugs listed in
 docs/libraries.md §1.6 (R1-R7, R11, raw exception text in replies).  Commands
 are framed here (literals, LITERAL-, size caps before the ``+``), tokenized by
 :mod:`.parser`, run strictly one at a time per connection (pipelining-safe:
-nothing is parsed while a command runs) and answered synchronously against the
-store, except the fsync-heavy APPEND which runs in a worker thread.
+nothing is parsed while a command runs) and answered through the async mailbox
+service (``services.mailboxes``): every store call runs off the event loop on a
+bounded pool, serialized per folder, so one big mailbox never freezes SMTP, HTTP
+or the other sessions.  APPEND literals above ``SPOOL_THRESHOLD`` go straight to
+a file in the user's store as they arrive (RSS does not grow with their size).
 
 RFCs: 3501 (IMAP4rev1), 2177 (IDLE), 2342 (NAMESPACE), 4315 (UIDPLUS), 6851
 (MOVE), 3691 (UNSELECT), 2971 (ID), 5161 (ENABLE), 6154 (SPECIAL-USE), 3348
@@ -30,9 +33,9 @@ import datetime as dt
 import logging
 import re
 import time
-from collections.abc import Callable, Generator, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from twisted.internet import defer, interfaces, protocol
 from twisted.mail import imap4
@@ -43,12 +46,16 @@ from esam_mail import errors
 from esam_mail.imap.tlsreload import ReloadableTLS, tls_options
 from esam_mail.log import TRACE, redact
 from esam_mail.services.auth import Authenticator, Principal
-from esam_mail.store.interfaces import (
+from esam_mail.services.mailboxes import (
     SPECIAL_USE,
     SYSTEM_FLAGS,
     FolderInfo,
+    MailboxService,
+    MailboxStore,
+    MailboxView,
     Notifier,
-    UserStore,
+    Spool,
+    UserMailboxes,
 )
 
 from . import metrics as imap_metrics
@@ -72,18 +79,12 @@ from .parser import (
     tokenize,
 )
 from .search import parse_search
-from .selected import MetaLRU, SelectedFolder, UidValidityChanged, format_flags
+from .selected import SelectedFolder, UidValidityChanged, format_flags
 
 log = logging.getLogger(__name__)
 
 _TAG_RE = re.compile(rb"^[\x21-\x7e]+$")
 _FLAG_ATOM_RE = re.compile(r"^\\?[^\s(){%*\"\\\]\x00-\x1f\x7f]+$")
-
-
-class MailStore(Protocol):
-    """What the server needs of the store: one :class:`UserStore` per login."""
-
-    def user(self, login: str, quota: int | None = None) -> UserStore: ...
 
 
 DEFAULT_MAX_MESSAGE_SIZE = 50 * 1024 * 1024
@@ -104,6 +105,8 @@ class IMAPLimits:
     max_auth_failures: int = 3
     max_connections_per_ip: int = 0  # 0: unlimited
     meta_cache_entries: int = 20000
+    store_workers: int = 4  # threads of the mailbox service's pool (per process)
+    spool_threshold: int = 64 * 1024  # APPEND literals above this go to a file
     allow_plaintext_auth: bool = False  # never in production: LOGINDISABLED until TLS
 
 
@@ -118,28 +121,46 @@ class _Throttle:
     def __init__(self) -> None:
         self.paused = False
         self.stopped = False
-        self._waiting: defer.Deferred[None] | None = None
+        self._waiting: asyncio.Future[None] | None = None
 
     def pauseProducing(self) -> None:
         self.paused = True
 
     def resumeProducing(self) -> None:
         self.paused = False
-        d, self._waiting = self._waiting, None
-        if d is not None:
-            d.callback(None)
+        fut, self._waiting = self._waiting, None
+        if fut is not None and not fut.done():
+            fut.set_result(None)
 
     def stopProducing(self) -> None:
         self.stopped = True
         self.resumeProducing()
 
-    def wait(self) -> defer.Deferred[None]:
-        self._waiting = defer.Deferred()
-        return self._waiting
+    async def wait(self) -> None:
+        self._waiting = asyncio.get_running_loop().create_future()
+        await self._waiting
 
 
 class _Done(Exception):
     """Internal: a handler already sent its own tagged reply."""
+
+
+class SpooledString(String):
+    """An APPEND literal that was written to a spool file instead of RAM.
+
+    Tokenized like any literal (a :class:`String`, empty as bytes); the command
+    takes the message from :attr:`spool`.
+    """
+
+    def __new__(cls, spool: Spool) -> SpooledString:
+        self = super().__new__(cls, b"")
+        self.spool = spool
+        return self
+
+    spool: Spool
+
+
+SPOOL_BACKLOG = 1024 * 1024  # spooled bytes waiting for the disk before reads pause
 
 
 class EsamIMAP4Server(imap4.IMAP4Server):
@@ -158,8 +179,12 @@ class EsamIMAP4Server(imap4.IMAP4Server):
         self.session = _new_session_id()
         self.peer = "-"
         self.principal: Principal | None = None
-        self.user: UserStore | None = None
+        self.user: UserMailboxes | None = None
         self.selected: SelectedFolder | None = None
+        self._lit_spool: Spool | None = None  # the APPEND literal being spooled
+        self._spools: list[Spool] = []  # spools of the command being read or run
+        self._idle_refreshing = False
+        self._idle_again = False
         self._buf = bytearray()
         self._lines: list[bytes] = []
         self._lits: list[bytes] = []
@@ -201,6 +226,7 @@ class EsamIMAP4Server(imap4.IMAP4Server):
         self.factory.sessions.discard(self)
         self._stop_idle_poll()
         self.selected = None
+        self._drop_spools()
         log.info(
             "event=imap.disconnect session=%s peer=%s user=%s duration=%.1f",
             self.session, self.peer, self.principal.login if self.principal else "-",
@@ -256,17 +282,17 @@ class EsamIMAP4Server(imap4.IMAP4Server):
     def _tagged(self, tag: bytes, reply: replies.Reply) -> None:
         self._write(reply.render(tag))
 
-    def _ok(self, tag: bytes, text: bytes, code: bytes | None = None, *,
-            allow_expunge: bool = True) -> None:
+    async def _ok(self, tag: bytes, text: bytes, code: bytes | None = None, *,
+                  allow_expunge: bool = True) -> None:
         """Report pending mailbox changes, then the tagged OK."""
-        self._report_changes(allow_expunge=allow_expunge)
+        await self._report_changes(allow_expunge=allow_expunge)
         self._tagged(tag, replies.Reply(b"OK", code, text))
 
-    def _report_changes(self, *, allow_expunge: bool) -> None:
+    async def _report_changes(self, *, allow_expunge: bool) -> None:
         if self.selected is None:
             return
         try:
-            lines = self.selected.refresh(allow_expunge=allow_expunge)
+            lines = await self.selected.refresh(allow_expunge=allow_expunge)
         except errors.NoSuchFolder:
             # deleted under us (another session): RFC 3501 leaves this open
             self._untagged(b"* BYE [UNAVAILABLE] Selected mailbox was deleted.")
@@ -278,6 +304,8 @@ class EsamIMAP4Server(imap4.IMAP4Server):
             self._untagged(b"* BYE [UNAVAILABLE] Mailbox UIDVALIDITY changed; reconnect.")
             self.transport.loseConnection()
             self.selected = None
+            return
+        if self.transport is None:
             return
         for line in lines:
             self._untagged(line)
@@ -298,12 +326,20 @@ class EsamIMAP4Server(imap4.IMAP4Server):
                 if not self._buf and self._lit_need:
                     break
                 take = min(self._lit_need, len(self._buf))
-                self._lit_buf += self._buf[:take]
+                spool = self._lit_spool
+                if spool is not None:
+                    spool.feed(bytes(self._buf[:take]))
+                else:
+                    self._lit_buf += self._buf[:take]
                 del self._buf[:take]
                 self._lit_need -= take
                 if self._lit_need:
                     break
-                self._lits.append(bytes(self._lit_buf))
+                if spool is not None:
+                    self._lits.append(SpooledString(spool))
+                    self._lit_spool = None
+                else:
+                    self._lits.append(bytes(self._lit_buf))
                 self._lit_buf = bytearray()
                 self._lit_need = -1
                 continue
@@ -331,6 +367,16 @@ class EsamIMAP4Server(imap4.IMAP4Server):
         high = self.limits.max_line * 2
         if self.transport is None:
             return
+        spool = self._lit_spool
+        if spool is not None and spool.backlog() > SPOOL_BACKLOG:
+            # the disk is slower than the client: stop reading until the writes drain
+            writes = spool.idle()
+            if writes is not None:
+                if not self._transport_paused:
+                    self._transport_paused = True
+                    self.transport.pauseProducing()
+                writes.add_done_callback(lambda _: self._pump())
+                return
         if len(self._buf) > high and not self._transport_paused:
             self._transport_paused = True
             self.transport.pauseProducing()
@@ -350,6 +396,8 @@ class EsamIMAP4Server(imap4.IMAP4Server):
             lines, lits = self._lines, self._lits
             self._lines, self._lits, self._cmd_literal_bytes = [], [], 0
             self._execute(lines, lits)
+            if not self._busy:
+                self._drop_spools()  # answered without running (BAD, wrong state)
             return
         size, nonsync = lit
         first = self._lines[0].split(b" ", 3)
@@ -367,12 +415,21 @@ class EsamIMAP4Server(imap4.IMAP4Server):
             return
         if size > cap or (not is_append and self._cmd_literal_bytes > cap):
             self._lines, self._lits, self._cmd_literal_bytes = [], [], 0
+            self._drop_spools()
             self._tagged(tag, replies.TOOBIG)  # before any "+": the client sends nothing
+            return
+        if is_append and self.user is None and not nonsync:
+            # never take a big literal from a client that may not APPEND at all
+            self._lines, self._lits, self._cmd_literal_bytes = [], [], 0
+            self._tagged(tag, replies.Reply(b"BAD", None, b"Command not valid in this state."))
             return
         if not nonsync:
             self._write(b"+ Ready for literal data")
         self._lit_need = size
         self._lit_buf = bytearray()
+        if is_append and self.user is not None and size > self.limits.spool_threshold:
+            self._lit_spool = self.user.spool(size)
+            self._spools.append(self._lit_spool)
 
     # -- dispatch ----------------------------------------------------------------
 
@@ -421,11 +478,20 @@ class EsamIMAP4Server(imap4.IMAP4Server):
             self._fail(tag, exc, verb)
             self._finish()
             return
+        if asyncio.iscoroutine(result):
+            result = defer.Deferred.fromFuture(asyncio.ensure_future(result))
         if isinstance(result, defer.Deferred):
             result.addErrback(self._fail_failure, tag, verb)
             result.addBoth(self._finish_cb)
         else:
             self._finish()
+
+    def _drop_spools(self) -> None:
+        """Remove the spool files of the finished (or aborted) command."""
+        spools, self._spools = self._spools, []
+        self._lit_spool = None
+        for spool in spools:
+            _background(spool.discard())
 
     def _fail_failure(self, failure: Any, tag: bytes, verb: bytes) -> None:
         self._fail(tag, failure.value, verb, failure)
@@ -436,6 +502,7 @@ class EsamIMAP4Server(imap4.IMAP4Server):
     def _finish(self) -> None:
         imap_metrics.finished(self)
         self._busy = False
+        self._drop_spools()
         if self.transport is not None and not self._closing:
             # continue with pipelined commands on the next turn (no deep recursion)
             _reactor().callLater(0, self._pump)
@@ -455,14 +522,14 @@ class EsamIMAP4Server(imap4.IMAP4Server):
 
     # -- any state ---------------------------------------------------------------
 
-    def cmd_capability(self, tag: bytes, args: Args) -> None:
+    async def cmd_capability(self, tag: bytes, args: Args) -> None:
         args.end()
         self._untagged(b"* CAPABILITY " + b" ".join(self.listCapabilities()))
-        self._ok(tag, b"CAPABILITY completed.")
+        await self._ok(tag, b"CAPABILITY completed.")
 
-    def cmd_noop(self, tag: bytes, args: Args) -> None:
+    async def cmd_noop(self, tag: bytes, args: Args) -> None:
         args.end()
-        self._ok(tag, b"NOOP completed.")
+        await self._ok(tag, b"NOOP completed.")
 
     def cmd_logout(self, tag: bytes, args: Args) -> None:
         args.end()
@@ -472,13 +539,13 @@ class EsamIMAP4Server(imap4.IMAP4Server):
         self.state = "logout"
         self.transport.loseConnection()
 
-    def cmd_id(self, tag: bytes, args: Args) -> None:
+    async def cmd_id(self, tag: bytes, args: Args) -> None:
         tok = args.next()
         if not (isinstance(tok, list) or (isinstance(tok, Atom) and tok.upper() == b"NIL")):
             raise ParseError("ID expects a list or NIL")
         args.end()
         self._untagged(b'* ID ("name" "esam_mail" "version" ' + quote(_version.encode()) + b")")
-        self._ok(tag, b"ID completed.")
+        await self._ok(tag, b"ID completed.")
 
     # -- not authenticated -------------------------------------------------------
 
@@ -578,9 +645,8 @@ class EsamIMAP4Server(imap4.IMAP4Server):
         d: defer.Deferred[Principal] = defer.Deferred.fromFuture(asyncio.ensure_future(coro))
 
         def ok(principal: Principal) -> None:
-            user_store = self.factory.store.user(principal.login, principal.quota)
             self.principal = principal
-            self.user = user_store
+            self.user = self.factory.mailboxes.user(principal.login, principal.quota)
             self.state = "auth"
             self.setTimeout(int(self.limits.auth_timeout))
             log.info("event=imap.login result=ok session=%s peer=%s user=%s method=%s",
@@ -613,34 +679,23 @@ class EsamIMAP4Server(imap4.IMAP4Server):
         name = decode_mailbox(args.astring())
         return _normalise_name(name)
 
-    def _user(self) -> UserStore:
+    def _user(self) -> UserMailboxes:
         assert self.user is not None
         return self.user
 
-    def _publish(self, folder: str) -> None:
-        notifier = self.factory.notifier
-        if notifier is None or self.principal is None:
-            return
-        if getattr(self.factory.store, "notifier", None) is not None:
-            return  # the store publishes its own changes (MaildirStore does)
-        try:
-            notifier.publish(self.principal.login, folder)
-        except Exception:
-            log.exception("event=imap.notify_failed session=%s", self.session)
+    async def cmd_select(self, tag: bytes, args: Args) -> None:
+        await self._select(tag, args, readonly=False)
 
-    def cmd_select(self, tag: bytes, args: Args) -> None:
-        self._select(tag, args, readonly=False)
+    async def cmd_examine(self, tag: bytes, args: Args) -> None:
+        await self._select(tag, args, readonly=True)
 
-    def cmd_examine(self, tag: bytes, args: Args) -> None:
-        self._select(tag, args, readonly=True)
-
-    def _select(self, tag: bytes, args: Args, *, readonly: bool) -> None:
+    async def _select(self, tag: bytes, args: Args, *, readonly: bool) -> None:
         name = self._mailbox_arg(args)
         args.end()
         self._deselect()
-        folder = self._user().folder(name)
-        sel = SelectedFolder(folder, readonly=readonly, lru=self.factory.meta_lru,
-                             owner=self.principal.login if self.principal else "")
+        view = await self._user().open(name)
+        sel = await SelectedFolder.open(view, readonly=readonly)
+        uidnext = await view.uidnext()
         flags = [*SYSTEM_FLAGS, *sorted(sel.keywords())]
         self._untagged(b"* FLAGS (" + " ".join(flags).encode("utf-8", "replace") + b")")
         perm = b"" if readonly else " ".join(flags).encode("utf-8", "replace") + b" \\*"
@@ -650,8 +705,8 @@ class EsamIMAP4Server(imap4.IMAP4Server):
         unseen = sel.first_unseen()
         if unseen is not None:
             self._untagged(b"* OK [UNSEEN %d] First unseen." % unseen)
-        self._untagged(b"* OK [UIDVALIDITY %d] UIDs valid." % folder.uidvalidity)
-        self._untagged(b"* OK [UIDNEXT %d] Predicted next UID." % folder.uidnext())
+        self._untagged(b"* OK [UIDVALIDITY %d] UIDs valid." % sel.uidvalidity)
+        self._untagged(b"* OK [UIDNEXT %d] Predicted next UID." % uidnext)
         self.selected = sel
         self.state = "select"
         mode = b"READ-ONLY" if readonly else b"READ-WRITE"
@@ -663,14 +718,14 @@ class EsamIMAP4Server(imap4.IMAP4Server):
         if self.state == "select":
             self.state = "auth"
 
-    def cmd_create(self, tag: bytes, args: Args) -> None:
+    async def cmd_create(self, tag: bytes, args: Args) -> None:
         name = self._mailbox_arg_create(args)
         args.end()
         if name.upper() == "INBOX":
             self._tagged(tag, replies.Reply(b"NO", b"ALREADYEXISTS", b"INBOX exists."))
             return
-        self._user().create_folder(name)
-        self._ok(tag, b"CREATE completed.")
+        await self._user().create_folder(name)
+        await self._ok(tag, b"CREATE completed.")
 
     def _mailbox_arg_create(self, args: Args) -> str:
         raw = args.astring()
@@ -678,46 +733,46 @@ class EsamIMAP4Server(imap4.IMAP4Server):
             raw = raw[:-1]  # RFC 3501 §6.3.3: trailing delimiter
         return _normalise_name(decode_mailbox(raw))
 
-    def cmd_delete(self, tag: bytes, args: Args) -> None:
+    async def cmd_delete(self, tag: bytes, args: Args) -> None:
         name = self._mailbox_arg(args)
         args.end()
         if name == "INBOX":
             self._tagged(tag, replies.Reply(b"NO", b"CANNOT", b"INBOX cannot be deleted."))
             return
-        if self.selected is not None and self.selected.folder.name == name:
+        if self.selected is not None and self.selected.name == name:
             self._deselect()
-        self._user().delete_folder(name)
-        self._ok(tag, b"DELETE completed.")
+        await self._user().delete_folder(name)
+        await self._ok(tag, b"DELETE completed.")
 
-    def cmd_rename(self, tag: bytes, args: Args) -> None:
+    async def cmd_rename(self, tag: bytes, args: Args) -> None:
         old = self._mailbox_arg(args)
         new = self._mailbox_arg_create(args)
         args.end()
         if new == "INBOX":
             self._tagged(tag, replies.Reply(b"NO", b"ALREADYEXISTS", b"INBOX exists."))
             return
-        self._user().rename_folder(old, new)
-        self._ok(tag, b"RENAME completed.")
+        await self._user().rename_folder(old, new)
+        await self._ok(tag, b"RENAME completed.")
 
-    def cmd_subscribe(self, tag: bytes, args: Args) -> None:
+    async def cmd_subscribe(self, tag: bytes, args: Args) -> None:
         name = self._mailbox_arg(args)
         args.end()
-        self._user().subscribe(name, True)
-        self._ok(tag, b"SUBSCRIBE completed.")
+        await self._user().subscribe(name, True)
+        await self._ok(tag, b"SUBSCRIBE completed.")
 
-    def cmd_unsubscribe(self, tag: bytes, args: Args) -> None:
+    async def cmd_unsubscribe(self, tag: bytes, args: Args) -> None:
         name = self._mailbox_arg(args)
         args.end()
-        self._user().subscribe(name, False)
-        self._ok(tag, b"UNSUBSCRIBE completed.")
+        await self._user().subscribe(name, False)
+        await self._ok(tag, b"UNSUBSCRIBE completed.")
 
-    def cmd_list(self, tag: bytes, args: Args) -> None:
-        self._list(tag, args, lsub=False)
+    async def cmd_list(self, tag: bytes, args: Args) -> None:
+        await self._list(tag, args, lsub=False)
 
-    def cmd_lsub(self, tag: bytes, args: Args) -> None:
-        self._list(tag, args, lsub=True)
+    async def cmd_lsub(self, tag: bytes, args: Args) -> None:
+        await self._list(tag, args, lsub=True)
 
-    def _list(self, tag: bytes, args: Args, *, lsub: bool) -> None:
+    async def _list(self, tag: bytes, args: Args, *, lsub: bool) -> None:
         select_opts: list[bytes] = []
         if not lsub and isinstance(args.peek(), list):
             select_opts = [bytes(x).upper() for x in args.plist() if not isinstance(x, list)]
@@ -736,7 +791,7 @@ class EsamIMAP4Server(imap4.IMAP4Server):
         verb = b"LSUB" if lsub else b"LIST"
         if pattern == "":
             self._untagged(b'* %s (\\Noselect) "/" ""' % verb)
-            self._ok(tag, verb + b" completed.")
+            await self._ok(tag, verb + b" completed.")
             return
         if ref and not ref.endswith("/") and not pattern.startswith("/"):
             full = ref + "/" + pattern if ref else pattern
@@ -744,9 +799,9 @@ class EsamIMAP4Server(imap4.IMAP4Server):
             full = ref + pattern
         rx = _pattern_regex(full)
         only_special = b"SPECIAL-USE" in select_opts
-        folders = {f.name: f for f in self._user().list_folders()}
+        folders = {f.name: f for f in await self._user().list_folders()}
         if lsub:
-            self._lsub(tag, rx, folders)
+            await self._lsub(tag, rx, folders)
             return
         names = set(folders)
         # implied parents (Noselect) for hierarchy levels without a folder
@@ -782,14 +837,13 @@ class EsamIMAP4Server(imap4.IMAP4Server):
                        + quote(encode_mailbox(name)))
         for line in out:
             self._untagged(line)
-        self._ok(tag, verb + b" completed.")
+        await self._ok(tag, verb + b" completed.")
 
-    def _lsub(self, tag: bytes, rx: re.Pattern[str], folders: dict[str, FolderInfo]) -> None:
+    async def _lsub(self, tag: bytes, rx: re.Pattern[str], folders: dict[str, FolderInfo]) -> None:
         """RFC 3501 §6.3.9: the subscribed names matching the pattern (whether or not
         they exist), plus, as ``\\Noselect``, an unsubscribed parent that the pattern
         matches when a subscribed child of it is cut off by ``%``."""
-        subs_of = getattr(self._user(), "subscriptions", None)
-        subs = set(subs_of()) if subs_of is not None else set()
+        subs = await self._user().subscriptions()
         subs |= {n for n, f in folders.items() if f.subscribed}
         names = set(folders) | subs
         out: dict[str, list[str]] = {}
@@ -809,25 +863,25 @@ class EsamIMAP4Server(imap4.IMAP4Server):
             attrs.append("\\HasChildren" if has_children else "\\HasNoChildren")
             self._untagged(b"* LSUB (" + " ".join(attrs).encode() + b') "/" '
                            + quote(encode_mailbox(name)))
-        self._ok(tag, b"LSUB completed.")
+        await self._ok(tag, b"LSUB completed.")
 
-    def cmd_status(self, tag: bytes, args: Args) -> None:
+    async def cmd_status(self, tag: bytes, args: Args) -> None:
         name = self._mailbox_arg(args)
         items = [bytes(x).upper() for x in args.plist() if isinstance(x, Atom)]
         args.end()
         allowed = {b"MESSAGES", b"RECENT", b"UIDNEXT", b"UIDVALIDITY", b"UNSEEN"}
         if not items or any(i not in allowed for i in items):
             raise ParseError("bad STATUS item")
-        st = self._user().folder(name).status()
+        st = await self._user().status(name)
         values = {
             b"MESSAGES": st.messages, b"RECENT": st.recent, b"UIDNEXT": st.uidnext,
             b"UIDVALIDITY": st.uidvalidity, b"UNSEEN": st.unseen,
         }
         body = b" ".join(b"%s %d" % (i, values[i]) for i in items)
         self._untagged(b"* STATUS " + quote(encode_mailbox(name)) + b" (" + body + b")")
-        self._ok(tag, b"STATUS completed.")
+        await self._ok(tag, b"STATUS completed.")
 
-    def cmd_append(self, tag: bytes, args: Args) -> defer.Deferred[None]:
+    async def cmd_append(self, tag: bytes, args: Args) -> None:
         name = self._mailbox_arg(args)
         flags: list[str] = []
         date: dt.datetime | None = None
@@ -840,80 +894,71 @@ class EsamIMAP4Server(imap4.IMAP4Server):
         args.end()
         if not isinstance(tok, String):
             raise ParseError("message literal expected")
-        data = bytes(tok)
-        if not data:
+        message: bytes | Spool
+        if isinstance(tok, SpooledString):
+            message = tok.spool
+            size = message.size
+        else:
+            message = bytes(tok)
+            size = len(message)
+        if not size:
             self._tagged(tag, replies.Reply(b"NO", None, b"Empty message."))
-            return defer.succeed(None)
-        try:
-            folder = self._user().folder(name)
-        except errors.NoSuchFolder:
-            self._tagged(tag, replies.TRYCREATE)
-            return defer.succeed(None)
+            return
         flags = [f for f in flags if f != "\\Recent"]
+        try:
+            if isinstance(message, Spool):
+                await message.finish()
+            uidvalidity, uid = await self._user().append(name, message, flags, date)
+        except Exception as exc:  # noqa: BLE001 - mapped like any command error
+            self._fail(tag, exc, b"APPEND", trycreate=True)
+            return
+        code = b"APPENDUID %d %d" % (uidvalidity, uid)
+        await self._ok(tag, b"APPEND completed.", code)
 
-        def store() -> int:
-            return folder.append(data, flags, date)
-
-        d: defer.Deferred[int] = defer.Deferred.fromFuture(
-            asyncio.ensure_future(asyncio.to_thread(store))
-        )
-
-        def ok(uid: int) -> None:
-            self._publish(folder.name)
-            code = b"APPENDUID %d %d" % (folder.uidvalidity, uid)
-            self._ok(tag, b"APPEND completed.", code)
-
-        def bad(failure: Any) -> None:
-            self._fail(tag, failure.value, b"APPEND", failure, trycreate=True)
-
-        return d.addCallbacks(ok, bad)
-
-    def cmd_namespace(self, tag: bytes, args: Args) -> None:
+    async def cmd_namespace(self, tag: bytes, args: Args) -> None:
         args.end()
         self._untagged(b'* NAMESPACE (("" "/")) NIL NIL')
-        self._ok(tag, b"NAMESPACE completed.")
+        await self._ok(tag, b"NAMESPACE completed.")
 
-    def cmd_enable(self, tag: bytes, args: Args) -> None:
+    async def cmd_enable(self, tag: bytes, args: Args) -> None:
         if not args.more():
             raise ParseError("ENABLE needs a capability")
         args.rest()
         self._untagged(b"* ENABLED")  # nothing we support needs enabling
-        self._ok(tag, b"ENABLE completed.")
+        await self._ok(tag, b"ENABLE completed.")
 
-    def cmd_getquotaroot(self, tag: bytes, args: Args) -> None:
+    async def cmd_getquotaroot(self, tag: bytes, args: Args) -> None:
         name = self._mailbox_arg(args)
         args.end()
-        self._user().folder(name)  # NONEXISTENT if missing
+        await self._user().check(name)  # NONEXISTENT if missing
         self._untagged(b"* QUOTAROOT " + quote(encode_mailbox(name)) + b' ""')
-        self._untagged(self._quota_line())
-        self._ok(tag, b"GETQUOTAROOT completed.")
+        self._untagged(await self._quota_line())
+        await self._ok(tag, b"GETQUOTAROOT completed.")
 
-    def cmd_getquota(self, tag: bytes, args: Args) -> None:
+    async def cmd_getquota(self, tag: bytes, args: Args) -> None:
         root = args.astring()
         args.end()
         if root != b"":
             self._tagged(tag, replies.Reply(b"NO", b"NONEXISTENT", b"No such quota root."))
             return
-        self._untagged(self._quota_line())
-        self._ok(tag, b"GETQUOTA completed.")
+        self._untagged(await self._quota_line())
+        await self._ok(tag, b"GETQUOTA completed.")
 
     def cmd_setquota(self, tag: bytes, args: Args) -> None:
         args.rest()
         self._tagged(tag, replies.Reply(b"NO", b"NOPERM", b"Quotas are set by the operator."))
 
-    def _quota_line(self) -> bytes:
-        user = self._user()
-        used = user.usage()
-        limit = _quota_of(user)
+    async def _quota_line(self) -> bytes:
+        used, limit = await self._user().quota()
         if not limit:
             return b'* QUOTA "" ()'
         return b'* QUOTA "" (STORAGE %d %d)' % ((used + 1023) // 1024, limit // 1024)
 
-    def cmd_idle(self, tag: bytes, args: Args) -> defer.Deferred[None]:
+    async def cmd_idle(self, tag: bytes, args: Args) -> None:
         args.end()
-        done: defer.Deferred[None] = defer.Deferred()
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._idle_tag = tag
-        self._report_changes(allow_expunge=True)
+        await self._report_changes(allow_expunge=True)
         self._write(b"+ idling")
 
         def on_line(line: bytes) -> None:
@@ -923,8 +968,8 @@ class EsamIMAP4Server(imap4.IMAP4Server):
             self._line_hook = None
             self._idle_tag = None
             self._stop_idle_poll()
-            self._ok(tag, b"IDLE terminated.")
-            done.callback(None)
+            if not done.done():
+                done.set_result(None)
 
         self._line_hook = on_line
         if self.limits.idle_poll > 0 and self.selected is not None:
@@ -932,7 +977,13 @@ class EsamIMAP4Server(imap4.IMAP4Server):
 
             self._idle_poll = task.LoopingCall(self.folder_changed)
             self._idle_poll.start(self.limits.idle_poll, now=False)
-        return done
+        try:
+            await done
+        finally:
+            self._line_hook = None
+            self._idle_tag = None
+            self._stop_idle_poll()
+        await self._ok(tag, b"IDLE terminated.")
 
     def _stop_idle_poll(self) -> None:
         if self._idle_poll is not None and self._idle_poll.running:
@@ -943,10 +994,25 @@ class EsamIMAP4Server(imap4.IMAP4Server):
         """The Notifier (or the IDLE poll) says the selected folder changed."""
         if self._idle_tag is None or self.selected is None or self.transport is None:
             return
+        if self._idle_refreshing:  # one refresh at a time; one more after it
+            self._idle_again = True
+            return
+        self._idle_refreshing = True
+        _background(self._idle_refresh())
+
+    async def _idle_refresh(self) -> None:
         try:
-            self._report_changes(allow_expunge=True)
+            while True:
+                self._idle_again = False
+                if self._idle_tag is None or self.selected is None:
+                    return
+                await self._report_changes(allow_expunge=True)
+                if not self._idle_again:
+                    return
         except Exception:
             log.exception("event=imap.idle_refresh_failed session=%s", self.session)
+        finally:
+            self._idle_refreshing = False
 
     # -- selected ----------------------------------------------------------------
 
@@ -954,17 +1020,15 @@ class EsamIMAP4Server(imap4.IMAP4Server):
         assert self.selected is not None
         return self.selected
 
-    def cmd_check(self, tag: bytes, args: Args) -> None:
+    async def cmd_check(self, tag: bytes, args: Args) -> None:
         args.end()
-        self._ok(tag, b"CHECK completed.")
+        await self._ok(tag, b"CHECK completed.")
 
-    def cmd_close(self, tag: bytes, args: Args) -> None:
+    async def cmd_close(self, tag: bytes, args: Args) -> None:
         args.end()
         sel = self._sel()
         if not sel.readonly:
-            removed = sel.folder.expunge()
-            if removed:
-                self._publish(sel.folder.name)
+            await sel.view.expunge()
         self._deselect()
         self._tagged(tag, replies.Reply(b"OK", None, b"CLOSE completed."))
 
@@ -973,7 +1037,7 @@ class EsamIMAP4Server(imap4.IMAP4Server):
         self._deselect()
         self._tagged(tag, replies.Reply(b"OK", None, b"UNSELECT completed."))
 
-    def cmd_expunge(self, tag: bytes, args: Args, uid: bool = False) -> None:
+    async def cmd_expunge(self, tag: bytes, args: Args, uid: bool = False) -> None:
         sel = self._sel()
         only: list[int] | None = None
         if uid:
@@ -982,14 +1046,18 @@ class EsamIMAP4Server(imap4.IMAP4Server):
         if sel.readonly:
             self._tagged(tag, replies.READ_ONLY)
             return
-        removed = sel.folder.expunge(only)
-        for line in sel.expunged(removed):
-            self._untagged(line)
-        if removed:
-            self._publish(sel.folder.name)
-        self._ok(tag, b"EXPUNGE completed.")
+        removed = await sel.view.expunge(only)
+        await self._untagged_many(sel.expunged(removed))
+        await self._ok(tag, b"EXPUNGE completed.")
 
-    def cmd_store(self, tag: bytes, args: Args, uid: bool = False) -> None:
+    async def _untagged_many(self, lines: Iterable[bytes]) -> None:
+        """Write many untagged lines, letting the loop breathe every few hundred."""
+        for i, line in enumerate(lines, 1):
+            self._untagged(line)
+            if i % _YIELD_EVERY == 0:
+                await asyncio.sleep(0)
+
+    async def cmd_store(self, tag: bytes, args: Args, uid: bool = False) -> None:
         sel = self._sel()
         seqset = SeqSet.parse(args.atom())
         item = args.atom().upper()
@@ -1007,8 +1075,8 @@ class EsamIMAP4Server(imap4.IMAP4Server):
         targets = sel.resolve(seqset, uid=uid)
         flags = [f for f in flags if f != "\\Recent"]
         live = [u for _, u in targets if u not in sel.gone]
-        result = sel.folder.store_flags(live, flags, mode) if live else {}
-        for seq, u in targets:
+        result = await sel.view.store_flags(live, flags, mode) if live else {}
+        for i, (seq, u) in enumerate(targets, 1):
             if u not in result:
                 continue
             sel.set_flags(u, result[u])
@@ -1016,17 +1084,17 @@ class EsamIMAP4Server(imap4.IMAP4Server):
                 uid_part = b"UID %d " % u if uid else b""
                 self._untagged(b"* %d FETCH (%sFLAGS %s)" % (seq, uid_part,
                                format_flags(sel.flags_of(u))))
-        if result:
-            self._publish(sel.folder.name)
-        self._ok(tag, b"STORE completed.", allow_expunge=False)
+            if i % _YIELD_EVERY == 0:
+                await asyncio.sleep(0)
+        await self._ok(tag, b"STORE completed.", allow_expunge=False)
 
-    def cmd_copy(self, tag: bytes, args: Args, uid: bool = False) -> None:
-        self._copy(tag, args, uid=uid, move=False)
+    async def cmd_copy(self, tag: bytes, args: Args, uid: bool = False) -> None:
+        await self._copy(tag, args, uid=uid, move=False)
 
-    def cmd_move(self, tag: bytes, args: Args, uid: bool = False) -> None:
-        self._copy(tag, args, uid=uid, move=True)
+    async def cmd_move(self, tag: bytes, args: Args, uid: bool = False) -> None:
+        await self._copy(tag, args, uid=uid, move=True)
 
-    def _copy(self, tag: bytes, args: Args, *, uid: bool, move: bool) -> None:
+    async def _copy(self, tag: bytes, args: Args, *, uid: bool, move: bool) -> None:
         sel = self._sel()
         seqset = SeqSet.parse(args.atom())
         name = self._mailbox_arg(args)
@@ -1035,14 +1103,12 @@ class EsamIMAP4Server(imap4.IMAP4Server):
             self._tagged(tag, replies.READ_ONLY)
             return
         try:
-            dest = self._user().folder(name)
+            dest: MailboxView = await self._user().open(name)
         except errors.NoSuchFolder:
             self._tagged(tag, replies.TRYCREATE)
             return
         uids = [u for _, u in sel.resolve(seqset, uid=uid) if u not in sel.gone]
-        # MOVE renames (crash-safe: never in both folders); stores without move_to copy+expunge
-        mover = getattr(sel.folder, "move_to", None) if move else None
-        pairs = (mover or sel.folder.copy_to)(uids, dest) if uids else []
+        pairs, removed = await sel.view.copy_to(uids, dest, move=move) if uids else ([], [])
         code = None
         if pairs:
             code = b"COPYUID %d %s %s" % (
@@ -1050,41 +1116,38 @@ class EsamIMAP4Server(imap4.IMAP4Server):
                 format_uid_set([p[0] for p in pairs]),
                 format_uid_set([p[1] for p in pairs]),
             )
-            self._publish(dest.name)
         verb = b"MOVE" if move else b"COPY"
         if not move:
-            self._ok(tag, verb + b" completed.", code)
+            await self._ok(tag, verb + b" completed.", code)
             return
         if code is not None:
             self._untagged(b"* OK [" + code + b"] Moved.")
-        moved = [p[0] for p in pairs]
-        if moved:
-            if mover is not None:
-                removed = moved
-            else:
-                sel.folder.store_flags(moved, ["\\Deleted"], 1)
-                removed = sel.folder.expunge(moved)
-            for line in sel.expunged(removed):
-                self._untagged(line)
-            self._publish(sel.folder.name)
-        self._ok(tag, verb + b" completed.")
+        if removed:
+            await self._untagged_many(sel.expunged(removed))
+        await self._ok(tag, verb + b" completed.")
 
-    def cmd_search(self, tag: bytes, args: Args, uid: bool = False) -> None:
+    async def cmd_search(self, tag: bytes, args: Args, uid: bool = False) -> None:
         sel = self._sel()
         query = parse_search(args.rest(), max_seq=sel.exists,
                              max_uid=sel.uids[-1] if sel.uids else 0)
-        hits: list[int] = []
-        metas = sel.metas(sel.uids) if query.needs_content else {}
-        for i, u in enumerate(sel.uids):
-            if u in sel.gone:
-                continue
-            cand = _Candidate(sel, i + 1, u, metas.get(u))
-            if query.matches(cand):
-                hits.append(u if uid else i + 1)
-        self._untagged(b"* SEARCH" + b"".join(b" %d" % h for h in hits))
-        self._ok(tag, b"SEARCH completed.", allow_expunge=False)
+        metas = await sel.metas(sel.uids) if query.needs_content else {}
+        snapshot = [(i + 1, u) for i, u in enumerate(sel.uids) if u not in sel.gone]
 
-    def cmd_fetch(self, tag: bytes, args: Args, uid: bool = False) -> defer.Deferred[None]:
+        def evaluate(folder: Any) -> list[int]:
+            # on the mailbox pool: bodies are read and decoded here, never on the loop
+            hits: list[int] = []
+            for seq, u in snapshot:
+                if u not in sel.info:
+                    continue
+                if query.matches(_Candidate(sel, folder, seq, u, metas.get(u))):
+                    hits.append(u if uid else seq)
+            return hits
+
+        hits = await sel.view.call(evaluate)
+        self._untagged(b"* SEARCH" + b"".join(b" %d" % h for h in hits))
+        await self._ok(tag, b"SEARCH completed.", allow_expunge=False)
+
+    async def cmd_fetch(self, tag: bytes, args: Args, uid: bool = False) -> None:
         sel = self._sel()
         seqset = SeqSet.parse(args.atom())
         items = parse_fetch_atts(args.next())
@@ -1092,10 +1155,10 @@ class EsamIMAP4Server(imap4.IMAP4Server):
         if uid and not any(i.name == "UID" for i in items):
             items.insert(0, FetchItem("UID", label=b"UID"))
         targets = [(s, u) for s, u in sel.resolve(seqset, uid=uid) if u not in sel.gone]
-        return self._drive(self._fetch_gen(tag, sel, targets, items))
+        await self._fetch(tag, sel, targets, items)
 
-    def _fetch_gen(self, tag: bytes, sel: SelectedFolder, targets: list[tuple[int, int]],
-                   items: list[FetchItem]) -> Generator[defer.Deferred[Any] | None, None, None]:
+    async def _fetch(self, tag: bytes, sel: SelectedFolder, targets: list[tuple[int, int]],
+                     items: list[FetchItem]) -> None:
         meta_items = {"ENVELOPE", "BODYSTRUCTURE", "BODY"}
         needs_meta = any(i.name in meta_items or (i.name == "BODY[]" and i.section
                          and (i.section.path or i.section.text)) for i in items)
@@ -1105,41 +1168,44 @@ class EsamIMAP4Server(imap4.IMAP4Server):
             (i.name == "BODY[]" and not i.peek) or i.name in ("RFC822", "RFC822.TEXT")
             for i in items
         )
+        newly_seen: set[int] = set()
         if sets_seen:
             unseen = [u for _, u in targets if "\\Seen" not in sel.info[u].flags]
             if unseen:
-                for u, flags in sel.folder.store_flags(unseen, ["\\Seen"], 1).items():
+                for u, flags in (await sel.view.store_flags(unseen, ["\\Seen"], 1)).items():
                     sel.set_flags(u, flags)
-                self._publish(sel.folder.name)
             newly_seen = set(unseen)
-        else:
-            newly_seen = set()
         throttle = _Throttle()
         self.transport.registerProducer(throttle, True)
         try:
-            batch = 200
-            for start in range(0, len(targets), batch):
-                chunk = targets[start : start + batch]
-                metas = sel.metas([u for _, u in chunk]) if needs_meta else {}
+            for chunk in _fetch_batches(targets, sel, needs_data):
+                batch_uids = [u for _, u in chunk]
+                data_of = await sel.view.read_many(batch_uids) if needs_data else {}
+                metas = await sel.metas(batch_uids, data_of) if needs_meta else {}
+                if self.transport is None:
+                    return
                 for seq, u in chunk:
                     if throttle.stopped:
                         return
                     data: bytes | None = None
                     if needs_data:
-                        try:
-                            data = sel.folder.read(u)
-                        except (KeyError, FileNotFoundError):
+                        data = data_of.get(u)
+                        if data is None:
                             continue  # expunged meanwhile: report at the next boundary
                     meta = metas.get(u)
                     if needs_meta and meta is None:
                         continue
+                    if u not in sel.info:
+                        continue
                     parts = self._render_fetch(sel, u, items, meta, data, u in newly_seen)
                     self.transport.writeSequence([b"* %d FETCH (" % seq, *parts, b")\r\n"])
                     if throttle.paused:
-                        yield throttle.wait()
+                        await throttle.wait()
+                await asyncio.sleep(0)  # a batch at a time: other sessions keep going
         finally:
-            self.transport.unregisterProducer()
-        self._ok(tag, b"FETCH completed.", allow_expunge=False)
+            if self.transport is not None:
+                self.transport.unregisterProducer()
+        await self._ok(tag, b"FETCH completed.", allow_expunge=False)
 
     def _render_fetch(self, sel: SelectedFolder, uid: int, items: list[FetchItem],
                       meta: mime.MessageMeta | None, data: bytes | None,
@@ -1196,25 +1262,37 @@ class EsamIMAP4Server(imap4.IMAP4Server):
             add(b"FLAGS", format_flags(sel.flags_of(uid)))
         return out
 
-    def _drive(self, gen: Generator[defer.Deferred[Any] | None, None, None]
-               ) -> defer.Deferred[None]:
-        """Run a generator that yields Deferreds to wait on (FETCH backpressure)."""
-        done: defer.Deferred[None] = defer.Deferred()
 
-        def step(_: Any = None) -> None:
-            try:
-                while True:
-                    waiter = next(gen)
-                    if waiter is not None:
-                        waiter.addCallbacks(step, lambda f: done.errback(f))
-                        return
-            except StopIteration:
-                done.callback(None)
-            except Exception:  # noqa: BLE001 - handed to the command's errback
-                done.errback()
+_YIELD_EVERY = 500  # untagged lines written between two turns of the loop
+_FETCH_BATCH = 200  # messages per pool hop
+_FETCH_BATCH_BYTES = 8 * 1024 * 1024  # message bytes read per pool hop
 
-        step()
-        return done
+
+def _fetch_batches(targets: list[tuple[int, int]], sel: SelectedFolder,
+                   needs_data: bool) -> Iterable[list[tuple[int, int]]]:
+    """Cut FETCH targets into batches of bounded count (and bytes, when bodies are read)."""
+    chunk: list[tuple[int, int]] = []
+    size = 0
+    for t in targets:
+        info = sel.info.get(t[1])
+        weight = info.size if (needs_data and info is not None) else 0
+        if chunk and (len(chunk) >= _FETCH_BATCH or size + weight > _FETCH_BATCH_BYTES):
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(t)
+        size += weight
+    if chunk:
+        yield chunk
+
+
+_BACKGROUND: set[asyncio.Future[Any]] = set()
+
+
+def _background(coro: Coroutine[Any, Any, Any]) -> None:
+    """Run a fire-and-forget coroutine, keeping a reference until it is done."""
+    fut = asyncio.ensure_future(coro)
+    _BACKGROUND.add(fut)
+    fut.add_done_callback(_BACKGROUND.discard)
 
 
 def _reactor() -> Any:
@@ -1278,17 +1356,13 @@ def _parse_flags(tokens: Iterable[Token]) -> list[str]:
     return out
 
 
-def _quota_of(user: UserStore) -> int:
-    q = getattr(user, "quota", None)
-    if callable(q):
-        q = q()
-    return int(q) if isinstance(q, int) and q > 0 else 0
-
-
 class _Candidate:
-    """Adapter from the selected folder to :class:`search.Candidate`."""
+    """Adapter from the selected folder to :class:`search.Candidate`.
 
-    def __init__(self, sel: SelectedFolder, seq: int, uid: int,
+    Used on the mailbox pool only: ``folder`` is the blocking store folder.
+    """
+
+    def __init__(self, sel: SelectedFolder, folder: Any, seq: int, uid: int,
                  meta: mime.MessageMeta | None) -> None:
         self.seq = seq
         self.uid = uid
@@ -1296,7 +1370,7 @@ class _Candidate:
         self.flags = sel.flags_of(uid)
         self.size = info.size
         self.internal_date = info.internal_date
-        self._sel = sel
+        self._folder = folder
         self._meta = meta
         self._data: bytes | None = None
         self._ent: mime.Entity | None = None
@@ -1304,7 +1378,7 @@ class _Candidate:
     def _entity(self) -> tuple[bytes, mime.Entity]:
         if self._data is None or self._ent is None:
             try:
-                self._data = self._sel.folder.read(self.uid)
+                self._data = self._folder.read(self.uid)
             except (KeyError, FileNotFoundError):
                 self._data = b""
             self._ent = mime.parse_message(self._data)
@@ -1392,7 +1466,8 @@ class IMAPFactory(protocol.ServerFactory):
     """Builds :class:`EsamIMAP4Server` sessions for one listener.
 
     Args:
-        store: ``store.user(login) -> UserStore`` (``MaildirStore``).
+        store: the async :class:`MailboxService` (shared by the listeners of a
+            process), or a bare store (``MaildirStore``), which gets its own service.
         authenticator: checks passwords (async).
         notifier: cross-process change notifications (IDLE push); may be None.
         tls_context_factory: a Twisted/pyOpenSSL context factory (see
@@ -1404,7 +1479,7 @@ class IMAPFactory(protocol.ServerFactory):
 
     def __init__(
         self,
-        store: MailStore,
+        store: MailboxService | MailboxStore,
         authenticator: Authenticator,
         notifier: Notifier | None,
         *,
@@ -1414,15 +1489,17 @@ class IMAPFactory(protocol.ServerFactory):
     ) -> None:
         if implicit_tls and tls_context_factory is None:
             raise ValueError("implicit TLS needs a tls_context_factory")
-        self.store = store
         self.authenticator = authenticator
         self.notifier = notifier
         self.tls_context_factory = tls_context_factory
         self.implicit_tls = implicit_tls
         self.limits = limits or IMAPLimits()
+        if not isinstance(store, MailboxService):
+            store = MailboxService(store, notifier, workers=self.limits.store_workers,
+                                   summary_cache=self.limits.meta_cache_entries)
+        self.mailboxes = store
         self.sessions: set[EsamIMAP4Server] = set()
         imap_metrics.watch_factory(self)  # open sessions in /metrics
-        self.meta_lru = MetaLRU(self.limits.meta_cache_entries)
         self._unsubscribe: Callable[[], None] | None = None
 
     def buildProtocol(self, addr: Any) -> EsamIMAP4Server:
@@ -1431,8 +1508,8 @@ class IMAPFactory(protocol.ServerFactory):
         return p
 
     def startFactory(self) -> None:
-        if self.notifier is not None and self._unsubscribe is None:
-            self._unsubscribe = self.notifier.subscribe(self._on_change)
+        if self._unsubscribe is None:
+            self._unsubscribe = self.mailboxes.subscribe(self._on_change)
 
     def stopFactory(self) -> None:
         if self._unsubscribe is not None:
@@ -1446,7 +1523,7 @@ class IMAPFactory(protocol.ServerFactory):
     def _dispatch(self, login: str, folder: str) -> None:
         for s in list(self.sessions):
             if (s.principal is not None and s.principal.login == login
-                    and s.selected is not None and s.selected.folder.name == folder):
+                    and s.selected is not None and s.selected.name == folder):
                 s.folder_changed()
 
     def close_sessions(self) -> None:
@@ -1511,7 +1588,7 @@ def start_listener(factory: IMAPFactory, host: str, port: int, *, reuse_port: bo
 
 async def start_imap(
     *,
-    store: MailStore,
+    store: MailboxService | MailboxStore,
     authenticator: Authenticator,
     notifier: Notifier | None,
     cert: Any,
@@ -1539,6 +1616,9 @@ async def start_imap(
         max_connections_per_ip=max_connections_per_ip,
     )
     ctx = ReloadableTLS(tls_options(str(cert), str(key)))  # swapped on SIGHUP
+    if not isinstance(store, MailboxService):  # one pool for both listeners
+        store = MailboxService(store, notifier, workers=limits.store_workers,
+                               summary_cache=limits.meta_cache_entries)
     ports: dict[str, int] = {}
     listeners: list[IMAPListener] = []
     for name, addr, implicit in (("imap", imap, False), ("imaps", imaps, True)):

@@ -716,6 +716,56 @@ class MaildirFolder:
         self.user.notify(self.name)
         return uid
 
+    def append_file(
+        self,
+        path: str | os.PathLike[str],
+        size: int,
+        flags: Iterable[str] = (),
+        internal_date: dt.datetime | None = None,
+    ) -> int:
+        """Commit a spooled message file (in this user's tree) as a new message.
+
+        The file is fsync'd now (not while it was written), then renamed into cur/:
+        no copy, so a 50 MB APPEND never sits in memory.  The file is gone afterwards
+        whatever happens.
+
+        Raises:
+            QuotaExceeded: the user's quota would be exceeded.
+            StoreError: the file is not ``size`` bytes long.
+        """
+        src = Path(path)
+        try:
+            if os.stat(src).st_size != size:
+                raise StoreError("spooled message has the wrong size")
+            self.user.check_quota(size)
+            with self._tlock:
+                chars, _ = self._chars_for(flags, allocate=True)
+            key = new_key(size)
+            tmp = self.path / "tmp" / key
+            os.rename(src, tmp)  # same user tree, same filesystem
+            src = tmp
+            if self._fsync:
+                fd = os.open(tmp, os.O_RDONLY | os.O_CLOEXEC)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+            ts = (internal_date or dt.datetime.now(dt.UTC)).timestamp()
+            os.utime(tmp, (ts, ts))
+            with self._tlock, self._locked() as lock:
+                ul = self._load_uidlist_locked(lock)
+                os.rename(tmp, self.path / "cur" / f"{key}:2,{chars}")
+                uid = ul.assign(key)
+                if self._fsync:
+                    fsync_dir(self.path / "cur")
+                self._commit(lock, ul)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(src)
+        self.user.usage_add(size, 1)
+        self.user.notify(self.name)
+        return uid
+
     def store_flags(self, uids: Iterable[int], flags: Iterable[str], mode: int) -> dict[int, frozenset[str]]:
         """Change flags (mode +1 add, -1 remove, 0 replace); uid -> resulting flags.
 
@@ -1243,6 +1293,11 @@ class MaildirUser:
         if isinstance(value, BaseException):
             raise value
         return value
+
+    def spool_dir(self) -> Path:
+        """Where incoming literals are spooled (INBOX's tmp/, same filesystem as every
+        folder; ``cleanup_tmp`` removes what a crash leaves behind)."""
+        return self.path / "tmp"
 
     def cleanup_tmp(self, max_age: float = TMP_MAX_AGE) -> int:
         """Remove tmp/ files older than ``max_age`` seconds in every folder; returns count."""

@@ -292,8 +292,8 @@ def test_fetch_uses_metadata_cache(env, monkeypatch):
     reads = []
     orig = MaildirFolder.read
     monkeypatch.setattr(MaildirFolder, "read", lambda self, uid: reads.append(uid) or orig(self, uid))
-    env.factories[0].meta_lru._d.clear()
-    env.factories[1].meta_lru._d.clear()  # force the store's on-disk cache
+    env.factories[0].mailboxes.summaries._d.clear()
+    env.factories[1].mailboxes.summaries._d.clear()  # force the store's on-disk cache
     c2 = env.login()
     c2.select("INBOX")
     typ, data2 = c2.uid("FETCH", "1:*", "(FLAGS ENVELOPE BODYSTRUCTURE RFC822.SIZE)")

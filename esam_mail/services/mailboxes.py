@@ -1,0 +1,600 @@
+"""Async mailbox service: the only way the IMAP front-end reaches the store.
+
+The store (``store.maildir``) does blocking file I/O: directory listings, renames,
+fsync, whole-message reads.  The front-ends share one asyncio loop with SMTP and
+HTTP, so nothing of that may run on it.  Every store call made for a session
+goes through :meth:`MailboxService.run`, which
+
+- runs it on a bounded thread pool (``workers`` threads: a burst of sessions queues
+  up instead of spawning threads without limit), and
+- serializes it per user folder (``(login, folder)``): calls for one folder run one
+  after the other in arrival order, calls for different folders run in parallel.
+  That keeps a folder's uidlist/keywords work in one thread at a time in this
+  process (the store's file locks still guard against other processes).
+
+The service also owns
+
+- change notification (:meth:`MailboxService.subscribe`; it publishes after writes
+  when the store does not publish on its own), and
+- caching of per-message summaries (:meth:`MailboxView.summaries`): a process-wide
+  LRU in front of the store's per-folder cache; what a summary *is* (ENVELOPE and
+  BODYSTRUCTURE for IMAP) is the caller's :class:`SummaryCodec`, so no wire
+  format lives here.
+
+Big APPEND literals are spooled by :class:`Spool` into the user's ``tmp/``
+directory as they arrive (RSS does not grow with the literal) and committed by a
+rename, fsync'd only then.
+
+Front-ends import the value types they need (``MessageInfo``, ``SYSTEM_FLAGS`` ...)
+from here, never from ``esam_mail.store``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import functools
+import logging
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Generic, Protocol, TypeVar
+
+from esam_mail.store.interfaces import (
+    SPECIAL_USE,
+    SYSTEM_FLAGS,
+    Folder,
+    FolderInfo,
+    FolderStatus,
+    MessageInfo,
+    Notifier,
+    UserStore,
+)
+
+__all__ = [
+    "SPECIAL_USE",
+    "SYSTEM_FLAGS",
+    "FolderInfo",
+    "FolderStatus",
+    "MailboxService",
+    "MailboxStore",
+    "MailboxView",
+    "MessageInfo",
+    "Notifier",
+    "Spool",
+    "SummaryCodec",
+    "UserMailboxes",
+]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+S = TypeVar("S")
+
+DEFAULT_WORKERS = 4
+DEFAULT_SUMMARY_CACHE = 20000
+SPOOL_FLUSH = 256 * 1024  # bytes buffered in RAM before a spool write is queued
+
+
+class MailboxStore(Protocol):
+    """What the service needs of the store: one :class:`UserStore` per login."""
+
+    def user(self, login: str, quota: int | None = None) -> UserStore: ...
+
+
+class SummaryCodec(Protocol[S]):
+    """How a caller's per-message summary is built and kept (see module docstring)."""
+
+    def build(self, data: bytes) -> S:
+        """Parse a whole message (runs on the pool)."""
+
+    def dump(self, value: S) -> dict[str, Any]:
+        """JSON-serialisable form for the store's cache."""
+
+    def load(self, raw: dict[str, Any] | None) -> S | None:
+        """Inverse of :meth:`dump`; ``None`` for a missing or stale entry."""
+
+
+class _LRU(Generic[S]):
+    """Process-wide LRU of summaries, keyed by (folder cache id, Maildir key)."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._d: OrderedDict[tuple[str, str], S] = OrderedDict()
+        self._lock = threading.Lock()  # filled from pool threads
+
+    def get(self, key: tuple[str, str]) -> S | None:
+        with self._lock:
+            v = self._d.get(key)
+            if v is not None:
+                self._d.move_to_end(key)
+            return v
+
+    def put(self, key: tuple[str, str], value: S) -> None:
+        with self._lock:
+            self._d[key] = value
+            self._d.move_to_end(key)
+            while len(self._d) > self.capacity:
+                self._d.popitem(last=False)
+
+
+class MailboxService:
+    """Async facade over the store (see module docstring).
+
+    Args:
+        store: ``store.user(login, quota) -> UserStore`` (``MaildirStore``).
+        notifier: change notification across sessions and processes; may be None.
+        workers: threads of the pool shared by every session of this process.
+        summary_cache: entries of the in-process summary LRU.
+    """
+
+    def __init__(
+        self,
+        store: MailboxStore,
+        notifier: Notifier | None = None,
+        *,
+        workers: int = DEFAULT_WORKERS,
+        summary_cache: int = DEFAULT_SUMMARY_CACHE,
+    ) -> None:
+        self.store = store
+        self.notifier = notifier
+        self.workers = max(1, workers)
+        self._executor = ThreadPoolExecutor(self.workers, thread_name_prefix="esam-mailbox")
+        self._tails: dict[tuple[str, str], asyncio.Future[None]] = {}
+        self.summaries: _LRU[Any] = _LRU(summary_cache)
+        # MaildirStore publishes its own changes; other stores get ours
+        self._store_publishes = getattr(store, "notifier", None) is not None
+
+    # -- running store work ------------------------------------------------------
+
+    async def run(self, login: str, folder: str, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(*args)`` on the pool after every earlier call for ``(login, folder)``.
+
+        ``folder`` is ``""`` for work on the user's folder list (create, rename ...).
+        Cancelling the caller does not cancel ``fn`` once started; the queue still
+        waits for it, so the next call never overlaps it.
+        """
+        loop = asyncio.get_running_loop()
+        key = (login, folder)
+        prev = self._tails.get(key)
+        mine: asyncio.Future[None] = loop.create_future()
+        self._tails[key] = mine
+
+        def release(_: object = None) -> None:
+            if not mine.done():
+                mine.set_result(None)
+            if self._tails.get(key) is mine:
+                del self._tails[key]
+
+        if prev is not None:
+            try:
+                await asyncio.shield(prev)  # only ever resolved, never failed
+            except asyncio.CancelledError:
+                prev.add_done_callback(release)  # keep the order for those behind us
+                raise
+        fut = loop.run_in_executor(self._executor, functools.partial(fn, *args))
+        fut.add_done_callback(release)  # when the thread is done, not when we are
+        return await asyncio.shield(fut)
+
+    def pending(self) -> int:
+        """Folders with queued or running work (a gauge for tests and metrics)."""
+        return len(self._tails)
+
+    async def close(self) -> None:
+        """Wait for running work, then stop the pool."""
+        await asyncio.get_running_loop().run_in_executor(None, self._executor.shutdown, True)
+
+    # -- change notification --------------------------------------------------------
+
+    def subscribe(self, callback: Callable[[str, str], None]) -> Callable[[], None]:
+        """``callback(login, folder)`` on every change (maybe from another thread)."""
+        if self.notifier is None:
+            return lambda: None
+        return self.notifier.subscribe(callback)
+
+    def publish(self, login: str, folder: str) -> None:
+        """Tell other sessions that ``folder`` changed (no-op if the store does)."""
+        if self.notifier is None or self._store_publishes:
+            return
+        try:
+            self.notifier.publish(login, folder)
+        except Exception:  # a lost notification must never fail the command
+            log.exception("event=mailbox.notify_failed user=%s", login)
+
+    # -- users -------------------------------------------------------------------------
+
+    def user(self, login: str, quota: int | None = None) -> UserMailboxes:
+        """The mailboxes of one authenticated user (no I/O until used)."""
+        return UserMailboxes(self, login, quota)
+
+
+class UserMailboxes:
+    """One user's folders, every call off the loop (see :class:`MailboxService`)."""
+
+    def __init__(self, service: MailboxService, login: str, quota: int | None) -> None:
+        self.service = service
+        self.login = login
+        self._quota = quota
+        self._store: UserStore | None = None
+
+    def _user(self) -> UserStore:  # pool threads only
+        if self._store is None:
+            self._store = self.service.store.user(self.login, self._quota)
+        return self._store
+
+    async def _run(self, folder: str, fn: Callable[..., T], *args: Any) -> T:
+        return await self.service.run(self.login, folder, fn, *args)
+
+    async def list_folders(self) -> list[FolderInfo]:
+        return await self._run("", lambda: self._user().list_folders())
+
+    async def create_folder(self, name: str) -> None:
+        await self._run("", lambda: self._user().create_folder(name))
+
+    async def delete_folder(self, name: str) -> None:
+        await self._run("", lambda: self._user().delete_folder(name))
+        self.service.publish(self.login, name)
+
+    async def rename_folder(self, old: str, new: str) -> None:
+        await self._run("", lambda: self._user().rename_folder(old, new))
+
+    async def subscribe(self, name: str, on: bool = True) -> None:
+        await self._run("", lambda: self._user().subscribe(name, on))
+
+    async def subscriptions(self) -> set[str]:
+        """Subscribed names, whether or not the folders exist (RFC 3501 §6.3.9)."""
+
+        def read() -> set[str]:
+            subs_of = getattr(self._user(), "subscriptions", None)
+            return set(subs_of()) if subs_of is not None else set()
+
+        return await self._run("", read)
+
+    async def status(self, name: str) -> FolderStatus:
+        """Raises NoSuchFolder / BadFolderName."""
+        return await self._run(name, lambda: self._user().folder(name).status())
+
+    async def check(self, name: str) -> None:
+        """Raises NoSuchFolder / BadFolderName when ``name`` is not a folder."""
+        await self._run(name, lambda: self._user().folder(name))
+
+    async def quota(self) -> tuple[int, int]:
+        """(bytes used, limit in bytes; 0 = unlimited)."""
+
+        def read() -> tuple[int, int]:
+            user = self._user()
+            q = getattr(user, "quota", None)
+            if callable(q):
+                q = q()
+            return user.usage(), int(q) if isinstance(q, int) and q > 0 else 0
+
+        return await self._run("", read)
+
+    async def open(self, name: str) -> MailboxView:
+        """Open a folder for one session (SELECT/EXAMINE, COPY target ...).
+
+        Raises NoSuchFolder / BadFolderName.
+        """
+        folder = await self._run(name, lambda: self._user().folder(name))
+        return MailboxView(self, folder)
+
+    async def append(
+        self,
+        name: str,
+        message: bytes | Spool,
+        flags: Iterable[str] = (),
+        internal_date: dt.datetime | None = None,
+    ) -> tuple[int, int]:
+        """Store a message durably; returns (uidvalidity, uid).
+
+        A :class:`Spool` is committed by a rename (and fsync) instead of a copy.
+        Raises NoSuchFolder, QuotaExceeded.
+        """
+        flags = list(flags)
+
+        def store() -> tuple[int, int]:
+            folder = self._user().folder(name)
+            if isinstance(message, Spool):
+                message.close_fd()
+                adder = getattr(folder, "append_file", None)
+                if adder is not None:
+                    uid = adder(message.path, message.size, flags, internal_date)
+                else:  # a store without file appends: read back (off the loop)
+                    uid = folder.append(message.path.read_bytes(), flags, internal_date)
+            else:
+                uid = folder.append(message, flags, internal_date)
+            return folder.uidvalidity, uid
+
+        try:
+            result = await self._run(name, store)
+        finally:
+            if isinstance(message, Spool):
+                await message.discard()
+        self.service.publish(self.login, name)
+        return result
+
+    def spool(self, size: int) -> Spool:
+        """A temporary file for an incoming literal of ``size`` bytes."""
+        return Spool(self, size)
+
+
+class Spool:
+    """An incoming literal written to ``<user>/tmp/`` as it arrives.
+
+    The front-end calls :meth:`feed` with each chunk (cheap: it buffers up to
+    ``SPOOL_FLUSH`` bytes, then queues one write on the pool) and awaits
+    :meth:`finish` once the literal is complete.  Nothing is fsync'd here: the
+    store fsyncs the file when the APPEND commits.  :meth:`discard` removes it.
+    """
+
+    def __init__(self, owner: UserMailboxes, size: int) -> None:
+        self.owner = owner
+        self.size = size
+        self.path = Path()
+        self.received = 0
+        self._buf = bytearray()
+        self._fd = -1
+        self._writes: asyncio.Future[None] | None = None
+        self._backlog = 0  # bytes handed to the pool, not yet written
+        self._error: BaseException | None = None
+        self.finished = False
+
+    def _open(self) -> None:  # pool thread
+        user = self.owner._user()
+        base = getattr(user, "spool_dir", None)
+        directory = Path(base()) if callable(base) else Path(getattr(user, "path", ".")) / "tmp"
+        name = f"esam-append.{os.getpid()}.{threading.get_ident()}.{id(self):x}"
+        self.path = directory / name
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+
+    def _write(self, data: bytes) -> None:  # pool thread, one at a time
+        if self._error is not None:
+            return
+        try:
+            if self._fd < 0:
+                self._open()
+            view = memoryview(data)
+            while view:
+                n = os.write(self._fd, view)
+                view = view[n:]
+        except OSError as exc:
+            self._error = exc
+
+    def backlog(self) -> int:
+        """Bytes received but not yet on disk (RAM held for this literal)."""
+        return self._backlog + len(self._buf)
+
+    def buffered(self) -> int:
+        """Bytes held in RAM (the front-end pauses its transport above a bound)."""
+        return len(self._buf)
+
+    def feed(self, data: bytes) -> None:
+        """Take the next chunk of the literal (on the loop; never blocks)."""
+        self._buf += data
+        self.received += len(data)
+        if len(self._buf) >= SPOOL_FLUSH:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._buf:
+            return
+        chunk, self._buf = bytes(self._buf), bytearray()
+        self._backlog += len(chunk)
+        prev = self._writes
+        loop = asyncio.get_running_loop()
+
+        async def write() -> None:
+            try:
+                if prev is not None:
+                    await prev
+                await loop.run_in_executor(self.owner.service._executor, self._write, chunk)
+            finally:
+                self._backlog -= len(chunk)
+
+        self._writes = asyncio.ensure_future(write())
+
+    def idle(self) -> asyncio.Future[None] | None:
+        """The queued writes (await it before feeding more when ``buffered`` is high)."""
+        return self._writes
+
+    async def finish(self) -> None:
+        """Write what is buffered; raises the first write error (disk full ...)."""
+        self._flush()
+        if self._writes is not None:
+            await self._writes
+        if self._fd < 0 and self._error is None:
+            await asyncio.get_running_loop().run_in_executor(
+                self.owner.service._executor, self._write, b"")
+        self.finished = True
+        if self._error is not None:
+            raise self._error
+
+    async def discard(self) -> None:
+        """Close and remove the file (idempotent; after commit it is already gone)."""
+        self._buf = bytearray()
+        writes = self._writes
+        if writes is not None:
+            with contextlib.suppress(BaseException):
+                await writes
+
+        def drop() -> None:
+            if self._fd >= 0:
+                os.close(self._fd)
+                self._fd = -1
+            if self.path != Path():
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self.path)
+
+        await asyncio.get_running_loop().run_in_executor(self.owner.service._executor, drop)
+
+    def close_fd(self) -> None:
+        """Pool thread: close the descriptor before the store renames the file."""
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+class MailboxView:
+    """One session's handle on one folder; every call off the loop, in folder order."""
+
+    def __init__(self, owner: UserMailboxes, folder: Folder) -> None:
+        self.owner = owner
+        self.folder = folder
+        self.name: str = folder.name
+        self.login = owner.login
+
+    @property
+    def uidvalidity(self) -> int:
+        return self.folder.uidvalidity
+
+    @property
+    def cache_id(self) -> str:
+        return f"{self.login}\0{self.name}\0{self.folder.uidvalidity}"
+
+    async def call(self, fn: Callable[[Folder], T]) -> T:
+        """Run ``fn(folder)`` on the pool, serialized with this folder's other work.
+
+        For CPU- or I/O-heavy loops of a front-end (SEARCH over bodies): ``fn`` gets
+        the blocking store folder and must not touch the event loop.
+        """
+        return await self.owner._run(self.name, fn, self.folder)
+
+    async def sync(self) -> tuple[int, list[MessageInfo]]:
+        """(uidvalidity, every message sorted by UID); picks up new deliveries."""
+
+        def sync(folder: Folder) -> tuple[int, list[MessageInfo]]:
+            infos = folder.sync()
+            return folder.uidvalidity, infos
+
+        return await self.call(sync)
+
+    async def uidnext(self) -> int:
+        return await self.call(lambda f: f.uidnext())
+
+    async def read(self, uid: int) -> bytes | None:
+        """Whole message, or None when it was expunged meanwhile."""
+
+        def read(folder: Folder) -> bytes | None:
+            try:
+                return folder.read(uid)
+            except (KeyError, FileNotFoundError):
+                return None
+
+        return await self.call(read)
+
+    async def read_many(self, uids: Sequence[int]) -> dict[int, bytes]:
+        """Messages by UID (expunged ones are absent); one pool hop for the batch."""
+
+        def read(folder: Folder) -> dict[int, bytes]:
+            out: dict[int, bytes] = {}
+            for uid in uids:
+                try:
+                    out[uid] = folder.read(uid)
+                except (KeyError, FileNotFoundError):
+                    continue
+            return out
+
+        return await self.call(read)
+
+    async def store_flags(
+        self, uids: Sequence[int], flags: Iterable[str], mode: int
+    ) -> dict[int, frozenset[str]]:
+        """mode +1 add, -1 remove, 0 replace; uid -> new flags of those still there."""
+        flags = list(flags)
+        result = await self.call(lambda f: f.store_flags(uids, flags, mode))
+        if result:
+            self.owner.service.publish(self.login, self.name)
+        return result
+
+    async def expunge(self, uids: Sequence[int] | None = None) -> list[int]:
+        removed = await self.call(lambda f: f.expunge(uids))
+        if removed:
+            self.owner.service.publish(self.login, self.name)
+        return removed
+
+    async def copy_to(self, uids: Sequence[int], dest: MailboxView, *,
+                      move: bool = False) -> tuple[list[tuple[int, int]], list[int]]:
+        """Copy or move into ``dest``; returns ((src_uid, dest_uid) pairs, removed here).
+
+        MOVE renames when the store can (crash-safe: never in both folders),
+        otherwise it copies, flags \\Deleted and expunges.
+        """
+
+        def work(folder: Folder) -> tuple[list[tuple[int, int]], list[int]]:
+            mover = getattr(folder, "move_to", None) if move else None
+            if mover is not None:
+                pairs: list[tuple[int, int]] = mover(uids, dest.folder)
+                return pairs, [p[0] for p in pairs]
+            pairs = folder.copy_to(uids, dest.folder)
+            if not move or not pairs:
+                return pairs, []
+            moved = [p[0] for p in pairs]
+            folder.store_flags(moved, ["\\Deleted"], 1)
+            return pairs, folder.expunge(moved)
+
+        pairs, removed = await self.call(work)
+        if pairs:
+            self.owner.service.publish(self.login, dest.name)
+        if removed:
+            self.owner.service.publish(self.login, self.name)
+        return pairs, removed
+
+    async def summaries(
+        self, infos: Sequence[MessageInfo], codec: SummaryCodec[S],
+        data: dict[int, bytes] | None = None,
+    ) -> dict[int, S]:
+        """Summaries by UID: LRU, then the store's cache, then parsing (on the pool)."""
+        lru = self.owner.service.summaries
+        cache_id = self.cache_id
+        out: dict[int, S] = {}
+        want: dict[str, int] = {}
+        for m in infos:
+            hit = lru.get((cache_id, m.key))
+            if hit is not None:
+                out[m.uid] = hit
+            else:
+                want[m.key] = m.uid
+        if want:
+            out.update(await self.call(
+                lambda f: summaries_blocking(f, want, codec, lru, cache_id, data)))
+        return out
+
+
+def summaries_blocking(
+    folder: Folder, want: dict[str, int], codec: SummaryCodec[S], lru: _LRU[Any],
+    cache_id: str, data: dict[int, bytes] | None = None,
+) -> dict[int, S]:
+    """Pool side of :meth:`MailboxView.summaries` (also for :meth:`MailboxView.call`)."""
+    out: dict[int, S] = {}
+    stored: dict[str, Any] = {}
+    get_many = getattr(folder, "cache_get_many", None)
+    if get_many is not None:
+        try:
+            stored = get_many(list(want))
+        except Exception:  # the cache is an optimisation only
+            log.exception("event=mailbox.cache_read_failed folder=%s", folder.name)
+    fresh: dict[str, dict[str, Any]] = {}
+    for key, uid in want.items():
+        value = codec.load(stored.get(key))
+        if value is None:
+            raw = data.get(uid) if data else None
+            if raw is None:
+                try:
+                    raw = folder.read(uid)
+                except (KeyError, FileNotFoundError):
+                    continue
+            value = codec.build(raw)
+            fresh[key] = codec.dump(value)
+        lru.put((cache_id, key), value)
+        out[uid] = value
+    put_many = getattr(folder, "cache_put_many", None)
+    if fresh and put_many is not None:
+        try:
+            put_many(fresh)
+        except Exception:
+            log.exception("event=mailbox.cache_write_failed folder=%s", folder.name)
+    return out

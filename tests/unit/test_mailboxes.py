@@ -1,0 +1,149 @@
+"""services.mailboxes: store work off the loop, serialized per user folder, and
+APPEND literals spooled to disk (issue 14)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from esam_mail.errors import NoSuchFolder
+from esam_mail.services.mailboxes import MailboxService
+from esam_mail.store.maildir import MaildirStore
+from esam_mail.store.notify import LocalNotifier
+
+MSG = b"From: a@example.org\r\nSubject: hi\r\n\r\nbody\r\n"
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> MaildirStore:
+    s = MaildirStore(tmp_path / "mail", fsync=False)
+    s.user("alice").create()
+    return s
+
+
+def test_store_calls_run_off_the_loop_thread(store):
+    async def go() -> None:
+        svc = MailboxService(store, workers=2)
+        loop_thread = threading.get_ident()
+        seen = await svc.run("alice", "INBOX", threading.get_ident)
+        assert seen != loop_thread
+        view = await svc.user("alice").open("INBOX")
+        uidvalidity, infos = await view.sync()
+        assert uidvalidity == view.uidvalidity and infos == []
+        await svc.close()
+
+    asyncio.run(go())
+
+
+def test_calls_for_one_folder_run_in_order_others_in_parallel(store):
+    events: list[str] = []
+    lock = threading.Lock()
+
+    def work(name: str, pause: float) -> str:
+        with lock:
+            events.append(f"start {name}")
+        time.sleep(pause)
+        with lock:
+            events.append(f"end {name}")
+        return name
+
+    async def go() -> None:
+        svc = MailboxService(store, workers=4)
+        t0 = time.monotonic()
+        results = await asyncio.gather(
+            svc.run("alice", "INBOX", work, "a", 0.2),
+            svc.run("alice", "INBOX", work, "b", 0.0),
+            svc.run("alice", "Sent", work, "c", 0.2),
+        )
+        assert results == ["a", "b", "c"]
+        # b waited for a (same folder); c ran beside a (other folder)
+        assert events.index("end a") < events.index("start b")
+        assert events.index("start c") < events.index("end a")
+        assert time.monotonic() - t0 < 0.39
+        assert svc.pending() == 0
+        await svc.close()
+
+    asyncio.run(go())
+
+
+def test_a_cancelled_caller_still_keeps_the_folder_order(store):
+    events: list[str] = []
+
+    def work(name: str, pause: float) -> None:
+        events.append(f"start {name}")
+        time.sleep(pause)
+        events.append(f"end {name}")
+
+    async def go() -> None:
+        svc = MailboxService(store, workers=4)
+        first = asyncio.ensure_future(svc.run("alice", "INBOX", work, "a", 0.2))
+        await asyncio.sleep(0.05)
+        first.cancel()  # the thread keeps running: the next call must wait for it
+        await svc.run("alice", "INBOX", work, "b", 0.0)
+        assert events == ["start a", "end a", "start b", "end b"]
+        await svc.close()
+
+    asyncio.run(go())
+
+
+def test_writes_publish_once_for_stores_that_do_not(tmp_path):
+    notifier = LocalNotifier()
+    got: list[tuple[str, str]] = []
+    quiet = MaildirStore(tmp_path / "mail", fsync=False)  # no notifier of its own
+    quiet.user("alice").create()
+
+    async def go() -> None:
+        svc = MailboxService(quiet, notifier)
+        unsubscribe = svc.subscribe(lambda login, folder: got.append((login, folder)))
+        user = svc.user("alice")
+        _, uid = await user.append("INBOX", MSG, ["\\Seen"])
+        assert uid == 1
+        view = await user.open("INBOX")
+        await view.sync()
+        assert await view.store_flags([1], ["\\Deleted"], 1) == {1: frozenset({"\\Seen", "\\Deleted"})}
+        assert await view.expunge() == [1]
+        unsubscribe()
+        await svc.close()
+
+    asyncio.run(go())
+    assert got == [("alice", "INBOX")] * 3
+
+
+def test_spool_commits_by_rename_and_cleans_up(store, tmp_path):
+    chunk = b"x" * 100_000
+    body = b"Subject: big\r\n\r\n" + chunk * 20
+
+    async def go() -> None:
+        svc = MailboxService(store)
+        user = svc.user("alice")
+        spool = user.spool(len(body))
+        for i in range(0, len(body), 65536):
+            spool.feed(body[i:i + 65536])
+            assert spool.backlog() <= 2 * 1024 * 1024
+        await spool.finish()
+        assert spool.path.parent == tmp_path / "mail" / "alice" / "tmp"
+        assert spool.path.stat().st_size == len(body)
+        _, uid = await user.append("Sent", spool, ["\\Seen"])
+        assert not spool.path.exists()
+        view = await user.open("Sent")
+        await view.sync()
+        assert await view.read(uid) == body
+        # an abandoned spool leaves nothing behind
+        other = user.spool(10)
+        other.feed(b"0123456789")
+        await other.finish()
+        await other.discard()
+        assert not other.path.exists()
+        with pytest.raises(NoSuchFolder):
+            bad = user.spool(3)
+            bad.feed(b"abc")
+            await bad.finish()
+            await user.append("Nope", bad)
+        assert not bad.path.exists()
+        await svc.close()
+
+    asyncio.run(go())
