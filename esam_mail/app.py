@@ -229,6 +229,7 @@ class Server:
             tls.ensure_dev_certificate(cfg.tls_cert, cfg.tls_key, cfg.server.hostname)
         ctx = self.tls_context = tls.server_context(cfg.tls_cert, cfg.tls_key, cfg.tls.min_version)
         svc = self.services = build(cfg)
+        self._tasks.append(asyncio.ensure_future(metrics.watch_loop_lag()))  # issue 14 guard
         if hasattr(svc.notifier, "start"):
             await svc.notifier.start()  # PgNotifier: LISTEN before the first IDLE
         limits = Limits(

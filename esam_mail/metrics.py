@@ -340,6 +340,40 @@ IMAP_PEER_ADDRESSES = REGISTRY.gauge(
 )
 PROCESS_START = REGISTRY.gauge("esam_process_start_time_seconds", "Unix time the process started.")
 PROCESS_START.set(time.time())
+LOOP_LAG_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+LOOP_LAG_SECONDS = REGISTRY.histogram(
+    "esam_event_loop_lag_seconds",
+    "How late the shared event loop ran a timer (sampled every 0.25 s): time the loop was blocked.",
+    buckets=LOOP_LAG_BUCKETS,
+)
+LOOP_LAG_MAX = REGISTRY.gauge(
+    "esam_event_loop_lag_max_seconds",
+    "Largest event-loop lag in the current 60 s window (a new window starts with its first sample).",
+)
+
+
+async def watch_loop_lag(interval: float = 0.25) -> None:
+    """Measure how late the running loop wakes a timer, forever (cancel to stop).
+
+    A blocked loop (file I/O, a long parse) delays every listener of the process;
+    this is the number the issue-14 guards keep small.  Started by the composition
+    root next to the listeners.
+    """
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    window_start, window_max = loop.time(), 0.0
+    while True:
+        start = loop.time()
+        await asyncio.sleep(interval)
+        now = loop.time()
+        lag = max(0.0, now - start - interval)
+        LOOP_LAG_SECONDS.observe(lag)
+        if now - window_start >= 60.0:
+            window_start, window_max = now, lag
+        else:
+            window_max = max(window_max, lag)
+        LOOP_LAG_MAX.set(window_max)
 
 
 def count_auth_failure(service: str) -> None:

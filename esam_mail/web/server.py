@@ -46,6 +46,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from esam_mail.errors import EsamError, ValidationError
+from esam_mail.jsonbody import JSONBoundError, loads_bounded
 from esam_mail.log import event, new_session_id
 from esam_mail.web.statuses import http_status
 
@@ -137,10 +138,12 @@ def host(request: Request) -> str:
 
 
 async def json_body(request: Request) -> Any:
+    """The JSON body within bounds (:func:`esam_mail.jsonbody.loads_bounded`): deep
+    nesting, huge numbers, NaN or bad UTF-8 are a 422 naming the body, never a 500."""
     try:
-        return json.loads((await request.body()).decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise ValidationError("body", "the request body is not valid JSON") from None
+        return loads_bounded(await request.body())
+    except JSONBoundError as exc:  # the text is fixed and client-safe
+        raise ValidationError("body", str(exc)) from None
 
 
 # --------------------------------------------------------------------------- middleware
