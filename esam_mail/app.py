@@ -293,6 +293,9 @@ class Server:
         await reload_server(self)
 
 
+_reactor_loop: asyncio.AbstractEventLoop | None = None
+
+
 def install_reactor(*, use_uvloop: bool = False) -> asyncio.AbstractEventLoop:
     """A new event loop with Twisted's asyncio reactor on it (idempotent).
 
@@ -300,11 +303,11 @@ def install_reactor(*, use_uvloop: bool = False) -> asyncio.AbstractEventLoop:
     has accepted it since 21.7)."""
     import sys
 
+    global _reactor_loop
+    if _reactor_loop is not None:
+        return _reactor_loop
     if "twisted.internet.reactor" in sys.modules:
-        from twisted.internet import reactor
-
-        loop: asyncio.AbstractEventLoop = reactor._asyncioEventloop
-        return loop
+        raise RuntimeError("a Twisted reactor was installed before install_reactor(): import order bug")
     if use_uvloop:
         import uvloop
 
@@ -315,6 +318,7 @@ def install_reactor(*, use_uvloop: bool = False) -> asyncio.AbstractEventLoop:
     from twisted.internet import asyncioreactor
 
     asyncioreactor.install(loop)
+    _reactor_loop = loop
     return loop
 
 

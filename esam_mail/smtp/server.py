@@ -95,7 +95,7 @@ class EsamSMTP(SMTP):
     #   dies during the STARTTLS handshake: the handshake waiter then resolves without
     #   error, so ``smtp_STARTTLS`` checks the transport and ends the session itself.
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        if self._original_transport is not None:  # STARTTLS: same connection, now in TLS
+        if self.session is not None:  # STARTTLS: same connection, now in TLS (aiosmtpd made the session)
             token = session_id.set(self.sid)
             try:
                 super().connection_made(transport)
@@ -142,13 +142,14 @@ class EsamSMTP(SMTP):
         if self._lost:
             return
         self._lost = True
-        if self.session is not None and self._handler_coroutine is not None:
+        if self.session is not None:  # aiosmtpd's connection_made ran (not refused above)
             super().connection_lost(error)
 
     async def smtp_STARTTLS(self, arg: str) -> None:
+        plain = self.transport
         await super().smtp_STARTTLS(arg)
         transport = self.transport
-        if self._original_transport is not None and (
+        if transport is not plain and (  # the upgrade began (aiosmtpd swapped the transport)
             transport is None or transport.is_closing() or transport.get_extra_info("ssl_object") is None
         ):
             # the connection died during the handshake and nobody told us (see above)
