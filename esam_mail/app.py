@@ -308,6 +308,7 @@ def install_reactor(*, use_uvloop: bool = False) -> asyncio.AbstractEventLoop:
         return _reactor_loop
     if "twisted.internet.reactor" in sys.modules:
         raise RuntimeError("a Twisted reactor was installed before install_reactor(): import order bug")
+    loop: asyncio.AbstractEventLoop
     if use_uvloop:
         import uvloop
 

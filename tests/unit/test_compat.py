@@ -93,9 +93,11 @@ def _base_private_names(base: type) -> set[str]:
     except (OSError, TypeError):
         return names
     for node in ast.walk(tree):
-        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "self":
-            if node.attr.startswith("_") and not node.attr.startswith("__"):
-                names.add(node.attr)
+        if (
+            isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "self"
+            and node.attr.startswith("_") and not node.attr.startswith("__")
+        ):
+            names.add(node.attr)
     return names
 
 
@@ -128,7 +130,9 @@ def test_no_unlisted_private_use() -> None:
                 private = _base_private_names(base)
                 for node in ast.walk(cls_node):
                     name = node.attr if isinstance(node, ast.Attribute) else getattr(node, "name", None)
-                    if isinstance(node, ast.Attribute | ast.FunctionDef | ast.AsyncFunctionDef) and name in private:
-                        if (lib, name) not in listed:
-                            found.append(f"{rel}:{node.lineno} {cls.__name__} uses {base.__name__}.{name}")
+                    if (
+                        isinstance(node, ast.Attribute | ast.FunctionDef | ast.AsyncFunctionDef)
+                        and name in private and (lib, name) not in listed
+                    ):
+                        found.append(f"{rel}:{node.lineno} {cls.__name__} uses {base.__name__}.{name}")
     assert not found, "list these in esam_mail/compat.py (or use a public API):\n" + "\n".join(sorted(set(found)))
