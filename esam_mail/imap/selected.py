@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Sequence, Set
 from typing import Any
 
 from esam_mail.services.mailboxes import SYSTEM_FLAGS, MailboxView, MessageInfo
@@ -68,7 +68,7 @@ class SelectedFolder:
 
     def __init__(
         self, view: MailboxView, infos: list[MessageInfo], uidvalidity: int, *,
-        readonly: bool,
+        readonly: bool, recent: set[int] | None = None,
     ) -> None:
         self.view = view
         self.readonly = readonly
@@ -76,17 +76,15 @@ class SelectedFolder:
         self.uids: list[int] = [m.uid for m in infos]
         self.info: dict[int, MessageInfo] = {m.uid: m for m in infos}
         # \Recent: claimed for this session alone (EXAMINE only looks, RFC 3501 §6.3.2)
-        self.recent: set[int] = folder.recent(
-            claim=not readonly, upto=self.uids[-1] if self.uids else 0
-        ) & set(self.uids)
+        self.recent: set[int] = (recent or set()) & set(self.uids)
         self.gone: set[int] = set()
         self._refresh_lock = asyncio.Lock()
 
     @classmethod
     async def open(cls, view: MailboxView, *, readonly: bool) -> SelectedFolder:
         """Sync the folder (off the loop) and take the first snapshot."""
-        uidvalidity, infos = await view.sync()
-        return cls(view, infos, uidvalidity, readonly=readonly)
+        uidvalidity, infos, recent = await view.sync_recent(claim=not readonly)
+        return cls(view, infos, uidvalidity, readonly=readonly, recent=recent)
 
     @property
     def name(self) -> str:
@@ -150,13 +148,14 @@ class SelectedFolder:
             UidValidityChanged: the UIDs of this session no longer mean anything.
         """
         async with self._refresh_lock:
-            uidvalidity, infos = await self.view.sync()
+            uidvalidity, infos, recent = await self.view.sync_recent(claim=not self.readonly)
             if uidvalidity != self.uidvalidity:
                 raise UidValidityChanged(self.view.name)
-            return self._apply(infos, allow_expunge=allow_expunge, with_uid=with_uid)
+            return self._apply(infos, allow_expunge=allow_expunge, with_uid=with_uid,
+                               recent=recent)
 
     def _apply(self, infos: list[MessageInfo], *, allow_expunge: bool,
-               with_uid: bool) -> list[bytes]:
+               with_uid: bool, recent: Set[int] = frozenset()) -> list[bytes]:
         current = {m.uid: m for m in infos}
         lines: list[bytes] = []
         for uid in self.uids:
@@ -186,8 +185,7 @@ class SelectedFolder:
             new.sort(key=lambda m: m.uid)
             for m in new:
                 self.uids.append(m.uid)
-            fresh = {m.uid for m in new}
-            self.recent |= self.folder.recent(claim=not self.readonly, upto=new[-1].uid) & fresh
+            self.recent |= recent & {m.uid for m in new}
             if self.uids != sorted(self.uids):  # defensive: UIDs only ever grow
                 self.uids.sort()
             lines.append(b"* %d EXISTS" % len(self.uids))

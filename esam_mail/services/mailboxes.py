@@ -472,6 +472,18 @@ class MailboxView:
 
         return await self.call(sync)
 
+    async def sync_recent(self, *, claim: bool) -> tuple[int, list[MessageInfo], set[int]]:
+        """:meth:`sync` plus the UIDs of the result that no session has seen as
+        \\Recent yet; with ``claim`` they become this caller's alone (RFC 3501
+        §2.3.2), up to the highest UID returned, in the same pool call."""
+
+        def sync(folder: Folder) -> tuple[int, list[MessageInfo], set[int]]:
+            infos = folder.sync()
+            upto = infos[-1].uid if infos else 0
+            return folder.uidvalidity, infos, folder.recent(claim=claim, upto=upto)
+
+        return await self.call(sync)
+
     async def uidnext(self) -> int:
         return await self.call(lambda f: f.uidnext())
 
