@@ -6,8 +6,9 @@ only when every local copy is in its Maildir on stable storage and every
 remote copy is in the fsynced outbound spool: that is what a 250 means.
 
 Routing rules (R9, R12):
-* local domains: the recipient must be an *active* mailbox (550 5.1.1
-  otherwise, also for suspended and closed ones) with room (452 4.2.2);
+* local domains: the recipient must be an *active* mailbox with room (452 4.2.2);
+  an unknown one is 550 5.1.1, a suspended or closed one 550 5.2.1 and a held one
+  (registration under manual check) 450 4.2.1 (:func:`disabled_mailbox`);
 * remote domains: only for an authenticated principal (554 5.7.1 otherwise:
   no open relay, ever), into the spool;
 * special local addresses (the hybrid gateway) route to their service.
@@ -36,6 +37,21 @@ from esam_mail.services.auth import Principal
 log = logging.getLogger(__name__)
 
 _ADDR = re.compile(r"^[^\s@<>()\[\],;:\"\\\x00-\x1f\x7f]+@[A-Za-z0-9\x80-\U0010ffff.-]+$")
+
+
+def disabled_mailbox(state: str) -> DeliveryError:
+    """The RCPT reply for an issued address that does not take mail now (RFC 3463 X.2.1).
+
+    The address exists and is never reissued, so "no such user" (5.1.1) would be a lie
+    that makes senders drop it from their address books:
+
+    * ``held`` (registration waiting for the manual registry check, soon active or
+      refused): ``450 4.2.1``, the sender's MTA retries as for any temporary failure;
+    * ``suspended`` and ``closed``: ``550 5.2.1``, the sender gets a bounce now.
+    """
+    if state == "held":
+        return DeliveryError(450, "4.2.1", "Mailbox temporarily disabled, try again later")
+    return DeliveryError(550, "5.2.1", "Mailbox disabled, not accepting messages")
 
 
 class QuotaView(Protocol):
@@ -180,8 +196,10 @@ class DeliveryService:
                 raise DeliveryError(550, "5.7.1", "This address accepts mail only from authenticated subscribers")
             return Route("special", address, domain=domain, service=service)
         rec = await self._recipient(normalize_address(f"{local}@{domain}").rpartition("@")[0])
-        if rec is None or rec.state != "active":
+        if rec is None:
             raise DeliveryError(550, "5.1.1", "No such user here")
+        if rec.state != "active":
+            raise disabled_mailbox(rec.state)
         # cheap: the store keeps a cached usage figure (maildirsize), no directory walk
         if not self.store.quota_state(rec.login_norm, size_hint, rec.quota_bytes).ok:
             raise DeliveryError(452, "4.2.2", "Mailbox full")

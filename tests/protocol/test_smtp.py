@@ -69,14 +69,19 @@ def test_unknown_recipient_gets_550_511(running: Running) -> None:
     s.quit()
 
 
-@pytest.mark.parametrize("state", ["suspended", "closed"])
-def test_suspended_and_closed_mailboxes_refuse_mail(running: Running, state: str) -> None:
+@pytest.mark.parametrize(("state", "expected"), [
+    ("suspended", codes.R550_MAILBOX_DISABLED),
+    ("closed", codes.R550_MAILBOX_DISABLED),
+    ("held", codes.R450_MAILBOX_HELD),
+])
+def test_disabled_mailboxes_say_so_instead_of_no_such_user(running: Running, state: str, expected: str) -> None:
+    """RFC 3463 X.2.1: the address exists (and is never reissued), it just takes no mail."""
     running.add_mailbox("carol")
     running.set_state("carol", state)
     s = mx(running)
     s.mail("bob@other.test")
     code, text = s.rcpt("carol@esam.test")
-    assert reply(code, text).startswith(codes.R550_NO_SUCH_USER)
+    assert reply(code, text).startswith(expected)
 
 
 def test_mx_is_not_an_open_relay(running: Running) -> None:
