@@ -121,12 +121,35 @@ def build(cfg: Config, *, notifier: Any = None) -> Services:
                    authenticator=authenticator, delivery=delivery, spool=spool, dkim=dkim)
     svc.queue = build_queue(cfg, svc)
     delivery.kick_queue = svc.queue.kick
+    if cfg.official.enabled:
+        svc.extras["official"] = build_official(cfg, svc)
     if cfg.hybrid.enabled:  # e-mail -> paper gateway, authenticated subscribers only
         from esam_mail.services.hybrid_gateway import HybridMail
 
         svc.extras["hybrid"] = hybrid = HybridMail.from_config(cfg, directory, store)
         delivery.add_special(cfg.hybrid.gateway, "hybrid", hybrid.handle, require_auth=True)
     return svc
+
+
+def build_official(cfg: Config, svc: Services) -> Any:
+    """The official documents channel; without the operator key (no `esam init`) it
+    exists but refuses every submission."""
+    from esam_mail.errors import ConfigError
+    from esam_mail.services.confirmation import verifier_from_config
+    from esam_mail.services.evidence import OperatorKey
+    from esam_mail.services.official import OfficialService
+
+    operator = None
+    if cfg.operator_cert.exists() and cfg.operator_key.exists():
+        operator = OperatorKey.load(cfg.operator_cert, cfg.operator_key)
+    else:
+        log.warning("official documents: no operator key at %s; run `esam init`", cfg.operator_key)
+    try:
+        verifier = verifier_from_config(cfg)
+    except ConfigError:
+        verifier = None
+    return OfficialService(svc.directory, svc.delivery, svc.store, operator, verifier, cfg.official,
+                           data_dir=cfg.data_dir, notifier=svc.notifier)
 
 
 def build_queue(cfg: Config, svc: Services) -> Any:
@@ -193,6 +216,11 @@ def init(cfg: Config) -> list[str]:
     done.append("directory schema is at the latest migration")
     if not cfg.tls.cert and tls.ensure_dev_certificate(cfg.tls_cert, cfg.tls_key, cfg.server.hostname):
         done.append(f"made a self-signed TLS certificate {cfg.tls_cert}")
+    from esam_mail.services.evidence import ensure_operator_key
+
+    if ensure_operator_key(cfg.operator_cert, cfg.operator_key, hostname=cfg.server.hostname,
+                           domain=cfg.mail.domain):
+        done.append(f"made the evidence signing key and certificate {cfg.operator_cert}")
     have = {s for s, _, _ in dkim_key_files(cfg)}
     for selector, algorithm in cfg.dkim.keys.items():
         if selector not in have:
@@ -214,6 +242,7 @@ class Server:
         self._imap: list[Any] = []
         self._http: Any = None
         self._tasks: list[asyncio.Task[Any]] = []
+        self._stop_official: asyncio.Event | None = None
 
     @property
     def imap_listeners(self) -> list[Any]:
@@ -245,6 +274,12 @@ class Server:
         )
         self._tasks.append(asyncio.ensure_future(svc.queue.run()))
         svc.notifier.subscribe(queue_kick_listener(svc.queue))  # `esam queue retry` wakes us
+        official = svc.extras.get("official")
+        if official is not None and official.operator is not None:
+            # first reading of an official document: the store's change notification (IDLE's)
+            svc.notifier.subscribe(official.on_change)
+            self._stop_official = asyncio.Event()
+            self._tasks.append(asyncio.ensure_future(official.run(self._stop_official)))
         self.ports.update(self._smtp.ports())
         imap_ports, self._imap = await start_imap(
             store=svc.store, authenticator=svc.authenticator, notifier=svc.notifier,
@@ -279,6 +314,8 @@ class Server:
         if self.services is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.services.queue.stop(), grace)
+        if self._stop_official is not None:
+            self._stop_official.set()
         for t in self._tasks:
             t.cancel()
         if self.services is not None:

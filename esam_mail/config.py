@@ -230,10 +230,62 @@ class RegistrationConfig:
 @dataclass(frozen=True)
 class EDSConfig:
     trust_anchors: list[str] = _f([], "PEM files of trusted root certificates (NCA roots).")
-    revocation: str = _f("off", "Revocation checking: off or crl.", choices=("off", "crl"))
+    revocation: str = _f(
+        "off",
+        "Revocation checking: off, crl (CRL files and crl_urls) or ocsp (ocsp_url, or the "
+        "certificate's AIA responder). Applies to new signatures and to the re-checks of "
+        "EDS-confirmed mailboxes.",
+        choices=("off", "crl", "ocsp"),
+    )
     crl_files: list[str] = _f([], "CRL files used when revocation = 'crl'.")
+    crl_urls: list[str] = _f([], "CRLs fetched over HTTP by the re-check when revocation = 'crl'.")
+    ocsp_url: str = _f("", "OCSP responder (RFC 6960) used when revocation = 'ocsp'. Empty: the "
+                       "certificate's Authority Information Access URL.")
+    recheck_interval: int = _f(
+        3600, "Seconds between re-checks of EDS confirmations (expiry, revocation); 0 = never.", min=0
+    )
+    network_timeout: float = _f(10.0, "Seconds an OCSP or CRL fetch may take.", min=0.1)
     test_ca_mode: bool = _f(False, "Accept the test CA's dummy IINs (never in production).")
     challenge_ttl: int = _f(300, "Seconds an EDS challenge stays valid.", min=10)
+
+
+@dataclass(frozen=True)
+class OfficialConfig:
+    """The official electronic documents channel (rules, paragraphs 12-13)."""
+
+    enabled: bool = _f(True, "Accept official documents from registered senders.")
+    operator_cert: str = _f("", "PEM certificate of the operator's evidence key. Empty: "
+                            "<data_dir>/official/operator-cert.pem, made by `esam init`.")
+    operator_key: str = _f("", "PEM private key signing evidence (and documents signed on a "
+                           "sender's behalf). Empty: <data_dir>/official/operator-key.pem.")
+    max_document_bytes: int = _f(10 * 1024 * 1024, "Largest document accepted.", min=1024)
+    retrieval_days: int = _f(
+        14, "Days the recipient has to open a delivered document before EXPIRED evidence is issued.",
+        min=1,
+    )
+    document_retention_days: int = _f(
+        365, "Days the operator keeps its copy of each delivered document.", min=1
+    )
+    evidence_retention_days: int = _f(
+        3650, "Days evidence records are kept (longer than documents).", min=1
+    )
+    sweep_interval: int = _f(
+        60, "Seconds between sweeps for retrievals, expired deadlines and retention.", min=1
+    )
+    signature_max_skew: int = _f(
+        300, "Seconds a signed API request's Date may differ from the server clock.", min=10
+    )
+
+
+@dataclass(frozen=True)
+class StaffConfig:
+    """Staff accounts and the CLI's audit actors."""
+
+    cli_administrators: list[str] = _f(
+        ["root"],
+        "OS user names that may give a free-text --actor to the CLI. Others are recorded as "
+        "os:<user> (or as the staff account bound to their OS user).",
+    )
 
 
 @dataclass(frozen=True)
@@ -309,6 +361,8 @@ class Config:
     registration: RegistrationConfig = field(default_factory=RegistrationConfig)
     eds: EDSConfig = field(default_factory=EDSConfig)
     hybrid: HybridConfig = field(default_factory=HybridConfig)
+    official: OfficialConfig = field(default_factory=OfficialConfig)
+    staff: StaffConfig = field(default_factory=StaffConfig)
     public: PublicConfig = field(default_factory=PublicConfig)
     web: WebConfig = field(default_factory=WebConfig)
     source: str = field(default="", metadata={"internal": True})
@@ -337,6 +391,16 @@ class Config:
     @property
     def local_domains(self) -> list[str]:
         return [self.mail.domain.lower(), *(d.lower() for d in self.mail.extra_domains)]
+
+    @property
+    def operator_cert(self) -> Path:
+        c = self.official.operator_cert
+        return Path(c).absolute() if c else self.data_dir / "official" / "operator-cert.pem"
+
+    @property
+    def operator_key(self) -> Path:
+        k = self.official.operator_key
+        return Path(k).absolute() if k else self.data_dir / "official" / "operator-key.pem"
 
     @property
     def agreement_path(self) -> Path:
@@ -505,6 +569,18 @@ def _semantic_checks(cfg: Config) -> list[str]:
             problems.append(f"hybrid.facilities.{prefix}: {code!r} is not a facility code (A-Z, 0-9, _ -)")
     if "*" not in cfg.hybrid.facilities:
         problems.append('hybrid.facilities: needs a default facility under "*"')
+    if bool(cfg.official.operator_cert) != bool(cfg.official.operator_key):
+        problems.append("official.operator_cert: cert and key must be given together (or both left "
+                        "empty for the key `esam init` makes)")
+    for key, path in (("official.operator_cert", cfg.official.operator_cert),
+                      ("official.operator_key", cfg.official.operator_key)):
+        if path and not os.access(path, os.R_OK):
+            problems.append(f"{key}: cannot read {path!r}")
+    for key, url in [("eds.ocsp_url", cfg.eds.ocsp_url)] + [
+        (f"eds.crl_urls[{i}]", u) for i, u in enumerate(cfg.eds.crl_urls)
+    ]:
+        if url and not re.match(r"^https?://", url):
+            problems.append(f'{key}: {url!r} is not an http(s) URL (hint: "http://ocsp.pki.gov.kz")')
     if cfg.outbound.retry_max < cfg.outbound.retry_base:
         problems.append("outbound.retry_max: must not be below outbound.retry_base")
     return problems

@@ -16,6 +16,10 @@ Tables (see the rules, paragraphs 4-7, 11-13):
 * ``eds_challenges`` / ``eds_confirmations``: EDS account confirmation.
 * ``audit_events``: append-only record of administrative actions.
 * ``auth_failures``: failed-login counters shared by all processes and nodes.
+* ``official_senders`` / ``official_messages`` / ``official_evidence``: the official
+  electronic documents channel (state bodies -> EDS-confirmed mailboxes) and its
+  signed, hash-chained evidence (ETSI EN 319 522 in spirit).
+* ``staff_accounts``: post-office and operator staff (role, office, password, TOTP).
 """
 
 from __future__ import annotations
@@ -150,6 +154,13 @@ class EdsConfirmation(Base):
     signer_iin: Mapped[str | None] = mapped_column(String(12))
     signer_bin: Mapped[str | None] = mapped_column(String(12))
     confirmed_at: Mapped[dt.datetime] = mapped_column(TS, default=utcnow)
+    #: signer and issuer certificates (DER), for the later revocation re-checks (OCSP, CRL)
+    certificate: Mapped[bytes | None] = mapped_column(LargeBinary)
+    issuer_certificate: Mapped[bytes | None] = mapped_column(LargeBinary)
+    checked_at: Mapped[dt.datetime | None] = mapped_column(TS)
+    #: set when the confirmation lapsed: the certificate expired or was revoked
+    lapsed_at: Mapped[dt.datetime | None] = mapped_column(TS)
+    lapse_reason: Mapped[str | None] = mapped_column(String(32))
 
 
 class AuditEvent(Base):
@@ -170,3 +181,80 @@ class AuthFailure(Base):
     count: Mapped[int] = mapped_column(Integer, default=0)
     first_at: Mapped[dt.datetime] = mapped_column(TS, default=utcnow)
     locked_until: Mapped[dt.datetime | None] = mapped_column(TS)
+
+
+class OfficialSender(Base):
+    """A state body or registered sender allowed to use the official channel.
+
+    It authenticates by a TLS client certificate (``cert_fingerprint``, SHA-256 of the
+    DER) or by signed requests with ``public_key_pem``.  Rows are never deleted (the
+    evidence names them); ``removed_at`` retires a sender.
+    """
+
+    __tablename__ = "official_senders"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    display_name: Mapped[str] = mapped_column(String(512))
+    bin: Mapped[str | None] = mapped_column(String(12))
+    cert_fingerprint: Mapped[str | None] = mapped_column(String(64), unique=True)
+    public_key_pem: Mapped[str | None] = mapped_column(Text)
+    notify_address: Mapped[str | None] = mapped_column(String(320))
+    created_at: Mapped[dt.datetime] = mapped_column(TS, default=utcnow)
+    removed_at: Mapped[dt.datetime | None] = mapped_column(TS)
+
+
+class OfficialMessage(Base):
+    """One official document sent to one IIN/BIN, and where it stands."""
+
+    __tablename__ = "official_messages"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    public_id: Mapped[str] = mapped_column(String(40), unique=True)
+    sender_id: Mapped[int] = mapped_column(ForeignKey("official_senders.id"))
+    recipient_kind: Mapped[str] = mapped_column(String(4))  # iin | bin
+    recipient_id: Mapped[str] = mapped_column(String(12), index=True)
+    mailbox_id: Mapped[int | None] = mapped_column(ForeignKey("mailboxes.id"))
+    login_norm: Mapped[str | None] = mapped_column(String(64))
+    address: Mapped[str | None] = mapped_column(String(320))
+    subject: Mapped[str] = mapped_column(String(998))
+    document_name: Mapped[str] = mapped_column(String(255))
+    document_sha256: Mapped[str] = mapped_column(String(64))
+    signed_by: Mapped[str] = mapped_column(String(16))  # sender | gateway
+    signer_fingerprint: Mapped[str | None] = mapped_column(String(64))
+    maildir_key: Mapped[str | None] = mapped_column(String(255))
+    state: Mapped[str] = mapped_column(String(16), index=True)  # submitted|delivered|retrieved|rejected|expired
+    submitted_at: Mapped[dt.datetime] = mapped_column(TS, default=utcnow)
+    delivered_at: Mapped[dt.datetime | None] = mapped_column(TS)
+    retrieved_at: Mapped[dt.datetime | None] = mapped_column(TS)
+    retrieval_deadline: Mapped[dt.datetime | None] = mapped_column(TS)
+    purge_after: Mapped[dt.datetime] = mapped_column(TS, index=True)
+
+
+class OfficialEvidence(Base):
+    """One signed evidence record; ``record`` is the exact signed JSON text."""
+
+    __tablename__ = "official_evidence"
+    __table_args__ = (UniqueConstraint("message_id", "seq", name="uq_official_evidence_message_seq"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    message_id: Mapped[int] = mapped_column(ForeignKey("official_messages.id"), index=True)
+    seq: Mapped[int] = mapped_column(Integer)
+    event: Mapped[str] = mapped_column(String(16))
+    at: Mapped[dt.datetime] = mapped_column(TS)
+    record: Mapped[str] = mapped_column(Text)
+    record_hash: Mapped[str] = mapped_column(String(64))
+    purge_after: Mapped[dt.datetime] = mapped_column(TS, index=True)
+
+
+class StaffAccount(Base):
+    """A member of staff: post-office employee, supervisor, hybrid operator, auditor, administrator."""
+
+    __tablename__ = "staff_accounts"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    display_name: Mapped[str] = mapped_column(String(512))
+    role: Mapped[str] = mapped_column(String(32))
+    office_code: Mapped[str | None] = mapped_column(String(32))
+    os_user: Mapped[str | None] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(512))
+    totp_secret: Mapped[str | None] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16), default="active")  # active | disabled
+    created_at: Mapped[dt.datetime] = mapped_column(TS, default=utcnow)

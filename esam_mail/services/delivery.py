@@ -273,10 +273,15 @@ class DeliveryService:
                         original=tx.data, arrival_date=now, now=now)
         await self.deliver_bounce(tx.mail_from, dsn)
 
-    async def deliver(self, tx: Transaction) -> None:
+    async def deliver(self, tx: Transaction) -> dict[str, str]:
         """Deliver durably to every route or raise DeliveryError (nothing half-done
         is acknowledged: local copies are written before the remote spool entry,
-        and a failure in either makes the whole transaction fail)."""
+        and a failure in either makes the whole transaction fail).
+
+        Returns:
+            login -> Maildir key of every local copy written (the official channel
+            follows that message to its first reading).
+        """
         data = tx.data
         if tx.principal is not None and self.dkim_sign is not None:
             data = await asyncio.to_thread(self.dkim_sign, data)  # signed once, at submission
@@ -287,10 +292,12 @@ class DeliveryService:
         local = list(quotas)
         remote = [r.address for r in tx.routes if r.kind == "remote"]
         special = [r for r in tx.routes if r.kind == "special"]
+        written: dict[str, str] = {}
         if local:
             body = b"Return-Path: <" + tx.mail_from.encode("utf-8", "surrogateescape") + b">\r\n" + stamped
             results = await asyncio.to_thread(self.store.deliver_each, sorted(local), body, quotas=quotas)
             failed = {login: err for login, err in results.items() if not isinstance(err, str)}
+            written = {login: key for login, key in results.items() if isinstance(key, str)}
             if failed and len(failed) == len(results) and not remote and not special:
                 # nobody got it: refuse the whole message (the client keeps it)
                 if all(isinstance(e, QuotaExceeded) for e in failed.values()):
@@ -318,3 +325,4 @@ class DeliveryService:
             size=len(tx.data),
             user=tx.principal.login if tx.principal else "-",
         )
+        return written

@@ -1,0 +1,73 @@
+"""Who is running the CLI, for the audit log.
+
+The actor is never free text typed by an ordinary user: it is the OS user running
+``esam`` (``os:<name>``), or the staff account bound to that OS user (``esam staff add
+--os-user``).  ``--actor KIND:ID`` is accepted only from an administrator: root, an OS
+user listed in ``staff.cli_administrators``, or one bound to an ``admin`` staff account;
+the OS user is then kept next to the named actor (``ID|os:<name>``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import pwd
+from typing import Any
+
+from esam_mail.errors import ValidationError
+
+__all__ = ["actor_for", "os_user", "staff_service"]
+
+
+def os_user() -> str:
+    try:
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        return f"uid{os.geteuid()}"
+
+
+def staff_service(cfg: Any) -> Any:
+    from esam_mail.directory.passwords import PasswordHasher
+    from esam_mail.directory.sql import SqlDirectory
+    from esam_mail.services.staff import StaffService
+
+    directory = SqlDirectory(cfg.directory_url, domain=cfg.mail.domain)
+    hasher = PasswordHasher(cfg.auth.argon2_memory_kib, cfg.auth.argon2_time_cost, cfg.auth.argon2_parallelism)
+    return StaffService(directory, hasher.hash, lambda pw, stored: hasher.verify(pw, stored)[0])
+
+
+def _bound_staff(cfg: Any, user: str) -> Any:
+    async def go() -> Any:
+        svc = staff_service(cfg)
+        try:
+            return await svc.by_os_user(user)
+        finally:
+            await svc.directory.close()
+
+    return asyncio.run(go())
+
+
+def actor_for(args: argparse.Namespace, cfg: Any) -> tuple[str, str]:
+    """The audit actor of this command (see the module docstring).
+
+    Raises:
+        ValidationError: on ``actor``: a non-administrator named an actor, or it is not KIND:ID.
+    """
+    user = os_user()
+    staff = _bound_staff(cfg, user)
+    given = getattr(args, "actor", None)
+    if given:
+        admin = os.geteuid() == 0 or user in cfg.staff.cli_administrators or (
+            staff is not None and staff.role == "admin")
+        if not admin:
+            raise ValidationError(
+                "actor", f"only an administrator may name another actor; you are recorded as os:{user}")
+        kind, _, ident = given.partition(":")
+        if not kind or not ident or len(given) > 100:
+            raise ValidationError("actor", "KIND:ID, e.g. employee:e-17")
+        return kind, f"{ident}|os:{user}"
+    if staff is not None:
+        kind, ident = staff.actor
+        return kind, f"{ident}|os:{user}"
+    return "os", user

@@ -1,0 +1,767 @@
+"""The official electronic documents channel (rules, paragraphs 12-13).
+
+A **registered sender** (a state body, ``esam official sender add``) hands in a document
+for a recipient named by IIN or BIN.  The service
+
+1. checks the document and its CMS signature (the sender's own EDS, verified with
+   :mod:`esam_mail.services.eds`; when the sender registered a BIN the signer must belong
+   to it) or, when the sender sends it unsigned, signs it on the sender's behalf with the
+   operator's key (a detached CMS, ``signed_by = "gateway"``);
+2. records SUBMITTED evidence;
+3. resolves the IIN/BIN to the holder's **EDS-confirmed** active mailbox (the latest EDS
+   confirmation must not have lapsed, see :mod:`esam_mail.services.eds_recheck`).  There is
+   none: REJECTED evidence and :class:`NoConfirmedMailbox`, so that the sender can fall
+   back to paper (hybrid mail).  The refusal does not say *why* there is none (no mailbox,
+   unconfirmed, suspended): that is the holder's business, and goes to the audit log only;
+4. delivers it through :meth:`DeliveryService.deliver` (the same path SMTP uses) as an
+   e-mail with the document and its signature attached, and records DELIVERED evidence;
+5. follows the message to its first reading: when the Maildir file gets the ``S``
+   (``\\Seen``) flag, whether by an IMAP FETCH of the body, a STORE, or webmail, RETRIEVED
+   evidence is recorded.  The hook is the store's change notification (the one IMAP IDLE
+   uses, which reaches every process of the node, or every node with PostgreSQL), so no
+   front-end has to know about official mail.  A periodic sweep catches anything a lost
+   notification missed, issues EXPIRED evidence after ``official.retrieval_days``, and
+   applies the retention periods.
+
+Each evidence event after SUBMITTED is also mailed to the sender's ``notify_address``
+with the chain so far attached (``evidence-<id>.json``).
+
+Recording RETRIEVED is guarded by ``UPDATE ... WHERE state = 'delivered'``: when several
+processes notice the same reading, exactly one writes the evidence.
+
+Pure service layer: no protocol library.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import datetime as dt
+import hashlib
+import json
+import logging
+import mimetypes
+import os
+import re
+import secrets
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from email.message import EmailMessage
+from email.utils import format_datetime, formataddr, make_msgid
+from pathlib import Path
+from typing import Any
+
+from asn1crypto import cms as asn1_cms
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from sqlalchemy import delete, exists, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from esam_mail.config import OfficialConfig
+from esam_mail.directory.models import (
+    AuditEvent,
+    EdsConfirmation,
+    Mailbox,
+    OfficialEvidence,
+    OfficialMessage,
+    OfficialSender,
+    Subscriber,
+)
+from esam_mail.directory.sql import SqlDirectory
+from esam_mail.errors import DeliveryError, EsamError, NotFound, ValidationError
+from esam_mail.i18n import Translator
+from esam_mail.log import event
+from esam_mail.services.delivery import DeliveryService, Route, Transaction
+from esam_mail.services.eds import EdsError, SignatureVerifier, decode_cms
+from esam_mail.services.evidence import OperatorKey, chain_document, make_record, record_hash
+from esam_mail.services.identity import validate_bin, validate_iin
+
+__all__ = [
+    "OFFICIAL_KICK",
+    "NoConfirmedMailbox",
+    "OfficialError",
+    "OfficialService",
+    "SenderRecord",
+    "SignatureRefused",
+    "Submission",
+]
+
+log = logging.getLogger(__name__)
+
+#: Published on the store notifier when official deliveries change, so that every
+#: process reloads the set of messages it watches for a first reading.
+OFFICIAL_KICK = ("", "esam:official")
+
+_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
+_FILENAME_BAD = re.compile(r"[\x00-\x1f\x7f/\\]")
+
+
+class OfficialError(EsamError):
+    """A refusal of the official channel: ``code`` (stable), ``public`` (safe to show)."""
+
+    code = "official_refused"
+    http_status = 400
+
+    def __init__(self, public: str, *, message_id: str | None = None) -> None:
+        super().__init__(public)
+        self.public = public
+        self.message_id = message_id
+
+
+class NoConfirmedMailbox(OfficialError):
+    """The IIN/BIN has no EDS-confirmed mailbox: send it on paper (hybrid mail)."""
+
+    code = "no_confirmed_mailbox"
+    http_status = 409
+
+
+class SignatureRefused(OfficialError):
+    """The sender's CMS signature is not accepted."""
+
+    code = "signature_refused"
+    http_status = 422
+
+
+class UnknownSender(OfficialError):
+    code = "unknown_sender"
+    http_status = 403
+
+
+@dataclass(frozen=True, slots=True)
+class SenderRecord:
+    id: int
+    name: str
+    display_name: str
+    bin: str | None
+    cert_fingerprint: str | None
+    public_key_pem: str | None
+    notify_address: str | None
+    active: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "display_name": self.display_name, "bin": self.bin,
+                "cert_fingerprint": self.cert_fingerprint, "signed_requests": bool(self.public_key_pem),
+                "notify_address": self.notify_address, "active": self.active}
+
+
+def _sender(r: OfficialSender) -> SenderRecord:
+    return SenderRecord(r.id, r.name, r.display_name, r.bin, r.cert_fingerprint, r.public_key_pem,
+                        r.notify_address, r.removed_at is None)
+
+
+@dataclass(frozen=True, slots=True)
+class Submission:
+    message_id: str
+    state: str
+    address: str | None
+    evidence: list[dict[str, Any]]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.message_id, "state": self.state, "evidence": self.evidence}
+
+
+def _utc(value: dt.datetime) -> dt.datetime:
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+def normalize_fingerprint(value: str) -> str:
+    """``AB:CD:...`` or ``abcd...`` -> 64 lower-case hex digits (SHA-256)."""
+    fp = value.replace(":", "").strip().lower()
+    if not re.fullmatch(r"[0-9a-f]{64}", fp):
+        raise ValidationError("cert_fingerprint", "a SHA-256 fingerprint: 64 hex digits")
+    return fp
+
+
+def parse_recipient(value: str) -> tuple[str, str]:
+    """``IIN900101300811``, ``BIN940140000385``, or 12 digits with a kind prefix -> (kind, id)."""
+    text = value.strip().upper()
+    if text.startswith("IIN"):
+        return "iin", validate_iin(text[3:], field="recipient").value
+    if text.startswith("BIN"):
+        return "bin", validate_bin(text[3:], field="recipient").value
+    raise ValidationError("recipient", "IIN<12 digits> or BIN<12 digits>")
+
+
+def _clean_filename(name: str) -> str:
+    name = _FILENAME_BAD.sub("_", name.strip())[:200]
+    if not name or name in (".", ".."):
+        raise ValidationError("filename", "a file name is required")
+    return name
+
+
+def _is_encapsulated(cms_der: bytes) -> bool:
+    try:
+        info = asn1_cms.ContentInfo.load(cms_der)
+        return info["content"]["encap_content_info"]["content"].native is not None
+    except (ValueError, TypeError, KeyError):
+        return False
+
+
+class OfficialService:
+    """Senders, submissions, evidence and the retrieval watcher over the directory.
+
+    Args:
+        directory: the directory.
+        delivery: the delivery service (the Maildir write, as for SMTP).
+        store: the mail store (reads flags of watched messages).
+        operator: the evidence key (``None``: the channel refuses everything).
+        verifier: CMS verifier for senders' signatures (``None``: only gateway signing).
+        cfg: the ``[official]`` section.
+        data_dir: where the operator's document copies live (``official/docs``).
+        clock: aware-UTC now (tests inject one).
+    """
+
+    def __init__(
+        self,
+        directory: SqlDirectory,
+        delivery: DeliveryService,
+        store: Any,
+        operator: OperatorKey | None,
+        verifier: SignatureVerifier | None,
+        cfg: OfficialConfig,
+        *,
+        data_dir: Path,
+        notifier: Any = None,
+        clock: Callable[[], dt.datetime] | None = None,
+    ) -> None:
+        self.directory = directory
+        self.delivery = delivery
+        self.store = store
+        self.operator = operator
+        self.verifier = verifier
+        self.cfg = cfg
+        self.docs_dir = data_dir / "official" / "docs"
+        self.notifier = notifier
+        self.clock = clock or (lambda: dt.datetime.now(dt.UTC))
+        self.domain = directory.domain
+        #: login -> {maildir key -> message row id}: delivered, not yet retrieved
+        self._pending: dict[str, dict[str, int]] = {}
+        self._checking: dict[str, asyncio.Task[None]] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._last_purge: dt.datetime | None = None
+
+    # ------------------------------------------------------------------ senders
+
+    async def add_sender(
+        self,
+        name: str,
+        display_name: str,
+        *,
+        bin: str | None = None,
+        cert_fingerprint: str | None = None,
+        public_key_pem: str | None = None,
+        notify_address: str | None = None,
+        actor: tuple[str, str],
+    ) -> SenderRecord:
+        """Register a sender.  One of ``cert_fingerprint`` / ``public_key_pem`` is required.
+
+        Raises:
+            ValidationError: naming the field (name taken, bad fingerprint, key, BIN, address).
+        """
+        name = name.strip().lower()
+        if not _NAME.match(name):
+            raise ValidationError("name", "lower-case letters, digits, '.', '_' or '-', at most 63")
+        display_name = display_name.strip()
+        if not display_name or len(display_name) > 512:
+            raise ValidationError("display_name", "1 to 512 characters")
+        if bin:
+            bin = validate_bin(bin, field="bin").value
+        fp = normalize_fingerprint(cert_fingerprint) if cert_fingerprint else None
+        if public_key_pem:
+            try:
+                serialization.load_pem_public_key(public_key_pem.encode("ascii"))
+            except (ValueError, UnicodeEncodeError):
+                raise ValidationError("public_key", "not a PEM public key") from None
+        if not fp and not public_key_pem:
+            raise ValidationError("cert_fingerprint", "give a client certificate fingerprint or a public key")
+        if notify_address and ("@" not in notify_address or len(notify_address) > 320):
+            raise ValidationError("notify_address", "an e-mail address")
+        try:
+            async with self.directory.transaction() as s:
+                row = OfficialSender(name=name, display_name=display_name, bin=bin, cert_fingerprint=fp,
+                                     public_key_pem=public_key_pem, notify_address=notify_address or None)
+                s.add(row)
+                await s.flush()
+                s.add(AuditEvent(actor_kind=actor[0], actor_id=actor[1][:128], action="official.sender.add",
+                                 target=name, outcome="ok", detail={"bin": bin, "cert_fingerprint": fp}))
+        except IntegrityError:
+            raise ValidationError("name", f"a sender named {name!r} or with this certificate exists") from None
+        return _sender(row)
+
+    async def list_senders(self, *, include_removed: bool = False) -> list[SenderRecord]:
+        async with self.directory.sessions() as s:
+            q = select(OfficialSender).order_by(OfficialSender.name)
+            if not include_removed:
+                q = q.where(OfficialSender.removed_at.is_(None))
+            return [_sender(r) for r in (await s.execute(q)).scalars()]
+
+    async def remove_sender(self, name: str, *, actor: tuple[str, str]) -> SenderRecord:
+        """Retire a sender (the row stays: evidence names it)."""
+        async with self.directory.transaction() as s:
+            row = (await s.execute(select(OfficialSender).where(
+                OfficialSender.name == name.strip().lower(), OfficialSender.removed_at.is_(None)))).scalar_one_or_none()
+            if row is None:
+                raise NotFound(f"sender {name}")
+            row.removed_at = self.clock()
+            row.cert_fingerprint = None  # frees the certificate for a new registration
+            s.add(AuditEvent(actor_kind=actor[0], actor_id=actor[1][:128], action="official.sender.remove",
+                             target=row.name, outcome="ok", detail={}))
+            await s.flush()
+            return _sender(row)
+
+    async def sender(self, *, name: str | None = None, fingerprint: str | None = None) -> SenderRecord | None:
+        """An active sender by name or by client-certificate fingerprint."""
+        async with self.directory.readers() as s:
+            q = select(OfficialSender).where(OfficialSender.removed_at.is_(None))
+            if fingerprint is not None:
+                q = q.where(OfficialSender.cert_fingerprint == fingerprint.replace(":", "").lower())
+            elif name is not None:
+                q = q.where(OfficialSender.name == name.strip().lower())
+            else:
+                return None
+            row = (await s.execute(q)).scalar_one_or_none()
+            return _sender(row) if row else None
+
+    # ------------------------------------------------------------------ submission
+
+    async def submit(
+        self,
+        sender: SenderRecord,
+        *,
+        recipient: str,
+        document: bytes,
+        filename: str,
+        subject: str,
+        signature: bytes | str | None = None,
+        text: str = "",
+    ) -> Submission:
+        """Hand in one document for one IIN/BIN (see the module docstring).
+
+        Raises:
+            ValidationError: bad recipient, file name, subject or size (nothing recorded).
+            SignatureRefused: the sender's signature is not accepted (nothing recorded).
+            NoConfirmedMailbox: SUBMITTED and REJECTED evidence were recorded; the
+                exception carries the message id.
+        """
+        if self.operator is None:
+            raise OfficialError("the official channel has no operator key (run `esam init`)")
+        if not sender.active:
+            raise UnknownSender("this sender is not registered")
+        kind, ident = parse_recipient(recipient)
+        filename = _clean_filename(filename)
+        subject = " ".join(subject.split())
+        if not subject or len(subject) > 500:
+            raise ValidationError("subject", "1 to 500 characters")
+        if not document:
+            raise ValidationError("document", "the document is empty")
+        if len(document) > self.cfg.max_document_bytes:
+            raise ValidationError("document", f"larger than {self.cfg.max_document_bytes} bytes")
+        if len(text) > 10_000:
+            raise ValidationError("text", "at most 10000 characters")
+        if signature is not None:
+            cms, signer_fp = await self._check_signature(sender, signature, document)
+            signed_by = "sender"
+        else:
+            cms = await asyncio.to_thread(self.operator.sign_document, document)
+            signer_fp, signed_by = self.operator.fingerprint, "gateway"
+
+        now = self.clock()
+        public_id = "OM" + now.strftime("%Y%m%d") + secrets.token_hex(6).upper()
+        doc_sha = hashlib.sha256(document).hexdigest()
+        async with self.directory.transaction() as s:
+            msg = OfficialMessage(
+                public_id=public_id, sender_id=sender.id, recipient_kind=kind, recipient_id=ident,
+                subject=subject, document_name=filename, document_sha256=doc_sha, signed_by=signed_by,
+                signer_fingerprint=signer_fp, state="submitted", submitted_at=now,
+                purge_after=now + dt.timedelta(days=self.cfg.evidence_retention_days),
+            )
+            s.add(msg)
+            await s.flush()
+            await self._append(s, msg, sender, "SUBMITTED", now)
+            target, why = await self._resolve(s, kind, ident)
+            if target is None:
+                await self._append(s, msg, sender, "REJECTED", now, reason="no_confirmed_mailbox")
+                msg.state = "rejected"
+                s.add(AuditEvent(actor_kind="official", actor_id=sender.name, action="official.reject",
+                                 target=f"{kind}:{ident}", outcome="denied", detail={"id": public_id, "why": why}))
+        if target is None:
+            event(log, "official.rejected", id=public_id, why=why)
+            await self._mail_sender(msg.id)
+            raise NoConfirmedMailbox(
+                f"the holder of {kind.upper()} {ident} has no mailbox confirmed with an electronic "
+                "signature: send the document on paper (hybrid mail)",
+                message_id=public_id,
+            )
+
+        data = self._compose(public_id, sender, target, subject, text, filename, document, cms, now)
+        tx = Transaction(mail_from="", routes=[Route("local", target.address, login=target.login_norm,
+                                                     domain=self.domain, quota=target.quota_bytes)],
+                         data=data, principal=None, peer="127.0.0.1", helo="official", tls=True,
+                         session=public_id)
+        try:
+            written = await self.delivery.deliver(tx)
+        except DeliveryError as exc:
+            async with self.directory.transaction() as s:
+                msg = await self._msg(s, public_id)
+                reason = "mailbox_full" if exc.code == 552 else "delivery_failed"
+                await self._append(s, msg, sender, "REJECTED", self.clock(), reason=reason)
+                msg.state = "rejected"
+            await self._mail_sender(msg.id)
+            raise OfficialError(f"the document could not be delivered ({exc.public})", message_id=public_id) from None
+        key = written.get(target.login_norm)
+        now = self.clock()
+        async with self.directory.transaction() as s:
+            msg = await self._msg(s, public_id)
+            msg.mailbox_id, msg.login_norm, msg.address = target.id, target.login_norm, target.address
+            msg.maildir_key, msg.state, msg.delivered_at = key, "delivered", now
+            msg.retrieval_deadline = now + dt.timedelta(days=self.cfg.retrieval_days)
+            await self._append(s, msg, sender, "DELIVERED", now)
+            s.add(AuditEvent(actor_kind="official", actor_id=sender.name, action="official.deliver",
+                             target=target.address, outcome="ok", detail={"id": public_id}))
+        await asyncio.to_thread(self._keep_copy, public_id, data)
+        if key:
+            self._pending.setdefault(target.login_norm, {})[key] = msg.id
+        self._kick()
+        event(log, "official.delivered", id=public_id, signed_by=signed_by)
+        await self._mail_sender(msg.id)
+        return Submission(public_id, "delivered", target.address, await self.evidence(public_id))
+
+    async def _check_signature(
+        self, sender: SenderRecord, signature: bytes | str, document: bytes
+    ) -> tuple[bytes, str]:
+        if self.verifier is None:
+            raise SignatureRefused("signatures cannot be verified here (no EDS trust anchors configured)")
+        try:
+            der = decode_cms(signature)
+            signer = await asyncio.to_thread(self.verifier.verify, der, document, at=self.clock())
+        except EdsError as exc:
+            raise SignatureRefused(f"the document signature is not accepted: {exc.public}") from None
+        if sender.bin and signer.bin != sender.bin:
+            raise SignatureRefused("the document is not signed by a certificate of the sending organisation")
+        return der, signer.fingerprint
+
+    async def _resolve(self, s: AsyncSession, kind: str, ident: str) -> tuple[Mailbox | None, str]:
+        """The holder's active mailbox with a live EDS confirmation, or (None, why)."""
+        col = Subscriber.iin if kind == "iin" else Subscriber.bin
+        skind = "individual" if kind == "iin" else "legal_entity"
+        rows = (await s.execute(
+            select(Mailbox).join(Subscriber, Mailbox.subscriber_id == Subscriber.id)
+            .where(col == ident, Subscriber.kind == skind, Mailbox.state != "closed")
+            .order_by(Mailbox.id.desc())
+        )).scalars().all()
+        if not rows:
+            return None, "no_mailbox"
+        why = "not_confirmed"
+        for m in rows:
+            if not m.eds_confirmed:
+                continue
+            if m.state != "active":
+                why = f"mailbox_{m.state}"
+                continue
+            latest = (await s.execute(
+                select(EdsConfirmation).where(EdsConfirmation.mailbox_id == m.id)
+                .order_by(EdsConfirmation.id.desc()).limit(1)
+            )).scalar_one_or_none()
+            if latest is None or latest.lapsed_at is not None:
+                why = "confirmation_lapsed"
+                continue
+            if _utc(latest.not_after) <= self.clock():
+                why = "certificate_expired"
+                continue
+            return m, "ok"
+        return None, why
+
+    def _compose(
+        self, public_id: str, sender: SenderRecord, target: Mailbox, subject: str, text: str,
+        filename: str, document: bytes, cms: bytes, now: dt.datetime,
+    ) -> bytes:
+        kk, ru = Translator("official", "kk"), Translator("official", "ru")
+        msg = EmailMessage()
+        msg["From"] = formataddr((sender.display_name, f"official@{self.domain}"))
+        msg["To"] = target.address
+        if sender.notify_address:
+            msg["Reply-To"] = sender.notify_address
+        msg["Subject"] = subject
+        msg["Date"] = format_datetime(now)
+        msg["Message-ID"] = make_msgid(idstring=public_id, domain=self.domain)
+        msg["X-Esam-Official-Id"] = public_id
+        intro = []
+        for tr in (kk, ru):
+            intro.append(tr("An official electronic document from {sender}.", sender=sender.display_name))
+            intro.append(tr("The document and its electronic signature are attached. Tracking number: {id}.",
+                            id=public_id))
+            intro.append("")
+        body = "\n".join(intro) + ("\n" + text.strip() + "\n" if text.strip() else "")
+        msg.set_content(body)
+        ctype = mimetypes.guess_type(filename)[0] or "application/octet-stream"
+        maintype, _, subtype = ctype.partition("/")
+        msg.add_attachment(document, maintype=maintype, subtype=subtype, filename=filename)
+        if _is_encapsulated(cms):
+            msg.add_attachment(cms, maintype="application", subtype="pkcs7-mime", filename=filename + ".p7m")
+        else:
+            msg.add_attachment(cms, maintype="application", subtype="pkcs7-signature", filename=filename + ".p7s")
+        return msg.as_bytes(policy=msg.policy.clone(linesep="\r\n"))
+
+    def _keep_copy(self, public_id: str, data: bytes) -> None:
+        self.docs_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        tmp = self.docs_dir / f".{public_id}.tmp"
+        tmp.write_bytes(data)
+        os.replace(tmp, self.docs_dir / f"{public_id}.eml")
+
+    # ------------------------------------------------------------------ evidence
+
+    async def _msg(self, s: AsyncSession, public_id: str) -> OfficialMessage:
+        msg = (await s.execute(select(OfficialMessage).where(OfficialMessage.public_id == public_id))
+               ).scalar_one_or_none()
+        if msg is None:
+            raise NotFound(f"official message {public_id}")
+        return msg
+
+    async def _append(
+        self, s: AsyncSession, msg: OfficialMessage, sender: SenderRecord | OfficialSender, ev: str,
+        at: dt.datetime, *, reason: str | None = None,
+    ) -> dict[str, Any]:
+        """Sign and store the next evidence record of ``msg`` inside ``s``'s transaction."""
+        assert self.operator is not None
+        last = (await s.execute(
+            select(OfficialEvidence).where(OfficialEvidence.message_id == msg.id)
+            .order_by(OfficialEvidence.seq.desc()).limit(1)
+        )).scalar_one_or_none()
+        seq = 1 if last is None else last.seq + 1
+        rec = make_record(
+            message_id=msg.public_id, seq=seq, event=ev, at=at,
+            prev_hash=None if last is None else last.record_hash,
+            sender={"name": sender.name, "display_name": sender.display_name, "bin": sender.bin},
+            recipient={"kind": msg.recipient_kind, "id": msg.recipient_id, "address": msg.address},
+            document={"name": msg.document_name, "sha256": msg.document_sha256, "signed_by": msg.signed_by,
+                      "signer_cert_sha256": msg.signer_fingerprint},
+            reason=reason,
+        )
+        signed = self.operator.sign_record(rec)
+        s.add(OfficialEvidence(message_id=msg.id, seq=seq, event=ev, at=at,
+                               record=json.dumps(signed, ensure_ascii=False, sort_keys=True),
+                               record_hash=record_hash(signed),
+                               purge_after=at + dt.timedelta(days=self.cfg.evidence_retention_days)))
+        await s.flush()
+        return signed
+
+    async def evidence(self, public_id: str, *, sender: SenderRecord | None = None) -> list[dict[str, Any]]:
+        """The signed records of a message, oldest first.
+
+        Raises:
+            NotFound: no such message, or (with ``sender``) not that sender's.
+        """
+        async with self.directory.readers() as s:
+            msg = await self._msg(s, public_id)
+            if sender is not None and msg.sender_id != sender.id:
+                raise NotFound(f"official message {public_id}")
+            rows = (await s.execute(select(OfficialEvidence).where(OfficialEvidence.message_id == msg.id)
+                                    .order_by(OfficialEvidence.seq))).scalars()
+            return [json.loads(r.record) for r in rows]
+
+    async def chain(self, public_id: str, *, sender: SenderRecord | None = None) -> dict[str, Any]:
+        """The exportable chain document (``esam evidence verify`` reads it)."""
+        return chain_document(public_id, await self.evidence(public_id, sender=sender))
+
+    async def _mail_sender(self, message_row_id: int) -> None:
+        """Mail the latest event with the chain so far to the sender's notify address."""
+        async with self.directory.readers() as s:
+            msg = await s.get(OfficialMessage, message_row_id)
+            snd = await s.get(OfficialSender, msg.sender_id) if msg is not None else None
+        if msg is None or snd is None or not snd.notify_address:
+            return
+        doc = await self.chain(msg.public_id)
+        last = doc["records"][-1]
+        en = Translator("official", "en")
+        ru = Translator("official", "ru")
+        m = EmailMessage()
+        m["From"] = formataddr(("", f"official@{self.domain}"))
+        m["To"] = snd.notify_address
+        m["Subject"] = f"[{msg.public_id}] {last['event']}: {msg.subject}"[:900]
+        m["Date"] = format_datetime(self.clock())
+        m["Message-ID"] = make_msgid(domain=self.domain)
+        m["X-Esam-Official-Id"] = msg.public_id
+        m["Auto-Submitted"] = "auto-generated"
+        lines = [
+            ru("Evidence {event} for official message {id} ({time}).", event=last["event"], id=msg.public_id,
+               time=last["time"]),
+            en("Evidence {event} for official message {id} ({time}).", event=last["event"], id=msg.public_id,
+               time=last["time"]),
+            "",
+            ru("The attached file is the signed evidence chain; check it with `esam evidence verify`."),
+            en("The attached file is the signed evidence chain; check it with `esam evidence verify`."),
+        ]
+        m.set_content("\n".join(lines) + "\n")
+        m.add_attachment(json.dumps(doc, ensure_ascii=False, indent=1).encode("utf-8"), maintype="application",
+                         subtype="json", filename=f"evidence-{msg.public_id}.json")
+        try:
+            await self.delivery.deliver_bounce(snd.notify_address, m.as_bytes())
+        except (EsamError, OSError):
+            log.warning("event=official.notify_failed id=%s", msg.public_id)
+
+    # ------------------------------------------------------------------ retrieval
+
+    def _kick(self) -> None:
+        if self.notifier is not None:
+            with contextlib.suppress(Exception):
+                self.notifier.publish(*OFFICIAL_KICK)
+
+    def on_change(self, login: str, folder: str) -> None:
+        """Store notifier callback (runs on the loop): a change in a watched INBOX, or a kick."""
+        if (login, folder) == OFFICIAL_KICK:
+            self._spawn(self.reload())
+            return
+        if folder != "INBOX" or login not in self._pending or login in self._checking:
+            return
+        task = asyncio.ensure_future(self._check_login(login))
+        self._checking[login] = task
+        task.add_done_callback(lambda _t: self._checking.pop(login, None))
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def reload(self) -> None:
+        """Reload the watched set (delivered, not yet retrieved) from the directory."""
+        async with self.directory.readers() as s:
+            rows = await s.execute(select(OfficialMessage.id, OfficialMessage.login_norm,
+                                          OfficialMessage.maildir_key)
+                                   .where(OfficialMessage.state == "delivered"))
+            pending: dict[str, dict[str, int]] = {}
+            for mid, login, key in rows:
+                if login and key:
+                    pending.setdefault(login, {})[key] = mid
+        self._pending = pending
+
+    def _seen_keys(self, login: str, keys: Iterable[str]) -> set[str]:
+        """Which of ``keys`` carry the S flag in the INBOX (runs in a thread)."""
+        want = set(keys)
+        seen: set[str] = set()
+        cur = Path(self.store.user(login).path) / "cur"
+        try:
+            with os.scandir(cur) as it:
+                for entry in it:
+                    base, sep, flags = entry.name.partition(":2,")
+                    if sep and base in want and "S" in flags:
+                        seen.add(base)
+        except FileNotFoundError:
+            pass
+        return seen
+
+    async def _check_login(self, login: str) -> None:
+        watched = dict(self._pending.get(login, {}))
+        if not watched:
+            return
+        seen = await asyncio.to_thread(self._seen_keys, login, watched)
+        for key in seen:
+            await self.mark_retrieved(watched[key])
+            self._pending.get(login, {}).pop(key, None)
+        if login in self._pending and not self._pending[login]:
+            del self._pending[login]
+
+    async def mark_retrieved(self, message_row_id: int) -> bool:
+        """Record RETRIEVED once (the first process to get here wins)."""
+        now = self.clock()
+        async with self.directory.transaction() as s:
+            res = await s.execute(update(OfficialMessage).where(
+                OfficialMessage.id == message_row_id, OfficialMessage.state == "delivered")
+                .values(state="retrieved", retrieved_at=now))
+            if res.rowcount != 1:  # type: ignore[attr-defined]
+                return False
+            msg = await s.get(OfficialMessage, message_row_id)
+            assert msg is not None
+            snd = await s.get(OfficialSender, msg.sender_id)
+            assert snd is not None
+            await self._append(s, msg, snd, "RETRIEVED", now)
+        event(log, "official.retrieved", id=msg.public_id)
+        await self._mail_sender(message_row_id)
+        return True
+
+    async def sweep(self) -> dict[str, int]:
+        """Retrievals a notification missed, EXPIRED deadlines, retention. Returns counts."""
+        counts = {"retrieved": 0, "expired": 0, "purged_documents": 0, "purged_messages": 0}
+        await self.reload()
+        for login in list(self._pending)[:500]:  # bounded per sweep; the rest next time
+            before = sum(len(v) for v in self._pending.values())
+            await self._check_login(login)
+            counts["retrieved"] += before - sum(len(v) for v in self._pending.values())
+        now = self.clock()
+        async with self.directory.readers() as s:
+            due = list((await s.execute(select(OfficialMessage.id).where(
+                OfficialMessage.state == "delivered", OfficialMessage.retrieval_deadline < now)
+                .limit(500))).scalars())
+        for mid in due:
+            if await self._expire(mid, now):
+                counts["expired"] += 1
+        if self._last_purge is None or (now - self._last_purge).total_seconds() >= 3600:
+            self._last_purge = now
+            cutoff = (now - dt.timedelta(days=self.cfg.document_retention_days)).timestamp()
+            counts["purged_documents"] = await asyncio.to_thread(self._purge_copies, cutoff)
+            async with self.directory.transaction() as s:
+                await s.execute(delete(OfficialEvidence).where(OfficialEvidence.purge_after < now))
+                has_evidence = exists().where(OfficialEvidence.message_id == OfficialMessage.id)
+                gone = (await s.execute(select(OfficialMessage.id).where(
+                    OfficialMessage.purge_after < now, ~has_evidence).limit(1000))).scalars().all()
+                if gone:
+                    await s.execute(delete(OfficialMessage).where(OfficialMessage.id.in_(gone)))
+                counts["purged_messages"] = len(gone)
+        return counts
+
+    async def _expire(self, message_row_id: int, now: dt.datetime) -> bool:
+        async with self.directory.transaction() as s:
+            res = await s.execute(update(OfficialMessage).where(
+                OfficialMessage.id == message_row_id, OfficialMessage.state == "delivered")
+                .values(state="expired"))
+            if res.rowcount != 1:  # type: ignore[attr-defined]
+                return False
+            msg = await s.get(OfficialMessage, message_row_id)
+            assert msg is not None
+            snd = await s.get(OfficialSender, msg.sender_id)
+            assert snd is not None
+            await self._append(s, msg, snd, "EXPIRED", now, reason="not_retrieved_in_time")
+        await self._mail_sender(message_row_id)
+        return True
+
+    def _purge_copies(self, cutoff: float) -> int:
+        """Delete the operator's document copies older than ``cutoff`` (a thread)."""
+        n = 0
+        try:
+            with os.scandir(self.docs_dir) as it:
+                for entry in it:
+                    if entry.name.endswith(".eml") and entry.stat().st_mtime < cutoff:
+                        with contextlib.suppress(FileNotFoundError):
+                            os.unlink(entry.path)
+                            n += 1
+        except FileNotFoundError:
+            pass
+        return n
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Watch until ``stop`` is set: initial load, then a sweep every interval."""
+        while not stop.is_set():
+            try:
+                await self.sweep()
+            except Exception:  # a background loop must survive a bad sweep
+                log.exception("event=official.sweep_failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.cfg.sweep_interval)
+
+
+def fingerprint_of_pem(pem: bytes) -> str:
+    """SHA-256 fingerprint of a PEM certificate (``esam official sender add --cert``)."""
+    try:
+        cert = x509.load_pem_x509_certificate(pem)
+    except ValueError:
+        raise ValidationError("cert", "not a PEM certificate") from None
+    return hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
+
+
+def decode_b64(value: str, field: str) -> bytes:
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValidationError(field, "not Base64") from None

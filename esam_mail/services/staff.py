@@ -1,0 +1,265 @@
+"""Staff accounts: who may do what at the post office and in the operator's back office.
+
+Roles (one per account):
+
+=================  ==========================================================
+``employee``       post-office employee: registers paper applications at the
+                   office the account is bound to
+``supervisor``     the same at any office, plus suspend/resume/close mailboxes
+``hybrid``         hybrid-mail operator: print batches, status events, scans
+``auditor``        reads the audit log; changes nothing
+``admin``          everything, including staff accounts and senders
+=================  ==========================================================
+
+:data:`PERMISSIONS` maps each action to the roles allowed to do it; :meth:`StaffService.require`
+is the one check every front-end (CLI, ``/staff`` console) calls.  Accounts sign in with a
+password (argon2id, like mailboxes) **and** a TOTP code (RFC 6238, ``pyotp``).  An account
+may be bound to an OS user name (``os_user``): the CLI then records that account as the
+actor of what the OS user does.
+
+Pure service layer: no protocol library.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pyotp
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from esam_mail.directory.models import AuditEvent, StaffAccount
+from esam_mail.directory.sql import SqlDirectory
+from esam_mail.errors import AuthError, EsamError, NotFound, ValidationError
+
+__all__ = [
+    "PERMISSIONS",
+    "ROLES",
+    "RoleRefused",
+    "StaffRecord",
+    "StaffService",
+]
+
+ROLES = ("employee", "supervisor", "hybrid", "auditor", "admin")
+
+PERMISSIONS: dict[str, frozenset[str]] = {
+    "application.register": frozenset({"employee", "supervisor", "admin"}),
+    "mailbox.state": frozenset({"supervisor", "admin"}),
+    "hybrid.operate": frozenset({"hybrid", "supervisor", "admin"}),
+    "audit.read": frozenset({"auditor", "supervisor", "admin"}),
+    "search": frozenset({"employee", "supervisor", "hybrid", "auditor", "admin"}),
+    "staff.manage": frozenset({"admin"}),
+    "official.senders": frozenset({"admin"}),
+}
+
+_USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
+_OFFICE = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
+
+
+class RoleRefused(EsamError):
+    """The staff member's role does not allow the action (or the account is disabled)."""
+
+    code = "role_refused"
+
+    def __init__(self, public: str) -> None:
+        super().__init__(public)
+        self.public = public
+
+
+@dataclass(frozen=True, slots=True)
+class StaffRecord:
+    id: int
+    username: str
+    display_name: str
+    role: str
+    office_code: str | None
+    os_user: str | None
+    active: bool
+    has_totp: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"username": self.username, "display_name": self.display_name, "role": self.role,
+                "office": self.office_code, "os_user": self.os_user, "active": self.active}
+
+    @property
+    def actor(self) -> tuple[str, str]:
+        """For the audit log: ("staff", "username@OFFICE")."""
+        return ("staff", f"{self.username}@{self.office_code}" if self.office_code else self.username)
+
+
+def _rec(r: StaffAccount) -> StaffRecord:
+    return StaffRecord(r.id, r.username, r.display_name, r.role, r.office_code, r.os_user,
+                       r.state == "active", bool(r.totp_secret))
+
+
+class StaffService:
+    """Staff accounts in the directory.
+
+    Args:
+        directory: the directory.
+        hash_password / verify_password: the mailbox password hasher's functions
+            (argon2id); verification may be slow, so front-ends call :meth:`authenticate`
+            off the event loop or through the hasher's executor.
+    """
+
+    def __init__(
+        self,
+        directory: SqlDirectory,
+        hash_password: Callable[[str], str],
+        verify_password: Callable[[str, str], bool],
+    ) -> None:
+        self.directory = directory
+        self.hash_password = hash_password
+        self.verify_password = verify_password
+
+    async def add(
+        self,
+        username: str,
+        display_name: str,
+        role: str,
+        password: str,
+        *,
+        office_code: str | None = None,
+        os_user: str | None = None,
+        actor: tuple[str, str],
+    ) -> tuple[StaffRecord, str]:
+        """Create an account; returns it and its TOTP secret (show once, for the authenticator app).
+
+        Raises:
+            ValidationError: naming the field.
+        """
+        username = username.strip().lower()
+        if not _USERNAME.match(username):
+            raise ValidationError("username", "lower-case letters, digits, '.', '_' or '-', at most 63")
+        if role not in ROLES:
+            raise ValidationError("role", f"one of {', '.join(ROLES)}")
+        if role == "employee" and not office_code:
+            raise ValidationError("office", "a post-office employee is bound to an office")
+        if office_code and not _OFFICE.match(office_code):
+            raise ValidationError("office", "A-Z, 0-9, '_' or '-', at most 32")
+        if not display_name.strip():
+            raise ValidationError("display_name", "required")
+        if len(password) < 10:
+            raise ValidationError("password", "at least 10 characters for staff accounts")
+        secret = pyotp.random_base32()
+        hashed = self.hash_password(password)
+        try:
+            async with self.directory.transaction() as s:
+                row = StaffAccount(username=username, display_name=display_name.strip(), role=role,
+                                   office_code=office_code, os_user=os_user or None, password_hash=hashed,
+                                   totp_secret=secret, state="active")
+                s.add(row)
+                await s.flush()
+                s.add(AuditEvent(actor_kind=actor[0], actor_id=actor[1][:128], action="staff.add",
+                                 target=username, outcome="ok", detail={"role": role, "office": office_code}))
+        except IntegrityError:
+            raise ValidationError("username", f"{username!r} (or OS user {os_user!r}) already has an account") from None
+        return _rec(row), secret
+
+    async def get(self, username: str) -> StaffRecord | None:
+        async with self.directory.readers() as s:
+            row = (await s.execute(select(StaffAccount).where(
+                StaffAccount.username == username.strip().lower()))).scalar_one_or_none()
+            return _rec(row) if row else None
+
+    async def by_os_user(self, os_user: str) -> StaffRecord | None:
+        async with self.directory.readers() as s:
+            row = (await s.execute(select(StaffAccount).where(
+                StaffAccount.os_user == os_user, StaffAccount.state == "active"))).scalar_one_or_none()
+            return _rec(row) if row else None
+
+    async def list(self) -> list[StaffRecord]:
+        async with self.directory.readers() as s:
+            return [_rec(r) for r in (await s.execute(select(StaffAccount).order_by(StaffAccount.username))).scalars()]
+
+    async def set_state(self, username: str, active: bool, *, actor: tuple[str, str]) -> StaffRecord:
+        async with self.directory.transaction() as s:
+            row = (await s.execute(select(StaffAccount).where(
+                StaffAccount.username == username.strip().lower()))).scalar_one_or_none()
+            if row is None:
+                raise NotFound(f"staff account {username}")
+            row.state = "active" if active else "disabled"
+            s.add(AuditEvent(actor_kind=actor[0], actor_id=actor[1][:128],
+                             action="staff.enable" if active else "staff.disable",
+                             target=row.username, outcome="ok", detail={}))
+            await s.flush()
+            return _rec(row)
+
+    async def set_role(self, username: str, role: str, *, office_code: str | None,
+                       actor: tuple[str, str]) -> StaffRecord:
+        if role not in ROLES:
+            raise ValidationError("role", f"one of {', '.join(ROLES)}")
+        async with self.directory.transaction() as s:
+            row = (await s.execute(select(StaffAccount).where(
+                StaffAccount.username == username.strip().lower()))).scalar_one_or_none()
+            if row is None:
+                raise NotFound(f"staff account {username}")
+            old = (row.role, row.office_code)
+            row.role = role
+            if office_code is not None:
+                row.office_code = office_code or None
+            if row.role == "employee" and not row.office_code:
+                raise ValidationError("office", "a post-office employee is bound to an office")
+            s.add(AuditEvent(actor_kind=actor[0], actor_id=actor[1][:128], action="staff.role",
+                             target=row.username, outcome="ok",
+                             detail={"from": list(old), "to": [role, row.office_code]}))
+            await s.flush()
+            return _rec(row)
+
+    async def authenticate(self, username: str, password: str, totp: str, *,
+                           now: dt.datetime | None = None) -> StaffRecord:
+        """Password and TOTP (one step of clock drift allowed).  Blocking hash check:
+        call from a worker thread or the hasher's executor.
+
+        Raises:
+            AuthError: any failure (deliberately vague); a denied audit event is written.
+        """
+        async with self.directory.readers() as s:
+            row = (await s.execute(select(StaffAccount).where(
+                StaffAccount.username == username.strip().lower()))).scalar_one_or_none()
+        ok = (
+            row is not None and row.state == "active" and bool(row.totp_secret)
+            and self.verify_password(password, row.password_hash)
+            and pyotp.TOTP(row.totp_secret or "").verify(totp.strip(), for_time=now, valid_window=1)
+        )
+        if not ok or row is None:
+            await self.directory.audit("staff", username[:128], "staff.login", username[:320], "denied")
+            raise AuthError("authentication failed")
+        await self.directory.audit("staff", row.username, "staff.login", row.username, "ok")
+        return _rec(row)
+
+    @staticmethod
+    def require(staff: StaffRecord, action: str, *, office_code: str | None = None) -> None:
+        """Refuse unless ``staff`` may do ``action`` (at ``office_code``, for office-bound roles).
+
+        Raises:
+            RoleRefused: naming the role and the action.
+        """
+        if not staff.active:
+            raise RoleRefused(f"staff account {staff.username} is disabled")
+        allowed = PERMISSIONS.get(action, frozenset())
+        if staff.role not in allowed:
+            raise RoleRefused(f"role {staff.role!r} of {staff.username} may not do {action}")
+        if (staff.role == "employee" and office_code is not None
+                and staff.office_code != office_code):
+            raise RoleRefused(f"{staff.username} works at office {staff.office_code}, not {office_code}")
+
+    async def check_employee(self, username: str, action: str, *, office_code: str | None) -> StaffRecord:
+        """``--employee ID`` of the CLI: an active staff account allowed to do ``action``.
+
+        Raises:
+            ValidationError: on field ``employee``: no such account, or its role or office refuses.
+        """
+        rec = await self.get(username)
+        if rec is None:
+            raise ValidationError("employee", f"no staff account {username!r} (esam staff add)")
+        try:
+            self.require(rec, action, office_code=office_code)
+        except RoleRefused as exc:
+            await self.directory.audit(*rec.actor, action, rec.username, "denied", why=exc.public)
+            raise ValidationError("employee", exc.public) from None
+        return rec
