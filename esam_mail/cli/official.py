@@ -88,7 +88,7 @@ async def _with_official(cfg: Any, fn: Any) -> Any:
 
 @handle_errors
 def cmd_sender_add(args: argparse.Namespace) -> int:
-    from esam_mail.services.official import fingerprint_of_pem
+    from esam_mail.services.official import fingerprint_of_pem, sender_dict
 
     cfg = load_config(args)
     actor = actor_for(args, cfg)
@@ -99,15 +99,17 @@ def cmd_sender_add(args: argparse.Namespace) -> int:
     rec = run_async(_with_official(cfg, lambda o: o.add_sender(
         args.name, args.display_name, bin=args.bin, cert_fingerprint=fp, public_key_pem=key,
         notify_address=args.notify, actor=actor)))
-    emit(args, rec.to_dict(), f"registered sender {rec.name} ({rec.display_name})")
+    emit(args, sender_dict(rec), f"registered sender {rec.name} ({rec.display_name})")
     return 0
 
 
 @handle_errors
 def cmd_sender_list(args: argparse.Namespace) -> int:
+    from esam_mail.services.official import sender_dict
+
     cfg = load_config(args)
     rows = run_async(_with_official(cfg, lambda o: o.list_senders(include_removed=args.all)))
-    data = [r.to_dict() for r in rows]
+    data = [sender_dict(r) for r in rows]
     emit(args, data, "\n".join(
         f"{r['name']:16} {'active' if r['active'] else 'removed':8} {r['bin'] or '-':12} "
         f"{(r['cert_fingerprint'] or '-')[:16]:16} {r['display_name']}" for r in data) or "no senders")

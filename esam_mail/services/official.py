@@ -56,20 +56,9 @@ from typing import Any
 from asn1crypto import cms as asn1_cms
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from sqlalchemy import delete, exists, select, update
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from esam_mail.config import OfficialConfig
-from esam_mail.directory.models import (
-    AuditEvent,
-    EdsConfirmation,
-    Mailbox,
-    OfficialEvidence,
-    OfficialMessage,
-    OfficialSender,
-    Subscriber,
-)
+from esam_mail.directory.official import Builder, Conflict, MessageRow, OfficialTables, SenderRow, Target
 from esam_mail.directory.sql import SqlDirectory
 from esam_mail.errors import DeliveryError, EsamError, NotFound, ValidationError
 from esam_mail.i18n import Translator
@@ -103,7 +92,6 @@ class OfficialError(EsamError):
     """A refusal of the official channel: ``code`` (stable), ``public`` (safe to show)."""
 
     code = "official_refused"
-    http_status = 400
 
     def __init__(self, public: str, *, message_id: str | None = None) -> None:
         super().__init__(public)
@@ -115,41 +103,25 @@ class NoConfirmedMailbox(OfficialError):
     """The IIN/BIN has no EDS-confirmed mailbox: send it on paper (hybrid mail)."""
 
     code = "no_confirmed_mailbox"
-    http_status = 409
 
 
 class SignatureRefused(OfficialError):
     """The sender's CMS signature is not accepted."""
 
     code = "signature_refused"
-    http_status = 422
 
 
 class UnknownSender(OfficialError):
     code = "unknown_sender"
-    http_status = 403
 
 
-@dataclass(frozen=True, slots=True)
-class SenderRecord:
-    id: int
-    name: str
-    display_name: str
-    bin: str | None
-    cert_fingerprint: str | None
-    public_key_pem: str | None
-    notify_address: str | None
-    active: bool
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "display_name": self.display_name, "bin": self.bin,
-                "cert_fingerprint": self.cert_fingerprint, "signed_requests": bool(self.public_key_pem),
-                "notify_address": self.notify_address, "active": self.active}
+SenderRecord = SenderRow
 
 
-def _sender(r: OfficialSender) -> SenderRecord:
-    return SenderRecord(r.id, r.name, r.display_name, r.bin, r.cert_fingerprint, r.public_key_pem,
-                        r.notify_address, r.removed_at is None)
+def sender_dict(r: SenderRow) -> dict[str, Any]:
+    return {"name": r.name, "display_name": r.display_name, "bin": r.bin,
+            "cert_fingerprint": r.cert_fingerprint, "signed_requests": bool(r.public_key_pem),
+            "notify_address": r.notify_address, "active": r.active}
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,10 +133,6 @@ class Submission:
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.message_id, "state": self.state, "evidence": self.evidence}
-
-
-def _utc(value: dt.datetime) -> dt.datetime:
-    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
 
 
 def normalize_fingerprint(value: str) -> str:
@@ -228,6 +196,7 @@ class OfficialService:
         clock: Callable[[], dt.datetime] | None = None,
     ) -> None:
         self.directory = directory
+        self.tables = OfficialTables(directory)
         self.delivery = delivery
         self.store = store
         self.operator = operator
@@ -255,7 +224,7 @@ class OfficialService:
         public_key_pem: str | None = None,
         notify_address: str | None = None,
         actor: tuple[str, str],
-    ) -> SenderRecord:
+    ) -> SenderRow:
         """Register a sender.  One of ``cert_fingerprint`` / ``public_key_pem`` is required.
 
         Raises:
@@ -280,56 +249,32 @@ class OfficialService:
         if notify_address and ("@" not in notify_address or len(notify_address) > 320):
             raise ValidationError("notify_address", "an e-mail address")
         try:
-            async with self.directory.transaction() as s:
-                row = OfficialSender(name=name, display_name=display_name, bin=bin, cert_fingerprint=fp,
-                                     public_key_pem=public_key_pem, notify_address=notify_address or None)
-                s.add(row)
-                await s.flush()
-                s.add(AuditEvent(actor_kind=actor[0], actor_id=actor[1][:128], action="official.sender.add",
-                                 target=name, outcome="ok", detail={"bin": bin, "cert_fingerprint": fp}))
-        except IntegrityError:
+            return await self.tables.add_sender(
+                actor=actor, name=name, display_name=display_name, bin=bin, cert_fingerprint=fp,
+                public_key_pem=public_key_pem, notify_address=notify_address or None)
+        except Conflict:
             raise ValidationError("name", f"a sender named {name!r} or with this certificate exists") from None
-        return _sender(row)
 
-    async def list_senders(self, *, include_removed: bool = False) -> list[SenderRecord]:
-        async with self.directory.sessions() as s:
-            q = select(OfficialSender).order_by(OfficialSender.name)
-            if not include_removed:
-                q = q.where(OfficialSender.removed_at.is_(None))
-            return [_sender(r) for r in (await s.execute(q)).scalars()]
+    async def list_senders(self, *, include_removed: bool = False) -> list[SenderRow]:
+        return await self.tables.list_senders(include_removed=include_removed)
 
-    async def remove_sender(self, name: str, *, actor: tuple[str, str]) -> SenderRecord:
+    async def remove_sender(self, name: str, *, actor: tuple[str, str]) -> SenderRow:
         """Retire a sender (the row stays: evidence names it)."""
-        async with self.directory.transaction() as s:
-            row = (await s.execute(select(OfficialSender).where(
-                OfficialSender.name == name.strip().lower(), OfficialSender.removed_at.is_(None)))).scalar_one_or_none()
-            if row is None:
-                raise NotFound(f"sender {name}")
-            row.removed_at = self.clock()
-            row.cert_fingerprint = None  # frees the certificate for a new registration
-            s.add(AuditEvent(actor_kind=actor[0], actor_id=actor[1][:128], action="official.sender.remove",
-                             target=row.name, outcome="ok", detail={}))
-            await s.flush()
-            return _sender(row)
+        return await self.tables.remove_sender(name.strip().lower(), self.clock(), actor=actor)
 
-    async def sender(self, *, name: str | None = None, fingerprint: str | None = None) -> SenderRecord | None:
+    async def sender(self, *, name: str | None = None, fingerprint: str | None = None) -> SenderRow | None:
         """An active sender by name or by client-certificate fingerprint."""
-        async with self.directory.readers() as s:
-            q = select(OfficialSender).where(OfficialSender.removed_at.is_(None))
-            if fingerprint is not None:
-                q = q.where(OfficialSender.cert_fingerprint == fingerprint.replace(":", "").lower())
-            elif name is not None:
-                q = q.where(OfficialSender.name == name.strip().lower())
-            else:
-                return None
-            row = (await s.execute(q)).scalar_one_or_none()
-            return _sender(row) if row else None
+        if fingerprint is not None:
+            return await self.tables.sender(fingerprint=fingerprint.replace(":", "").lower())
+        if name is not None:
+            return await self.tables.sender(name=name.strip().lower())
+        return None
 
     # ------------------------------------------------------------------ submission
 
     async def submit(
         self,
-        sender: SenderRecord,
+        sender: SenderRow,
         *,
         recipient: str,
         document: bytes,
@@ -345,6 +290,7 @@ class OfficialService:
             SignatureRefused: the sender's signature is not accepted (nothing recorded).
             NoConfirmedMailbox: SUBMITTED and REJECTED evidence were recorded; the
                 exception carries the message id.
+            OfficialError: the delivery itself failed (REJECTED evidence recorded).
         """
         if self.operator is None:
             raise OfficialError("the official channel has no operator key (run `esam init`)")
@@ -370,24 +316,20 @@ class OfficialService:
 
         now = self.clock()
         public_id = "OM" + now.strftime("%Y%m%d") + secrets.token_hex(6).upper()
-        doc_sha = hashlib.sha256(document).hexdigest()
-        async with self.directory.transaction() as s:
-            msg = OfficialMessage(
-                public_id=public_id, sender_id=sender.id, recipient_kind=kind, recipient_id=ident,
-                subject=subject, document_name=filename, document_sha256=doc_sha, signed_by=signed_by,
-                signer_fingerprint=signer_fp, state="submitted", submitted_at=now,
-                purge_after=now + dt.timedelta(days=self.cfg.evidence_retention_days),
-            )
-            s.add(msg)
-            await s.flush()
-            await self._append(s, msg, sender, "SUBMITTED", now)
-            target, why = await self._resolve(s, kind, ident)
-            if target is None:
-                await self._append(s, msg, sender, "REJECTED", now, reason="no_confirmed_mailbox")
-                msg.state = "rejected"
-                s.add(AuditEvent(actor_kind="official", actor_id=sender.name, action="official.reject",
-                                 target=f"{kind}:{ident}", outcome="denied", detail={"id": public_id, "why": why}))
+        keep = now + dt.timedelta(days=self.cfg.evidence_retention_days)
+        target, why = await self.tables.resolve(kind, ident, now)
+        msg, _ = await self.tables.create(
+            dict(public_id=public_id, sender_id=sender.id, recipient_kind=kind, recipient_id=ident,
+                 subject=subject, document_name=filename, document_sha256=hashlib.sha256(document).hexdigest(),
+                 signed_by=signed_by, signer_fingerprint=signer_fp, state="submitted", submitted_at=now,
+                 purge_after=keep),
+            self._builder(sender, "SUBMITTED", now), at=now, purge_after=keep)
         if target is None:
+            await self.tables.advance(
+                msg.id, self._builder(sender, "REJECTED", now, reason="no_confirmed_mailbox"), at=now,
+                purge_after=keep, from_states=("submitted",), to_state="rejected",
+                audit=("official", sender.name, "official.reject", f"{kind}:{ident}", "denied",
+                       {"id": public_id, "why": why}))
             event(log, "official.rejected", id=public_id, why=why)
             await self._mail_sender(msg.id)
             raise NoConfirmedMailbox(
@@ -404,23 +346,21 @@ class OfficialService:
         try:
             written = await self.delivery.deliver(tx)
         except DeliveryError as exc:
-            async with self.directory.transaction() as s:
-                msg = await self._msg(s, public_id)
-                reason = "mailbox_full" if exc.code == 552 else "delivery_failed"
-                await self._append(s, msg, sender, "REJECTED", self.clock(), reason=reason)
-                msg.state = "rejected"
+            reason = "mailbox_full" if exc.code == 552 else "delivery_failed"
+            await self.tables.advance(
+                msg.id, self._builder(sender, "REJECTED", self.clock(), reason=reason), at=self.clock(),
+                purge_after=keep, from_states=("submitted",), to_state="rejected")
             await self._mail_sender(msg.id)
             raise OfficialError(f"the document could not be delivered ({exc.public})", message_id=public_id) from None
         key = written.get(target.login_norm)
         now = self.clock()
-        async with self.directory.transaction() as s:
-            msg = await self._msg(s, public_id)
-            msg.mailbox_id, msg.login_norm, msg.address = target.id, target.login_norm, target.address
-            msg.maildir_key, msg.state, msg.delivered_at = key, "delivered", now
-            msg.retrieval_deadline = now + dt.timedelta(days=self.cfg.retrieval_days)
-            await self._append(s, msg, sender, "DELIVERED", now)
-            s.add(AuditEvent(actor_kind="official", actor_id=sender.name, action="official.deliver",
-                             target=target.address, outcome="ok", detail={"id": public_id}))
+        await self.tables.advance(
+            msg.id, self._builder(sender, "DELIVERED", now, address=target.address), at=now, purge_after=keep,
+            from_states=("submitted",), to_state="delivered",
+            updates=dict(mailbox_id=target.id, login_norm=target.login_norm, address=target.address,
+                         maildir_key=key, delivered_at=now,
+                         retrieval_deadline=now + dt.timedelta(days=self.cfg.retrieval_days)),
+            audit=("official", sender.name, "official.deliver", target.address, "ok", {"id": public_id}))
         await asyncio.to_thread(self._keep_copy, public_id, data)
         if key:
             self._pending.setdefault(target.login_norm, {})[key] = msg.id
@@ -430,7 +370,7 @@ class OfficialService:
         return Submission(public_id, "delivered", target.address, await self.evidence(public_id))
 
     async def _check_signature(
-        self, sender: SenderRecord, signature: bytes | str, document: bytes
+        self, sender: SenderRow, signature: bytes | str, document: bytes
     ) -> tuple[bytes, str]:
         if self.verifier is None:
             raise SignatureRefused("signatures cannot be verified here (no EDS trust anchors configured)")
@@ -443,39 +383,8 @@ class OfficialService:
             raise SignatureRefused("the document is not signed by a certificate of the sending organisation")
         return der, signer.fingerprint
 
-    async def _resolve(self, s: AsyncSession, kind: str, ident: str) -> tuple[Mailbox | None, str]:
-        """The holder's active mailbox with a live EDS confirmation, or (None, why)."""
-        col = Subscriber.iin if kind == "iin" else Subscriber.bin
-        skind = "individual" if kind == "iin" else "legal_entity"
-        rows = (await s.execute(
-            select(Mailbox).join(Subscriber, Mailbox.subscriber_id == Subscriber.id)
-            .where(col == ident, Subscriber.kind == skind, Mailbox.state != "closed")
-            .order_by(Mailbox.id.desc())
-        )).scalars().all()
-        if not rows:
-            return None, "no_mailbox"
-        why = "not_confirmed"
-        for m in rows:
-            if not m.eds_confirmed:
-                continue
-            if m.state != "active":
-                why = f"mailbox_{m.state}"
-                continue
-            latest = (await s.execute(
-                select(EdsConfirmation).where(EdsConfirmation.mailbox_id == m.id)
-                .order_by(EdsConfirmation.id.desc()).limit(1)
-            )).scalar_one_or_none()
-            if latest is None or latest.lapsed_at is not None:
-                why = "confirmation_lapsed"
-                continue
-            if _utc(latest.not_after) <= self.clock():
-                why = "certificate_expired"
-                continue
-            return m, "ok"
-        return None, why
-
     def _compose(
-        self, public_id: str, sender: SenderRecord, target: Mailbox, subject: str, text: str,
+        self, public_id: str, sender: SenderRecord, target: Target, subject: str, text: str,
         filename: str, document: bytes, cms: bytes, now: dt.datetime,
     ) -> bytes:
         kk, ru = Translator("official", "kk"), Translator("official", "ru")
@@ -513,67 +422,48 @@ class OfficialService:
 
     # ------------------------------------------------------------------ evidence
 
-    async def _msg(self, s: AsyncSession, public_id: str) -> OfficialMessage:
-        msg = (await s.execute(select(OfficialMessage).where(OfficialMessage.public_id == public_id))
-               ).scalar_one_or_none()
-        if msg is None:
-            raise NotFound(f"official message {public_id}")
-        return msg
+    def _builder(self, sender: SenderRow, ev: str, at: dt.datetime, *, reason: str | None = None,
+                 address: str | None = None) -> Builder:
+        """The callback that makes and signs the next record inside the directory's transaction."""
+        operator = self.operator
+        assert operator is not None
 
-    async def _append(
-        self, s: AsyncSession, msg: OfficialMessage, sender: SenderRecord | OfficialSender, ev: str,
-        at: dt.datetime, *, reason: str | None = None,
-    ) -> dict[str, Any]:
-        """Sign and store the next evidence record of ``msg`` inside ``s``'s transaction."""
-        assert self.operator is not None
-        last = (await s.execute(
-            select(OfficialEvidence).where(OfficialEvidence.message_id == msg.id)
-            .order_by(OfficialEvidence.seq.desc()).limit(1)
-        )).scalar_one_or_none()
-        seq = 1 if last is None else last.seq + 1
-        rec = make_record(
-            message_id=msg.public_id, seq=seq, event=ev, at=at,
-            prev_hash=None if last is None else last.record_hash,
-            sender={"name": sender.name, "display_name": sender.display_name, "bin": sender.bin},
-            recipient={"kind": msg.recipient_kind, "id": msg.recipient_id, "address": msg.address},
-            document={"name": msg.document_name, "sha256": msg.document_sha256, "signed_by": msg.signed_by,
-                      "signer_cert_sha256": msg.signer_fingerprint},
-            reason=reason,
-        )
-        signed = self.operator.sign_record(rec)
-        s.add(OfficialEvidence(message_id=msg.id, seq=seq, event=ev, at=at,
-                               record=json.dumps(signed, ensure_ascii=False, sort_keys=True),
-                               record_hash=record_hash(signed),
-                               purge_after=at + dt.timedelta(days=self.cfg.evidence_retention_days)))
-        await s.flush()
-        return signed
+        def build(msg: MessageRow, seq: int, prev: str | None) -> tuple[dict[str, Any], str]:
+            rec = make_record(
+                message_id=msg.public_id, seq=seq, event=ev, at=at, prev_hash=prev,
+                sender={"name": sender.name, "display_name": sender.display_name, "bin": sender.bin},
+                recipient={"kind": msg.recipient_kind, "id": msg.recipient_id, "address": address or msg.address},
+                document={"name": msg.document_name, "sha256": msg.document_sha256, "signed_by": msg.signed_by,
+                          "signer_cert_sha256": msg.signer_fingerprint},
+                reason=reason,
+            )
+            signed = operator.sign_record(rec)
+            return signed, record_hash(signed)
 
-    async def evidence(self, public_id: str, *, sender: SenderRecord | None = None) -> list[dict[str, Any]]:
+        return build
+
+    async def evidence(self, public_id: str, *, sender: SenderRow | None = None) -> list[dict[str, Any]]:
         """The signed records of a message, oldest first.
 
         Raises:
             NotFound: no such message, or (with ``sender``) not that sender's.
         """
-        async with self.directory.readers() as s:
-            msg = await self._msg(s, public_id)
-            if sender is not None and msg.sender_id != sender.id:
-                raise NotFound(f"official message {public_id}")
-            rows = (await s.execute(select(OfficialEvidence).where(OfficialEvidence.message_id == msg.id)
-                                    .order_by(OfficialEvidence.seq))).scalars()
-            return [json.loads(r.record) for r in rows]
+        msg = await self.tables.message(public_id=public_id)
+        if sender is not None and msg.sender_id != sender.id:
+            raise NotFound(f"official message {public_id}")
+        return await self.tables.records(msg.id)
 
-    async def chain(self, public_id: str, *, sender: SenderRecord | None = None) -> dict[str, Any]:
+    async def chain(self, public_id: str, *, sender: SenderRow | None = None) -> dict[str, Any]:
         """The exportable chain document (``esam evidence verify`` reads it)."""
         return chain_document(public_id, await self.evidence(public_id, sender=sender))
 
     async def _mail_sender(self, message_row_id: int) -> None:
         """Mail the latest event with the chain so far to the sender's notify address."""
-        async with self.directory.readers() as s:
-            msg = await s.get(OfficialMessage, message_row_id)
-            snd = await s.get(OfficialSender, msg.sender_id) if msg is not None else None
-        if msg is None or snd is None or not snd.notify_address:
+        msg = await self.tables.message(row_id=message_row_id)
+        snd = await self.tables.sender(sender_id=msg.sender_id)
+        if snd is None or not snd.notify_address:
             return
-        doc = await self.chain(msg.public_id)
+        doc = chain_document(msg.public_id, await self.tables.records(msg.id))
         last = doc["records"][-1]
         en = Translator("official", "en")
         ru = Translator("official", "ru")
@@ -627,14 +517,9 @@ class OfficialService:
 
     async def reload(self) -> None:
         """Reload the watched set (delivered, not yet retrieved) from the directory."""
-        async with self.directory.readers() as s:
-            rows = await s.execute(select(OfficialMessage.id, OfficialMessage.login_norm,
-                                          OfficialMessage.maildir_key)
-                                   .where(OfficialMessage.state == "delivered"))
-            pending: dict[str, dict[str, int]] = {}
-            for mid, login, key in rows:
-                if login and key:
-                    pending.setdefault(login, {})[key] = mid
+        pending: dict[str, dict[str, int]] = {}
+        for mid, login, key in await self.tables.pending():
+            pending.setdefault(login, {})[key] = mid
         self._pending = pending
 
     def _seen_keys(self, login: str, keys: Iterable[str]) -> set[str]:
@@ -663,23 +548,25 @@ class OfficialService:
         if login in self._pending and not self._pending[login]:
             del self._pending[login]
 
-    async def mark_retrieved(self, message_row_id: int) -> bool:
-        """Record RETRIEVED once (the first process to get here wins)."""
+    async def _advance_later(self, message_row_id: int, ev: str, *, reason: str | None = None,
+                             updates: dict[str, Any] | None = None) -> bool:
+        msg = await self.tables.message(row_id=message_row_id)
+        snd = await self.tables.sender(sender_id=msg.sender_id)
+        assert snd is not None
         now = self.clock()
-        async with self.directory.transaction() as s:
-            res = await s.execute(update(OfficialMessage).where(
-                OfficialMessage.id == message_row_id, OfficialMessage.state == "delivered")
-                .values(state="retrieved", retrieved_at=now))
-            if res.rowcount != 1:  # type: ignore[attr-defined]
-                return False
-            msg = await s.get(OfficialMessage, message_row_id)
-            assert msg is not None
-            snd = await s.get(OfficialSender, msg.sender_id)
-            assert snd is not None
-            await self._append(s, msg, snd, "RETRIEVED", now)
-        event(log, "official.retrieved", id=msg.public_id)
+        done = await self.tables.advance(
+            message_row_id, self._builder(snd, ev, now, reason=reason), at=now,
+            purge_after=now + dt.timedelta(days=self.cfg.evidence_retention_days),
+            from_states=("delivered",), to_state=ev.lower(), updates=updates)
+        if done is None:
+            return False
+        event(log, f"official.{ev.lower()}", id=msg.public_id)
         await self._mail_sender(message_row_id)
         return True
+
+    async def mark_retrieved(self, message_row_id: int) -> bool:
+        """Record RETRIEVED once (the first process to get here wins)."""
+        return await self._advance_later(message_row_id, "RETRIEVED", updates={"retrieved_at": self.clock()})
 
     async def sweep(self) -> dict[str, int]:
         """Retrievals a notification missed, EXPIRED deadlines, retention. Returns counts."""
@@ -690,41 +577,15 @@ class OfficialService:
             await self._check_login(login)
             counts["retrieved"] += before - sum(len(v) for v in self._pending.values())
         now = self.clock()
-        async with self.directory.readers() as s:
-            due = list((await s.execute(select(OfficialMessage.id).where(
-                OfficialMessage.state == "delivered", OfficialMessage.retrieval_deadline < now)
-                .limit(500))).scalars())
-        for mid in due:
-            if await self._expire(mid, now):
+        for mid in await self.tables.overdue(now):
+            if await self._advance_later(mid, "EXPIRED", reason="not_retrieved_in_time"):
                 counts["expired"] += 1
         if self._last_purge is None or (now - self._last_purge).total_seconds() >= 3600:
             self._last_purge = now
             cutoff = (now - dt.timedelta(days=self.cfg.document_retention_days)).timestamp()
             counts["purged_documents"] = await asyncio.to_thread(self._purge_copies, cutoff)
-            async with self.directory.transaction() as s:
-                await s.execute(delete(OfficialEvidence).where(OfficialEvidence.purge_after < now))
-                has_evidence = exists().where(OfficialEvidence.message_id == OfficialMessage.id)
-                gone = (await s.execute(select(OfficialMessage.id).where(
-                    OfficialMessage.purge_after < now, ~has_evidence).limit(1000))).scalars().all()
-                if gone:
-                    await s.execute(delete(OfficialMessage).where(OfficialMessage.id.in_(gone)))
-                counts["purged_messages"] = len(gone)
+            counts["purged_messages"] = await self.tables.purge(now)
         return counts
-
-    async def _expire(self, message_row_id: int, now: dt.datetime) -> bool:
-        async with self.directory.transaction() as s:
-            res = await s.execute(update(OfficialMessage).where(
-                OfficialMessage.id == message_row_id, OfficialMessage.state == "delivered")
-                .values(state="expired"))
-            if res.rowcount != 1:  # type: ignore[attr-defined]
-                return False
-            msg = await s.get(OfficialMessage, message_row_id)
-            assert msg is not None
-            snd = await s.get(OfficialSender, msg.sender_id)
-            assert snd is not None
-            await self._append(s, msg, snd, "EXPIRED", now, reason="not_retrieved_in_time")
-        await self._mail_sender(message_row_id)
-        return True
 
     def _purge_copies(self, cutoff: float) -> int:
         """Delete the operator's document copies older than ``cutoff`` (a thread)."""

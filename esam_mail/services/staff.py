@@ -29,12 +29,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import pyotp
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 
-from esam_mail.directory.models import AuditEvent, StaffAccount
+from esam_mail.directory.official import Conflict, StaffRow, StaffTables
 from esam_mail.directory.sql import SqlDirectory
-from esam_mail.errors import AuthError, EsamError, NotFound, ValidationError
+from esam_mail.errors import AuthError, EsamError, ValidationError
 
 __all__ = [
     "PERMISSIONS",
@@ -91,9 +89,9 @@ class StaffRecord:
         return ("staff", f"{self.username}@{self.office_code}" if self.office_code else self.username)
 
 
-def _rec(r: StaffAccount) -> StaffRecord:
+def _rec(r: StaffRow) -> StaffRecord:
     return StaffRecord(r.id, r.username, r.display_name, r.role, r.office_code, r.os_user,
-                       r.state == "active", bool(r.totp_secret))
+                       r.active, bool(r.totp_secret))
 
 
 class StaffService:
@@ -113,6 +111,7 @@ class StaffService:
         verify_password: Callable[[str, str], bool],
     ) -> None:
         self.directory = directory
+        self.tables = StaffTables(directory)
         self.hash_password = hash_password
         self.verify_password = verify_password
 
@@ -148,67 +147,43 @@ class StaffService:
         secret = pyotp.random_base32()
         hashed = self.hash_password(password)
         try:
-            async with self.directory.transaction() as s:
-                row = StaffAccount(username=username, display_name=display_name.strip(), role=role,
-                                   office_code=office_code, os_user=os_user or None, password_hash=hashed,
-                                   totp_secret=secret, state="active")
-                s.add(row)
-                await s.flush()
-                s.add(AuditEvent(actor_kind=actor[0], actor_id=actor[1][:128], action="staff.add",
-                                 target=username, outcome="ok", detail={"role": role, "office": office_code}))
-        except IntegrityError:
+            row = await self.tables.add(actor=actor, username=username, display_name=display_name.strip(),
+                                        role=role, office_code=office_code, os_user=os_user or None,
+                                        password_hash=hashed, totp_secret=secret)
+        except Conflict:
             raise ValidationError("username", f"{username!r} (or OS user {os_user!r}) already has an account") from None
         return _rec(row), secret
 
     async def get(self, username: str) -> StaffRecord | None:
-        async with self.directory.readers() as s:
-            row = (await s.execute(select(StaffAccount).where(
-                StaffAccount.username == username.strip().lower()))).scalar_one_or_none()
-            return _rec(row) if row else None
+        row = await self.tables.get(username.strip().lower())
+        return _rec(row) if row else None
 
     async def by_os_user(self, os_user: str) -> StaffRecord | None:
-        async with self.directory.readers() as s:
-            row = (await s.execute(select(StaffAccount).where(
-                StaffAccount.os_user == os_user, StaffAccount.state == "active"))).scalar_one_or_none()
-            return _rec(row) if row else None
+        row = await self.tables.by_os_user(os_user)
+        return _rec(row) if row else None
 
     async def list(self) -> list[StaffRecord]:
-        async with self.directory.readers() as s:
-            return [_rec(r) for r in (await s.execute(select(StaffAccount).order_by(StaffAccount.username))).scalars()]
+        return [_rec(r) for r in await self.tables.list()]
 
     async def set_state(self, username: str, active: bool, *, actor: tuple[str, str]) -> StaffRecord:
-        async with self.directory.transaction() as s:
-            row = (await s.execute(select(StaffAccount).where(
-                StaffAccount.username == username.strip().lower()))).scalar_one_or_none()
-            if row is None:
-                raise NotFound(f"staff account {username}")
-            row.state = "active" if active else "disabled"
-            s.add(AuditEvent(actor_kind=actor[0], actor_id=actor[1][:128],
-                             action="staff.enable" if active else "staff.disable",
-                             target=row.username, outcome="ok", detail={}))
-            await s.flush()
-            return _rec(row)
+        return _rec(await self.tables.change(
+            username.strip().lower(), actor=actor, action="staff.enable" if active else "staff.disable",
+            state="active" if active else "disabled"))
 
     async def set_role(self, username: str, role: str, *, office_code: str | None,
                        actor: tuple[str, str]) -> StaffRecord:
         if role not in ROLES:
             raise ValidationError("role", f"one of {', '.join(ROLES)}")
-        async with self.directory.transaction() as s:
-            row = (await s.execute(select(StaffAccount).where(
-                StaffAccount.username == username.strip().lower()))).scalar_one_or_none()
-            if row is None:
-                raise NotFound(f"staff account {username}")
-            old = (row.role, row.office_code)
-            row.role = role
-            if office_code is not None:
-                row.office_code = office_code or None
+
+        def check(row: StaffRow) -> None:
             if row.role == "employee" and not row.office_code:
                 raise ValidationError("office", "a post-office employee is bound to an office")
-            s.add(AuditEvent(actor_kind=actor[0], actor_id=actor[1][:128], action="staff.role",
-                             target=row.username, outcome="ok",
-                             detail={"from": list(old), "to": [role, row.office_code]}))
-            await s.flush()
-            return _rec(row)
+
+        values: dict[str, Any] = {"role": role}
+        if office_code is not None:
+            values["office_code"] = office_code or None
+        return _rec(await self.tables.change(username.strip().lower(), actor=actor, action="staff.role",
+                                             check=check, **values))
 
     async def authenticate(self, username: str, password: str, totp: str, *,
                            now: dt.datetime | None = None) -> StaffRecord:
@@ -218,11 +193,9 @@ class StaffService:
         Raises:
             AuthError: any failure (deliberately vague); a denied audit event is written.
         """
-        async with self.directory.readers() as s:
-            row = (await s.execute(select(StaffAccount).where(
-                StaffAccount.username == username.strip().lower()))).scalar_one_or_none()
+        row = await self.tables.get(username.strip().lower())
         ok = (
-            row is not None and row.state == "active" and bool(row.totp_secret)
+            row is not None and row.active and bool(row.totp_secret)
             and self.verify_password(password, row.password_hash)
             and pyotp.TOTP(row.totp_secret or "").verify(totp.strip(), for_time=now, valid_window=1)
         )
