@@ -78,6 +78,7 @@ class SelectedFolder:
         # \Recent: claimed for this session alone (EXAMINE only looks, RFC 3501 §6.3.2)
         self.recent: set[int] = (recent or set()) & set(self.uids)
         self.gone: set[int] = set()
+        self.announced: set[str] = self.keywords()  # keywords the client has seen in * FLAGS
         self._refresh_lock = asyncio.Lock()
 
     @classmethod
@@ -117,6 +118,23 @@ class SelectedFolder:
         for m in self.info.values():
             out.update(f for f in m.flags if not f.startswith("\\"))
         return out
+
+    def flags_lines(self) -> list[bytes]:
+        """``* FLAGS`` and ``* OK [PERMANENTFLAGS]`` for the keywords announced so far."""
+        flags = [*SYSTEM_FLAGS, *sorted(self.announced)]
+        text = " ".join(flags).encode("utf-8", "replace")
+        perm = b"" if self.readonly else text + b" \\*"
+        return [b"* FLAGS (" + text + b")",
+                b"* OK [PERMANENTFLAGS (" + perm + b")] Flags permitted."]
+
+    def announce(self, flag_sets: Iterable[Iterable[str]]) -> list[bytes]:
+        """RFC 3501 §7.2.6: the FLAGS update owed before FETCH responses carrying these
+        flags (none when every keyword among them was announced already)."""
+        fresh = {f for fs in flag_sets for f in fs if not f.startswith("\\")} - self.announced
+        if not fresh:
+            return []
+        self.announced |= fresh
+        return self.flags_lines()
 
     def resolve(self, seqset: SeqSet, *, uid: bool) -> list[tuple[int, int]]:
         """(seq, uid) pairs addressed by a sequence set, ascending.
@@ -173,6 +191,7 @@ class SelectedFolder:
                 changed.append(m.uid)
             if old is None or old.flags != m.flags:
                 self.info[m.uid] = m
+        lines.extend(self.announce(current[u].flags for u in changed + [m.uid for m in new]))
         for uid in changed:
             if uid in self.gone:
                 continue

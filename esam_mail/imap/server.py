@@ -696,10 +696,8 @@ class EsamIMAP4Server(imap4.IMAP4Server):
         view = await self._user().open(name)
         sel = await SelectedFolder.open(view, readonly=readonly)
         uidnext = await view.uidnext()
-        flags = [*SYSTEM_FLAGS, *sorted(sel.keywords())]
-        self._untagged(b"* FLAGS (" + " ".join(flags).encode("utf-8", "replace") + b")")
-        perm = b"" if readonly else " ".join(flags).encode("utf-8", "replace") + b" \\*"
-        self._untagged(b"* OK [PERMANENTFLAGS (" + perm + b")] Flags permitted.")
+        for line in sel.flags_lines():
+            self._untagged(line)
         self._untagged(b"* %d EXISTS" % sel.exists)
         self._untagged(b"* %d RECENT" % len(sel.recent))
         unseen = sel.first_unseen()
@@ -1076,6 +1074,8 @@ class EsamIMAP4Server(imap4.IMAP4Server):
         flags = [f for f in flags if f != "\\Recent"]
         live = [u for _, u in targets if u not in sel.gone]
         result = await sel.view.store_flags(live, flags, mode) if live else {}
+        for line in sel.announce(result.values()):
+            self._untagged(line)
         for i, (seq, u) in enumerate(targets, 1):
             if u not in result:
                 continue
