@@ -108,6 +108,7 @@ class IMAPLimits:
     store_workers: int = 4  # threads of the mailbox service's pool (per process)
     spool_threshold: int = 64 * 1024  # APPEND literals above this go to a file
     allow_plaintext_auth: bool = False  # never in production: LOGINDISABLED until TLS
+    close_grace: float = 2.0  # after LOGOUT/BYE: abort a transport the peer keeps half-open
 
 
 # ---------------------------------------------------------------------------
@@ -199,6 +200,7 @@ class EsamIMAP4Server(imap4.IMAP4Server):
         self._opened = time.monotonic()
         self._transport_paused = False
         self._closing = False
+        self._abort_timer: Any = None
         self.timeOut = int(self.limits.unauth_timeout)
 
     # -- connection ------------------------------------------------------------
@@ -211,8 +213,7 @@ class EsamIMAP4Server(imap4.IMAP4Server):
             log.warning("event=imap.too_many_connections session=%s peer=%s",
                         self.session, self.peer)
             self._write(b"* BYE [UNAVAILABLE] Too many connections from your address.")
-            self._closing = True
-            self.transport.loseConnection()
+            self.close_connection()
             return
         self.factory.sessions.add(self)
         imap_metrics.connected(self.implicit_tls)
@@ -224,6 +225,9 @@ class EsamIMAP4Server(imap4.IMAP4Server):
 
     def connectionLost(self, reason: Any = None) -> None:
         self.factory.sessions.discard(self)
+        if self._abort_timer is not None and self._abort_timer.active():
+            self._abort_timer.cancel()
+        self._abort_timer = None
         self._stop_idle_poll()
         self.selected = None
         self._drop_spools()
@@ -234,9 +238,30 @@ class EsamIMAP4Server(imap4.IMAP4Server):
         )
         super().connectionLost(reason)
 
+    def close_connection(self) -> None:
+        """Close the connection, for good.
+
+        ``loseConnection`` flushes what is queued; over TLS it then sends close_notify
+        and waits for the peer's, which a client that neither answers nor closes its
+        socket never sends: the session (and its per-IP slot) would live on.  So the
+        transport is aborted if it is still there after ``limits.close_grace``.
+        """
+        self._closing = True
+        if self.transport is None:
+            return
+        self.transport.loseConnection()
+        if self._abort_timer is None:
+            self._abort_timer = _reactor().callLater(self.limits.close_grace, self._abort)
+
+    def _abort(self) -> None:
+        self._abort_timer = None
+        if self.transport is not None:
+            log.info("event=imap.close_forced session=%s peer=%s", self.session, self.peer)
+            self.transport.abortConnection()
+
     def timeoutConnection(self) -> None:
         self._untagged(b"* BYE Autologout; idle for too long.")
-        self.transport.loseConnection()
+        self.close_connection()
 
     def sendServerGreeting(self) -> None:
         self._write(b"* OK [CAPABILITY " + b" ".join(self.listCapabilities()) + b"] "
@@ -296,13 +321,13 @@ class EsamIMAP4Server(imap4.IMAP4Server):
         except errors.NoSuchFolder:
             # deleted under us (another session): RFC 3501 leaves this open
             self._untagged(b"* BYE [UNAVAILABLE] Selected mailbox was deleted.")
-            self.transport.loseConnection()
+            self.close_connection()
             self.selected = None
             return
         except UidValidityChanged:
             # the uidlist was rebuilt (esam store check --repair): our UIDs are void
             self._untagged(b"* BYE [UNAVAILABLE] Mailbox UIDVALIDITY changed; reconnect.")
-            self.transport.loseConnection()
+            self.close_connection()
             self.selected = None
             return
         if self.transport is None:
@@ -386,8 +411,7 @@ class EsamIMAP4Server(imap4.IMAP4Server):
 
     def _too_long(self) -> None:
         self._write(b"* BYE [TOOBIG] Command line too long.")
-        self._closing = True
-        self.transport.loseConnection()
+        self.close_connection()
 
     def _frame_line(self, line: bytes) -> None:
         self._lines.append(line)
@@ -410,8 +434,7 @@ class EsamIMAP4Server(imap4.IMAP4Server):
             # RFC 7888 §4: the client is already sending the octets; we cannot resync.
             self._tagged(tag, replies.TOOBIG_NONSYNC)
             self._write(b"* BYE [TOOBIG] Literal too large.")
-            self._closing = True
-            self.transport.loseConnection()
+            self.close_connection()
             return
         if size > cap or (not is_append and self._cmd_literal_bytes > cap):
             self._lines, self._lits, self._cmd_literal_bytes = [], [], 0
@@ -535,9 +558,8 @@ class EsamIMAP4Server(imap4.IMAP4Server):
         args.end()
         self._untagged(b"* BYE Logging out.")
         self._tagged(tag, replies.Reply(b"OK", None, b"LOGOUT completed."))
-        self._closing = True
         self.state = "logout"
-        self.transport.loseConnection()
+        self.close_connection()
 
     async def cmd_id(self, tag: bytes, args: Args) -> None:
         tok = args.next()
@@ -670,8 +692,7 @@ class EsamIMAP4Server(imap4.IMAP4Server):
         self._tagged(tag, replies.AUTH_FAILED)
         if self._auth_failures >= self.limits.max_auth_failures:
             self._write(b"* BYE Too many authentication failures.")
-            self._closing = True
-            self.transport.loseConnection()
+            self.close_connection()
 
     # -- authenticated: mailboxes -----------------------------------------------
 
@@ -1531,7 +1552,7 @@ class IMAPFactory(protocol.ServerFactory):
         for s in list(self.sessions):
             if s.transport is not None:
                 s._write(b"* BYE Server shutting down.")
-                s.transport.loseConnection()
+                s.close_connection()
 
 
 @dataclass(slots=True)
