@@ -280,6 +280,17 @@ class Server:
             svc.notifier.subscribe(official.on_change)
             self._stop_official = asyncio.Event()
             self._tasks.append(asyncio.ensure_future(official.run(self._stop_official)))
+        if cfg.eds.recheck_interval > 0 and cfg.eds.trust_anchors:
+            from esam_mail.services.eds_recheck import EdsRecheck
+
+            recheck = EdsRecheck(
+                svc.directory, svc.delivery.deliver_bounce, revocation=cfg.eds.revocation,
+                crl_files=cfg.eds.crl_files, crl_urls=cfg.eds.crl_urls, ocsp_url=cfg.eds.ocsp_url,
+                timeout=cfg.eds.network_timeout,
+            )
+            svc.extras["eds_recheck"] = recheck
+            self._stop_official = self._stop_official or asyncio.Event()
+            self._tasks.append(asyncio.ensure_future(recheck.run(self._stop_official, cfg.eds.recheck_interval)))
         self.ports.update(self._smtp.ports())
         imap_ports, self._imap = await start_imap(
             store=svc.store, authenticator=svc.authenticator, notifier=svc.notifier,

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, exists, select, update
+from sqlalchemy import delete, exists, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from esam_mail.directory.models import (
@@ -33,7 +33,10 @@ from esam_mail.directory.models import (
 from esam_mail.directory.sql import SqlDirectory
 from esam_mail.errors import DirectoryError, NotFound
 
-__all__ = ["Conflict", "MessageRow", "OfficialTables", "SenderRow", "StaffRow", "StaffTables", "Target"]
+__all__ = [
+    "Conflict", "EdsTables", "LiveConfirmation", "MessageRow", "OfficialTables", "SenderRow", "StaffRow",
+    "StaffTables", "Target",
+]
 
 
 class Conflict(DirectoryError):
@@ -346,3 +349,64 @@ class StaffTables:
                              outcome="ok", detail={"from": before, "to": values}))
             await s.flush()
             return _staff(row)
+
+
+# ------------------------------------------------------------------- EDS re-checks
+
+
+@dataclass(frozen=True, slots=True)
+class LiveConfirmation:
+    id: int
+    mailbox_id: int
+    address: str
+    serial: str
+    not_after: dt.datetime
+    certificate: bytes | None
+    issuer_certificate: bytes | None
+
+
+class EdsTables:
+    """The EDS confirmations the re-check looks at, and the lapse that ends one."""
+
+    def __init__(self, directory: SqlDirectory) -> None:
+        self.d = directory
+
+    async def live(self) -> list[LiveConfirmation]:
+        """The latest confirmation of every EDS-confirmed mailbox, if it has not lapsed."""
+        async with self.d.readers() as s:
+            latest = (select(EdsConfirmation.mailbox_id, func.max(EdsConfirmation.id).label("cid"))
+                      .group_by(EdsConfirmation.mailbox_id).subquery())
+            rows = await s.execute(
+                select(EdsConfirmation, Mailbox.address)
+                .join(latest, EdsConfirmation.id == latest.c.cid)
+                .join(Mailbox, Mailbox.id == EdsConfirmation.mailbox_id)
+                .where(Mailbox.eds_confirmed.is_(True), EdsConfirmation.lapsed_at.is_(None))
+                .order_by(EdsConfirmation.id)
+            )
+            return [LiveConfirmation(c.id, c.mailbox_id, addr, c.cert_serial, _utc(c.not_after), c.certificate,
+                                     c.issuer_certificate) for c, addr in rows]
+
+    async def checked(self, ids: Sequence[int], now: dt.datetime) -> None:
+        if ids:
+            async with self.d.transaction() as s:
+                await s.execute(update(EdsConfirmation).where(EdsConfirmation.id.in_(list(ids)))
+                                .values(checked_at=now))
+
+    async def lapse(self, confirmation_id: int, reason: str, now: dt.datetime) -> bool:
+        """End a confirmation: the mailbox is no longer enabled for official documents.
+        False when it had lapsed already (another process)."""
+        async with self.d.transaction() as s:
+            res = await s.execute(update(EdsConfirmation).where(
+                EdsConfirmation.id == confirmation_id, EdsConfirmation.lapsed_at.is_(None))
+                .values(lapsed_at=now, lapse_reason=reason, checked_at=now))
+            if res.rowcount != 1:  # type: ignore[attr-defined]
+                return False
+            c = await s.get(EdsConfirmation, confirmation_id)
+            assert c is not None
+            m = await s.get(Mailbox, c.mailbox_id)
+            assert m is not None
+            m.eds_confirmed = False
+            s.add(AuditEvent(actor_kind="system", actor_id="eds-recheck", action="eds.lapse", target=m.address,
+                             outcome="ok", detail={"reason": reason, "serial": c.cert_serial}))
+            await s.flush()
+            return True

@@ -492,6 +492,8 @@ class ConfirmationService:
                 signer_iin=signer.iin,
                 signer_bin=signer.bin,
                 confirmed_at=now,
+                certificate=signer.certificate,
+                issuer_certificate=signer.issuer_certificate or None,
             )
             s.add(row)
             await s.execute(update(Mailbox).where(Mailbox.id == owner.mailbox_id).values(eds_confirmed=True))

@@ -63,7 +63,7 @@ import binascii
 import hashlib
 import re
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Literal, Protocol
@@ -319,6 +319,7 @@ class SignerInfo:
     content: bytes
     certificate: bytes = field(repr=False)  # signer certificate, DER
     subject: str = ""  # RFC 4514
+    issuer_certificate: bytes = field(default=b"", repr=False)  # the signer's issuer, DER
 
 
 class SignatureVerifier(Protocol):
@@ -639,9 +640,12 @@ class BuiltinVerifier:
         if self.revocation == "crl":
             self._check_revocation(chain)
 
-        return self._signer_info(
+        info = self._signer_info(
             cert, ku, signing_time, sig_name, signed_content
         )
+        if len(chain) > 1:  # kept for later revocation re-checks (OCSP needs the issuer)
+            info = replace(info, issuer_certificate=chain[1].public_bytes(Encoding.DER))
+        return info
 
     # -- steps ---------------------------------------------------------------
 
