@@ -94,6 +94,9 @@ def build(cfg: Config, *, notifier: Any = None) -> Services:
         max_failures=cfg.auth.max_failures, lock_seconds=cfg.auth.lock_seconds,
     )
     authenticator.on_failure.append(metrics.count_auth_failure)
+    from esam_mail.services.account import login_recorder
+
+    authenticator.on_success.append(login_recorder(directory))  # login history (IMAP, SMTP)
     if notifier is None and cfg.directory_url.startswith("postgresql"):
         from esam_mail.store.pgnotify import PgNotifier, asyncpg_dsn
 
@@ -309,6 +312,10 @@ class Server:
                 grace=cfg.server.shutdown_grace, trusted_proxies=cfg.web.trusted_proxies,
             )
             self.ports["http"] = self._http.port
+            from esam_mail.services.account import close_due_loop
+            from esam_mail.web.account import account_service
+
+            self._tasks.append(asyncio.ensure_future(close_due_loop(account_service(svc))))
         event(log, "server.started", ports=",".join(f"{k}:{v}" for k, v in self.ports.items()))
         return self.ports
 

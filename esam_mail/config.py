@@ -342,6 +342,10 @@ class WebConfig:
     session_idle: int = _f(1800, "Seconds a web session lives without a request.", min=60, max=86400)
     support_email: str = _f("", "Support address shown on the pages. Empty: support@<mail.domain>.")
     support_phone: str = _f("", "Support telephone shown on the pages. Empty: not shown.")
+    close_cooling_days: int = _f(
+        14, "Days between a subscriber's request to close the mailbox and its closing (they can cancel "
+        "and download the export of their mail meanwhile).", min=0, max=365,
+    )
 
 
 @dataclass(frozen=True)

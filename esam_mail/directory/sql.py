@@ -322,6 +322,11 @@ class SqlDirectory:
             await s.flush()
             return _record(m)
 
+    async def subscriber(self, subscriber_id: int) -> Subscriber | None:
+        """The subscriber record (data on file) of a mailbox, detached from the session."""
+        async with self.readers() as s:
+            return await s.get(Subscriber, subscriber_id)
+
     async def audit(
         self, actor_kind: str, actor_id: str, action: str, target: str, outcome: str = "ok", **detail: Any
     ) -> None:

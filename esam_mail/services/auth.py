@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Protocol
@@ -90,6 +91,8 @@ class DirectoryAuthenticator:
         self.lock_seconds = lock_seconds
         self.failure_delay = failure_delay
         self.on_failure: list[object] = []  # metrics hooks: callables(service)
+        # after a full password check (not a cache hit): callables(principal, peer, service)
+        self.on_success: list[Callable[[Principal, str, str], None]] = []
 
     async def authenticate(self, username: str, password: str, *, peer: str, service: str) -> Principal:
         login = self.directory.login_of(username)
@@ -125,7 +128,10 @@ class DirectoryAuthenticator:
         if await self._had_failures(keys):
             await self.directory.clear_failures(keys[1:])  # the per-IP count stays
         event(log, "auth.ok", user=rec.login_norm, peer=peer, service=service)
-        return Principal(login=rec.login_norm, address=rec.address, quota=rec.quota_bytes)
+        principal = Principal(login=rec.login_norm, address=rec.address, quota=rec.quota_bytes)
+        for hook in self.on_success:
+            hook(principal, peer, service)
+        return principal
 
     def reconfigure(self, *, max_failures: int, lock_seconds: int, cache_seconds: float) -> None:
         """New limits and cache lifetime for the next logins (SIGHUP)."""

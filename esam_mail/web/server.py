@@ -255,7 +255,7 @@ def _wants_html(request: Request) -> bool:
 
 async def _not_found(request: Request, exc: Exception) -> Response:
     status = getattr(exc, "status_code", 404)
-    if _wants_html(request) and status in (404, 405):
+    if _wants_html(request) and status in (403, 404, 405):
         from esam_mail.web.templating import render
 
         return render(request, "error.html", {"status": status}, status=status)

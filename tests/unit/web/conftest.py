@@ -29,6 +29,7 @@ def client(web_cfg: Any) -> Any:
         async def count_by(self) -> int:
             return 0
 
-    services = SimpleNamespace(cfg=web_cfg, directory=Directory(), spool=None, extras={})
+    services = SimpleNamespace(cfg=web_cfg, directory=Directory(), spool=None, extras={}, hasher=None,
+                               authenticator=None, store=None)
     with TestClient(build_app(services), base_url="http://esam.test") as c:
         yield c

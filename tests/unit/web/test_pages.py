@@ -23,7 +23,8 @@ def site(tmp_path: Path) -> Any:
                           "imap_port": 10143, "submissions_port": 10465, "submission_port": 10587},
         web={"support_email": "help@pochta.kz", "support_phone": "+7 727 000 00 00"},
     ))
-    with TestClient(build_app(SimpleNamespace(cfg=cfg, spool=None, extras={})), base_url="http://esam.test") as c:
+    with TestClient(build_app(SimpleNamespace(cfg=cfg, spool=None, extras={}, directory=None, hasher=None,
+                                                    authenticator=None, store=None)), base_url="http://esam.test") as c:
         yield c
 
 

@@ -136,3 +136,14 @@ def test_every_web_text_is_translated(lang: str) -> None:
         have = {m.id for m in read_po(fh) if m.id and m.string}
     missing = sorted(_msgids() - have)
     assert not missing, f"{lang}/web.po lacks: {missing}"
+
+
+@pytest.mark.parametrize("lang", ["kk", "ru"])
+def test_signature_refusals_shown_in_the_account_are_translated(lang: str) -> None:
+    from esam_mail.services import confirmation, eds
+
+    texts = {c.default_public for mod in (eds, confirmation) for c in vars(mod).values()
+             if isinstance(c, type) and "default_public" in c.__dict__}
+    with (i18n.LOCALE_DIR / lang / "LC_MESSAGES" / "web.po").open("rb") as fh:
+        have = {m.id for m in read_po(fh) if m.id and m.string}
+    assert texts and not sorted(texts - have)
