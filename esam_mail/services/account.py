@@ -31,7 +31,7 @@ from typing import Any
 from esam_mail.errors import AuthError, EsamError, NotFound, ValidationError
 from esam_mail.log import event
 from esam_mail.services.application import ValidationErrors
-from esam_mail.services.registration import check_password
+from esam_mail.services.password_policy import check_password
 
 __all__ = ["AccountService", "Closure", "LoginEvent", "Profile", "close_due_loop", "fingerprint", "login_recorder"]
 
@@ -125,8 +125,13 @@ class AccountService:
             ValidationErrors: ``current_password``, ``new_password``, ``new_password2``.
         """
         problems: list[ValidationError] = []
+        profile = await self.profile(login)
+        if profile is None:
+            raise NotFound(login)
+        names = [profile.display_name, *(profile.data.get(k) for k in ("surname", "given_name", "patronymic", "name"))]
         try:
-            check_password(new, field="new_password")
+            check_password(new, login=profile.login, names=names, ids=[profile.iin, profile.bin],
+                           field_name="new_password")
         except ValidationError as e:
             problems.append(e)
         if new != repeat:

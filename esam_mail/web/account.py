@@ -24,6 +24,8 @@ from esam_mail.errors import AuthError, EsamError, ValidationError
 from esam_mail.i18n import N_
 from esam_mail.services.account import AccountService, Profile
 from esam_mail.services.application import ValidationErrors
+from esam_mail.services.password_policy import MIN_LENGTH
+from esam_mail.services.password_policy import preload as preload_password_policy
 from esam_mail.web.i18n import translator
 from esam_mail.web.security import new_csrf, read_form
 from esam_mail.web.server import Request, Response, Router, peer
@@ -35,8 +37,6 @@ ABSOLUTE = 12 * 3600
 
 #: Texts of the services shown on these pages (translated in the ``web`` catalogue).
 SERVICE_TEXTS = (
-    N_("the password must have at least 8 characters"),
-    N_("the password must have no control characters and at most 1024 bytes"),
     N_("the two new passwords differ"),
     N_("the new password must differ from the current one"),
     N_("the current password is wrong"),
@@ -90,12 +90,14 @@ def _errors(request: Request, problems: list[ValidationError]) -> dict[str, str]
     _ = translator(request)
     out: dict[str, str] = {}
     for p in problems:
-        out.setdefault(p.field, _(p.message))
+        text = getattr(p, "text", None)  # a WeakPassword re-translates itself
+        out.setdefault(p.field, text(_.lang) if callable(text) else _(p.message))
     return out
 
 
 def register(router: Router, services: Any) -> None:
     accounts = account_service(services)
+    preload_password_policy()  # start-up: the common-password list is read now, not on the loop
 
     def to_login() -> Response:
         return RedirectResponse("/account/login", status_code=303)
@@ -146,7 +148,8 @@ def register(router: Router, services: Any) -> None:
         profile = await current_profile(request, services)
         if profile is None:
             return to_login()
-        return render(request, "account_password.html", {"profile": profile, "errors": {}})
+        return render(request, "account_password.html", {"profile": profile, "errors": {},
+                                                         "min_length": MIN_LENGTH})
 
     async def password(request: Request) -> Response:
         profile = await current_profile(request, services)
@@ -160,7 +163,8 @@ def register(router: Router, services: Any) -> None:
             )
         except ValidationErrors as e:
             return render(request, "account_password.html",
-                          {"profile": profile, "errors": _errors(request, list(e.errors))}, status=400)
+                          {"profile": profile, "errors": _errors(request, list(e.errors)),
+                           "min_length": MIN_LENGTH}, status=400)
         start_session(request, updated)  # this session goes on; all others end
         return RedirectResponse("/account?done=password", status_code=303)
 

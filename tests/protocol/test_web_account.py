@@ -127,7 +127,7 @@ def test_change_password_ends_other_sessions_and_imap_uses_the_new_one(site: Run
         assert bad.status_code == 400
         for field in ("current_password", "new_password", "new_password2"):
             assert f'id="{field}-error"' in bad.text, field
-        assert "пароль должен содержать не менее 8 символов" in bad.text
+        assert "Пароль должен содержать не менее 10 символов" in bad.text, bad.text
         assert imap_login(site, PASSWORD)  # nothing half-written
         ok = c.post("/account/password", data={"csrf_token": token(bad.text), "current_password": PASSWORD,
                                                "new_password": "new battery staple", "new_password2": "new battery staple"})
