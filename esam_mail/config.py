@@ -74,6 +74,12 @@ class MailConfig:
     reserved_names: list[str] = _f(
         [], "Operator-specific user names that can never be registered, on top of the RFC 2142 role names."
     )
+    reserved_names_file: str = _f(
+        "",
+        "Operator file of further reserved and protected names (format of conf/reserved-names.txt: "
+        "one name or *pattern* a line). Added on top of the shipped list conf/reserved-names.txt "
+        "(state bodies, the operator's services), which always applies.",
+    )
     default_quota_mb: int = _f(1024, "Default mailbox quota in MiB (0 = unlimited).", min=0)
 
 
@@ -559,6 +565,8 @@ def _semantic_checks(cfg: Config) -> list[str]:
             problems.append(f"eds.trust_anchors[{i}]: cannot read {p!r}")
     if cfg.registration.registry == "file" and not cfg.registration.registry_file:
         problems.append("registration.registry_file: required when registration.registry = 'file'")
+    if cfg.mail.reserved_names_file and not os.access(cfg.mail.reserved_names_file, os.R_OK):
+        problems.append(f"mail.reserved_names_file: cannot read {cfg.mail.reserved_names_file!r}")
     if not os.access(cfg.registration.agreement_file, os.R_OK):
         problems.append(f"registration.agreement_file: cannot read {cfg.registration.agreement_file!r}")
     for sel, alg in cfg.dkim.keys.items():

@@ -238,7 +238,7 @@ def add_mailbox(sub: Sub) -> None:
 
 
 def _mailbox_dict(r: Any, usage: int | None = None) -> dict[str, Any]:
-    d = {"login": r.login, "address": r.address, "state": r.state, "kind": r.kind,
+    d = {"id": r.id, "login": r.login, "address": r.address, "state": r.state, "kind": r.kind,
          "created_at": r.created_at.isoformat(), "quota_bytes": r.quota_bytes,
          "eds_confirmed": r.eds_confirmed}
     if usage is not None:
@@ -246,13 +246,35 @@ def _mailbox_dict(r: Any, usage: int | None = None) -> dict[str, Any]:
     return d
 
 
+def _owner_dict(owner: Any) -> dict[str, Any] | None:
+    """Who holds the mailbox, as staff may see it: kind, masked IIN/BIN, name."""
+    if owner is None:
+        return None
+    from esam_mail.services.identity import mask_number
+
+    out: dict[str, Any] = {"kind": owner.kind, "name": owner.display_name}
+    if owner.iin:
+        out["iin"] = mask_number(owner.iin)
+    if owner.bin:
+        out["bin"] = mask_number(owner.bin)
+    return out
+
+
+def _owner_line(owner: dict[str, Any] | None) -> str:
+    if owner is None:
+        return "(none: an operator's service mailbox)"
+    number = f"IIN {owner['iin']}" if "iin" in owner else f"BIN {owner['bin']}" if "bin" in owner else ""
+    return ", ".join(p for p in (owner["kind"], number, owner["name"]) if p)
+
+
 def cmd_mailbox_add(args: argparse.Namespace) -> int:
     cfg = load_config(args)
-    from esam_mail.services import identity
 
     login = args.login.strip().lower()
     if args.kind == "personal":
-        login = identity.normalize_username(login, field="login", reserved=cfg.mail.reserved_names)
+        from esam_mail.services.logins import check_login
+
+        login = check_login(login, cfg, field="login")
     else:
         _check_service_login(login)
     pw, generated = read_password(args)
@@ -281,6 +303,9 @@ def _check_service_login(login: str) -> None:
 
     if not re.fullmatch(r"[a-z0-9]([a-z0-9._-]{0,62}[a-z0-9])?", login) or ".." in login:
         raise ValidationError("login", "lower-case letters, digits, '.', '-', '_'; no leading/trailing/double dot")
+    squashed = re.sub(r"[._-]", "", login)
+    if squashed.isdigit() or re.search(r"\d{12}", squashed):
+        raise ValidationError("login", "a login of digits only or with 12 digits in a row looks like an IIN/BIN")
 
 
 def cmd_mailbox_list(args: argparse.Namespace) -> int:
@@ -317,7 +342,9 @@ def cmd_mailbox_state(args: argparse.Namespace) -> int:
                     raise NotFound(args.login)
                 usage = MaildirStore(cfg.store_path).user(rec.login_norm).usage()
                 data = _mailbox_dict(rec, usage)
-                emit(args, data, "\n".join(f"{k:14} {v}" for k, v in data.items()))
+                data["owner"] = _owner_dict(await d.owner(rec.subscriber_id))
+                emit(args, data, "\n".join(f"{k:14} {_owner_line(v) if k == 'owner' else v}"
+                                           for k, v in data.items()))
                 return 0
             kind, _, ident = args.actor.partition(":")
             state = {"suspend": "suspended", "resume": "active", "close": "closed"}[args.action]

@@ -6,7 +6,7 @@
 * ``esam hybrid status TRACKING EVENT [--actor KIND:ID] [--note TEXT]``: record a status
   event; PRINTED, DELIVERED and RETURNED send the status e-mail into the sender's INBOX.
 * ``esam hybrid show TRACKING [--json]``: the item's event history.
-* ``esam hybrid ingest --to ADDRESS --scan FILE.pdf --facility CODE --employee ID
+* ``esam hybrid ingest --to IIN|BIN|#ID --scan FILE.pdf --facility CODE --employee ID
   [--sender-name NAME] [--tracking S10]``: deliver a scanned paper letter (audited).
 
 State lives under ``<data_dir>/hybrid`` and is shared safely with a running server.
@@ -102,7 +102,9 @@ def add_hybrid(sub: Sub) -> None:
     sh.set_defaults(func=_guard(cmd_show))
 
     ig = h.add_parser("ingest", help="deliver a scanned paper letter (PDF) into a mailbox (audited)")
-    ig.add_argument("--to", required=True, metavar="ADDRESS", help="the subscriber's mailbox address")
+    ig.add_argument("--to", required=True, metavar="IIN|BIN|#ID",
+                    help="the addressee: their IIN or BIN as on the envelope, or a mailbox id (#ID, see "
+                         "`esam mailbox show`); never a login, which says nothing about who holds it")
     ig.add_argument("--scan", required=True, type=Path, metavar="FILE.pdf", help="the scan, one PDF")
     ig.add_argument("--facility", required=True, metavar="CODE", help="facility that scanned it")
     ig.add_argument("--employee", required=True, metavar="ID", help="employee who scanned it (audit)")

@@ -223,6 +223,22 @@ class SqlDirectory:
             sub = await s.get(Subscriber, subscriber_id)
             return _owner(sub) if sub is not None else None
 
+    async def by_id(self, mailbox_id: int) -> MailboxRecord | None:
+        async with self.readers() as s:
+            m = await s.get(Mailbox, mailbox_id)
+            return _record(m) if m else None
+
+    async def mailboxes_of(self, number: str) -> builtins.list[MailboxRecord]:
+        """Every mailbox held by the subscriber(s) with this IIN or BIN, oldest first."""
+        async with self.readers() as s:
+            q = (
+                select(Mailbox)
+                .join(Subscriber, Subscriber.id == Mailbox.subscriber_id)
+                .where((Subscriber.iin == number) | (Subscriber.bin == number))
+                .order_by(Mailbox.id)
+            )
+            return [_record(m) for m in (await s.execute(q)).scalars()]
+
     async def list(self, state: str | None = None, limit: int = 1000, offset: int = 0) -> list[MailboxRecord]:
         async with self.sessions() as s:
             q = select(Mailbox).order_by(Mailbox.id).limit(limit).offset(offset)

@@ -85,6 +85,10 @@ class _Directory(Protocol):
 
     async def by_address(self, address: str) -> Any: ...
 
+    async def by_id(self, mailbox_id: int) -> Any: ...
+
+    async def mailboxes_of(self, number: str) -> list[Any]: ...
+
     async def audit(
         self, actor_kind: str, actor_id: str, action: str, target: str, outcome: str = "ok", **detail: Any
     ) -> None: ...
@@ -330,6 +334,44 @@ class HybridMail:
         return rec, await self.deliver_to_address(str(notice["To"]), notice)
 
     # -- paper -> e-mail ---------------------------------------------------------------------
+    async def addressee(self, to: str) -> Any:
+        """The mailbox a paper letter for *to* goes to: by IIN/BIN or mailbox id, never by login.
+
+        A login or an address says nothing about who holds it (anyone may have registered
+        ``870322400007`` before the rules forbade it), so a person is addressed by the number
+        on their identity document: an IIN/BIN (12 digits, checksum) picks the holder's one
+        open mailbox; ``#ID`` (``esam mailbox show`` prints it) picks one mailbox of a holder
+        with several.
+
+        Raises:
+            ValidationError: field ``to``, saying what to give instead.
+        """
+        from esam_mail.services.identity import checksum_ok, mask_number
+
+        text = to.strip()
+        if m := re.fullmatch(r"(?:#|id:)(\d{1,12})", text):
+            rec = await self.directory.by_id(int(m.group(1)))
+            if rec is None:
+                raise ValidationError("to", f"no mailbox with id {text}; nothing delivered")
+            return rec
+        if re.fullmatch(r"\d{12}", text):
+            if not checksum_ok(text):
+                raise ValidationError("to", f"{mask_number(text)} is not a valid IIN/BIN (check digit); "
+                                            "nothing delivered")
+            held = [m for m in await self.directory.mailboxes_of(text) if m.state != "closed"]
+            if not held:
+                raise ValidationError("to", f"no open mailbox is held by IIN/BIN {mask_number(text)}; "
+                                            "nothing delivered")
+            if len(held) > 1:
+                ids = ", ".join(f"#{m.id} ({m.address})" for m in held)
+                raise ValidationError("to", f"IIN/BIN {mask_number(text)} holds {len(held)} mailboxes: give "
+                                            f"one as --to #ID: {ids}")
+            return held[0]
+        raise ValidationError(
+            "to", "address the letter by the holder's IIN/BIN (12 digits) or a mailbox id (#ID from "
+                  "`esam mailbox show`), not by a login or an address, which says nothing about who holds it"
+        )
+
     async def ingest(
         self,
         pdf: bytes,
@@ -361,9 +403,10 @@ class HybridMail:
                                        facility=facility, field=field, reason=message, **detail)
             return ValidationError(field, message)
 
-        rec = await self.directory.by_address(to) if "@" in to else await self.directory.get(to)
-        if rec is None:
-            raise await refuse("to", f"no mailbox {to}; nothing delivered")
+        try:
+            rec = await self.addressee(to)
+        except ValidationError as exc:
+            raise await refuse(exc.field, exc.message) from None
         if rec.state != "active":
             raise await refuse("to", f"mailbox {rec.address} is {rec.state}; nothing delivered")
         cfg = self.post.config

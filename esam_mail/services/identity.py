@@ -21,6 +21,7 @@ names the input field (``iin``, ``bin``, ``mobile_phone``, ...) and whose
 
 from __future__ import annotations
 
+import fnmatch
 import re
 import unicodedata
 from collections.abc import Iterable
@@ -44,6 +45,7 @@ __all__ = [
     "clean_text",
     "is_reserved_name",
     "kz_check_digit",
+    "mask_number",
     "normalize_phone",
     "normalize_postcode",
     "normalize_username",
@@ -418,18 +420,35 @@ def _squash(name: str) -> str:
     return re.sub(r"[._-]", "", name)
 
 
+def mask_number(number: str | None) -> str:
+    """An IIN/BIN as staff screens show it: only the last four digits (``********0007``)."""
+    if not number:
+        return ""
+    return "*" * max(len(number) - 4, 0) + number[-4:]
+
+
 def is_reserved_name(name: str, extra: Iterable[str] = ()) -> bool:
     """True if ``name`` (already normalised) is a reserved name.
 
     Compares exactly and with ``.``, ``-`` and ``_`` removed, so look-alikes
-    such as ``post.master`` are reserved too.
+    such as ``post.master`` are reserved too.  An entry with ``*``, ``?`` or
+    ``[`` is a shell-style pattern (``*akimat*``, ``gov[._-]*``) matched against
+    the name and against the name with ``.``, ``-`` and ``_`` removed.
     """
     squashed = _squash(name)
     for reserved in (*DEFAULT_RESERVED_NAMES, *extra):
         r = reserved.strip().lower()
-        if r and (name == r or squashed == _squash(r)):
+        if not r:
+            continue
+        if any(c in r for c in "*?["):
+            if fnmatch.fnmatchcase(name, r) or fnmatch.fnmatchcase(squashed, r):
+                return True
+        elif name == r or squashed == _squash(r):
             return True
     return False
+
+
+_TWELVE_DIGITS = re.compile(r"\d{12}")
 
 
 def normalize_username(
@@ -467,6 +486,12 @@ def normalize_username(
         raise ValidationError(field, "user name must start and end with a letter or digit")
     if ".." in name:
         raise ValidationError(field, "user name must not contain two dots in a row")
+    if _squash(name).isdigit():
+        raise ValidationError(
+            field, "user name must contain a letter: a name of digits only looks like an IIN/BIN or a phone number"
+        )
+    if _TWELVE_DIGITS.search(_squash(name)):
+        raise ValidationError(field, "user name must not contain 12 digits in a row: it would look like an IIN/BIN")
     if is_reserved_name(name, reserved):
         raise ValidationError(field, f"user name '{name}' is reserved and cannot be registered")
     return name

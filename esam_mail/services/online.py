@@ -60,6 +60,7 @@ from esam_mail.services.eds import (
     decode_cms,
     is_sign_certificate,
 )
+from esam_mail.services.logins import reserved_names
 from esam_mail.services.registration import (
     Registered,
     RegistrationService,
@@ -134,7 +135,7 @@ class OnlineApplications:
             raise ValidationErrors([ValidationError("application", "the application must be a JSON object")])
         validate = validate_individual if kind == "individual" else validate_legal_entity
         try:
-            return validate(raw, reserved=self.cfg.mail.reserved_names)
+            return validate(raw, reserved=reserved_names(self.cfg))
         except ValidationErrors:
             raise
         except ValidationError as e:

@@ -643,6 +643,7 @@ class RegistrationService:
 
 
 def reserved_names(cfg: Any) -> list[str]:
-    """Names nobody may register: the operator's list plus our own service addresses
-    (the hybrid gateway), on top of the RFC 2142 roles identity.py always refuses."""
-    return [*cfg.mail.reserved_names, cfg.hybrid.gateway]
+    """Names nobody may register (see :mod:`esam_mail.services.logins`)."""
+    from esam_mail.services.logins import reserved_names as names
+
+    return names(cfg)

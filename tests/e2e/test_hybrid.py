@@ -84,6 +84,13 @@ def esam_json(esam: EsamProcess, *args: str) -> object:
     return json.loads(esam.esam(*args, "--json").stdout)
 
 
+def mailbox_ref(esam: EsamProcess, login: str) -> str:
+    """``#ID`` of a mailbox: how staff address a paper letter to a mailbox without an IIN/BIN."""
+    shown = esam_json(esam, "mailbox", "show", login)
+    assert isinstance(shown, dict)
+    return f"#{shown['id']}"
+
+
 def test_email_to_paper_batch_manifest_status_mails(esam: EsamProcess, tmp_path: Path) -> None:
     esam.add_mailbox("alice", PASSWORD)
     attachment = make_pdf("attached invoice", pages=2)
@@ -178,7 +185,9 @@ def test_ingest_scan_is_delivered_byte_identical_and_audited(esam: EsamProcess, 
     scan = make_pdf("scanned paper letter", pages=2)
     f = tmp_path / "scan.pdf"
     f.write_bytes(scan)
-    out = esam_json(esam, "hybrid", "ingest", "--to", "alice@esam.test", "--scan", str(f),
+    alice = esam_json(esam, "mailbox", "show", "alice")
+    assert isinstance(alice, dict)
+    out = esam_json(esam, "hybrid", "ingest", "--to", f"#{alice['id']}", "--scan", str(f),
                     "--facility", "ALA01", "--employee", "1234", "--sender-name", "ТОО «Ромашка»",
                     "--tracking", "RR123456785KZ")
     assert isinstance(out, dict) and out["tracking_number"] == "RR123456785KZ" and out["pages"] == 2
@@ -214,17 +223,20 @@ def test_ingest_refuses_bad_scans_and_mailboxes(esam: EsamProcess, tmp_path: Pat
         return esam.esam("hybrid", "ingest", "--to", to, "--scan", str(scan), "--facility", "ALA01",
                          "--employee", "1234", check=False)
 
+    alice, carol = (mailbox_ref(esam, who) for who in ("alice", "carol"))
     for to, scan, field in (
-        ("alice@esam.test", text, "scan"),
-        ("alice@esam.test", corrupt, "scan"),
-        ("alice@esam.test", tmp_path / "missing.pdf", "scan"),
-        ("nobody@esam.test", good, "to"),
-        ("carol@esam.test", good, "to"),
+        (alice, text, "scan"),
+        (alice, corrupt, "scan"),
+        (alice, tmp_path / "missing.pdf", "scan"),
+        ("#999", good, "to"),
+        (carol, good, "to"),
+        ("alice@esam.test", good, "to"),  # never by login or address
+        ("alice", good, "to"),
     ):
         res = ingest(to, scan)
         assert res.returncode == 2, (to, scan, res.stdout, res.stderr)
         assert res.stderr.startswith(f"esam: {field}: "), res.stderr
-    bad_tracking = esam.esam("hybrid", "ingest", "--to", "alice@esam.test", "--scan", str(good),
+    bad_tracking = esam.esam("hybrid", "ingest", "--to", alice, "--scan", str(good),
                              "--facility", "ALA01", "--employee", "1234", "--tracking", "RR123456786KZ",
                              check=False)
     assert bad_tracking.returncode == 2 and "tracking_number" in bad_tracking.stderr

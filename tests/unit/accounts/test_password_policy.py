@@ -7,42 +7,15 @@ same passwords for the same reasons, in the operator's language.
 from __future__ import annotations
 
 import gzip
-import io
 import time
-from pathlib import Path
 
 import pytest
 
-from esam_mail.cli import main
 from esam_mail.services import password_policy as pp
-from tests.conftest import write_config
+from tests.unit.accounts.conftest import Cli
 from tests.unit.registration.test_cli import FLAGS, OFFICE
 
 GOOD = "Zhibek-Zholy-77"
-
-
-class Cli:
-    def __init__(self, tmp: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
-        from esam_mail import config
-        from esam_mail.directory.sql import upgrade_schema_sync
-
-        self.config = write_config(tmp, registration={"registry_policy": "accept"})
-        upgrade_schema_sync(config.load(self.config).directory_url)
-        self.capsys, self.monkeypatch = capsys, monkeypatch
-        monkeypatch.delenv("ESAM_LANG", raising=False)
-        monkeypatch.setenv("LANG", "C.UTF-8")
-
-    def __call__(self, *args: str, stdin: str = "") -> tuple[int, str, str]:
-        self.monkeypatch.setattr("sys.stdin", io.StringIO(stdin))
-        self.capsys.readouterr()
-        rc = main(["-c", str(self.config), *args])
-        out, err = self.capsys.readouterr()
-        return rc, out, err
-
-
-@pytest.fixture
-def cli(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Cli:
-    return Cli(tmp_path, capsys, monkeypatch)
 
 
 # -- the list ------------------------------------------------------------------------------------

@@ -148,7 +148,7 @@ def test_sex() -> None:
         ("a_b-c.d", "a_b-c.d"),
         ("abc", "abc"),
         ("x" * 64, "x" * 64),
-        ("007", "007"),
+        ("agent007", "agent007"),
         ("informatics", "informatics"),  # starts like "info" but is not reserved
     ],
 )
@@ -181,6 +181,10 @@ def test_usernames_ok(raw: str, norm: str) -> None:
         ("webmaster", "reserved"),
         ("noreply", "reserved"),
         ("no-reply", "reserved"),
+        ("007", "digits only"),  # looks like a number, not a name
+        ("870322400007", "digits only"),  # someone's IIN
+        ("8703.2240.0007", "digits only"),
+        ("iin870322400007", "12 digits"),
     ],
 )
 def test_usernames_refused(raw: str, match: str) -> None:
