@@ -24,7 +24,6 @@ from __future__ import annotations
 import os
 import random
 import re
-import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -253,7 +252,7 @@ class Client:
         while (left := end - time.monotonic()) > 0:
             try:
                 self.feed(self.raw.line(left))
-            except (socket.timeout, TimeoutError):
+            except TimeoutError:
                 break
         self.raw.send(b"DONE\r\n")
         out = self.raw.until(tag, timeout=20)
@@ -275,7 +274,7 @@ class Client:
                     self.op_expunge()
                     continue
                 self.rng.choices(funcs, weights)[0]()
-        except Exception as exc:  # noqa: BLE001 - reported as a state error
+        except Exception as exc:
             self.err(f"{type(exc).__name__}: {exc}")
 
     def final_view(self) -> dict[int, frozenset[str]]:
