@@ -264,7 +264,9 @@ class OfficialConfig:
                             "<data_dir>/official/operator-cert.pem, made by `esam init`.")
     operator_key: str = _f("", "PEM private key signing evidence (and documents signed on a "
                            "sender's behalf). Empty: <data_dir>/official/operator-key.pem.")
-    max_document_bytes: int = _f(10 * 1024 * 1024, "Largest document accepted.", min=1024)
+    max_document_bytes: int = _f(
+        1536 * 1024, "Largest document accepted (the HTTP API also caps a request at 2 MiB of JSON).", min=1024
+    )
     retrieval_days: int = _f(
         14, "Days the recipient has to open a delivered document before EXPIRED evidence is issued.",
         min=1,
@@ -279,7 +281,13 @@ class OfficialConfig:
         60, "Seconds between sweeps for retrievals, expired deadlines and retention.", min=1
     )
     signature_max_skew: int = _f(
-        300, "Seconds a signed API request's Date may differ from the server clock.", min=10
+        300, "Seconds a signed API request (RFC 9421 `created`) may be old.", min=10
+    )
+    client_cert_header: str = _f(
+        "", "Header in which the TLS-terminating reverse proxy passes the SHA-256 fingerprint of a "
+        "verified client certificate (e.g. X-SSL-Client-SHA256). Empty: client certificates are not "
+        "used; senders sign their requests. Set it only when the proxy is the sole way in and "
+        "overwrites the header.",
     )
 
 

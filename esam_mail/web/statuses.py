@@ -7,7 +7,9 @@ service (RFC 9110 section 15).  The most specific class listed wins.
 
 from __future__ import annotations
 
+from esam_mail.errors import AuthError, NotFound
 from esam_mail.services import confirmation as c
+from esam_mail.services import official as o
 
 #: error class -> HTTP status (looked up along the exception's MRO).
 STATUS: dict[type[BaseException], int] = {
@@ -20,6 +22,12 @@ STATUS: dict[type[BaseException], int] = {
     c.SignerMismatch: 403,
     c.RoleNotAllowed: 403,
     c.ConfirmationError: 400,
+    o.NoConfirmedMailbox: 409,  # the sender falls back to paper (hybrid mail)
+    o.SignatureRefused: 422,
+    o.UnknownSender: 403,
+    o.OfficialError: 400,
+    AuthError: 401,
+    NotFound: 404,
 }
 
 

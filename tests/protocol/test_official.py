@@ -178,3 +178,93 @@ def test_unconfirmed_iin_is_refused_clearly_with_rejected_evidence(server: Runni
     folder = r.services.store.user("no.eds").folder("INBOX")
     folder.sync()
     assert folder.messages() == []  # nothing was delivered
+
+
+# ------------------------------------------------------------------ the HTTP API
+
+
+class _Msg:
+    """What http-message-signatures signs: method, url, headers."""
+
+    def __init__(self, method: str, url: str, headers: dict[str, str]) -> None:
+        self.method, self.url, self.headers = method, url, headers
+
+
+def _signed(url: str, method: str, key: Any, key_id: str, body: bytes | None = None) -> Any:
+    import urllib.request
+
+    from http_message_signatures import HTTPMessageSigner, MappingKeyResolver, algorithms
+
+    headers = {"Content-Type": "application/json"} if body is not None else {}
+    msg = _Msg(method, url, headers)
+    signer = HTTPMessageSigner(signature_algorithm=algorithms.ED25519,
+                               key_resolver=MappingKeyResolver(public_keys={}, private_keys={key_id: key}))
+    signer.sign(msg, key_id=key_id, covered_component_ids=("@method", "@target-uri"), body=body)
+    return urllib.request.Request(url, data=body, headers=msg.headers, method=method)
+
+
+def _call(req: Any) -> tuple[int, dict[str, Any]]:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def test_api_signed_request_delivers_and_serves_evidence_only_to_its_sender(server: Running) -> None:
+    import base64
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    r = server
+    _register(r, "test.testov", t.DEFAULT_IIN)
+    _confirm(r, "test.testov")
+    key, other = ed25519.Ed25519PrivateKey.generate(), ed25519.Ed25519PrivateKey.generate()
+    pem = key.public_key().public_bytes(serialization.Encoding.PEM,
+                                        serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    r.lt.run(_official(r).add_sender("akimat", "Akimat of Almaty", public_key_pem=pem, actor=("sysadmin", "t")))
+    base = f"http://127.0.0.1:{r.ports['http']}/api/v1/official"
+    body = json.dumps({"recipient": f"IIN{t.DEFAULT_IIN}", "subject": "Decision", "filename": "decision.pdf",
+                       "document": base64.b64encode(b"%PDF decision").decode()}).encode()
+
+    status, data = _call(_signed(base + "/messages", "POST", key, "akimat", body))
+    assert status == 201, data
+    assert [e["event"] for e in data["evidence"]] == ["SUBMITTED", "DELIVERED"]
+    assert data["evidence"][0]["document"]["signed_by"] == "gateway"  # no CMS given: the operator signed
+
+    status, chain = _call(_signed(base + f"/messages/{data['id']}/evidence", "GET", key, "akimat"))
+    assert status == 200 and chain["format"] == "esam-evidence-chain/1" and len(chain["records"]) == 2
+
+    # another registered sender cannot read it
+    other_pem = other.public_key().public_bytes(serialization.Encoding.PEM,
+                                                serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    r.lt.run(_official(r).add_sender("kgd2", "Other body", public_key_pem=other_pem, actor=("sysadmin", "t")))
+    assert _call(_signed(base + f"/messages/{data['id']}/evidence", "GET", other, "kgd2"))[0] == 404
+
+    # a wrong key, a changed body, no signature: 401; nothing delivered
+    assert _call(_signed(base + "/messages", "POST", other, "akimat", body))[0] == 401
+    forged = _signed(base + "/messages", "POST", key, "akimat", body)
+    forged.data = body.replace(b"Decision", b"Fine!!!!")
+    assert _call(forged)[0] == 401
+    import urllib.request
+
+    plain = urllib.request.Request(base + "/messages", data=body, method="POST")
+    status, err = _call(plain)
+    assert status == 401 and err["error"] == "sender_authentication_failed"
+
+    # unconfirmed IIN: 409, the evidence id, and the evidence is there
+    body2 = json.dumps({"recipient": f"IIN{OTHER_IIN}", "subject": "S", "filename": "a.txt",
+                        "document": base64.b64encode(b"x").decode()}).encode()
+    status, err = _call(_signed(base + "/messages", "POST", key, "akimat", body2))
+    assert status == 409 and err["error"] == "no_confirmed_mailbox" and "paper" in err["message"]
+    status, chain = _call(_signed(base + f"/messages/{err['id']}/evidence", "GET", key, "akimat"))
+    assert [x["event"] for x in chain["records"]] == ["SUBMITTED", "REJECTED"]
+
+    # bad input names the field
+    bad = json.dumps({"recipient": "IIN1", "subject": "S", "filename": "a", "document": "AA=="}).encode()
+    status, err = _call(_signed(base + "/messages", "POST", key, "akimat", bad))
+    assert status == 422 and err["problems"][0]["field"] == "recipient"
