@@ -115,9 +115,11 @@ def build(cfg: Config, *, notifier: Any = None) -> Services:
             dkim = DkimSigner.from_files(cfg.mail.domain, files)
         else:
             log.warning("DKIM signing is on but no keys exist; run `esam init`")
+    from esam_mail.directory.aliases import AliasDirectory
+
     delivery = DeliveryService(
         directory, store, local_domains=cfg.local_domains, hostname=cfg.server.hostname,
-        outbound=spool,
+        outbound=spool, aliases=AliasDirectory(directory),
         dkim_sign=dkim.sign if dkim else None,
     )
     svc = Services(cfg=cfg, directory=directory, store=store, notifier=notifier, hasher=hasher,

@@ -84,6 +84,21 @@ class MailConfig:
 
 
 @dataclass(frozen=True)
+class AliasesConfig:
+    operator_mailbox: str = _f(
+        "operator",
+        "Login of the operator's mailbox that `esam init` points the role aliases at; `esam init` "
+        "creates it as a service mailbox if missing (no usable password until `esam passwd`).",
+    )
+    roles: list[str] = _f(
+        ["postmaster", "abuse", "hostmaster"],
+        "Role addresses `esam init` creates as aliases of `operator_mailbox` (RFC 5321 4.5.1 "
+        "postmaster, RFC 2142 abuse and hostmaster); aliases that exist are left as they are. "
+        "Manage aliases with `esam alias add|list|remove`.",
+    )
+
+
+@dataclass(frozen=True)
 class ListenConfig:
     smtp: str = _f(
         "127.0.0.1:2525",
@@ -366,6 +381,7 @@ class WebConfig:
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     mail: MailConfig = field(default_factory=MailConfig)
+    aliases: AliasesConfig = field(default_factory=AliasesConfig)
     listen: ListenConfig = field(default_factory=ListenConfig)
     tls: TLSConfig = field(default_factory=TLSConfig)
     directory: DirectoryConfig = field(default_factory=DirectoryConfig)

@@ -145,6 +145,10 @@ def cmd_init(args: argparse.Namespace) -> int:
     for line in app.init(cfg):
         print(line)
     run_async(_ensure_agreement(cfg))
+    from esam_mail.cli.aliases import ensure_role_aliases
+
+    for line in run_async(ensure_role_aliases(cfg)):
+        print(line)
     print(f"ready: data in {cfg.data_dir}")
     return 0
 

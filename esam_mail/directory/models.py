@@ -20,6 +20,8 @@ Tables (see the rules, paragraphs 4-7, 11-13):
   electronic documents channel (state bodies -> EDS-confirmed mailboxes) and its
   signed, hash-chained evidence (ETSI EN 319 522 in spirit).
 * ``staff_accounts``: post-office and operator staff (role, office, password, TOTP).
+* ``aliases`` / ``alias_targets``: role addresses (postmaster, abuse...) and other
+  aliases; a name is never both an alias and a login (see :class:`Alias`).
 """
 
 from __future__ import annotations
@@ -258,3 +260,31 @@ class StaffAccount(Base):
     totp_secret: Mapped[str | None] = mapped_column(String(64))
     state: Mapped[str] = mapped_column(String(16), default="active")  # active | disabled
     created_at: Mapped[dt.datetime] = mapped_column(TS, default=utcnow)
+
+
+class Alias(Base):
+    """A local address that is not a mailbox: mail to ``name@domain`` goes to the targets.
+
+    ``name_norm`` is unique and rows are never deleted (``esam alias remove`` sets
+    ``removed_at`` and drops the targets), so a name once used as an alias can never be
+    issued as a login (``SqlDirectory.add_mailbox`` checks it) and an alias can never
+    take a login that was ever issued (``directory.aliases`` checks ``mailboxes``).
+    """
+
+    __tablename__ = "aliases"
+    __table_args__ = (UniqueConstraint("name_norm", name="uq_aliases_name_norm"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    name_norm: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(TS, default=utcnow)
+    removed_at: Mapped[dt.datetime | None] = mapped_column(TS)
+
+
+class AliasTarget(Base):
+    """One target of an alias: a local login or a full remote address (normalized)."""
+
+    __tablename__ = "alias_targets"
+    __table_args__ = (UniqueConstraint("alias_id", "target", name="uq_alias_targets_alias_id_target"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    alias_id: Mapped[int] = mapped_column(ForeignKey("aliases.id", ondelete="CASCADE"), index=True)
+    target: Mapped[str] = mapped_column(String(320))

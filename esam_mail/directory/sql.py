@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event, func, select, update
+from sqlalchemy import event, func, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
-from esam_mail.directory.models import AuditEvent, AuthFailure, Mailbox, Subscriber, utcnow
+from esam_mail.directory.models import Alias, AuditEvent, AuthFailure, Mailbox, Subscriber, utcnow
 from esam_mail.errors import LoginTaken, NotFound
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
@@ -41,6 +41,18 @@ def normalize_address(address: str) -> str:
     except UnicodeError:
         pass
     return f"{normalize_login(local)}@{domain.lower()}"
+
+
+async def lock_local_name(s: AsyncSession, name_norm: str) -> None:
+    """Serialize writers of one local name (a login or an alias) until the transaction ends.
+
+    A login and an alias live in two tables, so no UNIQUE constraint spans them: each
+    writer takes this lock, checks the other table, then inserts.  SQLite needs nothing
+    (writers BEGIN IMMEDIATE: one at a time); PostgreSQL takes a transaction-level
+    advisory lock on the name's hash.
+    """
+    if s.get_bind().dialect.name == "postgresql":
+        await s.execute(text("SELECT pg_advisory_xact_lock(hashtext(:n))"), {"n": "esam-name:" + name_norm})
 
 
 class OwnerKeyTaken(LoginTaken):
@@ -268,6 +280,9 @@ class SqlDirectory:
     ) -> Mailbox:
         """Insert inside the caller's transaction; LoginTaken on any uniqueness clash."""
         norm = normalize_login(login)
+        await lock_local_name(s, norm)
+        if (await s.execute(select(Alias.id).where(Alias.name_norm == norm))).first() is not None:
+            raise LoginTaken(login)  # an alias (current or removed) owns this name for good
         m = Mailbox(
             login=login,
             login_norm=norm,

@@ -165,16 +165,31 @@ def backup(cfg: Config, output: Path, progress: Progress = _no_progress) -> Back
 def target_holds_data(cfg: Config) -> list[str]:
     """What a restore would overwrite (empty list: the target is empty)."""
     found = []
-    mailboxes = asyncio.run(dump.count_rows(cfg.directory_url, "mailboxes"))
-    if mailboxes:
-        found.append(f"{mailboxes} mailboxes in the directory")
+    mailboxes = asyncio.run(dump.count_rows(cfg.directory_url, "mailboxes")) or 0
     store = cfg.store_path
-    if store.is_dir() and any(p.is_dir() for p in store.iterdir()):
+    # `esam init` makes the operator mailbox for the role aliases: while it has no mail
+    # it is part of an empty install, not data a restore would lose
+    operator = cfg.aliases.operator_mailbox.strip().lower()
+    fresh_operator = mailboxes == 1 and _without_mail(store / operator) and not any(
+        p.is_dir() and p.name != operator for p in (store.iterdir() if store.is_dir() else ()))
+    if mailboxes and not fresh_operator:
+        found.append(f"{mailboxes} mailboxes in the directory")
+    if store.is_dir() and not fresh_operator and any(p.is_dir() for p in store.iterdir()):
         found.append(f"mail in {store}")
     env = cfg.data_dir / "queue" / "env"
     if env.is_dir() and any(env.iterdir()):
         found.append(f"queued messages in {env.parent}")
     return found
+
+
+def _without_mail(maildir: Path) -> bool:
+    """True if ``maildir`` holds no message in any folder (or does not exist)."""
+    if not maildir.is_dir():
+        return True
+    for sub in maildir.rglob("*"):
+        if sub.is_file() and sub.parent.name in ("new", "cur"):
+            return False
+    return True
 
 
 @dataclass

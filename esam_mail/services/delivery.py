@@ -77,12 +77,24 @@ class Outbound(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Route:
-    kind: str  # "local" | "remote" | "special"
+    kind: str  # "local" | "remote" | "special" | "alias"
     address: str  # as given (case kept)
     login: str | None = None
     domain: str = ""
     service: str | None = None
     quota: int | None = None  # bytes; None = the store's default
+    targets: tuple[Route, ...] = ()  # "alias": where it delivers (local/remote routes)
+
+
+class AliasLookup(Protocol):
+    async def resolve(self, name: str) -> tuple[str, ...] | None:
+        """Targets (logins, or full remote addresses) of the alias ``name``, or None."""
+        ...
+
+
+def expand(routes: Sequence[Route]) -> list[Route]:
+    """Alias routes replaced by their targets (one level: aliases never point at aliases)."""
+    return [t for r in routes for t in (r.targets if r.kind == "alias" else (r,))]
 
 
 @dataclass(slots=True)
@@ -117,6 +129,7 @@ class DeliveryService:
         outbound: Outbound | None = None,
         dkim_sign: Callable[[bytes], bytes] | None = None,
         kick_queue: Callable[[], None] | None = None,
+        aliases: AliasLookup | None = None,
     ) -> None:
         self.directory = directory
         self.store = store
@@ -126,6 +139,8 @@ class DeliveryService:
         self.outbound = outbound
         self.dkim_sign = dkim_sign
         self.kick_queue = kick_queue
+        self.aliases = aliases
+        self._alias_cache: dict[str, tuple[tuple[str, ...] | None, float]] = {}
         self.special: dict[str, tuple[str, SpecialHandler]] = {}
         self._rcpt_cache: dict[str, tuple[MailboxRecord, float]] = {}
         self.special_auth_only: set[str] = set()
@@ -195,8 +210,12 @@ class DeliveryService:
             if principal is None and key in self.special_auth_only:
                 raise DeliveryError(550, "5.7.1", "This address accepts mail only from authenticated subscribers")
             return Route("special", address, domain=domain, service=service)
-        rec = await self._recipient(normalize_address(f"{local}@{domain}").rpartition("@")[0])
+        login = normalize_address(f"{local}@{domain}").rpartition("@")[0]
+        rec = await self._recipient(login)
         if rec is None:
+            targets = await self._alias(login)
+            if targets is not None:
+                return await self._alias_route(address, domain, targets, size_hint)
             raise DeliveryError(550, "5.1.1", "No such user here")
         if rec.state != "active":
             raise disabled_mailbox(rec.state)
@@ -224,6 +243,46 @@ class DeliveryService:
             cache[login] = (rec, now + self.recipient_cache_seconds)
         return rec
 
+    async def _alias(self, name: str) -> tuple[str, ...] | None:
+        """Alias targets through a short per-process cache (hits and misses, same TTL)."""
+        if self.aliases is None:
+            return None
+        now = time.monotonic()
+        hit = self._alias_cache.get(name)
+        if hit is not None and hit[1] > now:
+            return hit[0]
+        targets = await self.aliases.resolve(name)
+        if self.recipient_cache_seconds > 0:
+            if len(self._alias_cache) > 10_000:
+                self._alias_cache.clear()
+            self._alias_cache[name] = (targets, now + self.recipient_cache_seconds)
+        return targets
+
+    async def _alias_route(self, address: str, domain: str, targets: tuple[str, ...], size_hint: int) -> Route:
+        """RCPT to an alias: a route per deliverable target (active mailboxes with room,
+        remote addresses when outbound mail is on).  Refused only if none is left."""
+        routes: list[Route] = []
+        full = False
+        disabled: str | None = None
+        for target in targets:
+            if "@" in target:
+                if self.outbound is not None:
+                    routes.append(Route("remote", target, domain=target.rpartition("@")[2]))
+                continue
+            rec = await self._recipient(target)
+            if rec is None or rec.state != "active":
+                disabled = disabled or (rec.state if rec is not None else "closed")
+                continue
+            if not self.store.quota_state(rec.login_norm, size_hint, rec.quota_bytes).ok:
+                full = True
+                continue
+            routes.append(Route("local", address, login=rec.login_norm, domain=domain, quota=rec.quota_bytes))
+        if not routes:
+            if full:
+                raise DeliveryError(452, "4.2.2", "Mailbox full")
+            raise disabled_mailbox(disabled or "closed")
+        return Route("alias", address, domain=domain, targets=tuple(routes))
+
     # -- DATA --------------------------------------------------------------------------
     def received_header(self, tx: Transaction, for_addr: str | None) -> bytes:
         proto = "ESMTP"
@@ -245,9 +304,14 @@ class DeliveryService:
         local, domain = split_address(rcpt)
         if domain in self.local_domains:
             rec = await self.directory.get(local) if local else None
-            if rec is not None and rec.state == "active":
-                await asyncio.to_thread(self.store.deliver_each, [rec.login_norm], data,
-                                        quotas={rec.login_norm: rec.quota_bytes})
+            if rec is None and local:  # a bounce to postmaster@ and the like: the alias's mailboxes
+                recs = [await self.directory.get(t) for t in await self._alias(normalize_address(rcpt).rpartition("@")[0]) or ()
+                        if "@" not in t]
+            else:
+                recs = [rec]
+            quotas = {r.login_norm: r.quota_bytes for r in recs if r is not None and r.state == "active"}
+            if quotas:
+                await asyncio.to_thread(self.store.deliver_each, sorted(quotas), data, quotas=quotas)
             return
         if self.outbound is not None:
             await asyncio.to_thread(self.outbound.enqueue, "", [rcpt], data)
@@ -288,10 +352,11 @@ class DeliveryService:
         trace = b"".join(tx.extra_headers)
         single = tx.routes[0].address if len(tx.routes) == 1 else None
         stamped = self.received_header(tx, single) + trace + data
-        quotas = {r.login: r.quota for r in tx.routes if r.kind == "local" and r.login}
+        routes = expand(tx.routes)
+        quotas = {r.login: r.quota for r in routes if r.kind == "local" and r.login}
         local = list(quotas)
-        remote = [r.address for r in tx.routes if r.kind == "remote"]
-        special = [r for r in tx.routes if r.kind == "special"]
+        remote = list(dict.fromkeys(r.address for r in routes if r.kind == "remote"))
+        special = [r for r in routes if r.kind == "special"]
         written: dict[str, str] = {}
         if local:
             body = b"Return-Path: <" + tx.mail_from.encode("utf-8", "surrogateescape") + b">\r\n" + stamped
@@ -306,7 +371,7 @@ class DeliveryService:
             if failed:
                 # some recipients have it already: accept, and tell the sender about the rest
                 # (a 4xx now would make the client resend to everyone: duplicates)
-                addr = {r.login: r.address for r in tx.routes if r.kind == "local"}
+                addr = {r.login: r.address for r in routes if r.kind == "local"}
                 await self.bounce(tx, [(addr[lg], err) for lg, err in failed.items()])
         if remote:
             assert self.outbound is not None

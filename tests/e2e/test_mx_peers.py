@@ -99,3 +99,38 @@ def test_postfix_bounce_with_null_sender_reaches_the_inbox_over_imap(peers: Peer
     assert "Action: failed" in text and "Status: 5.7.1" in text
     assert "Relay access denied" in text  # what the next hop said, relayed by Postfix
     assert "Subject: to be bounced" in text
+
+
+def test_fresh_install_takes_mail_for_postmaster_and_abuse(esam: EsamProcess) -> None:
+    """`esam init` made the role aliases; swaks (a real client) sends to them on the MX."""
+    import subprocess
+
+    from tests.e2e.conftest import tool
+
+    for rcpt in ("postmaster@esam.test", "abuse@esam.test", "HostMaster@esam.test"):
+        res = subprocess.run(
+            [tool("swaks"), "--server", f"127.0.0.1:{esam.ports['smtp']}", "--from", "<>",
+             "--to", rcpt, "--header", f"Subject: to {rcpt}", "--body", "report\n"],
+            capture_output=True, text=True, timeout=60,
+        )
+        assert res.returncode == 0, res.stdout + res.stderr
+        assert "250 2.0.0 Message accepted" in res.stdout, res.stdout
+    esam.esam("passwd", "operator", "--password-stdin", input=PASSWORD + "\n")
+    ctx = ssl.create_default_context(cafile=str(esam.cert))
+    ctx.check_hostname = False
+    m = imaplib.IMAP4_SSL("127.0.0.1", esam.ports["imaps"], ssl_context=ctx, timeout=20)
+    try:
+        m.login("operator", PASSWORD)
+        m.select("INBOX", readonly=True)
+        typ, data = m.uid("SEARCH", "ALL")
+        assert typ == "OK"
+        subjects = []
+        for uid in data[0].split():
+            _typ, parts = m.uid("FETCH", uid, "(BODY.PEEK[HEADER.FIELDS (SUBJECT RETURN-PATH)])")
+            subjects.append(bytes(parts[0][1]))
+    finally:
+        m.logout()
+    assert len(subjects) == 3
+    assert all(b"Return-Path: <>" in h for h in subjects)
+    assert sorted(h.split(b"Subject: ")[1].strip() for h in subjects) == [
+        b"to HostMaster@esam.test", b"to abuse@esam.test", b"to postmaster@esam.test"]

@@ -111,3 +111,55 @@ def test_rejected_recipient_is_logged(running: Running, caplog: pytest.LogCaptur
     s.quit()
     recs = [r for r in caplog.records if r.getMessage() == "smtp.rcpt_rejected"]
     assert recs and recs[0].__dict__["fields"]["code"] == 550, caplog.text
+
+
+# -- aliases ------------------------------------------------------------------------------
+def add_alias(r: Running, name: str, *targets: str) -> None:
+    from esam_mail.directory.aliases import AliasDirectory
+
+    r.lt.run(AliasDirectory(r.services.directory).add(name, list(targets)))
+
+
+def test_rcpt_to_an_alias_delivers_to_every_target_once(running: Running) -> None:
+    running.add_mailbox("alice")
+    running.add_mailbox("bob")
+    add_alias(running, "postmaster", "alice", "bob")
+    s = mx(running)
+    assert s.mail("")[0] == 250
+    assert s.rcpt("PostMaster@esam.test")[0] == 250
+    assert s.rcpt("alice@esam.test")[0] == 250  # alice also directly: still one copy
+    assert s.data(DSN)[0] == 250
+    s.quit()
+    assert len(stored(running, "alice")) == 1 and len(stored(running, "bob")) == 1
+    assert stored(running, "bob")[0].startswith(b"Return-Path: <>\r\n")
+
+
+def test_alias_skips_disabled_targets_and_is_refused_only_when_none_is_left(running: Running) -> None:
+    running.add_mailbox("alice")
+    running.add_mailbox("bob")
+    add_alias(running, "abuse", "alice", "bob")
+    running.set_state("bob", "suspended")
+    s = mx(running)
+    s.mail("reporter@other.test")
+    assert s.rcpt("abuse@esam.test")[0] == 250
+    assert s.data(DSN)[0] == 250
+    assert len(stored(running, "alice")) == 1 and stored(running, "bob") == []
+    running.set_state("alice", "suspended")
+    running.services.delivery._rcpt_cache.clear()  # the 2 s RCPT cache, not under test here
+    s.mail("reporter@other.test")
+    code, text = s.rcpt("abuse@esam.test")
+    assert f"{code} {text.decode()}".startswith(codes.R550_MAILBOX_DISABLED)
+    s.quit()
+
+
+def test_alias_with_a_remote_target_queues_it(running: Running) -> None:
+    running.add_mailbox("alice")
+    add_alias(running, "hostmaster", "alice", "noc@other.test")
+    s = mx(running)
+    s.mail("bob@elsewhere.test")
+    assert s.rcpt("hostmaster@esam.test")[0] == 250
+    assert s.data(DSN)[0] == 250
+    s.quit()
+    assert len(stored(running, "alice")) == 1
+    queued = [running.services.spool.get(i) for i in running.services.spool.ids()]
+    assert [(e.mail_from, [r.address for r in e.rcpts]) for e in queued] == [("bob@elsewhere.test", ["noc@other.test"])]
