@@ -186,10 +186,7 @@ def _without_mail(maildir: Path) -> bool:
     """True if ``maildir`` holds no message in any folder (or does not exist)."""
     if not maildir.is_dir():
         return True
-    for sub in maildir.rglob("*"):
-        if sub.is_file() and sub.parent.name in ("new", "cur"):
-            return False
-    return True
+    return not any(sub.is_file() and sub.parent.name in ("new", "cur") for sub in maildir.rglob("*"))
 
 
 @dataclass

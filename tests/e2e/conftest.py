@@ -103,7 +103,7 @@ def make_esam(tmp_path: Path) -> Iterator[Any]:
 
 
 def tool(name: str) -> str:
-    for d in os.environ.get("PATH", "").split(":") + ["/usr/sbin"]:
+    for d in [*os.environ.get("PATH", "").split(":"), "/usr/sbin"]:
         if os.access(os.path.join(d, name), os.X_OK):
             return os.path.join(d, name)
     pytest.fail(f"{name} is not installed: run `bash scripts/test.sh`, which installs it")
