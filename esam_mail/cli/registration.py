@@ -156,6 +156,12 @@ def add_register(sub: Sub) -> None:
             action="store_true",
             help="read the applicant's password from standard input (else one is generated and printed once)",
         )
+        q.add_argument(
+            "--language",
+            choices=["kk", "ru", "en"],
+            help="the applicant's language: the agreement edition they signed, and the language of "
+            "their notices (default kk)",
+        )
         q.add_argument("--json", action="store_true", help="machine-readable output")
         q.set_defaults(func=_guarded(cmd_register), kind=kind, flags=flags)
 
@@ -224,6 +230,7 @@ def cmd_register(args: argparse.Namespace) -> int:
                 employee_id=args.employee,
                 accepted_agreement=args.accept_agreement,
                 password=password,
+                language=args.language,
             )
         finally:
             await svc.close()

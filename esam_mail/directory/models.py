@@ -82,6 +82,8 @@ class Subscriber(Base):
     bin: Mapped[str | None] = mapped_column(String(12), index=True)
     display_name: Mapped[str] = mapped_column(String(512))
     data: Mapped[dict[str, Any]] = mapped_column(JSON)  # the validated form fields
+    # kk | ru | en: notifications and pages; from the application channel / Accept-Language
+    language: Mapped[str] = mapped_column(String(8), default="kk", server_default="kk")
     created_at: Mapped[dt.datetime] = mapped_column(TS, default=utcnow)
 
 
@@ -97,6 +99,7 @@ class Application(Base):
     submitted_at: Mapped[dt.datetime] = mapped_column(TS, default=utcnow)
     agreement_version_id: Mapped[int] = mapped_column(ForeignKey("agreement_versions.id"))
     agreement_sha256: Mapped[str] = mapped_column(String(64))
+    agreement_language: Mapped[str | None] = mapped_column(String(8))  # the edition consented to
     consent_at: Mapped[dt.datetime] = mapped_column(TS)
     signature: Mapped[bytes | None] = mapped_column(LargeBinary)
     signer_fingerprint: Mapped[str | None] = mapped_column(String(64))

@@ -73,6 +73,7 @@ __all__ = [
     "Representative",
     "ValidationErrors",
     "canonical_json",
+    "signed_document",
     "validate_application",
     "validate_individual",
     "validate_legal_entity",
@@ -320,6 +321,34 @@ def canonical_json(app: Application) -> bytes:
     return json.dumps(
         app.to_dict(), sort_keys=True, ensure_ascii=False, separators=(",", ":"), allow_nan=False
     ).encode("utf-8")
+
+
+#: Version of the signed online document (application + consent); 1 was the bare application.
+SIGNED_SCHEMA_VERSION = 2
+
+
+def signed_document(
+    app: Application, *, agreement_version: str, agreement_sha256: str, language: str
+) -> bytes:
+    """The bytes an online applicant signs (para. 5, 6): the application **and** the consent.
+
+    ``{"schema": 2, "application": <canonical application>, "consent": {"agreement_version",
+    "agreement_sha256", "language"}}`` as canonical JSON.  The SHA-256 is that of the
+    agreement text in ``language``, the edition the applicant read; a signature that does not
+    cover these three proves no consent and is refused.
+    """
+    doc = {
+        "schema": SIGNED_SCHEMA_VERSION,
+        "application": app.to_dict(),
+        "consent": {
+            "agreement_version": agreement_version,
+            "agreement_sha256": agreement_sha256,
+            "language": language,
+        },
+    }
+    return json.dumps(doc, sort_keys=True, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode(
+        "utf-8"
+    )
 
 
 def _iso(d: date | None) -> str | None:

@@ -43,6 +43,7 @@ from esam_mail.services.application import (
     LegalEntityApplication,
     ValidationErrors,
     canonical_json,
+    signed_document,
     validate_individual,
     validate_legal_entity,
 )
@@ -54,6 +55,7 @@ from esam_mail.services.confirmation import (
     verifier_from_config,
 )
 from esam_mail.services.eds import (
+    BadSignature,
     EdsError,
     KeyUsageNotAllowed,
     SignatureVerifier,
@@ -62,17 +64,31 @@ from esam_mail.services.eds import (
 )
 from esam_mail.services.logins import reserved_names
 from esam_mail.services.registration import (
+    AgreementEdition,
     Registered,
     RegistrationService,
+    agreement_edition,
     agreement_sha256,
     agreement_text,
 )
 
-__all__ = ["KINDS", "Agreement", "EdsServices", "OnlineApplications", "eds_services"]
+__all__ = ["KINDS", "Agreement", "ConsentNotSigned", "EdsServices", "OnlineApplications", "eds_services"]
 
 log = logging.getLogger(__name__)
 
 KINDS: tuple[str, ...] = ("individual", "legal_entity")
+
+
+class ConsentNotSigned(BadSignature):
+    """The CMS covers the bare application but not the consent (agreement version, SHA-256,
+    language): it proves no consent to the user agreement (para. 5)."""
+
+    code = "consent_not_signed"
+    default_public = (
+        "the signature does not cover the consent to the user agreement: sign the document "
+        "returned by /api/v1/applications/canonical (application, agreement version, its "
+        "SHA-256 and language)"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,13 +157,25 @@ class OnlineApplications:
         except ValidationError as e:
             raise ValidationErrors([e]) from None
 
-    def canonical(self, raw: object, kind: object) -> bytes:
-        """The bytes the applicant signs for this application (UTF-8 canonical JSON).
+    def canonical(self, raw: object, kind: object, language: str | None = None) -> bytes:
+        """The bytes the applicant signs: the application and the consent to the agreement in
+        force in *language* (:func:`~esam_mail.services.application.signed_document`).
 
         Raises:
             ValidationErrors: the application is invalid (nothing to sign).
         """
-        return canonical_json(self.validate(raw, kind))
+        return self.prepare(raw, kind, language)[0]
+
+    def prepare(self, raw: object, kind: object, language: str | None = None) -> tuple[bytes, AgreementEdition]:
+        """:meth:`canonical` and the agreement edition it covers."""
+        app = self.validate(raw, kind)
+        edition = agreement_edition(self.cfg, language)
+        return self._document(app, edition), edition
+
+    @staticmethod
+    def _document(app: IndividualApplication | LegalEntityApplication, edition: AgreementEdition) -> bytes:
+        return signed_document(app, agreement_version=edition.version, agreement_sha256=edition.sha256,
+                               language=edition.language)
 
     async def submit(
         self,
@@ -157,8 +185,13 @@ class OnlineApplications:
         signature: bytes | str | None,
         accepted_agreement: str | None,
         password: str | None,
+        language: str | None = None,
     ) -> Registered:
         """Verify the signature, check the signer is the applicant, register (``online``).
+
+        The signature must cover :meth:`canonical` for the same *language*: the application
+        and the consent (agreement version in force, the SHA-256 of its text in that language,
+        the language).  One over the bare application is refused (``consent_not_signed``).
 
         Raises:
             ValidationErrors: invalid fields, missing signature or agreement (nothing written).
@@ -186,7 +219,8 @@ class OnlineApplications:
             if self.verifier is None:
                 raise EdsNotConfigured()
             der = decode_cms(signature)
-            signer = await asyncio.to_thread(self.verifier.verify, der, canonical_json(app), at=self.clock())
+            edition = agreement_edition(self.cfg, language)
+            signer = await asyncio.to_thread(self._verify_consent, der, app, edition)
             if self.require_sign_certificate and not is_sign_certificate(signer):
                 raise KeyUsageNotAllowed(
                     "an application must be signed with a signing (SIGN) certificate, "
@@ -215,7 +249,27 @@ class OnlineApplications:
             password=password,
             signature=der,
             signer_fingerprint=signer.fingerprint,
+            language=edition.language,
         )
+
+    def _verify_consent(
+        self, der: bytes, app: IndividualApplication | LegalEntityApplication, edition: AgreementEdition
+    ) -> Any:
+        """Verify *der* over the signed document (worker thread).  When it does not match, find
+        out whether it covers the bare application (schema 1): that is ``consent_not_signed``."""
+        assert self.verifier is not None
+        now = self.clock()
+        try:
+            return self.verifier.verify(der, self._document(app, edition), at=now)
+        except BadSignature:
+            try:
+                self.verifier.verify(der, canonical_json(app), at=now)
+            except EdsError:
+                raise BadSignature(
+                    "the signature does not match the document for this application, agreement "
+                    f"version {edition.version} and language {edition.language}"
+                ) from None
+            raise ConsentNotSigned() from None
 
 
 @dataclass

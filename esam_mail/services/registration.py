@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import functools
 import hashlib
 import json
 import logging
@@ -47,6 +48,7 @@ from esam_mail.config import Config
 from esam_mail.directory.models import AgreementVersion, Application, AuditEvent, Mailbox, Subscriber, utcnow
 from esam_mail.directory.sql import OwnerKeyTaken, SqlDirectory
 from esam_mail.errors import ConfigError, NotFound, ValidationError
+from esam_mail.i18n import normalize as normalize_language
 from esam_mail.log import event
 from esam_mail.services.application import (
     IndividualApplication,
@@ -69,10 +71,12 @@ from esam_mail.services.registry import (
 )
 
 __all__ = [
+    "AgreementEdition",
     "AgreementInfo",
     "Channel",
     "Registered",
     "RegistrationService",
+    "agreement_edition",
     "agreement_text",
     "ensure_agreement",
     "generate_password",
@@ -129,6 +133,48 @@ def _agreement_bytes(cfg: Config) -> bytes:
 def agreement_sha256(cfg: Config) -> str:
     """SHA-256 (hex) of the agreement file's bytes, as recorded with every consent."""
     return hashlib.sha256(_agreement_bytes(cfg)).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class AgreementEdition:
+    """The agreement in force in one language: what an applicant reads, and its SHA-256."""
+
+    version: str
+    language: str
+    sha256: str
+    text: str
+
+    def consent(self) -> dict[str, str]:
+        return {"agreement_version": self.version, "agreement_sha256": self.sha256, "language": self.language}
+
+
+@functools.lru_cache(maxsize=16)
+def _edition_bytes(path: str, _mtime_ns: int) -> bytes:
+    return Path(path).read_bytes()
+
+
+def agreement_edition(cfg: Config, language: str | None) -> AgreementEdition:
+    """The agreement in *language*: ``registration.agreement_file`` is the English text, its
+    translations lie beside it as ``<name>.kk.txt`` and ``<name>.ru.txt`` (as ``/agreement``
+    publishes them).  A language without a published translation gets the main text, and the
+    edition says so (``language = "en"``): the consent records what was actually shown.
+    """
+    lang = normalize_language(language)
+    main = cfg.agreement_path
+    path = main if lang == "en" else main.with_name(f"{main.stem}.{lang}{main.suffix}")
+    try:
+        data = _edition_bytes(str(path), path.stat().st_mtime_ns)
+        data.decode("utf-8")
+    except (OSError, UnicodeDecodeError):
+        if lang == "en":
+            raise
+        return agreement_edition(cfg, "en")
+    if not data.strip():
+        if lang == "en":
+            raise ConfigError([f"registration.agreement_file: the user agreement {path} is empty"])
+        return agreement_edition(cfg, "en")
+    return AgreementEdition(cfg.registration.agreement_version, lang, hashlib.sha256(data).hexdigest(),
+                            data.decode("utf-8"))
 
 
 async def ensure_agreement(directory: SqlDirectory, cfg: Config) -> AgreementInfo:
@@ -323,6 +369,7 @@ class RegistrationService:
         password: str | None,
         signature: bytes | None = None,
         signer_fingerprint: str | None = None,
+        language: str | None = None,
     ) -> Registered:
         """Register an individual's application (appendix, first form).
 
@@ -343,6 +390,7 @@ class RegistrationService:
             password=password,
             signature=signature,
             signer_fingerprint=signer_fingerprint,
+            language=language,
         )
 
     async def register_legal_entity(
@@ -356,6 +404,7 @@ class RegistrationService:
         password: str | None,
         signature: bytes | None = None,
         signer_fingerprint: str | None = None,
+        language: str | None = None,
     ) -> Registered:
         """Register a legal entity's application (appendix, second form).
 
@@ -372,6 +421,7 @@ class RegistrationService:
             password=password,
             signature=signature,
             signer_fingerprint=signer_fingerprint,
+            language=language,
         )
 
     async def approve(self, login: str, *, actor: tuple[str, str]) -> Any:
@@ -428,6 +478,7 @@ class RegistrationService:
         password: str | None,
         signature: bytes | None,
         signer_fingerprint: str | None,
+        language: str | None = None,
     ) -> Registered:
         app = self._validate(
             kind,
@@ -440,6 +491,8 @@ class RegistrationService:
             signature=signature,
         )
         agreement = await ensure_agreement(self.directory, self.cfg)
+        # para. 5: the consent records the edition the applicant read (its language and hash)
+        edition = agreement_edition(self.cfg, language) if language else None
 
         # para. 13: confirm the identity against the state registry
         answer = await asyncio.to_thread(self._verify, app)
@@ -478,6 +531,7 @@ class RegistrationService:
                     bin=app.bin if isinstance(app, LegalEntityApplication) else None,
                     display_name=app.full_name,
                     data=app.to_dict(),
+                    language=normalize_language(language),
                     created_at=now,
                 )
                 s.add(sub)
@@ -491,7 +545,8 @@ class RegistrationService:
                     data=_json_safe(raw),
                     submitted_at=now,
                     agreement_version_id=agreement.id,
-                    agreement_sha256=agreement.sha256,
+                    agreement_sha256=edition.sha256 if edition else agreement.sha256,
+                    agreement_language=edition.language if edition else None,
                     consent_at=now,
                     signature=signature,
                     signer_fingerprint=signer_fingerprint,

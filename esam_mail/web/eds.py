@@ -4,9 +4,15 @@ Routes (JSON in, JSON out; errors are ``{"error": code, "message": text}`` or,
 for field problems, ``422 {"error": "invalid", "problems": [{field, message}]}``)::
 
     GET  /api/v1/agreement                  -> {version, sha256, text}
-    POST /api/v1/applications/canonical     {kind, application} -> {kind, canonical, base64, sha256}
+    POST /api/v1/applications/canonical     {kind, application, language?} -> {kind, canonical, base64,
+                                             sha256, consent: {agreement_version, agreement_sha256,
+                                             language}}
     POST /api/v1/applications               {kind, application, accept_agreement, password,
-                                             signature} -> 201 {address, login, status, ...}
+                                             signature, language?} -> 201 {address, login, status, ...}
+
+The signed document is the application *and* the consent (agreement version in force, the
+SHA-256 of its text in ``language``, the language; default: the page's language); a signature
+over the bare application is refused with ``consent_not_signed``.
     POST /api/v1/confirmations/challenge    (Basic auth) -> {challenge, expires_at}
     POST /api/v1/confirmations              (Basic auth) {cms, challenge?} -> {confirmed: true, ...}
     GET  /api/v1/confirmations              (Basic auth) -> {address, confirmed, latest}
@@ -34,10 +40,12 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from esam_mail.errors import AuthError, ConfigError, EsamError, LoginTaken, ValidationError
+from esam_mail.i18n import normalize as normalize_language
 from esam_mail.services.application import ValidationErrors
 from esam_mail.services.confirmation import ConfirmationError
 from esam_mail.services.eds import EdsError, RevocationUnavailable
 from esam_mail.services.online import EdsServices, eds_services
+from esam_mail.web.i18n import lang_of
 from esam_mail.web.server import (
     Request,
     Response,
@@ -150,15 +158,23 @@ def register(router: Router, services: Any) -> None:
     async def agreement(req: Request) -> Response:
         return json_response(eds().applications.agreement().to_dict())
 
+    def language(req: Request, body: dict[str, Any]) -> str:
+        """The agreement edition the applicant reads: ``language`` in the body, else the page's."""
+        chosen = body.get("language")
+        if chosen is not None and (not isinstance(chosen, str) or normalize_language(chosen) != chosen):
+            raise ValidationError("language", "the language must be one of kk, ru, en")
+        return chosen or lang_of(req)
+
     async def canonical(req: Request) -> Response:
         body = await _obj(req)
-        data = eds().applications.canonical(body.get("application"), body.get("kind"))
+        data, edition = eds().applications.prepare(body.get("application"), body.get("kind"), language(req, body))
         return json_response(
             {
                 "kind": body.get("kind"),
                 "canonical": data.decode("utf-8"),
                 "base64": base64.b64encode(data).decode("ascii"),
                 "sha256": hashlib.sha256(data).hexdigest(),
+                "consent": edition.consent(),
             }
         )
 
@@ -189,6 +205,11 @@ def register(router: Router, services: Any) -> None:
             svc.validate(body.get("application"), body.get("kind"))
         except ValidationErrors as e:
             problems[:0] = e.errors
+        lang = "kk"
+        try:
+            lang = language(req, body)
+        except ValidationError as e:
+            problems.append(e)
         if problems:
             return invalid(problems, request_id(req))
         done = await svc.submit(
@@ -197,6 +218,7 @@ def register(router: Router, services: Any) -> None:
             signature=signature,
             accepted_agreement=accepted if isinstance(accepted, str) else None,
             password=password,
+            language=lang,
         )
         return json_response(done.to_dict(), 201)
 

@@ -81,10 +81,10 @@ def browser(tmp_path: Path) -> Iterator[Any]:
         driver.quit()
 
 
-def canonical_b64(server: EsamProcess, app: dict[str, Any]) -> str:
+def canonical_b64(server: EsamProcess, app: dict[str, Any], language: str | None = None) -> str:
     req = urllib.request.Request(
         f"http://127.0.0.1:{server.ports['http']}/api/v1/applications/canonical",
-        data=json.dumps({"kind": "individual", "application": app}).encode(),
+        data=json.dumps({"kind": "individual", "application": app, "language": language}).encode(),
         headers={"Content-Type": "application/json"},
         method="POST",
     )
@@ -146,10 +146,13 @@ def test_apply_in_browser_then_imap_login(server: EsamProcess, browser: Any) -> 
     browser.find_element(By.ID, "prepare").click()
     wait.until(lambda d: d.find_element(By.ID, "canonical-b64").get_attribute("value"))
     shown = browser.find_element(By.ID, "canonical-b64").get_attribute("value")
-    # The page asked for exactly the bytes the API gives for this application.
-    assert shown == canonical_b64(server, app)
+    # The page asked for exactly the bytes the API gives for this application, in its language.
+    language = browser.find_element(By.ID, "canonical").get_attribute("data-language")
+    assert language in ("kk", "ru", "en")
+    assert shown == canonical_b64(server, app, language)
     data = base64.b64decode(shown)
-    assert json.loads(data)["username"] == USERNAME
+    assert json.loads(data)["application"]["username"] == USERNAME
+    assert json.loads(data)["consent"]["language"] == language
     assert browser.find_element(By.ID, "canonical").text.strip() == data.decode()
 
     # A CMS over other bytes is refused by the server, and the page says why.

@@ -100,6 +100,29 @@ def apply(r: Running, kind: str, app: dict[str, Any], signature: str | None, **e
     return status, reply
 
 
+def test_signed_document_covers_the_consent_over_the_wire(server: Running, pki: t.DemoPki) -> None:
+    """Issue 16, item 2: the document has the agreement version, SHA-256 and language, and a
+    signature that does not cover them is refused."""
+    from esam_mail.services.application import canonical_json, validate_individual
+
+    app = individual_raw()
+    status, body, _ = call(server, "POST", "/api/v1/applications/canonical",
+                           {"kind": "individual", "application": app, "language": "ru"})
+    assert status == 200, body
+    text = (ROOT / "conf" / "agreement.ru.txt").read_bytes()
+    consent = {"agreement_version": server.cfg.registration.agreement_version,
+               "agreement_sha256": hashlib.sha256(text).hexdigest(), "language": "ru"}
+    assert body["consent"] == consent and json.loads(body["canonical"])["consent"] == consent
+    bare = cms_b64(canonical_json(validate_individual(app)), pki.individual_sign, pki)
+    status, reply = apply(server, "individual", app, bare, language="ru")
+    assert status == 400 and reply["error"] == "consent_not_signed", reply
+    ru = cms_b64(base64.b64decode(body["base64"]), pki.individual_sign, pki)
+    status, reply = apply(server, "individual", app, ru, language="kk")  # signed the Russian edition
+    assert status == 400 and reply["error"] == "bad_signature", reply
+    status, reply = apply(server, "individual", app, ru, language="ru")
+    assert status == 201, reply
+
+
 def register(r: Running, pki: t.DemoPki, username: str = "test.testov") -> str:
     app = individual_raw(username)
     status, body = apply(
@@ -128,10 +151,13 @@ def test_agreement(server: Running) -> None:
 
 
 def test_canonical_matches_service_and_reports_fields(server: Running) -> None:
-    from esam_mail.services.application import canonical_json, validate_individual
+    from esam_mail.services.application import signed_document, validate_individual
 
     app = individual_raw()
-    assert canonical(server, "individual", app) == canonical_json(validate_individual(app))
+    text = (ROOT / "conf" / "agreement.kk.txt").read_bytes()
+    assert canonical(server, "individual", app) == signed_document(
+        validate_individual(app), agreement_version=server.cfg.registration.agreement_version,
+        agreement_sha256=hashlib.sha256(text).hexdigest(), language="kk")
     bad = {**app, "iin": "12", "username": "postmaster"}
     status, body, _ = call(
         server, "POST", "/api/v1/applications/canonical", {"kind": "individual", "application": bad}

@@ -3,7 +3,8 @@
   const $ = (id) => document.getElementById(id);
   const form = $('apply-form');
   const NESTED = ['id_document', 'residence_address'];
-  let prepared = null;  // JSON text of the application whose canonical bytes are shown
+  let prepared = null;
+  let consentLanguage = null;  // the agreement edition the prepared document covers  // JSON text of the application whose canonical bytes are shown
 
   function application() {
     const app = {};
@@ -59,9 +60,11 @@
       return;
     }
     prepared = JSON.stringify(app);
+    consentLanguage = r.data.consent ? r.data.consent.language : null;
     $('canonical').textContent = r.data.canonical;
     $('canonical-b64').value = r.data.base64;
     $('canonical').setAttribute('data-sha256', r.data.sha256);
+    $('canonical').setAttribute('data-language', consentLanguage || '');
   }
 
   function ncalayer(request) {
@@ -130,6 +133,7 @@
       accept_agreement: accept.checked ? accept.getAttribute('data-version') : null,
       password: $('password').value,
       signature: $('cms').value.trim(),
+      language: consentLanguage,
     });
     if (r.status === 201) {
       const box = $('result');

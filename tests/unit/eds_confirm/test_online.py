@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import hashlib
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -17,7 +19,12 @@ import pytest
 from esam_mail.directory.models import Application
 from esam_mail.errors import EsamError, LoginTaken
 from esam_mail.services import eds_testing as t
-from esam_mail.services.application import ValidationErrors, canonical_json, validate_individual
+from esam_mail.services.application import (
+    ValidationErrors,
+    canonical_json,
+    signed_document,
+    validate_individual,
+)
 from esam_mail.services.confirmation import EdsNotConfigured, RoleNotAllowed, SignerMismatch
 from esam_mail.services.eds import (
     ROLE_FIRST_HEAD,
@@ -27,6 +34,8 @@ from esam_mail.services.eds import (
     MalformedCms,
     UntrustedCertificate,
 )
+from esam_mail.services.online import ConsentNotSigned
+from tests.conftest import ROOT
 from tests.unit.eds_confirm.conftest import (
     APPLICANT_BIN,
     OTHER_BIN,
@@ -40,9 +49,10 @@ from tests.unit.eds_confirm.conftest import (
 NOW = dt.datetime.now(dt.UTC)
 
 
-def signed(env: Env, raw: dict[str, Any], kind: str, who: t.Issued, pki: t.DemoPki, **kw: Any) -> str:
+def signed(env: Env, raw: dict[str, Any], kind: str, who: t.Issued, pki: t.DemoPki,
+           language: str | None = None, **kw: Any) -> str:
     """Base64 detached CMS over the canonical bytes of ``raw``, as NCALayer returns it."""
-    data = env.online.canonical(raw, kind)
+    data = env.online.canonical(raw, kind, language)
     return base64.b64encode(t.sign_cms(data, who.cert, who.key, [pki.intermediate.cert], **kw)).decode()
 
 
@@ -67,12 +77,49 @@ def refused(env: Env, action: Callable[[], Any], error: type[EsamError], code: s
 # --------------------------------------------------------------------------- canonical bytes
 
 
-def test_canonical_is_the_validated_canonical_json(env: Env) -> None:
+def test_canonical_is_the_validated_application_and_the_consent(env: Env) -> None:
     raw = individual_raw()
     raw["surname"] = "  тестов "  # the validator normalises; the signed bytes are the normal form
-    data = env.online.canonical(raw, "individual")
-    assert data == canonical_json(validate_individual(raw))
+    data = env.online.canonical(raw, "individual", "ru")
+    doc = json.loads(data)
+    assert json.dumps(doc["application"], sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode() \
+        == canonical_json(validate_individual(raw))
+    text = (ROOT / "conf" / "agreement.ru.txt").read_bytes()
+    assert doc["consent"] == {"agreement_version": env.cfg.registration.agreement_version,
+                              "agreement_sha256": hashlib.sha256(text).hexdigest(), "language": "ru"}
+    assert doc["schema"] == 2
     assert b'"kind":"individual"' in data and "ТЕСТОВ".encode() not in data
+    kk = json.loads(env.online.canonical(raw, "individual", "kk"))["consent"]
+    assert kk["language"] == "kk" and kk["agreement_sha256"] != doc["consent"]["agreement_sha256"]
+
+
+def test_signature_over_the_bare_application_is_refused(env: Env, pki: t.DemoPki) -> None:
+    """A CMS over the application alone (schema 1) proves no consent to the agreement."""
+    raw = individual_raw()
+    bare = canonical_json(validate_individual(raw))
+    who = pki.individual_sign
+    sig = base64.b64encode(t.sign_cms(bare, who.cert, who.key, [pki.intermediate.cert])).decode()
+    refused(env, lambda: submit(env, raw, "individual", sig), ConsentNotSigned, "consent_not_signed")
+
+
+def test_signature_over_another_language_or_version_is_refused(env: Env, pki: t.DemoPki) -> None:
+    raw = individual_raw()
+    sig = signed(env, raw, "individual", pki.individual_sign, pki, language="kk")
+    refused(env, lambda: submit(env, raw, "individual", sig, language="ru"), BadSignature, "bad_signature")
+    app = validate_individual(raw)
+    old = signed_document(app, agreement_version="2025-1", agreement_sha256="0" * 64, language="kk")
+    who = pki.individual_sign
+    sig = base64.b64encode(t.sign_cms(old, who.cert, who.key, [pki.intermediate.cert])).decode()
+    refused(env, lambda: submit(env, raw, "individual", sig, language="kk"), BadSignature, "bad_signature")
+
+
+def test_consent_records_the_language_and_hash_signed(env: Env, pki: t.DemoPki) -> None:
+    raw = individual_raw()
+    sig = signed(env, raw, "individual", pki.individual_sign, pki, language="ru")
+    submit(env, raw, "individual", sig, language="ru")
+    [row] = env.run(_applications(env))
+    text = (ROOT / "conf" / "agreement.ru.txt").read_bytes()
+    assert (row.agreement_language, row.agreement_sha256) == ("ru", hashlib.sha256(text).hexdigest())
 
 
 def test_canonical_refuses_invalid_application(env: Env) -> None:
