@@ -61,8 +61,11 @@ def reserved_names(cfg: Any) -> list[str]:
         names.extend(read_reserved_file(operator_file))
     names.extend(cfg.mail.reserved_names)
     names.append(cfg.hybrid.gateway)
-    # mail aliases (postmaster, abuse, ... and the operator's own) must never be shadowed by a login
-    names.extend(getattr(cfg.mail, "aliases", None) or ())
+    # the role aliases `esam init` creates (the directory also refuses any login that is, or
+    # ever was, an alias: esam_mail/directory/aliases.py)
+    aliases = getattr(cfg, "aliases", None)
+    names.extend(getattr(aliases, "roles", None) or ())
+    names.append(getattr(aliases, "operator_mailbox", "") or "operator")
     return names
 
 
