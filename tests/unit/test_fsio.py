@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import os
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,14 @@ import pytest
 from esam_mail import fsio
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(autouse=True)
+def umask_022() -> Iterator[None]:
+    """Modes are asserted below; another test (the CLI sets 077) must not decide them."""
+    old = os.umask(0o022)
+    yield
+    os.umask(old)
 
 
 @pytest.fixture

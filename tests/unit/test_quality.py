@@ -11,7 +11,7 @@ BIN = Path(sys.executable).parent
 
 
 def test_ruff_is_clean() -> None:
-    res = subprocess.run([str(BIN / "ruff"), "check", "esam_mail"], cwd=ROOT, capture_output=True, text=True)
+    res = subprocess.run([str(BIN / "ruff"), "check", "esam_mail", "tests"], cwd=ROOT, capture_output=True, text=True)
     assert res.returncode == 0, res.stdout[-4000:]
 
 
