@@ -14,6 +14,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 from esam_mail import config as config_mod
+from esam_mail.cli.args import whole
 from esam_mail.errors import ConfigError, LoginTaken, NotFound, ValidationError
 
 Sub = Any  # argparse._SubParsersAction
@@ -44,13 +45,24 @@ def run_async(coro: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(coro)
 
 
+def password_from_stdin() -> str:
+    """``--password-stdin``: one line from a pipe, or, at a terminal, a prompt that does not
+    echo (getpass) and a second one to confirm."""
+    if sys.stdin.isatty():
+        pw = getpass.getpass("Password (not shown): ")
+        if pw and pw != getpass.getpass("Repeat: "):
+            raise ValidationError("password", "the two passwords differ")
+    else:
+        pw = sys.stdin.readline().rstrip("\r\n")
+    if not pw:
+        raise ValidationError("password", "empty password on standard input")
+    return pw
+
+
 def read_password(args: argparse.Namespace, *, generate: bool = True) -> tuple[str, bool]:
     """Password from stdin (--password-stdin), a prompt, or generated. Returns (pw, generated)."""
     if getattr(args, "password_stdin", False):
-        pw = sys.stdin.readline().rstrip("\r\n")
-        if not pw:
-            raise ValidationError("password", "empty password on standard input")
-        return pw, False
+        return password_from_stdin(), False
     if sys.stdin.isatty() and not getattr(args, "generate_password", False):
         pw = getpass.getpass("Password: ")
         if pw != getpass.getpass("Repeat: "):
@@ -176,7 +188,8 @@ async def _ensure_agreement(cfg: config_mod.Config) -> None:
 def add_serve(sub: Sub) -> None:
     p = sub.add_parser("serve", help="run every listener until SIGTERM/SIGINT")
     p.add_argument("--ready-file", help="write the bound ports as JSON here once listening")
-    p.add_argument("--workers", type=int, help="worker processes sharing the sockets (overrides server.workers)")
+    p.add_argument("--workers", type=whole(1, 64),
+                   help="worker processes sharing the sockets (overrides server.workers)")
     p.add_argument("--no-init", action="store_true", help="do not run `init` first")
     p.set_defaults(func=cmd_serve)
 
@@ -222,7 +235,8 @@ def add_mailbox(sub: Sub) -> None:
     a = ms.add_parser("add", help="create a service mailbox (postmaster, abuse, ...) or a test mailbox")
     a.add_argument("login")
     a.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
-    a.add_argument("--quota-mb", type=int, help="quota in MiB (default: mail.default_quota_mb)")
+    a.add_argument("--quota-mb", type=whole(0, 1 << 30),
+                   help="quota in MiB, 0 = unlimited (default: mail.default_quota_mb)")
     a.add_argument("--kind", choices=["service", "personal"], default="service")
     a.add_argument("--json", action="store_true")
     a.set_defaults(func=handle_errors(cmd_mailbox_add))
@@ -400,7 +414,7 @@ def add_audit(sub: Sub) -> None:
     p = sub.add_parser("audit", help="read the append-only audit log")
     a = p.add_subparsers(dest="audit_cmd", metavar="ACTION", required=True)
     ls = a.add_parser("list", help="latest audit events")
-    ls.add_argument("--limit", type=int, default=50)
+    ls.add_argument("--limit", type=whole(1, 100_000), default=50, help="newest N events (default 50)")
     ls.add_argument("--target", help="only events about this address")
     ls.add_argument("--action", help="only this action (glob with *)")
     ls.add_argument("--json", action="store_true")

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
+from esam_mail.cli.args import number, whole
 from esam_mail.cli.commands import Sub, command, emit, err, handle_errors, load_config, run_async
 from esam_mail.errors import NotFound
 
@@ -256,9 +257,9 @@ def add_passwd_bench(sub: Sub) -> None:
         "OWASP's minimums. Existing hashes are upgraded at each user's next login once the config "
         "changes.",
     )
-    p.add_argument("--target-ms", type=float, default=100.0, help="time one check may take (default 100)")
-    p.add_argument("--max-memory-mib", type=int, default=256, help="memory one check may use (default 256)")
-    p.add_argument("--rounds", type=int, default=3, help="measurements per candidate (median; default 3)")
+    p.add_argument("--target-ms", type=number(0, 60_000, above=True), default=100.0, help="time one check may take (default 100)")
+    p.add_argument("--max-memory-mib", type=whole(8, 1 << 20), default=256, help="memory one check may use (default 256)")
+    p.add_argument("--rounds", type=whole(1, 100), default=3, help="measurements per candidate (median; default 3)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=handle_errors(cmd_passwd_bench))
 

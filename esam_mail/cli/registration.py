@@ -23,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from esam_mail.cli.commands import Sub, command, emit, err, load_config, run_async
+from esam_mail.cli.commands import Sub, command, emit, err, load_config, password_from_stdin, run_async
 from esam_mail.errors import ConfigError, LoginTaken, NotFound, ValidationError
 
 EX_CONFIG = 78
@@ -202,10 +202,7 @@ def application_from_args(args: argparse.Namespace) -> dict[str, Any]:
 def _read_password(args: argparse.Namespace) -> str | None:
     if not args.password_stdin:
         return None
-    line = sys.stdin.readline().rstrip("\r\n")
-    if not line:
-        raise ValidationError("password", "empty password on standard input")
-    return line
+    return password_from_stdin()
 
 
 def cmd_register(args: argparse.Namespace) -> int:
