@@ -343,10 +343,22 @@ class PublicConfig:
         "HTTPS host (a reverse proxy in front of listen.http) that autoconfig.<domain>, "
         "mta-sts.<domain> and autodiscover point to. Empty: server.hostname.",
     )
-    imaps_port: int = _f(993, "Public IMAP port with implicit TLS.", min=1, max=65535)
-    imap_port: int = _f(143, "Public IMAP port with STARTTLS.", min=1, max=65535)
-    submissions_port: int = _f(465, "Public submission port with implicit TLS.", min=1, max=65535)
-    submission_port: int = _f(587, "Public submission port with STARTTLS.", min=1, max=65535)
+    imaps_port: int = _f(
+        0, "Public IMAP port with implicit TLS. 0: the port of listen.imaps (993 when that is 0 or off).",
+        min=0, max=65535,
+    )
+    imap_port: int = _f(
+        0, "Public IMAP port with STARTTLS. 0: the port of listen.imap (143 when that is 0 or off).",
+        min=0, max=65535,
+    )
+    submissions_port: int = _f(
+        0, "Public submission port with implicit TLS. 0: the port of listen.submissions (465 when that "
+        "is 0 or off).", min=0, max=65535,
+    )
+    submission_port: int = _f(
+        0, "Public submission port with STARTTLS. 0: the port of listen.submission (587 when that is 0 "
+        "or off).", min=0, max=65535,
+    )
     display_name: str = _f("", "Provider name shown by mail clients. Empty: mail.domain.")
     report_address: str = _f("", "Mailbox for DMARC and TLS-RPT reports. Empty: postmaster@<mail.domain>.")
     dmarc_policy: str = _f(
@@ -401,6 +413,22 @@ class Config:
     web: WebConfig = field(default_factory=WebConfig)
     source: str = field(default="", metadata={"internal": True})
 
+    def __post_init__(self) -> None:
+        # A public port left at 0 is the port the listener is configured on, so what
+        # autoconfig, autodiscover and `esam dns` advertise matches what is served (a
+        # development config on 1993/2587 advertises 1993/2587); the standard port when
+        # the listener uses port 0 or is off.  Resolved here, so every reader sees a number.
+        resolved = {}
+        for key, listener, standard in _PUBLIC_PORTS:
+            if getattr(self.public, key) == 0:
+                try:
+                    port = parse_hostport(getattr(self.listen, listener))[1]
+                except ValueError:  # off ("") or malformed (check-config reports it)
+                    port = 0
+                resolved[key] = port or standard
+        if resolved:
+            object.__setattr__(self, "public", dataclasses.replace(self.public, **resolved))
+
     # -- derived paths ---------------------------------------------------------------
     @property
     def data_dir(self) -> Path:
@@ -450,6 +478,15 @@ SECTIONS: dict[str, type] = {
 _HOSTPORT = re.compile(r"^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]*):(\d{1,5})$")
 _DOMAIN = re.compile(
     r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
+)
+
+
+#: public port key, the [listen] key it follows, the standard port (RFC 8314, RFC 6409, RFC 9051)
+_PUBLIC_PORTS = (
+    ("imaps_port", "imaps", 993),
+    ("imap_port", "imap", 143),
+    ("submissions_port", "submissions", 465),
+    ("submission_port", "submission", 587),
 )
 
 
@@ -538,11 +575,17 @@ def from_dict(raw: dict[str, Any], source: str = "") -> Config:
             sections[name] = cls(**values)
         except TypeError as exc:  # pragma: no cover - schema bug
             problems.append(f"{name}: {exc}")
+    # The cross-key checks run even when single keys were refused (those keep their
+    # defaults here), so one run reports every problem; a key already reported is not
+    # reported twice.
+    cfg = Config(**sections, source=source)
+    reported = {p.split(":", 1)[0] for p in problems}
+    problems.extend(
+        p for p in _semantic_checks(cfg)
+        if not any(p.split(":", 1)[0] == k or p.startswith((f"{k}.", f"{k}[")) for k in reported)
+    )
     if not problems:
-        cfg = Config(**sections, source=source)
-        problems.extend(_semantic_checks(cfg))
-        if not problems:
-            return cfg
+        return cfg
     raise ConfigError(problems)
 
 

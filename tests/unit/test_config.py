@@ -51,6 +51,33 @@ def test_semantic_problems_name_the_key() -> None:
         assert key in text
 
 
+def test_key_problems_and_cross_key_problems_come_in_one_report(tmp_path: Path) -> None:
+    """check-config promises every problem at once: a refused key must not hide the
+    checks that look at several keys (domain syntax, host:port, readable files)."""
+    raw = {
+        "server": {"workers": 0},  # a single-key problem
+        "mail": {"domain": "bad domain"},  # cross-key/semantic problems
+        "listen": {"smtp": "nonsense"},
+        "registration": {"agreement_file": str(tmp_path / "missing.txt")},
+        "outbound": {"retry_base": 600, "retry_max": 60},
+    }
+    with pytest.raises(ConfigError) as info:
+        config.from_dict(raw)
+    keys = [p.split(":", 1)[0] for p in info.value.problems]
+    assert keys == [
+        "server.workers", "listen.smtp", "mail.domain", "registration.agreement_file", "outbound.retry_max",
+    ], info.value.problems
+
+
+def test_a_refused_key_is_not_reported_twice() -> None:
+    # tls.cert is refused (not a string) and so stays empty, which the cross-key check
+    # "cert and key together" would report again under the same key
+    with pytest.raises(ConfigError) as info:
+        config.from_dict({"tls": {"cert": 5, "key": "/nonexistent/key.pem"}})
+    keys = [p.split(":", 1)[0] for p in info.value.problems]
+    assert keys.count("tls.cert") == 1 and "tls.key" in keys, info.value.problems
+
+
 def test_check_config_exits_78_and_lists_problems(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text('[server]\nworkers = 0\n[smtp]\nmax_recipients = "x"\nunknown = 1\n')
@@ -84,3 +111,29 @@ def test_conf_esam_toml_is_the_generated_documented_example(monkeypatch: pytest.
     assert text.strip() == config.example(config.DEV_OVERRIDES).strip()
     monkeypatch.chdir(ROOT)
     config.load(ROOT / "conf" / "esam.toml")
+
+
+def test_public_ports_follow_the_listeners_unless_given() -> None:
+    """Autoconfig/autodiscover/`esam dns` advertise the ports actually served: a development
+    config on 1993/2587 advertises those, not 993/587 (RFC 6186 SRV, Thunderbird autoconfig)."""
+    from esam_mail.web.autoconfig import outlook_xml, thunderbird_xml
+
+    cfg = config.from_dict({
+        "listen": {"imaps": "127.0.0.1:1993", "imap": "127.0.0.1:1143", "submissions": "127.0.0.1:0",
+                   "submission": "[::1]:2587"},
+        "public": {"imap_port": 10143},  # given: kept
+        "registration": {"agreement_file": str(ROOT / "conf/agreement.txt")},
+    })
+    p = cfg.public
+    assert (p.imaps_port, p.imap_port, p.submissions_port, p.submission_port) == (1993, 10143, 465, 2587)
+    xml = thunderbird_xml(cfg, cfg.mail.domain).decode()
+    for port in ("1993", "10143", "465", "2587"):
+        assert f"<port>{port}</port>" in xml, xml
+    assert "<port>993</port>" not in xml and "<port>587</port>" not in xml
+    assert "<Port>1993</Port>" in outlook_xml(cfg, f"alice@{cfg.mail.domain}").decode()
+
+
+def test_public_ports_of_the_built_in_defaults_match_its_listeners() -> None:
+    cfg = config.Config()
+    assert cfg.public.imaps_port == config.parse_hostport(cfg.listen.imaps)[1]
+    assert cfg.public.submission_port == config.parse_hostport(cfg.listen.submission)[1]
