@@ -6,12 +6,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3.11}
 command -v "$PY" >/dev/null || PY=python3
-if ! "$PY" -c 'import venv, ensurepip' 2>/dev/null; then
+if [ ! -x .venv/bin/python ] && ! "$PY" -c 'import venv, ensurepip' 2>/dev/null; then
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
 fi
-[ -x .venv/bin/python ] || "$PY" -m venv .venv
-.venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v 'is ignored: it is neither' || true
-.venv/bin/python -m pip install -q -e . 2>&1 | grep -v 'is ignored: it is neither' || true
+source scripts/venv.sh
+ensure_venv ""   # pip runs only when setup.cfg/pyproject.toml changed (ESAM_REINSTALL=1 forces it)
 .venv/bin/esam --version >/dev/null  # fails here if the install did not work
 exec .venv/bin/esam -c conf/esam.toml serve "$@"

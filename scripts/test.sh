@@ -24,21 +24,38 @@ if [ ${#need[@]} -gt 0 ]; then
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
-PY=${PYTHON:-python3.11}
-command -v "$PY" >/dev/null || PY=python3
-[ -x .venv/bin/python ] || "$PY" -m venv .venv
-.venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v 'is ignored: it is neither' || true
-.venv/bin/python -m pip install -q -e '.[test]' 2>&1 | grep -v 'is ignored: it is neither' || true
+source scripts/venv.sh
+ensure_venv test   # pip runs only when setup.cfg/pyproject.toml changed (ESAM_REINSTALL=1 forces it)
 .venv/bin/python -c 'import esam_mail, pytest'  # fails here if the install did not work
 
-# The PostgreSQL leg of the directory tests: use the local server when it answers.
-if [ -z "${ESAM_TEST_PG_URL:-}" ]; then
-  if ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null && command -v pg_ctlcluster >/dev/null; then
-    $SUDO pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -1)" main start || true
+# The PostgreSQL leg: unless ESAM_TEST_PG_URL is given, bring up a local server on a stock
+# Debian 12 by itself: install the postgresql package, create a cluster if there is none, start
+# it, and create (idempotently) a password role `esam_test` that may create databases and the
+# database `test`.  Debian's default pg_hba.conf allows password (scram) logins on 127.0.0.1,
+# so nothing is edited; a server set to `trust` works the same.  ESAM_TEST_PG=0 skips all this.
+if [ -z "${ESAM_TEST_PG_URL:-}" ] && [ "${ESAM_TEST_PG:-1}" != 0 ]; then
+  if ! command -v pg_ctlcluster >/dev/null 2>&1; then
+    echo "installing PostgreSQL for the directory tests"
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql >/dev/null
   fi
-  if pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
-    export ESAM_TEST_PG_URL="postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+  if [ "$(id -u)" = 0 ]; then AS_PG=(runuser -u postgres --); else AS_PG=(sudo -u postgres); fi
+  pgver=$(ls /etc/postgresql 2>/dev/null | sort -V | tail -1)
+  if [ -z "$pgver" ] || [ ! -d "/etc/postgresql/$pgver/main" ]; then
+    pgver=$(ls /usr/lib/postgresql | sort -V | tail -1)
+    $SUDO pg_createcluster "$pgver" main >/dev/null
   fi
+  if ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
+    $SUDO pg_ctlcluster --skip-systemctl-redirect "$pgver" main start
+    for _ in $(seq 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done
+  fi
+  (cd / && "${AS_PG[@]}" psql -q -v ON_ERROR_STOP=1 -d postgres) <<'SQL'
+SELECT 'CREATE ROLE esam_test LOGIN CREATEDB PASSWORD ''esam_test'''
+  WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'esam_test') \gexec
+SELECT 'CREATE DATABASE test OWNER esam_test'
+  WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = 'test') \gexec
+SQL
+  export ESAM_TEST_PG_URL="postgresql+asyncpg://esam_test:esam_test@127.0.0.1:5432/test"
 fi
 
 exec .venv/bin/python -m pytest "$@"
