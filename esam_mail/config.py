@@ -418,7 +418,7 @@ class Config:
         # autoconfig, autodiscover and `esam dns` advertise matches what is served (a
         # development config on 1993/2587 advertises 1993/2587); the standard port when
         # the listener uses port 0 or is off.  Resolved here, so every reader sees a number.
-        resolved = {}
+        resolved: dict[str, Any] = {}
         for key, listener, standard in _PUBLIC_PORTS:
             if getattr(self.public, key) == 0:
                 try:

@@ -12,7 +12,7 @@ import secrets
 from typing import Any
 
 from esam_mail import config as config_mod
-from esam_mail.cli.commands import Sub, command, emit, handle_errors, load_config, run_async
+from esam_mail.cli.commands import INIT_STEPS, Sub, command, emit, handle_errors, load_config, run_async
 
 
 @command
@@ -122,3 +122,6 @@ async def ensure_role_aliases(cfg: config_mod.Config) -> list[str]:
     finally:
         await svc.close()
     return done
+
+
+INIT_STEPS.append(ensure_role_aliases)

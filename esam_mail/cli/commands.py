@@ -20,6 +20,9 @@ from esam_mail.errors import ConfigError, LoginTaken, NotFound, ValidationError
 Sub = Any  # argparse._SubParsersAction
 T = TypeVar("T")
 REGISTRY: list[Callable[[Sub], None]] = []
+#: More ``esam init`` steps, appended by the cli modules that own them (so this module
+#: imports none of them: the cli package stays free of import cycles).
+INIT_STEPS: list[Callable[[config_mod.Config], Coroutine[Any, Any, list[str]]]] = []
 
 
 def command(func: Callable[[Sub], None]) -> Callable[[Sub], None]:
@@ -157,10 +160,9 @@ def cmd_init(args: argparse.Namespace) -> int:
     for line in app.init(cfg):
         print(line)
     run_async(_ensure_agreement(cfg))
-    from esam_mail.cli.aliases import ensure_role_aliases
-
-    for line in run_async(ensure_role_aliases(cfg)):
-        print(line)
+    for step in INIT_STEPS:  # registered by the other cli modules (aliases, ...)
+        for line in run_async(step(cfg)):
+            print(line)
     print(f"ready: data in {cfg.data_dir}")
     return 0
 
