@@ -22,12 +22,12 @@ import asyncio
 import datetime as dt
 import hashlib
 import logging
-import os
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from esam_mail import fsio
 from esam_mail.errors import AuthError, EsamError, NotFound, ValidationError
 from esam_mail.log import event
 from esam_mail.services.application import ValidationErrors
@@ -225,8 +225,10 @@ class AccountService:
         folder_dir = self.export_dir / login
         folder_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         name = f"mail-{now.strftime('%Y%m%dT%H%M%SZ')}.zip"
-        tmp = folder_dir / f".{name}.tmp"
-        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        with (
+            fsio.atomic_file(folder_dir / name, mode=0o600) as fh,
+            zipfile.ZipFile(fh, "w", compression=zipfile.ZIP_DEFLATED) as zf,
+        ):
             if user.exists():
                 for info in user.list_folders():
                     if info.noselect:
@@ -244,8 +246,6 @@ class AccountService:
                         except (OSError, KeyError, EsamError):
                             continue  # expunged meanwhile
                         zf.writestr(f"{safe}/{m.uid}.eml", data)
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, folder_dir / name)
         return name
 
     async def close_due(self) -> list[str]:

@@ -57,6 +57,7 @@ from asn1crypto import cms as asn1_cms
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from esam_mail import fsio
 from esam_mail.config import OfficialConfig
 from esam_mail.directory.official import Builder, Conflict, MessageRow, OfficialTables, SenderRow, Target
 from esam_mail.directory.sql import SqlDirectory
@@ -416,9 +417,7 @@ class OfficialService:
 
     def _keep_copy(self, public_id: str, data: bytes) -> None:
         self.docs_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        tmp = self.docs_dir / f".{public_id}.tmp"
-        tmp.write_bytes(data)
-        os.replace(tmp, self.docs_dir / f"{public_id}.eml")
+        fsio.atomic_write(self.docs_dir / f"{public_id}.eml", data, mode=0o600)
 
     # ------------------------------------------------------------------ evidence
 
