@@ -60,6 +60,27 @@ HOOKS: tuple[Hook, ...] = (
         params=("duration",),
     ),
     Hook(
+        "aiosmtpd.smtp.SMTP", "_cb_client_connected", "method", "esam_mail/smtp/server.py",
+        "hands over the connection's StreamReader; BDAT (RFC 3030, which aiosmtpd lacks) reads "
+        "its chunks from the same stream as the commands, and no public API exposes it.",
+        params=("reader", "writer"),
+    ),
+    Hook(
+        "aiosmtpd.smtp.SMTP", "_call_handler_hook", "coroutine", "esam_mail/smtp/server.py",
+        "runs handle_DATA with aiosmtpd's (server, session, envelope) arguments; BDAT LAST "
+        "delivers through the same hook as DATA.",
+        params=("command", "args"),
+    ),
+    Hook(
+        "aiosmtpd.smtp.SMTP", "_set_post_data_state", "method", "esam_mail/smtp/server.py",
+        "resets the envelope after a transaction; BDAT LAST ends one as DATA does.",
+    ),
+    Hook(
+        "aiosmtpd.smtp.SMTP", "_auth_required", "attribute", "esam_mail/smtp/server.py",
+        "the listener's auth_required flag; BDAT checks it as aiosmtpd's own commands do "
+        "(check_auth_needed pushes a reply itself, but a refused chunk must still be read first).",
+    ),
+    Hook(
         "aiosmtpd.smtp.SMTP", "_timeout_handle", "attribute", "esam_mail/smtp/server.py",
         "the idle timer handle (None before the session starts); read to re-arm only a running timer.",
     ),

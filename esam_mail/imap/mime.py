@@ -66,7 +66,7 @@ def istr(value: str | bytes | None) -> bytes:
         return b"NIL"
     raw = value if isinstance(value, bytes) else value.encode("utf-8", "surrogateescape")
     if any(b > 0x7E or b < 0x20 for b in raw) or len(raw) > 1000:
-        return b"{%d}\r\n%s" % (len(raw), raw)
+        return b"{%d}\r\n%s" % (len(raw), raw.replace(b"\0", b"\x80"))  # no NUL in a literal
     return b'"' + raw.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'
 
 

@@ -1323,7 +1323,11 @@ def _reactor() -> Any:
 
 
 def _literal(value: bytes) -> bytes:
-    return b"{%d}\r\n" % len(value) + value
+    """An IMAP literal of message data.  NUL may not appear outside literal8 (RFC 3501
+    4.3, RFC 9051 4.3): a stored message that holds one (the MX refuses them, but an
+    import may bring one) is served with 0x80 in its place, as Dovecot does; the length,
+    and so RFC822.SIZE and partial FETCH offsets, stay the same."""
+    return b"{%d}\r\n" % len(value) + value.replace(b"\0", b"\x80")
 
 
 def _new_session_id() -> str:

@@ -25,6 +25,13 @@ R450_MAILBOX_HELD = "450 4.2.1 Mailbox temporarily disabled, try again later"
 R550_DMARC_REJECT = "550 5.7.1 Rejected by the DMARC policy of the sender's domain"
 R552_MAILBOX_FULL = "552 5.2.2 Mailbox full"
 R553_SENDER_NOT_OWNED = "553 5.7.1 Sender address does not belong to you"
+R530_AUTH_REQUIRED = "530 5.7.0 Authentication required"
+R552_TOO_BIG = "552 5.3.4 Message too big"
+R501_BDAT_SYNTAX = "501 5.5.4 Syntax: BDAT chunk-size [LAST]"
+R503_BDAT_NEED_MAIL = "503 5.5.1 Send MAIL first"
+R503_DATA_AFTER_BDAT = "503 5.5.1 DATA is not allowed after BDAT in one transaction (RFC 3030)"
+R554_NO_VALID_RCPT = "554 5.5.1 No valid recipients"
+R554_NUL_BYTES = "554 5.6.0 Message contains NUL characters, not allowed in Internet mail (RFC 5322 2.3)"
 
 # Enhanced codes added to aiosmtpd's own replies, which lack them.
 ENHANCED_DEFAULTS = {

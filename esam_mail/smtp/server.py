@@ -22,6 +22,7 @@ import base64
 import binascii
 import functools
 import logging
+import re
 import ssl
 import warnings
 from collections.abc import Callable
@@ -82,6 +83,7 @@ class EsamSMTP(SMTP):
         self._in_ehlo = False
         self._counted = False
         self._lost = False
+        self.stream: asyncio.StreamReader | None = None
         self._count_commands()
 
     # -- connection accounting ----------------------------------------------------------
@@ -186,6 +188,81 @@ class EsamSMTP(SMTP):
         finally:
             self._in_ehlo = False
 
+    # -- CHUNKING (RFC 3030) -------------------------------------------------------------
+    # aiosmtpd has no BDAT.  The chunk is read from the same stream as the commands, so
+    # whatever the reply, every chunk is read (and dropped when refused): the client
+    # sends it regardless, and reading it is the only way to find the next command.
+    # Only a size we cannot parse leaves us lost: 501, then the connection is closed.
+    def _cb_client_connected(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        super()._cb_client_connected(reader, writer)
+        self.stream = reader  # the command stream, which BDAT chunks are read from
+
+    async def smtp_BDAT(self, arg: str) -> None:
+        m = _BDAT_ARGS.match(arg or "")
+        if m is None:
+            await self.push(codes.R501_BDAT_SYNTAX)
+            self.tracker.count("bdat_syntax_closed")
+            if self.transport is not None:
+                self.transport.close()
+            return
+        size, last = int(m.group(1)), m.group(2) is not None
+        assert self.session is not None and self.envelope is not None
+        env = self.envelope.__dict__
+        error = self._bdat_refusal(env)
+        buf: bytearray = env.setdefault("esam_chunks", bytearray())
+        limit = self.data_size_limit or 0
+        remaining = size
+        while remaining:
+            assert self.stream is not None
+            piece = await self.stream.read(min(remaining, 65536))
+            if not piece:  # the client went away; connection_lost does the rest
+                return
+            remaining -= len(piece)
+            if error is None and limit and len(buf) + len(piece) > limit:
+                error = codes.R552_TOO_BIG
+                env["esam_bdat_failed"] = error  # the rest of this transaction is refused too
+                buf.clear()
+            if error is None:
+                buf += piece
+        if error is not None:
+            if last or "esam_bdat_failed" not in env:
+                env.pop("esam_chunks", None)  # nothing kept for a refused transaction
+            if last:
+                self._set_post_data_state()
+            await self.push(error)
+            return
+        if not last:
+            await self.push(f"250 2.0.0 {size} octets received")
+            return
+        self.envelope.original_content = bytes(buf)
+        self.envelope.content = self.envelope.original_content
+        env.pop("esam_chunks", None)
+        event(log, "smtp.bdat_last", session=self.sid, size=len(self.envelope.original_content))
+        status = await self._call_handler_hook("DATA")
+        self._set_post_data_state()
+        await self.push(codes.R250_OK if status is MISSING else status)
+
+    def _bdat_refusal(self, env: dict[str, Any]) -> str | None:
+        """Why this BDAT chunk is refused (its bytes are read anyway), or None."""
+        assert self.session is not None and self.envelope is not None
+        if not self.session.host_name:
+            return "503 5.5.1 Send EHLO first"
+        if self._auth_required and not self.session.authenticated:
+            return codes.R530_AUTH_REQUIRED
+        if "esam_bdat_failed" in env:
+            return str(env["esam_bdat_failed"])
+        if not self.envelope.mail_from:
+            return codes.R503_BDAT_NEED_MAIL
+        if not self.envelope.rcpt_tos:
+            return codes.R554_NO_VALID_RCPT
+        return None
+
+    async def smtp_DATA(self, arg: str) -> None:
+        if self.envelope is not None and "esam_chunks" in self.envelope.__dict__:
+            await self.push(codes.R503_DATA_AFTER_BDAT)
+            return
+        await super().smtp_DATA(arg)
+
     # -- limits -------------------------------------------------------------------------
     def _count_commands(self) -> None:
         """Wrap every command method so each command counts exactly once (HELP,
@@ -220,6 +297,9 @@ class EsamSMTP(SMTP):
         if self.transport is not None and not self.transport.is_closing():
             self.transport.write(codes.R421_TIMEOUT.encode() + b"\r\n")  # type: ignore[attr-defined]
         super()._timeout_cb()
+
+
+_BDAT_ARGS = re.compile(r"^([0-9]{1,15})(?: +(LAST))?$", re.IGNORECASE)
 
 
 def reverse_path(address: str | None) -> str:
@@ -264,6 +344,7 @@ class Handler:
         out = [r for r in responses if not (r.startswith("250-AUTH") and (self.kind != "submission" or r.strip() == "250-AUTH"))]
         out = [r for r in out if r != "250-HELP" and r != "250 HELP"]
         out.append("250-PIPELINING")
+        out.append("250-CHUNKING")
         out.append("250-ENHANCEDSTATUSCODES")
         out.append("250 HELP")
         return out
@@ -384,6 +465,11 @@ class Handler:
 
     async def _data(self, server: EsamSMTP, session: Session, envelope: Envelope) -> str:
         data = envelope.original_content or b""
+        if b"\0" in data:
+            # RFC 5322 2.3 / RFC 5321 4.1.1.4: no NUL in Internet mail.  Refused here rather
+            # than stored, because IMAP may not send NUL outside literal8 (RFC 3501 4.3).
+            self.tracker.count("messages_rejected_554")
+            return codes.R554_NUL_BYTES
         principal = self._principal(session)
         if principal is not None:
             self.delivery.check_from_header(data, principal)

@@ -3,7 +3,7 @@ counter in /metrics must be back at zero and a new STARTTLS session must be serv
 
 The mix (one asyncio client process, 16 at a time, all from 127.0.0.1, so one leaked
 per-IP slot per ~50 sessions would lock the address out long before the end):
-plain EHLO/QUIT, plain deliveries, STARTTLS on 25 and 587, implicit TLS on 465,
+plain EHLO/QUIT, plain deliveries (DATA and pipelined BDAT), STARTTLS on 25 and 587, implicit TLS on 465,
 connections cut in the middle of the STARTTLS or implicit-TLS handshake (RST), cut in
 the middle of DATA (RST), failed AUTH, IMAP STARTTLS/LOGOUT and IMAPS cut mid-handshake;
 meanwhile a real Postfix relays messages into the MX (with STARTTLS, as it does when
@@ -129,6 +129,16 @@ async def smtp_deliver(p: dict[str, int]) -> None:
     await s.quit()
 
 
+async def smtp_bdat(p: dict[str, int]) -> None:
+    s = await Session.open(p["smtp"])
+    await s.reply()
+    await s.cmd(b"EHLO soak.other.test")
+    body = MSG[:-3]  # BDAT carries the octets as they are: no end-of-data dot
+    s.w.write(b"MAIL FROM:<bob@other.test>\r\nRCPT TO:<alice@esam.test>\r\nBDAT %d LAST\r\n%s" % (len(body), body))
+    assert [await s.reply() for _ in range(3)] == [250, 250, 250]
+    await s.quit()
+
+
 async def smtp_starttls(p: dict[str, int], listener: str = "smtp") -> None:
     s = await Session.open(p[listener])
     await s.reply()
@@ -206,7 +216,7 @@ async def imaps_cut(p: dict[str, int]) -> None:
     s.reset()
 
 
-_ROUND = [smtp_plain, smtp_plain, smtp_deliver, smtp_starttls, submission_starttls, implicit_tls,
+_ROUND = [smtp_plain, smtp_bdat, smtp_deliver, smtp_starttls, submission_starttls, implicit_tls,
           cut_mid_starttls, cut_mid_data, cut_mid_implicit_handshake, imap_starttls, imaps_cut]
 #: failed logins are slowed down on purpose (growing delay): one per two rounds
 MIX = [*_ROUND, *_ROUND, auth_failure]
