@@ -26,7 +26,7 @@ BAD = [
     (["passwd-bench", "--target-ms", "nan"], "--target-ms", "more than 0"),
     (["passwd-bench", "--target-ms", "-3"], "--target-ms", "more than 0"),
     (["passwd-bench", "--rounds", "0"], "--rounds", "between 1 and 100"),
-    (["passwd-bench", "--max-memory-mib", "-256"], "--max-memory-mib", "between 8"),
+    (["passwd-bench", "--max-memory-mib", "18"], "--max-memory-mib", "between 19"),
 ]
 
 
