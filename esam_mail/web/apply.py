@@ -14,6 +14,8 @@ from typing import Any
 
 from esam_mail.errors import ConfigError
 from esam_mail.services.online import eds_services
+from esam_mail.web.i18n import lang_of
+from esam_mail.web.pages import agreement_texts
 from esam_mail.web.server import Request, Response, Router
 from esam_mail.web.templating import render
 
@@ -22,11 +24,15 @@ __all__ = ["register"]
 
 def register(router: Router, services: Any) -> None:
     """Add ``GET /apply``."""
+    texts = agreement_texts(services.cfg)  # read at start-up, not on the loop
 
     async def page(request: Request) -> Response:
         try:
-            agreement = eds_services(services).applications.agreement()
+            eds_services(services)
         except ConfigError:
+            return render(request, "error.html", {"status": 503}, status=503)
+        agreement = texts.get(lang_of(request)) or texts.get("en")
+        if agreement is None:
             return render(request, "error.html", {"status": 503}, status=503)
         return render(request, "apply.html", {"domain": services.cfg.mail.domain, "agreement": agreement},
                       headers={"referrer-policy": "no-referrer"})

@@ -40,11 +40,14 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from esam_mail.errors import AuthError, ConfigError, EsamError, LoginTaken, ValidationError
+from esam_mail.i18n import Translator
 from esam_mail.i18n import normalize as normalize_language
 from esam_mail.services.application import ValidationErrors
 from esam_mail.services.confirmation import ConfirmationError
 from esam_mail.services.eds import EdsError, RevocationUnavailable
 from esam_mail.services.online import EdsServices, eds_services
+from esam_mail.web.form_errors import localize
+from esam_mail.web.i18n import current as current_lang
 from esam_mail.web.i18n import lang_of
 from esam_mail.web.server import (
     Request,
@@ -64,8 +67,9 @@ _REALM = 'Basic realm="esam_mail", charset="UTF-8"'
 
 
 def invalid(problems: list[ValidationError], request_id: str) -> Response:
-    """422 with every field problem."""
-    errs = [{"field": p.field, "message": p.message} for p in problems]
+    """422 with every field problem; ``text`` says it in the reader's language (for pages)."""
+    lang = current_lang.get()
+    errs = [{"field": p.field, "message": p.message, "text": localize(p, lang)} for p in problems]
     return json_response({"error": "invalid", "problems": errs, "request_id": request_id}, 422)
 
 
@@ -91,10 +95,12 @@ def refusal(exc: BaseException, request_id: str) -> Response:
             503,
         )
     if isinstance(exc, RevocationUnavailable):
-        return json_response({"error": exc.code, "message": exc.public, "request_id": request_id}, 503)
+        return json_response({"error": exc.code, "message": exc.public, "request_id": request_id,
+                              "text": Translator("web", current_lang.get())(exc.public)}, 503)
     if isinstance(exc, EdsError | ConfirmationError):
         status = http_status(exc)
-        return json_response({"error": exc.code, "message": exc.public, "request_id": request_id}, status)
+        return json_response({"error": exc.code, "message": exc.public, "request_id": request_id,
+                              "text": Translator("web", current_lang.get())(exc.public)}, status)
     return error_response(exc, request_id)
 
 

@@ -211,6 +211,22 @@ def test_application_field_problems_are_422_with_every_field(server: Running) ->
     assert mailbox(server, "test.testov") is None
 
 
+@pytest.mark.parametrize(("lang", "want"), [("ru", "Заполните это поле."), ("kk", "Бұл өрісті толтырыңыз.")])
+def test_field_problems_carry_text_in_the_readers_language(server: Running, lang: str, want: str) -> None:
+    app = individual_raw()
+    del app["mobile_phone"]
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{server.ports['http']}/api/v1/applications/canonical",
+        data=json.dumps({"kind": "individual", "application": app}).encode(), method="POST",
+        headers={"Content-Type": "application/json", "Accept-Language": lang},
+    )
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(req, timeout=30)
+    body = json.loads(e.value.read())
+    problem = next(p for p in body["problems"] if p["field"] == "mobile_phone")
+    assert problem["text"] == want and problem["message"] == "mobile phone is required"
+
+
 def test_application_wrong_agreement_version(server: Running, pki: t.DemoPki) -> None:
     app = individual_raw()
     sig = cms_b64(canonical(server, "individual", app), pki.individual_sign, pki)
@@ -369,10 +385,13 @@ def test_without_trust_anchors_eds_is_unavailable(make_running: Any, pki: t.Demo
 
 
 def test_apply_page_and_script(server: Running) -> None:
-    status, page, headers = call(server, "GET", "/apply")
+    status, page, headers = call(server, "GET", "/apply")  # no Accept-Language: Kazakh
     assert status == 200 and headers["content-type"].startswith("text/html")
-    text = (ROOT / "conf" / "agreement.txt").read_text()
-    assert html.escape(text.strip().splitlines()[0]) in page
+    text = (ROOT / "conf" / "agreement.kk.txt").read_text()
+    assert html.escape(text.strip().splitlines()[0]) in page and '<html lang="kk">' in page
+    assert 'data-kind="individual"' in page and 'data-kind="legal_entity"' in page
+    for field in ("bin", "registration.number", "legal_address.street", "actual_address.postcode", "iin"):
+        assert f'id="{field}"' in page and f'id="{field}-error"' in page, field
     assert f'data-version="{server.cfg.registration.agreement_version}"' in page
     assert "script-src 'self'" in headers["content-security-policy"]
     assert "style-src 'self'" in headers["content-security-policy"]  # no inline style either
