@@ -165,7 +165,7 @@ def imap_ok(server: EsamProcess, user: str, password: str) -> bool:
     finally:
         try:
             imap.logout()
-        except Exception:  # noqa: S110 - the server may close first after a failed login
+        except Exception:
             pass
 
 
