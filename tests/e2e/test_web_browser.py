@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import imaplib
 import json
 import os
@@ -201,7 +202,11 @@ def apply_in_browser(page: Page, server: EsamProcess, kind: str, app: dict[str, 
     page.by_id("prepare").click()
     page.wait.until(lambda d: d.find_element("id", "canonical-b64").get_attribute("value"))
     data = base64.b64decode(page.by_id("canonical-b64").get_attribute("value"))
-    assert json.loads(data)["username"] == app["username"]
+    signed = json.loads(data)
+    assert signed["application"]["username"] == app["username"]
+    edition = (ROOT / "conf" / f"agreement.{page.lang}.txt").read_bytes()
+    assert signed["consent"]["language"] == page.lang  # the consent covers the edition shown
+    assert signed["consent"]["agreement_sha256"] == hashlib.sha256(edition).hexdigest()
     cms = t.sign_cms(data, signer.cert, signer.key, [pki.intermediate.cert])
     paste(page, "cms", base64.b64encode(cms).decode())
     page.by_id("submit").click()
