@@ -97,7 +97,8 @@ def remote(m: imaplib.IMAP4_SSL, folder: str) -> dict[int, dict[str, Any]]:
 
 
 def flags_of(item: dict[str, Any]) -> set[bytes]:
-    return set(item["FLAGS"])
+    """Stored flags: \\Recent is a session flag (RFC 3501 2.3.2), checked on its own."""
+    return set(item["FLAGS"]) - {rb"\Recent"}
 
 
 def lf(data: bytes) -> bytes:
@@ -342,6 +343,7 @@ def test_imaplib_keywords_copy_and_uids_survive_restart(server: EsamProcess, log
     assert items[1]["BODY[]"] == big and int(items[1]["RFC822.SIZE"]) == len(big)
     assert imaplib.Internaldate2tuple(b'INTERNALDATE "%s"' % items[1]["INTERNALDATE"]) == STAMP
     assert flags_of(items[2]) == {b"Project-X", b"$Junk"}
+    assert rb"\Recent" in items[2]["FLAGS"], "appended while selected: recent to this session"
     # COPY keeps flags, keywords and the internal date
     ok(m.uid("COPY", "1:2", "Archive"))
     _typ, code = m.response("COPYUID")  # imaplib files the tagged reply's code under its name
