@@ -69,6 +69,12 @@ class Folder(Protocol):
 
     def uidnext(self) -> int: ...
 
+    def modseqs(self) -> tuple[int, dict[int, int]]:
+        """(HIGHESTMODSEQ, uid -> mod-sequence) as of the last sync (RFC 7162)."""
+
+    def expunged_since(self, modseq: int) -> list[int]:
+        """UIDs expunged after mod-sequence ``modseq``."""
+
     def recent(self, *, claim: bool, upto: int | None = None) -> set[int]:
         """UIDs no session has seen as \\Recent yet; ``claim`` makes them this
         caller's (up to UID ``upto``) and no one else's, across processes."""

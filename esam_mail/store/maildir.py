@@ -20,6 +20,7 @@ On-disk layout (every directory 0700, every file 0600)::
         .Sent/ .Drafts/ .Trash/ .Junk/ .Archive/   special-use folders (created by create())
         .Projects.2026/              folder "Projects/2026" (see store.names for escaping)
           cur/ new/ tmp/ maildirfolder dovecot-uidlist dovecot-keywords esam-cache.sqlite
+          esam-modseq.sqlite (RFC 7162 mod-sequences, store.modseq)
 
 Message files: ``<key>`` in ``new/``, ``<key>:2,<flags>`` in ``cur/`` where ``key`` is
 ``<sec>.M<usec>P<pid>Q<counter>R<random>.<host>,S=<size>`` (``/``, ``:`` and ``,`` in
@@ -78,6 +79,7 @@ from esam_mail.store.interfaces import (
     MessageInfo,
     Notifier,
 )
+from esam_mail.store.modseq import ModSeqIndex
 from esam_mail.store.uidlist import (
     HOST,
     UIDLIST,
@@ -359,6 +361,9 @@ class MaildirFolder:
         self._infos: list[MessageInfo] = []
         self._keywords = Keywords(path)
         self._cache: MetadataCache | None = None
+        self._modseq: ModSeqIndex | None = None
+        self._version = 0  # bumped whenever the message list or a flag changes
+        self._modseq_seen: tuple[int, tuple[int, dict[int, int]]] | None = None
         ul = self._read_uidlist()
         if ul is None:
             with self._locked() as lock:
@@ -452,6 +457,7 @@ class MaildirFolder:
 
     def _rebuild_infos(self) -> None:
         self._infos = [self._info(self._by_uid[u]) for u in sorted(self._by_uid)]
+        self._version += 1
 
     def _list_cur(self) -> tuple[dict[str, str], tuple[int, int]]:
         """key -> file name in cur/, and the cur/ signature taken *before* reading."""
@@ -589,7 +595,30 @@ class MaildirFolder:
             unseen=sum(1 for i in infos if "\\Seen" not in i.flags),
             recent=len(self.recent(claim=False)),
             size=sum(i.size for i in infos),
+            extra={"highestmodseq": self.modseqs()[0]},
         )
+
+    def modseqs(self) -> tuple[int, dict[int, int]]:
+        """(HIGHESTMODSEQ, uid -> mod-sequence) as of the last ``sync()`` (RFC 7162).
+
+        Reconciles the folder's mod-sequence index with the messages and flags the
+        folder sees now (see :mod:`store.modseq`); free while nothing changed.
+        """
+        with self._tlock:
+            if self._modseq_seen is not None and self._modseq_seen[0] == self._version:
+                return self._modseq_seen[1]
+            if self._modseq is None:
+                self._modseq = ModSeqIndex(self.path)
+            state = {e.key: (e.uid, e.chars) for e in self._by_uid.values()}
+            result = self._modseq.reconcile(state)
+            self._modseq_seen = (self._version, result)
+            return result
+
+    def expunged_since(self, modseq: int) -> list[int]:
+        """UIDs expunged after mod-sequence ``modseq`` (RFC 7162 QRESYNC)."""
+        self.modseqs()
+        assert self._modseq is not None
+        return self._modseq.expunged_since(modseq)
 
     def recent(self, *, claim: bool, upto: int | None = None) -> set[int]:
         """UIDs not yet claimed as \\Recent by any session (RFC 3501 §2.3.2).
@@ -998,6 +1027,9 @@ class MaildirFolder:
         return self._metadata().prune(live)
 
     def close(self) -> None:
+        if self._modseq is not None:
+            self._modseq.close()
+            self._modseq = None
         if self._cache is not None:
             self._cache.close()
             self._cache = None

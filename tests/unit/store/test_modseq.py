@@ -1,0 +1,61 @@
+"""Mod-sequence index (RFC 7162): exclusive, persistent, never backwards."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from esam_mail.store.maildir import MaildirStore
+from esam_mail.store.modseq import MODSEQ_FILE, ModSeqIndex
+
+
+def _folder(root: Path):
+    store = MaildirStore(root, fsync=False)
+    user = store.user("alice")
+    user.create()
+    return user.folder("INBOX")
+
+
+def test_changes_get_new_modseqs_seen_by_another_process(tmp_path: Path) -> None:
+    f = _folder(tmp_path)
+    for i in range(3):
+        f.append(b"Subject: %d\r\n\r\nx\r\n" % i)
+    f.sync()
+    high, seqs = f.modseqs()
+    assert set(seqs) == {1, 2, 3} and max(seqs.values()) == high
+    other = MaildirStore(tmp_path, fsync=False).user("alice").folder("INBOX")
+    other.sync()
+    assert other.modseqs() == (high, seqs)  # nothing changed: nothing bumped
+    other.store_flags([2], ["$Work"], 1)
+    other.sync()
+    high2, seqs2 = other.modseqs()
+    assert high2 > high and seqs2[2] == high2 and seqs2[1] == seqs[1]
+    f.sync()
+    assert f.modseqs() == (high2, seqs2)  # the flag rename is picked up, not bumped twice
+    f.store_flags([3], ["\\Deleted"], 1)
+    f.expunge([3])
+    f.sync()
+    high3, seqs3 = f.modseqs()
+    assert high3 > high2 and 3 not in seqs3
+    assert f.expunged_since(high2) == [3] and f.expunged_since(high3) == []
+
+
+def test_lost_index_restarts_above_every_old_value(tmp_path: Path) -> None:
+    f = _folder(tmp_path)
+    f.append(b"Subject: x\r\n\r\nx\r\n")
+    f.sync()
+    high, _ = f.modseqs()
+    f.close()
+    (f.path / MODSEQ_FILE).write_bytes(b"this is not a database")
+    fresh = MaildirStore(tmp_path, fsync=False).user("alice").folder("INBOX")
+    fresh.sync()
+    high2, seqs = fresh.modseqs()
+    assert high2 > high and seqs[1] > high
+
+
+def test_reconcile_is_one_value_per_round(tmp_path: Path) -> None:
+    idx = ModSeqIndex(tmp_path)
+    h1, s1 = idx.reconcile({"a": (1, ""), "b": (2, "S")})
+    assert s1 == {1: h1, 2: h1}
+    h2, s2 = idx.reconcile({"a": (1, "F"), "b": (2, "S")})
+    assert h2 == h1 + 1 and s2 == {1: h2, 2: h1}
+    assert idx.reconcile({"a": (1, "F"), "b": (2, "S")}) == (h2, s2)
