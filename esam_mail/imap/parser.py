@@ -344,7 +344,7 @@ def format_uid_set(uids: Sequence[int]) -> bytes:
 
 @dataclass(frozen=True, slots=True)
 class FetchItem:
-    """One fetch-att.  ``name`` is FLAGS, UID, ..., BODY, BODYSTRUCTURE or BODY[]."""
+    """One fetch-att.  ``name`` is FLAGS, UID, ..., BODY, BODYSTRUCTURE, MODSEQ or BODY[]."""
 
     name: str
     section: Section | None = None
@@ -361,7 +361,7 @@ _MACROS = {
 }
 _SIMPLE = {
     b"FLAGS", b"UID", b"INTERNALDATE", b"RFC822.SIZE", b"RFC822", b"RFC822.HEADER",
-    b"RFC822.TEXT", b"ENVELOPE", b"BODYSTRUCTURE", b"BODY",
+    b"RFC822.TEXT", b"ENVELOPE", b"BODYSTRUCTURE", b"BODY", b"MODSEQ",
 }
 _BODY_RE = re.compile(rb"^(BODY(?:\.PEEK)?)\[([^\]]*)\](?:<(\d+)(?:\.(\d+))?>)?$", re.I)
 

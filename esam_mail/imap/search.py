@@ -35,6 +35,7 @@ class Candidate(Protocol):
     seq: int
     uid: int
     flags: frozenset[str]  # including \\Recent when recent
+    modseq: int  # RFC 7162 mod-sequence
     size: int
     internal_date: dt.datetime
 
@@ -185,6 +186,18 @@ def _key(args: Args, ctx: _Ctx, depth: int = 0) -> Node:
         if isinstance(tokd, list):
             raise ParseError("date expected")
         return _date_node(which, op, parse_date(bytes(tokd)))
+    if key == "MODSEQ":  # RFC 7162 §3.1.5: [entry-name entry-type] mod-sequence
+        if isinstance(args.peek(), String):
+            args.next()
+            kind = args.atom().upper()
+            if kind not in (b"PRIV", b"SHARED", b"ALL"):
+                raise ParseError("entry type expected")
+        raw = args.atom()
+        if not raw.isdigit() or len(raw) > 19:
+            raise ParseError("mod-sequence expected")
+        floor = int(raw)
+        ctx.modseq = True
+        return Node(lambda m: m.modseq >= floor, 0)
     if key in ("LARGER", "SMALLER"):
         raw = args.atom()
         if not raw.isdigit() or len(raw) > 20:  # RFC 9051 number64
@@ -225,6 +238,7 @@ class _Ctx:
     max_seq: int
     max_uid: int
     keys: int = 0
+    modseq: bool = False
 
 
 @dataclass(slots=True)
@@ -233,6 +247,7 @@ class Query:
 
     node: Node
     charset: str
+    uses_modseq: bool = False  # MODSEQ key: the SEARCH reply carries (MODSEQ n)
 
     def matches(self, m: Candidate) -> bool:
         return self.node.test(m)
@@ -264,4 +279,4 @@ def parse_search(tokens: Sequence[Token], *, max_seq: int, max_uid: int) -> Quer
         nodes.append(_key(args, ctx))
     if not nodes:
         raise ParseError("missing search key")
-    return Query(_and(nodes), charset)
+    return Query(_and(nodes), charset, ctx.modseq)

@@ -68,7 +68,8 @@ class SelectedFolder:
 
     def __init__(
         self, view: MailboxView, infos: list[MessageInfo], uidvalidity: int, *,
-        readonly: bool, recent: set[int] | None = None,
+        readonly: bool, recent: set[int] | None = None, highestmodseq: int = 0,
+        modseqs: dict[int, int] | None = None,
     ) -> None:
         self.view = view
         self.readonly = readonly
@@ -80,12 +81,18 @@ class SelectedFolder:
         self.gone: set[int] = set()
         self.announced: set[str] = self.keywords()  # keywords the client has seen in * FLAGS
         self._refresh_lock = asyncio.Lock()
+        # RFC 7162: mod-sequences; once the client enabled CONDSTORE, every FETCH
+        # reporting a flag change carries UID and MODSEQ
+        self.highestmodseq = highestmodseq
+        self.modseq: dict[int, int] = dict(modseqs or {})
+        self.condstore = False
 
     @classmethod
     async def open(cls, view: MailboxView, *, readonly: bool) -> SelectedFolder:
         """Sync the folder (off the loop) and take the first snapshot."""
-        uidvalidity, infos, recent = await view.sync_recent(claim=not readonly)
-        return cls(view, infos, uidvalidity, readonly=readonly, recent=recent)
+        snap = await view.snapshot(claim=not readonly)
+        return cls(view, snap.infos, snap.uidvalidity, readonly=readonly, recent=snap.recent,
+                   highestmodseq=snap.highestmodseq, modseqs=snap.modseqs)
 
     @property
     def name(self) -> str:
@@ -166,14 +173,21 @@ class SelectedFolder:
             UidValidityChanged: the UIDs of this session no longer mean anything.
         """
         async with self._refresh_lock:
-            uidvalidity, infos, recent = await self.view.sync_recent(claim=not self.readonly)
-            if uidvalidity != self.uidvalidity:
+            snap = await self.view.snapshot(claim=not self.readonly)
+            if snap.uidvalidity != self.uidvalidity:
                 raise UidValidityChanged(self.view.name)
-            return self._apply(infos, allow_expunge=allow_expunge, with_uid=with_uid,
-                               recent=recent)
+            seen = self.modseq
+            self.modseq = dict(snap.modseqs)
+            self.highestmodseq = max(self.highestmodseq, snap.highestmodseq)
+            for uid in self.gone:  # ghosts keep theirs until reported
+                if uid in seen:
+                    self.modseq.setdefault(uid, seen[uid])
+            return self._apply(snap.infos, allow_expunge=allow_expunge, with_uid=with_uid,
+                               recent=snap.recent, seen=seen)
 
     def _apply(self, infos: list[MessageInfo], *, allow_expunge: bool,
-               with_uid: bool, recent: Set[int] = frozenset()) -> list[bytes]:
+               with_uid: bool, recent: Set[int] = frozenset(),
+               seen: dict[int, int] | None = None) -> list[bytes]:
         current = {m.uid: m for m in infos}
         lines: list[bytes] = []
         for uid in self.uids:
@@ -187,7 +201,9 @@ class SelectedFolder:
             old = self.info.get(m.uid)
             if old is None:
                 new.append(m)
-            elif old.flags != m.flags:
+            elif old.flags != m.flags or (
+                    self.condstore and seen is not None
+                    and seen.get(m.uid) != self.modseq.get(m.uid)):
                 changed.append(m.uid)
             if old is None or old.flags != m.flags:
                 self.info[m.uid] = m
@@ -195,11 +211,7 @@ class SelectedFolder:
         for uid in changed:
             if uid in self.gone:
                 continue
-            seq = self.seq_of(uid)
-            uid_part = b"UID %d " % uid if with_uid else b""
-            lines.append(
-                b"* %d FETCH (%sFLAGS %s)" % (seq, uid_part, format_flags(self.flags_of(uid)))
-            )
+            lines.append(self.flags_fetch(uid, with_uid=with_uid))
         if new:
             new.sort(key=lambda m: m.uid)
             for m in new:
@@ -228,6 +240,18 @@ class SelectedFolder:
     def expunged(self, uids: Sequence[int]) -> list[bytes]:
         """Our own EXPUNGE removed ``uids``; report them (and any pending ghosts)."""
         return self._drop(set(uids) | self.gone)
+
+    def flags_fetch(self, uid: int, *, with_uid: bool = True, silent: bool = False) -> bytes:
+        """``* n FETCH (UID u FLAGS (..) MODSEQ (m))`` reporting a flag change; UID and
+        MODSEQ always once CONDSTORE is on (RFC 7162 §3.1), FLAGS left out if ``silent``."""
+        items: list[bytes] = []
+        if with_uid or self.condstore:
+            items.append(b"UID %d" % uid)
+        if not silent:
+            items.append(b"FLAGS " + format_flags(self.flags_of(uid)))
+        if self.condstore:
+            items.append(b"MODSEQ (%d)" % self.modseq.get(uid, 0))
+        return b"* %d FETCH (%s)" % (self.seq_of(uid), b" ".join(items))
 
     def set_flags(self, uid: int, flags: frozenset[str]) -> None:
         old = self.info.get(uid)

@@ -201,6 +201,7 @@ class EsamIMAP4Server(imap4.IMAP4Server):
         self._transport_paused = False
         self._closing = False
         self._abort_timer: Any = None
+        self.condstore = False  # RFC 7162: enabled by ENABLE or a CONDSTORE-enabling command
         self.timeOut = int(self.limits.unauth_timeout)
 
     # -- connection ------------------------------------------------------------
@@ -289,7 +290,7 @@ class EsamIMAP4Server(imap4.IMAP4Server):
                 cap[b"LOGINDISABLED"] = None
         else:
             for c in (b"IDLE", b"NAMESPACE", b"UIDPLUS", b"MOVE", b"UNSELECT",
-                      b"SPECIAL-USE", b"CHILDREN", b"QUOTA", b"ENABLE"):
+                      b"SPECIAL-USE", b"CHILDREN", b"QUOTA", b"ENABLE", b"CONDSTORE"):
                 cap[c] = None
         cap[b"ID"] = None
         cap[b"LITERAL-"] = None
@@ -712,6 +713,11 @@ class EsamIMAP4Server(imap4.IMAP4Server):
 
     async def _select(self, tag: bytes, args: Args, *, readonly: bool) -> None:
         name = self._mailbox_arg(args)
+        if args.more():  # select-params (RFC 4466): only (CONDSTORE) is known
+            params = args.plist()
+            if [bytes(p).upper() if isinstance(p, Atom) else None for p in params] != [b"CONDSTORE"]:
+                raise ParseError("unknown SELECT parameter")
+            self._enable_condstore()
         args.end()
         self._deselect()
         view = await self._user().open(name)
@@ -726,6 +732,8 @@ class EsamIMAP4Server(imap4.IMAP4Server):
             self._untagged(b"* OK [UNSEEN %d] First unseen." % unseen)
         self._untagged(b"* OK [UIDVALIDITY %d] UIDs valid." % sel.uidvalidity)
         self._untagged(b"* OK [UIDNEXT %d] Predicted next UID." % uidnext)
+        self._untagged(b"* OK [HIGHESTMODSEQ %d] Highest." % sel.highestmodseq)
+        sel.condstore = self.condstore
         self.selected = sel
         self.state = "select"
         mode = b"READ-ONLY" if readonly else b"READ-WRITE"
@@ -888,13 +896,17 @@ class EsamIMAP4Server(imap4.IMAP4Server):
         name = self._mailbox_arg(args)
         items = [bytes(x).upper() for x in args.plist() if isinstance(x, Atom)]
         args.end()
-        allowed = {b"MESSAGES", b"RECENT", b"UIDNEXT", b"UIDVALIDITY", b"UNSEEN"}
+        allowed = {b"MESSAGES", b"RECENT", b"UIDNEXT", b"UIDVALIDITY", b"UNSEEN",
+                   b"HIGHESTMODSEQ"}
         if not items or any(i not in allowed for i in items):
             raise ParseError("bad STATUS item")
+        if b"HIGHESTMODSEQ" in items:
+            self._enable_condstore()
         st = await self._user().status(name)
         values = {
             b"MESSAGES": st.messages, b"RECENT": st.recent, b"UIDNEXT": st.uidnext,
             b"UIDVALIDITY": st.uidvalidity, b"UNSEEN": st.unseen,
+            b"HIGHESTMODSEQ": st.extra.get("highestmodseq", 0),
         }
         body = b" ".join(b"%s %d" % (i, values[i]) for i in items)
         self._untagged(b"* STATUS " + quote(encode_mailbox(name)) + b" (" + body + b")")
@@ -942,9 +954,21 @@ class EsamIMAP4Server(imap4.IMAP4Server):
     async def cmd_enable(self, tag: bytes, args: Args) -> None:
         if not args.more():
             raise ParseError("ENABLE needs a capability")
-        args.rest()
-        self._untagged(b"* ENABLED")  # nothing we support needs enabling
+        enabled: list[bytes] = []
+        for tok in args.rest():
+            if not isinstance(tok, Atom):
+                raise ParseError("capability atom expected")
+            if tok.upper() == b"CONDSTORE" and b"CONDSTORE" not in enabled:
+                self._enable_condstore()
+                enabled.append(b"CONDSTORE")
+        self._untagged(b"* ENABLED" + b"".join(b" " + c for c in enabled))
         await self._ok(tag, b"ENABLE completed.")
+
+    def _enable_condstore(self) -> None:
+        """RFC 7162 §3.1: from now on flag-change FETCH responses carry UID and MODSEQ."""
+        self.condstore = True
+        if self.selected is not None:
+            self.selected.condstore = True
 
     async def cmd_getquotaroot(self, tag: bytes, args: Args) -> None:
         name = self._mailbox_arg(args)
@@ -1079,6 +1103,14 @@ class EsamIMAP4Server(imap4.IMAP4Server):
     async def cmd_store(self, tag: bytes, args: Args, uid: bool = False) -> None:
         sel = self._sel()
         seqset = SeqSet.parse(args.atom())
+        unchanged_since = None
+        if isinstance(args.peek(), list):  # store-modifiers (RFC 7162 §3.1.3)
+            mods = args.plist()
+            if (len(mods) != 2 or not isinstance(mods[0], Atom)
+                    or mods[0].upper() != b"UNCHANGEDSINCE"):
+                raise ParseError("unknown STORE modifier")
+            unchanged_since = _number(mods[1], "UNCHANGEDSINCE", maximum=_MAX_MODSEQ)
+            self._enable_condstore()
         item = args.atom().upper()
         m = re.fullmatch(rb"([+-]?)FLAGS(\.SILENT)?", item)
         if not m:
@@ -1094,20 +1126,27 @@ class EsamIMAP4Server(imap4.IMAP4Server):
         targets = sel.resolve(seqset, uid=uid)
         flags = [f for f in flags if f != "\\Recent"]
         live = [u for _, u in targets if u not in sel.gone]
-        result = await sel.view.store_flags(live, flags, mode) if live else {}
+        result, modified, seqs = (await sel.view.store_flags_cond(
+            live, flags, mode, unchanged_since) if live else ({}, [], {}))
+        sel.modseq.update(seqs)
+        if seqs:
+            sel.highestmodseq = max(sel.highestmodseq, *seqs.values())
         for line in sel.announce(result.values()):
             self._untagged(line)
-        for i, (seq, u) in enumerate(targets, 1):
+        for i, (_seq, u) in enumerate(targets, 1):
             if u not in result:
                 continue
             sel.set_flags(u, result[u])
-            if not silent:
-                uid_part = b"UID %d " % u if uid else b""
-                self._untagged(b"* %d FETCH (%sFLAGS %s)" % (seq, uid_part,
-                               format_flags(sel.flags_of(u))))
+            if not silent or sel.condstore:  # RFC 7162 §3.1.3: MODSEQ even when .SILENT
+                self._untagged(sel.flags_fetch(u, with_uid=uid, silent=silent))
             if i % _YIELD_EVERY == 0:
                 await asyncio.sleep(0)
-        await self._ok(tag, b"STORE completed.", allow_expunge=False)
+        code = None
+        if modified:
+            failed = modified if uid else [sel.seq_of(u) for u in modified]
+            code = b"MODIFIED " + format_uid_set(sorted(failed))
+        await self._ok(tag, b"STORE completed." if code is None else
+                       b"Conditional STORE failed.", code, allow_expunge=False)
 
     async def cmd_copy(self, tag: bytes, args: Args, uid: bool = False) -> None:
         await self._copy(tag, args, uid=uid, move=False)
@@ -1164,18 +1203,37 @@ class EsamIMAP4Server(imap4.IMAP4Server):
                     hits.append(u if uid else seq)
             return hits
 
+        if query.uses_modseq:
+            self._enable_condstore()
         hits = await sel.view.call(evaluate)
-        self._untagged(b"* SEARCH" + b"".join(b" %d" % h for h in hits))
+        tail = b""
+        if query.uses_modseq and hits:  # RFC 7162 §3.1.5: the highest mod-sequence found
+            found = hits if uid else [sel.uids[h - 1] for h in hits]
+            tail = b" (MODSEQ %d)" % max(sel.modseq.get(u, 0) for u in found)
+        self._untagged(b"* SEARCH" + b"".join(b" %d" % h for h in hits) + tail)
         await self._ok(tag, b"SEARCH completed.", allow_expunge=False)
 
     async def cmd_fetch(self, tag: bytes, args: Args, uid: bool = False) -> None:
         sel = self._sel()
         seqset = SeqSet.parse(args.atom())
         items = parse_fetch_atts(args.next())
+        changed_since = None
+        if args.more():  # fetch-modifiers (RFC 7162 §3.1.4)
+            mods = args.plist()
+            if (len(mods) != 2 or not isinstance(mods[0], Atom)
+                    or mods[0].upper() != b"CHANGEDSINCE"):
+                raise ParseError("unknown FETCH modifier")
+            changed_since = _number(mods[1], "CHANGEDSINCE", maximum=_MAX_MODSEQ)
+            if not any(i.name == "MODSEQ" for i in items):
+                items.append(FetchItem("MODSEQ", label=b"MODSEQ"))
         args.end()
+        if any(i.name == "MODSEQ" for i in items):
+            self._enable_condstore()
         if uid and not any(i.name == "UID" for i in items):
             items.insert(0, FetchItem("UID", label=b"UID"))
         targets = [(s, u) for s, u in sel.resolve(seqset, uid=uid) if u not in sel.gone]
+        if changed_since is not None:
+            targets = [(s, u) for s, u in targets if sel.modseq.get(u, 0) > changed_since]
         await self._fetch(tag, sel, targets, items)
 
     async def _fetch(self, tag: bytes, sel: SelectedFolder, targets: list[tuple[int, int]],
@@ -1193,8 +1251,10 @@ class EsamIMAP4Server(imap4.IMAP4Server):
         if sets_seen:
             unseen = [u for _, u in targets if "\\Seen" not in sel.info[u].flags]
             if unseen:
-                for u, flags in (await sel.view.store_flags(unseen, ["\\Seen"], 1)).items():
+                result, _, seqs = await sel.view.store_flags_cond(unseen, ["\\Seen"], 1)
+                for u, flags in result.items():
                     sel.set_flags(u, flags)
+                sel.modseq.update(seqs)
             newly_seen = set(unseen)
         throttle = _Throttle()
         self.transport.registerProducer(throttle, True)
@@ -1244,6 +1304,8 @@ class EsamIMAP4Server(imap4.IMAP4Server):
                 add(b"UID", b"%d" % uid)
             elif n == "FLAGS":
                 add(b"FLAGS", format_flags(sel.flags_of(uid)))
+            elif n == "MODSEQ":
+                add(b"MODSEQ", b"(%d)" % sel.modseq.get(uid, 0))
             elif n == "INTERNALDATE":
                 add(b"INTERNALDATE", mime.format_internal_date(info.internal_date))
             elif n == "RFC822.SIZE":
@@ -1281,6 +1343,11 @@ class EsamIMAP4Server(imap4.IMAP4Server):
                     add(it.label, _literal(mime.partial(raw, it.start, it.length)))
         if newly_seen and "FLAGS" not in names:
             add(b"FLAGS", format_flags(sel.flags_of(uid)))
+        if newly_seen and sel.condstore:  # RFC 7162 §3.1: a flag change carries UID, MODSEQ
+            if "UID" not in names:
+                add(b"UID", b"%d" % uid)
+            if "MODSEQ" not in names:
+                add(b"MODSEQ", b"(%d)" % sel.modseq.get(uid, 0))
         return out
 
 
@@ -1314,6 +1381,19 @@ def _background(coro: Coroutine[Any, Any, Any]) -> None:
     fut = asyncio.ensure_future(coro)
     _BACKGROUND.add(fut)
     fut.add_done_callback(_BACKGROUND.discard)
+
+
+_MAX_MODSEQ = (1 << 63) - 1
+
+
+def _number(tok: Token, what: str, *, maximum: int) -> int:
+    """A non-negative decimal atom no larger than ``maximum`` (mod-sequences: 63 bits)."""
+    if not isinstance(tok, Atom) or not bytes(tok).isdigit() or len(tok) > 19:
+        raise ParseError(f"{what} needs a number")
+    value = int(bytes(tok))
+    if value > maximum:
+        raise ParseError(f"{what} out of range")
+    return value
 
 
 def _reactor() -> Any:
@@ -1393,6 +1473,7 @@ class _Candidate:
         self.uid = uid
         info = sel.info[uid]
         self.flags = sel.flags_of(uid)
+        self.modseq = sel.modseq.get(uid, 0)
         self.size = info.size
         self.internal_date = info.internal_date
         self._folder = folder

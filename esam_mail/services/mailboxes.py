@@ -41,6 +41,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -438,6 +439,17 @@ class Spool:
             self._fd = -1
 
 
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """One look at a folder (see :meth:`MailboxView.snapshot`)."""
+
+    uidvalidity: int
+    infos: list[MessageInfo]
+    recent: set[int]
+    highestmodseq: int
+    modseqs: dict[int, int]
+
+
 class MailboxView:
     """One session's handle on one folder; every call off the loop, in folder order."""
 
@@ -472,15 +484,18 @@ class MailboxView:
 
         return await self.call(sync)
 
-    async def sync_recent(self, *, claim: bool) -> tuple[int, list[MessageInfo], set[int]]:
-        """:meth:`sync` plus the UIDs of the result that no session has seen as
-        \\Recent yet; with ``claim`` they become this caller's alone (RFC 3501
-        §2.3.2), up to the highest UID returned, in the same pool call."""
+    async def snapshot(self, *, claim: bool) -> Snapshot:
+        """:meth:`sync` plus what a selected session needs with it, in one pool call:
+        the UIDs no session has seen as \\Recent yet (with ``claim`` they become this
+        caller's alone, RFC 3501 §2.3.2, up to the highest UID returned) and the
+        mod-sequences (RFC 7162)."""
 
-        def sync(folder: Folder) -> tuple[int, list[MessageInfo], set[int]]:
+        def sync(folder: Folder) -> Snapshot:
             infos = folder.sync()
             upto = infos[-1].uid if infos else 0
-            return folder.uidvalidity, infos, folder.recent(claim=claim, upto=upto)
+            recent = folder.recent(claim=claim, upto=upto)
+            highest, modseqs = folder.modseqs()
+            return Snapshot(folder.uidvalidity, infos, recent, highest, modseqs)
 
         return await self.call(sync)
 
@@ -521,6 +536,32 @@ class MailboxView:
         if result:
             self.owner.service.publish(self.login, self.name)
         return result
+
+    async def store_flags_cond(
+        self, uids: Sequence[int], flags: Iterable[str], mode: int,
+        unchanged_since: int | None = None,
+    ) -> tuple[dict[int, frozenset[str]], list[int], dict[int, int]]:
+        """:meth:`store_flags` with RFC 7162 UNCHANGEDSINCE: messages whose
+        mod-sequence is above ``unchanged_since`` are left alone and returned as
+        *modified*.  Returns (uid -> new flags, modified UIDs, uid -> mod-sequence of
+        the stored ones); check and store run in one call, in folder order."""
+        flags = list(flags)
+
+        def store(folder: Folder) -> tuple[dict[int, frozenset[str]], list[int], dict[int, int]]:
+            todo, modified = list(uids), []
+            if unchanged_since is not None:
+                folder.sync()
+                _, seqs = folder.modseqs()
+                modified = [u for u in todo if seqs.get(u, 0) > unchanged_since]
+                todo = [u for u in todo if seqs.get(u, 0) <= unchanged_since]
+            result = folder.store_flags(todo, flags, mode) if todo else {}
+            _, seqs = folder.modseqs()
+            return result, modified, {u: seqs[u] for u in result if u in seqs}
+
+        result, modified, seqs = await self.call(store)
+        if result:
+            self.owner.service.publish(self.login, self.name)
+        return result, modified, seqs
 
     async def expunge(self, uids: Sequence[int] | None = None) -> list[int]:
         removed = await self.call(lambda f: f.expunge(uids))

@@ -262,7 +262,8 @@ def test_id_enable(env):
     r = Raw.tls(env)
     r.login()
     assert r.cmd(b"a", b'ID ("name" "test")')[0].startswith(b'* ID ("name" "esam_mail"')
-    assert r.cmd(b"b", b"ENABLE CONDSTORE") == [b"* ENABLED", b"b OK ENABLE completed."]
+    assert r.cmd(b"b", b"ENABLE X-UNKNOWN") == [b"* ENABLED", b"b OK ENABLE completed."]
+    assert r.cmd(b"c", b"ENABLE CONDSTORE")[0] == b"* ENABLED CONDSTORE"
 
 
 def test_unexpected_exception_is_serverbug_without_text(env, monkeypatch, caplog):
