@@ -53,3 +53,24 @@ def cfg(config_path: Path) -> Any:
 
 def have(tool: str) -> bool:
     return shutil.which(tool) is not None or os.path.exists(f"/usr/sbin/{tool}")
+
+
+def add_staff(directory_url: str, username: str, role: str = "employee", office: str | None = "ALA01",
+              domain: str = "esam.test") -> None:
+    """A staff account in the directory at ``directory_url`` (for ``--employee``), made
+    outside any running loop."""
+    import asyncio
+
+    from esam_mail.directory.sql import SqlDirectory
+    from esam_mail.services.staff import StaffService
+
+    async def go() -> None:
+        d = SqlDirectory(directory_url, domain=domain)
+        try:
+            await StaffService(d, lambda pw: "x", lambda pw, h: False).add(
+                username, f"Staff {username}", role, "a long staff password", office_code=office,
+                actor=("sysadmin", "test"))
+        finally:
+            await d.close()
+
+    asyncio.run(go())

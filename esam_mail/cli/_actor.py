@@ -4,7 +4,7 @@ The actor is never free text typed by an ordinary user: it is the OS user runnin
 ``esam`` (``os:<name>``), or the staff account bound to that OS user (``esam staff add
 --os-user``).  ``--actor KIND:ID`` is accepted only from an administrator: root, an OS
 user listed in ``staff.cli_administrators``, or one bound to an ``admin`` staff account;
-the OS user is then kept next to the named actor (``ID|os:<name>``).
+the OS user is then kept next to the named actor (``ID/os=<name>``).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 
 from esam_mail.errors import ValidationError
 
-__all__ = ["actor_for", "os_user", "staff_service"]
+__all__ = ["actor_for", "is_administrator", "os_user", "staff_service"]
 
 
 def os_user() -> str:
@@ -48,6 +48,15 @@ def _bound_staff(cfg: Any, user: str) -> Any:
     return asyncio.run(go())
 
 
+def is_administrator(cfg: Any) -> bool:
+    """Root, an OS user in ``staff.cli_administrators``, or one bound to an admin account."""
+    user = os_user()
+    if os.geteuid() == 0 or user in cfg.staff.cli_administrators:
+        return True
+    staff = _bound_staff(cfg, user)
+    return staff is not None and staff.role == "admin"
+
+
 def actor_for(args: argparse.Namespace, cfg: Any) -> tuple[str, str]:
     """The audit actor of this command (see the module docstring).
 
@@ -58,16 +67,14 @@ def actor_for(args: argparse.Namespace, cfg: Any) -> tuple[str, str]:
     staff = _bound_staff(cfg, user)
     given = getattr(args, "actor", None)
     if given:
-        admin = os.geteuid() == 0 or user in cfg.staff.cli_administrators or (
-            staff is not None and staff.role == "admin")
-        if not admin:
+        if not is_administrator(cfg):
             raise ValidationError(
                 "actor", f"only an administrator may name another actor; you are recorded as os:{user}")
         kind, _, ident = given.partition(":")
         if not kind or not ident or len(given) > 100:
             raise ValidationError("actor", "KIND:ID, e.g. employee:e-17")
-        return kind, f"{ident}|os:{user}"
+        return kind, f"{ident}/os={user}"
     if staff is not None:
         kind, ident = staff.actor
-        return kind, f"{ident}|os:{user}"
+        return kind, f"{ident}/os={user}"
     return "os", user

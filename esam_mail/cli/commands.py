@@ -253,7 +253,7 @@ def add_mailbox(sub: Sub) -> None:
         q.add_argument("login")
         q.add_argument("--json", action="store_true")
         if name != "show":
-            q.add_argument("--actor", default="sysadmin:cli", help="who does it, KIND:ID (audit)")
+            q.add_argument("--actor", help="who does it, KIND:ID (administrators only; default: you, as os:<user> or your staff account)")
         q.set_defaults(func=handle_errors(cmd_mailbox_state), action=name)
 
 
@@ -348,7 +348,10 @@ def cmd_mailbox_list(args: argparse.Namespace) -> int:
 
 
 def cmd_mailbox_state(args: argparse.Namespace) -> int:
+    from esam_mail.cli._actor import actor_for
+
     cfg = load_config(args)
+    actor = actor_for(args, cfg) if args.action != "show" else ("os", "-")
 
     async def go() -> int:
         from esam_mail.directory.sql import SqlDirectory
@@ -366,9 +369,8 @@ def cmd_mailbox_state(args: argparse.Namespace) -> int:
                 emit(args, data, "\n".join(f"{k:14} {_owner_line(v) if k == 'owner' else v}"
                                            for k, v in data.items()))
                 return 0
-            kind, _, ident = args.actor.partition(":")
             state = {"suspend": "suspended", "resume": "active", "close": "closed"}[args.action]
-            rec = await d.set_state(args.login, state, actor=(kind, ident or "-"))
+            rec = await d.set_state(args.login, state, actor=actor)
             emit(args, _mailbox_dict(rec), f"{rec.address}: {rec.state}")
             return 0
         finally:
@@ -382,12 +384,15 @@ def add_passwd(sub: Sub) -> None:
     p = sub.add_parser("passwd", help="set a mailbox password")
     p.add_argument("login")
     p.add_argument("--password-stdin", action="store_true")
-    p.add_argument("--actor", default="sysadmin:cli", help="who does it, KIND:ID (audit)")
+    p.add_argument("--actor", help="who does it, KIND:ID (administrators only; default: you, as os:<user> or your staff account)")
     p.set_defaults(func=handle_errors(cmd_passwd))
 
 
 def cmd_passwd(args: argparse.Namespace) -> int:
+    from esam_mail.cli._actor import actor_for
+
     cfg = load_config(args)
+    kind, ident = actor_for(args, cfg)
     pw, generated = read_password(args)
 
     async def go() -> int:
@@ -401,8 +406,7 @@ def cmd_passwd(args: argparse.Namespace) -> int:
             check_password(pw, login=rec.login, owner=await svc.directory.owner(rec.subscriber_id))
             hashed = await asyncio.get_running_loop().run_in_executor(None, svc.hasher.hash, pw)
             await svc.directory.set_password_hash(rec.id, hashed)
-            kind, _, ident = args.actor.partition(":")
-            await svc.directory.audit(kind, ident or "-", "mailbox.passwd", rec.address)
+            await svc.directory.audit(kind, ident, "mailbox.passwd", rec.address)
         finally:
             await svc.close()
         print(f"password changed for {rec.address}" + (f"\npassword (shown once): {pw}" if generated else ""))

@@ -71,7 +71,7 @@ def add_eds(sub: Sub) -> None:
                    help="the detached CMS signature over the challenge (DER, PEM or Base64)")  # fmt: skip
     f.add_argument("--challenge", metavar="TEXT",
                    help="the challenge text that was signed (default: the newest one for LOGIN)")  # fmt: skip
-    f.add_argument("--actor", default="sysadmin:cli", help="who does it, KIND:ID (audit)")
+    f.add_argument("--actor", help="who does it, KIND:ID (administrators only; default: you, as os:<user> or your staff account)")
     f.add_argument("--json", action="store_true", help="machine-readable output")
     f.set_defaults(func=_run, eds_func=cmd_confirm)
 
@@ -111,7 +111,9 @@ def cmd_confirm(args: argparse.Namespace) -> int:
         cms = Path(args.cms).read_bytes()
     except OSError as e:
         raise ValidationError("cms", f"cannot read {args.cms} ({e.strerror})") from None
-    kind, _, ident = args.actor.partition(":")
+    from esam_mail.cli._actor import actor_for
+
+    actor = actor_for(args, cfg)
 
     async def go() -> int:
         from esam_mail import app
@@ -120,7 +122,7 @@ def cmd_confirm(args: argparse.Namespace) -> int:
         svc = app.build(cfg)
         try:
             done = await eds_services(svc).confirmations.confirm(
-                args.login, cms, challenge=args.challenge, actor=(kind, ident or "-")
+                args.login, cms, challenge=args.challenge, actor=actor
             )
         finally:
             await svc.close()

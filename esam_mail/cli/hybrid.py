@@ -91,7 +91,7 @@ def add_hybrid(sub: Sub) -> None:
     st.add_argument("tracking", metavar="TRACKING")
     st.add_argument("event", metavar="EVENT", type=str.upper,
                     help=", ".join(e.value for e in HybridEvent if e is not HybridEvent.ACCEPTED))
-    st.add_argument("--actor", default="sysadmin:cli", help="who reports it, KIND:ID (e.g. employee:1234)")
+    st.add_argument("--actor", help="who does it, KIND:ID (administrators only; default: you, as os:<user> or your staff account)")
     st.add_argument("--note", default="", help="free text kept with the event (e.g. the batch or a reason)")
     st.add_argument("--json", action="store_true")
     st.set_defaults(func=_guard(cmd_status))
@@ -151,8 +151,12 @@ def _event(value: str) -> HybridEvent:
 def cmd_status(args: argparse.Namespace) -> int:
     ev = _event(args.event)
 
+    from esam_mail.cli._actor import actor_for
+
+    kind, ident = actor_for(args, load_config(args))
+
     async def body(hm: HybridMail) -> int:
-        rec, delivered = await hm.record_event(args.tracking, ev, actor=args.actor, note=args.note)
+        rec, delivered = await hm.record_event(args.tracking, ev, actor=f"{kind}:{ident}", note=args.note)
         data = {"seq": rec.seq, "tracking_number": rec.tracking_number, "event": str(rec.event),
                 "time": rec.time.isoformat(), "actor": rec.actor, "note": rec.note,
                 "notice_delivered": delivered}
@@ -187,8 +191,12 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise HybridInputError("scan", f"cannot read {args.scan}: {exc.strerror}") from None
 
+    from esam_mail.cli.staff import verify_employee
+
+    employee = verify_employee(load_config(args), args.employee, "hybrid.operate", None)
+
     async def body(hm: HybridMail) -> int:
-        res = await hm.ingest(pdf, to=args.to, facility=args.facility, employee=args.employee,
+        res = await hm.ingest(pdf, to=args.to, facility=args.facility, employee=employee,
                               sender_name=args.sender_name, tracking_number=args.tracking)
         data = {"tracking_number": res.tracking_number, "to": res.address, "message_id": res.message_id,
                 "pages": res.pages, "size": res.size, "sha256": res.sha256}

@@ -206,8 +206,13 @@ def _read_password(args: argparse.Namespace) -> str | None:
 
 
 def cmd_register(args: argparse.Namespace) -> int:
+    from esam_mail.cli.staff import verify_employee
+
     cfg = load_config(args)
     raw = application_from_args(args)
+    employee = args.employee
+    if employee:  # a staff account allowed to register applications at this office
+        employee = verify_employee(cfg, employee, "application.register", args.office)
     password = _read_password(args)
 
     async def go() -> int:
@@ -224,7 +229,7 @@ def cmd_register(args: argparse.Namespace) -> int:
                 raw,
                 channel="office",
                 office_code=args.office,
-                employee_id=args.employee,
+                employee_id=employee,
                 accepted_agreement=args.accept_agreement,
                 password=password,
                 language=args.language,
@@ -287,14 +292,16 @@ def add_mailbox_approve(sub: Sub) -> None:
         ms = mailbox.add_subparsers(dest="mailbox_cmd", metavar="ACTION", required=True)
     q = ms.add_parser("approve", help="activate a mailbox held for a manual registry check (audited)")
     q.add_argument("login")
-    q.add_argument("--actor", default="sysadmin:cli", help="who does it, KIND:ID (audit)")
+    q.add_argument("--actor", help="who does it, KIND:ID (administrators only; default: you, as os:<user> or your staff account)")
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=_guarded(cmd_mailbox_approve))
 
 
 def cmd_mailbox_approve(args: argparse.Namespace) -> int:
+    from esam_mail.cli._actor import actor_for
+
     cfg = load_config(args)
-    kind, _, ident = args.actor.partition(":")
+    actor = actor_for(args, cfg)
 
     async def go() -> int:
         from esam_mail import app
@@ -303,7 +310,7 @@ def cmd_mailbox_approve(args: argparse.Namespace) -> int:
         svc = app.build(cfg)
         try:
             service = RegistrationService(svc.directory, svc.store, svc.hasher, cfg)
-            rec = await service.approve(args.login, actor=(kind, ident or "-"))
+            rec = await service.approve(args.login, actor=actor)
         finally:
             await svc.close()
         emit(

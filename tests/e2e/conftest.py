@@ -70,6 +70,12 @@ class EsamProcess:
     def cert(self) -> Path:
         return self.data / "tls" / "cert.pem"
 
+    def add_staff(self, username: str, role: str = "employee", office: str | None = "ALA01") -> None:
+        """A staff account (``--employee`` must name one)."""
+        extra = ["--office", office] if office else []
+        self.esam("staff", "add", username, "--name", f"Staff {username}", "--role", role, *extra,
+                  "--password-stdin", input="a long staff password\n")
+
     def add_mailbox(self, login: str, password: str) -> None:
         self.esam("mailbox", "add", login, "--password-stdin", input=password + "\n")
 

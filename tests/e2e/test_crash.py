@@ -56,6 +56,7 @@ def initialized(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A data folder made once by ``esam init`` (schema, keys, certificate)."""
     template = EsamProcess(tmp_path_factory.mktemp("template"))
     template.esam("init")
+    template.add_staff("e-1")
     return template.data
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from esam_mail.services import eds_testing as t
-from tests.conftest import write_config
+from tests.conftest import add_staff, write_config
 from tests.unit.eds_confirm.conftest import OTHER_IIN, individual_raw
 
 
@@ -25,6 +25,7 @@ def esam(tmp_path: Path, pki: t.DemoPki, capsys: pytest.CaptureFixture[str]) -> 
         tmp_path, eds={"trust_anchors": [str(anchors)]}, registration={"registry_policy": "accept"}
     )
     app.init(config.load(path))
+    add_staff(config.load(path).directory_url, "e-1")
     capsys.readouterr()
 
     def run(*args: str) -> tuple[int, str, str]:

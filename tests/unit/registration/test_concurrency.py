@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from esam_mail.directory.models import AuditEvent
-from tests.conftest import write_config
+from tests.conftest import add_staff, write_config
 from tests.unit.registration.conftest import Env
 from tests.unit.registration.workers import distinct_iins, register_same_login
 
@@ -62,6 +62,7 @@ def test_twenty_esam_register_commands_one_login(tmp_path: Path, db_url: str) ->
     config_path = _config(tmp_path, db_url)
     esam = [sys.executable, "-m", "esam_mail", "-c", str(config_path)]
     subprocess.run([*esam, "init"], check=True, capture_output=True, timeout=120)
+    add_staff(db_url, "e-1")
     procs: list[Any] = []
     for iin in distinct_iins(N):
         args = [
