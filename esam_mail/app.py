@@ -55,6 +55,7 @@ class Services:
     spool: Any = None
     queue: Any = None
     dkim: Any = None
+    resolver: Any = None  # the process's one DNS resolver (services.resolver.CachingResolver)
     extras: dict[str, Any] = field(default_factory=dict)
 
     async def close(self) -> None:
@@ -123,7 +124,8 @@ def build(cfg: Config, *, notifier: Any = None) -> Services:
         dkim_sign=dkim.sign if dkim else None,
     )
     svc = Services(cfg=cfg, directory=directory, store=store, notifier=notifier, hasher=hasher,
-                   authenticator=authenticator, delivery=delivery, spool=spool, dkim=dkim)
+                   authenticator=authenticator, delivery=delivery, spool=spool, dkim=dkim,
+                   resolver=build_resolver(cfg))
     svc.queue = build_queue(cfg, svc)
     delivery.kick_queue = svc.queue.kick
     if cfg.official.enabled:
@@ -159,13 +161,12 @@ def build_official(cfg: Config, svc: Services) -> Any:
 
 def build_queue(cfg: Config, svc: Services) -> Any:
     """The outbound queue runner: static transport map or MX, retries, RFC 3464 bounces."""
-    from esam_mail.services.inbound_auth import DnsPythonResolver
     from esam_mail.services.queue import QueueRunner, RetryPolicy
     from esam_mail.services.relay import Relay, TlsPolicy
 
     relay = Relay(
         local_hostname=cfg.server.hostname,
-        resolver=DnsPythonResolver(lifetime=cfg.inbound.dns_timeout),
+        resolver=svc.resolver,
         transport_map=cfg.outbound.transport,
         tls_policies={"*": TlsPolicy(required=True)} if cfg.outbound.require_tls else None,
         per_domain_limit=cfg.outbound.connections_per_domain,
@@ -193,15 +194,25 @@ def queue_kick_listener(queue: Any) -> Any:
     return on_change
 
 
+def build_resolver(cfg: Config) -> Any:
+    """The process's one DNS resolver (cached; SPF, DKIM, DMARC and outbound MX share it)."""
+    from esam_mail.services.resolver import CachingResolver
+
+    return CachingResolver(
+        nameservers=cfg.dns.nameservers, timeout=cfg.dns.timeout, lifetime=cfg.inbound.dns_timeout,
+        cache_entries=cfg.dns.cache_entries, servfail_ttl=cfg.dns.servfail_ttl,
+    )
+
+
 def build_inbound_policy(cfg: Config, *, resolver: Any = None) -> Any:
-    """SPF/DKIM/DMARC at end of DATA on the MX; ``resolver`` replaces DNS (tests)."""
+    """SPF/DKIM/DMARC at end of DATA on the MX, over ``resolver`` (the process's shared
+    one; tests pass a static one)."""
     if not cfg.inbound.verify:
         return None
     from esam_mail.services.inbound import InboundPolicy
-    from esam_mail.services.inbound_auth import DnsPythonResolver, InboundAuthenticator
+    from esam_mail.services.inbound_auth import InboundAuthenticator
 
-    auth = InboundAuthenticator(resolver or DnsPythonResolver(lifetime=cfg.inbound.dns_timeout),
-                                cfg.server.hostname)
+    auth = InboundAuthenticator(resolver or build_resolver(cfg), cfg.server.hostname)
     return InboundPolicy(auth, dmarc_reject=cfg.inbound.dmarc_reject)
 
 
@@ -275,7 +286,7 @@ class Server:
             delivery=svc.delivery, authenticator=svc.authenticator, hostname=cfg.server.hostname,
             tls_context=ctx, limits=limits, mx=_addr(cfg.listen.smtp),
             submission=_addr(cfg.listen.submission), submissions=_addr(cfg.listen.submissions),
-            reuse_port=self.reuse_port, inbound_checks=build_inbound_policy(cfg, resolver=self.resolver),
+            reuse_port=self.reuse_port, inbound_checks=build_inbound_policy(cfg, resolver=self.resolver or svc.resolver),
         )
         self._tasks.append(asyncio.ensure_future(svc.queue.run()))
         svc.notifier.subscribe(queue_kick_listener(svc.queue))  # `esam queue retry` wakes us

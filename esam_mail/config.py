@@ -225,7 +225,23 @@ class InboundConfig:
                       "and record them in an Authentication-Results header (RFC 8601).")
     dmarc_reject: bool = _f(True, "Reject (550 5.7.1) messages failing DMARC when the sender's "
                             "domain publishes p=reject.")
-    dns_timeout: float = _f(5.0, "Seconds one DNS query may take.", min=0.1)
+    dns_timeout: float = _f(5.0, "Seconds one DNS lookup may take in total, for every lookup of the "
+                            "process (SPF, DKIM, DMARC, outbound MX); see [dns].", min=0.1)
+
+
+@dataclass(frozen=True)
+class DNSConfig:
+    nameservers: list[str] = _f(
+        [], 'Resolvers to ask, "ip" or "ip:port"; empty: the system\'s /etc/resolv.conf. One '
+        "cached resolver per process serves SPF, DKIM, DMARC and outbound MX lookups "
+        "(`inbound.dns_timeout` is the total time one lookup may take)."
+    )
+    timeout: float = _f(2.0, "Seconds to wait for one nameserver before asking the next.", min=0.1)
+    cache_entries: int = _f(10000, "DNS answers kept in memory (positive for their TTL, negative for "
+                            "the SOA's negative TTL, RFC 2308).", min=0)
+    servfail_ttl: float = _f(30.0, "Seconds a failed lookup (SERVFAIL, timeout) is answered from memory "
+                             "as a temporary error instead of asked again (RFC 2308 7.1; 0 = never).",
+                             min=0, max=300)
 
 
 @dataclass(frozen=True)
@@ -404,6 +420,7 @@ class Config:
     dkim: DKIMConfig = field(default_factory=DKIMConfig)
     outbound: OutboundConfig = field(default_factory=OutboundConfig)
     inbound: InboundConfig = field(default_factory=InboundConfig)
+    dns: DNSConfig = field(default_factory=DNSConfig)
     registration: RegistrationConfig = field(default_factory=RegistrationConfig)
     eds: EDSConfig = field(default_factory=EDSConfig)
     hybrid: HybridConfig = field(default_factory=HybridConfig)
@@ -603,6 +620,18 @@ def _semantic_checks(cfg: Config) -> list[str]:
                     f"listen.{f.name}: {value!r} is not host:port "
                     f'(hint: "127.0.0.1:2525", "[::]:25", "" to disable)'
                 )
+    for i, ns in enumerate(cfg.dns.nameservers):
+        import ipaddress
+
+        text = ns.strip()
+        host, _, port_text = text.rpartition(":") if text.count(":") == 1 or text.startswith("[") else (text, "", "53")
+        try:
+            ipaddress.ip_address(host.strip("[]"))
+            if not 0 < int(port_text or "x") < 65536:
+                raise ValueError
+        except ValueError:
+            problems.append(f'dns.nameservers[{i}]: {ns!r} is not an IP address with an optional port '
+                            f'(hint: "192.0.2.53", "127.0.0.1:5353", "[2001:db8::53]:53")')
     for key, dom in [("mail.domain", cfg.mail.domain)] + [
         (f"mail.extra_domains[{i}]", d) for i, d in enumerate(cfg.mail.extra_domains)
     ]:

@@ -1,0 +1,139 @@
+"""The process's DNS resolver against a real authoritative server on loopback (UDP).
+
+Positive answers live for their TTL, negative ones for the SOA's negative TTL (RFC
+2308), identical lookups in flight are joined, and failures are remembered for
+``servfail_ttl``, so one slow or dead name costs one wait, not one per message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from esam_mail.services.inbound_auth import DnsTempError
+from esam_mail.services.resolver import CachingResolver, parse_nameserver
+
+ROOT = Path(__file__).resolve().parents[2]
+_spec = importlib.util.spec_from_file_location("authdns", ROOT / "bench" / "authdns.py")
+assert _spec is not None and _spec.loader is not None
+authdns = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(authdns)
+
+ZONE = {
+    "sender.test": {"TXT": ["v=spf1 ip4:127.0.0.1 -all"], "MX": ["10 mx.sender.test."], "A": ["127.0.0.1"]},
+    "mx.sender.test": {"A": ["127.0.0.2"]},
+    "_dmarc.sender.test": {"TXT": ["v=DMARC1; p=reject"]},
+}
+
+
+def run(test: Callable[[Any, CachingResolver], Awaitable[None]], **server_kw: Any) -> None:
+    async def main() -> None:
+        server = authdns.AuthDNS(ZONE, **server_kw)
+        port = await server.start()
+        resolver = CachingResolver(nameservers=[f"127.0.0.1:{port}"], timeout=0.5, lifetime=0.8)
+        try:
+            await test(server, resolver)
+        finally:
+            server.close()
+
+    asyncio.run(main())
+
+
+def test_positive_answers_are_cached_for_their_ttl() -> None:
+    async def t(server: Any, r: CachingResolver) -> None:
+        assert await r.txt("sender.test") == ["v=spf1 ip4:127.0.0.1 -all"]
+        assert await r.txt("Sender.Test") == ["v=spf1 ip4:127.0.0.1 -all"]
+        assert await r.mx("sender.test") == [(10, "mx.sender.test")]
+        assert await r.a("mx.sender.test") == ["127.0.0.2"]
+        assert server.queries[("sender.test", "TXT")] == 1
+        await asyncio.sleep(1.2)  # TTL 1 s
+        await r.txt("sender.test")
+        assert server.queries[("sender.test", "TXT")] == 2
+
+    run(t, ttl=1)
+
+
+def test_nxdomain_and_nodata_are_cached_for_the_soa_negative_ttl() -> None:
+    async def t(server: Any, r: CachingResolver) -> None:
+        for _ in range(3):
+            assert await r.txt("nobody.sender.test") == []  # NXDOMAIN
+            assert await r.txt("mx.sender.test") == []  # the name exists, no TXT: NODATA
+        assert server.queries[("nobody.sender.test", "TXT")] == 1
+        assert server.queries[("mx.sender.test", "TXT")] == 1
+        await asyncio.sleep(1.2)  # SOA MINIMUM 1 s
+        assert await r.txt("nobody.sender.test") == []
+        assert server.queries[("nobody.sender.test", "TXT")] == 2
+
+    run(t, negative_ttl=1)
+
+
+def test_identical_lookups_in_flight_are_joined() -> None:
+    async def t(server: Any, r: CachingResolver) -> None:
+        got = await asyncio.gather(*(r.txt("_dmarc.sender.test") for _ in range(50)))
+        assert got == [["v=DMARC1; p=reject"]] * 50
+        assert server.queries[("_dmarc.sender.test", "TXT")] == 1
+        assert r.stats["joined"] == 49
+
+    run(t, delay=0.2)
+
+
+@pytest.mark.parametrize("kind", ["servfail", "drop"])
+def test_a_failing_name_costs_one_wait_then_fails_fast(kind: str) -> None:
+    async def t(server: Any, r: CachingResolver) -> None:
+        with pytest.raises(DnsTempError):
+            await r.txt("sender.test")
+        asked = server.queries[("sender.test", "TXT")]
+        started = time.monotonic()
+        for _ in range(20):
+            with pytest.raises(DnsTempError):
+                await r.txt("sender.test")
+        assert time.monotonic() - started < 0.1
+        assert server.queries[("sender.test", "TXT")] == asked  # not asked again
+        assert await r.txt("_dmarc.sender.test") == ["v=DMARC1; p=reject"]  # other names unaffected
+
+    run(t, **{kind: ["sender.test"]})
+
+
+def test_the_loop_keeps_running_while_a_lookup_waits() -> None:
+    async def t(server: Any, r: CachingResolver) -> None:
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.01)
+                ticks += 1
+
+        task = asyncio.create_task(ticker())
+        await r.txt("sender.test")  # answered after 0.3 s
+        task.cancel()
+        assert ticks >= 15
+
+    run(t, delay=0.3)
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("192.0.2.1", ("192.0.2.1", 53)), ("127.0.0.1:5353", ("127.0.0.1", 5353)),
+    ("[::1]:53", ("::1", 53)), ("2001:db8::53", ("2001:db8::53", 53)),
+])
+def test_nameserver_syntax(text: str, expected: tuple[str, int]) -> None:
+    assert parse_nameserver(text) == expected
+
+
+def test_bad_nameservers_are_config_problems_naming_the_key(tmp_path: Path) -> None:
+    from esam_mail import config
+    from esam_mail.errors import ConfigError
+    from tests.conftest import write_config
+
+    path = write_config(tmp_path, dns={"nameservers": ["127.0.0.1:5353", "ns.example", "10.0.0.1:99999"]})
+    with pytest.raises(ConfigError) as ei:
+        config.load(path)
+    problems = "\n".join(ei.value.problems)
+    assert "dns.nameservers[1]: 'ns.example' is not an IP address" in problems
+    assert "dns.nameservers[2]" in problems and "dns.nameservers[0]" not in problems
