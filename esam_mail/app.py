@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import glob
 import json
 import logging
@@ -329,6 +330,11 @@ class Server:
             from esam_mail.web.account import account_service
 
             self._tasks.append(asyncio.ensure_future(close_due_loop(account_service(svc))))
+        # Everything built so far (modules, config, engines, catalogues) lives as long as
+        # the process: move it out of the collector's sight, so a full collection walks
+        # only what requests created and does not stall the shared loop for 0.5 s.
+        gc.collect()
+        gc.freeze()
         event(log, "server.started", ports=",".join(f"{k}:{v}" for k, v in self.ports.items()))
         return self.ports
 
@@ -352,6 +358,7 @@ class Server:
         if self.services is not None:
             self.services.notifier.close()
             await self.services.close()
+        gc.unfreeze()  # see start(): the objects of this server may be collected now
         event(log, "server.stopped")
 
     async def reload(self) -> None:

@@ -588,14 +588,19 @@ class Entity:
                 return v
         return None
 
-    def node(self) -> list[Any]:
-        """Compact JSON form used for section fetching: [hstart, bstart, end, kind, kids]."""
-        kids: list[Any] = []
+    def node(self) -> tuple[Any, ...]:
+        """Compact form used for section fetching: (hstart, bstart, end, kind, kids).
+
+        Nested tuples of ints, not lists: the garbage collector stops tracking them,
+        so thousands of cached summaries do not lengthen full collections (which
+        stall every thread, the event loop included).  JSON stores them as lists.
+        """
+        kids: tuple[Any, ...] = ()
         if self.children:
-            kids = [c.node() for c in self.children]
+            kids = tuple(c.node() for c in self.children)
         elif self.message is not None:
-            kids = [self.message.node()]
-        return [self.hstart, self.bstart, self.end, self.kind, kids]
+            kids = (self.message.node(),)
+        return (self.hstart, self.bstart, self.end, self.kind, kids)
 
 
 class _Budget:
@@ -862,7 +867,7 @@ class MessageMeta:
     envelope: bytes
     bodystructure: bytes
     body: bytes
-    tree: list[Any]
+    tree: tuple[Any, ...]
     search: dict[str, str]  # decoded from/to/cc/bcc/subject (present ones only)
     sent: str | None  # ISO date of the Date header
     size: int
@@ -873,7 +878,7 @@ class MessageMeta:
             "env": self.envelope.decode("latin-1"),
             "bs": self.bodystructure.decode("latin-1"),
             "b": self.body.decode("latin-1"),
-            "t": self.tree,
+            "t": _tree_json(self.tree),
             "s": self.search,
             "d": self.sent,
             "n": self.size,
@@ -889,7 +894,7 @@ class MessageMeta:
                 envelope=obj["env"].encode("latin-1"),
                 bodystructure=obj["bs"].encode("latin-1"),
                 body=obj["b"].encode("latin-1"),
-                tree=obj["t"],
+                tree=_frozen_tree(obj["t"]),
                 search=dict(obj["s"]),
                 sent=obj["d"],
                 size=int(obj["n"]),
@@ -900,6 +905,17 @@ class MessageMeta:
 
 def parse_message(data: bytes) -> Entity:
     return parse_entity(data, 0, len(data))
+
+
+def _tree_json(node: Sequence[Any]) -> list[Any]:
+    return [*node[:4], [_tree_json(k) for k in node[4]]]
+
+
+def _frozen_tree(node: Any) -> tuple[Any, ...]:
+    """A part tree read back from JSON (lists) as nested tuples (see ``Entity.node``)."""
+    if not isinstance(node, list | tuple) or len(node) != 5:
+        raise TypeError("bad part tree")
+    return (*node[:4], tuple(_frozen_tree(k) for k in node[4]))
 
 
 def analyse(data: bytes) -> MessageMeta:
@@ -954,7 +970,7 @@ class Section:
         return out
 
 
-def _node_at(tree: list[Any], path: Sequence[int]) -> tuple[list[Any], bool]:
+def _node_at(tree: Sequence[Any], path: Sequence[int]) -> tuple[Sequence[Any], bool]:
     """Resolve a part path; returns (node, node-was-reached-as-a-part).
 
     RFC 3501 §6.4.5: a message/rfc822 part's sub-parts are the parts of the message
@@ -995,7 +1011,7 @@ def _filter_fields(
     return body + b"\r\n"
 
 
-def section_bytes(data: bytes, tree: list[Any], sec: Section) -> bytes:
+def section_bytes(data: bytes, tree: Sequence[Any], sec: Section) -> bytes:
     """The bytes of ``BODY[sec]`` (before any partial range is applied).
 
     Raises:

@@ -1265,7 +1265,9 @@ class EsamIMAP4Server(imap4.IMAP4Server):
                 metas = await sel.metas(batch_uids, data_of) if needs_meta else {}
                 if self.transport is None:
                     return
-                for seq, u in chunk:
+                for i, (seq, u) in enumerate(chunk, 1):
+                    if i % _YIELD_EVERY == 0:
+                        await asyncio.sleep(0)  # rendering is CPU: let others in
                     if throttle.stopped:
                         return
                     data: bytes | None = None
@@ -1329,7 +1331,7 @@ class EsamIMAP4Server(imap4.IMAP4Server):
                 add(n.encode(), _literal(value))
             elif n == "BODY[]":
                 assert data is not None and it.section is not None
-                tree = meta.tree if meta is not None else [0, 0, len(data), 0, []]
+                tree = meta.tree if meta is not None else (0, 0, len(data), 0, ())
                 if not it.section.path and not it.section.text:
                     raw: bytes | None = data
                 else:
@@ -1351,7 +1353,7 @@ class EsamIMAP4Server(imap4.IMAP4Server):
         return out
 
 
-_YIELD_EVERY = 500  # untagged lines written between two turns of the loop
+_YIELD_EVERY = 64  # untagged lines rendered between two turns of the loop
 _FETCH_BATCH = 200  # messages per pool hop
 _FETCH_BATCH_BYTES = 8 * 1024 * 1024  # message bytes read per pool hop
 

@@ -360,6 +360,7 @@ class MaildirFolder:
         self._dirty = True
         self._infos: list[MessageInfo] = []
         self._keywords = Keywords(path)
+        self._flag_sets: dict[str, frozenset[str]] = {}
         self._cache: MetadataCache | None = None
         self._modseq: ModSeqIndex | None = None
         self._version = 0  # bumped whenever the message list or a flag changes
@@ -434,6 +435,12 @@ class MaildirFolder:
         self._ul, self._ul_sig = ul, file_sig(self.path / UIDLIST)
 
     def _flags_of(self, chars: str) -> frozenset[str]:
+        # One frozenset per distinct flag string, shared by every message that has it:
+        # a 10,000-message folder holds a handful of sets, not 10,000 objects for the
+        # garbage collector to walk (a full collection stalls every thread).
+        hit = self._flag_sets.get(chars)
+        if hit is not None:
+            return hit
         out = set()
         for c in chars:
             if c in CHAR_TO_FLAG:
@@ -442,7 +449,10 @@ class MaildirFolder:
                 kw = self._keywords.letter_to_name(c)
                 if kw is not None:
                     out.add(kw)
-        return frozenset(out)
+        flags = frozenset(out)
+        if len(self._flag_sets) < 4096:
+            self._flag_sets[chars] = flags
+        return flags
 
     def _info(self, e: _Entry) -> MessageInfo:
         if e.info is None:
@@ -563,6 +573,7 @@ class MaildirFolder:
         self._rebuild_infos()
 
     def _invalidate_infos(self) -> None:
+        self._flag_sets.clear()  # keyword letters may mean other names now
         for e in self._by_uid.values():
             e.info = None
         self._rebuild_infos()
