@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import bisect
 import datetime as dt
+import functools
 import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -67,6 +68,10 @@ def literal_at_end(line: bytes) -> tuple[int, bool] | None:
     return int(m.group(1)), bool(m.group(2))
 
 
+_ATOM_STOP = re.compile(rb'[ ()"\[]')
+_QUOTED_STOP = re.compile(rb'["\\]')
+
+
 def tokenize(lines: Sequence[bytes], literals: Sequence[bytes]) -> list[Token]:
     """Tokenize a command: ``lines[i]`` ends with a literal marker for ``literals[i]``."""
     out: list[Token] = []
@@ -99,34 +104,44 @@ def tokenize(lines: Sequence[bytes], literals: Sequence[bytes]) -> list[Token]:
                 stack.pop()
                 i += 1
             elif c == b'"':
+                # Scanning runs in the regex engine, not byte by byte in Python: a
+                # 64 KiB command line must cost microseconds on the shared loop.
                 buf = bytearray()
                 i += 1
                 while True:
-                    if i >= n:
+                    m = _QUOTED_STOP.search(body, i)
+                    if m is None:
                         raise ParseError("unterminated quoted string")
-                    ch = body[i]
-                    if ch == 0x5C and i + 1 < n:
-                        buf.append(body[i + 1])
-                        i += 2
-                        continue
-                    if ch == 0x22:
-                        i += 1
+                    k = m.start()
+                    buf += body[i:k]
+                    if body[k] == 0x22:
+                        i = k + 1
                         break
-                    buf.append(ch)
-                    i += 1
+                    if k + 1 < n:  # backslash escape
+                        buf.append(body[k + 1])
+                        i = k + 2
+                    else:
+                        buf.append(0x5C)
+                        i = k + 1
                 stack[-1].append(String(bytes(buf)))
             else:
                 j = i
-                while j < n and body[j : j + 1] not in (b" ", b"(", b")", b'"'):
-                    if body[j : j + 1] == b"[" and _SECTION_OWNER.match(body, i, j):
-                        # BODY[...] / BINARY[...]: the section may hold spaces and
-                        # parentheses.  Anywhere else "[" is an ATOM-CHAR (RFC 3501 §9).
-                        close = body.find(b"]", j)
-                        if close < 0:
-                            raise ParseError("unterminated [")
-                        j = close + 1
+                while True:
+                    m = _ATOM_STOP.search(body, j)
+                    stop = m.start() if m is not None else n
+                    if stop < n and body[stop] == 0x5B:  # "["
+                        if _SECTION_OWNER.match(body, i, stop):
+                            # BODY[...] / BINARY[...]: the section may hold spaces and
+                            # parentheses.  Anywhere else "[" is an ATOM-CHAR (RFC 3501 §9).
+                            close = body.find(b"]", stop)
+                            if close < 0:
+                                raise ParseError("unterminated [")
+                            j = close + 1
+                        else:
+                            j = stop + 1
                         continue
-                    j += 1
+                    j = stop
+                    break
                 stack[-1].append(Atom(body[i:j]))
                 i = j
         if lit is not None:
@@ -192,7 +207,7 @@ class Args:
 # Sequence sets
 
 MAX_NUMBER = 2**32 - 1  # RFC 9051 §9: nz-number / uniqueid are 32-bit unsigned
-_SEQ_RE = re.compile(rb"^(\d+|\*)(?::(\d+|\*))?$")
+_SEQSET_RE = re.compile(rb"(?:\d+|\*)(?::(?:\d+|\*))?(?:,(?:\d+|\*)(?::(?:\d+|\*))?)*")
 
 
 def _seq_number(raw: bytes) -> int | None:
@@ -237,19 +252,24 @@ class SeqSet:
 
     @classmethod
     def parse(cls, raw: bytes) -> SeqSet:
-        """Parse ``1:3,7,9:*``.
+        """Parse ``1:3,7,9:*`` (the last few results are cached: a long set may
+        be parsed in a worker thread first, see ``imap.server``).
 
         Raises:
             ParseError: bad syntax, 0, or a number above 2^32-1.
         """
+        return _parse_seqset(bytes(raw))
+
+    @classmethod
+    def _parse(cls, raw: bytes) -> SeqSet:
         ranges: list[tuple[int, int]] = []
         star_lo, star_hi, has_star = MAX_NUMBER + 1, 0, False
-        for item in raw.split(b","):
-            m = _SEQ_RE.match(item)
-            if not m:
-                raise ParseError("invalid sequence set", b"Invalid sequence set.")
-            lo = _seq_number(m.group(1))
-            hi = lo if m.group(2) is None else _seq_number(m.group(2))
+        if not _SEQSET_RE.fullmatch(raw):  # one regex pass over the whole set
+            raise ParseError("invalid sequence set", b"Invalid sequence set.")
+        for item in set(raw.split(b",")):  # repeats cost nothing past this point
+            first, colon, second = item.partition(b":")
+            lo = _seq_number(first)
+            hi = _seq_number(second) if colon else lo
             if lo is None or hi is None:
                 has_star = True
                 n = hi if lo is None else lo
@@ -261,6 +281,7 @@ class SeqSet:
         if has_star:
             star = (star_lo, star_hi) if star_hi else (0, 0)
         return cls(_merge(ranges), star)
+
 
     def ranges_for(self, largest: int) -> tuple[tuple[int, int], ...]:
         """Sorted, disjoint ranges with ``*`` standing for ``largest``.
@@ -320,6 +341,11 @@ class SeqSet:
             hi = bisect.bisect_right(values, b)
             out.extend(range(lo, hi))
         return out
+
+
+@functools.lru_cache(maxsize=16)
+def _parse_seqset(raw: bytes) -> SeqSet:
+    return SeqSet._parse(raw)
 
 
 def format_uid_set(uids: Sequence[int]) -> bytes:

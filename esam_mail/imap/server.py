@@ -467,11 +467,39 @@ class EsamIMAP4Server(imap4.IMAP4Server):
         if tag == b"*" or tag == b"+":
             self._write(b"* BAD Invalid tag.")
             return
+        if sum(len(line) for line in lines) > _BIG_COMMAND:
+            # A long command line (up to 64 KiB) is tokenized, and its sequence sets
+            # parsed, in a worker thread: the loop keeps serving other clients.
+            self._busy = True
+            _background(self._execute_big(tag, lines, lits))
+            return
         try:
             tokens = tokenize(lines, lits)
         except ParseError as exc:
             self._tagged(tag, replies.for_exception(exc, self.session))
             return
+        self._dispatch(tag, tokens)
+
+    async def _execute_big(self, tag: bytes, lines: list[bytes], lits: list[bytes]) -> None:
+        try:
+            tokens = await asyncio.to_thread(_tokenize_and_warm, lines, lits)
+        except ParseError as exc:
+            self._tagged(tag, replies.for_exception(exc, self.session))
+            self._busy = False
+            self._drop_spools()
+            if self.transport is not None and not self._closing:
+                _reactor().callLater(0, self._pump)
+            return
+        self._busy = False
+        if self.transport is None:
+            return
+        self._dispatch(tag, tokens)
+        if not self._busy:
+            self._drop_spools()
+            if not self._closing:
+                _reactor().callLater(0, self._pump)
+
+    def _dispatch(self, tag: bytes, tokens: list[Token]) -> None:
         if len(tokens) < 2 or not isinstance(tokens[1], Atom):
             self._tagged(tag, replies.Reply(b"BAD", None, b"Missing command."))
             return
@@ -1188,8 +1216,13 @@ class EsamIMAP4Server(imap4.IMAP4Server):
 
     async def cmd_search(self, tag: bytes, args: Args, uid: bool = False) -> None:
         sel = self._sel()
-        query = parse_search(args.rest(), max_seq=sel.exists,
-                             max_uid=sel.uids[-1] if sel.uids else 0)
+        keys = args.rest()
+        max_uid = sel.uids[-1] if sel.uids else 0
+        if len(keys) > 64:  # up to MAX_SEARCH_KEYS: compile off the loop
+            query = await asyncio.to_thread(parse_search, keys, max_seq=sel.exists,
+                                            max_uid=max_uid)
+        else:
+            query = parse_search(keys, max_seq=sel.exists, max_uid=max_uid)
         metas = await sel.metas(sel.uids) if query.needs_content else {}
         snapshot = [(i + 1, u) for i, u in enumerate(sel.uids) if u not in sel.gone]
 
@@ -1354,6 +1387,18 @@ class EsamIMAP4Server(imap4.IMAP4Server):
 
 
 _YIELD_EVERY = 64  # untagged lines rendered between two turns of the loop
+_BIG_COMMAND = 4096  # command lines longer than this are tokenized off the loop
+
+
+def _tokenize_and_warm(lines: list[bytes], lits: list[bytes]) -> list[Token]:
+    """Worker thread: tokenize, and parse every sequence-set-looking atom once so
+    the handler's ``SeqSet.parse`` finds it in the parser's cache."""
+    tokens = tokenize(lines, lits)
+    for tok in tokens[2:]:
+        if isinstance(tok, Atom) and len(tok) > 64:
+            with contextlib.suppress(ParseError):
+                SeqSet.parse(bytes(tok))
+    return tokens
 _FETCH_BATCH = 200  # messages per pool hop
 _FETCH_BATCH_BYTES = 8 * 1024 * 1024  # message bytes read per pool hop
 
