@@ -410,3 +410,40 @@ class EdsTables:
                              outcome="ok", detail={"reason": reason, "serial": c.cert_serial}))
             await s.flush()
             return True
+
+
+@dataclass(frozen=True, slots=True)
+class Found:
+    """A mailbox found by the staff console's search (no message content, ever)."""
+
+    login: str
+    address: str
+    state: str
+    kind: str
+    eds_confirmed: bool
+    holder: str | None
+    iin: str | None
+    bin: str | None
+
+
+async def search_mailboxes(directory: SqlDirectory, query: str, limit: int = 50) -> list[Found]:
+    """By IIN/BIN (12 digits), login or address (prefix), or the holder's name (substring)."""
+    q = query.strip()
+    if not q:
+        return []
+    stmt = select(Mailbox, Subscriber).outerjoin(Subscriber, Mailbox.subscriber_id == Subscriber.id)
+    if q.isdigit() and len(q) == 12:
+        stmt = stmt.where((Subscriber.iin == q) | (Subscriber.bin == q))
+    else:
+        raw = q.replace("\\", "").replace("%", "").replace("_", "\\_")[:100]
+        needle = raw.lower()
+        stmt = stmt.where(
+            Mailbox.login_norm.like(f"{needle}%", escape="\\")
+            | Mailbox.address_norm.like(f"{needle}%", escape="\\")
+            | func.lower(Subscriber.display_name).like(f"%{needle}%", escape="\\")
+            | Subscriber.display_name.like(f"%{raw}%", escape="\\")  # SQLite lower() is ASCII only
+        )
+    async with directory.readers() as s:
+        rows = (await s.execute(stmt.order_by(Mailbox.id).limit(limit))).all()
+    return [Found(m.login, m.address, m.state, m.kind, m.eds_confirmed, sub.display_name if sub else None,
+                  sub.iin if sub else None, sub.bin if sub else None) for m, sub in rows]

@@ -328,7 +328,8 @@ class SqlDirectory:
                 values["password_changed_at"] = utcnow()
             await s.execute(update(Mailbox).where(Mailbox.id == mailbox_id).values(**values))
 
-    async def set_state(self, username: str, state: str, *, actor: tuple[str, str]) -> MailboxRecord:
+    async def set_state(self, username: str, state: str, *, actor: tuple[str, str],
+                        reason: str | None = None) -> MailboxRecord:
         key = self.login_of(username)
         async with self.transaction() as s:
             m = (await s.execute(select(Mailbox).where(Mailbox.login_norm == key))).scalar_one_or_none()
@@ -347,7 +348,7 @@ class SqlDirectory:
                     action=f"mailbox.{state}",
                     target=m.address,
                     outcome="ok",
-                    detail={"from": old},
+                    detail={"from": old, "reason": reason} if reason else {"from": old},
                 )
             )
             await s.flush()

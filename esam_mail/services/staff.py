@@ -22,6 +22,8 @@ Pure service layer: no protocol library.
 
 from __future__ import annotations
 
+import asyncio
+import builtins
 import datetime as dt
 import re
 from collections.abc import Callable
@@ -30,7 +32,7 @@ from typing import Any
 
 import pyotp
 
-from esam_mail.directory.official import Conflict, StaffRow, StaffTables
+from esam_mail.directory.official import Conflict, Found, StaffRow, StaffTables, search_mailboxes
 from esam_mail.directory.sql import SqlDirectory
 from esam_mail.errors import AuthError, EsamError, ValidationError
 
@@ -187,8 +189,8 @@ class StaffService:
 
     async def authenticate(self, username: str, password: str, totp: str, *,
                            now: dt.datetime | None = None) -> StaffRecord:
-        """Password and TOTP (one step of clock drift allowed).  Blocking hash check:
-        call from a worker thread or the hasher's executor.
+        """Password and TOTP (one step of clock drift allowed); the hash check runs in a
+        worker thread (argon2 is CPU-heavy).
 
         Raises:
             AuthError: any failure (deliberately vague); a denied audit event is written.
@@ -196,14 +198,35 @@ class StaffService:
         row = await self.tables.get(username.strip().lower())
         ok = (
             row is not None and row.active and bool(row.totp_secret)
-            and self.verify_password(password, row.password_hash)
             and pyotp.TOTP(row.totp_secret or "").verify(totp.strip(), for_time=now, valid_window=1)
+            and await asyncio.to_thread(self.verify_password, password, row.password_hash)
         )
         if not ok or row is None:
             await self.directory.audit("staff", username[:128], "staff.login", username[:320], "denied")
             raise AuthError("authentication failed")
         await self.directory.audit("staff", row.username, "staff.login", row.username, "ok")
         return _rec(row)
+
+    async def search(self, staff: StaffRecord, query: str) -> builtins.list[Found]:
+        """Mailboxes by IIN, BIN, login/address or holder name (role ``search``)."""
+        self.require(staff, "search")
+        return await search_mailboxes(self.directory, query)
+
+    async def set_mailbox_state(self, staff: StaffRecord, login: str, state: str, reason: str) -> Any:
+        """Suspend, resume or close a mailbox with a reason (role ``mailbox.state``).
+
+        Raises:
+            RoleRefused: the role may not; ValidationError: no reason given.
+        """
+        try:
+            self.require(staff, "mailbox.state")
+        except RoleRefused as exc:
+            await self.directory.audit(*staff.actor, f"mailbox.{state}", login[:320], "denied", why=exc.public)
+            raise
+        reason = " ".join(reason.split())
+        if not reason or len(reason) > 500:
+            raise ValidationError("reason", "say why (at most 500 characters)")
+        return await self.directory.set_state(login, state, actor=staff.actor, reason=reason)
 
     @staticmethod
     def require(staff: StaffRecord, action: str, *, office_code: str | None = None) -> None:
