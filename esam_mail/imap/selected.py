@@ -27,7 +27,7 @@ from typing import Any
 from esam_mail.services.mailboxes import SYSTEM_FLAGS, MailboxView, MessageInfo
 
 from . import mime
-from .parser import ParseError, SeqSet
+from .parser import ParseError, SeqSet, format_uid_set
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +86,7 @@ class SelectedFolder:
         self.highestmodseq = highestmodseq
         self.modseq: dict[int, int] = dict(modseqs or {})
         self.condstore = False
+        self.qresync = False  # RFC 7162 §3.2.10: expunges are reported as VANISHED
 
     @classmethod
     async def open(cls, view: MailboxView, *, readonly: bool) -> SelectedFolder:
@@ -227,14 +228,18 @@ class SelectedFolder:
         """Remove UIDs from the snapshot; EXPUNGE lines in an order valid as sent."""
         doomed = set(uids)
         lines: list[bytes] = []
+        vanished: list[int] = []
         for i in range(len(self.uids) - 1, -1, -1):
             uid = self.uids[i]
             if uid in doomed:
                 lines.append(b"* %d EXPUNGE" % (i + 1))
+                vanished.append(uid)
                 del self.uids[i]
                 self.info.pop(uid, None)
                 self.recent.discard(uid)
         self.gone -= doomed
+        if self.qresync:
+            return [b"* VANISHED " + format_uid_set(sorted(vanished))] if vanished else []
         return lines
 
     def expunged(self, uids: Sequence[int]) -> list[bytes]:

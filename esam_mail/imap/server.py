@@ -202,6 +202,7 @@ class EsamIMAP4Server(imap4.IMAP4Server):
         self._closing = False
         self._abort_timer: Any = None
         self.condstore = False  # RFC 7162: enabled by ENABLE or a CONDSTORE-enabling command
+        self.qresync = False  # RFC 7162 §3.2: only by ENABLE QRESYNC
         self.timeOut = int(self.limits.unauth_timeout)
 
     # -- connection ------------------------------------------------------------
@@ -290,7 +291,8 @@ class EsamIMAP4Server(imap4.IMAP4Server):
                 cap[b"LOGINDISABLED"] = None
         else:
             for c in (b"IDLE", b"NAMESPACE", b"UIDPLUS", b"MOVE", b"UNSELECT",
-                      b"SPECIAL-USE", b"CHILDREN", b"QUOTA", b"ENABLE", b"CONDSTORE"):
+                      b"SPECIAL-USE", b"CHILDREN", b"QUOTA", b"ENABLE", b"CONDSTORE",
+                      b"QRESYNC"):
                 cap[c] = None
         cap[b"ID"] = None
         cap[b"LITERAL-"] = None
@@ -741,12 +743,12 @@ class EsamIMAP4Server(imap4.IMAP4Server):
 
     async def _select(self, tag: bytes, args: Args, *, readonly: bool) -> None:
         name = self._mailbox_arg(args)
-        if args.more():  # select-params (RFC 4466): only (CONDSTORE) is known
-            params = args.plist()
-            if [bytes(p).upper() if isinstance(p, Atom) else None for p in params] != [b"CONDSTORE"]:
-                raise ParseError("unknown SELECT parameter")
-            self._enable_condstore()
+        resync = None
+        if args.more():  # select-params (RFC 4466): (CONDSTORE) or (QRESYNC (...))
+            resync = self._select_params(args.plist())
         args.end()
+        if self.selected is not None:  # RFC 7162 §3.2.11
+            self._untagged(b"* OK [CLOSED] Previous mailbox closed.")
         self._deselect()
         view = await self._user().open(name)
         sel = await SelectedFolder.open(view, readonly=readonly)
@@ -762,6 +764,9 @@ class EsamIMAP4Server(imap4.IMAP4Server):
         self._untagged(b"* OK [UIDNEXT %d] Predicted next UID." % uidnext)
         self._untagged(b"* OK [HIGHESTMODSEQ %d] Highest." % sel.highestmodseq)
         sel.condstore = self.condstore
+        sel.qresync = self.qresync
+        if resync is not None and resync[0] == sel.uidvalidity:
+            await self._resync(sel, resync[1], resync[2])
         self.selected = sel
         self.state = "select"
         mode = b"READ-ONLY" if readonly else b"READ-WRITE"
@@ -986,11 +991,60 @@ class EsamIMAP4Server(imap4.IMAP4Server):
         for tok in args.rest():
             if not isinstance(tok, Atom):
                 raise ParseError("capability atom expected")
-            if tok.upper() == b"CONDSTORE" and b"CONDSTORE" not in enabled:
-                self._enable_condstore()
-                enabled.append(b"CONDSTORE")
+            cap = tok.upper()
+            if cap in (b"CONDSTORE", b"QRESYNC") and cap not in enabled:
+                self._enable_condstore()  # QRESYNC implies CONDSTORE (RFC 7162 §3.2.3)
+                if cap == b"QRESYNC":
+                    self.qresync = True
+                    if self.selected is not None:
+                        self.selected.qresync = True
+                enabled.append(cap)
         self._untagged(b"* ENABLED" + b"".join(b" " + c for c in enabled))
         await self._ok(tag, b"ENABLE completed.")
+
+    def _select_params(self, params: list[Token]) -> tuple[int, int, SeqSet | None] | None:
+        """Parse ``(CONDSTORE)`` or ``(QRESYNC (uidvalidity modseq [known-uids
+        [seq-match-data]]))``; returns the QRESYNC arguments, if any."""
+        if len(params) == 1 and isinstance(params[0], Atom) and params[0].upper() == b"CONDSTORE":
+            self._enable_condstore()
+            return None
+        if (len(params) != 2 or not isinstance(params[0], Atom)
+                or params[0].upper() != b"QRESYNC" or not isinstance(params[1], list)):
+            raise ParseError("unknown SELECT parameter")
+        if not self.qresync:
+            raise ParseError("QRESYNC is not enabled")
+        q = params[1]
+        if not 2 <= len(q) <= 4:
+            raise ParseError("QRESYNC needs uidvalidity and mod-sequence")
+        uidvalidity = _number(q[0], "UIDVALIDITY", maximum=0xFFFFFFFF)
+        modseq = _number(q[1], "mod-sequence", maximum=_MAX_MODSEQ)
+        known = None
+        if len(q) >= 3:
+            if not isinstance(q[2], Atom):
+                raise ParseError("known-uids expected")
+            known = SeqSet.parse(bytes(q[2]))
+        if len(q) == 4:  # seq-match-data: syntax checked; we keep expunge history instead
+            pair = q[3]
+            if not (isinstance(pair, list) and len(pair) == 2
+                    and all(isinstance(x, Atom) for x in pair)):
+                raise ParseError("bad seq-match-data")
+            SeqSet.parse(bytes(pair[0]))
+            SeqSet.parse(bytes(pair[1]))
+        return uidvalidity, modseq, known
+
+    async def _resync(self, sel: SelectedFolder, modseq: int, known: SeqSet | None) -> None:
+        """RFC 7162 §3.2.5: what changed since ``modseq``: VANISHED (EARLIER), then FETCH."""
+        top = sel.uids[-1] if sel.uids else 0
+        gone = await sel.view.expunged_since(modseq)
+        if known is not None:
+            gone = [u for u in gone if known.contains(u, max(top, max(gone, default=0)))]
+        if gone:
+            self._untagged(b"* VANISHED (EARLIER) " + format_uid_set(gone))
+        lines = []
+        for u in sel.uids:
+            if sel.modseq.get(u, 0) > modseq and (known is None or known.contains(u, top)):
+                lines.append(sel.flags_fetch(u))
+        await self._untagged_many(lines)
 
     def _enable_condstore(self) -> None:
         """RFC 7162 §3.1: from now on flag-change FETCH responses carry UID and MODSEQ."""
@@ -1251,12 +1305,18 @@ class EsamIMAP4Server(imap4.IMAP4Server):
         seqset = SeqSet.parse(args.atom())
         items = parse_fetch_atts(args.next())
         changed_since = None
-        if args.more():  # fetch-modifiers (RFC 7162 §3.1.4)
+        vanished = False
+        if args.more():  # fetch-modifiers (RFC 7162 §3.1.4, §3.2.6)
             mods = args.plist()
-            if (len(mods) != 2 or not isinstance(mods[0], Atom)
-                    or mods[0].upper() != b"CHANGEDSINCE"):
+            words = [bytes(m).upper() if isinstance(m, Atom) else b"" for m in mods]
+            if len(mods) == 3 and words[2] == b"VANISHED":
+                vanished = True
+                mods, words = mods[:2], words[:2]
+            if len(mods) != 2 or words[0] != b"CHANGEDSINCE":
                 raise ParseError("unknown FETCH modifier")
             changed_since = _number(mods[1], "CHANGEDSINCE", maximum=_MAX_MODSEQ)
+            if vanished and not (uid and self.qresync):
+                raise ParseError("VANISHED needs UID FETCH and QRESYNC enabled")
             if not any(i.name == "MODSEQ" for i in items):
                 items.append(FetchItem("MODSEQ", label=b"MODSEQ"))
         args.end()
@@ -1267,6 +1327,13 @@ class EsamIMAP4Server(imap4.IMAP4Server):
         targets = [(s, u) for s, u in sel.resolve(seqset, uid=uid) if u not in sel.gone]
         if changed_since is not None:
             targets = [(s, u) for s, u in targets if sel.modseq.get(u, 0) > changed_since]
+        if vanished:
+            assert changed_since is not None
+            gone = await sel.view.expunged_since(changed_since)
+            top = max([*gone, *sel.uids[-1:]], default=0)
+            gone = [u for u in gone if seqset.contains(u, top) and u not in sel.info]
+            if gone:
+                self._untagged(b"* VANISHED (EARLIER) " + format_uid_set(gone))
         await self._fetch(tag, sel, targets, items)
 
     async def _fetch(self, tag: bytes, sel: SelectedFolder, targets: list[tuple[int, int]],

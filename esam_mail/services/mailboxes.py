@@ -502,6 +502,10 @@ class MailboxView:
     async def uidnext(self) -> int:
         return await self.call(lambda f: f.uidnext())
 
+    async def expunged_since(self, modseq: int) -> list[int]:
+        """UIDs expunged after mod-sequence ``modseq`` (RFC 7162 QRESYNC)."""
+        return await self.call(lambda f: f.expunged_since(modseq))
+
     async def read(self, uid: int) -> bytes | None:
         """Whole message, or None when it was expunged meanwhile."""
 
