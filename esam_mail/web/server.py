@@ -95,6 +95,12 @@ class Router:
 
     def __init__(self) -> None:
         self.routes: list[BaseRoute] = []
+        self.body_limits: dict[str, int] = {}
+
+    def allow_body(self, path: str, limit: int) -> None:
+        """Requests to exactly ``path`` may carry up to ``limit`` bytes (instead of
+        :data:`MAX_BODY`): e.g. the webmail's compose form with its attachments."""
+        self.body_limits[path] = limit
 
     def add(self, method: str | list[str], path: str, endpoint: Endpoint, *, name: str | None = None,
             case_insensitive: bool = False) -> None:
@@ -156,9 +162,10 @@ class _BodyTooLarge(Exception):
 class Envelope:
     """Outermost ASGI middleware: request id, body cap, security headers, log line, 500s."""
 
-    def __init__(self, app: ASGIApp, max_body: int = MAX_BODY) -> None:
+    def __init__(self, app: ASGIApp, max_body: int = MAX_BODY, limits: dict[str, int] | None = None) -> None:
         self.app = app
         self.max_body = max_body
+        self.limits = dict(limits or {})  # path -> a larger cap (Router.allow_body)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -171,7 +178,8 @@ class Envelope:
         sent_start = False
         headers = {k.lower(): v for k, v in scope.get("headers", [])}
         declared = headers.get(b"content-length", b"0")
-        if not declared.isdigit() or int(declared) > self.max_body:
+        max_body = self.limits.get(scope.get("path", ""), self.max_body)
+        if not declared.isdigit() or int(declared) > max_body:
             await self._plain(send, json_response({"error": "too_large"}, 413))
             self._log(scope, 413, started)
             return
@@ -182,7 +190,7 @@ class Envelope:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_body:
+                if received > max_body:
                     raise _BodyTooLarge
             return message
 
@@ -284,7 +292,7 @@ def build_app(services: Any, *, session_secret: str | None = None) -> Starlette:
     cfg = services.cfg
     secret = session_secret or load_secret(cfg)
     middleware = [
-        Middleware(Envelope),
+        Middleware(Envelope, limits=router.body_limits),
         Middleware(SchemeSession, secret_key=secret, max_age=cfg.web.session_idle),
         Middleware(LanguageMiddleware),
     ]
