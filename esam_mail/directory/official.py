@@ -21,6 +21,8 @@ from sqlalchemy import delete, exists, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from esam_mail.directory.models import (
+    AgreementVersion,
+    Application,
     AuditEvent,
     EdsConfirmation,
     Mailbox,
@@ -447,3 +449,31 @@ async def search_mailboxes(directory: SqlDirectory, query: str, limit: int = 50)
         rows = (await s.execute(stmt.order_by(Mailbox.id).limit(limit))).all()
     return [Found(m.login, m.address, m.state, m.kind, m.eds_confirmed, sub.display_name if sub else None,
                   sub.iin if sub else None, sub.bin if sub else None) for m, sub in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class ApplicationRow:
+    id: int
+    kind: str
+    data: dict[str, Any]
+    office_code: str | None
+    employee_id: str | None
+    submitted_at: dt.datetime
+    agreement_version: str
+
+
+async def application_for(directory: SqlDirectory, subscriber_id: int | None) -> ApplicationRow | None:
+    """The latest application of a subscriber (the paper form is printed from it)."""
+    if subscriber_id is None:
+        return None
+    async with directory.readers() as s:
+        row = (await s.execute(
+            select(Application, Subscriber.kind, AgreementVersion.version)
+            .join(Subscriber, Subscriber.id == Application.subscriber_id)
+            .join(AgreementVersion, AgreementVersion.id == Application.agreement_version_id)
+            .where(Application.subscriber_id == subscriber_id).order_by(Application.id.desc()).limit(1)
+        )).first()
+    if row is None:
+        return None
+    a, kind, version = row
+    return ApplicationRow(a.id, kind, dict(a.data), a.office_code, a.employee_id, _utc(a.submitted_at), version)

@@ -28,13 +28,21 @@ import datetime as dt
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pyotp
 
-from esam_mail.directory.official import Conflict, Found, StaffRow, StaffTables, search_mailboxes
+from esam_mail.directory.official import (
+    Conflict,
+    Found,
+    StaffRow,
+    StaffTables,
+    application_for,
+    search_mailboxes,
+)
 from esam_mail.directory.sql import SqlDirectory
-from esam_mail.errors import AuthError, EsamError, ValidationError
+from esam_mail.errors import AuthError, EsamError, NotFound, ValidationError
 
 __all__ = [
     "PERMISSIONS",
@@ -227,6 +235,40 @@ class StaffService:
         if not reason or len(reason) > 500:
             raise ValidationError("reason", "say why (at most 500 characters)")
         return await self.directory.set_state(login, state, actor=staff.actor, reason=reason)
+
+    async def application_form(self, staff: StaffRecord, login: str) -> tuple[int, bytes]:
+        """The pre-filled paper application of a mailbox as PDF (role ``application.register``).
+
+        Raises:
+            RoleRefused; NotFound: no such mailbox or no application (a service mailbox).
+        """
+        from esam_mail.services.application_form import render_application_form
+
+        self.require(staff, "application.register")
+        m = await self.directory.get(login)
+        app = await application_for(self.directory, m.subscriber_id if m else None)
+        if m is None or app is None:
+            raise NotFound(f"application of {login}")
+        pdf = await asyncio.to_thread(
+            render_application_form, app.data, application_id=app.id, address=m.address, office=app.office_code,
+            employee=app.employee_id, submitted_at=app.submitted_at, agreement_version=app.agreement_version)
+        await self.directory.audit(*staff.actor, "application.print", m.address, application=app.id)
+        return app.id, pdf
+
+    async def attach_signed_scan(self, staff: StaffRecord, login: str, pdf: bytes, folder: Path) -> Path:
+        """Keep the applicant's signed paper form with the application (audited)."""
+        from esam_mail.services.application_form import store_signed_scan
+
+        self.require(staff, "application.register", office_code=None)
+        m = await self.directory.get(login)
+        app = await application_for(self.directory, m.subscriber_id if m else None)
+        if m is None or app is None:
+            raise NotFound(f"application of {login}")
+        if staff.role == "employee" and app.office_code != staff.office_code:
+            raise RoleRefused(f"{staff.username} works at office {staff.office_code}, not {app.office_code}")
+        path = await asyncio.to_thread(store_signed_scan, folder, app.id, pdf)
+        await self.directory.audit(*staff.actor, "application.scan", m.address, application=app.id, size=len(pdf))
+        return path
 
     @staticmethod
     def require(staff: StaffRecord, action: str, *, office_code: str | None = None) -> None:

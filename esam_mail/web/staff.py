@@ -22,7 +22,7 @@ from typing import Any
 from starlette.exceptions import HTTPException
 from starlette.responses import RedirectResponse
 
-from esam_mail.errors import AuthError, ValidationError
+from esam_mail.errors import AuthError, NotFound, ValidationError
 from esam_mail.services.staff import PERMISSIONS, RoleRefused, StaffRecord, StaffService
 from esam_mail.web.i18n import translator
 from esam_mail.web.security import new_csrf, read_form
@@ -146,6 +146,41 @@ def register(router: Router, services: Any) -> None:
                         {"m": m, "errors": {exc.field: _("Say why.")}, "done": None}, status=400)
         return RedirectResponse(f"/staff/mailbox/{login}?done={action}", status_code=303)
 
+    async def application_pdf(request: Request) -> Response:
+        rec = await current(request)
+        if rec is None:
+            return to_login()
+        try:
+            app_id, pdf = await staff.application_form(rec, request.path_params["login"])
+        except RoleRefused:
+            raise HTTPException(403) from None
+        except NotFound:
+            raise HTTPException(404) from None
+        return Response(pdf, media_type="application/pdf", headers={
+            "content-disposition": f'inline; filename="application-{app_id}.pdf"', "cache-control": "no-store"})
+
+    async def upload_scan(request: Request) -> Response:
+        rec = await current(request)
+        if rec is None:
+            return to_login()
+        login = request.path_params["login"]
+        form = await read_form(request, max_files=1, max_part_size=20 * 1024 * 1024)
+        upload = form.get("scan")
+        data = await upload.read() if upload is not None and hasattr(upload, "read") else b""
+        try:
+            await staff.attach_signed_scan(rec, login, data, services.cfg.data_dir / "applications")
+        except RoleRefused:
+            raise HTTPException(403) from None
+        except NotFound:
+            raise HTTPException(404) from None
+        except ValidationError:
+            m = await services.directory.get(login)
+            _ = translator(request)
+            return page(request, "staff_mailbox.html", rec,
+                        {"m": m, "errors": {"scan": _("Choose the signed application as a PDF file.")},
+                         "done": None}, status=400)
+        return RedirectResponse(f"/staff/mailbox/{login}?done=scan", status_code=303)
+
     async def audit(request: Request) -> Response:
         rec = await current(request)
         if rec is None:
@@ -166,4 +201,6 @@ def register(router: Router, services: Any) -> None:
     router.add("GET", "/staff/mailbox/{login}", mailbox)
     router.add("POST", "/staff/mailbox/{login}/state", change_state)
     router.add("GET", "/staff/audit", audit)
+    router.add("GET", "/staff/mailbox/{login}/application.pdf", application_pdf)
+    router.add("POST", "/staff/mailbox/{login}/application/scan", upload_scan)
 

@@ -70,6 +70,24 @@ def _imap_ok(p: EsamProcess) -> bool:
             pass
 
 
+def _get_with_session(page: Page, path: str) -> bytes:
+    import urllib.request
+
+    cookie = "; ".join(f"{c['name']}={c['value']}" for c in page.d.get_cookies())
+    req = urllib.request.Request(page.base + path, headers={"Cookie": cookie})
+    with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310 - 127.0.0.1 test server
+        assert resp.headers["Content-Type"] == "application/pdf"
+        return bytes(resp.read())
+
+
+def _pdf_text(pdf: bytes) -> str:
+    import io
+
+    from pypdf import PdfReader
+
+    return "".join(p.extract_text() for p in PdfReader(io.BytesIO(pdf)).pages)
+
+
 def _login(page: Page, username: str, code: str) -> None:
     page.open("/staff/login")
     page.type("username", username)
@@ -108,6 +126,18 @@ def test_staff_console_roles_search_suspend_and_audit(console: tuple[EsamProcess
     assert page.by_id("state").text == "active"
     assert not {"suspend", "close", "state-form"} & ids()
     assert "nav-audit" not in ids()
+    # the paper application: the pre-filled form prints as a PDF, the signed scan is kept
+    pdf = _get_with_session(page, "/staff/mailbox/asem/application.pdf")
+    assert pdf.startswith(b"%PDF-")
+    text = _pdf_text(pdf)
+    assert "Ахметова" in text and IIN in text and "asem@esam.test" in text and "Подпись заявителя" in text
+    scan = Path(p.tmp) / "signed.pdf"
+    scan.write_bytes(pdf)  # stands in for the scanner's file
+    page.by_id("scan").send_keys(str(scan))
+    page.post_form("upload-scan")
+    assert page.by_id("done")
+    kept = list((p.data / "applications").glob("*.pdf"))
+    assert len(kept) == 1 and kept[0].read_bytes() == scan.read_bytes()
     page.d.get(page.base + "/staff/audit")
     assert "403" in page.d.title or "403" in page.d.page_source
     page.open("/staff")
@@ -133,6 +163,8 @@ def test_staff_console_roles_search_suspend_and_audit(console: tuple[EsamProcess
 
     # the auditor: the log shows who, where, why; and the refused attempt
     _login(page, "aud", pyotp.TOTP(secrets["aud"]).now())
+    page.open("/staff/mailbox/asem")
+    assert "print-form" not in ids()  # an auditor does not handle applications
     page.by_id("nav-audit").click()
     page.wait.until(lambda d: d.find_elements("id", "audit"))
     rows = [[c.text for c in r.find_elements("css selector", "td")]
@@ -141,5 +173,6 @@ def test_staff_console_roles_search_suspend_and_audit(console: tuple[EsamProcess
     assert suspended and suspended[0][1] == "staff:super@ALA01" and suspended[0][5] == "заявление владельца № 17"
     assert any(r[2] == "audit.read" and r[1] == "staff:e-17@ALA01" and r[4] == "denied" for r in rows)
     assert any(r[2] == "staff.login" and r[4] == "denied" for r in rows)  # the wrong code
+    assert any(r[2] == "application.scan" and r[1] == "staff:e-17@ALA01" for r in rows)
     shots = Path(p.tmp) / "staff-audit.png"
     page.d.save_screenshot(str(shots))
