@@ -75,7 +75,7 @@ def _get_with_session(page: Page, path: str) -> bytes:
 
     cookie = "; ".join(f"{c['name']}={c['value']}" for c in page.d.get_cookies())
     req = urllib.request.Request(page.base + path, headers={"Cookie": cookie})
-    with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310 - 127.0.0.1 test server
+    with urllib.request.urlopen(req, timeout=10) as resp:
         assert resp.headers["Content-Type"] == "application/pdf"
         return bytes(resp.read())
 
