@@ -12,7 +12,7 @@ Pure: the server provides a :class:`Candidate` per message.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -215,8 +215,13 @@ def _key(args: Args, ctx: _Ctx, depth: int = 0) -> Node:
         first, second = sorted((a, b), key=lambda n: n.cost)
         return Node(lambda m: first.test(m) or second.test(m), max(a.cost, b.cost))
     if key == "UID":
-        in_uids = SeqSet.parse(args.atom()).matcher(ctx.max_uid)
+        raw = args.atom()
+        if raw == b"$":  # RFC 5182: the saved result
+            return Node(lambda m: m.uid in ctx.saved, 0)
+        in_uids = SeqSet.parse(raw).matcher(ctx.max_uid)
         return Node(lambda m: in_uids(m.uid), 0)
+    if key == "$":
+        return Node(lambda m: m.uid in ctx.saved, 0)
     if key[:1].isdigit() or key[:1] == "*":
         in_seqs = SeqSet.parse(bytes(tok)).matcher(ctx.max_seq)
         return Node(lambda m: in_seqs(m.seq), 0)
@@ -239,6 +244,7 @@ class _Ctx:
     max_uid: int
     keys: int = 0
     modseq: bool = False
+    saved: frozenset[int] = frozenset()  # UIDs of the SEARCHRES result ($)
 
 
 @dataclass(slots=True)
@@ -257,7 +263,8 @@ class Query:
         return self.node.cost > 0
 
 
-def parse_search(tokens: Sequence[Token], *, max_seq: int, max_uid: int) -> Query:
+def parse_search(tokens: Sequence[Token], *, max_seq: int, max_uid: int,
+                 saved: Iterable[int] = ()) -> Query:
     """Compile ``[CHARSET x] key...``.
 
     Raises:
@@ -273,7 +280,7 @@ def parse_search(tokens: Sequence[Token], *, max_seq: int, max_uid: int) -> Quer
         if cs not in SUPPORTED_CHARSETS:
             raise BadCharset(cs)
         charset = cs
-    ctx = _Ctx(max_seq, max_uid)
+    ctx = _Ctx(max_seq, max_uid, saved=frozenset(saved))
     nodes = []
     while args.more():
         nodes.append(_key(args, ctx))

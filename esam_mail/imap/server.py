@@ -203,6 +203,7 @@ class EsamIMAP4Server(imap4.IMAP4Server):
         self._abort_timer: Any = None
         self.condstore = False  # RFC 7162: enabled by ENABLE or a CONDSTORE-enabling command
         self.qresync = False  # RFC 7162 §3.2: only by ENABLE QRESYNC
+        self.saved: list[int] = []  # RFC 5182 SEARCHRES: UIDs of the result saved as $
         self.timeOut = int(self.limits.unauth_timeout)
 
     # -- connection ------------------------------------------------------------
@@ -292,7 +293,7 @@ class EsamIMAP4Server(imap4.IMAP4Server):
         else:
             for c in (b"IDLE", b"NAMESPACE", b"UIDPLUS", b"MOVE", b"UNSELECT",
                       b"SPECIAL-USE", b"CHILDREN", b"QUOTA", b"ENABLE", b"CONDSTORE",
-                      b"QRESYNC"):
+                      b"QRESYNC", b"ESEARCH", b"SEARCHRES"):
                 cap[c] = None
         cap[b"ID"] = None
         cap[b"LITERAL-"] = None
@@ -775,6 +776,7 @@ class EsamIMAP4Server(imap4.IMAP4Server):
 
     def _deselect(self) -> None:
         self.selected = None
+        self.saved = []
         if self.state == "select":
             self.state = "auth"
 
@@ -1141,6 +1143,17 @@ class EsamIMAP4Server(imap4.IMAP4Server):
 
     # -- selected ----------------------------------------------------------------
 
+    def _targets(self, sel: SelectedFolder, seqset: SeqSet | bytes | None, *,
+                 uid: bool) -> list[tuple[int, int]]:
+        """(seq, uid) pairs of a sequence set, or of ``$`` (None): the saved SEARCH
+        result, whose expunged messages are gone from it (RFC 5182 §2.1)."""
+        if isinstance(seqset, bytes):
+            seqset = _seq_arg(seqset)
+        if seqset is None:
+            pos = {u: i + 1 for i, u in enumerate(sel.uids)}
+            return [(pos[u], u) for u in sorted(self.saved) if u in pos]
+        return sel.resolve(seqset, uid=uid)
+
     def _sel(self) -> SelectedFolder:
         assert self.selected is not None
         return self.selected
@@ -1166,7 +1179,7 @@ class EsamIMAP4Server(imap4.IMAP4Server):
         sel = self._sel()
         only: list[int] | None = None
         if uid:
-            only = [u for _, u in sel.resolve(SeqSet.parse(args.atom()), uid=True)]
+            only = [u for _, u in self._targets(sel, args.atom(), uid=True)]
         args.end()
         if sel.readonly:
             self._tagged(tag, replies.READ_ONLY)
@@ -1184,7 +1197,7 @@ class EsamIMAP4Server(imap4.IMAP4Server):
 
     async def cmd_store(self, tag: bytes, args: Args, uid: bool = False) -> None:
         sel = self._sel()
-        seqset = SeqSet.parse(args.atom())
+        seqset = _seq_arg(args.atom())
         unchanged_since = None
         if isinstance(args.peek(), list):  # store-modifiers (RFC 7162 §3.1.3)
             mods = args.plist()
@@ -1205,7 +1218,7 @@ class EsamIMAP4Server(imap4.IMAP4Server):
             return
         mode = {b"+": 1, b"-": -1, b"": 0}[m.group(1)]
         silent = bool(m.group(2))
-        targets = sel.resolve(seqset, uid=uid)
+        targets = self._targets(sel, seqset, uid=uid)
         flags = [f for f in flags if f != "\\Recent"]
         live = [u for _, u in targets if u not in sel.gone]
         result, modified, seqs = (await sel.view.store_flags_cond(
@@ -1238,7 +1251,7 @@ class EsamIMAP4Server(imap4.IMAP4Server):
 
     async def _copy(self, tag: bytes, args: Args, *, uid: bool, move: bool) -> None:
         sel = self._sel()
-        seqset = SeqSet.parse(args.atom())
+        seqset = _seq_arg(args.atom())
         name = self._mailbox_arg(args)
         args.end()
         if move and sel.readonly:
@@ -1249,7 +1262,7 @@ class EsamIMAP4Server(imap4.IMAP4Server):
         except errors.NoSuchFolder:
             self._tagged(tag, replies.TRYCREATE)
             return
-        uids = [u for _, u in sel.resolve(seqset, uid=uid) if u not in sel.gone]
+        uids = [u for _, u in self._targets(sel, seqset, uid=uid) if u not in sel.gone]
         pairs, removed = await sel.view.copy_to(uids, dest, move=move) if uids else ([], [])
         code = None
         if pairs:
@@ -1270,13 +1283,31 @@ class EsamIMAP4Server(imap4.IMAP4Server):
 
     async def cmd_search(self, tag: bytes, args: Args, uid: bool = False) -> None:
         sel = self._sel()
-        keys = args.rest()
+        opts: list[bytes] | None = None  # RFC 4731 ESEARCH: SEARCH RETURN (opts) ...
+        first = args.peek()
+        if isinstance(first, Atom) and first.upper() == b"RETURN":
+            args.next()
+            opts = [bytes(o).upper() if isinstance(o, Atom) else b"" for o in args.plist()]
+            if any(o not in _RETURN_OPTS for o in opts):
+                raise ParseError("unknown SEARCH return option")
+            opts = opts or [b"ALL"]
+        save = opts is not None and b"SAVE" in opts
+        try:
+            await self._search(tag, sel, args.rest(), uid, opts, save)
+        except BaseException:
+            if save:
+                self.saved = []  # RFC 5182 §2.1: a failed SAVE search leaves $ empty
+            raise
+
+    async def _search(self, tag: bytes, sel: SelectedFolder, keys: list[Token], uid: bool,
+                      opts: list[bytes] | None, save: bool) -> None:
         max_uid = sel.uids[-1] if sel.uids else 0
+        saved = list(self.saved)
         if len(keys) > 64:  # up to MAX_SEARCH_KEYS: compile off the loop
             query = await asyncio.to_thread(parse_search, keys, max_seq=sel.exists,
-                                            max_uid=max_uid)
+                                            max_uid=max_uid, saved=saved)
         else:
-            query = parse_search(keys, max_seq=sel.exists, max_uid=max_uid)
+            query = parse_search(keys, max_seq=sel.exists, max_uid=max_uid, saved=saved)
         metas = await sel.metas(sel.uids) if query.needs_content else {}
         snapshot = [(i + 1, u) for i, u in enumerate(sel.uids) if u not in sel.gone]
 
@@ -1293,16 +1324,47 @@ class EsamIMAP4Server(imap4.IMAP4Server):
         if query.uses_modseq:
             self._enable_condstore()
         hits = await sel.view.call(evaluate)
-        tail = b""
-        if query.uses_modseq and hits:  # RFC 7162 §3.1.5: the highest mod-sequence found
-            found = hits if uid else [sel.uids[h - 1] for h in hits]
-            tail = b" (MODSEQ %d)" % max(sel.modseq.get(u, 0) for u in found)
-        self._untagged(b"* SEARCH" + b"".join(b" %d" % h for h in hits) + tail)
+        found = hits if uid else [sel.uids[h - 1] for h in hits]
+        top = max((sel.modseq.get(u, 0) for u in found), default=0)
+        if opts is None:
+            tail = b""
+            if query.uses_modseq and hits:  # RFC 7162 §3.1.5: the highest mod-sequence
+                tail = b" (MODSEQ %d)" % top
+            self._untagged(b"* SEARCH" + b"".join(b" %d" % h for h in hits) + tail)
+        else:
+            self._esearch(tag, uid, opts, hits, top if query.uses_modseq else 0)
+        if save:
+            if ({b"MIN", b"MAX"} & set(opts or ())) and not ({b"ALL", b"COUNT"} & set(opts or ())):
+                keep = {found[0]} if b"MIN" in (opts or ()) and found else set()
+                if b"MAX" in (opts or ()) and found:
+                    keep.add(found[-1])
+                self.saved = sorted(keep)  # RFC 5182 §2.4
+            else:
+                self.saved = sorted(found)
         await self._ok(tag, b"SEARCH completed.", allow_expunge=False)
+
+    def _esearch(self, tag: bytes, uid: bool, opts: list[bytes], hits: list[int],
+                 modseq: int) -> None:
+        """``* ESEARCH (TAG "t") [UID] [MIN n] [MAX n] [ALL set] [COUNT n] [MODSEQ n]``;
+        nothing at all when SAVE is the only option (RFC 5182 §2.2)."""
+        if opts == [b"SAVE"]:
+            return
+        out = b"* ESEARCH (TAG " + quote(tag) + b")" + (b" UID" if uid else b"")
+        if hits and b"MIN" in opts:
+            out += b" MIN %d" % hits[0]
+        if hits and b"MAX" in opts:
+            out += b" MAX %d" % hits[-1]
+        if hits and b"ALL" in opts:
+            out += b" ALL " + format_uid_set(hits)
+        if b"COUNT" in opts:
+            out += b" COUNT %d" % len(hits)
+        if hits and modseq:
+            out += b" MODSEQ %d" % modseq
+        self._untagged(out)
 
     async def cmd_fetch(self, tag: bytes, args: Args, uid: bool = False) -> None:
         sel = self._sel()
-        seqset = SeqSet.parse(args.atom())
+        seqset = _seq_arg(args.atom())
         items = parse_fetch_atts(args.next())
         changed_since = None
         vanished = False
@@ -1324,14 +1386,15 @@ class EsamIMAP4Server(imap4.IMAP4Server):
             self._enable_condstore()
         if uid and not any(i.name == "UID" for i in items):
             items.insert(0, FetchItem("UID", label=b"UID"))
-        targets = [(s, u) for s, u in sel.resolve(seqset, uid=uid) if u not in sel.gone]
+        targets = [(s, u) for s, u in self._targets(sel, seqset, uid=uid) if u not in sel.gone]
         if changed_since is not None:
             targets = [(s, u) for s, u in targets if sel.modseq.get(u, 0) > changed_since]
         if vanished:
             assert changed_since is not None
             gone = await sel.view.expunged_since(changed_since)
             top = max([*gone, *sel.uids[-1:]], default=0)
-            gone = [u for u in gone if seqset.contains(u, top) and u not in sel.info]
+            gone = [u for u in gone if u not in sel.info
+                    and (u in self.saved if seqset is None else seqset.contains(u, top))]
             if gone:
                 self._untagged(b"* VANISHED (EARLIER) " + format_uid_set(gone))
         await self._fetch(tag, sel, targets, items)
@@ -1498,6 +1561,12 @@ def _background(coro: Coroutine[Any, Any, Any]) -> None:
 
 
 _MAX_MODSEQ = (1 << 63) - 1
+_RETURN_OPTS = (b"MIN", b"MAX", b"ALL", b"COUNT", b"SAVE")
+
+
+def _seq_arg(raw: bytes) -> SeqSet | None:
+    """A sequence-set argument; None for ``$`` (RFC 5182 SEARCHRES)."""
+    return None if raw == b"$" else SeqSet.parse(raw)
 
 
 def _number(tok: Token, what: str, *, maximum: int) -> int:
