@@ -99,6 +99,10 @@ def build(cfg: Config, *, notifier: Any = None) -> Services:
     from esam_mail.services.account import login_recorder
 
     authenticator.on_success.append(login_recorder(directory))  # login history (IMAP, SMTP)
+    from esam_mail.services.second_factor import SecondFactorService
+
+    authenticator.second_factor = SecondFactorService(  # app passwords for IMAP/SMTP when TOTP is on
+        directory, max_failures=cfg.auth.max_failures, lock_seconds=cfg.auth.lock_seconds)
     if notifier is None and cfg.directory_url.startswith("postgresql"):
         from esam_mail.store.pgnotify import PgNotifier, asyncpg_dsn
 

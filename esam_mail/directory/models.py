@@ -291,3 +291,40 @@ class AliasTarget(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     alias_id: Mapped[int] = mapped_column(ForeignKey("aliases.id", ondelete="CASCADE"), index=True)
     target: Mapped[str] = mapped_column(String(320))
+
+
+class SecondFactor(Base):
+    """A mailbox's TOTP second factor for web logins (RFC 6238).  While a row exists, IMAP
+    and SMTP accept only app passwords (``app_passwords``), never the main password.
+    ``last_step`` is the last accepted 30-second step: a code is never accepted twice."""
+
+    __tablename__ = "second_factors"
+    mailbox_id: Mapped[int] = mapped_column(ForeignKey("mailboxes.id", ondelete="CASCADE"), primary_key=True)
+    totp_secret: Mapped[str] = mapped_column(String(64))
+    enabled_at: Mapped[dt.datetime] = mapped_column(TS, default=utcnow)
+    last_step: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class RecoveryCode(Base):
+    """A one-time code that replaces the TOTP code once (SHA-256 of it; ``used_at`` when spent)."""
+
+    __tablename__ = "recovery_codes"
+    __table_args__ = (UniqueConstraint("mailbox_id", "digest", name="uq_recovery_codes_mailbox_id"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    mailbox_id: Mapped[int] = mapped_column(ForeignKey("mailboxes.id", ondelete="CASCADE"), index=True)
+    digest: Mapped[str] = mapped_column(String(64))
+    used_at: Mapped[dt.datetime | None] = mapped_column(TS)
+
+
+class AppPassword(Base):
+    """A generated password for one mail program (IMAP/SMTP) of a mailbox with a second
+    factor.  Random, 100+ bits, so its SHA-256 (unique) is stored, not a slow hash."""
+
+    __tablename__ = "app_passwords"
+    __table_args__ = (UniqueConstraint("digest", name="uq_app_passwords_digest"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    mailbox_id: Mapped[int] = mapped_column(ForeignKey("mailboxes.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(64))
+    digest: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(TS, default=utcnow)
+    last_used_at: Mapped[dt.datetime | None] = mapped_column(TS)

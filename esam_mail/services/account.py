@@ -46,6 +46,7 @@ def fingerprint(password_hash: str) -> str:
 
 @dataclass(frozen=True)
 class Profile:
+    id: int  # the mailbox row
     login: str
     address: str
     state: str
@@ -109,7 +110,7 @@ class AccountService:
             return None
         sub = await self.directory.subscriber(rec.subscriber_id) if rec.subscriber_id is not None else None
         return Profile(
-            login=rec.login_norm, address=rec.address, state=rec.state, kind=sub.kind if sub else "service",
+            id=rec.id, login=rec.login_norm, address=rec.address, state=rec.state, kind=sub.kind if sub else "service",
             eds_confirmed=bool(rec.eds_confirmed), created_at=rec.created_at,
             display_name=sub.display_name if sub else rec.address, iin=sub.iin if sub else None,
             bin=sub.bin if sub else None, data=dict(sub.data or {}) if sub else {},

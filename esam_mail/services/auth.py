@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from esam_mail.directory.models import utcnow
 from esam_mail.directory.passwords import PasswordHasher
@@ -92,6 +92,9 @@ class DirectoryAuthenticator:
         self.failure_delay = failure_delay
         self.on_failure: list[object] = []  # metrics hooks: callables(service)
         # after a full password check (not a cache hit): callables(principal, peer, service)
+        # With a second factor on (services/second_factor.py), IMAP and SMTP take app
+        # passwords only: the main password alone no longer opens the mailbox.
+        self.second_factor: Any = None
         self.on_success: list[Callable[[Principal, str, str], None]] = []
 
     async def authenticate(self, username: str, password: str, *, peer: str, service: str) -> Principal:
@@ -110,6 +113,17 @@ class DirectoryAuthenticator:
                 await asyncio.get_running_loop().run_in_executor(self.pool, self.hasher.hash, password or "x")
             await self._fail(keys, login, peer, service)
             raise AuthError("bad credentials")
+        if service != "web" and self.second_factor is not None and await self.second_factor.enabled(rec.id):
+            if not await self.second_factor.check_app_password(rec.id, password):
+                await self._fail(keys, login, peer, service)
+                raise AuthError("bad credentials")
+            if await self._had_failures(keys):
+                await self.directory.clear_failures(keys[1:])
+            event(log, "auth.ok", user=rec.login_norm, peer=peer, service=service, app_password=True)
+            principal = Principal(login=rec.login_norm, address=rec.address, quota=rec.quota_bytes)
+            for hook in self.on_success:
+                hook(principal, peer, service)
+            return principal
         now = time.monotonic()
         if self.cache.check(rec.login_norm, password, rec.password_hash, now):
             return Principal(login=rec.login_norm, address=rec.address, quota=rec.quota_bytes)

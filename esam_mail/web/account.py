@@ -86,6 +86,17 @@ def start_session(request: Request, profile: Profile) -> None:
     new_csrf(request)
 
 
+def begin_second_step(request: Request, profile: Profile) -> None:
+    """Password right, a TOTP code still to come: a fresh session that grants nothing yet."""
+    lang = request.session.get("lang")
+    request.session.clear()
+    request.session.update({"pending": profile.login, "pending_fp": profile.fingerprint,
+                            "pending_at": int(time.time()), "sid": secrets.token_urlsafe(16)})
+    if lang:
+        request.session["lang"] = lang
+    new_csrf(request)
+
+
 def _errors(request: Request, problems: list[ValidationError]) -> dict[str, str]:
     _ = translator(request)
     out: dict[str, str] = {}
@@ -135,6 +146,10 @@ def register(router: Router, services: Any) -> None:
                 else:
                     errors["password"] = _("The address or the password is wrong.")
             else:
+                sf = getattr(services.authenticator, "second_factor", None)
+                if sf is not None and await sf.enabled(profile.id):
+                    begin_second_step(request, profile)
+                    return RedirectResponse("/account/login/code", status_code=303)
                 start_session(request, profile)
                 return RedirectResponse("/account", status_code=303)
         return render(request, "account_login.html", {"errors": errors, "username": username}, status=400)
