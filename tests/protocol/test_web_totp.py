@@ -7,7 +7,6 @@ an app password made in the account.
 
 from __future__ import annotations
 
-import imaplib
 import re
 import smtplib
 import time
