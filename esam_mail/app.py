@@ -253,9 +253,13 @@ def init(cfg: Config) -> list[str]:
 class Server:
     """All listeners of one process."""
 
-    def __init__(self, cfg: Config, *, reuse_port: bool = False, resolver: Any = None) -> None:
+    def __init__(self, cfg: Config, *, reuse_port: bool = False, resolver: Any = None,
+                 roles: frozenset[str] = frozenset(("smtp", "imap", "http"))) -> None:
         self.cfg = cfg
         self.reuse_port = reuse_port
+        # ``esam serve --roles``: this process runs only these front-ends; the smtp
+        # role also owns the outbound queue and the mail-producing background jobs
+        self.roles = roles
         self.resolver = resolver  # inbound SPF/DKIM/DMARC DNS; None = dnspython
         self.ports: dict[str, int] = {}
         self.services: Services | None = None
@@ -272,7 +276,6 @@ class Server:
 
     async def start(self) -> dict[str, int]:
         from esam_mail.imap.server import start_imap
-        from esam_mail.smtp.server import Limits, start_smtp
 
         cfg = self.cfg
         if not cfg.tls.cert:
@@ -282,6 +285,43 @@ class Server:
         self._tasks.append(asyncio.ensure_future(metrics.watch_loop_lag()))  # issue 14 guard
         if hasattr(svc.notifier, "start"):
             await svc.notifier.start()  # PgNotifier: LISTEN before the first IDLE
+        if "smtp" in self.roles:
+            await self._start_smtp_role(svc, ctx)
+        if "imap" in self.roles:
+            imap_ports, self._imap = await start_imap(
+                store=svc.store, authenticator=svc.authenticator, notifier=svc.notifier,
+                cert=cfg.tls_cert, key=cfg.tls_key, hostname=cfg.server.hostname,
+                imap=_addr(cfg.listen.imap), imaps=_addr(cfg.listen.imaps),
+                max_literal_size=cfg.imap.max_literal_size, idle_timeout=cfg.imap.idle_timeout,
+                max_connections_per_ip=cfg.imap.max_connections_per_ip, reuse_port=self.reuse_port,
+            )
+            self.ports.update(imap_ports)
+        http = _addr(cfg.listen.http) if "http" in self.roles else None
+        if http:
+            from esam_mail.web.server import build_app, start_http
+
+            self._http = await start_http(
+                build_app(svc), http[0], http[1], reuse_port=self.reuse_port,
+                grace=cfg.server.shutdown_grace, trusted_proxies=cfg.web.trusted_proxies,
+            )
+            self.ports["http"] = self._http.port
+            from esam_mail.services.account import close_due_loop
+            from esam_mail.web.account import account_service
+
+            self._tasks.append(asyncio.ensure_future(close_due_loop(account_service(svc))))
+        # Everything built so far (modules, config, engines, catalogues) lives as long as
+        # the process: move it out of the collector's sight, so a full collection walks
+        # only what requests created and does not stall the shared loop for 0.5 s.
+        gc.collect()
+        gc.freeze()
+        event(log, "server.started", ports=",".join(f"{k}:{v}" for k, v in self.ports.items()))
+        return self.ports
+
+    async def _start_smtp_role(self, svc: Services, ctx: Any) -> None:
+        """MX and submission listeners, the outbound queue and the mail-producing jobs."""
+        from esam_mail.smtp.server import Limits, start_smtp
+
+        cfg = self.cfg
         limits = Limits(
             max_message_size=cfg.smtp.max_message_size, max_recipients=cfg.smtp.max_recipients,
             timeout=cfg.smtp.timeout, max_commands=cfg.smtp.max_commands,
@@ -313,34 +353,6 @@ class Server:
             self._stop_official = self._stop_official or asyncio.Event()
             self._tasks.append(asyncio.ensure_future(recheck.run(self._stop_official, cfg.eds.recheck_interval)))
         self.ports.update(self._smtp.ports())
-        imap_ports, self._imap = await start_imap(
-            store=svc.store, authenticator=svc.authenticator, notifier=svc.notifier,
-            cert=cfg.tls_cert, key=cfg.tls_key, hostname=cfg.server.hostname,
-            imap=_addr(cfg.listen.imap), imaps=_addr(cfg.listen.imaps),
-            max_literal_size=cfg.imap.max_literal_size, idle_timeout=cfg.imap.idle_timeout,
-            max_connections_per_ip=cfg.imap.max_connections_per_ip, reuse_port=self.reuse_port,
-        )
-        self.ports.update(imap_ports)
-        http = _addr(cfg.listen.http)
-        if http:
-            from esam_mail.web.server import build_app, start_http
-
-            self._http = await start_http(
-                build_app(svc), http[0], http[1], reuse_port=self.reuse_port,
-                grace=cfg.server.shutdown_grace, trusted_proxies=cfg.web.trusted_proxies,
-            )
-            self.ports["http"] = self._http.port
-            from esam_mail.services.account import close_due_loop
-            from esam_mail.web.account import account_service
-
-            self._tasks.append(asyncio.ensure_future(close_due_loop(account_service(svc))))
-        # Everything built so far (modules, config, engines, catalogues) lives as long as
-        # the process: move it out of the collector's sight, so a full collection walks
-        # only what requests created and does not stall the shared loop for 0.5 s.
-        gc.collect()
-        gc.freeze()
-        event(log, "server.started", ports=",".join(f"{k}:{v}" for k, v in self.ports.items()))
-        return self.ports
 
     async def stop(self) -> None:
         grace = self.cfg.server.shutdown_grace
@@ -402,10 +414,12 @@ def install_reactor(*, use_uvloop: bool = False) -> asyncio.AbstractEventLoop:
     return loop
 
 
-def run(cfg: Config, *, ready_file: str | None = None, reuse_port: bool = False) -> int:
-    """Serve until SIGTERM/SIGINT."""
+def run(cfg: Config, *, ready_file: str | None = None, reuse_port: bool = False,
+        roles: frozenset[str] | None = None) -> int:
+    """Serve until SIGTERM/SIGINT (only ``roles`` of smtp/imap/http; default all)."""
     loop = install_reactor(use_uvloop=cfg.server.uvloop)
-    server = Server(cfg, reuse_port=reuse_port)
+    server = Server(cfg, reuse_port=reuse_port) if roles is None else Server(
+        cfg, reuse_port=reuse_port, roles=roles)
     stop = asyncio.Event()
 
     async def main() -> None:

@@ -60,6 +60,13 @@ class ServerConfig:
     uvloop: bool = _f(False, "Run the event loop on uvloop: faster SMTP transports (see "
                       "docs/benchmarks.md). Needs a restart.")
     workers: int = _f(1, "Worker processes sharing the listening sockets (SO_REUSEPORT).", min=1, max=64)
+    roles: str = _f(
+        "",
+        "Run the roles in separate processes: comma-separated groups of smtp, imap and http "
+        "(\"+\" keeps roles in one process), e.g. \"smtp,imap,http\" or \"smtp+http,imap\"; "
+        "each group gets `workers` processes. Empty: everything in one process. The smtp "
+        "role also runs the outbound queue. See docs/scaling.md (Splitting roles).",
+    )
     shutdown_grace: float = _f(
         30.0,
         "Seconds `serve` waits for in-flight SMTP transactions and queue deliveries after SIGTERM/SIGINT.",
@@ -507,6 +514,35 @@ _PUBLIC_PORTS = (
 )
 
 
+ROLES = ("smtp", "imap", "http")
+
+
+def parse_roles(value: str) -> list[frozenset[str]]:
+    """``"smtp+http,imap"`` -> ``[{"smtp", "http"}, {"imap"}]``; ``""`` -> one group of all.
+
+    Raises:
+        ValueError: an unknown role, an empty group, or a role in two groups; the
+            message names ``server.roles``.
+    """
+    if not value.strip():
+        return [frozenset(ROLES)]
+    groups: list[frozenset[str]] = []
+    seen: set[str] = set()
+    for raw in value.split(","):
+        names = [n.strip().lower() for n in raw.split("+")]
+        if not all(names):
+            raise ValueError(f"server.roles: empty role in {value!r} (use e.g. \"smtp,imap,http\")")
+        bad = [n for n in names if n not in ROLES]
+        if bad:
+            raise ValueError(f"server.roles: unknown role {bad[0]!r} (roles: smtp, imap, http)")
+        twice = seen.intersection(names)
+        if twice:
+            raise ValueError(f"server.roles: role {sorted(twice)[0]!r} is in two groups")
+        seen.update(names)
+        groups.append(frozenset(names))
+    return groups
+
+
 def parse_hostport(value: str) -> tuple[str, int]:
     """'127.0.0.1:2525' -> ('127.0.0.1', 2525); '[::1]:25' -> ('::1', 25)."""
     m = _HOSTPORT.match(value)
@@ -608,6 +644,10 @@ def from_dict(raw: dict[str, Any], source: str = "") -> Config:
 
 def _semantic_checks(cfg: Config) -> list[str]:
     problems: list[str] = []
+    try:
+        parse_roles(cfg.server.roles)
+    except ValueError as exc:
+        problems.append(str(exc))
     for f in dataclasses.fields(ListenConfig):
         value = getattr(cfg.listen, f.name)
         if value:

@@ -192,6 +192,9 @@ def add_serve(sub: Sub) -> None:
     p.add_argument("--ready-file", help="write the bound ports as JSON here once listening")
     p.add_argument("--workers", type=whole(1, 64),
                    help="worker processes sharing the sockets (overrides server.workers)")
+    p.add_argument("--roles", metavar="GROUPS",
+                   help="run roles in separate processes: smtp, imap, http, comma-separated "
+                        "('+' keeps roles together, e.g. smtp+http,imap); overrides server.roles")
     p.add_argument("--no-init", action="store_true", help="do not run `init` first")
     p.set_defaults(func=cmd_serve)
 
@@ -206,10 +209,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
             print(line, file=sys.stderr)
         run_async(_ensure_agreement(cfg))
     workers = args.workers or cfg.server.workers
-    if workers > 1:
+    try:
+        groups = config_mod.parse_roles(args.roles if args.roles is not None else cfg.server.roles)
+    except ValueError as exc:
+        print(f"esam serve: --roles: {exc}", file=sys.stderr)
+        return 2
+    if workers > 1 or len(groups) > 1 or groups[0] != frozenset(config_mod.ROLES):
         from esam_mail.cli.workers import run_workers
 
-        return run_workers(cfg, workers, args.ready_file)
+        return run_workers(cfg, workers, args.ready_file, groups)
     print(serve_hint(cfg), file=sys.stderr)
     return app.run(cfg, ready_file=args.ready_file)
 

@@ -50,6 +50,12 @@ log = logging.getLogger("esam_mail.workers")
 
 #: Listener keys of ``[listen]`` (all optional: "" disables one).
 LISTENERS = ("smtp", "submission", "submissions", "imap", "imaps", "http")
+#: Which listeners belong to which role of ``server.roles`` / ``--roles``.
+ROLE_LISTENERS = {
+    "smtp": ("smtp", "submission", "submissions"),
+    "imap": ("imap", "imaps"),
+    "http": ("http",),
+}
 _POLL = 0.05
 _READY_TIMEOUT = 120.0
 _STABLE_AFTER = 10.0  # a worker that lived this long resets the crash back-off
@@ -121,6 +127,8 @@ class Supervisor:
     cfg: Config
     count: int
     ready_file: str | None = None
+    #: process groups (``server.roles``); each gets ``count`` workers
+    groups: list[frozenset[str]] = field(default_factory=lambda: [frozenset(ROLE_LISTENERS)])
     ports: dict[str, int] = field(default_factory=dict)
     workers: dict[int, _Worker] = field(default_factory=dict)  # pid -> worker
     _reserved: list[socket.socket] = field(default_factory=list)
@@ -141,15 +149,24 @@ class Supervisor:
         self._reload = True
 
     # -- forking ----------------------------------------------------------------------
+    @property
+    def slots(self) -> int:
+        return self.count * len(self.groups)
+
+    def roles_of(self, index: int) -> frozenset[str]:
+        """The roles of worker slot ``index`` (slots are grouped by role group)."""
+        return self.groups[index // self.count]
+
     def spawn(self, index: int) -> _Worker:
-        """Fork worker ``index`` (a slot number, 0..count-1)."""
+        """Fork worker ``index`` (a slot number, 0..slots-1)."""
         from esam_mail import app
 
         self._generation += 1
         ready = self.run_dir / f"worker-{index}.{self._generation}.ready"
         with contextlib.suppress(FileNotFoundError):
             ready.unlink()
-        wcfg = worker_config(self.cfg, self.ports)
+        roles = self.roles_of(index)
+        wcfg = role_config(worker_config(self.cfg, self.ports), roles)
         sys.stdout.flush()
         sys.stderr.flush()
         pid = os.fork()
@@ -162,8 +179,8 @@ class Supervisor:
                     s.close()
                 for h in logging.getLogger().handlers:
                     h.setFormatter(_WorkerFormatter(h.formatter, index))
-                event(log, "worker.started", index=index)
-                code = app.run(wcfg, ready_file=str(ready), reuse_port=True)
+                event(log, "worker.started", index=index, roles="+".join(sorted(roles)))
+                code = app.run(wcfg, ready_file=str(ready), reuse_port=True, roles=roles)
             except BaseException:  # the worker must never return into the supervisor
                 log.exception("worker %d failed", index)
             finally:
@@ -204,7 +221,9 @@ class Supervisor:
         if not self.ready_file:
             return
         pids = sorted(w.pid for w in self.workers.values())
-        body = json.dumps({"pid": os.getpid(), "ports": self.ports, "workers": pids}).encode()
+        roles = {str(w.pid): "+".join(sorted(self.roles_of(w.index))) for w in self.workers.values()}
+        body = json.dumps({"pid": os.getpid(), "ports": self.ports, "workers": pids,
+                           "roles": roles}).encode()
         fsio.atomic_write(self.ready_file, body, fsync=False)
 
     # -- the main loop ------------------------------------------------------------------
@@ -221,7 +240,7 @@ class Supervisor:
                 self._stop_all()
                 return 1
             self._write_ready()
-            event(log, "supervisor.ready", workers=self.count,
+            event(log, "supervisor.ready", workers=self.slots,
                   ports=",".join(f"{k}:{v}" for k, v in self.ports.items()))
             while not self._stop:
                 if self._reload:
@@ -245,7 +264,7 @@ class Supervisor:
 
         a = self.cfg.auth
         node_cache(a.cache_slots, ttl=a.cache_seconds, max_age=a.cache_max_seconds)
-        for i in range(self.count):
+        for i in range(self.slots):
             self.spawn(i)
         deadline = time.monotonic() + _READY_TIMEOUT
         while not all(w.ready for w in self.workers.values()):
@@ -310,6 +329,14 @@ class Supervisor:
             time.sleep(_POLL)
 
 
-def run_workers(cfg: Config, workers: int, ready_file: str | None) -> int:
-    """Entry point of ``esam serve --workers N`` (N > 1)."""
-    return Supervisor(cfg, workers, ready_file).run()
+def role_config(cfg: Config, roles: frozenset[str]) -> Config:
+    """``cfg`` with the listeners of the other roles switched off."""
+    off = {name: "" for role, names in ROLE_LISTENERS.items() if role not in roles for name in names}
+    return dataclasses.replace(cfg, listen=dataclasses.replace(cfg.listen, **off)) if off else cfg
+
+
+def run_workers(cfg: Config, workers: int, ready_file: str | None,
+                groups: list[frozenset[str]] | None = None) -> int:
+    """Entry point of ``esam serve --workers N`` (N > 1) and ``--roles``: ``workers``
+    processes for each role group."""
+    return Supervisor(cfg, workers, ready_file, groups or [frozenset(ROLE_LISTENERS)]).run()

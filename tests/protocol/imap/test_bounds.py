@@ -53,3 +53,15 @@ def test_hostile_search_is_bad_not_serverbug(selected, caplog):
     assert not [r for r in caplog.records if "server_bug" in r.getMessage()]
     typ, data = selected.search(None, "ALL")
     assert typ == "OK" and data[0].split() == [b"1", b"2", b"3", b"4", b"5"]
+
+
+def test_append_before_login_is_refused_before_the_continuation(env):
+    import socket
+
+    with socket.create_connection(("127.0.0.1", env.plain_port), timeout=10) as s:
+        f = s.makefile("rb")
+        assert f.readline().startswith(b"* OK")
+        s.sendall(b"a APPEND INBOX {100000}\r\n")
+        assert f.readline() == b"a BAD Command not valid in this state.\r\n"
+        s.sendall(b"b NOOP\r\n")  # nothing was read as literal data
+        assert f.readline().startswith(b"b OK")
