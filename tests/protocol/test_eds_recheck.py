@@ -22,6 +22,7 @@ from esam_mail.services import eds_testing as t
 from tests.conftest import write_config
 from tests.protocol.harness import Running
 from tests.protocol.test_official import _confirm, _register
+from tests.unit.registration.conftest import db_url  # noqa: F401 - SQLite, then PostgreSQL
 
 pytestmark = pytest.mark.protocol
 
@@ -93,13 +94,13 @@ def responder() -> Iterator[Responder]:
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[Running]:
+def server(tmp_path: Path, db_url: str) -> Iterator[Running]:  # noqa: F811
     from esam_mail import config
 
     anchor = tmp_path / "root.pem"
     anchor.write_bytes(t.to_pem(t.default_pki().root.cert))
     cfg = config.load(write_config(
-        tmp_path, eds={"trust_anchors": [str(anchor)], "recheck_interval": 0},
+        tmp_path, eds={"trust_anchors": [str(anchor)], "recheck_interval": 0}, directory={"url": db_url},
         registration={"registry_policy": "accept"}, official={"sweep_interval": 3600},
     ))
     r = Running(cfg)

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from esam_mail.cli import main
-from tests.conftest import write_config
+from tests.conftest import add_staff, write_config
 
 
 class Cli:
@@ -23,6 +23,8 @@ class Cli:
         self.config = write_config(tmp, registration={"registry_policy": "accept"}, **sections)
         self.cfg = config.load(self.config)
         upgrade_schema_sync(self.cfg.directory_url)
+        # --employee must be a staff account: a supervisor registers and handles hybrid mail
+        add_staff(self.cfg.directory_url, "e-17", "supervisor", "ALA01")
         self.capsys, self.monkeypatch = capsys, monkeypatch
         monkeypatch.delenv("ESAM_LANG", raising=False)
         monkeypatch.setenv("LANG", "C.UTF-8")
