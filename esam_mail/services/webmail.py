@@ -741,6 +741,22 @@ class Webmail:
         Returns the Message-ID.  Raises :class:`ComposeProblems` (nothing sent)."""
         found, problems = self._recipients(out)
         problems.update(self._check_text(out))
+        estimate = len(out.body.encode()) + sum(len(u.data) for u in out.uploads) * 4 // 3
+        routes: list[Route] = []
+        seen: set[str] = set()
+        for name in ("to", "cc", "bcc"):
+            if name in problems:
+                continue
+            for addr in found.get(name, []):
+                if addr.lower() in seen:
+                    continue
+                seen.add(addr.lower())
+                try:
+                    routes.append(await self.delivery.check_recipient(addr, principal=principal, size_hint=estimate))
+                except DeliveryError as e:
+                    text = {"5.1.1": T_NO_USER, "5.2.1": T_DISABLED, "4.2.1": T_DISABLED,
+                            "4.2.2": T_FULL, "5.2.2": T_FULL}.get(e.enhanced, T_REFUSED)
+                    problems.setdefault(name, (text, {"address": addr}))
         if problems:
             raise ComposeProblems(problems)
         uploads = [*await self._kept(principal, out), *out.uploads]
@@ -753,21 +769,6 @@ class Webmail:
             self.delivery.check_from_header(data, principal)
         except DeliveryError:
             raise ComposeProblems({"to": (T_REFUSED, {"address": principal.address})}) from None
-        routes: list[Route] = []
-        seen: set[str] = set()
-        for name in ("to", "cc", "bcc"):
-            for addr in found.get(name, []):
-                if addr.lower() in seen:
-                    continue
-                seen.add(addr.lower())
-                try:
-                    routes.append(await self.delivery.check_recipient(addr, principal=principal, size_hint=len(data)))
-                except DeliveryError as e:
-                    text = {"5.1.1": T_NO_USER, "5.2.1": T_DISABLED, "4.2.1": T_DISABLED,
-                            "4.2.2": T_FULL, "5.2.2": T_FULL}.get(e.enhanced, T_REFUSED)
-                    problems.setdefault(name, (text, {"address": addr}))
-        if problems:
-            raise ComposeProblems(problems)
         tx = Transaction(mail_from=principal.address, routes=routes, data=data, principal=principal,
                          peer=peer or "webmail", helo="webmail", tls=tls, session=new_session_id())
         try:
@@ -844,7 +845,7 @@ class Webmail:
 
     @staticmethod
     def draft_form(msg: ReadMessage, bcc: str = "") -> Outgoing:
-        return Outgoing(to=msg.to, cc=msg.cc, bcc=bcc, subject=msg.subject, body=_body_text(msg),
+        return Outgoing(to=msg.to, cc=msg.cc, bcc=bcc, subject=msg.subject, body=_body_text(msg).removesuffix("\n"),
                         source_folder=msg.folder, source_uid=msg.uid, keep=[p.index for p in msg.parts],
                         draft_uid=msg.uid)
 
@@ -864,7 +865,7 @@ class Webmail:
 
 def _body_text(msg: ReadMessage) -> str:
     if msg.text is not None:
-        return msg.text
+        return msg.text.replace("\r\n", "\n")
     if msg.html is not None:
         return html_to_text(msg.html)
     return ""

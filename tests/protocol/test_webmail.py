@@ -31,7 +31,8 @@ PNG = bytes.fromhex("89504e470d0a1a0a0000000d4948445200000001000000010806000000"
 
 @pytest.fixture
 def site(make_running: Any) -> Running:
-    r: Running = make_running(smtp={"max_message_size": 200 * 1024})
+    r: Running = make_running(smtp={"max_message_size": 200 * 1024, "max_recipients": 5},
+                              outbound={"transport": {"other.test": "127.0.0.1:1"}})  # refused: stays queued
     r.add_mailbox("aigerim", PASSWORD)
     r.add_mailbox("bolat", PASSWORD)
     return r
@@ -262,3 +263,161 @@ def test_move_delete_and_empty_trash_seen_over_imap(site: Running) -> None:
         resp = c.post("/mail/trash/empty", data={"csrf_token": csrf})
         assert resp.status_code == 303 and imap_count(site, "Trash") == 0
         assert imap_count(site, "Archive") == 1
+
+
+# --------------------------------------------------------------------------- composing
+
+
+def imap_messages(r: Running, folder: str, user: str = "aigerim") -> list[tuple[str, bytes]]:
+    """(flags, whole message) of every message in ``folder``, over IMAP."""
+    conn = imap(r, user)
+    try:
+        conn.select(folder)
+        _typ, data = conn.uid("FETCH", "1:*", "(FLAGS BODY.PEEK[])")
+        out = []
+        for item in data:
+            if isinstance(item, tuple):
+                m = re.search(rb"FLAGS \(([^)]*)\)", item[0])
+                out.append(((m.group(1) if m else b"").decode(), item[1]))
+        return out
+    finally:
+        conn.logout()
+
+
+def compose(c: httpx.Client, csrf: str, files: list[tuple[str, tuple[str, bytes, str]]] | None = None,
+            **fields: str) -> httpx.Response:
+    data = {"csrf_token": csrf, "action": "send", **fields}
+    return c.post("/mail/compose", data=data, files=files or None)
+
+
+def test_send_local_with_attachment_dkim_and_sent_copy(site: Running) -> None:
+    with browser(site) as c:
+        csrf = login(c)
+        resp = compose(c, csrf, files=[("attachments", ("отчёт.txt", "привет".encode(), "text/plain"))],
+                       to="Bolat <bolat@esam.test>", subject="Сәлем, Болат", body="Мәтін\nекінші жол")
+        assert resp.status_code == 303 and "done=sent" in resp.headers["location"], resp.text[-2000:]
+    inbox = imap_messages(site, "INBOX", "bolat")
+    assert len(inbox) == 1
+    got = email.message_from_bytes(inbox[0][1], policy=email.policy.default)
+    assert got["From"].addresses[0].addr_spec == "aigerim@esam.test"
+    assert str(got["Subject"]) == "Сәлем, Болат"
+    assert got["DKIM-Signature"] is not None and "d=esam.test" in str(got["DKIM-Signature"])
+    assert got.get_body(preferencelist=("plain",)).get_content().replace("\r\n", "\n").startswith("Мәтін\nекінші жол")
+    att = next(got.iter_attachments())
+    assert att.get_filename() == "отчёт.txt" and att.get_content() == "привет".encode()
+    sent = imap_messages(site, "Sent")
+    assert len(sent) == 1 and "\\Seen" in sent[0][0]
+    assert "Bcc" not in email.message_from_bytes(sent[0][1])
+
+
+def test_send_remote_goes_to_the_outbound_queue_signed(site: Running) -> None:
+    with browser(site) as c:
+        csrf = login(c)
+        resp = compose(c, csrf, to="dana@other.test", bcc="bolat@esam.test", subject="Hi", body="text")
+        assert resp.status_code == 303, resp.text[-2000:]
+    entries = site.services.spool.list()
+    assert [e.mail_from for e in entries] == ["aigerim@esam.test"]
+    assert [r.address for r in entries[0].pending()] == ["dana@other.test"]
+    queued = site.services.spool.read_message(entries[0].id)
+    assert b"DKIM-Signature:" in queued and b"bolat@esam.test" not in queued.split(b"\r\n\r\n")[0].split(b"DKIM")[0]
+    assert b"\nBcc:" not in queued
+    assert len(imap_messages(site, "INBOX", "bolat")) == 1  # the Bcc recipient got it locally
+
+
+def test_compose_problems_next_to_fields_nothing_sent(site: Running) -> None:
+    with browser(site) as c:
+        csrf = login(c)
+        resp = compose(c, csrf, to="", subject="x", body="y")
+        assert resp.status_code == 400
+        assert 'id="to-error"' in resp.text and "Укажите хотя бы одного получателя." in resp.text
+        assert 'value="x"' in resp.text and ">y</textarea>" in resp.text  # what was typed stays
+        resp = compose(c, csrf, to="nobody@esam.test, bolat@esam.test", cc="not an address", subject="s", body="b")
+        assert resp.status_code == 400
+        assert "Такого почтового ящика нет: nobody@esam.test" in resp.text.split('id="to-error"', 1)[1][:300]
+        assert 'id="cc-error"' in resp.text and "Это не адрес электронной почты" in resp.text
+        resp = compose(c, csrf, to="bolat@esam.test", subject="x\r\nBcc: dana@other.test", body="b")
+        assert resp.status_code == 400 and 'id="subject-error"' in resp.text
+        many = ", ".join(f"u{i}@other.test" for i in range(6))
+        resp = compose(c, csrf, to=many, subject="s", body="b")
+        assert resp.status_code == 400 and "Слишком много получателей: не более 5." in resp.text
+        resp = c.post("/mail/compose", data={"to": "bolat@esam.test", "subject": "s", "body": "b", "action": "send"})
+        assert resp.status_code == 403  # no CSRF token
+    with browser(site, "kk") as c:
+        csrf = login(c)
+        resp = compose(c, csrf, to="bolat@esam.test", subject="үлкен", body="b",
+                       files=[("attachments", ("big.bin", b"\x00" * (180 * 1024), "application/octet-stream"))])
+        assert resp.status_code == 400
+        error = resp.text.split('id="attachments-error"', 1)[1][:300]
+        assert "Хат тым үлкен" in error and "шегі 0.2 МБ" in error
+        resp = compose(c, csrf, to="bolat@esam.test", subject="үлкен", body="b",
+                       files=[("attachments", ("huge.bin", b"\x00" * (1400 * 1024), "application/octet-stream"))])
+        assert resp.status_code == 413  # beyond the form's cap: refused before it is read
+    assert imap_messages(site, "INBOX", "bolat") == [] and imap_messages(site, "Sent") == []
+    assert site.services.spool.list() == []
+
+
+def test_reply_sets_threading_and_answered_forward_keeps_attachments(site: Running) -> None:
+    deliver(site, rich_message(to="aigerim@esam.test"))
+    with browser(site) as c:
+        csrf = login(c)
+        page = c.get("/mail/compose", params={"mode": "reply", "folder": "INBOX", "uid": "1"}).text
+        assert 'value="dana@other.test"' in page and 'value="Re: Есеп"' in page
+        assert 'name="in_reply_to" value="&lt;rich-1@other.test&gt;"' in page and "&gt; Сәлем! Plain part." in page
+        assert "\\Seen" not in imap_flags(site)[1]  # opening the reply form is not reading
+        resp = compose(c, csrf, to="bolat@esam.test", subject="Re: Есеп", body="ok",
+                       in_reply_to="<rich-1@other.test>", references="<rich-1@other.test>",
+                       answers_folder="INBOX", answers_uid="1")
+        assert resp.status_code == 303
+        assert "\\Answered" in imap_flags(site)[1]
+        got = email.message_from_bytes(imap_messages(site, "INBOX", "bolat")[0][1], policy=email.policy.default)
+        assert got["In-Reply-To"] == "<rich-1@other.test>"
+
+        page = c.get("/mail/compose", params={"mode": "forward", "folder": "INBOX", "uid": "1"}).text
+        assert 'value="Fwd: Есеп"' in page
+        keep = re.findall(r'name="keep" value="(\d+)" checked', page)
+        assert keep, page
+        resp = compose(c, csrf, to="bolat@esam.test", subject="Fwd: Есеп", body="see", source_folder="INBOX",
+                       source_uid="1", keep=keep)
+        assert resp.status_code == 303
+    fwd = email.message_from_bytes(imap_messages(site, "INBOX", "bolat")[1][1], policy=email.policy.default)
+    names = sorted(a.get_filename() or "" for a in fwd.iter_attachments())
+    assert any(n.endswith(".pdf") for n in names), names
+    pdf = next(a for a in fwd.iter_attachments() if (a.get_filename() or "").endswith(".pdf"))
+    assert pdf.get_content() == b"%PDF-1.4 report"
+
+
+def test_draft_save_reopen_replace_and_send(site: Running) -> None:
+    with browser(site) as c:
+        csrf = login(c)
+        resp = c.post("/mail/compose", data={"csrf_token": csrf, "action": "save", "to": "bolat@esam.test",
+                                             "bcc": "dana@other.test", "subject": "Жоба", "body": "бірінші"},
+                      files=[("attachments", ("a.txt", b"AAA", "text/plain"))])
+        assert resp.status_code == 303 and "mode=draft" in resp.headers["location"]
+        drafts = imap_messages(site, "Drafts")
+        assert len(drafts) == 1 and "\\Draft" in drafts[0][0]
+        page = c.get(resp.headers["location"]).text
+        assert "Черновик сохранён." in page
+        assert 'value="Жоба"' in page, page[page.find("<form"):][:3000]
+        assert ">бірінші</textarea>" in page and 'value="dana@other.test"' in page
+        draft_uid = re.search(r'name="draft_uid" value="(\d+)"', page).group(1)
+        keep = re.findall(r'name="keep" value="(\d+)" checked', page)
+        assert len(keep) == 1
+        listing = c.get("/mail", params={"folder": "Drafts"}).text
+        assert "mode=draft" in listing
+        resp = c.post("/mail/compose", data={"csrf_token": csrf, "action": "save", "to": "bolat@esam.test",
+                                             "subject": "Жоба 2", "body": "екінші", "draft_uid": draft_uid,
+                                             "source_folder": "Drafts", "source_uid": draft_uid, "keep": keep})
+        assert resp.status_code == 303
+        drafts = imap_messages(site, "Drafts")
+        assert len(drafts) == 1  # the draft was replaced, not added
+        redone = email.message_from_bytes(drafts[0][1], policy=email.policy.default)
+        assert str(redone["Subject"]) == "Жоба 2" and [a.get_content() for a in redone.iter_attachments()] == [b"AAA"]
+        page = c.get(resp.headers["location"]).text
+        draft_uid = re.search(r'name="draft_uid" value="(\d+)"', page).group(1)
+        keep = re.findall(r'name="keep" value="(\d+)" checked', page)
+        resp = compose(c, csrf, to="bolat@esam.test", subject="Жоба 2", body="екінші", draft_uid=draft_uid,
+                       source_folder="Drafts", source_uid=draft_uid, keep=keep)
+        assert resp.status_code == 303
+    assert imap_messages(site, "Drafts") == []
+    got = email.message_from_bytes(imap_messages(site, "INBOX", "bolat")[0][1], policy=email.policy.default)
+    assert str(got["Subject"]) == "Жоба 2" and [a.get_content() for a in got.iter_attachments()] == [b"AAA"]
