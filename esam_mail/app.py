@@ -294,6 +294,7 @@ class Server:
                 imap=_addr(cfg.listen.imap), imaps=_addr(cfg.listen.imaps),
                 max_literal_size=cfg.imap.max_literal_size, idle_timeout=cfg.imap.idle_timeout,
                 max_connections_per_ip=cfg.imap.max_connections_per_ip, reuse_port=self.reuse_port,
+                store_workers=cfg.imap.store_workers, spool_threshold=cfg.imap.spool_threshold,
             )
             self.ports.update(imap_ports)
         http = _addr(cfg.listen.http) if "http" in self.roles else None

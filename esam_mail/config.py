@@ -201,6 +201,19 @@ class IMAPConfig:
         min=60,
     )
     max_connections_per_ip: int = _f(100, "Concurrent IMAP sessions from one IP.", min=1)
+    store_workers: int = _f(
+        4,
+        "Threads per process that do the mailbox work of IMAP sessions (Maildir reads, "
+        "index sync, SEARCH, flag renames, fsync) off the event loop; calls for one "
+        "folder run one at a time. Raise it on fast disks with many concurrent users.",
+        min=1, max=64,
+    )
+    spool_threshold: int = _f(
+        65536,
+        "APPEND literals larger than this many bytes are written to the user's tmp/ "
+        "as they arrive instead of being held in memory.",
+        min=1024,
+    )
 
 
 @dataclass(frozen=True)

@@ -1890,6 +1890,8 @@ async def start_imap(
     max_connections_per_ip: int = 0,
     limits: IMAPLimits | None = None,
     reuse_port: bool = False,
+    store_workers: int | None = None,
+    spool_threshold: int | None = None,
 ) -> tuple[dict[str, int], list[IMAPListener]]:
     """Start the STARTTLS (``imap``) and implicit-TLS (``imaps``) listeners.
 
@@ -1903,6 +1905,8 @@ async def start_imap(
     limits = dataclasses.replace(
         base, max_message_size=max_literal_size, auth_timeout=float(idle_timeout),
         max_connections_per_ip=max_connections_per_ip,
+        store_workers=store_workers if store_workers is not None else base.store_workers,
+        spool_threshold=spool_threshold if spool_threshold is not None else base.spool_threshold,
     )
     ctx = ReloadableTLS(tls_options(str(cert), str(key)))  # swapped on SIGHUP
     if not isinstance(store, MailboxService):  # one pool for both listeners
