@@ -37,9 +37,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .sort import sort_json
+
 MAX_DEPTH = 20
 MAX_PARTS = 5000
-META_VERSION = 2  # 2: colon-less header lines, parsed addresses in search text
+META_VERSION = 3  # 2: colon-less header lines, parsed addresses in search text; 3: sort keys
 
 # Part-tree node kinds (compact, JSON-friendly)
 LEAF, MULTIPART, MESSAGE = 0, 1, 2
@@ -871,6 +873,7 @@ class MessageMeta:
     search: dict[str, str]  # decoded from/to/cc/bcc/subject (present ones only)
     sent: str | None  # ISO date of the Date header
     size: int
+    sort: dict[str, Any] = field(default_factory=dict)  # RFC 5256 keys (imap.sort.sort_json)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -882,6 +885,7 @@ class MessageMeta:
             "s": self.search,
             "d": self.sent,
             "n": self.size,
+            "k": self.sort,
         }
 
     @classmethod
@@ -898,6 +902,7 @@ class MessageMeta:
                 search=dict(obj["s"]),
                 sent=obj["d"],
                 size=int(obj["n"]),
+                sort=dict(obj["k"]),
             )
         except (KeyError, TypeError, AttributeError, ValueError, UnicodeError):
             return None
@@ -932,6 +937,7 @@ def analyse(data: bytes) -> MessageMeta:
         },
         sent=sent_date(h.get("date")),
         size=len(data),
+        sort=sort_json(h, parse_addresses, decode_header_text),
     )
 
 

@@ -60,6 +60,7 @@ from esam_mail.services.mailboxes import (
 
 from . import metrics as imap_metrics
 from . import mime, replies
+from . import sort as sortmod
 from .parser import (
     Args,
     Atom,
@@ -78,7 +79,7 @@ from .parser import (
     quote,
     tokenize,
 )
-from .search import parse_search
+from .search import SUPPORTED_CHARSETS, BadCharset, Query, parse_search
 from .selected import SelectedFolder, UidValidityChanged, format_flags
 
 log = logging.getLogger(__name__)
@@ -293,7 +294,8 @@ class EsamIMAP4Server(imap4.IMAP4Server):
         else:
             for c in (b"IDLE", b"NAMESPACE", b"UIDPLUS", b"MOVE", b"UNSELECT",
                       b"SPECIAL-USE", b"CHILDREN", b"QUOTA", b"ENABLE", b"CONDSTORE",
-                      b"QRESYNC", b"ESEARCH", b"SEARCHRES"):
+                      b"QRESYNC", b"ESEARCH", b"SEARCHRES", b"SORT",
+                      b"THREAD=ORDEREDSUBJECT", b"THREAD=REFERENCES"):
                 cap[c] = None
         cap[b"ID"] = None
         cap[b"LITERAL-"] = None
@@ -1299,8 +1301,9 @@ class EsamIMAP4Server(imap4.IMAP4Server):
                 self.saved = []  # RFC 5182 §2.1: a failed SAVE search leaves $ empty
             raise
 
-    async def _search(self, tag: bytes, sel: SelectedFolder, keys: list[Token], uid: bool,
-                      opts: list[bytes] | None, save: bool) -> None:
+    async def _matching(self, sel: SelectedFolder, keys: list[Token]
+                        ) -> tuple[Query, list[tuple[int, int]]]:
+        """Compile search keys and evaluate them: (query, matching (seq, uid) pairs)."""
         max_uid = sel.uids[-1] if sel.uids else 0
         saved = list(self.saved)
         if len(keys) > 64:  # up to MAX_SEARCH_KEYS: compile off the loop
@@ -1311,20 +1314,22 @@ class EsamIMAP4Server(imap4.IMAP4Server):
         metas = await sel.metas(sel.uids) if query.needs_content else {}
         snapshot = [(i + 1, u) for i, u in enumerate(sel.uids) if u not in sel.gone]
 
-        def evaluate(folder: Any) -> list[int]:
+        def evaluate(folder: Any) -> list[tuple[int, int]]:
             # on the mailbox pool: bodies are read and decoded here, never on the loop
-            hits: list[int] = []
-            for seq, u in snapshot:
-                if u not in sel.info:
-                    continue
-                if query.matches(_Candidate(sel, folder, seq, u, metas.get(u))):
-                    hits.append(u if uid else seq)
-            return hits
+            return [(seq, u) for seq, u in snapshot if u in sel.info
+                    and query.matches(_Candidate(sel, folder, seq, u, metas.get(u)))]
 
         if query.uses_modseq:
             self._enable_condstore()
-        hits = await sel.view.call(evaluate)
-        found = hits if uid else [sel.uids[h - 1] for h in hits]
+        return query, await sel.view.call(evaluate)
+
+    async def _search(self, tag: bytes, sel: SelectedFolder, keys: list[Token], uid: bool,
+                      opts: list[bytes] | None, save: bool) -> None:
+        query, pairs = await self._matching(sel, keys)
+        hits = [u if uid else seq for seq, u in pairs]
+        if query.uses_modseq:
+            self._enable_condstore()
+        found = [u for _, u in pairs]
         top = max((sel.modseq.get(u, 0) for u in found), default=0)
         if opts is None:
             tail = b""
@@ -1342,6 +1347,62 @@ class EsamIMAP4Server(imap4.IMAP4Server):
             else:
                 self.saved = sorted(found)
         await self._ok(tag, b"SEARCH completed.", allow_expunge=False)
+
+    async def cmd_sort(self, tag: bytes, args: Args, uid: bool = False) -> None:
+        """RFC 5256 SORT: ``SORT (criteria) charset search-keys``."""
+        sel = self._sel()
+        criteria: list[tuple[str, bool]] = []
+        reverse = False
+        crit_toks = args.plist()
+        for tok in crit_toks:
+            word = bytes(tok).upper().decode("ascii", "replace") if isinstance(tok, Atom) else ""
+            if word == "REVERSE" and not reverse:
+                reverse = True
+                continue
+            if word not in sortmod.CRITERIA:
+                raise ParseError("unknown sort criterion")
+            criteria.append((word, reverse))
+            reverse = False
+        if not criteria or reverse:
+            raise ParseError("sort criterion expected")
+        keys = await self._sort_keys(sel, args)
+        ordered = sortmod.sort_messages(keys, criteria)
+        ident = (lambda m: m.uid) if uid else (lambda m: m.seq)
+        self._untagged(b"* SORT" + b"".join(b" %d" % ident(m) for m in ordered))
+        await self._ok(tag, b"SORT completed.", allow_expunge=False)
+
+    async def cmd_thread(self, tag: bytes, args: Args, uid: bool = False) -> None:
+        """RFC 5256 THREAD: ``THREAD algorithm charset search-keys``."""
+        sel = self._sel()
+        algorithm = args.atom().upper()
+        if algorithm not in (b"ORDEREDSUBJECT", b"REFERENCES"):
+            raise ParseError("unknown threading algorithm")
+        keys = await self._sort_keys(sel, args)
+        roots = (sortmod.thread_orderedsubject(keys) if algorithm == b"ORDEREDSUBJECT"
+                 else sortmod.thread_references(keys))
+        ident: Callable[[sortmod.SortKeys], int] = (
+            (lambda m: m.uid) if uid else (lambda m: m.seq))
+        threads = sortmod.render_threads(roots, ident)
+        self._untagged(b"* THREAD" + (b" " + threads if threads else b""))
+        await self._ok(tag, b"THREAD completed.", allow_expunge=False)
+
+    async def _sort_keys(self, sel: SelectedFolder, args: Args) -> list[sortmod.SortKeys]:
+        """The charset (mandatory for SORT/THREAD) and search keys -> sort inputs of
+        the matching messages, from the cached summaries."""
+        charset = args.astring().decode("ascii", "replace").upper()
+        if charset not in SUPPORTED_CHARSETS:
+            raise BadCharset(charset)
+        _, pairs = await self._matching(sel, [Atom(b"CHARSET"), Atom(charset.encode()),
+                                              *args.rest()])
+        metas = await sel.metas([u for _, u in pairs])
+        out = []
+        for seq, u in pairs:
+            meta, info = metas.get(u), sel.info.get(u)
+            if meta is None or info is None:
+                continue  # expunged meanwhile
+            out.append(sortmod.SortKeys(seq, u, info.internal_date.timestamp(), info.size,
+                                        meta.sort))
+        return out
 
     def _esearch(self, tag: bytes, uid: bool, opts: list[bytes], hits: list[int],
                  modseq: int) -> None:
@@ -1734,6 +1795,10 @@ EsamIMAP4Server._COMMANDS = {
     b"UNSELECT": ("cmd_unselect", _SEL),
     b"EXPUNGE": ("cmd_expunge", _SEL),
     b"SEARCH": ("cmd_search", _SEL),
+    b"SORT": ("cmd_sort", _SEL),
+    b"THREAD": ("cmd_thread", _SEL),
+    b"UID SORT": ("cmd_sort", _SEL),
+    b"UID THREAD": ("cmd_thread", _SEL),
     b"FETCH": ("cmd_fetch", _SEL),
     b"STORE": ("cmd_store", _SEL),
     b"COPY": ("cmd_copy", _SEL),
