@@ -25,6 +25,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import dns.exception
 import dns.flags
 import dns.message
 import dns.name
@@ -56,15 +57,36 @@ class AuthDNS(asyncio.DatagramProtocol):
         self.queries: Counter[tuple[str, str]] = Counter()
         self.transport: asyncio.DatagramTransport | None = None
 
-    async def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
+    async def start(self, host: str = "127.0.0.1", port: int = 0, *, tcp: bool = True) -> int:
+        """Serve UDP (and TCP on the same port, for answers that do not fit 512 bytes
+        to a client without EDNS, such as libresolv's); returns the port."""
         loop = asyncio.get_running_loop()
         transport, _ = await loop.create_datagram_endpoint(lambda: self, local_addr=(host, port))
         self.transport = transport  # type: ignore[assignment]
-        return int(transport.get_extra_info("sockname")[1])
+        bound = int(transport.get_extra_info("sockname")[1])
+        self.tcp = await asyncio.start_server(self._tcp_client, host, bound) if tcp else None
+        return bound
+
+    async def _tcp_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                size = int.from_bytes(await reader.readexactly(2), "big")
+                query = dns.message.from_wire(await reader.readexactly(size))
+                q = query.question[0]
+                self.queries[(q.name.to_text(omit_final_dot=True).lower(), dns.rdatatype.to_text(q.rdtype))] += 1
+                wire = self.answer(query).to_wire()
+                writer.write(len(wire).to_bytes(2, "big") + wire)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError, dns.exception.DNSException):
+            pass
+        finally:
+            writer.close()
 
     def close(self) -> None:
         if self.transport is not None:
             self.transport.close()
+        if getattr(self, "tcp", None) is not None:
+            self.tcp.close()
 
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
@@ -85,8 +107,17 @@ class AuthDNS(asyncio.DatagramProtocol):
             self._send(reply, addr)
 
     def _send(self, reply: dns.message.Message, addr: Any) -> None:
-        if self.transport is not None:
-            self.transport.sendto(reply.to_wire(), addr)
+        if self.transport is None:
+            return
+        limit = max(512, reply.payload) if reply.edns >= 0 else 512
+        try:
+            wire = reply.to_wire(max_size=limit)
+        except dns.exception.TooBig:  # RFC 1035 4.2.1 / RFC 7766: truncate, the client retries over TCP
+            reply.answer.clear()
+            reply.authority.clear()
+            reply.flags |= dns.flags.TC
+            wire = reply.to_wire()
+        self.transport.sendto(wire, addr)
 
     def _apex(self, name: dns.name.Name) -> dns.name.Name:
         for apex in sorted(self.apexes, key=len, reverse=True):
@@ -122,15 +153,25 @@ def _quote(text: str) -> str:
     return " ".join(f'"{raw[i:i + 250]}"' for i in range(0, len(raw), 250)) or '""'
 
 
-def main() -> None:  # pragma: no cover - manual use
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main() -> None:  # pragma: no cover - run by bench/dns_verify.py
+    import json
+
+    p = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=5353)
+    p.add_argument("--zones", help="JSON file: {name: {type: [values]}}")
+    p.add_argument("--ready", help="write the bound port here once serving")
+    p.add_argument("--ttl", type=int, default=300)
     args = p.parse_args()
 
     async def serve() -> None:
-        server = AuthDNS({"example.test": {"A": ["127.0.0.1"], "TXT": ["v=spf1 ip4:127.0.0.1 -all"]}})
-        port = await server.start(port=args.port)
-        print(f"serving on 127.0.0.1:{port}/udp")
+        records = json.loads(open(args.zones).read()) if args.zones else {  # noqa: SIM115
+            "example.test": {"A": ["127.0.0.1"], "TXT": ["v=spf1 ip4:127.0.0.1 -all"]}}
+        server = AuthDNS(records, ttl=args.ttl, negative_ttl=args.ttl)
+        port = await server.start(args.host, args.port)
+        if args.ready:
+            with open(args.ready, "w") as f:
+                f.write(str(port))
         await asyncio.Event().wait()
 
     asyncio.run(serve())

