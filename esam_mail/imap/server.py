@@ -294,7 +294,8 @@ class EsamIMAP4Server(imap4.IMAP4Server):
         else:
             for c in (b"IDLE", b"NAMESPACE", b"UIDPLUS", b"MOVE", b"UNSELECT",
                       b"SPECIAL-USE", b"CHILDREN", b"QUOTA", b"ENABLE", b"CONDSTORE",
-                      b"QRESYNC", b"ESEARCH", b"SEARCHRES", b"SORT",
+                      b"QRESYNC", b"ESEARCH", b"SEARCHRES", b"SORT", b"LIST-EXTENDED",
+                      b"LIST-STATUS",
                       b"THREAD=ORDEREDSUBJECT", b"THREAD=REFERENCES"):
                 cap[c] = None
         cap[b"ID"] = None
@@ -837,70 +838,108 @@ class EsamIMAP4Server(imap4.IMAP4Server):
         await self._list(tag, args, lsub=True)
 
     async def _list(self, tag: bytes, args: Args, *, lsub: bool) -> None:
-        select_opts: list[bytes] = []
+        """LIST (RFC 3501, LIST-EXTENDED RFC 5258, LIST-STATUS RFC 5819) and LSUB."""
+        select_opts: set[bytes] = set()
         if not lsub and isinstance(args.peek(), list):
-            select_opts = [bytes(x).upper() for x in args.plist() if not isinstance(x, list)]
+            select_opts = {bytes(x).upper() for x in args.plist() if isinstance(x, Atom)}
+            if select_opts - _LIST_SELECT or select_opts == {b"RECURSIVEMATCH"}:
+                raise ParseError("bad LIST selection option")
         ref = decode_mailbox(args.astring())
         pat_tok = args.next()
         if isinstance(pat_tok, list):
-            raise ParseError("multiple patterns are not supported")
-        pattern = decode_mailbox(bytes(pat_tok))
-        return_opts: list[bytes] = []
+            if lsub or not pat_tok or any(isinstance(p, list) for p in pat_tok):
+                raise ParseError("bad mailbox patterns")
+            patterns = [decode_mailbox(bytes(p)) for p in pat_tok]
+        else:
+            patterns = [decode_mailbox(bytes(pat_tok))]
+        return_opts: set[bytes] = set()
+        status_items: list[bytes] = []
         if args.more():
             kw = args.atom().upper()
-            if kw != b"RETURN":
+            if kw != b"RETURN" or lsub:
                 raise ParseError("RETURN expected")
-            return_opts = [bytes(x).upper() for x in args.plist() if not isinstance(x, list)]
+            opts = args.plist()
+            k = 0
+            while k < len(opts):
+                opt = opts[k]
+                word = bytes(opt).upper() if isinstance(opt, Atom) else b""
+                if word == b"STATUS" and k + 1 < len(opts) and isinstance(opts[k + 1], list):
+                    status_items = [bytes(x).upper() for x in opts[k + 1]
+                                    if isinstance(x, Atom)]
+                    if not status_items or any(x not in _STATUS_ITEMS for x in status_items):
+                        raise ParseError("bad STATUS item")
+                    k += 2
+                    continue
+                if word not in _LIST_RETURN:
+                    raise ParseError("bad LIST return option")
+                return_opts.add(word)
+                k += 1
         args.end()
         verb = b"LSUB" if lsub else b"LIST"
-        if pattern == "":
+        if patterns == [""]:
             self._untagged(b'* %s (\\Noselect) "/" ""' % verb)
             await self._ok(tag, verb + b" completed.")
             return
-        if ref and not ref.endswith("/") and not pattern.startswith("/"):
-            full = ref + "/" + pattern if ref else pattern
-        else:
-            full = ref + pattern
-        rx = _pattern_regex(full)
-        only_special = b"SPECIAL-USE" in select_opts
+        rxs = []
+        for pattern in patterns:
+            if ref and not ref.endswith("/") and not pattern.startswith("/"):
+                rxs.append(_pattern_regex(ref + "/" + pattern))
+            else:
+                rxs.append(_pattern_regex(ref + pattern))
         folders = {f.name: f for f in await self._user().list_folders()}
         if lsub:
-            await self._lsub(tag, rx, folders)
+            await self._lsub(tag, rxs[0], folders)
             return
-        names = set(folders)
-        # implied parents (Noselect) for hierarchy levels without a folder
-        implied: set[str] = set()
-        for n in names:
-            parts = n.split("/")
-            for i in range(1, len(parts)):
-                parent = "/".join(parts[:i])
-                if parent not in names:
-                    implied.add(parent)
-        out: list[bytes] = []
-        for name in sorted(names | implied, key=lambda n: (n != "INBOX", n)):
-            if not rx.match(name):
+        subs: set[str] = set()
+        if b"SUBSCRIBED" in select_opts | return_opts:
+            subs = await self._user().subscriptions()
+            subs |= {n for n, f in folders.items() if f.subscribed}
+        existing = {n for n, f in folders.items() if not f.noselect}
+        names = set(folders) | {p for n in existing for p in _parents(n)}
+        if b"SUBSCRIBED" in select_opts:
+            names |= subs
+        recursive = b"RECURSIVEMATCH" in select_opts
+        if recursive:
+            names |= {p for n in subs for p in _parents(n)}
+        out: list[tuple[str, bytes]] = []
+        for name in sorted(names, key=lambda n: (n != "INBOX", n)):
+            if not any(rx.match(name) for rx in rxs):
                 continue
             info = folders.get(name)
-            if lsub and (info is None or not info.subscribed):
+            sub_kids = recursive and any(s.startswith(name + "/") for s in subs)
+            if b"SUBSCRIBED" in select_opts and name not in subs and not sub_kids:
                 continue
             attrs: list[str] = []
-            has_children = any(o.startswith(name + "/") for o in names)
-            if info is None:
+            selectable = name in existing
+            if name not in existing and name not in folders and not any(
+                    o.startswith(name + "/") for o in existing):
+                attrs.append("\\NonExistent")
+            elif not selectable:
                 attrs.append("\\Noselect")
-            attrs.append("\\HasChildren" if has_children else "\\HasNoChildren")
+            if "\\NonExistent" not in attrs:
+                has_children = any(o.startswith(name + "/") for o in existing | set(folders))
+                attrs.append("\\HasChildren" if has_children else "\\HasNoChildren")
             special = info.special_use if info is not None else None
-            if special is None and info is not None:
+            if special is None and selectable:
                 special = SPECIAL_USE.get(name)
-            if only_special and special is None:
+            if b"SPECIAL-USE" in select_opts and special is None:
                 continue
-            if special and not lsub:
+            if special:
                 attrs.append(special)
-            if info is not None and info.subscribed and b"SUBSCRIBED" in return_opts:
+            if name in subs:
                 attrs.append("\\Subscribed")
-            out.append(b"* " + verb + b" (" + " ".join(attrs).encode() + b') "/" '
-                       + quote(encode_mailbox(name)))
-        for line in out:
+            line = (b"* LIST (" + " ".join(attrs).encode() + b') "/" '
+                    + quote(encode_mailbox(name)))
+            if sub_kids:
+                line += b' ("CHILDINFO" ("SUBSCRIBED"))'
+            out.append((name if selectable and status_items else "", line))
+        for name, line in out:
             self._untagged(line)
+            if name:  # RFC 5819: the STATUS right after its LIST line
+                with contextlib.suppress(errors.NoSuchFolder):
+                    st = await self._user().status(name)
+                    self._untagged(b"* STATUS " + quote(encode_mailbox(name)) + b" ("
+                                   + _status_body(st, status_items) + b")")
         await self._ok(tag, verb + b" completed.")
 
     async def _lsub(self, tag: bytes, rx: re.Pattern[str], folders: dict[str, FolderInfo]) -> None:
@@ -933,20 +972,13 @@ class EsamIMAP4Server(imap4.IMAP4Server):
         name = self._mailbox_arg(args)
         items = [bytes(x).upper() for x in args.plist() if isinstance(x, Atom)]
         args.end()
-        allowed = {b"MESSAGES", b"RECENT", b"UIDNEXT", b"UIDVALIDITY", b"UNSEEN",
-                   b"HIGHESTMODSEQ"}
-        if not items or any(i not in allowed for i in items):
+        if not items or any(i not in _STATUS_ITEMS for i in items):
             raise ParseError("bad STATUS item")
         if b"HIGHESTMODSEQ" in items:
             self._enable_condstore()
         st = await self._user().status(name)
-        values = {
-            b"MESSAGES": st.messages, b"RECENT": st.recent, b"UIDNEXT": st.uidnext,
-            b"UIDVALIDITY": st.uidvalidity, b"UNSEEN": st.unseen,
-            b"HIGHESTMODSEQ": st.extra.get("highestmodseq", 0),
-        }
-        body = b" ".join(b"%s %d" % (i, values[i]) for i in items)
-        self._untagged(b"* STATUS " + quote(encode_mailbox(name)) + b" (" + body + b")")
+        self._untagged(b"* STATUS " + quote(encode_mailbox(name)) + b" ("
+                       + _status_body(st, items) + b")")
         await self._ok(tag, b"STATUS completed.")
 
     async def cmd_append(self, tag: bytes, args: Args) -> None:
@@ -1623,6 +1655,23 @@ def _background(coro: Coroutine[Any, Any, Any]) -> None:
 
 _MAX_MODSEQ = (1 << 63) - 1
 _RETURN_OPTS = (b"MIN", b"MAX", b"ALL", b"COUNT", b"SAVE")
+_STATUS_ITEMS = (b"MESSAGES", b"RECENT", b"UIDNEXT", b"UIDVALIDITY", b"UNSEEN", b"HIGHESTMODSEQ")
+_LIST_SELECT = {b"SUBSCRIBED", b"REMOTE", b"RECURSIVEMATCH", b"SPECIAL-USE"}  # RFC 5258, 6154
+_LIST_RETURN = {b"SUBSCRIBED", b"CHILDREN", b"SPECIAL-USE"}  # and STATUS (RFC 5819)
+
+
+def _parents(name: str) -> list[str]:
+    parts = name.split("/")
+    return ["/".join(parts[:i]) for i in range(1, len(parts))]
+
+
+def _status_body(st: Any, items: Iterable[bytes]) -> bytes:
+    values = {
+        b"MESSAGES": st.messages, b"RECENT": st.recent, b"UIDNEXT": st.uidnext,
+        b"UIDVALIDITY": st.uidvalidity, b"UNSEEN": st.unseen,
+        b"HIGHESTMODSEQ": st.extra.get("highestmodseq", 0),
+    }
+    return b" ".join(b"%s %d" % (i, values[i]) for i in items)
 
 
 def _seq_arg(raw: bytes) -> SeqSet | None:
