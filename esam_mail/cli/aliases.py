@@ -22,7 +22,7 @@ def add_alias(sub: Sub) -> None:
     add = a.add_parser("add", help="create an alias or add targets to it")
     add.add_argument("name", help="local part (or name@domain)")
     add.add_argument("targets", nargs="+", metavar="TARGET", help="a mailbox login, or a remote address")
-    add.add_argument("--actor", default="sysadmin:cli", help="who does it, KIND:ID (audit)")
+    add.add_argument("--actor", help="who does it, KIND:ID (administrators only; default: you, as os:<user> or your staff account)")
     add.add_argument("--json", action="store_true")
     add.set_defaults(func=handle_errors(cmd_alias_add))
     ls = a.add_parser("list", help="list the aliases and their targets")
@@ -31,14 +31,15 @@ def add_alias(sub: Sub) -> None:
     rm = a.add_parser("remove", help="remove targets, or the whole alias (its name is never issued as a login)")
     rm.add_argument("name")
     rm.add_argument("targets", nargs="*", metavar="TARGET", help="only these targets (default: the whole alias)")
-    rm.add_argument("--actor", default="sysadmin:cli", help="who does it, KIND:ID (audit)")
+    rm.add_argument("--actor", help="who does it, KIND:ID (administrators only; default: you, as os:<user> or your staff account)")
     rm.add_argument("--json", action="store_true")
     rm.set_defaults(func=handle_errors(cmd_alias_remove))
 
 
 def _actor(args: argparse.Namespace) -> tuple[str, str]:
-    kind, _, ident = args.actor.partition(":")
-    return kind or "sysadmin", ident or "cli"
+    from esam_mail.cli._actor import actor_for
+
+    return actor_for(args, load_config(args))
 
 
 def _dict(rec: Any) -> dict[str, Any]:
@@ -61,7 +62,8 @@ def _with_aliases(cfg: config_mod.Config, work: Any) -> Any:
 
 def cmd_alias_add(args: argparse.Namespace) -> int:
     cfg = load_config(args)
-    rec = _with_aliases(cfg, lambda a: a.add(args.name, args.targets, actor=_actor(args)))
+    actor = _actor(args)
+    rec = _with_aliases(cfg, lambda a: a.add(args.name, args.targets, actor=actor))
     emit(args, _dict(rec), f"{rec.address} -> {', '.join(rec.targets)}")
     return 0
 
@@ -76,7 +78,8 @@ def cmd_alias_list(args: argparse.Namespace) -> int:
 
 def cmd_alias_remove(args: argparse.Namespace) -> int:
     cfg = load_config(args)
-    rec = _with_aliases(cfg, lambda a: a.remove(args.name, args.targets or None, actor=_actor(args)))
+    actor = _actor(args)
+    rec = _with_aliases(cfg, lambda a: a.remove(args.name, args.targets or None, actor=actor))
     if rec is None:
         emit(args, {"name": args.name, "removed": True}, f"removed {args.name}")
     else:

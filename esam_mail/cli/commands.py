@@ -296,7 +296,10 @@ def _owner_line(owner: dict[str, Any] | None) -> str:
 
 
 def cmd_mailbox_add(args: argparse.Namespace) -> int:
+    from esam_mail.cli._actor import actor_for
+
     cfg = load_config(args)
+    actor = actor_for(args, cfg)
 
     login = args.login.strip().lower()
     if args.kind == "personal":
@@ -315,7 +318,8 @@ def cmd_mailbox_add(args: argparse.Namespace) -> int:
         try:
             hashed = await asyncio.get_running_loop().run_in_executor(None, svc.hasher.hash, pw)
             quota = args.quota_mb * 1024 * 1024 if args.quota_mb is not None else None
-            rec = await svc.directory.create_mailbox(login, hashed, kind=args.kind, quota_bytes=quota)
+            rec = await svc.directory.create_mailbox(login, hashed, kind=args.kind, quota_bytes=quota,
+                                                     actor=actor)
             svc.store.user(rec.login_norm).create()
         finally:
             await svc.close()

@@ -82,7 +82,10 @@ def add_eds(sub: Sub) -> None:
 
 
 def cmd_challenge(args: argparse.Namespace) -> int:
+    from esam_mail.cli._actor import actor_for
+
     cfg = load_config(args)
+    actor = actor_for(args, cfg)
 
     async def go() -> int:
         from esam_mail import app
@@ -90,7 +93,7 @@ def cmd_challenge(args: argparse.Namespace) -> int:
 
         svc = app.build(cfg)
         try:
-            issued = await eds_services(svc).confirmations.issue(args.login, actor=("sysadmin", "cli"))
+            issued = await eds_services(svc).confirmations.issue(args.login, actor=actor)
         finally:
             await svc.close()
         if args.out:

@@ -220,12 +220,13 @@ def cmd_delete(args: argparse.Namespace) -> int:
 
 
 async def _audit(cfg: Config, deleted: list[tuple[str, str, list[str]]]) -> int:
+    from esam_mail.cli._actor import os_user
     from esam_mail.directory.sql import SqlDirectory
 
     d = SqlDirectory(cfg.directory_url, domain=cfg.mail.domain)
     try:
         for queue_id, mail_from, rcpts in deleted:
-            await d.audit("sysadmin", "cli", "queue.delete", queue_id, mail_from=mail_from, rcpts=rcpts)
+            await d.audit("os", os_user(), "queue.delete", queue_id, mail_from=mail_from, rcpts=rcpts)
     finally:
         await d.close()
     return 0
