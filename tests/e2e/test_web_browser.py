@@ -307,3 +307,58 @@ def test_brute_force_lock_in_the_browser(server: EsamProcess, browser: Any) -> N
     page.post_form("login")
     assert TEXT["ru"]["locked"] in page.error("password")
     assert "/account/login" in browser.current_url
+
+
+@pytest.mark.parametrize("lang", ["kk", "ru"])
+def test_two_step_login_and_app_password(server: EsamProcess, browser: Any, lang: str) -> None:
+    import time
+
+    import pyotp
+
+    user = f"dana.{lang}"
+    server.add_mailbox(user, PASSWORD)
+    page = Page(browser, server, lang)
+    page.open("/account/login")
+    page.type("username", user)
+    page.type("password", PASSWORD)
+    page.post_form("login")
+    browser.get(f"{page.base}/account/security")
+    page.post_form("start-totp")
+    secret = page.by_id("totp-secret").text
+    assert page.by_id("qr").get_attribute("src").startswith("data:image/svg+xml")
+    page.shot("security-setup")
+    page.type("code", "000000")
+    page.post_form("enable")
+    assert page.error("code")  # a wrong code, next to the field
+    page.type("code", pyotp.TOTP(secret).now())
+    page.post_form("enable")
+    codes = [li.text for li in browser.find_elements("css selector", "#recovery-codes code")]
+    assert len(codes) == 10
+    page.type("name", "Thunderbird")
+    page.post_form("add-app")
+    app_password = page.by_id("new-app-password").text
+    page.shot("security-app-password")
+    assert imap_ok(server, user, app_password) and not imap_ok(server, user, PASSWORD)
+
+    page.post_form("logout")
+    page.open("/account/login")
+    page.type("username", user)
+    page.type("password", PASSWORD)
+    page.post_form("login")
+    assert browser.current_url.endswith("/account/login/code")
+    page.type("code", "123456")
+    page.post_form("verify")
+    assert page.error("code")
+    page.shot("login-code")
+    time.sleep(31 - time.time() % 30)  # the step used to turn TOTP on is spent: wait for the next
+    page.type("code", pyotp.TOTP(secret).now())
+    page.post_form("verify")
+    assert browser.current_url.endswith("/account")
+    page.post_form("logout")
+    page.open("/account/login")  # a recovery code instead of the app
+    page.type("username", user)
+    page.type("password", PASSWORD)
+    page.post_form("login")
+    page.type("code", codes[0])
+    page.post_form("verify")
+    assert browser.current_url.endswith("/account")
