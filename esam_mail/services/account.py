@@ -33,7 +33,7 @@ from esam_mail.log import event
 from esam_mail.services.application import ValidationErrors
 from esam_mail.services.password_policy import check_password
 
-__all__ = ["AccountService", "Closure", "LoginEvent", "Profile", "close_due_loop", "fingerprint", "login_recorder"]
+__all__ = ["AccountService", "Closure", "HybridLetter", "LoginEvent", "Profile", "close_due_loop", "fingerprint", "login_recorder"]
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +67,18 @@ class LoginEvent:
     peer: str
     service: str
     outcome: str
+
+
+@dataclass(frozen=True)
+class HybridLetter:
+    tracking_number: str
+    accepted_at: dt.datetime
+    pages: int
+    events: list[tuple[dt.datetime, str]]  # (time, HybridEvent value), oldest first
+
+    @property
+    def status(self) -> str:
+        return self.events[-1][1] if self.events else "ACCEPTED"
 
 
 @dataclass(frozen=True)
@@ -164,6 +176,22 @@ class AccountService:
         rows = await self.directory.audit_list(limit, target=address, action="*.login")
         return [LoginEvent(_aware(r.at), str((r.detail or {}).get("peer", "?")),
                            str((r.detail or {}).get("service", "?")), r.outcome) for r in rows]
+
+    # -- hybrid letters -------------------------------------------------------------------------
+
+    async def hybrid_letters(self, address: str, hybrid: Any, limit: int = 20) -> list[HybridLetter]:
+        """The owner's latest hybrid (e-mail -> paper) letters with their status events."""
+        if hybrid is None:
+            return []
+        rows = await self.directory.audit_list(limit, target=address, action="hybrid.accepted")
+        out = []
+        for r in rows:
+            tracking = str((r.detail or {}).get("tracking", ""))
+            if not tracking:
+                continue
+            events = [(_aware(e.time), str(e.event)) for e in await hybrid.history(tracking)]
+            out.append(HybridLetter(tracking, _aware(r.at), int((r.detail or {}).get("pages", 0)), events))
+        return out
 
     # -- closing ------------------------------------------------------------------------------
 

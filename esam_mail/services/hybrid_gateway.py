@@ -266,6 +266,10 @@ class HybridMail:
         except LookupError as exc:  # unknown charset of the text part
             raise HybridInputError("body", f"cannot decode the text ({exc}); send it as UTF-8") from None
 
+    async def history(self, tracking_number: str) -> list[EventRecord]:
+        """The status events of one item, oldest first (read in a worker thread)."""
+        return await asyncio.to_thread(self.post.events.history, tracking_number)
+
     async def handle(self, tx: Transaction, routes: list[Route]) -> None:
         """The gateway (a :data:`~esam_mail.services.delivery.SpecialHandler`).
 
@@ -291,6 +295,9 @@ class HybridMail:
                 raise DeliveryError(451, "4.3.0", "Hybrid mail is temporarily unavailable, try again later") from None
         event(log, "hybrid.accepted", tracking=acc.tracking_number, batch=acc.batch_id,
               pages=acc.rendered.pages, user=principal.login, session=tx.session)
+        # the sender's "my hybrid letters" (personal account) lists these
+        await self.directory.audit("subscriber", principal.login, "hybrid.accepted", principal.address,
+                                   tracking=acc.tracking_number, pages=acc.rendered.pages)
         rec = await self.directory.get(principal.login)
         for notice in acc.notices:
             if rec is None or await self._deliver(rec, notice) is None:

@@ -35,6 +35,18 @@ __all__ = ["ABSOLUTE", "account_service", "current_profile", "register"]
 
 ABSOLUTE = 12 * 3600
 
+#: The status of a hybrid letter as the subscriber reads it.
+HYBRID_STATUS = {
+    "ACCEPTED": N_("accepted"),
+    "REJECTED": N_("refused"),
+    "QUEUED_FOR_PRINT": N_("waiting to be printed"),
+    "PRINTED": N_("printed"),
+    "PRINT_FAILED": N_("printing failed, will be repeated"),
+    "HANDED_TO_POST": N_("handed to the post"),
+    "DELIVERED": N_("delivered"),
+    "RETURNED": N_("returned to sender"),
+}
+
 #: Texts of the services shown on these pages (translated in the ``web`` catalogue).
 SERVICE_TEXTS = (
     N_("the two new passwords differ"),
@@ -119,8 +131,10 @@ def register(router: Router, services: Any) -> None:
             return to_login()
         history = await accounts.history(profile.address, limit=20)
         closure = await accounts.closure(profile.address)
+        letters = await accounts.hybrid_letters(profile.address, services.extras.get("hybrid"))
         return render(request, "account.html", {"profile": profile, "history": history, "closure": closure,
-                                                "notice": request.query_params.get("done")})
+                                                "letters": letters, "notice": request.query_params.get("done"),
+                                                "STATUS": HYBRID_STATUS})
 
     async def login_page(request: Request) -> Response:
         if await current_profile(request, services) is not None:

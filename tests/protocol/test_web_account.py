@@ -176,3 +176,30 @@ def test_closure_takes_effect_after_the_cooling_off(make_running: Any) -> None:
     assert r.lt.run(r.services.extras["account"].close_due()) == ["aigerim@esam.test"]
     assert r.lt.run(r.services.directory.get("aigerim")).state == "closed"
     assert not imap_login(r, PASSWORD)
+
+
+def test_my_hybrid_letters_with_status_events(site: Running) -> None:
+    from tests.protocol.test_hybrid_gateway import GOOD_BODY, letter
+
+    msg = letter(GOOD_BODY)
+    msg.replace_header("From", "aigerim@esam.test")
+    import smtplib
+
+    with smtplib.SMTP_SSL("127.0.0.1", site.ports["submissions"], context=client_tls(), timeout=30) as s:
+        s.login("aigerim", PASSWORD)
+        s.send_message(msg, from_addr="aigerim@esam.test", to_addrs=["paper@esam.test"])
+    with browser(site) as c:
+        login(c)
+        page = c.get("/account").text
+        tracking = re.search(r"<code>([A-Z]{2}\d{9}[A-Z]{2})</code>", page)
+        assert tracking, page[page.find('id="hybrid"'):][:800]
+        assert 'data-status="QUEUED_FOR_PRINT"' in page and "ожидает печати" in page
+        assert "принято" in page  # the ACCEPTED event is listed too
+    hybrid = site.services.extras["hybrid"]
+    from esam_mail.services.hybrid import HybridEvent
+
+    site.lt.run(hybrid.record_event(tracking.group(1), HybridEvent.PRINTED, actor="facility:ALA01"))
+    with browser(site, "kk") as c:
+        login(c)
+        page = c.get("/account").text
+        assert 'data-status="PRINTED"' in page and "басып шығарылды" in page
