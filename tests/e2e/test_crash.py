@@ -39,6 +39,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.conftest import ESAM, EsamProcess
+from tests.rawclient import RawIMAP, open_socket
 
 pytestmark = pytest.mark.e2e
 
@@ -353,38 +354,20 @@ def test_sigkill_during_smtp_blast_loses_nothing_acknowledged(make_esam: Any, in
 # -- IMAP ------------------------------------------------------------------------------
 
 
-class Raw:
-    """A raw IMAPS connection for commands whose reply we do not wait for."""
+class Raw(RawIMAP):
+    """The shared IMAP line client over IMAPS, logged in as u0, for commands whose reply we
+    do not wait for."""
 
     def __init__(self, esam: EsamProcess) -> None:
         ctx = ssl.create_default_context(cafile=str(esam.cert))
         ctx.check_hostname = False
-        sock = socket.create_connection(("127.0.0.1", esam.ports["imaps"]), timeout=30)
-        self.sock = ctx.wrap_socket(sock, server_hostname="127.0.0.1")
-        self.buf = b""
-        self.line()
+        super().__init__(open_socket(esam.ports["imaps"], tls=ctx, timeout=30), timeout=30)
         self.cmd(b"l", b'LOGIN u0 "' + PASSWORD.encode() + b'"')
 
-    def line(self) -> bytes:
-        while b"\r\n" not in self.buf:
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise EOFError
-            self.buf += chunk
-        line, self.buf = self.buf.split(b"\r\n", 1)
-        return line
-
     def cmd(self, tag: bytes, text: bytes) -> bytes:
-        self.sock.sendall(tag + b" " + text + b"\r\n")
-        while True:
-            line = self.line()
-            if line.startswith(tag + b" "):
-                assert line.startswith(tag + b" OK"), line
-                return line
-
-    def close(self) -> None:
-        with _suppress():
-            self.sock.close()
+        line = self.tagged(tag, text)[-1]
+        assert line.startswith(tag + b" OK"), line
+        return line
 
 
 def preload(esam: EsamProcess, folder: str, prefix: str, n: int) -> list[str]:

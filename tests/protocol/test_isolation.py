@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import hashlib
 import re
-import socket
-import ssl
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.protocol.harness import Running, client_tls
+from tests.rawclient import RawIMAP, open_socket
 
 pytestmark = pytest.mark.protocol
 
@@ -38,47 +37,15 @@ ODD = [b"%2E%2E", b"%2E%2E/bob", b"~bob", b"~bob/INBOX", b"#shared/bob", b"#shar
        b"bob/INBOX", b"BobSecret", b"\\..\\bob"]  # fmt: skip
 
 
-class Client:
-    """A raw IMAPS connection; names are sent as LITERAL- (RFC 7888) literals."""
+class Client(RawIMAP):
+    """The shared IMAP line client over IMAPS, logged in as alice; names go as LITERAL- (RFC 7888)."""
 
     def __init__(self, port: int) -> None:
-        sock = socket.create_connection(("127.0.0.1", port), timeout=20)
-        self.sock: ssl.SSLSocket = client_tls().wrap_socket(sock, server_hostname="127.0.0.1")
-        self.buf = b""
-        self.n = 0
-        self.line()
-        assert self.cmd(b"LOGIN alice " + lit(PASSWORD.encode()))[-1].split()[1] == b"OK"
-
-    def line(self) -> bytes:
-        while b"\r\n" not in self.buf:
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise EOFError(self.buf)
-            self.buf += chunk
-        out, self.buf = self.buf.split(b"\r\n", 1)
-        return out
+        super().__init__(open_socket(port, tls=client_tls(), timeout=20), timeout=20)
+        assert self.status_of(self.cmd(b"LOGIN alice " + lit(PASSWORD.encode()))) == b"OK"
 
     def cmd(self, text: bytes) -> list[bytes]:
-        self.n += 1
-        tag = b"t%d" % self.n
-        self.sock.sendall(tag + b" " + text + b"\r\n")
-        out = []
-        while True:
-            line = self.line()
-            m = re.search(rb"\{(\d+)\}$", line)
-            if m:  # an untagged literal (LIST of an odd name): read it whole
-                need = int(m.group(1))
-                while len(self.buf) < need:
-                    self.buf += self.sock.recv(65536)
-                line += b"\r\n" + self.buf[:need]
-                self.buf = self.buf[need:]
-                line += self.line()
-            out.append(line)
-            if line.startswith(tag + b" "):
-                return out
-
-    def status_of(self, reply: list[bytes]) -> bytes:
-        return reply[-1].split(b" ", 2)[1]
+        return self.command(text)
 
 
 def lit(value: bytes) -> bytes:

@@ -9,9 +9,7 @@ end, the unauthenticated and authenticated idle timeouts, and MIME nesting depth
 
 from __future__ import annotations
 
-import re
 import socket
-import ssl
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,62 +19,25 @@ import pytest
 
 from esam_mail.imap import mime
 from tests.protocol.harness import Running, client_tls
+from tests.rawclient import RawIMAP, open_socket
 
 pytestmark = pytest.mark.protocol
 
 PASSWORD = "limits-Passw0rd"
 
 
-class Raw:
+class Raw(RawIMAP):
+    """The shared IMAP line client, implicit TLS by default."""
+
     def __init__(self, port: int, *, tls: bool = True, timeout: float = 10) -> None:
-        sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-        self.sock: socket.socket = (
-            client_tls().wrap_socket(sock, server_hostname="127.0.0.1") if tls else sock
-        )
-        self.buf = b""
-        self.greeting = self.line()
-
-    def line(self, timeout: float = 10) -> bytes:
-        self.sock.settimeout(timeout)
-        while b"\r\n" not in self.buf:
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise EOFError(self.buf)
-            self.buf += chunk
-        out, self.buf = self.buf.split(b"\r\n", 1)
-        return out
-
-    def until(self, tag: bytes, timeout: float = 10) -> list[bytes]:
-        out = []
-        while True:
-            line = self.line(timeout)
-            m = re.search(rb"\{(\d+)\}$", line)
-            if m:
-                need = int(m.group(1))
-                while len(self.buf) < need:
-                    self.buf += self.sock.recv(65536)
-                line += b"\r\n" + self.buf[:need]
-                self.buf = self.buf[need:]
-                line += self.line(timeout)
-            out.append(line)
-            if line.startswith(tag + b" "):
-                return out
+        super().__init__(open_socket(port, tls=client_tls() if tls else None, timeout=timeout), timeout=timeout)
 
     def cmd(self, tag: bytes, text: bytes, timeout: float = 10) -> list[bytes]:
-        self.sock.sendall(tag + b" " + text + b"\r\n")
-        return self.until(tag, timeout)
+        return self.tagged(tag, text, timeout)
 
     def closed(self, timeout: float = 10) -> bool:
         """True when the server closes the connection within ``timeout``."""
-        self.sock.settimeout(timeout)
-        try:
-            while self.sock.recv(65536):
-                pass
-        except TimeoutError:
-            return False
-        except (ConnectionResetError, ssl.SSLError):
-            return True
-        return True
+        return self.at_eof(timeout)
 
 
 @pytest.fixture

@@ -6,8 +6,6 @@ exact bytes themselves (``Raw``).  Every wait is a socket read with a deadline.
 
 from __future__ import annotations
 
-import socket
-import ssl
 import time
 from pathlib import Path
 
@@ -15,69 +13,19 @@ import pytest
 
 from esam_mail.smtp import codes
 from tests.protocol.harness import Running, client_tls
+from tests.rawclient import RawSMTP, open_socket
 
 pytestmark = pytest.mark.protocol
 
 
-class Raw:
-    """A byte-exact SMTP client: ``send`` writes as given, ``reply`` reads one reply."""
+class Raw(RawSMTP):
+    """The shared byte-exact SMTP client on a plain port; ``starttls`` uses the test CA."""
 
     def __init__(self, port: int, timeout: float = 10.0) -> None:
-        self.sock: socket.socket = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-        self.buf = b""
+        super().__init__(open_socket(port, timeout=timeout), timeout=timeout)
 
-    def send(self, data: bytes) -> None:
-        self.sock.sendall(data)
-
-    def _fill(self) -> bool:
-        chunk = self.sock.recv(65536)
-        self.buf += chunk
-        return bool(chunk)
-
-    def line(self) -> bytes:
-        while b"\r\n" not in self.buf:
-            if not self._fill():
-                raise EOFError(f"connection closed; unread {self.buf!r}")
-        line, _, self.buf = self.buf.partition(b"\r\n")
-        return line
-
-    def reply(self) -> tuple[int, list[bytes]]:
-        """One (possibly multi-line) reply: (code, [text lines])."""
-        lines = []
-        while True:
-            line = self.line()
-            lines.append(line[4:])
-            if line[3:4] != b"-":
-                return int(line[:3]), lines
-
-    def text(self) -> str:
-        code, lines = self.reply()
-        return f"{code} {lines[-1].decode()}"
-
-    def cmd(self, line: bytes) -> tuple[int, list[bytes]]:
-        self.send(line + b"\r\n")
-        return self.reply()
-
-    def at_eof(self, timeout: float = 10.0) -> bool:
-        """True once the server closed the connection (reads with a deadline)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            self.sock.settimeout(max(0.01, deadline - time.monotonic()))
-            try:
-                if not self._fill():
-                    return True
-            except TimeoutError:
-                return False
-            except (ConnectionResetError, ssl.SSLError):
-                return True
-        return False
-
-    def starttls(self) -> None:
-        assert self.buf == b"", "plaintext left over before the TLS handshake"
-        self.sock = client_tls().wrap_socket(self.sock)
-
-    def close(self) -> None:
-        self.sock.close()
+    def starttls(self) -> None:  # type: ignore[override]
+        super().starttls(client_tls())
 
 
 def greet(port: int, helo: bytes = b"peer.other.test") -> Raw:

@@ -22,6 +22,7 @@ import trustme
 
 from esam_mail.errors import AuthError
 from esam_mail.services.auth import Principal
+from tests.rawclient import RawIMAP, open_socket
 
 PASSWORD = "s3cret-Passw0rd"
 
@@ -174,77 +175,21 @@ def msg(subject: str = "Hello", body: str = "Body text\r\n", frm: str = "Carol <
     ).encode()
 
 
-class Raw:
-    """A line-level IMAP client for what imaplib cannot do (IDLE, LITERAL-, SASL-IR)."""
-
-    def __init__(self, sock: Any) -> None:
-        self.sock = sock
-        self.buf = b""
-        self.greeting = self.line()
+class Raw(RawIMAP):
+    """The shared IMAP line client (tests/rawclient.py) for what imaplib cannot do (IDLE,
+    LITERAL-, SASL-IR)."""
 
     @classmethod
     def tls(cls, env: Env) -> Raw:
-        import socket
-
-        s = socket.create_connection(("127.0.0.1", env.tls_port), timeout=10)
-        s = env.client_ctx().wrap_socket(s, server_hostname="127.0.0.1")
-        return cls(s)
+        return cls(open_socket(env.tls_port, tls=env.client_ctx()))
 
     @classmethod
     def plain(cls, env: Env) -> Raw:
-        import socket
-
-        return cls(socket.create_connection(("127.0.0.1", env.plain_port), timeout=10))
-
-    def send(self, data: bytes) -> None:
-        self.sock.sendall(data)
-
-    def line(self, timeout: float = 10) -> bytes:
-        self.sock.settimeout(timeout)
-        while b"\r\n" not in self.buf:
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise EOFError(self.buf)
-            self.buf += chunk
-        line, self.buf = self.buf.split(b"\r\n", 1)
-        return line
-
-    def exact(self, n: int) -> bytes:
-        while len(self.buf) < n:
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise EOFError
-            self.buf += chunk
-        out, self.buf = self.buf[:n], self.buf[n:]
-        return out
-
-    def until(self, tag: bytes, timeout: float = 10) -> list[bytes]:
-        """Lines up to and including the tagged completion; literals inlined."""
-        import re
-
-        out = []
-        while True:
-            line = self.line(timeout)
-            m = re.search(rb"\{(\d+)\}$", line)
-            while m:
-                line += b"\r\n" + self.exact(int(m.group(1)))
-                rest = self.line(timeout)
-                line += rest
-                m = re.search(rb"\{(\d+)\}$", rest)
-            out.append(line)
-            if line.startswith(tag + b" "):
-                return out
+        return cls(open_socket(env.plain_port))
 
     def cmd(self, tag: bytes, text: bytes) -> list[bytes]:
-        self.send(tag + b" " + text + b"\r\n")
-        return self.until(tag)
+        return self.tagged(tag, text)
 
-    def login(self, user: str = "alice") -> None:
+    def login(self, user: str = "alice") -> None:  # type: ignore[override]
         r = self.cmd(b"L", b"LOGIN " + user.encode() + b' "' + PASSWORD.encode() + b'"')
         assert r[-1].startswith(b"L OK"), r
-
-    def close(self) -> None:
-        try:
-            self.sock.close()
-        except OSError:
-            pass
