@@ -11,6 +11,23 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
+#: Test tiers by directory (README, Development): the fast tier is ``pytest tests/unit``
+#: (no sockets, < 60 s); the others carry a marker so ``-m "not slow and not e2e"`` works.
+TIER_MARKERS = {"protocol": "protocol", "e2e": "e2e", "slow": "slow"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Every test gets its tier's marker from its directory (a file cannot forget it)."""
+    tests = ROOT / "tests"
+    for item in items:
+        try:
+            tier = item.path.relative_to(tests).parts[0]
+        except ValueError:
+            continue
+        marker = TIER_MARKERS.get(tier)
+        if marker is not None and item.get_closest_marker(marker) is None:
+            item.add_marker(getattr(pytest.mark, marker))
+
 # Cheap argon2 for tests (production defaults are m=64MiB, t=3, p=4).
 FAST_AUTH = {"argon2_memory_kib": 1024, "argon2_time_cost": 1, "argon2_parallelism": 1, "hash_workers": 2}
 

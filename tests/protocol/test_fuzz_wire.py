@@ -6,7 +6,7 @@ For every example: no reply carries exception text (a Python exception name, a
 traceback, a source file or a path of the data folder); the server ends the session
 within a deadline once the client stops sending (it never hangs); and a second client,
 connected all along, still gets normal answers.  Budget: ESAM_FUZZ_EXAMPLES
-(tests/unit/fuzz/budget.py); the MIME and parser properties are in tests/unit/fuzz/.
+(tests/slow/fuzz/budget.py); the MIME and parser properties are in tests/slow/fuzz/.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.protocol.harness import Running, client_tls
-from tests.unit.fuzz.budget import EXAMPLES
+from tests.slow.fuzz.budget import EXAMPLES
 
 pytestmark = pytest.mark.protocol
 

@@ -21,11 +21,6 @@ def test_import_layers_are_kept() -> None:
     assert res.returncode == 0, res.stdout[-4000:]
 
 
-def test_mypy_is_clean() -> None:
-    res = subprocess.run([str(BIN / "mypy"), "esam_mail"], cwd=ROOT, capture_output=True, text=True)
-    assert res.returncode == 0, res.stdout[-4000:]
-
-
 def test_the_layer_contracts_are_all_there() -> None:
     """Deleting a contract is not a way to make lint-imports pass."""
     import configparser

@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from esam_mail.imap import mime
-from tests.unit.fuzz.budget import EXAMPLES, fuzz
+from tests.slow.fuzz.budget import EXAMPLES, fuzz
 
 CTE = st.sampled_from(["7bit", "8bit", "binary", "base64", "quoted-printable", "x-uue", "BASE64 junk", "",
                        "=?utf-8?q?x?="])

@@ -31,7 +31,7 @@ from esam_mail.imap.parser import (
     tokenize,
 )
 from esam_mail.imap.search import BadCharset, parse_search
-from tests.unit.fuzz.budget import fuzz
+from tests.slow.fuzz.budget import fuzz
 
 IMAP_CHARS = st.sampled_from(list(b' ()[]{}<>"\\*%:,.+-0123456789ABCDEFbodyhtxNIL\r\n\x00&~/'))
 imapish = st.lists(IMAP_CHARS, max_size=200).map(bytes)

@@ -2,7 +2,7 @@
 
 CI runs the default (200 examples per property, the whole fuzz suite in well
 under a minute); a longer run is ``ESAM_FUZZ_EXAMPLES=20000 .venv/bin/python -m
-pytest tests/unit/fuzz tests/protocol/test_fuzz_wire.py`` (docs/security.md).
+pytest tests/slow/fuzz tests/protocol/test_fuzz_wire.py`` (docs/security.md).
 """
 
 from __future__ import annotations
