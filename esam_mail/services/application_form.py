@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import datetime as dt
 import io
-import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from esam_mail import fsio
 from esam_mail.errors import ValidationError
 from esam_mail.i18n import N_, Translator
 
@@ -138,12 +138,6 @@ def store_signed_scan(folder: Path, application_id: int, pdf: bytes, *, max_byte
     if len(pdf) > max_bytes:
         raise ValidationError("scan", f"larger than {max_bytes} bytes")
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = folder / f".{application_id}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(pdf)
-        fh.flush()
-        os.fsync(fh.fileno())
     dest = folder / f"{application_id}.pdf"
-    os.replace(tmp, dest)
+    fsio.atomic_write(dest, pdf, mode=0o600)  # the directory is fsynced too
     return dest
