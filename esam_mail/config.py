@@ -364,6 +364,13 @@ class HybridConfig:
     tracking_prefix: str = _f("RR", "Two-letter UPU S10 service indicator.")
     merged_pdf: bool = _f(False, "Also write one merged.pdf (with page ranges) into each closed batch.")
     max_scan_pages: int = _f(50, "Most pages of a scanned paper letter (`esam hybrid ingest`).", min=1)
+    return_centre: str = _f(
+        "",
+        "Postal return address printed on letters whose sender has none on file (service mailboxes): "
+        "the operator's return centre, one line, e.g. \"АО «Казпочта», центр возврата, пр. Мәңгілік Ел 55, "
+        "Астана, Z05T3E2\". Subscribers' letters carry their own residence/actual address. Empty: the "
+        "sender's e-mail address (no postal way back).",
+    )
 
 
 @dataclass(frozen=True)

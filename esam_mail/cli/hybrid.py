@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from esam_mail.cli.commands import Sub, command, emit, err, handle_errors, load_config, run_async
 from esam_mail.errors import NotFound
 from esam_mail.services.hybrid import HybridEvent, HybridInputError, HybridStateError
+from esam_mail.services.hybrid.events import RETURN_REASONS, SCAN_EVENTS
 
 if TYPE_CHECKING:
     from esam_mail.services.hybrid_gateway import HybridMail
@@ -90,9 +91,13 @@ def add_hybrid(sub: Sub) -> None:
     st = h.add_parser("status", help="record a status event (PRINTED, DELIVERED, RETURNED mail the sender)")
     st.add_argument("tracking", metavar="TRACKING")
     st.add_argument("event", metavar="EVENT", type=str.upper,
-                    help=", ".join(e.value for e in HybridEvent if e is not HybridEvent.ACCEPTED))
+                    help=", ".join(e.value for e in HybridEvent
+                                   if e is not HybridEvent.ACCEPTED and e not in SCAN_EVENTS))
     st.add_argument("--actor", help="who does it, KIND:ID (administrators only; default: you, as os:<user> or your staff account)")
-    st.add_argument("--note", default="", help="free text kept with the event (e.g. the batch or a reason)")
+    st.add_argument("--note", default="", help="free text kept with the event")
+    st.add_argument("--reason", default="", metavar="CODE|TEXT",
+                    help="why (RETURNED, PRINT_FAILED, REJECTED); goes into the sender's status e-mail. "
+                         "Codes: " + ", ".join(RETURN_REASONS))
     st.add_argument("--json", action="store_true")
     st.set_defaults(func=_guard(cmd_status))
 
@@ -156,9 +161,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     kind, ident = actor_for(args, load_config(args))
 
     async def body(hm: HybridMail) -> int:
-        rec, delivered = await hm.record_event(args.tracking, ev, actor=f"{kind}:{ident}", note=args.note)
+        rec, delivered = await hm.record_event(args.tracking, ev, actor=f"{kind}:{ident}", note=args.note,
+                                               reason=args.reason)
         data = {"seq": rec.seq, "tracking_number": rec.tracking_number, "event": str(rec.event),
-                "time": rec.time.isoformat(), "actor": rec.actor, "note": rec.note,
+                "time": rec.time.isoformat(), "actor": rec.actor, "note": rec.note, "reason": rec.reason,
                 "notice_delivered": delivered}
         human = f"{rec.tracking_number}: {rec.event} (#{rec.seq}, {rec.time:%Y-%m-%d %H:%M:%S} UTC)"
         if delivered is True:
@@ -177,7 +183,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     if not history:
         raise NotFound(f"hybrid item {args.tracking}")
     rows = [{"seq": r.seq, "time": r.time.isoformat(), "event": str(r.event), "actor": r.actor,
-             "note": r.note} for r in history]
+             "note": r.note, "reason": r.reason} for r in history]
     emit(args, {"tracking_number": history[0].tracking_number, "events": rows}, "\n".join(
         f"{r.seq:3} {r.time:%Y-%m-%d %H:%M:%S} {r.event!s:17} {r.actor:24} {r.note}".rstrip() for r in history
     ))

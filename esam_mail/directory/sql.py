@@ -92,6 +92,8 @@ class OwnerRecord:
     bin: str | None
     display_name: str
     names: tuple[str, ...]
+    language: str = "kk"
+    postal_address: tuple[str, ...] = ()  # residence (individual) or actual (legal entity) address
 
     @property
     def number(self) -> str | None:
@@ -105,7 +107,17 @@ def _owner(sub: Subscriber) -> OwnerRecord:
     rep = data.get("representative")
     if isinstance(rep, dict):
         names += tuple(v for k in keys[:3] if isinstance(v := rep.get(k), str) and v)
-    return OwnerRecord(sub.id, sub.kind, sub.iin, sub.bin, sub.display_name, names)
+    postal: tuple[str, ...] = ()
+    for key in ("residence_address", "actual_address", "legal_address"):
+        addr = data.get(key)
+        if isinstance(addr, dict) and addr.get("locality") and addr.get("postcode"):
+            street = ", ".join(str(addr[k]) for k in ("street", "house") if addr.get(k))
+            if addr.get("apartment"):
+                street += f", {addr['apartment']}"
+            postal = tuple(str(p) for p in (street, addr.get("locality"), addr.get("region"), addr.get("postcode")) if p)
+            break
+    return OwnerRecord(sub.id, sub.kind, sub.iin, sub.bin, sub.display_name, names,
+                       getattr(sub, "language", None) or "kk", postal)
 
 
 def _record(m: Mailbox) -> MailboxRecord:

@@ -65,6 +65,7 @@ from esam_mail.services.hybrid import (
 )
 from esam_mail.services.hybrid import HybridConfig as PostConfig
 from esam_mail.services.hybrid.address import FIELD_ALIASES
+from esam_mail.services.mailformat import to_bytes
 
 __all__ = [
     "HybridMail",
@@ -86,6 +87,8 @@ class _Directory(Protocol):
     async def by_address(self, address: str) -> Any: ...
 
     async def by_id(self, mailbox_id: int) -> Any: ...
+
+    async def owner(self, subscriber_id: int | None) -> Any: ...
 
     async def mailboxes_of(self, number: str) -> list[Any]: ...
 
@@ -189,8 +192,9 @@ def build_fix_it_email(
 
 
 def _as_stored(msg: EmailMessage) -> bytes:
-    """The bytes put into a Maildir: CRLF lines, null Return-Path (never bounced)."""
-    return b"Return-Path: <>\r\n" + msg.as_bytes(policy=email.policy.SMTP)
+    """The bytes put into a Maildir: CRLF lines, null Return-Path (never bounced); display
+    names folded without losing a space (:mod:`esam_mail.services.mailformat`)."""
+    return b"Return-Path: <>\r\n" + to_bytes(msg)
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,17 +220,19 @@ class HybridMail:
         max_renders: letters rendered at the same time (each in a worker thread).
     """
 
-    def __init__(self, post: HybridPost, directory: _Directory, store: _Store, *, max_renders: int = 2) -> None:
+    def __init__(self, post: HybridPost, directory: _Directory, store: _Store, *, max_renders: int = 2,
+                 return_centre: str = "") -> None:
         self.post = post
         self.directory = directory
         self.store = store
         self.address = post.config.hybrid_address
+        self.return_centre = " ".join(return_centre.split())
         self._renders = asyncio.Semaphore(max_renders)
 
     @classmethod
     def from_config(cls, cfg: Config, directory: _Directory, store: _Store) -> HybridMail:
         """Build from the ``[hybrid]`` config section."""
-        return cls(hybrid_post(cfg), directory, store)
+        return cls(hybrid_post(cfg), directory, store, return_centre=cfg.hybrid.return_centre)
 
     # -- mailbox delivery -----------------------------------------------------------------
     async def _deliver(self, rec: Any, msg: EmailMessage) -> str | None:
@@ -250,17 +256,27 @@ class HybridMail:
         return await self._deliver(rec, msg) is not None
 
     # -- e-mail -> paper: the SMTP gateway ---------------------------------------------------
-    def _accept(self, data: bytes, sender: str, actor: str) -> Acceptance:
+    async def return_address(self, login: str) -> str | None:
+        """The postal return address printed on the sender's letters: the subscriber's name and
+        residence (or actual) address from the directory, else ``hybrid.return_centre``."""
+        rec = await self.directory.get(login)
+        owner = await self.directory.owner(rec.subscriber_id) if rec is not None else None
+        if owner is not None and owner.postal_address:
+            return ", ".join((owner.display_name, *owner.postal_address))
+        return self.return_centre or None
+
+    def _accept(self, data: bytes, sender: str, actor: str, return_line: str | None = None) -> Acceptance:
         msg = email.message_from_bytes(data, policy=email.policy.default)
         assert isinstance(msg, EmailMessage)
-        sender_line = sender
-        try:
-            from_header = msg["From"]
-            addrs = getattr(from_header, "addresses", ()) if from_header is not None else ()
-            if addrs and addrs[0].display_name:
-                sender_line = f"{addrs[0].display_name}, {sender}"
-        except (ValueError, IndexError, TypeError):  # a malformed From is not the sender's problem here
-            pass
+        sender_line = return_line or sender
+        if return_line is None:
+            try:
+                from_header = msg["From"]
+                addrs = getattr(from_header, "addresses", ()) if from_header is not None else ()
+                if addrs and addrs[0].display_name:
+                    sender_line = f"{addrs[0].display_name}, {sender}"
+            except (ValueError, IndexError, TypeError):  # a malformed From is not the sender's problem here
+                pass
         try:
             return self.post.accept_email(msg, sender=sender, sender_line=sender_line, actor=actor)
         except LookupError as exc:  # unknown charset of the text part
@@ -282,9 +298,10 @@ class HybridMail:
             raise DeliveryError(550, "5.7.1", "This address accepts mail only from authenticated subscribers")
         sole = all(r.kind == "special" and r.service == routes[0].service for r in tx.routes)
         actor = f"subscriber:{principal.login}"
+        return_line = await self.return_address(principal.login)
         async with self._renders:
             try:
-                acc = await asyncio.to_thread(self._accept, tx.data, principal.address, actor)
+                acc = await asyncio.to_thread(self._accept, tx.data, principal.address, actor, return_line)
             except HybridInputError as exc:
                 await self._refused(tx, exc)
                 if sole:
@@ -318,7 +335,7 @@ class HybridMail:
 
     # -- status events -----------------------------------------------------------------------
     async def record_event(
-        self, tracking_number: str, ev: HybridEvent, *, actor: str, note: str = ""
+        self, tracking_number: str, ev: HybridEvent, *, actor: str, note: str = "", reason: str = ""
     ) -> tuple[EventRecord, bool | None]:
         """Record a status event; deliver the status e-mail if the event has one.
 
@@ -335,7 +352,8 @@ class HybridMail:
             raise HybridInputError("actor", f"{actor!r}: write KIND:ID, e.g. employee:1234")
         if not await asyncio.to_thread(self.post.events.history, tracking):
             raise NotFound(f"hybrid item {tracking}")
-        rec, notice = await asyncio.to_thread(self.post.record_event, tracking, ev, actor=actor, note=note)
+        rec, notice = await asyncio.to_thread(self.post.record_event, tracking, ev, actor=actor, note=note,
+                                              reason=reason)
         if notice is None:
             return rec, None
         return rec, await self.deliver_to_address(str(notice["To"]), notice)
@@ -426,7 +444,14 @@ class HybridMail:
             tracking = await asyncio.to_thread(self.post.allocator.allocate)
         msg = await asyncio.to_thread(self.post.ingest_scan, pdf, tracking_number=tracking,
                                       subscriber_address=rec.address, sender_name=sender_name)
+        actor = f"employee:{employee}"
+        try:  # the scan's own events; SCANNED claims the number (ingested at most once)
+            await asyncio.to_thread(self.post.claim_scan, tracking, actor=actor, note=f"facility {facility}")
+        except HybridInputError as exc:
+            raise await refuse(exc.field, exc.message, tracking=tracking) from None
         key = await self._deliver(rec, msg)
+        await asyncio.to_thread(self.post.scan_outcome, tracking, delivered=key is not None, actor=actor,
+                                note=f"mailbox #{rec.id}" if key is not None else "mailbox full")
         if key is None:
             raise await refuse("to", f"mailbox {rec.address} is full; nothing delivered", tracking=tracking)
         await self.directory.audit(

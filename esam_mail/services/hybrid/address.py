@@ -34,6 +34,13 @@ postcode       Postcode, Postal code, Zip, Индекс, Почтовый инд
 country        Country, Страна, Ел, Мемлекет                        optional, default Kazakhstan
 =============  ===================================================  =========================
 
+International letters (UPU style): with a ``Country:`` other than Kazakhstan, the address
+needs name, street (the house number may be part of it), locality and country; no region;
+the postcode is required when the country uses postcodes and must have that country's
+format (:mod:`.countries`, documented in ``docs/hybrid.md``).  The printed address ends with
+the country's English name in capitals, the postcode placed as that country writes it
+(``10115 BERLIN``, ``LONDON SW1A 1AA``).
+
 Validation collects *every* problem (field name + what to fix) into one
 :class:`~esam_mail.services.hybrid.errors.AddressError`.
 """
@@ -44,7 +51,9 @@ import re
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
+from esam_mail.services.hybrid.countries import COUNTRIES, find_country, is_domestic
 from esam_mail.services.hybrid.errors import AddressError, AddressProblem
 
 __all__ = [
@@ -134,10 +143,13 @@ class PostalAddress:
     district: str = ""
     region: str = ""
     country: str = ""
+    country_code: str = ""  # ISO 3166-1 alpha-2 of an international address ("" = Kazakhstan)
 
     def lines(self) -> list[str]:
         """Address lines in Kazpost order: name; street house apt; locality district; region;
-        country; postcode."""
+        country; postcode.  International: UPU order, the country in capitals last."""
+        if self.country_code and self.country_code != "KZ":
+            return self._international_lines()
         street_line = f"{self.street}, {self.house}"
         if self.apartment:
             apt = self.apartment
@@ -149,6 +161,28 @@ class PostalAddress:
         if self.country:
             out.append(self.country)
         out.append(self.postcode)
+        return out
+
+    def _international_lines(self) -> list[str]:
+        country = COUNTRIES[self.country_code]
+        street_line = " ".join(p for p in (self.street, self.house) if p)
+        if self.apartment:
+            street_line += f", {self.apartment}"
+        out = [self.name, street_line]
+        if self.district:
+            out.append(self.district)
+        locality = self.locality.upper()
+        if not self.postcode:
+            out.append(locality)
+        elif country.order == "postcode_first":
+            out.append(f"{self.postcode} {locality}")
+        elif country.order == "locality_first":
+            out.append(" ".join(p for p in (locality, self.region.upper(), self.postcode) if p))
+        else:
+            out += [locality, self.postcode]
+        if self.region and country.order != "locality_first":
+            out.append(self.region)
+        out.append(country.name.upper())
         return out
 
     def one_line(self) -> str:
@@ -170,6 +204,32 @@ class ParsedLetter:
 
 def _problem(field: str, message: str) -> AddressProblem:
     return AddressProblem(field, message)
+
+
+def _international(values: dict[str, str], country: Any, problems: list[AddressProblem], text: str) -> ParsedLetter:
+    """The rest of :func:`parse_letter` for an address abroad (UPU style)."""
+    for field, value in values.items():
+        if len(value) > MAX_FIELD_LEN:
+            problems.append(_problem(field, f"too long ({len(value)} characters); shorten to {MAX_FIELD_LEN}"))
+        if any(unicodedata.category(ch) == "Cc" for ch in value):
+            problems.append(_problem(field, "contains control characters; remove them"))
+    postcode = " ".join(values.get("postcode", "").upper().split())
+    if country.postcode is None:
+        postcode = ""  # the country has no postcodes: nothing to print
+    elif not postcode:
+        problems.append(_problem("postcode", f"missing; {country.name} uses postcodes like {country.example}"))
+    elif not country.postcode_ok(postcode):
+        problems.append(_problem(
+            "postcode", f"{values['postcode']!r} is not a postcode of {country.name}; write it like {country.example}"
+        ))
+    if problems:
+        raise AddressError(problems)
+    return ParsedLetter(PostalAddress(
+        name=values["name"], street=values["street"], house=values.get("house", ""),
+        locality=values["locality"], postcode=postcode, apartment=values.get("apartment", ""),
+        district=values.get("district", ""), region=values.get("region", ""), country=country.name,
+        country_code=country.code,
+    ), text)
 
 
 def parse_letter(body: str, *, republican_cities: Iterable[str] | None = None) -> ParsedLetter:
@@ -228,9 +288,22 @@ def parse_letter(body: str, *, republican_cities: Iterable[str] | None = None) -
             "'Street: ...', 'House: ...', 'Locality: ...', 'Postcode: ...' and a blank line",
         )])
 
-    for field in REQUIRED:
+    country = find_country(values.get("country", "")) if values.get("country") else None
+    international = bool(values.get("country")) and not is_domestic(values["country"])
+    if international and country is None:
+        problems.append(_problem(
+            "country",
+            f"{values['country']!r} is not a destination we know; write the country's name in English "
+            "(e.g. Germany) or its ISO code (DE); see the list of countries in the hybrid mail guide",
+        ))
+    required = ("name", "street", "locality") if international else REQUIRED
+    for field in required:
         if not values.get(field):
             problems.append(_problem(field, f"missing; {_MISSING_HINT[field]}"))
+    if international:
+        if country is None:
+            raise AddressError(problems)
+        return _international(values, country, problems, text)
     for field, value in values.items():
         if len(value) > MAX_FIELD_LEN:
             problems.append(

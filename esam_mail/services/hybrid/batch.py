@@ -207,6 +207,29 @@ class BatchStore:
             atomic_write(items / f"{tracking}.json", json.dumps(meta, ensure_ascii=False).encode(), mode=FILE_MODE)
             return bdir.name
 
+    def location(self, batch_id: str, tracking: str) -> Literal["open", "closed"] | None:
+        """Where ``tracking`` is in ``batch_id``: its open batch, its closed job, or not there."""
+        if not _BATCH_ID_RE.fullmatch(batch_id or ""):
+            return None
+        tracking = validate_s10(tracking)
+        with locked(self._lock):
+            self._recover()
+            if (self._open / batch_id / "items" / f"{tracking}.json").exists():
+                return "open"
+            if (self._jobs / batch_id / f"{tracking}.pdf").exists():
+                return "closed"
+        return None
+
+    def item_pdf(self, batch_id: str, tracking: str) -> bytes:
+        """The print file of ``tracking`` in ``batch_id`` (open or closed)."""
+        tracking = validate_s10(tracking)
+        for path in (self._open / batch_id / "items" / f"{tracking}.pdf", self._jobs / batch_id / f"{tracking}.pdf"):
+            try:
+                return path.read_bytes()
+            except FileNotFoundError:
+                continue
+        raise HybridStateError(f"no print file of {tracking} in batch {batch_id}")
+
     def open_batch(self, facility: str) -> str | None:
         """The id of ``facility``'s open batch, if any."""
         with locked(self._lock):

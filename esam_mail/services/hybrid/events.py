@@ -10,6 +10,18 @@ Events (a subset of domain.md §4, modelled on UPU EMSEVT) and allowed transitio
     HANDED_TO_POST -> DELIVERED | RETURNED
     DELIVERED, RETURNED, REJECTED: final
 
+A QUEUED_FOR_PRINT always names the print batch the item is in (the note); a reprint
+after PRINT_FAILED puts the item into an open batch again (:meth:`HybridPost.record_event`),
+and PRINTED / PRINT_FAILED are accepted only once that batch was closed (handed to the
+facility).
+
+Paper -> e-mail (a scanned letter, ``esam hybrid ingest``) has its own events::
+
+    (none) -> SCANNED                 the facility scanned the item (claims the number)
+    SCANNED -> SCAN_DELIVERED | SCAN_FAILED
+    SCAN_FAILED -> SCANNED            a new attempt (e.g. after the mailbox was freed)
+    SCAN_DELIVERED: final             so one tracking number is ingested at most once
+
 Log layout: one JSON-lines file per tracking number,
 ``<root>/<last two serial digits>/<S10>.jsonl``; each line is
 ``{"seq", "tracking_number", "event", "time" (UTC, RFC 3339), "actor", "note"}``.
@@ -40,6 +52,8 @@ from esam_mail.services.hybrid.s10 import validate_s10
 
 __all__ = [
     "NOTIFY_EVENTS",
+    "RETURN_REASONS",
+    "SCAN_EVENTS",
     "TRANSITIONS",
     "EventLog",
     "EventRecord",
@@ -61,12 +75,15 @@ class HybridEvent(StrEnum):
     HANDED_TO_POST = "HANDED_TO_POST"
     DELIVERED = "DELIVERED"
     RETURNED = "RETURNED"
+    SCANNED = "SCANNED"
+    SCAN_DELIVERED = "SCAN_DELIVERED"
+    SCAN_FAILED = "SCAN_FAILED"
 
 
 E = HybridEvent
 #: current status (None: no event yet) -> events allowed next.
 TRANSITIONS: Mapping[HybridEvent | None, frozenset[HybridEvent]] = {
-    None: frozenset({E.ACCEPTED, E.REJECTED}),
+    None: frozenset({E.ACCEPTED, E.REJECTED, E.SCANNED}),
     E.ACCEPTED: frozenset({E.QUEUED_FOR_PRINT, E.REJECTED}),
     E.QUEUED_FOR_PRINT: frozenset({E.PRINTED, E.PRINT_FAILED}),
     E.PRINT_FAILED: frozenset({E.QUEUED_FOR_PRINT, E.REJECTED}),
@@ -75,7 +92,12 @@ TRANSITIONS: Mapping[HybridEvent | None, frozenset[HybridEvent]] = {
     E.DELIVERED: frozenset(),
     E.RETURNED: frozenset(),
     E.REJECTED: frozenset(),
+    E.SCANNED: frozenset({E.SCAN_DELIVERED, E.SCAN_FAILED}),
+    E.SCAN_FAILED: frozenset({E.SCANNED}),
+    E.SCAN_DELIVERED: frozenset(),
 }
+#: events of the paper -> e-mail path (a scanned letter); the CLI's ``status`` does not take them.
+SCAN_EVENTS: frozenset[HybridEvent] = frozenset({E.SCANNED, E.SCAN_DELIVERED, E.SCAN_FAILED})
 #: events that trigger a status e-mail to the sender.
 NOTIFY_EVENTS: frozenset[HybridEvent] = frozenset({E.ACCEPTED, E.PRINTED, E.DELIVERED, E.RETURNED})
 
@@ -100,14 +122,18 @@ class EventRecord:
     time: datetime  # UTC
     actor: str  # "system", "facility:ALA", "operator:<login>", ...
     note: str = ""
+    reason: str = ""  # why (RETURNED, PRINT_FAILED, REJECTED): a RETURN_REASONS code or text
 
     def to_json(self) -> str:
         """One JSON line (no newline)."""
-        return json.dumps({
+        d = {
             "seq": self.seq, "tracking_number": self.tracking_number, "event": str(self.event),
             "time": self.time.astimezone(UTC).isoformat().replace("+00:00", "Z"),
             "actor": self.actor, "note": self.note,
-        }, ensure_ascii=False)
+        }
+        if self.reason:
+            d["reason"] = self.reason
+        return json.dumps(d, ensure_ascii=False)
 
     @classmethod
     def from_json(cls, line: str) -> EventRecord:
@@ -116,7 +142,7 @@ class EventRecord:
         return cls(
             seq=int(d["seq"]), tracking_number=d["tracking_number"], event=HybridEvent(d["event"]),
             time=datetime.fromisoformat(d["time"].replace("Z", "+00:00")), actor=d["actor"],
-            note=d.get("note", ""),
+            note=d.get("note", ""), reason=d.get("reason", ""),
         )
 
 
@@ -151,6 +177,7 @@ class EventLog:
         *,
         actor: str,
         note: str = "",
+        reason: str = "",
         now: datetime | None = None,
     ) -> EventRecord:
         """Append ``event`` if the transition from the current status is allowed.
@@ -179,7 +206,7 @@ class EventLog:
             rec = EventRecord(
                 seq=len(recs) + 1, tracking_number=tracking, event=event,
                 time=(now or datetime.now(UTC)).astimezone(UTC), actor=actor,
-                note=" ".join(note.split()),
+                note=" ".join(note.split()), reason=" ".join(reason.split())[:200],
             )
             os.lseek(fd, 0, os.SEEK_END)
             write_all(fd, (rec.to_json() + "\n").encode())
@@ -250,12 +277,51 @@ _TEXTS: dict[HybridEvent, dict[str, tuple[str, str]]] = {
         "kk": ("Қайтарылды", "{t} хатын табыс ету мүмкін болмады, ол кері қайтарылды."),
         "en": ("Returned", "Letter {t} could not be delivered and has been returned."),
     },
+    E.SCANNED: {
+        "ru": ("Отсканировано", "Бумажное письмо {t} отсканировано."),
+        "kk": ("Сканерленді", "{t} қағаз хаты сканерленді."),
+        "en": ("Scanned", "Paper letter {t} has been scanned."),
+    },
+    E.SCAN_DELIVERED: {
+        "ru": ("Доставлено в ящик", "Скан письма {t} доставлен в электронный ящик."),
+        "kk": ("Жәшікке жеткізілді", "{t} хатының сканы электрондық жәшікке жеткізілді."),
+        "en": ("Delivered to the mailbox", "The scan of letter {t} has been delivered to the mailbox."),
+    },
+    E.SCAN_FAILED: {
+        "ru": ("Не доставлено в ящик", "Скан письма {t} не удалось доставить в электронный ящик."),
+        "kk": ("Жәшікке жеткізілмеді", "{t} хатының сканын электрондық жәшікке жеткізу мүмкін болмады."),
+        "en": ("Not delivered to the mailbox", "The scan of letter {t} could not be delivered to the mailbox."),
+    },
     E.REJECTED: {
         "ru": ("Отклонено", "Письмо {t} не может быть отправлено в бумажном виде."),
         "kk": ("Қабылданбады", "{t} хатын қағаз түрінде жіберу мүмкін емес."),
         "en": ("Rejected", "Letter {t} cannot be sent on paper."),
     },
 }
+
+
+#: Why a letter comes back (UPU return reasons, as a facility reports them with
+#: ``esam hybrid status S10 RETURNED --reason CODE``): code -> (ru, kk, en).
+RETURN_REASONS: Mapping[str, tuple[str, str, str]] = {
+    "addressee_unknown": ("адресат не значится по указанному адресу",
+                          "алушы көрсетілген мекенжайда тұрмайды", "addressee unknown at this address"),
+    "moved": ("адресат выбыл", "алушы басқа мекенжайға көшкен", "addressee has moved"),
+    "refused": ("адресат отказался от получения", "алушы алудан бас тартты", "refused by the addressee"),
+    "not_called_for": ("истёк срок хранения", "сақтау мерзімі өтті", "not called for (storage period expired)"),
+    "insufficient_address": ("неполный или неверный адрес", "мекенжай толық емес немесе қате",
+                             "insufficient or incorrect address"),
+    "no_such_address": ("адрес не существует", "мұндай мекенжай жоқ", "no such address"),
+    "deceased": ("адресат умер", "алушы қайтыс болған", "addressee deceased"),
+    "damaged": ("отправление повреждено", "жөнелтілім зақымдалған", "item damaged"),
+}
+
+
+def reason_text(reason: str, lang: str) -> str:
+    """The reason in *lang*: a :data:`RETURN_REASONS` code translated, else the text as given."""
+    known = RETURN_REASONS.get(reason.strip().lower())
+    if known is None:
+        return " ".join(reason.split())
+    return known[{"ru": 0, "kk": 1, "en": 2}[lang]]
 
 
 def build_status_email(
@@ -266,6 +332,7 @@ def build_status_email(
     from_name: str = "Қазпошта / Казпочта / Kazpost",
     recipient_summary: str = "",
     in_reply_to: str | None = None,
+    reason: str = "",
 ) -> EmailMessage:
     """Build the status e-mail for ``record`` to the sender of the item.
 
@@ -276,6 +343,8 @@ def build_status_email(
         from_name: display name for From.
         recipient_summary: optional "name, locality" of the paper recipient.
         in_reply_to: Message-ID of the original e-mail, to thread the notice.
+        reason: why the letter was returned (or failed): a :data:`RETURN_REASONS` code or
+            free text; quoted in every language.
 
     Returns:
         a message with Date, Message-ID, ``Auto-Submitted: auto-generated`` and
@@ -285,11 +354,13 @@ def build_status_email(
     t = record.tracking_number
     subject = " / ".join(texts[lang][0] for lang in ("ru", "kk", "en"))
     when = record.time.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    labels = {"ru": ("Получатель", "Время"), "kk": ("Алушы", "Уақыты"),
-              "en": ("Recipient", "Time")}
+    labels = {"ru": ("Получатель", "Время", "Причина"), "kk": ("Алушы", "Уақыты", "Себебі"),
+              "en": ("Recipient", "Time", "Reason")}
     parts = []
     for lang in ("ru", "kk", "en"):
         lines = [texts[lang][1].format(t=t)]
+        if reason.strip():
+            lines.append(f"{labels[lang][2]}: {reason_text(reason, lang)}")
         if recipient_summary:
             lines.append(f"{labels[lang][0]}: {' '.join(recipient_summary.split())}")
         lines.append(f"{labels[lang][1]}: {when}")
@@ -303,6 +374,8 @@ def build_status_email(
     msg["Auto-Submitted"] = "auto-generated"
     msg["X-Esam-Tracking"] = t
     msg["X-Esam-Hybrid-Event"] = str(record.event)
+    if reason.strip():
+        msg["X-Esam-Hybrid-Reason"] = " ".join(reason.split())[:200]
     if in_reply_to:
         msg["In-Reply-To"] = in_reply_to
         msg["References"] = in_reply_to

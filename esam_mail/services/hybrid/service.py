@@ -21,17 +21,20 @@ import json
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
+from typing import Any
 
 from esam_mail.fsio import atomic_write
 from esam_mail.services.hybrid._fs import FILE_MODE
-from esam_mail.services.hybrid.address import parse_letter
+from esam_mail.services.hybrid.address import PostalAddress, parse_letter
 from esam_mail.services.hybrid.batch import BatchStore, FacilityMap, PrintItem
-from esam_mail.services.hybrid.errors import HybridInputError, HybridStateError
+from esam_mail.services.hybrid.errors import HybridInputError, HybridStateError, TransitionError
 from esam_mail.services.hybrid.events import (
+    SCAN_EVENTS,
     EventLog,
     EventRecord,
     HybridEvent,
     build_status_email,
+    can_transition,
     needs_status_email,
 )
 from esam_mail.services.hybrid.ingest import build_scanned_letter_message
@@ -144,6 +147,9 @@ class HybridPost:
         atomic_write(self._item_path(tracking), json.dumps({
             "sender": sender, "recipient": f"{parsed.address.name}, {parsed.address.locality}",
             "message_id": str(message.get("Message-ID", "")),
+            # what a reprint needs to put the item into a batch again
+            "address": parsed.address.to_dict(), "pages": rendered.pages, "sheets": rendered.sheets,
+            "sha256": rendered.sha256, "duplex": self.config.render.duplex,
         }, ensure_ascii=False).encode(), mode=FILE_MODE)
         rec = self.events.append(tracking, HybridEvent.ACCEPTED, actor=actor)
         batch_id = self.batches.add(PrintItem(
@@ -158,23 +164,103 @@ class HybridPost:
         self._items.mkdir(parents=True, exist_ok=True)
         return self._items / f"{tracking}.json"
 
-    def _notice(self, rec: EventRecord) -> EmailMessage:
+    def _item(self, tracking: str) -> dict[str, Any]:
         try:
-            item = json.loads(self._item_path(rec.tracking_number).read_text("utf-8"))
+            item = json.loads(self._item_path(tracking).read_text("utf-8"))
         except (OSError, ValueError) as exc:
-            raise HybridStateError(f"no item record for {rec.tracking_number}") from exc
+            raise HybridStateError(f"no item record for {tracking}") from exc
+        if not isinstance(item, dict):
+            raise HybridStateError(f"item record of {tracking} is not an object")
+        return item
+
+    def _notice(self, rec: EventRecord) -> EmailMessage:
+        item = self._item(rec.tracking_number)
         return build_status_email(
             rec, to_address=item["sender"], from_address=self.config.hybrid_address,
             recipient_summary=item["recipient"], in_reply_to=item.get("message_id") or None,
+            reason=rec.reason,
         )
 
+    def _batch_of(self, tracking: str) -> str | None:
+        """The batch named by the item's latest QUEUED_FOR_PRINT (None: never queued)."""
+        for rec in reversed(self.events.history(tracking)):
+            if rec.event is HybridEvent.QUEUED_FOR_PRINT:
+                return rec.note.split()[0] if rec.note else None
+        return None
+
     def record_event(
-        self, tracking_number: str, event: HybridEvent, *, actor: str, note: str = ""
+        self, tracking_number: str, event: HybridEvent, *, actor: str, note: str = "", reason: str = ""
     ) -> tuple[EventRecord, EmailMessage | None]:
-        """Log a status event (from the facility/CLI); returns the notice to deliver, if any."""
+        """Log a status event (from the facility/CLI); returns the notice to deliver, if any.
+
+        * ``QUEUED_FOR_PRINT`` (after ``PRINT_FAILED``) is a reprint: the item goes into its
+          facility's open batch again, and the event names that batch;
+        * ``PRINTED`` and ``PRINT_FAILED`` need the item's batch to be closed (the job was
+          handed to the facility): a letter that is in no batch cannot have been printed;
+        * the scan events belong to ``ingest`` and are refused here.
+
+        Raises:
+            HybridInputError: a scan event.
+            HybridStateError: PRINTED/PRINT_FAILED for an item whose batch is not closed, or a
+                reprint of an item whose print file is gone.
+            TransitionError: ``event`` may not follow the current status.
+        """
         tracking = validate_s10(tracking_number)
-        rec = self.events.append(tracking, event, actor=actor, note=note)
+        event = HybridEvent(event)
+        if event in SCAN_EVENTS:
+            raise HybridInputError("event", f"{event} is recorded by `esam hybrid ingest`, not by hand")
+        if event is HybridEvent.QUEUED_FOR_PRINT:
+            return self._reprint(tracking, actor=actor, note=note), None
+        if event in (HybridEvent.PRINTED, HybridEvent.PRINT_FAILED):
+            batch = self._batch_of(tracking)
+            where = self.batches.location(batch, tracking) if batch else None
+            if where != "closed":
+                raise HybridStateError(
+                    f"{tracking}: {event} refused: the item is in no closed print batch"
+                    + (f" (batch {batch} is still open: close it first)" if where == "open" else "")
+                )
+        rec = self.events.append(tracking, event, actor=actor, note=note, reason=reason)
         return rec, (self._notice(rec) if needs_status_email(rec.event) else None)
+
+    def _reprint(self, tracking: str, *, actor: str, note: str) -> EventRecord:
+        """Put an item whose print failed into an open batch again (a reprint)."""
+        current = self.events.current(tracking)
+        if not can_transition(current, HybridEvent.QUEUED_FOR_PRINT):
+            raise TransitionError(f"{tracking}: QUEUED_FOR_PRINT is not allowed after {current or 'no event'}")
+        old = self._batch_of(tracking)
+        item = self._item(tracking)
+        if old is None or "address" not in item:
+            raise HybridStateError(f"{tracking}: no earlier print file to reprint")
+        pdf = self.batches.item_pdf(old, tracking)
+        batch_id = self.batches.add(PrintItem(
+            tracking_number=tracking, sender=item["sender"], address=PostalAddress(**item["address"]),
+            pdf=pdf, pages=int(item["pages"]), sheets=int(item["sheets"]), sha256=item["sha256"],
+            duplex=bool(item.get("duplex", False)),
+        ))
+        text = f"{batch_id} reprint" + (f" {note}" if note else "")
+        return self.events.append(tracking, HybridEvent.QUEUED_FOR_PRINT, actor=actor, note=text)
+
+    # -- paper -> e-mail: the scan's own events ------------------------------------------------
+    def claim_scan(self, tracking_number: str, *, actor: str, note: str = "") -> EventRecord:
+        """Record SCANNED for a paper item: a number is ingested at most once.
+
+        Raises:
+            HybridInputError: ``tracking_number`` was already ingested or belongs to an
+                e-mail -> paper item.
+        """
+        tracking = validate_s10(tracking_number)
+        try:
+            return self.events.append(tracking, HybridEvent.SCANNED, actor=actor, note=note)
+        except TransitionError:
+            current = self.events.current(tracking)
+            why = ("was already delivered as a scan" if current is HybridEvent.SCAN_DELIVERED
+                   else f"is in use ({current})")
+            raise HybridInputError("tracking_number", f"{tracking} {why}; a paper item is ingested once") from None
+
+    def scan_outcome(self, tracking_number: str, *, delivered: bool, actor: str, note: str = "") -> EventRecord:
+        """SCAN_DELIVERED or SCAN_FAILED after :meth:`claim_scan`."""
+        ev = HybridEvent.SCAN_DELIVERED if delivered else HybridEvent.SCAN_FAILED
+        return self.events.append(validate_s10(tracking_number), ev, actor=actor, note=note)
 
     def ingest_scan(
         self, pdf: bytes, *, tracking_number: str, subscriber_address: str, sender_name: str = ""
