@@ -21,6 +21,7 @@ from pypdf import PdfReader
 from reportlab.pdfgen.canvas import Canvas
 
 from esam_mail.cli import main
+from tests.conftest import add_staff
 from tests.protocol.harness import Running, client_tls
 from tests.protocol.test_hybrid_gateway import GOOD_BODY, letter
 from tests.unit.registration.test_cli import FLAGS, OFFICE
@@ -77,6 +78,8 @@ def env(make_running: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pyte
     r = make_running(registration={"registry_policy": "accept"}, hybrid={"return_centre": CENTRE})
     r.add_mailbox("alice", PASSWORD)  # a service mailbox: no subscriber, no postal address
     e = Env(r, capsys, monkeypatch)
+    add_staff(r.cfg.directory_url, "e-17")  # --employee is checked against staff accounts
+    add_staff(r.cfg.directory_url, "e-9", role="hybrid")
     rc, _, err = e.cli("register", "individual", *FLAGS, *OFFICE, "--password-stdin", stdin=PASSWORD + "\n")
     assert rc == 0, err  # asem: Ахметова Әсем, ул. Абая 12, Қонаев, Алматинская область, B01P3K4
     return e

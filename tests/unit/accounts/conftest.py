@@ -25,6 +25,7 @@ class Cli:
         upgrade_schema_sync(self.cfg.directory_url)
         # --employee must be a staff account: a supervisor registers and handles hybrid mail
         add_staff(self.cfg.directory_url, "e-17", "supervisor", "ALA01")
+        add_staff(self.cfg.directory_url, "h-1", role="hybrid")  # scans paper letters
         self.capsys, self.monkeypatch = capsys, monkeypatch
         monkeypatch.delenv("ESAM_LANG", raising=False)
         monkeypatch.setenv("LANG", "C.UTF-8")

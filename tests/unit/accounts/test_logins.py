@@ -133,7 +133,7 @@ def test_hybrid_ingest_addresses_by_iin_or_id_never_by_login(cli: Cli, tmp_path:
     rc, _, err = cli("register", "individual", *FLAGS, *OFFICE, "--password-stdin", stdin=GOOD + "\n")
     assert rc == 0, err
     scan = str(scan_pdf(tmp_path))
-    common = ["--scan", scan, "--facility", "ALA01", "--employee", "e-17"]
+    common = ["--scan", scan, "--facility", "ALA01", "--employee", "h-1"]
     for to, needle in (("asem", "not by a login"), ("asem@esam.test", "not by a login"),
                        (OTHER_IIN, "no open mailbox is held by IIN/BIN ********0007"),
                        ("850525400018", "not a valid IIN/BIN"), ("#999", "no mailbox with id #999")):
