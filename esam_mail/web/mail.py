@@ -22,6 +22,8 @@ Pages (every text in the ``webmail`` catalogue, every form with the CSRF token):
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import unicodedata
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -181,7 +183,9 @@ def register(router: Router, services: Any) -> None:
 
         html = blocked = None
         if msg.html is not None:
-            html, blocked = sanitize_html(msg.html, images=images, cid_url=cid_url)
+            # up to a megabyte of HTML: sanitised off the loop
+            html, blocked = await asyncio.to_thread(
+                functools.partial(sanitize_html, msg.html, images=images, cid_url=cid_url))
         csp = CSP
         if images:  # the reader asked: remote images, nothing else
             csp = CSP.replace("img-src 'self' data:", "img-src 'self' data: https: http:")
@@ -294,16 +298,17 @@ def register(router: Router, services: Any) -> None:
                 return not_found(request, "message")
             when = msg.date.strftime("%Y-%m-%d %H:%M") if msg.date else ""
             if mode in ("reply", "reply_all"):
-                out = Webmail.reply_form(msg, principal.address, all_=mode == "reply_all",
-                                      quote_header=t("On {date}, {sender} wrote:", date=when, sender=msg.sender))
+                out = await asyncio.to_thread(functools.partial(
+                    Webmail.reply_form, msg, principal.address, all_=mode == "reply_all",
+                    quote_header=t("On {date}, {sender} wrote:", date=when, sender=msg.sender)))
             elif mode == "forward":
                 intro = t("-------- Forwarded message --------") + "\n" + "\n".join(
                     f"{k}: {v}" for k, v in ((t("From"), msg.sender), (t("Date"), when), (t("Subject"), msg.subject),
                                              (t("To"), msg.to)) if v)
-                out = Webmail.forward_form(msg, intro)
+                out = await asyncio.to_thread(Webmail.forward_form, msg, intro)
                 kept = msg.parts
             elif folder == "Drafts":
-                out = Webmail.draft_form(msg, await mail().draft_bcc(principal, uid))
+                out = await asyncio.to_thread(Webmail.draft_form, msg, await mail().draft_bcc(principal, uid))
                 kept = msg.parts
         return compose_page(request, profile, await sidebar(principal), out, {}, kept)
 

@@ -181,6 +181,11 @@ def test_read_marks_seen_over_imap_sanitises_and_blocks_remote_images(site: Runn
         csp = resp.headers["content-security-policy"]
         assert "script-src 'self'" in csp and "https:" not in csp and "'unsafe-inline'" not in csp
         assert resp.headers["referrer-policy"] == "no-referrer"
+        # switching the language comes back to this very message, not to a bare /mail/message
+        switch = re.search(r'id="lang-kk" href="([^"]+)"', page).group(1).replace("&amp;", "&")
+        back = c.get(switch)
+        assert back.headers["location"] == "/mail/message?folder=INBOX&uid=1"
+        assert 'lang="kk"' in c.get(back.headers["location"]).text[:200]
         # IMAP sees \Seen at once (same store, through the same mailbox service)
         assert "\\Seen" in imap_flags(site)[1]
 
