@@ -192,6 +192,8 @@ class EsamIMAP4Server(imap4.IMAP4Server):
         self._lits: list[bytes] = []
         self._cmd_literal_bytes = 0
         self._lit_need = -1  # >= 0 while reading a literal
+        self._lit_discard = False  # the literal's octets are read and dropped
+        self._toobig_tag: bytes | None = None  # the command being read will get NO [TOOBIG]
         self._lit_buf = bytearray()
         self._busy = False
         self._line_hook: Callable[[bytes], None] | None = None
@@ -299,7 +301,8 @@ class EsamIMAP4Server(imap4.IMAP4Server):
                       b"THREAD=ORDEREDSUBJECT", b"THREAD=REFERENCES"):
                 cap[c] = None
         cap[b"ID"] = None
-        cap[b"LITERAL-"] = None
+        # RFC 7888: LITERAL+ once logged in; before, LITERAL- caps what a stranger sends
+        cap[b"LITERAL+" if self.principal is not None else b"LITERAL-"] = None
         return cap
 
     # -- output ------------------------------------------------------------------
@@ -359,7 +362,9 @@ class EsamIMAP4Server(imap4.IMAP4Server):
                     break
                 take = min(self._lit_need, len(self._buf))
                 spool = self._lit_spool
-                if spool is not None:
+                if self._lit_discard:
+                    pass
+                elif spool is not None:
                     spool.feed(bytes(self._buf[:take]))
                 else:
                     self._lit_buf += self._buf[:take]
@@ -367,7 +372,10 @@ class EsamIMAP4Server(imap4.IMAP4Server):
                 self._lit_need -= take
                 if self._lit_need:
                     break
-                if spool is not None:
+                if self._lit_discard:
+                    self._lits.append(b"")
+                    self._lit_discard = False
+                elif spool is not None:
                     self._lits.append(SpooledString(spool))
                     self._lit_spool = None
                 else:
@@ -423,6 +431,14 @@ class EsamIMAP4Server(imap4.IMAP4Server):
     def _frame_line(self, line: bytes) -> None:
         self._lines.append(line)
         lit = literal_at_end(line)
+        if self._toobig_tag is not None and (lit is None or not lit[1]):
+            # the end of a command whose oversized LITERAL+ octets were dropped (or a
+            # synchronizing literal in it: the client waits for "+", which never comes)
+            tag, self._toobig_tag = self._toobig_tag, None
+            self._lines, self._lits, self._cmd_literal_bytes = [], [], 0
+            self._drop_spools()
+            self._tagged(tag, replies.TOOBIG)
+            return
         if lit is None:
             lines, lits = self._lines, self._lits
             self._lines, self._lits, self._cmd_literal_bytes = [], [], 0
@@ -437,8 +453,18 @@ class EsamIMAP4Server(imap4.IMAP4Server):
         is_append = verb == b"APPEND"
         self._cmd_literal_bytes += size
         cap = self.limits.max_message_size if is_append else self.limits.max_command_literals
-        if nonsync and size > min(self.limits.nonsync_literal_max, cap):
-            # RFC 7888 §4: the client is already sending the octets; we cannot resync.
+        if nonsync and self.principal is not None and (
+                size > cap or self._toobig_tag is not None
+                or (not is_append and self._cmd_literal_bytes > cap)):
+            # LITERAL+ (RFC 7888): the octets are already coming.  Read and drop them,
+            # then answer the command NO [TOOBIG]: the connection stays in sync.
+            self._toobig_tag = tag
+            self._lit_need = size
+            self._lit_discard = True
+            return
+        if nonsync and self.principal is None and size > min(self.limits.nonsync_literal_max, cap):
+            # Before login only LITERAL- (4096 octets) is offered: no stranger makes us
+            # read megabytes.  The client is already sending: we cannot resync.
             self._tagged(tag, replies.TOOBIG_NONSYNC)
             self._write(b"* BYE [TOOBIG] Literal too large.")
             self.close_connection()

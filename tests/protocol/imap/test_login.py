@@ -56,7 +56,7 @@ def test_implicit_tls_login_and_post_auth_capabilities(env):
     c.login("alice@esam.test", PASSWORD)
     caps = c.capability()[1][0].decode().split()
     for cap in ("IDLE", "NAMESPACE", "UIDPLUS", "MOVE", "UNSELECT", "SPECIAL-USE", "CHILDREN",
-                "QUOTA", "ENABLE", "ID", "LITERAL-"):
+                "QUOTA", "ENABLE", "ID", "LITERAL+"):
         assert cap in caps
 
 

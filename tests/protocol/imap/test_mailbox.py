@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from tests.protocol.imap.conftest import Raw, msg
+from tests.protocol.imap.conftest import PASSWORD, Raw, msg
 
 MIXED = (
     b"From: Carol <carol@ex.org>\r\nTo: alice@esam.test\r\nSubject: parts\r\n"
@@ -219,15 +219,17 @@ def test_append_literal_over_cap_refused_before_continuation(env):
     assert r.cmd(b"b", b"NOOP")[-1] == b"b OK NOOP completed."  # still in sync
 
 
-def test_nonsync_literal_minus(env):
+def test_nonsync_literal_minus_before_login(env):
+    """Before login only LITERAL- is offered: a bigger non-synchronizing literal ends
+    the connection (LITERAL+ after login: test_rfc7888_literal_plus.py)."""
     r = Raw.tls(env)
-    r.login()
-    data = msg("literal minus")
-    r.send(b"a APPEND INBOX (\\Seen) {%d+}\r\n%s\r\n" % (len(data), data))
-    assert r.until(b"a")[-1].startswith(b"a OK [APPENDUID")
-    big = b"x" * 5000
-    r.send(b"b APPEND INBOX {5000+}\r\n" + big + b"\r\n")
-    assert r.line().startswith(b"b BAD [TOOBIG]")
+    assert b"LITERAL-" in r.greeting and b"LITERAL+" not in r.greeting
+    r.send(b'a LOGIN {5+}\r\nalice "' + PASSWORD.encode() + b'"\r\n')
+    assert r.line().startswith(b"a OK")
+    r2 = Raw.tls(env)
+    r2.send(b"b LOGIN {5000+}\r\n" + b"x" * 5000 + b" pw\r\n")
+    assert r2.line().startswith(b"b BAD [TOOBIG]")
+    assert r2.line().startswith(b"* BYE [TOOBIG]")
 
 
 def test_non_append_literal_cap_and_line_cap(env):
