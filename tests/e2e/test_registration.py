@@ -52,11 +52,13 @@ def swaks(esam: EsamProcess, to: str, body: str) -> subprocess.CompletedProcess[
 
 
 def counts(esam: EsamProcess) -> tuple[int, int, int]:
+    """Subscribers, applications and personal mailboxes (``esam init`` makes a service
+    mailbox for the operator, which postmaster, abuse and hostmaster point at)."""
     db = sqlite3.connect(esam.data / "directory.db")
     try:
         return tuple(  # type: ignore[return-value]
             db.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
-            for t in ("subscribers", "applications", "mailboxes")
+            for t in ("subscribers", "applications", "mailboxes WHERE kind = 'personal'")
         )
     finally:
         db.close()
