@@ -147,3 +147,18 @@ def test_signature_refusals_shown_in_the_account_are_translated(lang: str) -> No
     with (i18n.LOCALE_DIR / lang / "LC_MESSAGES" / "web.po").open("rb") as fh:
         have = {m.id for m in read_po(fh) if m.id and m.string}
     assert texts and not sorted(texts - have)
+
+
+def test_session_cookie_is_secure_exactly_over_https(web_cfg: Any) -> None:
+    from types import SimpleNamespace
+
+    from esam_mail.web.server import build_app
+
+    services = SimpleNamespace(cfg=web_cfg, directory=None, spool=None, extras={}, hasher=None,
+                               authenticator=None, store=None)
+    app = build_app(services)
+    for base, secure in (("https://esam.test", True), ("http://esam.test", False)):
+        with TestClient(app, base_url=base) as c:
+            cookie = c.get("/account/login").headers["set-cookie"]
+            assert "esam_session=" in cookie and "httponly" in cookie.lower()
+            assert ("secure" in cookie.lower().split("; ")) is secure, cookie
