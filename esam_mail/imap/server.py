@@ -108,6 +108,7 @@ class IMAPLimits:
     meta_cache_entries: int = 20000
     store_workers: int = 4  # threads of the mailbox service's pool (per process)
     spool_threshold: int = 64 * 1024  # APPEND literals above this go to a file
+    max_multiappend: int = 100  # messages in one APPEND (RFC 3502); all of them <= 4x the cap
     allow_plaintext_auth: bool = False  # never in production: LOGINDISABLED until TLS
     close_grace: float = 2.0  # after LOGOUT/BYE: abort a transport the peer keeps half-open
 
@@ -298,7 +299,7 @@ class EsamIMAP4Server(imap4.IMAP4Server):
                       b"SPECIAL-USE", b"CHILDREN", b"QUOTA", b"ENABLE", b"CONDSTORE",
                       b"QRESYNC", b"ESEARCH", b"SEARCHRES", b"SORT", b"LIST-EXTENDED",
                       b"LIST-STATUS",
-                      b"THREAD=ORDEREDSUBJECT", b"THREAD=REFERENCES"):
+                      b"THREAD=ORDEREDSUBJECT", b"THREAD=REFERENCES", b"MULTIAPPEND"):
                 cap[c] = None
         cap[b"ID"] = None
         # RFC 7888: LITERAL+ once logged in; before, LITERAL- caps what a stranger sends
@@ -453,9 +454,10 @@ class EsamIMAP4Server(imap4.IMAP4Server):
         is_append = verb == b"APPEND"
         self._cmd_literal_bytes += size
         cap = self.limits.max_message_size if is_append else self.limits.max_command_literals
-        if nonsync and self.principal is not None and (
-                size > cap or self._toobig_tag is not None
-                or (not is_append and self._cmd_literal_bytes > cap)):
+        over = (size > cap or (not is_append and self._cmd_literal_bytes > cap)
+                or (is_append and (len(self._lits) >= self.limits.max_multiappend
+                                   or self._cmd_literal_bytes > 4 * cap)))
+        if nonsync and self.principal is not None and (over or self._toobig_tag is not None):
             # LITERAL+ (RFC 7888): the octets are already coming.  Read and drop them,
             # then answer the command NO [TOOBIG]: the connection stays in sync.
             self._toobig_tag = tag
@@ -469,7 +471,7 @@ class EsamIMAP4Server(imap4.IMAP4Server):
             self._write(b"* BYE [TOOBIG] Literal too large.")
             self.close_connection()
             return
-        if size > cap or (not is_append and self._cmd_literal_bytes > cap):
+        if over:
             self._lines, self._lits, self._cmd_literal_bytes = [], [], 0
             self._drop_spools()
             self._tagged(tag, replies.TOOBIG)  # before any "+": the client sends nothing
@@ -1008,38 +1010,59 @@ class EsamIMAP4Server(imap4.IMAP4Server):
         await self._ok(tag, b"STATUS completed.")
 
     async def cmd_append(self, tag: bytes, args: Args) -> None:
+        """APPEND, with MULTIAPPEND (RFC 3502): several messages, all or none."""
         name = self._mailbox_arg(args)
-        flags: list[str] = []
-        date: dt.datetime | None = None
-        if isinstance(args.peek(), list):
-            flags = _parse_flags(args.plist())
-        tok = args.next()
-        if isinstance(tok, String) and args.more():
-            date = parse_datetime(bytes(tok))
+        batch: list[tuple[list[str], dt.datetime | None, bytes | Spool, int]] = []
+        while args.more() or not batch:
+            flags: list[str] = []
+            date: dt.datetime | None = None
+            if isinstance(args.peek(), list):
+                flags = _parse_flags(args.plist())
             tok = args.next()
-        args.end()
-        if not isinstance(tok, String):
-            raise ParseError("message literal expected")
-        message: bytes | Spool
-        if isinstance(tok, SpooledString):
-            message = tok.spool
-            size = message.size
-        else:
-            message = bytes(tok)
-            size = len(message)
-        if not size:
+            if (isinstance(tok, String) and isinstance(args.peek(), String)
+                    and (_DATE_TIME.fullmatch(bytes(tok)) or len(tok) < 64)):
+                # a short string before the literal is the date-time (which the
+                # tokenizer cannot tell from a literal): a malformed one is BAD
+                date = parse_datetime(bytes(tok))
+                tok = args.next()
+            if not isinstance(tok, String):
+                raise ParseError("message literal expected")
+            message: bytes | Spool
+            if isinstance(tok, SpooledString):
+                message = tok.spool
+                size = message.size
+            else:
+                message = bytes(tok)
+                size = len(message)
+            batch.append(([f for f in flags if f != "\\Recent"], date, message, size))
+        if any(size == 0 for *_, size in batch):
             self._tagged(tag, replies.Reply(b"NO", None, b"Empty message."))
             return
-        flags = [f for f in flags if f != "\\Recent"]
+        done: list[int] = []
+        uidvalidity = 0
         try:
-            if isinstance(message, Spool):
-                await message.finish()
-            uidvalidity, uid = await self._user().append(name, message, flags, date)
+            for flags, date, message, _size in batch:
+                if isinstance(message, Spool):
+                    await message.finish()
+                uidvalidity, uid = await self._user().append(name, message, flags, date)
+                done.append(uid)
         except Exception as exc:  # noqa: BLE001 - mapped like any command error
+            if done:  # RFC 3502 §6.3.11: none of the messages stays
+                await self._unappend(name, done)
             self._fail(tag, exc, b"APPEND", trycreate=True)
             return
-        code = b"APPENDUID %d %d" % (uidvalidity, uid)
+        code = b"APPENDUID %d %s" % (uidvalidity, format_uid_set(done))
         await self._ok(tag, b"APPEND completed.", code)
+
+    async def _unappend(self, name: str, uids: list[int]) -> None:
+        """Take back the messages a failed MULTIAPPEND had already stored."""
+        try:
+            view = await self._user().open(name)
+            await view.sync()
+            await view.store_flags(uids, ["\\Deleted"], 1)
+            await view.expunge(uids)
+        except Exception:
+            log.exception("event=imap.multiappend_rollback_failed session=%s", self.session)
 
     async def cmd_namespace(self, tag: bytes, args: Args) -> None:
         args.end()
@@ -1681,6 +1704,7 @@ def _background(coro: Coroutine[Any, Any, Any]) -> None:
 
 _MAX_MODSEQ = (1 << 63) - 1
 _RETURN_OPTS = (b"MIN", b"MAX", b"ALL", b"COUNT", b"SAVE")
+_DATE_TIME = re.compile(rb" ?\d{1,2}-[A-Za-z]{3}-\d{4} \d{2}:\d{2}:\d{2} [+-]\d{4}")
 _STATUS_ITEMS = (b"MESSAGES", b"RECENT", b"UIDNEXT", b"UIDVALIDITY", b"UNSEEN", b"HIGHESTMODSEQ")
 _LIST_SELECT = {b"SUBSCRIBED", b"REMOTE", b"RECURSIVEMATCH", b"SPECIAL-USE"}  # RFC 5258, 6154
 _LIST_RETURN = {b"SUBSCRIBED", b"CHILDREN", b"SPECIAL-USE"}  # and STATUS (RFC 5819)
