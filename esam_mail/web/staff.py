@@ -22,7 +22,7 @@ from typing import Any
 from starlette.exceptions import HTTPException
 from starlette.responses import RedirectResponse
 
-from esam_mail.errors import AuthError, NotFound, ValidationError
+from esam_mail.errors import AuthError, EsamError, NotFound, ValidationError
 from esam_mail.services.staff import PERMISSIONS, RoleRefused, StaffRecord, StaffService
 from esam_mail.web.i18n import translator
 from esam_mail.web.security import new_csrf, read_form
@@ -181,6 +181,41 @@ def register(router: Router, services: Any) -> None:
                          "done": None}, status=400)
         return RedirectResponse(f"/staff/mailbox/{login}?done=scan", status_code=303)
 
+    async def batches(request: Request) -> Response:
+        rec = await current(request)
+        if rec is None:
+            return to_login()
+        hybrid = services.extras.get("hybrid")
+        try:
+            staff.require(rec, "hybrid.operate")
+        except RoleRefused:
+            raise HTTPException(403) from None
+        if hybrid is None:
+            raise HTTPException(404)
+        rows = await asyncio.to_thread(hybrid.post.batches.list)
+        return page(request, "staff_batches.html", rec, {"batches": rows, "done": request.query_params.get("done")})
+
+    async def close_batch(request: Request) -> Response:
+        rec = await current(request)
+        if rec is None:
+            return to_login()
+        await read_form(request)
+        hybrid = services.extras.get("hybrid")
+        try:
+            staff.require(rec, "hybrid.operate")
+        except RoleRefused:
+            await services.directory.audit(*rec.actor, "hybrid.batch.close", request.path_params["batch"], "denied")
+            raise HTTPException(403) from None
+        if hybrid is None:
+            raise HTTPException(404)
+        batch = request.path_params["batch"]
+        try:
+            await asyncio.to_thread(hybrid.post.batches.close, batch)
+        except (KeyError, ValueError, OSError, EsamError):
+            raise HTTPException(409) from None
+        await services.directory.audit(*rec.actor, "hybrid.batch.close", batch, "ok")
+        return RedirectResponse("/staff/batches?done=1", status_code=303)
+
     async def audit(request: Request) -> Response:
         rec = await current(request)
         if rec is None:
@@ -201,6 +236,8 @@ def register(router: Router, services: Any) -> None:
     router.add("GET", "/staff/mailbox/{login}", mailbox)
     router.add("POST", "/staff/mailbox/{login}/state", change_state)
     router.add("GET", "/staff/audit", audit)
+    router.add("GET", "/staff/batches", batches)
+    router.add("POST", "/staff/batches/{batch}/close", close_batch)
     router.add("GET", "/staff/mailbox/{login}/application.pdf", application_pdf)
     router.add("POST", "/staff/mailbox/{login}/application/scan", upload_scan)
 

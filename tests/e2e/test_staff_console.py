@@ -140,11 +140,17 @@ def test_staff_console_roles_search_suspend_and_audit(console: tuple[EsamProcess
     assert len(kept) == 1 and kept[0].read_bytes() == scan.read_bytes()
     page.d.get(page.base + "/staff/audit")
     assert "403" in page.d.title or "403" in page.d.page_source
+    page.d.get(page.base + "/staff/batches")  # nor hybrid batches
+    assert "403" in page.d.title or "403" in page.d.page_source
     page.open("/staff")
     _logout(page)
 
     # the supervisor: find by name, suspend with a reason (IMAP stops), resume
     _login(page, "super", pyotp.TOTP(secrets["super"]).now())
+    page.by_id("nav-batches").click()
+    page.wait.until(lambda d: d.find_elements("id", "batches"))
+    assert page.by_id("no-batches").text == "Пакетов нет."
+    page.open("/staff")
     assert _search(page, "Ахметова") == ["asem@esam.test"]
     assert _imap_ok(p)
     page.d.find_element("css selector", "#results a.result").click()
