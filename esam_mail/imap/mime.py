@@ -1046,6 +1046,39 @@ def section_bytes(data: bytes, tree: Sequence[Any], sec: Section) -> bytes:
     return _filter_fields(data, hstart, hend, sec.fields, sec.text == "HEADER.FIELDS.NOT")
 
 
+class UnknownCTE(ValueError):
+    """RFC 3516: the part's Content-Transfer-Encoding cannot be decoded."""
+
+
+def binary_section(data: bytes, tree: Sequence[Any], path: Sequence[int]) -> bytes:
+    """``BINARY[path]``: the part's body with its transfer encoding removed (RFC 3516).
+
+    The whole message for an empty path; composite parts as they are.
+
+    Raises:
+        SectionError: no such part.  UnknownCTE: an encoding we cannot decode.
+    """
+    if not path:
+        return data
+    node, _ = _node_at(tree, path)
+    hstart, bstart, end, kind, _kids = node
+    raw = data[bstart:end]
+    if kind != LEAF:
+        return raw
+    hend, _ = header_end(data, hstart, end)
+    cte = (Headers(data, hstart, hend).get("content-transfer-encoding") or "7bit").strip().lower()
+    if cte in ("7bit", "8bit", "binary"):
+        return raw
+    if cte == "base64":
+        try:
+            return binascii.a2b_base64(re.sub(rb"[^A-Za-z0-9+/=]", b"", raw) + b"==")
+        except binascii.Error as exc:
+            raise UnknownCTE("bad base64") from exc
+    if cte == "quoted-printable":
+        return quopri.decodestring(raw)
+    raise UnknownCTE(cte)
+
+
 def partial(data: bytes, start: int | None, length: int | None) -> bytes:
     """Apply ``<start.length>``: exactly ``length`` octets (fewer only at the end)."""
     if start is None:

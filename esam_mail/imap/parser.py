@@ -57,7 +57,7 @@ Token = Atom | String | list  # list = parenthesised list of tokens
 
 # FETCH attributes whose "[" opens a section (fullmatch of the atom before "[")
 _SECTION_OWNER = re.compile(rb"(?i)(?:BODY|BODY\.PEEK|BINARY|BINARY\.PEEK|BINARY\.SIZE)$")
-_LITERAL_AT_END = re.compile(rb"\{(\d{1,12})(\+?)\}$")
+_LITERAL_AT_END = re.compile(rb"~?\{(\d{1,12})(\+?)\}$")  # "~": literal8 (RFC 3516)
 
 
 def literal_at_end(line: bytes) -> tuple[int, bool] | None:
@@ -389,6 +389,8 @@ _SIMPLE = {
     b"FLAGS", b"UID", b"INTERNALDATE", b"RFC822.SIZE", b"RFC822", b"RFC822.HEADER",
     b"RFC822.TEXT", b"ENVELOPE", b"BODYSTRUCTURE", b"BODY", b"MODSEQ",
 }
+_BINARY_RE = re.compile(
+    rb"^(BINARY(?:\.PEEK|\.SIZE)?)\[((?:\d+(?:\.\d+)*)?)\](?:<(\d+)\.(\d+)>)?$", re.I)
 _BODY_RE = re.compile(rb"^(BODY(?:\.PEEK)?)\[([^\]]*)\](?:<(\d+)(?:\.(\d+))?>)?$", re.I)
 
 
@@ -439,6 +441,23 @@ def parse_fetch_atts(tok: Token) -> list[FetchItem]:
         up = raw.upper()
         if up in _SIMPLE:
             items.append(FetchItem(up.decode(), label=up))
+            continue
+        b = _BINARY_RE.match(raw)
+        if b:  # RFC 3516: BINARY[part]<partial>, BINARY.PEEK[...], BINARY.SIZE[part]
+            kind = b.group(1).upper().decode()
+            path = tuple(int(x) for x in b.group(2).split(b".")) if b.group(2) else ()
+            if any(x < 1 for x in path):
+                raise ParseError("part numbers start at 1")
+            bstart = int(b.group(3)) if b.group(3) is not None else None
+            blen = int(b.group(4)) if b.group(4) is not None else None
+            if (bstart is None) != (blen is None) or (kind == "BINARY.SIZE" and bstart is not None):
+                raise ParseError("bad BINARY partial")
+            name = "BINARY.SIZE" if kind == "BINARY.SIZE" else "BINARY"
+            label = (b"BINARY.SIZE[" if name == "BINARY.SIZE" else b"BINARY[") + b.group(2) + b"]"
+            if bstart is not None:
+                label += b"<%d>" % bstart
+            items.append(FetchItem(name, Section(path), kind == "BINARY.PEEK", bstart, blen,
+                                   label))
             continue
         m = _BODY_RE.match(raw)
         if not m:

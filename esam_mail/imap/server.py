@@ -208,6 +208,7 @@ class EsamIMAP4Server(imap4.IMAP4Server):
         self.condstore = False  # RFC 7162: enabled by ENABLE or a CONDSTORE-enabling command
         self.qresync = False  # RFC 7162 §3.2: only by ENABLE QRESYNC
         self.saved: list[int] = []  # RFC 5182 SEARCHRES: UIDs of the result saved as $
+        self._unknown_cte = False  # a BINARY fetch met an encoding it cannot decode
         self.timeOut = int(self.limits.unauth_timeout)
 
     # -- connection ------------------------------------------------------------
@@ -299,7 +300,8 @@ class EsamIMAP4Server(imap4.IMAP4Server):
                       b"SPECIAL-USE", b"CHILDREN", b"QUOTA", b"ENABLE", b"CONDSTORE",
                       b"QRESYNC", b"ESEARCH", b"SEARCHRES", b"SORT", b"LIST-EXTENDED",
                       b"LIST-STATUS",
-                      b"THREAD=ORDEREDSUBJECT", b"THREAD=REFERENCES", b"MULTIAPPEND"):
+                      b"THREAD=ORDEREDSUBJECT", b"THREAD=REFERENCES", b"MULTIAPPEND",
+                      b"BINARY"):
                 cap[c] = None
         cap[b"ID"] = None
         # RFC 7888: LITERAL+ once logged in; before, LITERAL- caps what a stranger sends
@@ -1544,14 +1546,15 @@ class EsamIMAP4Server(imap4.IMAP4Server):
     async def _fetch(self, tag: bytes, sel: SelectedFolder, targets: list[tuple[int, int]],
                      items: list[FetchItem]) -> None:
         meta_items = {"ENVELOPE", "BODYSTRUCTURE", "BODY"}
-        needs_meta = any(i.name in meta_items or (i.name == "BODY[]" and i.section
-                         and (i.section.path or i.section.text)) for i in items)
-        needs_data = any(i.name in ("RFC822", "RFC822.HEADER", "RFC822.TEXT", "BODY[]")
-                         for i in items)
+        needs_meta = any(i.name in meta_items or (i.name in ("BODY[]", "BINARY", "BINARY.SIZE")
+                         and i.section and (i.section.path or i.section.text)) for i in items)
+        needs_data = any(i.name in ("RFC822", "RFC822.HEADER", "RFC822.TEXT", "BODY[]",
+                                    "BINARY", "BINARY.SIZE") for i in items)
         sets_seen = not sel.readonly and any(
-            (i.name == "BODY[]" and not i.peek) or i.name in ("RFC822", "RFC822.TEXT")
+            (i.name in ("BODY[]", "BINARY") and not i.peek) or i.name in ("RFC822", "RFC822.TEXT")
             for i in items
         )
+        self._unknown_cte = False
         newly_seen: set[int] = set()
         if sets_seen:
             unseen = [u for _, u in targets if "\\Seen" not in sel.info[u].flags]
@@ -1593,6 +1596,10 @@ class EsamIMAP4Server(imap4.IMAP4Server):
         finally:
             if self.transport is not None:
                 self.transport.unregisterProducer()
+        if self._unknown_cte:  # RFC 3516 §4.3
+            self._tagged(tag, replies.Reply(b"NO", b"UNKNOWN-CTE",
+                                            b"Cannot decode the part's transfer encoding."))
+            return
         await self._ok(tag, b"FETCH completed.", allow_expunge=False)
 
     def _render_fetch(self, sel: SelectedFolder, uid: int, items: list[FetchItem],
@@ -1634,6 +1641,25 @@ class EsamIMAP4Server(imap4.IMAP4Server):
                     _, bstart = mime.header_end(data, 0, len(data))
                     value = data[:bstart] if n == "RFC822.HEADER" else data[bstart:]
                 add(n.encode(), _literal(value))
+            elif n in ("BINARY", "BINARY.SIZE"):
+                assert data is not None and it.section is not None
+                tree = meta.tree if meta is not None else (0, 0, len(data), 0, ())
+                try:
+                    decoded: bytes | None = mime.binary_section(data, tree, it.section.path)
+                except mime.SectionError:
+                    decoded = None
+                except mime.UnknownCTE:
+                    self._unknown_cte = True
+                    decoded = None
+                if n == "BINARY.SIZE":
+                    add(it.label, b"NIL" if decoded is None else b"%d" % len(decoded))
+                elif decoded is None:
+                    add(it.label, b"NIL")
+                else:
+                    chunk = mime.partial(decoded, it.start, it.length)
+                    # literal8 when it holds a NUL (RFC 3516 §4.2); a plain literal otherwise
+                    add(it.label, (b"~{%d}\r\n" % len(chunk) + chunk) if b"\0" in chunk
+                        else _literal(chunk))
             elif n == "BODY[]":
                 assert data is not None and it.section is not None
                 tree = meta.tree if meta is not None else (0, 0, len(data), 0, ())
