@@ -107,3 +107,13 @@ class DeliveryError(EsamError):
 
 class AuthError(EsamError):
     """Authentication failed (deliberately vague)."""
+
+
+class AccountDisabled(AuthError):
+    """The password is right but the mailbox may not be used (``state``: suspended, closed or
+    held).  Only raised after the password was checked, so it reveals nothing to a guesser;
+    front-ends say so plainly (IMAP ``NO [CONTACTADMIN]``, SMTP ``525 5.7.13``)."""
+
+    def __init__(self, state: str) -> None:
+        super().__init__(f"mailbox {state}")
+        self.state = state

@@ -262,6 +262,9 @@ def add_mailbox(sub: Sub) -> None:
         q.add_argument("--json", action="store_true")
         if name != "show":
             q.add_argument("--actor", help="who does it, KIND:ID (administrators only; default: you, as os:<user> or your staff account)")
+        if name in ("suspend", "close"):
+            q.add_argument("--reason", default="", help="why (audit log; a suspension's reason goes to the holder, "
+                                                        "with how to appeal)")
         q.set_defaults(func=handle_errors(cmd_mailbox_state), action=name)
 
 
@@ -359,8 +362,24 @@ def cmd_mailbox_list(args: argparse.Namespace) -> int:
     return run_async(go())
 
 
+async def _notify(cfg: config_mod.Config, kind: Any, address: str, reason: str = "") -> bool | None:
+    """Deliver the notice *kind* into the INBOX of *address* (services/notices.py)."""
+    from esam_mail import app
+    from esam_mail.services.notices import Notices
+
+    svc = app.build(cfg)
+    try:
+        rec = await svc.directory.get(address)
+        if rec is None:
+            return None
+        return await Notices.from_services(svc).send(kind, rec, reason=reason)
+    finally:
+        await svc.close()
+
+
 def cmd_mailbox_state(args: argparse.Namespace) -> int:
     from esam_mail.cli._actor import actor_for
+    from esam_mail.services.notices import NoticeKind, staff_text
 
     cfg = load_config(args)
     actor = actor_for(args, cfg) if args.action != "show" else ("os", "-")
@@ -382,11 +401,19 @@ def cmd_mailbox_state(args: argparse.Namespace) -> int:
                                            for k, v in data.items()))
                 return 0
             state = {"suspend": "suspended", "resume": "active", "close": "closed"}[args.action]
-            rec = await d.set_state(args.login, state, actor=actor)
-            emit(args, _mailbox_dict(rec), f"{rec.address}: {rec.state}")
-            return 0
+            reason = getattr(args, "reason", "") or None
+            rec = await d.set_state(args.login, state, actor=actor, reason=reason)
         finally:
             await d.close()
+        kind = {"suspend": NoticeKind.SUSPENDED, "close": NoticeKind.CLOSED}.get(args.action)
+        delivered = await _notify(cfg, kind, rec.address, reason or "") if kind else None
+        data = _mailbox_dict(rec) | ({"notice_delivered": delivered} if kind else {})
+        human = f"{rec.address}: {rec.state}"
+        if kind is not None:
+            human += "\n" + staff_text(kind, cli_language(), address=rec.address, delivered=delivered,
+                                       reason=reason or "")
+        emit(args, data, human)
+        return 0
 
     return run_async(go())
 
@@ -409,6 +436,7 @@ def cmd_passwd(args: argparse.Namespace) -> int:
 
     async def go() -> int:
         from esam_mail import app
+        from esam_mail.services.notices import NoticeKind, Notices, staff_text
 
         svc = app.build(cfg)
         try:
@@ -419,9 +447,11 @@ def cmd_passwd(args: argparse.Namespace) -> int:
             hashed = await asyncio.get_running_loop().run_in_executor(None, svc.hasher.hash, pw)
             await svc.directory.set_password_hash(rec.id, hashed)
             await svc.directory.audit(kind, ident, "mailbox.passwd", rec.address)
+            delivered = await Notices.from_services(svc).send(NoticeKind.PASSWORD_CHANGED, rec)
         finally:
             await svc.close()
         print(f"password changed for {rec.address}" + (f"\npassword (shown once): {pw}" if generated else ""))
+        print(staff_text(NoticeKind.PASSWORD_CHANGED, cli_language(), address=rec.address, delivered=delivered))
         return 0
 
     return run_async(go())

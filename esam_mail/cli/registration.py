@@ -217,11 +217,13 @@ def cmd_register(args: argparse.Namespace) -> int:
 
     async def go() -> int:
         from esam_mail import app
+        from esam_mail.services.notices import Notices
         from esam_mail.services.registration import RegistrationService
 
         svc = app.build(cfg)
         try:
-            service = RegistrationService(svc.directory, svc.store, svc.hasher, cfg)
+            service = RegistrationService(svc.directory, svc.store, svc.hasher, cfg,
+                                          notices=Notices.from_services(svc))
             register = (
                 service.register_individual if args.kind == "individual" else service.register_legal_entity
             )
@@ -239,6 +241,12 @@ def cmd_register(args: argparse.Namespace) -> int:
         lines = [f"registered {done.address} ({done.status})", f"login: {done.login}"]
         if done.password is not None:
             lines.append(f"password (shown once): {done.password}")
+        if done.notice_delivered is not None:
+            from esam_mail.cli.commands import cli_language
+            from esam_mail.services.notices import NoticeKind, staff_text
+
+            lines.append(staff_text(NoticeKind.WELCOME, cli_language(), address=done.address,
+                                    delivered=done.notice_delivered))
         if done.status == "held":
             lines.append(
                 "held for a manual check of the state registry: no login and no mail until "
@@ -305,11 +313,13 @@ def cmd_mailbox_approve(args: argparse.Namespace) -> int:
 
     async def go() -> int:
         from esam_mail import app
+        from esam_mail.services.notices import Notices
         from esam_mail.services.registration import RegistrationService
 
         svc = app.build(cfg)
         try:
-            service = RegistrationService(svc.directory, svc.store, svc.hasher, cfg)
+            service = RegistrationService(svc.directory, svc.store, svc.hasher, cfg,
+                                          notices=Notices.from_services(svc))
             rec = await service.approve(args.login, actor=actor)
         finally:
             await svc.close()

@@ -31,6 +31,13 @@ class Reply:
 
 
 AUTH_FAILED = Reply(b"NO", b"AUTHENTICATIONFAILED", b"Authentication failed.")
+#: RFC 5530 CONTACTADMIN: the password is right, the mailbox is not usable (see errors.AccountDisabled).
+ACCOUNT_DISABLED = {
+    "suspended": Reply(b"NO", b"CONTACTADMIN", b"Your mailbox is suspended by the operator; the notice in "
+                       b"your mailbox says why and how to appeal. Contact support."),
+    "closed": Reply(b"NO", b"CONTACTADMIN", b"Your mailbox is closed. Contact support."),
+    "held": Reply(b"NO", b"CONTACTADMIN", b"Your mailbox awaits a manual identity check by the operator."),
+}
 LOGIN_DISABLED = Reply(b"NO", b"PRIVACYREQUIRED", b"Use STARTTLS before authenticating.")
 TOOBIG = Reply(b"NO", b"TOOBIG", b"Literal too large.")
 TOOBIG_NONSYNC = Reply(b"BAD", b"TOOBIG", b"Non-synchronizing literal too large.")

@@ -743,6 +743,12 @@ class EsamIMAP4Server(imap4.IMAP4Server):
                 how + b" completed."))
 
         def bad(failure: Any) -> None:
+            if failure.check(errors.AccountDisabled):
+                state = failure.value.state
+                log.info("event=imap.login result=disabled session=%s peer=%s state=%s", self.session, self.peer,
+                         state)
+                self._tagged(tag, replies.ACCOUNT_DISABLED.get(state, replies.ACCOUNT_DISABLED["suspended"]))
+                return
             if failure.check(errors.AuthError):
                 self._auth_failed(tag, how)
                 return

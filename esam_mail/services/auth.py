@@ -20,7 +20,7 @@ from typing import Any, Protocol
 from esam_mail.directory.models import utcnow
 from esam_mail.directory.passwords import PasswordHasher
 from esam_mail.directory.sql import SqlDirectory
-from esam_mail.errors import AuthError
+from esam_mail.errors import AccountDisabled, AuthError
 from esam_mail.log import event
 from esam_mail.services.authcache import SharedLoginCache
 
@@ -108,6 +108,17 @@ class DirectoryAuthenticator:
             event(log, "auth.locked", logging.WARNING, user=login, peer=peer, service=service)
             raise AuthError("locked")
         rec = await self.directory.get(login)
+        if rec is not None and rec.state != "active" and password:
+            # the holder of a suspended (closed, held) mailbox is told why, once the password
+            # proves it is the holder: a guesser learns nothing a wrong password would not say
+            ok, _ = await asyncio.get_running_loop().run_in_executor(
+                self.pool, self.hasher.verify, password, rec.password_hash
+            )
+            if not ok:
+                await self._fail(keys, login, peer, service)
+                raise AuthError("bad credentials")
+            event(log, "auth.disabled", user=rec.login_norm, peer=peer, service=service, state=rec.state)
+            raise AccountDisabled(rec.state)
         if rec is None or rec.state != "active" or not password:
             if rec is None:  # same cost as a real check, so timing does not reveal logins
                 await asyncio.get_running_loop().run_in_executor(self.pool, self.hasher.hash, password or "x")

@@ -42,7 +42,7 @@ import asyncio
 import datetime as dt
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -324,6 +324,8 @@ class ConfirmationService:
         self.verifier = verifier
         self.ttl = dt.timedelta(seconds=ttl)
         self.clock = clock or (lambda: dt.datetime.now(dt.UTC))
+        #: called with the mailbox id after a confirmation (the notice e-mail to the holder)
+        self.on_confirmed: list[Callable[[int], Awaitable[object]]] = []
 
     # -- challenge -----------------------------------------------------------------------
 
@@ -405,6 +407,11 @@ class ConfirmationService:
             await self._denied(actor, "eds.confirm", target, exc)
             raise
         event(log, "eds.confirmed", mailbox_id=owner.mailbox_id)
+        for hook in self.on_confirmed:
+            try:
+                await hook(owner.mailbox_id)
+            except Exception:  # a notice never undoes a confirmation
+                log.exception("eds: confirmation hook failed")
         return confirmed
 
     async def status(self, login: str) -> ConfirmationStatus:

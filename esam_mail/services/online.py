@@ -294,10 +294,21 @@ def eds_services(services: Any) -> EdsServices:
         return got
     cfg: Config = services.cfg
     verifier = verifier_from_config(cfg)
-    registration = RegistrationService(services.directory, services.store, services.hasher, cfg)
+    from esam_mail.services.notices import NoticeKind, Notices
+
+    notices = Notices.from_services(services)
+    registration = RegistrationService(services.directory, services.store, services.hasher, cfg, notices=notices)
+    confirmations = ConfirmationService(services.directory, verifier, ttl=cfg.eds.challenge_ttl)
+
+    async def confirmed(mailbox_id: int) -> None:
+        rec = await services.directory.by_id(mailbox_id)
+        if rec is not None:
+            await notices.send(NoticeKind.EDS_CONFIRMED, rec)
+
+    confirmations.on_confirmed.append(confirmed)
     built = EdsServices(
         verifier=verifier,
-        confirmations=ConfirmationService(services.directory, verifier, ttl=cfg.eds.challenge_ttl),
+        confirmations=confirmations,
         applications=OnlineApplications(registration, verifier, cfg),
         registration=registration,
     )

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
 import functools
 import hashlib
@@ -57,6 +58,7 @@ from esam_mail.services.application import (
     validate_individual,
     validate_legal_entity,
 )
+from esam_mail.services.notices import NoticeKind
 from esam_mail.services.password_policy import check_password
 from esam_mail.services.registry import (
     EntityQuery,
@@ -309,6 +311,7 @@ class Registered:
     application_id: int
     mailbox_id: int
     registry_verdict: str
+    notice_delivered: bool | None = None  # the welcome e-mail (None: no notices configured)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -348,6 +351,7 @@ class RegistrationService:
         hasher: Any,
         cfg: Config,
         registry: StateRegistry | None = None,
+        notices: Any = None,
     ) -> None:
         self.directory = directory
         self.store = store
@@ -355,6 +359,7 @@ class RegistrationService:
         self.cfg = cfg
         self.registry = registry if registry is not None else registry_from_config(cfg)
         self.policy = RegistryPolicy(cfg.registration.registry_policy)
+        self.notices = notices  # services.notices.Notices: the welcome e-mail
 
     # -- public API ----------------------------------------------------------------------
 
@@ -462,6 +467,8 @@ class RegistrationService:
         event(log, "registration.approved", mailbox_id=mailbox_id)
         rec = await self.directory.get(address)
         assert rec is not None
+        if self.notices is not None:  # the welcome mail waited for the manual check
+            await self.notices.send(NoticeKind.WELCOME, rec)
         return rec
 
     # -- the procedure -------------------------------------------------------------------
@@ -619,6 +626,10 @@ class RegistrationService:
             channel=channel,
             state=state,
         )
+        if self.notices is not None and state == "active":  # the welcome mail with the client settings
+            rec = await self.directory.get(result.address)
+            if rec is not None:
+                result = dataclasses.replace(result, notice_delivered=await self.notices.send(NoticeKind.WELCOME, rec))
         return result
 
     def _validate(

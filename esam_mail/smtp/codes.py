@@ -21,6 +21,8 @@ R452_MAILBOX_FULL = "452 4.2.2 Mailbox full"
 R452_TOO_MANY_RCPTS = "452 4.5.3 Too many recipients"
 R550_NO_SUCH_USER = "550 5.1.1 No such user here"
 R550_MAILBOX_DISABLED = "550 5.2.1 Mailbox disabled, not accepting messages"
+# RFC 4954 section 6 / RFC 5248 X.7.13: the right password of a disabled account ({state})
+R525_ACCOUNT_DISABLED = "525 5.7.13 Your mailbox is {state}; see the notice in it or contact support"
 R450_MAILBOX_HELD = "450 4.2.1 Mailbox temporarily disabled, try again later"
 R550_DMARC_REJECT = "550 5.7.1 Rejected by the DMARC policy of the sender's domain"
 R552_MAILBOX_FULL = "552 5.2.2 Mailbox full"

@@ -31,7 +31,7 @@ from typing import Any
 
 from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, Session
 
-from esam_mail.errors import AuthError, DeliveryError
+from esam_mail.errors import AccountDisabled, AuthError, DeliveryError
 from esam_mail.log import event, new_session_id, session_id
 from esam_mail.services.auth import Authenticator, Principal
 from esam_mail.services.delivery import DeliveryService, Route, Transaction
@@ -356,6 +356,11 @@ class Handler:
             principal = await self.authenticator.authenticate(
                 login.decode("utf-8"), password.decode("utf-8"), peer=server.peer_ip, service="smtp"
             )
+        except AccountDisabled as e:
+            # RFC 4954 / RFC 5248 X.7.13 "User Account Disabled": the password was right
+            self.tracker.count("auth_failed")
+            await server.push(codes.R525_ACCOUNT_DISABLED.format(state=e.state))
+            return AuthResult(success=False, handled=True)
         except (AuthError, UnicodeDecodeError):
             self.tracker.count("auth_failed")
             return AuthResult(success=False, handled=False)
