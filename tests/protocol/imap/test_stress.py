@@ -12,6 +12,8 @@ response against it, as imaptest does:
 - a keyword is announced in ``* FLAGS`` before a FETCH carries it (RFC 3501 7.2.6);
 - the FETCH answering our own STORE shows the flags that STORE set or removed;
 - APPENDUID/COPYUID UIDs are unique per folder across all clients;
+- clients with QRESYNC enabled get VANISHED (never EXPUNGE) for UIDs they hold, and
+  a message's MODSEQ never goes back;
 - \\Recent: each message is recent in at most one session (RFC 3501 2.3.2);
 - no BAD, no NO except the few the RFC allows for races;
 - at the end every client's view, after NOOP, equals a fresh session's view.
@@ -74,6 +76,12 @@ class Client:
         self.announced: set[str] = set()
         self.n = 0
         self.transcript: list[bytes] = []
+        # every third client resynchronises the RFC 7162 way: VANISHED instead of
+        # EXPUNGE, MODSEQ on every flag change, and it always knows every UID
+        self.qresync = cid % 3 == 2
+        self.modseq: dict[int, int] = {}
+        if self.qresync:
+            self.cmd(b"ENABLE QRESYNC")
 
     # -- checking ---------------------------------------------------------------
 
@@ -92,12 +100,32 @@ class Client:
                 return
             self.uids.extend([None] * (n - len(self.uids)))
         elif m := re.fullmatch(rb"\* (\d+) EXPUNGE", line):
+            if self.qresync:
+                self.err("EXPUNGE sent to a QRESYNC client")
             seq = int(m.group(1))
             if not 1 <= seq <= len(self.uids):
                 self.err(f"EXPUNGE {seq} outside 1..{len(self.uids)}")
                 return
             uid = self.uids.pop(seq - 1)
             if uid is not None:
+                self.gone.add(uid)
+                self.flags.pop(uid, None)
+        elif m := re.fullmatch(rb"\* VANISHED (\(EARLIER\) )?([\d:,]+)", line):
+            if not self.qresync or m.group(1):
+                self.err("VANISHED without QRESYNC, or (EARLIER) unasked")
+                return
+            for uid in _uid_set(m.group(2)):
+                if uid not in self.uids:
+                    known = self.known()
+                    if None in self.uids and (not known or uid > known[-1]):
+                        # one of the new messages (an unknown-UID tail, as during IDLE):
+                        # which one does not matter, they are all still unknown
+                        self.uids.remove(None)
+                        self.gone.add(uid)
+                        continue
+                    self.err(f"VANISHED UID {uid} that the view does not hold")
+                    continue
+                self.uids.remove(uid)
                 self.gone.add(uid)
                 self.flags.pop(uid, None)
         elif m := re.fullmatch(rb"\* (\d+) RECENT", line):
@@ -126,6 +154,15 @@ class Client:
             if (before and before[-1] >= uid) or (after and after[0] <= uid):
                 self.err(f"UID {uid} out of order at seq {seq}")
             self.uids[seq - 1] = uid
+        ms = re.search(rb"\bMODSEQ \((\d+)\)", body)
+        if self.qresync and uid is not None:
+            if ms is None and _FLAGS.search(body) and not um:
+                self.err("flag change without UID/MODSEQ under QRESYNC")
+            if ms is not None:
+                value = int(ms.group(1))
+                if value < self.modseq.get(uid, 0):
+                    self.err(f"MODSEQ of UID {uid} went back: {self.modseq[uid]} -> {value}")
+                self.modseq[uid] = value
         fm = _FLAGS.search(body)
         if fm is None or uid is None:
             return
@@ -152,7 +189,14 @@ class Client:
             self.shared.commands += 1
         if ok_only and not out[-1].startswith(tag + b" OK"):
             self.err(f"{text[:60]!r} answered {out[-1]!r}")
+        if not text.startswith(b"FETCH"):
+            self._fill()
         return out
+
+    def _fill(self) -> None:
+        """A QRESYNC client learns new UIDs at once: VANISHED names UIDs, not positions."""
+        if self.qresync and None in self.uids:
+            self.cmd(b"FETCH %d:* (UID FLAGS MODSEQ)" % (self.uids.index(None) + 1))
 
     # -- operations -----------------------------------------------------------
 
@@ -170,6 +214,7 @@ class Client:
         for line in out[:-1]:
             self.feed(line)
         self.transcript.append(out[-1])
+        self._fill()
         m = re.search(rb"\[APPENDUID \d+ (\d+)\]", out[-1])
         if not m:
             self.err(f"APPEND answered {out[-1]!r}")
@@ -260,6 +305,7 @@ class Client:
             self.feed(line)
         if not out[-1].startswith(tag + b" OK"):
             self.err(f"IDLE answered {out[-1]!r}")
+        self._fill()
 
     def run(self, deadline: float) -> None:
         ops = [(self.op_append, 3), (self.op_store, 4), (self.op_expunge, 2),
