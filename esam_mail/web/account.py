@@ -13,6 +13,7 @@ Form errors are shown next to their field, in the reader's language.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import secrets
 import time
@@ -231,7 +232,7 @@ def register(router: Router, services: Any) -> None:
         profile = await current_profile(request, services)
         if profile is None:
             return to_login()
-        path = accounts.export_file(profile.login, request.path_params["name"])
+        path = await asyncio.to_thread(accounts.export_file, profile.login, request.path_params["name"])
         if path is None:
             return render(request, "error.html", {"status": 404}, status=404)
         return FileResponse(path, media_type="application/zip", filename=path.name,

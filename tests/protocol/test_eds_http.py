@@ -403,3 +403,28 @@ def test_apply_page_and_script(server: Running) -> None:
     status, js, headers = call(server, "GET", "/static/apply.js")
     assert status == 200 and headers["content-type"].startswith("text/javascript")
     assert "/api/v1/applications/canonical" in js and "wss://127.0.0.1:13579" in js
+
+
+def test_confirm_with_eds_in_the_account_page(server: Running, pki: t.DemoPki) -> None:
+    """Para. 12 in the personal account: the challenge is on the page, a bad signature is
+    refused next to the field in the reader's language, a good one confirms."""
+    from tests.protocol.test_web_account import browser, login, token
+
+    name = register(server, pki)
+    with browser(server, "ru") as c:
+        assert login(c, name, PASSWORD).status_code == 303
+        page = c.get("/account/confirm").text
+        challenge = html.unescape(re.search(r'id="challenge" value="([^"]+)"', page).group(1))  # type: ignore[union-attr]
+        assert challenge.startswith(f"esam-confirm:{name}@esam.test:")
+        wrong = cms_b64(challenge.encode() + b"x", pki.individual, pki)
+        bad = c.post("/account/confirm", data={"csrf_token": token(page), "challenge": challenge, "cms": wrong})
+        assert bad.status_code == 400 and 'id="cms-error"' in bad.text
+        assert "подпись не соответствует подписанному содержимому" in bad.text
+        assert not mailbox(server, name).eds_confirmed
+        page = bad.text
+        challenge = html.unescape(re.search(r'id="challenge" value="([^"]+)"', page).group(1))  # type: ignore[union-attr]
+        good = cms_b64(challenge.encode(), pki.individual, pki)
+        ok = c.post("/account/confirm", data={"csrf_token": token(page), "challenge": challenge, "cms": good})
+        assert ok.status_code == 303 and ok.headers["location"] == "/account?done=confirmed"
+        assert "подтверждён" in c.get("/account").text
+    assert mailbox(server, name).eds_confirmed
