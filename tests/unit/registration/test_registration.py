@@ -138,7 +138,14 @@ def _put(raw: dict[str, Any], dotted: str, value: Any) -> dict[str, Any]:
     return raw
 
 
-_DROP = object()
+class _Drop:
+    """Marks a field to remove; a stable repr keeps test ids equal across processes (xdist)."""
+
+    def __repr__(self) -> str:
+        return "<dropped>"
+
+
+_DROP = _Drop()
 
 INDIVIDUAL_CASES = [
     ("surname", _DROP),
