@@ -58,8 +58,11 @@ class Services:
     dkim: Any = None
     resolver: Any = None  # the process's one DNS resolver (services.resolver.CachingResolver)
     extras: dict[str, Any] = field(default_factory=dict)
+    own_notifier: bool = False  # build() made it, so close() closes it (its sockets)
 
     async def close(self) -> None:
+        if self.own_notifier:
+            self.notifier.close()  # idempotent; Server.stop may have closed it already
         self.authenticator.close()
         await self.directory.close()
 
@@ -103,6 +106,7 @@ def build(cfg: Config, *, notifier: Any = None) -> Services:
 
     authenticator.second_factor = SecondFactorService(  # app passwords for IMAP/SMTP when TOTP is on
         directory, max_failures=cfg.auth.max_failures, lock_seconds=cfg.auth.lock_seconds)
+    own_notifier = notifier is None
     if notifier is None and cfg.directory_url.startswith("postgresql"):
         from esam_mail.store.pgnotify import PgNotifier, asyncpg_dsn
 
@@ -130,7 +134,7 @@ def build(cfg: Config, *, notifier: Any = None) -> Services:
     )
     svc = Services(cfg=cfg, directory=directory, store=store, notifier=notifier, hasher=hasher,
                    authenticator=authenticator, delivery=delivery, spool=spool, dkim=dkim,
-                   resolver=build_resolver(cfg))
+                   resolver=build_resolver(cfg), own_notifier=own_notifier)
     svc.queue = build_queue(cfg, svc)
     delivery.kick_queue = svc.queue.kick
     if cfg.official.enabled:

@@ -17,6 +17,8 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from twisted.internet import ssl
 from twisted.internet.interfaces import IOpenSSLContextFactory
 from twisted.internet.ssl import TLSVersion
@@ -30,14 +32,17 @@ def tls_options(cert_file: str, key_file: str) -> Any:
     with open(key_file, "rb") as f:
         key_pem = f.read()
     certs = re.findall(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", pem, re.S)
-    pc = ssl.PrivateCertificate.loadPEM(certs[0] + b"\n" + key_pem)
-    chain = [ssl.Certificate.loadPEM(c).original for c in certs[1:]]
-    return ssl.CertificateOptions(
-        privateKey=pc.privateKey.original,
-        certificate=pc.original,
-        extraCertChain=chain or None,
-        raiseMinimumTo=TLSVersion.TLSv1_2,
-    )
+    if not certs:
+        raise ValueError(f"{cert_file}: no PEM certificate")
+    # cryptography objects, not pyOpenSSL's X509/PKey (deprecated by pyOpenSSL, a warning on
+    # every start); Twisted hands them to pyOpenSSL's Context as they are.
+    # (Twisted's hints still say X509/PKey; pyOpenSSL >= 24.3 takes these at run time.)
+    pair: dict[str, Any] = {
+        "privateKey": serialization.load_pem_private_key(key_pem, password=None),
+        "certificate": x509.load_pem_x509_certificate(certs[0]),
+        "extraCertChain": [x509.load_pem_x509_certificate(c) for c in certs[1:]] or None,
+    }
+    return ssl.CertificateOptions(**pair, raiseMinimumTo=TLSVersion.TLSv1_2)
 
 
 @implementer(IOpenSSLContextFactory)
