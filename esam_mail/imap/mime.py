@@ -41,7 +41,7 @@ from .sort import sort_json
 
 MAX_DEPTH = 20
 MAX_PARTS = 5000
-META_VERSION = 3  # 2: colon-less header lines, parsed addresses in search text; 3: sort keys
+META_VERSION = 4  # 2: colon-less headers, parsed addresses in search; 3, 4: sort keys
 
 # Part-tree node kinds (compact, JSON-friendly)
 LEAF, MULTIPART, MESSAGE = 0, 1, 2

@@ -300,7 +300,7 @@ class EsamIMAP4Server(imap4.IMAP4Server):
                       b"SPECIAL-USE", b"CHILDREN", b"QUOTA", b"ENABLE", b"CONDSTORE",
                       b"QRESYNC", b"ESEARCH", b"SEARCHRES", b"SORT", b"LIST-EXTENDED",
                       b"LIST-STATUS",
-                      b"THREAD=ORDEREDSUBJECT", b"THREAD=REFERENCES", b"MULTIAPPEND",
+                      b"THREAD=ORDEREDSUBJECT", b"THREAD=REFERENCES", b"MULTIAPPEND", b"SORT=DISPLAY",
                       b"BINARY"):
                 cap[c] = None
         cap[b"ID"] = None

@@ -62,6 +62,15 @@ def _first_mailbox(addrs: Iterable[Any] | None) -> str:
     return ""
 
 
+def _first_display(addrs: Iterable[Any] | None, decode: Callable[[str | None], str]) -> str:
+    """RFC 5957: the first address's display name, else its addr-spec; casefolded."""
+    for a in addrs or ():
+        if a.mailbox is not None and a.host is not None:
+            name = decode(a.name).strip() if a.name else ""
+            return (name or f"{a.mailbox}@{a.host}").casefold()
+    return ""
+
+
 def sort_json(headers: Any, parse_addresses: Callable[[str | None], Any],
               decode: Callable[[str | None], str]) -> dict[str, Any]:
     """The JSON-able sort keys of one message, from its header fields."""
@@ -79,10 +88,13 @@ def sort_json(headers: Any, parse_addresses: Callable[[str | None], Any],
         irt = _MSGID.findall(headers.get("in-reply-to") or "")
         refs = irt[:1]
     mid = _MSGID.findall(headers.get("message-id") or "")
+    frm, to = parse_addresses(headers.get("from")), parse_addresses(headers.get("to"))
     return {
         "d": date,
-        "f": _first_mailbox(parse_addresses(headers.get("from"))),
-        "t": _first_mailbox(parse_addresses(headers.get("to"))),
+        "f": _first_mailbox(frm),
+        "t": _first_mailbox(to),
+        "df": _first_display(frm, decode),
+        "dt": _first_display(to, decode),
         "c": _first_mailbox(parse_addresses(headers.get("cc"))),
         "s": base_subject(subject),
         "r": is_reply(subject),
@@ -109,7 +121,7 @@ class SortKeys:
         return float(d) if d is not None else self.arrival
 
 
-CRITERIA = ("ARRIVAL", "CC", "DATE", "FROM", "SIZE", "SUBJECT", "TO")
+CRITERIA = ("ARRIVAL", "CC", "DATE", "FROM", "SIZE", "SUBJECT", "TO", "DISPLAYFROM", "DISPLAYTO")
 
 
 def sort_messages(msgs: Sequence[SortKeys], criteria: Sequence[tuple[str, bool]]) -> list[SortKeys]:
@@ -124,7 +136,8 @@ def sort_messages(msgs: Sequence[SortKeys], criteria: Sequence[tuple[str, bool]]
             return m.size
         if c == "SUBJECT":
             return m.keys.get("s", "")
-        return m.keys.get({"CC": "c", "FROM": "f", "TO": "t"}[c], "")
+        return m.keys.get({"CC": "c", "FROM": "f", "TO": "t", "DISPLAYFROM": "df",
+                           "DISPLAYTO": "dt"}[c], "")
 
     out = sorted(msgs, key=lambda m: m.seq)
     for c, rev in reversed(criteria):  # stable sorts, least significant first

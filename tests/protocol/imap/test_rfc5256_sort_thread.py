@@ -59,3 +59,14 @@ def test_thread(r):
     assert r.cmd(b"A285", b"THREAD REFERENCES UTF-8 ALL")[0] == b"* THREAD (3)(1 2 4)"
     assert r.cmd(b"A286", b"UID THREAD REFERENCES UTF-8 NOT 3")[0] == b"* THREAD (1 2 4)"
     assert r.cmd(b"x", b"THREAD X-NONE UTF-8 ALL")[-1].startswith(b"x BAD")
+
+
+def test_sort_display(env, r):
+    # RFC 5957: DISPLAYFROM sorts by the display name, else the address
+    #   (Zed <zed@ex.org>, amy@ex.org, Bob <bob@ex.org>, carl@ex.org, Aaron <zz@ex.org>)
+    env.deliver(_m("x", "Thu, 10 Feb 1994 10:00:00 -0800", "Aaron <zz@ex.org>", "<5@x>"))
+    r.cmd(b"n", b"NOOP")
+    assert b"SORT=DISPLAY" in r.cmd(b"c", b"CAPABILITY")[0].split()
+    assert r.cmd(b"f", b"SORT (FROM) UTF-8 ALL")[0] == b"* SORT 2 3 4 1 5"
+    assert r.cmd(b"a", b"SORT (DISPLAYFROM) UTF-8 ALL")[0] == b"* SORT 5 2 3 4 1"
+    assert r.cmd(b"b", b"SORT (REVERSE DISPLAYFROM) UTF-8 ALL")[0] == b"* SORT 1 4 3 2 5"
