@@ -63,6 +63,11 @@ def test_twenty_esam_register_commands_one_login(tmp_path: Path, db_url: str) ->
     esam = [sys.executable, "-m", "esam_mail", "-c", str(config_path)]
     subprocess.run([*esam, "init"], check=True, capture_output=True, timeout=120)
     add_staff(db_url, "e-1")
+    env = Env(tmp_path, db_url, config_path)
+    try:  # `esam init` made the operator's own mailbox: count what the race adds to it
+        before = env.written()
+    finally:
+        env.close()
     procs: list[Any] = []
     for iin in distinct_iins(N):
         args = [
@@ -88,6 +93,6 @@ def test_twenty_esam_register_commands_one_login(tmp_path: Path, db_url: str) ->
             assert "username: login taken" in errtext, errtext
     env = Env(tmp_path, db_url, config_path)
     try:
-        assert env.written() == ONE
+        assert {k: v - before[k] for k, v in env.written().items()} == ONE
     finally:
         env.close()
