@@ -302,7 +302,9 @@ class EDSConfig:
         3600, "Seconds between re-checks of EDS confirmations (expiry, revocation); 0 = never.", min=0
     )
     network_timeout: float = _f(10.0, "Seconds an OCSP or CRL fetch may take.", min=0.1)
-    test_ca_mode: bool = _f(False, "Accept the test CA's dummy IINs (never in production).")
+    test_ca_mode: bool = _f(False, "Staging only: trust exactly the NCA-shaped test PKI made by `esam eds "
+                            "test-pki init` (<data_dir>/eds/test-pki/root.pem) and nothing else; leave "
+                            "trust_anchors empty. Its certificates carry valid IINs/BINs. Never in production.")
     challenge_ttl: int = _f(300, "Seconds an EDS challenge stays valid.", min=10)
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from esam_mail.cli.commands import Sub, command, emit, err, load_config, run_async
 from esam_mail.errors import ConfigError, EsamError, ValidationError
@@ -79,6 +80,71 @@ def add_eds(sub: Sub) -> None:
     s.add_argument("login", help="the mailbox login or address")
     s.add_argument("--json", action="store_true", help="machine-readable output")
     s.set_defaults(func=_run, eds_func=cmd_status)
+
+    tp = es.add_parser("test-pki", help="STAGING ONLY: an NCA-shaped test PKI for eds.test_ca_mode",
+                       description="Make a test root and intermediate CA shaped like the NCA's, and "
+                       "certificates for individuals and legal entities whose IIN/BIN pass the checksum. "
+                       "With eds.test_ca_mode = true the server trusts exactly this PKI. Never in production.")
+    ts = tp.add_subparsers(dest="pki_cmd", metavar="ACTION", required=True)
+    ti = ts.add_parser("init", help="make the root and intermediate in <data_dir>/eds/test-pki")
+    ti.add_argument("--force", action="store_true", help="replace an existing test PKI")
+    ti.add_argument("--json", action="store_true")
+    ti.set_defaults(func=_run, eds_func=cmd_test_pki_init)
+    tc = ts.add_parser("issue", help="issue a signing (or auth) certificate, PEM + PKCS#12")
+    tc.add_argument("--iin", required=True, help="the holder's IIN (checked: structure and check digit)")
+    tc.add_argument("--surname", required=True)
+    tc.add_argument("--given-name", required=True)
+    tc.add_argument("--patronymic")
+    tc.add_argument("--bin", help="a legal entity's BIN: the certificate of its employee")
+    tc.add_argument("--organization", help="the legal entity's name")
+    tc.add_argument("--role", default="first_head", choices=["first_head", "signer", "employee"],
+                    help="the employee's role (first_head and signer may sign for the entity)")
+    tc.add_argument("--usage", default="sign", choices=["sign", "auth"])
+    tc.add_argument("--days", type=int, default=365)
+    tc.add_argument("--out", metavar="DIR", help="where to write (default: <data_dir>/eds/test-pki/issued)")
+    tc.add_argument("--json", action="store_true")
+    tc.set_defaults(func=_run, eds_func=cmd_test_pki_issue)
+
+
+def test_pki_folder(cfg: Any) -> Path:
+    from esam_mail.services.confirmation import test_pki_folder as folder
+
+    return folder(cfg)
+
+
+def cmd_test_pki_init(args: argparse.Namespace) -> int:
+    from esam_mail.services.test_pki import init_test_pki
+
+    cfg = load_config(args)
+    try:
+        pki = init_test_pki(test_pki_folder(cfg), force=args.force)
+    except FileExistsError as e:
+        raise ValidationError("test-pki", str(e)) from None
+    data = {"folder": str(pki.folder), "root": str(pki.root_path),
+            "root_subject": pki.root.cert.subject.rfc4514_string(),
+            "intermediate_subject": pki.intermediate.cert.subject.rfc4514_string()}
+    emit(args, data, f"test PKI in {pki.folder} (TEST ONLY, never in production)\n"
+                     f"root: {data['root_subject']}\nintermediate: {data['intermediate_subject']}\n"
+                     "set eds.test_ca_mode = true (and no eds.trust_anchors) to trust it")
+    return 0
+
+
+def cmd_test_pki_issue(args: argparse.Namespace) -> int:
+    from esam_mail.services.test_pki import issue_test_certificate, load_test_pki
+
+    cfg = load_config(args)
+    folder = test_pki_folder(cfg)
+    try:
+        pki = load_test_pki(folder)
+    except FileNotFoundError:
+        raise ValidationError("test-pki", f"no test PKI in {folder}: run `esam eds test-pki init` first") from None
+    out = Path(args.out) if args.out else folder / "issued"
+    files = issue_test_certificate(pki, out, iin=args.iin, surname=args.surname, given_name=args.given_name,
+                                   patronymic=args.patronymic, bin=args.bin, organization=args.organization,
+                                   role=args.role, usage=args.usage, days=args.days)
+    data = {k: str(v) for k, v in files.items()} | {"p12_password": "test"}
+    emit(args, data, "\n".join(f"{k:6} {v}" for k, v in files.items()) + "\nPKCS#12 password: test")
+    return 0
 
 
 def cmd_challenge(args: argparse.Namespace) -> int:

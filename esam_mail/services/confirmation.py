@@ -44,6 +44,7 @@ import logging
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select, update
@@ -243,20 +244,36 @@ def _utc(value: dt.datetime) -> dt.datetime:
     return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
 
 
+def test_pki_folder(cfg: Config) -> Path:
+    """Where ``esam eds test-pki init`` keeps the staging PKI."""
+    return cfg.data_dir / "eds" / "test-pki"
+
+
 def verifier_from_config(cfg: Config) -> SignatureVerifier | None:
     """The built-in verifier configured by ``[eds]``; ``None`` without trust anchors.
+
+    ``eds.test_ca_mode``: the verifier trusts exactly the test PKI of ``esam eds test-pki
+    init`` (``<data_dir>/eds/test-pki/root.pem``) and nothing else; IIN/BIN checksums stay
+    enforced (the test PKI issues valid numbers).
 
     Raises:
         ConfigError: an anchor or CRL file cannot be read (keys named ``eds.*``).
     """
-    if not cfg.eds.trust_anchors:
+    anchors: list[str] = list(cfg.eds.trust_anchors)
+    if cfg.eds.test_ca_mode:
+        if anchors:
+            raise ConfigError(["eds.test_ca_mode: accepts only the test PKI; leave eds.trust_anchors empty"])
+        root = test_pki_folder(cfg) / "root.pem"
+        if not root.exists():
+            raise ConfigError([f"eds.test_ca_mode: no test PKI at {root}; run `esam eds test-pki init`"])
+        anchors = [str(root)]
+    if not anchors:
         return None
     try:
         return BuiltinVerifier(
-            cfg.eds.trust_anchors,
+            anchors,
             revocation="crl" if cfg.eds.revocation == "crl" else "off",
             crl_paths=cfg.eds.crl_files,
-            test_ca_mode=cfg.eds.test_ca_mode,
         )
     except ConfigError as exc:
         # the verifier names its argument crl_paths; the config key is crl_files

@@ -28,7 +28,7 @@ from typing import Any
 
 import pytest
 
-from esam_mail.services import eds_testing as t
+from tests import eds_testing as t
 from tests.conftest import ROOT
 from tests.e2e.conftest import EsamProcess, tool
 from tests.unit.eds_confirm.conftest import individual_raw, legal_entity_raw

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from esam_mail.services import eds_testing as t
+from tests import eds_testing as t
 from tests.conftest import ROOT
 from tests.protocol.harness import Running
 from tests.unit.eds_confirm.conftest import OTHER_IIN, individual_raw, legal_entity_raw

@@ -18,7 +18,7 @@ import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509 import ocsp
 
-from esam_mail.services import eds_testing as t
+from tests import eds_testing as t
 from tests.conftest import write_config
 from tests.protocol.harness import Running
 from tests.protocol.test_official import _confirm, _register

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from esam_mail.services import eds_testing as t
+from tests import eds_testing as t
 from tests.conftest import write_config
 from tests.protocol.harness import Running, client_tls
 from tests.unit.registration.conftest import db_url  # noqa: F401 - SQLite, then PostgreSQL

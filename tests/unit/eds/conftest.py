@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pytest
 
 from esam_mail.services import eds
-from esam_mail.services import eds_testing as t
+from tests import eds_testing as t
 
 #: A PKI whose CAs span 2015..2045, for time-travel tests with fixed dates.
 LONG_FROM = datetime(2015, 1, 1, tzinfo=UTC)

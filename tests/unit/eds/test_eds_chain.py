@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives import serialization
 
 from esam_mail.errors import ConfigError
 from esam_mail.services import eds
-from esam_mail.services import eds_testing as t
+from tests import eds_testing as t
 
 from .conftest import LongPki
 

@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.serialization import pkcs7
 
 from esam_mail.errors import EsamError
 from esam_mail.services import eds
-from esam_mail.services import eds_testing as t
+from tests import eds_testing as t
 
 NONCE = b"esam-challenge:7f3a9c0e4b1d2a6f8e5c3b1a09d7e6f5"
 

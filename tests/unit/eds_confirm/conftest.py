@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import pytest
 from sqlalchemy import select
 
-from esam_mail.services import eds_testing as t
+from tests import eds_testing as t
 from tests.conftest import write_config
 from tests.unit.registration.conftest import db_url  # noqa: F401 - the parametrised database fixture
 from tests.unit.registration.samples import INDIVIDUAL, LEGAL_ENTITY

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from esam_mail.services import eds_testing as t
+from tests import eds_testing as t
 from tests.conftest import add_staff, write_config
 from tests.unit.eds_confirm.conftest import OTHER_IIN, individual_raw
 

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import base64
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from esam_mail.errors import ConfigError
-from esam_mail.services import eds_testing as t
 from esam_mail.services.confirmation import verifier_from_config
-from esam_mail.services.eds import NoIdentity, Revoked
+from esam_mail.services.eds import NoIdentity, Revoked, UntrustedCertificate
+from tests import eds_testing as t
 from tests.conftest import write_config
 
 
@@ -58,12 +57,24 @@ def test_crl_policy_refuses_revoked_certificate(tmp_path: Path, pki: t.DemoPki) 
         verifier.verify(bad, b"x")
 
 
-def test_test_ca_mode_accepts_the_dummy_iin(tmp_path: Path, pki: t.DemoPki) -> None:
+def test_test_ca_mode_trusts_only_the_test_pki(tmp_path: Path, pki: t.DemoPki) -> None:
+    """eds.test_ca_mode (issue 16): exactly the PKI of `esam eds test-pki init`, nothing else."""
+    from esam_mail.services.confirmation import test_pki_folder
+    from esam_mail.services.test_pki import init_test_pki
+
+    with pytest.raises(ConfigError) as exc:  # mixing production anchors into test mode is refused
+        verifier_from_config(load(tmp_path, trust_anchors=[anchors(tmp_path, pki)], test_ca_mode=True))
+    assert exc.value.problems[0].startswith("eds.test_ca_mode:")
+    cfg = load(tmp_path, test_ca_mode=True)
+    with pytest.raises(ConfigError) as exc:  # no test PKI made yet
+        verifier_from_config(cfg)
+    assert "esam eds test-pki init" in exc.value.problems[0]
+    init_test_pki(test_pki_folder(cfg))
+    verifier = verifier_from_config(cfg)
+    assert verifier is not None
+    other = t.sign_cms(b"x", pki.individual.cert, pki.individual.key, [pki.intermediate.cert])
+    with pytest.raises(UntrustedCertificate):  # a certificate of another PKI
+        verifier.verify(other, b"x")
     dummy = t.individual_cert(pki.intermediate, key=t.cached_key("rsa", 0), iin=t.TEST_IIN)
-    cms = base64.b64encode(t.sign_cms(b"x", dummy.cert, dummy.key, [pki.intermediate.cert])).decode()
-    strict = verifier_from_config(load(tmp_path, trust_anchors=[anchors(tmp_path, pki)]))
-    assert strict is not None
-    with pytest.raises(NoIdentity):
-        strict.verify(cms, b"x")
-    lenient = verifier_from_config(load(tmp_path, trust_anchors=[anchors(tmp_path, pki)], test_ca_mode=True))
-    assert lenient is not None and lenient.verify(cms, b"x").iin == t.TEST_IIN
+    with pytest.raises((NoIdentity, UntrustedCertificate)):
+        verifier.verify(t.sign_cms(b"x", dummy.cert, dummy.key, [pki.intermediate.cert]), b"x")

@@ -17,7 +17,6 @@ from sqlalchemy import select
 
 from esam_mail.directory.models import EdsChallenge, EdsConfirmation
 from esam_mail.errors import EsamError
-from esam_mail.services import eds_testing as t
 from esam_mail.services.confirmation import (
     CHALLENGE_PREFIX,
     ChallengeExpired,
@@ -38,6 +37,7 @@ from esam_mail.services.eds import (
     UntrustedCertificate,
 )
 from esam_mail.web.statuses import http_status
+from tests import eds_testing as t
 from tests.unit.eds_confirm.conftest import APPLICANT_BIN, OTHER_BIN, OTHER_IIN, Env, individual_raw
 
 NOW = dt.datetime.now(dt.UTC)

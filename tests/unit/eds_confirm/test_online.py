@@ -18,7 +18,6 @@ import pytest
 
 from esam_mail.directory.models import Application
 from esam_mail.errors import EsamError, LoginTaken
-from esam_mail.services import eds_testing as t
 from esam_mail.services.application import (
     ValidationErrors,
     canonical_json,
@@ -35,6 +34,7 @@ from esam_mail.services.eds import (
     UntrustedCertificate,
 )
 from esam_mail.services.online import ConsentNotSigned
+from tests import eds_testing as t
 from tests.conftest import ROOT
 from tests.unit.eds_confirm.conftest import (
     APPLICANT_BIN,

@@ -1,37 +1,31 @@
-"""TEST ONLY: a throw-away PKI with NCA-style certificates and real CMS signatures.
+"""An NCA-shaped test PKI for staging systems (``esam eds test-pki``), issue 16 item 6.
 
-Never use this in production code paths: keys are generated without protection and
-cached in process memory.  It exists so that unit tests (ours and other engineers')
-can build roots, intermediates, NCA-like end-entity certificates, CMS SignedData as
-NCALayer returns it, and CRLs, without network access or fixture files.
+Makes a root and an intermediate CA named and profiled like the National Certification
+Authority of Kazakhstan (НУЦ РК / ҰКО) and issues end-entity certificates for individuals
+(IIN in ``serialNumber``) and legal entities (BIN in ``OU``, a role in the subject and the
+role policy OID), for signing (keyUsage nonRepudiation, EKU emailProtection) or for
+authentication.  Identity numbers are checked (structure and check digit, domain.md section 1),
+so a staging system runs with ``eds.test_ca_mode = true`` and the real checksum rules.
 
-Typical use::
-
-    from esam_mail.services import eds, eds_testing as t
-
-    pki = t.default_pki()                      # cached: root -> intermediate -> people
-    cms = t.sign_cms(b"nonce", pki.individual.cert, pki.individual.key, [pki.intermediate.cert])
-    signer = eds.BuiltinVerifier([pki.root.cert]).verify(cms, b"nonce")
-    assert signer.iin == t.DEFAULT_IIN
-
-Key kinds: ``"rsa"`` (2048 bit), ``"rsa3072"``, ``"ec-p256"``, ``"ec-p384"``.
+Keys are written unencrypted (PKCS#8 PEM) with mode 0600, plus a PKCS#12 bundle for NCALayer
+or a browser: **a test PKI, never for production**.  The same builders back the test suite's
+helper (``tests/eds_testing.py``: CMS signing, CRLs, a cached demo PKI).
 """
+
 
 from __future__ import annotations
 
 import functools
-import hashlib
+import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Literal
 
-from asn1crypto import algos as asn1_algos
-from asn1crypto import cms as asn1_cms
-from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
 __all__ = [
@@ -48,19 +42,19 @@ __all__ = [
     "SIGN_KEY_USAGE",
     "TEST_BIN",
     "TEST_IIN",
-    "DemoPki",
     "Issued",
     "PrivateKey",
+    "TestPki",
     "cached_key",
-    "crl",
-    "default_pki",
     "generate_key",
     "individual_cert",
+    "init_test_pki",
     "intermediate_ca",
+    "issue_test_certificate",
     "legal_entity_cert",
+    "load_test_pki",
     "nca_subject",
     "root_ca",
-    "sign_cms",
     "to_pem",
 ]
 
@@ -423,220 +417,139 @@ def legal_entity_cert(
     )
 
 
-def _signing_time_value(when: datetime) -> asn1_cms.Time:
-    when = when.astimezone(UTC)
-    if 1950 <= when.year < 2050:
-        return asn1_cms.Time({"utc_time": when})
-    return asn1_cms.Time({"generalized_time": when})
 
 
-_DEFAULT = object()
+# --------------------------------------------------------------------------- the operator tool
 
-
-def sign_cms(
-    content: bytes,
-    cert: x509.Certificate,
-    key: PrivateKey,
-    chain: Sequence[x509.Certificate] = (),
-    *,
-    detached: bool = True,
-    pss: bool = False,
-    digest: str = "sha256",
-    signing_time: datetime | object | None = _DEFAULT,
-    signed_attributes: bool = True,
-    include_signer_cert: bool = True,
-    use_subject_key_id: bool = False,
-    message_digest: bytes | None = None,
-    signature_algorithm_oid: str | None = None,
-    digest_algorithm_oid: str | None = None,
-    extra_signers: int = 0,
-) -> bytes:
-    """A real CMS ``ContentInfo``/``SignedData`` (DER), shaped like NCALayer's CAdES-BES.
-
-    Args:
-        content: the signed bytes (e.g. the server's challenge).
-        cert, key: the signer; ``key`` need not belong to ``cert`` (for negative tests).
-        chain: further certificates to include (intermediates, or anything).
-        detached: leave eContent out (NCALayer ``encapsulate: false``).
-        pss: RSA-PSS (MGF1 with the same hash, salt = hash length) instead of PKCS#1 v1.5.
-        digest: sha1, sha256, sha384 or sha512.
-        signing_time: the signing-time attribute; default now, ``None`` leaves it out.
-        signed_attributes: ``False`` signs the content directly (no signed attributes).
-        include_signer_cert: ``False`` leaves the signer certificate out.
-        use_subject_key_id: identify the signer by SKI instead of issuer+serial.
-        message_digest: override the messageDigest attribute (tamper tests).
-        signature_algorithm_oid, digest_algorithm_oid: write these OIDs instead of the
-            real ones (e.g. GOST OIDs); the signature bytes are still RSA/ECDSA.
-        extra_signers: duplicate the signer info this many times (multi-signer CMS).
-    """
-    if signing_time is _DEFAULT:
-        signing_time = _now()
-    hash_algo = _HASHES[digest]()
-    digest_value = hashlib.new(digest, content).digest()
-    cert_asn1 = asn1_x509.Certificate.load(cert.public_bytes(serialization.Encoding.DER))
-
-    if isinstance(key, rsa.RSAPrivateKey):
-        if pss:
-            sig_alg = asn1_algos.SignedDigestAlgorithm(
-                {
-                    "algorithm": "rsassa_pss",
-                    "parameters": asn1_algos.RSASSAPSSParams(
-                        {
-                            "hash_algorithm": {"algorithm": digest},
-                            "mask_gen_algorithm": {
-                                "algorithm": "mgf1",
-                                "parameters": {"algorithm": digest},
-                            },
-                            "salt_length": hash_algo.digest_size,
-                        }
-                    ),
-                }
-            )
-            pad: padding.AsymmetricPadding = padding.PSS(
-                mgf=padding.MGF1(hash_algo), salt_length=hash_algo.digest_size
-            )
-        else:
-            sig_alg = asn1_algos.SignedDigestAlgorithm({"algorithm": "rsassa_pkcs1v15"})
-            pad = padding.PKCS1v15()
-
-        def do_sign(data: bytes) -> bytes:
-            assert isinstance(key, rsa.RSAPrivateKey)
-            return key.sign(data, pad, hash_algo)
-
-    else:
-        sig_alg = asn1_algos.SignedDigestAlgorithm({"algorithm": f"{digest}_ecdsa"})
-
-        def do_sign(data: bytes) -> bytes:
-            assert isinstance(key, ec.EllipticCurvePrivateKey)
-            return key.sign(data, ec.ECDSA(hash_algo))
-
-    if signature_algorithm_oid is not None:
-        sig_alg = asn1_algos.SignedDigestAlgorithm({"algorithm": signature_algorithm_oid})
-    digest_alg = asn1_algos.DigestAlgorithm({"algorithm": digest_algorithm_oid or digest})
-
-    if use_subject_key_id:
-        ski = cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
-        sid = asn1_cms.SignerIdentifier({"subject_key_identifier": ski})
-        version = "v3"
-    else:
-        sid = asn1_cms.SignerIdentifier(
-            {
-                "issuer_and_serial_number": {
-                    "issuer": cert_asn1.issuer,
-                    "serial_number": cert_asn1.serial_number,
-                }
-            }
-        )
-        version = "v1"
-
-    signer: dict[str, object] = {
-        "version": version,
-        "sid": sid,
-        "digest_algorithm": digest_alg,
-        "signature_algorithm": sig_alg,
-        "signature": b"",
-    }
-    if signed_attributes:
-        attrs: list[dict[str, object]] = [
-            {"type": "content_type", "values": ["data"]},
-        ]
-        if signing_time is not None:
-            assert isinstance(signing_time, datetime)
-            attrs.append(
-                {"type": "signing_time", "values": [_signing_time_value(signing_time)]}
-            )
-        attrs.append(
-            {"type": "message_digest", "values": [message_digest or digest_value]}
-        )
-        signer["signed_attrs"] = asn1_cms.CMSAttributes(attrs)
-    signer_info = asn1_cms.SignerInfo(signer)
-    if signed_attributes:
-        raw = signer_info["signed_attrs"].dump()
-        to_sign = b"\x31" + raw[1:]
-    else:
-        to_sign = content
-    signer_info["signature"] = do_sign(to_sign)
-
-    certs = [cert_asn1] if include_signer_cert else []
-    certs += [
-        asn1_x509.Certificate.load(c.public_bytes(serialization.Encoding.DER)) for c in chain
-    ]
-    signed_data = asn1_cms.SignedData(
-        {
-            "version": "v3" if use_subject_key_id else "v1",
-            "digest_algorithms": [digest_alg],
-            "encap_content_info": {
-                "content_type": "data",
-                "content": None if detached else content,
-            },
-            "certificates": [asn1_cms.CertificateChoices({"certificate": c}) for c in certs],
-            "signer_infos": [signer_info] * (1 + extra_signers),
-        }
-    )
-    info = asn1_cms.ContentInfo({"content_type": "signed_data", "content": signed_data})
-    return info.dump()
-
-
-def crl(
-    issuer: Issued,
-    revoked: Iterable[x509.Certificate | int] = (),
-    *,
-    revocation_date: datetime | None = None,
-    last_update: datetime | None = None,
-    next_update: datetime | None = None,
-    signing_key: PrivateKey | None = None,
-) -> x509.CertificateRevocationList:
-    """A CRL from ``issuer`` revoking the given certificates (or serial numbers).
-
-    Defaults: issued an hour ago, next update in 7 days.  ``signing_key`` signs with another
-    key (a forged CRL).
-    """
-    now = _now()
-    builder = (
-        x509.CertificateRevocationListBuilder()
-        .issuer_name(issuer.cert.subject)
-        .last_update(last_update or now - timedelta(hours=1))
-        .next_update(next_update or now + timedelta(days=7))
-    )
-    for item in revoked:
-        serial = item.serial_number if isinstance(item, x509.Certificate) else int(item)
-        builder = builder.add_revoked_certificate(
-            x509.RevokedCertificateBuilder()
-            .serial_number(serial)
-            .revocation_date(revocation_date or now - timedelta(hours=2))
-            .build()
-        )
-    key = signing_key or issuer.key
-    return builder.sign(key, _sign_hash(key))
+ROLES = {
+    "first_head": "1.2.398.3.3.4.1.2.1",  # первый руководитель
+    "signer": "1.2.398.3.3.4.1.2.2",  # лицо с правом подписи
+    "employee": "1.2.398.3.3.4.1.2.5",  # сотрудник (no signing right for the entity)
+}
+ROOT_NAME = "TEST ҚР ТҮБІРЛІК КУО (RSA)"  # at most 64 bytes of UTF-8 (RFC 5280 ub-common-name)
+INTERMEDIATE_NAME = "TEST ҰЛТТЫҚ КУӘЛАНДЫРУШЫ ОРТАЛЫҚ"
 
 
 @dataclass(frozen=True, slots=True)
-class DemoPki:
-    """root -> intermediate -> {individual (AUTH), individual_sign, legal_entity, head}."""
+class TestPki:
+    """A test PKI on disk: ``root.pem``, ``intermediate.pem`` and their keys (0600)."""
 
+    folder: Path
     root: Issued
     intermediate: Issued
-    individual: Issued
-    individual_sign: Issued
-    legal_entity: Issued
-    head: Issued
+
+    @property
+    def root_path(self) -> Path:
+        return self.folder / "root.pem"
 
 
-@functools.cache
-def default_pki() -> DemoPki:
-    """A ready-made RSA PKI (cached for the process), valid around the real clock."""
-    root = root_ca()
-    inter = intermediate_ca(root)
-    return DemoPki(
-        root=root,
-        intermediate=inter,
-        individual=individual_cert(inter, key=cached_key("rsa", 0)),
-        individual_sign=individual_cert(inter, key=cached_key("rsa", 2), sign=True),
-        legal_entity=legal_entity_cert(inter, key=cached_key("rsa", 1)),
-        head=legal_entity_cert(
-            inter, key=cached_key("rsa", 3), roles=("1.2.398.3.3.4.1.2.1",), sign=True
-        ),
-    )
+def _write(path: Path, data: bytes, mode: int = 0o644) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+    os.replace(tmp, path)
 
 
+def _key_pem(key: PrivateKey) -> bytes:
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption())
 
+
+def init_test_pki(folder: Path, *, force: bool = False) -> TestPki:
+    """Make a root and an intermediate CA shaped like the NCA's (RSA 2048, 10 and 5 years).
+
+    Raises:
+        FileExistsError: the folder already holds a test PKI and ``force`` is not given.
+    """
+    folder = Path(folder)
+    if (folder / "root.pem").exists() and not force:
+        raise FileExistsError(f"{folder} already holds a test PKI (root.pem); give --force to replace it")
+    now = _now()
+    root = root_ca(ROOT_NAME, key=generate_key("rsa"), not_before=now - timedelta(days=1),
+                   not_after=now + timedelta(days=3650))
+    inter = intermediate_ca(root, INTERMEDIATE_NAME, key=generate_key("rsa"), not_before=now - timedelta(days=1),
+                            not_after=now + timedelta(days=1825))
+    _write(folder / "root.key", _key_pem(root.key), 0o600)
+    _write(folder / "intermediate.key", _key_pem(inter.key), 0o600)
+    _write(folder / "root.pem", root.pem)
+    _write(folder / "intermediate.pem", inter.pem)
+    return TestPki(folder, root, inter)
+
+
+def load_test_pki(folder: Path) -> TestPki:
+    """The test PKI made by :func:`init_test_pki` in *folder*.
+
+    Raises:
+        FileNotFoundError: no test PKI there (run ``esam eds test-pki init``).
+    """
+    folder = Path(folder)
+
+    def issued(name: str) -> Issued:
+        cert = x509.load_pem_x509_certificate((folder / f"{name}.pem").read_bytes())
+        key = serialization.load_pem_private_key((folder / f"{name}.key").read_bytes(), password=None)
+        assert isinstance(key, (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey))
+        return Issued(cert, key)
+
+    return TestPki(folder, issued("root"), issued("intermediate"))
+
+
+def issue_test_certificate(
+    pki: TestPki,
+    out: Path,
+    *,
+    iin: str,
+    surname: str,
+    given_name: str,
+    patronymic: str | None = None,
+    bin: str | None = None,
+    organization: str | None = None,
+    role: str = "first_head",
+    usage: Literal["sign", "auth"] = "sign",
+    days: int = 365,
+    password: bytes = b"test",
+) -> dict[str, Path]:
+    """Issue an end-entity certificate of an individual (``bin`` None) or of a legal entity's
+    employee with ``role`` (first_head, signer, employee); write ``<name>.pem`` (the
+    certificate), ``<name>.key`` (0600), ``<name>-chain.pem`` and ``<name>.p12`` (for NCALayer;
+    password *password*).
+
+    Raises:
+        ValidationError: an IIN/BIN that is not valid (checksum, structure), or an unknown role.
+    """
+    from esam_mail.errors import ValidationError
+    from esam_mail.services.identity import validate_bin, validate_iin
+
+    iin = validate_iin(iin, field="iin").value
+    if bin is not None:
+        bin = validate_bin(bin, field="bin").value
+        if role not in ROLES:
+            raise ValidationError("role", f"one of {', '.join(ROLES)}")
+    now = _now()
+    common = {"key": generate_key("rsa"), "iin": iin, "surname": surname.upper(), "first_name": given_name.upper(),
+              "patronymic": patronymic.upper() if patronymic else None, "sign": usage == "sign",
+              "not_before": now - timedelta(minutes=5), "not_after": now + timedelta(days=days)}
+    if bin is None:
+        issued = individual_cert(pki.intermediate, **common)  # type: ignore[arg-type]
+        name = f"{usage}-iin{iin}"
+    else:
+        issued = legal_entity_cert(pki.intermediate, bin=bin, organization=organization or f"BIN {bin}",
+                                   roles=(ROLES[role],), **common)  # type: ignore[arg-type]
+        name = f"{usage}-bin{bin}-iin{iin}-{role}"
+    from cryptography.hazmat.primitives.serialization import pkcs12
+
+    out = Path(out)
+    files = {
+        "cert": out / f"{name}.pem",
+        "key": out / f"{name}.key",
+        "chain": out / f"{name}-chain.pem",
+        "p12": out / f"{name}.p12",
+    }
+    _write(files["key"], _key_pem(issued.key), 0o600)
+    _write(files["cert"], issued.pem)
+    _write(files["chain"], issued.pem + pki.intermediate.pem + pki.root.pem)
+    _write(files["p12"], pkcs12.serialize_key_and_certificates(
+        name.encode(), issued.key, issued.cert, [pki.intermediate.cert, pki.root.cert],
+        serialization.BestAvailableEncryption(password)), 0o600)
+    return files
