@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import email.utils
+import itertools
 import logging
 import mimetypes
 import re
@@ -77,7 +78,9 @@ QUERY_LIMIT = 200  # characters of a search query
 ORDER = ("INBOX", "Drafts", "Sent", "Archive", "Junk", "Trash")
 
 #: What the email package raises on a malformed message or header (no blind except).
-_PARSE_ERRORS = (MessageError, ValueError, LookupError, IndexError, AttributeError, TypeError, AssertionError)
+_PARSE_ERRORS = (MessageError, ValueError, LookupError, IndexError, AttributeError, TypeError, AssertionError,
+                 RecursionError)
+MAX_PARTS = 500  # attachments listed for one message (a 6,000-part message lists the first 500)
 
 _HEAD_PARSER = BytesHeaderParser(policy=policy.default)
 _PARSER = BytesParser(policy=policy.default)
@@ -286,8 +289,40 @@ def _payload(part: Message) -> bytes:
     return data if isinstance(data, bytes) else b""
 
 
+_BOUNDARY_LINE = re.compile(rb"\n--")
+_BOUNDARY_PARAM = re.compile(rb"(?i)boundary\s*=")
+MAX_BOUNDARIES = 2 * MAX_PARTS + 20  # boundary lines a message may have to be taken apart
+MAX_NESTING = 50  # multipart declarations (a proxy for nesting depth)
+
+
+def too_complex(raw: bytes) -> bool:
+    """True for a message whose MIME structure the email package would take seconds to
+    parse (thousands of parts, hundreds of nesting levels): counted in C, in milliseconds."""
+    def more_than(pattern: re.Pattern[bytes], n: int) -> bool:  # stops at the (n+1)th match
+        return next(itertools.islice(pattern.finditer(raw), n, None), None) is not None
+
+    return more_than(_BOUNDARY_PARAM, MAX_NESTING) or more_than(_BOUNDARY_LINE, MAX_BOUNDARIES)
+
+
 def parse_message(raw: bytes, folder: str, uid: int, flags: frozenset[str]) -> ReadMessage:
-    """The parts of a message a reader sees (CPU work: call on the pool)."""
+    """The parts of a message a reader sees (CPU work: call on the pool).  A message the
+    email package cannot take apart in bounded time (hostile nesting, thousands of parts)
+    is shown as its header fields and raw text, without attachments."""
+    if not too_complex(raw):
+        try:
+            return _parse_message(raw, folder, uid, flags)
+        except _PARSE_ERRORS:
+            log.info("event=webmail.unparsable folder=%s uid=%d", folder, uid)
+    head = _HEAD_PARSER.parsebytes(raw[:HEAD_LIMIT])
+    return ReadMessage(
+        folder=folder, uid=uid, flags=flags, sender=_header(head, "From"), to=_header(head, "To"), cc="",
+        reply_to="", subject=_header(head, "Subject"), date=_date(head), message_id=_header(head, "Message-ID"),
+        references="", text=raw[:TEXT_LIMIT].decode("utf-8", "replace"), html=None,
+        truncated=len(raw) > TEXT_LIMIT, parts=[],
+    )
+
+
+def _parse_message(raw: bytes, folder: str, uid: int, flags: frozenset[str]) -> ReadMessage:
     msg = _PARSER.parsebytes(raw)
     parts = list(msg.walk())
     text_part = html_part = None
@@ -311,6 +346,8 @@ def parse_message(raw: bytes, folder: str, uid: int, flags: frozenset[str]) -> R
     bodies = {id(p) for p in (text_part, html_part) if p is not None}
     out: list[Part] = []
     for index, part in enumerate(parts):
+        if len(out) >= MAX_PARTS:
+            break
         if part.is_multipart() or id(part) in bodies:
             continue
         ctype = part.get_content_type()
@@ -336,9 +373,15 @@ def parse_message(raw: bytes, folder: str, uid: int, flags: frozenset[str]) -> R
 
 def part_bytes(raw: bytes, index: int) -> tuple[bytes, str, str] | None:
     """(decoded content, content type, safe file name) of a leaf part, or None."""
-    if index < 0:
+    if index < 0 or too_complex(raw):
         return None
-    msg = _PARSER.parsebytes(raw)
+    try:
+        return _part_bytes(_PARSER.parsebytes(raw), index)
+    except _PARSE_ERRORS:
+        return None
+
+
+def _part_bytes(msg: Message, index: int) -> tuple[bytes, str, str] | None:
     for i, part in enumerate(msg.walk()):
         if i == index:
             if part.is_multipart():
@@ -451,6 +494,8 @@ def _with_flags(row: Row, flags: frozenset[str]) -> Row:
 
 
 def _matches(data: bytes, needle: str) -> bool:
+    if too_complex(data):
+        return needle in data[:TEXT_LIMIT].decode("utf-8", "replace").casefold()
     msg = _PARSER.parsebytes(data)
     hay = [_header(msg, "Subject"), _header(msg, "From")]
     try:

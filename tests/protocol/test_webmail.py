@@ -426,3 +426,33 @@ def test_draft_save_reopen_replace_and_send(site: Running) -> None:
     assert imap_messages(site, "Drafts") == []
     got = email.message_from_bytes(imap_messages(site, "INBOX", "bolat")[0][1], policy=email.policy.default)
     assert str(got["Subject"]) == "Жоба 2" and [a.get_content() for a in got.iter_attachments()] == [b"AAA"]
+
+
+def test_hostile_mime_nesting_and_many_parts_answer_quickly(site: Running) -> None:
+    import time
+
+    deep = "".join(f"Content-Type: multipart/mixed; boundary=b{i}\r\n\r\n--b{i}\r\n" for i in range(2000))
+    nested = (f"From: dana@other.test\r\nTo: aigerim@esam.test\r\nSubject: deep\r\nMIME-Version: 1.0\r\n{deep}"
+              "Content-Type: text/plain\r\n\r\ninnermost\r\n").encode()
+    parts = "".join(f"--P\r\nContent-Type: application/octet-stream\r\nContent-Disposition: attachment; "
+                    f"filename=f{i}.bin\r\n\r\nx\r\n" for i in range(3000))
+    many = (f"From: dana@other.test\r\nTo: aigerim@esam.test\r\nSubject: many\r\nMIME-Version: 1.0\r\n"
+            f"Content-Type: multipart/mixed; boundary=P\r\n\r\n{parts}--P--\r\n").encode()
+    conn = imap(site)
+    try:
+        conn.append("INBOX", "", None, nested)
+        conn.append("INBOX", "", None, many)
+    finally:
+        conn.logout()
+    with browser(site) as c:
+        login(c)
+        for uid in (1, 2):
+            started = time.monotonic()
+            resp = c.get("/mail/message", params={"folder": "INBOX", "uid": str(uid)})
+            assert resp.status_code == 200 and time.monotonic() - started < 5
+            assert f"<h1 id=\"subject\">{('deep', 'many')[uid - 1]}</h1>" in resp.text  # headers still shown
+            assert 'href="/mail/part?' not in resp.text  # too complex to take apart: raw text only
+        assert c.get("/mail/part", params={"folder": "INBOX", "uid": "1", "part": "1999"}).status_code == 404
+        started = time.monotonic()
+        page = c.get("/mail", params={"q": "innermost"}).text
+        assert "Найдено: 1" in page and time.monotonic() - started < 5

@@ -89,3 +89,23 @@ def test_every_webmail_text_is_in_the_catalogues() -> None:
         with (i18n.LOCALE_DIR / lang / "LC_MESSAGES" / "webmail.po").open("rb") as fh:
             have = {m.id for m in read_po(fh) if m.id}
         assert not sorted(wanted - have), f"{lang}/webmail.po lacks {sorted(wanted - have)}"
+
+
+def test_too_complex_is_cheap_and_ordinary_mail_is_not() -> None:
+    import time
+
+    from esam_mail.services.webmail import MAX_PARTS, too_complex
+
+    msg = EmailMessage()
+    msg["Subject"] = "ok"
+    msg.set_content("x")
+    for i in range(20):
+        msg.add_attachment(b"x", maintype="application", subtype="octet-stream", filename=f"{i}.bin")
+    assert not too_complex(msg.as_bytes())
+    many = b"Content-Type: multipart/mixed; boundary=P\r\n\r\n" + b"\r\n--P\r\n\r\nx" * (3 * MAX_PARTS)
+    deep = b"".join(b"Content-Type: multipart/mixed; boundary=b%d\r\n\r\n--b%d\r\n" % (i, i) for i in range(100))
+    started = time.monotonic()
+    assert too_complex(many) and too_complex(deep) and too_complex(many * 500)
+    assert time.monotonic() - started < 1
+    parsed = parse_message(deep, "INBOX", 1, frozenset())
+    assert parsed.parts == [] and parsed.text is not None
