@@ -125,7 +125,7 @@ def register(router: Router, services: Any) -> None:
         return Principal(profile.login, profile.address, profile.quota_bytes), profile
 
     def to_login() -> Response:
-        return RedirectResponse("/account/login?next=/mail", status_code=303)
+        return RedirectResponse("/account/login", status_code=303)
 
     def not_found(request: Request, what: str) -> Response:
         t = translator(request)
