@@ -435,6 +435,21 @@ class WebConfig:
 
 
 @dataclass(frozen=True)
+class RetentionConfig:
+    """How long content is kept (`esam retention run [--dry-run]`); 0 keeps it for ever. Mailbox rows
+    are never purged: a login, once issued, stays reserved. Official evidence: [official]. The
+    audit log is kept for ever: it is append-only in the database itself (R12)."""
+
+    closed_mail_days: int = _f(365, "Days after a mailbox is closed before its mail (the Maildir) is "
+                               "deleted.", min=0)
+    applications_days: int = _f(1825, "Days after the last mailbox of a subscriber is closed before "
+                                "the applications, their EDS signatures, consent records and the "
+                                "subscriber's form data are deleted.", min=0)
+    hybrid_days: int = _f(365, "Days closed print jobs (PDFs, manifests), item records and event logs of "
+                          "finished hybrid items (and scans' events) are kept.", min=0)
+
+
+@dataclass(frozen=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     mail: MailConfig = field(default_factory=MailConfig)
@@ -454,6 +469,7 @@ class Config:
     eds: EDSConfig = field(default_factory=EDSConfig)
     hybrid: HybridConfig = field(default_factory=HybridConfig)
     official: OfficialConfig = field(default_factory=OfficialConfig)
+    retention: RetentionConfig = field(default_factory=RetentionConfig)
     staff: StaffConfig = field(default_factory=StaffConfig)
     public: PublicConfig = field(default_factory=PublicConfig)
     web: WebConfig = field(default_factory=WebConfig)

@@ -3,7 +3,7 @@ gets DELIVERED, the holder reads it over IMAP (imaplib, STARTTLS-less implicit T
 and RETRIEVED follows; an unconfirmed IIN gets a clear refusal with REJECTED evidence.
 
 The server is the real ``app.Server`` with the real registration and EDS confirmation
-(test PKI from ``esam_mail.services.eds_testing``), so the mailbox is confirmed the way a
+(test PKI from ``tests.eds_testing``), so the mailbox is confirmed the way a
 subscriber confirms it.
 """
 
