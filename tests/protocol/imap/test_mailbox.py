@@ -102,6 +102,11 @@ def test_body_is_byte_identical_and_sizes_agree(env):
     assert b"RFC822.SIZE %d" % len(served) in resp[0][0]
     _typ, resp = c.fetch("1", "(RFC822)")
     assert resp[0][1] == served
+    r = Raw.tls(env)  # BINARY[] (RFC 3516): the stored octets exactly, as literal8
+    r.login()
+    r.cmd(b"s", b"EXAMINE INBOX")
+    out = r.cmd(b"b", b"FETCH 1 (BINARY.PEEK[])")
+    assert out[0] == b"* 1 FETCH (BINARY[] ~{%d}\r\n" % len(data) + data + b")"
 
 
 def test_bodystructure_keeps_parameter_value_case(env):
