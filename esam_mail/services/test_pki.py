@@ -16,7 +16,6 @@ helper (``tests/eds_testing.py``: CMS signing, CRLs, a cached demo PKI).
 from __future__ import annotations
 
 import functools
-import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -27,6 +26,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
+
+from esam_mail import fsio
 
 __all__ = [
     "AUTH_KEY_USAGE",
@@ -445,11 +446,7 @@ class TestPki:
 
 def _write(path: Path, data: bytes, mode: int = 0o644) -> None:
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-    os.replace(tmp, path)
+    fsio.atomic_write(path, data, mode=mode)
 
 
 def _key_pem(key: PrivateKey) -> bytes:
