@@ -198,6 +198,7 @@ def test_my_hybrid_letters_with_status_events(site: Running) -> None:
     hybrid = site.services.extras["hybrid"]
     from esam_mail.services.hybrid import HybridEvent
 
+    hybrid.post.batches.close_all()  # the facility takes the batch to print
     site.lt.run(hybrid.record_event(tracking.group(1), HybridEvent.PRINTED, actor="facility:ALA01"))
     with browser(site, "kk") as c:
         login(c)
