@@ -771,6 +771,9 @@ class Webmail:
             problems["subject"] = (T_BAD_TEXT, {})
         if "\x00" in out.body:
             problems["body"] = (T_BAD_TEXT, {})
+        for name in ("to", "cc", "bcc"):  # a line break would start a header of its own
+            if re.search(r"[\x00-\x1f\x7f]", getattr(out, name)):
+                problems[name] = (T_BAD_TEXT, {})
         return problems
 
     def _size_problem(self, size: int) -> dict[str, tuple[str, dict[str, Any]]]:
@@ -785,7 +788,7 @@ class Webmail:
 
         Returns the Message-ID.  Raises :class:`ComposeProblems` (nothing sent)."""
         found, problems = self._recipients(out)
-        problems.update(self._check_text(out))
+        problems.update(self._check_text(out))  # after: a control character outranks the address
         estimate = len(out.body.encode()) + sum(len(u.data) for u in out.uploads) * 4 // 3
         routes: list[Route] = []
         seen: set[str] = set()

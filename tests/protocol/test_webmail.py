@@ -342,6 +342,8 @@ def test_compose_problems_next_to_fields_nothing_sent(site: Running) -> None:
         assert 'id="cc-error"' in resp.text and "Это не адрес электронной почты" in resp.text
         resp = compose(c, csrf, to="bolat@esam.test", subject="x\r\nBcc: dana@other.test", body="b")
         assert resp.status_code == 400 and 'id="subject-error"' in resp.text
+        resp = compose(c, csrf, to="bolat@esam.test\r\nBcc: dana@other.test", subject="s", body="b")
+        assert resp.status_code == 400 and "Уберите специальные символы." in resp.text.split('id="to-error"', 1)[1][:200]
         many = ", ".join(f"u{i}@other.test" for i in range(6))
         resp = compose(c, csrf, to=many, subject="s", body="b")
         assert resp.status_code == 400 and "Слишком много получателей: не более 5." in resp.text
