@@ -142,6 +142,15 @@ def test_folders_unread_counts_and_newest_first(site: Running) -> None:
         subjects = re.findall(r'<span class="subject">([^<]+)</span>', page)
         assert [s.strip() for s in subjects] == ["Хат 2", "Хат 1", "Хат 0"]
         assert page.count('class="unseen"') == 3
+        conn = imap(site)  # Thunderbird reads one: the web shows it read on the next page view
+        try:
+            conn.select("INBOX")
+            conn.uid("STORE", "1", "+FLAGS", "(\\Seen)")
+        finally:
+            conn.logout()
+        page = c.get("/mail").text
+        assert page.count('class="unseen"') == 2 and '<li class="seen" data-uid="1">' in page
+        assert re.search(r'data-folder="INBOX">[^<]+</a> <strong class="unread"[^>]*>2</strong>', page)
 
 
 def test_paging_is_bounded(site: Running) -> None:
