@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from esam_mail.cli.args import whole
 from esam_mail.cli.commands import Sub, command, emit, err, load_config, run_async
 from esam_mail.errors import ConfigError, EsamError, ValidationError
 
@@ -100,7 +101,7 @@ def add_eds(sub: Sub) -> None:
     tc.add_argument("--role", default="first_head", choices=["first_head", "signer", "employee"],
                     help="the employee's role (first_head and signer may sign for the entity)")
     tc.add_argument("--usage", default="sign", choices=["sign", "auth"])
-    tc.add_argument("--days", type=int, default=365)
+    tc.add_argument("--days", type=whole(1, 36_500), default=365, help="validity in days (default 365)")
     tc.add_argument("--out", metavar="DIR", help="where to write (default: <data_dir>/eds/test-pki/issued)")
     tc.add_argument("--json", action="store_true")
     tc.set_defaults(func=_run, eds_func=cmd_test_pki_issue)

@@ -27,6 +27,7 @@ BAD = [
     (["passwd-bench", "--target-ms", "-3"], "--target-ms", "more than 0"),
     (["passwd-bench", "--rounds", "0"], "--rounds", "between 1 and 100"),
     (["passwd-bench", "--max-memory-mib", "18"], "--max-memory-mib", "between 19"),
+    (["eds", "test-pki", "issue", "--days", "0"], "--days", "between 1 and 36500"),
 ]
 
 
