@@ -102,6 +102,8 @@ class AccountService:
         self.export_dir = Path(export_dir)
         self.cooling_off = dt.timedelta(days=cooling_off_days)
         self.clock = clock or (lambda: dt.datetime.now(dt.UTC))
+        #: called with the mailbox record after a password change (the notice e-mail, notices.py)
+        self.on_password_changed: list[Any] = []
 
     # -- logging in ------------------------------------------------------------------------
 
@@ -166,6 +168,11 @@ class AccountService:
         await self.directory.audit("subscriber", rec.login_norm, "mailbox.passwd", rec.address, peer=peer,
                                    service="web")
         event(log, "account.passwd", user=rec.login_norm, peer=peer)
+        for hook in self.on_password_changed:
+            try:
+                await hook(rec)
+            except Exception:  # a notice never undoes the change
+                log.exception("account: password-change hook failed")
         profile = await self.profile(rec.login_norm)
         assert profile is not None
         return profile

@@ -68,6 +68,14 @@ def account_service(services: Any) -> AccountService:
             services.directory, services.hasher, services.authenticator, services.store,
             export_dir=cfg.data_dir / "exports", cooling_off_days=cfg.web.close_cooling_days,
         )
+        from esam_mail.services.notices import NoticeKind, Notices
+
+        notices = Notices.from_services(services)
+
+        async def changed(rec: Any) -> None:
+            await notices.send(NoticeKind.PASSWORD_CHANGED, rec)
+
+        svc.on_password_changed.append(changed)
     return svc
 
 
