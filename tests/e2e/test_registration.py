@@ -149,7 +149,7 @@ def test_held_mailbox_waits_for_approval(make_esam: Any) -> None:
     sent = swaks(p, "asem@esam.test", "now\r\n")
     assert sent.returncode == 0, sent.stdout + sent.stderr
     m = imaps(p, "asem", PASSWORD)
-    notices, mail = notices_and_mail(fetch_bodies(m))
+    _notices, mail = notices_and_mail(fetch_bodies(m))
     assert len(mail) == 1 and body_of(mail[0]).startswith(b"now")  # "too early" never arrived
     m.logout()
     audit = json.loads(p.esam("audit", "list", "--json").stdout)
