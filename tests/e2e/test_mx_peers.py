@@ -130,6 +130,8 @@ def test_fresh_install_takes_mail_for_postmaster_and_abuse(esam: EsamProcess) ->
             subjects.append(bytes(parts[0][1]))
     finally:
         m.logout()
+    # `esam passwd` above also sent the operator a "password changed" notice (issue 16)
+    subjects = [h for h in subjects if b"Subject: to " in h]
     assert len(subjects) == 3
     assert all(b"Return-Path: <>" in h for h in subjects)
     assert sorted(h.split(b"Subject: ")[1].strip() for h in subjects) == [
