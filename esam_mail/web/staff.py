@@ -7,7 +7,8 @@ denied audit event when it is posted anyway).  Every action is audited as
 ``staff:<username>@<office>``.
 
 Pages: search (IIN, BIN, login or address, holder name, hybrid tracking number), a
-mailbox (state, EDS status; suspend / resume / close with a reason), the audit log
+mailbox (state, EDS status; suspend / resume / close with a reason: the holder gets the
+suspended / closed notice as from the CLI), a paper application (``staff_register.py``), the audit log
 (auditor, supervisor, administrator).  No page shows message content.
 """
 
@@ -23,6 +24,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import RedirectResponse
 
 from esam_mail.errors import AuthError, EsamError, NotFound, ValidationError
+from esam_mail.services.notices import NoticeKind, Notices
 from esam_mail.services.staff import PERMISSIONS, RoleRefused, StaffRecord, StaffService
 from esam_mail.web.i18n import translator
 from esam_mail.web.security import new_csrf, read_form
@@ -34,6 +36,7 @@ __all__ = ["register"]
 ABSOLUTE = 8 * 3600  # a working day
 _TRACKING = re.compile(r"^[A-Z]{2}\d{9}[A-Z]{2}$")
 STATES = {"suspend": "suspended", "resume": "active", "close": "closed"}
+NOTICES = {"suspend": NoticeKind.SUSPENDED, "close": NoticeKind.CLOSED}
 
 
 def staff_service(services: Any) -> StaffService:
@@ -45,19 +48,24 @@ def staff_service(services: Any) -> StaffService:
     return svc
 
 
+async def signed_in(staff: StaffService, request: Request) -> StaffRecord | None:
+    """The staff account signed in on this session (None: sign in again)."""
+    name = request.session.get("staff")
+    at = request.session.get("staff_at")
+    if not isinstance(name, str) or not isinstance(at, int | float) or time.time() - at > ABSOLUTE:
+        return None
+    rec = await staff.get(name)
+    if rec is None or not rec.active:
+        request.session.clear()
+        return None
+    return rec
+
+
 def register(router: Router, services: Any) -> None:
     staff = staff_service(services)
 
     async def current(request: Request) -> StaffRecord | None:
-        name = request.session.get("staff")
-        at = request.session.get("staff_at")
-        if not isinstance(name, str) or not isinstance(at, int | float) or time.time() - at > ABSOLUTE:
-            return None
-        rec = await staff.get(name)
-        if rec is None or not rec.active:
-            request.session.clear()
-            return None
-        return rec
+        return await signed_in(staff, request)
 
     def can(rec: StaffRecord, action: str) -> bool:
         return rec.active and rec.role in PERMISSIONS.get(action, frozenset())
@@ -134,7 +142,7 @@ def register(router: Router, services: Any) -> None:
         if action not in STATES:
             raise HTTPException(400)
         try:
-            await staff.set_mailbox_state(rec, login, STATES[action], str(form.get("reason", ""))[:1000])
+            changed = await staff.set_mailbox_state(rec, login, STATES[action], str(form.get("reason", ""))[:1000])
         except RoleRefused:
             raise HTTPException(403) from None
         except ValidationError as exc:
@@ -144,6 +152,9 @@ def register(router: Router, services: Any) -> None:
             _ = translator(request)
             return page(request, "staff_mailbox.html", rec,
                         {"m": m, "errors": {exc.field: _("Say why.")}, "done": None}, status=400)
+        kind = NOTICES.get(action)
+        if kind is not None:  # as `esam mailbox suspend|close` does: tell the subscriber, in their language
+            await Notices.from_services(services).send(kind, changed, reason=" ".join(str(form.get("reason", "")).split()))
         return RedirectResponse(f"/staff/mailbox/{login}?done={action}", status_code=303)
 
     async def application_pdf(request: Request) -> Response:
