@@ -120,7 +120,7 @@ def test_employee_registers_a_paper_application(tmp_path: Path) -> None:
         token = await c.csrf("/staff/register?kind=legal_entity")
         r = await c.client.post("/staff/register", data={**LEGAL, "csrf_token": token})
         assert r.status_code == 200 and 'id="new-address">romashka@esam.test<' in r.text, r.text
-        ev = [e for e in await c.audit("mailbox.register") if e.target == "romashka@esam.test"][0]
+        ev = next(e for e in await c.audit("mailbox.register") if e.target == "romashka@esam.test")
         assert (ev.actor_id, ev.detail["office"], ev.detail["kind"]) == ("super", "AST02", "legal_entity")
 
     run(tmp_path, body)
