@@ -32,6 +32,13 @@ pytestmark = pytest.mark.e2e
 PASSWORD = "correct horse battery"
 STAFF_PASSWORD = "a long staff password"
 IIN = "850525400017"  # FLAGS' applicant: Ахметова Әсем, login asem
+LEGAL = {
+    "name": "ТОО «Ромашка»", "bin": "150340001236", "registration.number": "12345-1910-ТОО",
+    "registration.date": "2015-03-10", "legal_address.locality": "Астана", "legal_address.street": "пр. Мәңгілік Ел",
+    "legal_address.house": "55", "legal_address.postcode": "010000", "actual_address.locality": "Астана",
+    "actual_address.street": "ул. Кенесары", "actual_address.house": "7", "actual_address.postcode": "010000",
+    "work_phone": "+7 7172 55 55 55", "mobile_phone": "+7 777 000 11 22", "username": "romashka",
+}  # fmt: skip
 
 
 def _staff(p: EsamProcess, username: str, role: str, office: str | None) -> str:
@@ -138,6 +145,24 @@ def test_staff_console_roles_search_suspend_and_audit(console: tuple[EsamProcess
     assert page.by_id("done")
     kept = list((p.data / "applications").glob("*.pdf"))
     assert len(kept) == 1 and kept[0].read_bytes() == scan.read_bytes()
+    # a paper application of a legal entity entered at the counter: a bad BIN is shown under its field
+    page.open("/staff")
+    page.by_id("nav-register").click()
+    page.wait.until(lambda d: d.find_elements("id", "kind-legal_entity"))
+    page.by_id("kind-legal_entity").click()
+    page.wait.until(lambda d: d.find_elements("id", "bin"))
+    for name, value in LEGAL.items():
+        page.type(name, value)
+    page.type("bin", "150340001237")
+    page.by_id("accept_agreement").click()
+    page.post_form("register")
+    assert page.error("bin") == "Номер недействителен: не совпадает контрольная цифра."
+    assert page.by_id("name").get_attribute("value") == LEGAL["name"]  # what was typed stays
+    page.type("bin", LEGAL["bin"])
+    page.by_id("accept_agreement").click()
+    page.post_form("register")
+    assert page.by_id("new-address").text == "romashka@esam.test"
+    assert _get_with_session(page, "/staff/mailbox/romashka/application.pdf").startswith(b"%PDF-")
     page.d.get(page.base + "/staff/audit")
     assert "403" in page.d.title or "403" in page.d.page_source
     page.d.get(page.base + "/staff/batches")  # nor hybrid batches
@@ -180,5 +205,6 @@ def test_staff_console_roles_search_suspend_and_audit(console: tuple[EsamProcess
     assert any(r[2] == "audit.read" and r[1] == "staff:e-17@ALA01" and r[4] == "denied" for r in rows)
     assert any(r[2] == "staff.login" and r[4] == "denied" for r in rows)  # the wrong code
     assert any(r[2] == "application.scan" and r[1] == "staff:e-17@ALA01" for r in rows)
+    assert any(r[2] == "mailbox.register" and "romashka@esam.test" in r and "e-17" in r[1] for r in rows)
     shots = Path(p.tmp) / "staff-audit.png"
     page.d.save_screenshot(str(shots))
