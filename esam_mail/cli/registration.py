@@ -65,6 +65,10 @@ LEGAL_ENTITY_FLAGS: tuple[tuple[str, str, str], ...] = (
     ("--rep-given-name", "representative.given_name", "representative's given name"),
     ("--rep-patronymic", "representative.patronymic", "representative's patronymic"),
     ("--rep-iin", "representative.iin", "representative's IIN"),
+    ("--signer-role", "signer_role", "who signs the application: head (the default) or representative "
+     "(under a power of attorney: give --poa-number and --poa-date)"),
+    ("--poa-number", "poa_number", "power of attorney number (representative only)"),
+    ("--poa-date", "poa_date", "power of attorney date YYYY-MM-DD (representative only)"),
 )
 
 # Parts that are always sent (possibly empty) so that each missing field is named.

@@ -33,6 +33,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    Date,
     DateTime,
     ForeignKey,
     Index,
@@ -105,6 +106,10 @@ class Application(Base):
     signer_fingerprint: Mapped[str | None] = mapped_column(String(64))
     registry_verdict: Mapped[str | None] = mapped_column(String(16))
     status: Mapped[str] = mapped_column(String(16), default="accepted")  # accepted|held|rejected
+    # legal entity only: head | representative, and the representative's power of attorney
+    signer_role: Mapped[str | None] = mapped_column(String(16))
+    poa_number: Mapped[str | None] = mapped_column(String(50))
+    poa_date: Mapped[dt.date | None] = mapped_column(Date)
 
 
 class Mailbox(Base):

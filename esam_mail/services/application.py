@@ -26,7 +26,14 @@ Legal entity (``kind`` = ``"legal_entity"``)::
     registration {number, date, issuer?},
     legal_address {...}, actual_address {...},
     work_phone, mobile_phone, username,
-    representative? {surname, given_name, patronymic?, iin}
+    representative? {surname, given_name, patronymic?, iin},
+    signer_role?, poa_number?, poa_date?
+
+``signer_role`` says in what capacity the person signs for the entity:
+``head`` (the first head, acting without a power of attorney; the default when
+absent, as before the field existed) or ``representative`` (acting under a
+power of attorney, whose ``poa_number`` and ``poa_date`` are then required and
+are refused for ``head``).
 
 ``kind`` and ``schema`` (= 1) may be present (they are in the canonical form);
 any other key is refused, so that a typo (``patronimic``) is not silently lost.
@@ -64,6 +71,7 @@ __all__ = [
     "CITIES_OF_REPUBLICAN_SIGNIFICANCE",
     "ID_DOCUMENT_TYPES",
     "SCHEMA_VERSION",
+    "SIGNER_ROLES",
     "Address",
     "Application",
     "IdDocument",
@@ -90,6 +98,9 @@ ID_DOCUMENT_TYPES: tuple[str, ...] = (
     "residence_permit",
     "stateless_certificate",
 )
+
+#: Capacities in which a person signs for a legal entity (``signer_role``).
+SIGNER_ROLES: tuple[str, ...] = ("head", "representative")
 
 #: Localities that need no region (domain.md section 5), case-folded.
 CITIES_OF_REPUBLICAN_SIGNIFICANCE: frozenset[str] = frozenset(
@@ -279,6 +290,9 @@ class LegalEntityApplication:
     mobile_phone: str
     username: str
     representative: Representative | None
+    signer_role: str = "head"  # one of SIGNER_ROLES
+    poa_number: str | None = None  # power of attorney, for a representative
+    poa_date: date | None = None
 
     @property
     def full_name(self) -> str:
@@ -302,6 +316,9 @@ class LegalEntityApplication:
             "mobile_phone": self.mobile_phone,
             "username": self.username,
             "representative": self.representative.to_dict() if self.representative else None,
+            "signer_role": self.signer_role,
+            "poa_number": self.poa_number,
+            "poa_date": _iso(self.poa_date),
         }
 
     def canonical_json(self) -> bytes:
@@ -609,7 +626,16 @@ _ENTITY_KEYS = (
     "mobile_phone",
     "username",
     "representative",
+    "signer_role",
+    "poa_number",
+    "poa_date",
 )
+
+
+def _signer_role(value: object, *, field: str) -> str:
+    if isinstance(value, str) and value.strip().casefold() in SIGNER_ROLES:
+        return value.strip().casefold()
+    raise ValidationError(field, "signer role must be one of " + ", ".join(SIGNER_ROLES))
 
 
 def validate_legal_entity(
@@ -660,6 +686,27 @@ def validate_legal_entity(
         if surname and given and rep_iin:
             representative = Representative(surname, given, patronymic, rep_iin.value)
 
+    given_role = form.optional("signer_role", _signer_role)
+    role = given_role or "head"
+    poa_number: str | None = None
+    poa_date: date | None = None
+    if role == "representative":
+        poa_number = form.required(
+            "poa_number", clean_text, "power of attorney number", what="power of attorney number", max_len=50
+        )
+        poa_date = form.required(
+            "poa_date",
+            parse_date,
+            "power of attorney date",
+            not_future=True,
+            today=today,
+            earliest=date(1900, 1, 1),
+        )
+    elif given_role is not None or not form.present("signer_role"):  # head (not a bad value)
+        for key in ("poa_number", "poa_date"):
+            if form.present(key):
+                form.fail(key, "a power of attorney is given only when signer role is 'representative'")
+
     _finish(form, _ENTITY_KEYS)
     if not (name and parsed and certificate and legal and actual and work and mobile and username):
         raise _incomplete()
@@ -673,6 +720,9 @@ def validate_legal_entity(
         mobile_phone=mobile,
         username=username,
         representative=representative,
+        signer_role=role,
+        poa_number=poa_number,
+        poa_date=poa_date,
     )
 
 

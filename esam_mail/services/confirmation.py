@@ -61,6 +61,7 @@ from esam_mail.services.eds import (
     SignatureVerifier,
     SignerInfo,
     role_allows_entity_signing,
+    role_allows_representative_signing,
 )
 
 __all__ = [
@@ -76,6 +77,7 @@ __all__ = [
     "EdsNotConfigured",
     "MailboxNotConfirmable",
     "MailboxUnknown",
+    "RepresentativeRoleNotAllowed",
     "RoleNotAllowed",
     "SignerMismatch",
     "challenge_text",
@@ -165,6 +167,16 @@ class RoleNotAllowed(ConfirmationError):
     default_public = (
         "the certificate does not give the right to sign for the organisation "
         "(a first head or a person with signing right is needed)"
+    )
+
+
+class RepresentativeRoleNotAllowed(RoleNotAllowed):
+    """``signer_role`` is ``representative`` but the certificate is not an employee's signing
+    certificate of the organisation."""
+
+    default_public = (
+        "the application says a representative signs, but the certificate is not an "
+        "employee's signing certificate of this organisation"
     )
 
 
@@ -283,8 +295,14 @@ def verifier_from_config(cfg: Config) -> SignatureVerifier | None:
         raise ConfigError([f"eds.{p}" for p in problems]) from None
 
 
-def check_signer(signer: SignerInfo, *, kind: str, iin: str | None, bin: str | None) -> None:
+def check_signer(
+    signer: SignerInfo, *, kind: str, iin: str | None, bin: str | None, signer_role: str = "head"
+) -> None:
     """Is ``signer`` the person (``kind='individual'``) or may they sign for the entity?
+
+    For a legal entity, ``signer_role`` is the capacity the application declares: ``head``
+    needs a first-head (or signing-right) certificate, ``representative`` an employee's
+    (or signing-right) certificate of that BIN (:func:`role_allows_representative_signing`).
 
     Raises:
         SignerMismatch: IIN (individual) or BIN (legal entity) differs.
@@ -300,7 +318,10 @@ def check_signer(signer: SignerInfo, *, kind: str, iin: str | None, bin: str | N
             raise SignerMismatch(
                 "the certificate is not a certificate of this organisation (its BIN differs)"
             )
-        if not role_allows_entity_signing(signer):
+        if signer_role == "representative":
+            if not role_allows_representative_signing(signer):
+                raise RepresentativeRoleNotAllowed()
+        elif not role_allows_entity_signing(signer):
             raise RoleNotAllowed()
         return
     raise MailboxNotConfirmable()

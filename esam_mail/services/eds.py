@@ -108,6 +108,7 @@ __all__ = [
     "is_sign_certificate",
     "kz_checksum_ok",
     "role_allows_entity_signing",
+    "role_allows_representative_signing",
 ]
 
 # --------------------------------------------------------------------------- OIDs
@@ -124,6 +125,10 @@ ROLE_EMPLOYEE = "1.2.398.3.3.4.1.2.5"
 
 #: Roles whose holder may sign on behalf of the legal entity (first head, signing right).
 ENTITY_SIGNING_ROLE_OIDS: frozenset[str] = frozenset({ROLE_FIRST_HEAD, ROLE_SIGNING_RIGHT})
+
+#: Roles of an employee's certificate that may sign as the entity's representative under a
+#: power of attorney (employee, person with signing right).
+REPRESENTATIVE_ROLE_OIDS: frozenset[str] = frozenset({ROLE_EMPLOYEE, ROLE_SIGNING_RIGHT})
 
 #: GOST algorithm OIDs we recognise (and refuse) -> human name.
 GOST_ALGORITHMS: dict[str, str] = {
@@ -358,6 +363,16 @@ def role_allows_entity_signing(signer: SignerInfo) -> bool:
     (1.2.398.3.3.4.1.2.2).  Employees (…2.5), HR officers and individuals are refused.
     """
     return signer.bin is not None and bool(ENTITY_SIGNING_ROLE_OIDS & set(signer.role_oids))
+
+
+def role_allows_representative_signing(signer: SignerInfo) -> bool:
+    """May this signer sign for their legal entity as a representative under a power of attorney?
+
+    True for legal-entity certificates (a BIN in the subject) of an employee (…4.1.2.5) or a
+    person with signing right (…4.1.2.2).  The power of attorney itself is on paper; its number
+    and date are part of the signed application.
+    """
+    return signer.bin is not None and bool(REPRESENTATIVE_ROLE_OIDS & set(signer.role_oids))
 
 
 def is_sign_certificate(signer: SignerInfo) -> bool:

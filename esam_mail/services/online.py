@@ -229,7 +229,7 @@ class OnlineApplications:
             if isinstance(app, IndividualApplication):
                 check_signer(signer, kind="individual", iin=app.iin, bin=None)
             else:
-                check_signer(signer, kind="legal_entity", iin=None, bin=app.bin)
+                check_signer(signer, kind="legal_entity", iin=None, bin=app.bin, signer_role=app.signer_role)
         except (EdsError, ConfirmationError) as exc:
             code = getattr(exc, "code", type(exc).__name__)
             await self.registration.directory.audit(

@@ -559,6 +559,9 @@ class RegistrationService:
                     signer_fingerprint=signer_fingerprint,
                     registry_verdict=answer.verdict.value,
                     status="accepted" if state == "active" else "held",
+                    signer_role=app.signer_role if isinstance(app, LegalEntityApplication) else None,
+                    poa_number=app.poa_number if isinstance(app, LegalEntityApplication) else None,
+                    poa_date=app.poa_date if isinstance(app, LegalEntityApplication) else None,
                 )
                 s.add(application)
                 await s.flush()

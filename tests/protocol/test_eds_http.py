@@ -201,6 +201,58 @@ def test_legal_entity_application(server: Running, pki: t.DemoPki) -> None:
     assert mailbox(server, "test.too2") is None
 
 
+def _signer_row(r: Running, login: str) -> tuple[Any, ...]:
+    from sqlalchemy import select
+
+    from esam_mail.directory.models import Application
+
+    async def go() -> tuple[Any, ...]:
+        async with r.services.directory.transaction() as s:
+            row = (await s.execute(select(Application).where(Application.requested_username == login))).scalar_one()
+            return row.signer_role, row.poa_number, row.poa_date
+
+    return r.lt.run(go())
+
+
+def test_legal_entity_application_with_each_signer_role(server: Running, pki: t.DemoPki) -> None:
+    """Issue 18 item 4: the signer's role is in the signed document, stored, and checked against
+    the certificate: the head with a first-head certificate, a representative (power of
+    attorney) with an employee's signing certificate of that BIN."""
+    employee = t.legal_entity_cert(pki.intermediate, key=t.cached_key("rsa", 1), sign=True)
+    head = legal_entity_raw("test.head")
+    head["signer_role"] = "head"
+    doc = canonical(server, "legal_entity", head)
+    assert json.loads(doc)["application"]["signer_role"] == "head"
+    status, body = apply(server, "legal_entity", head, cms_b64(doc, pki.head, pki))
+    assert status == 201, body
+    assert _signer_row(server, "test.head") == ("head", None, None)
+
+    rep = legal_entity_raw("test.rep")
+    rep.update(signer_role="representative", poa_number="Д-17/2026", poa_date="2026-01-15")
+    doc = canonical(server, "legal_entity", rep)
+    signed = json.loads(doc)["application"]
+    assert (signed["signer_role"], signed["poa_number"], signed["poa_date"]) == (
+        "representative", "Д-17/2026", "2026-01-15")
+    status, body = apply(server, "legal_entity", rep, cms_b64(doc, pki.head, pki))
+    assert (status, body["error"]) == (403, "role_not_allowed"), body  # a head's key, not an employee's
+    assert "representative" in body["message"] and mailbox(server, "test.rep") is None
+    status, body = apply(server, "legal_entity", rep, cms_b64(doc, employee, pki))
+    assert status == 201, body
+    assert _signer_row(server, "test.rep") == ("representative", "Д-17/2026", dt.date(2026, 1, 15))
+
+    # the role is signed: a signature over the head's document does not pass as the representative's
+    as_head = legal_entity_raw("test.rep2")
+    as_rep = {**as_head, "signer_role": "representative", "poa_number": "1", "poa_date": "2026-01-15"}
+    status, body = apply(server, "legal_entity", as_rep,
+                         cms_b64(canonical(server, "legal_entity", as_head), employee, pki))
+    assert (status, body["error"]) == (400, "bad_signature"), body
+    # a representative without the power of attorney: 422 naming both fields, nothing written
+    del as_rep["poa_number"], as_rep["poa_date"]
+    status, body = apply(server, "legal_entity", as_rep, cms_b64(doc, employee, pki))
+    assert status == 422 and {p["field"] for p in body["problems"]} == {"poa_number", "poa_date"}, body
+    assert mailbox(server, "test.rep2") is None
+
+
 def test_application_field_problems_are_422_with_every_field(server: Running) -> None:
     app = individual_raw()
     del app["mobile_phone"]
@@ -390,7 +442,8 @@ def test_apply_page_and_script(server: Running) -> None:
     text = (ROOT / "conf" / "agreement.kk.txt").read_text()
     assert html.escape(text.strip().splitlines()[0]) in page and '<html lang="kk">' in page
     assert 'data-kind="individual"' in page and 'data-kind="legal_entity"' in page
-    for field in ("bin", "registration.number", "legal_address.street", "actual_address.postcode", "iin"):
+    for field in ("bin", "registration.number", "legal_address.street", "actual_address.postcode", "iin",
+                  "signer_role", "poa_number", "poa_date"):
         assert f'id="{field}"' in page and f'id="{field}-error"' in page, field
     assert f'data-version="{server.cfg.registration.agreement_version}"' in page
     assert "script-src 'self'" in headers["content-security-policy"]

@@ -253,3 +253,52 @@ def test_validate_application_needs_kind() -> None:
     with pytest.raises(ValidationError) as exc:
         validate_application({"kind": "robot"})
     assert exc.value.field == "kind"
+
+
+# --------------------------------------------------------------------------- signer's role (issue 18.4)
+
+
+def test_signer_role_defaults_to_head(legal_entity: dict[str, Any]) -> None:
+    app = validate_legal_entity(legal_entity, today=TODAY)
+    assert (app.signer_role, app.poa_number, app.poa_date) == ("head", None, None)
+    doc = json.loads(canonical_json(app))
+    assert (doc["signer_role"], doc["poa_number"], doc["poa_date"]) == ("head", None, None)
+
+
+def test_representative_with_power_of_attorney(legal_entity: dict[str, Any]) -> None:
+    raw = {**legal_entity, "signer_role": " Representative ", "poa_number": " Д-17 / 2026 ", "poa_date": "2026-01-15"}
+    app = validate_legal_entity(raw, today=TODAY)
+    assert (app.signer_role, app.poa_number, app.poa_date) == ("representative", "Д-17 / 2026", date(2026, 1, 15))
+    doc = json.loads(canonical_json(app))  # what the applicant signs names the capacity and the POA
+    assert (doc["signer_role"], doc["poa_number"], doc["poa_date"]) == ("representative", "Д-17 / 2026", "2026-01-15")
+    assert validate_legal_entity(doc, today=TODAY) == app  # the canonical form round-trips
+    head = validate_legal_entity({**legal_entity, "signer_role": "head"}, today=TODAY)
+    assert canonical_json(head) != canonical_json(app)
+
+
+@pytest.mark.parametrize(
+    ("extra", "want"),
+    [
+        ({"signer_role": "director"}, {"signer_role": "signer role must be one of head, representative"}),
+        ({"signer_role": 1}, {"signer_role": "signer role must be one of head, representative"}),
+        ({"signer_role": "representative"},
+         {"poa_number": "power of attorney number is required", "poa_date": "power of attorney date is required"}),
+        ({"signer_role": "representative", "poa_number": "7", "poa_date": "2026-11-27"}, {"poa_date": None}),
+        ({"signer_role": "representative", "poa_number": "7", "poa_date": "15.01.2026"}, {"poa_date": None}),
+        ({"signer_role": "representative", "poa_number": "x" * 51, "poa_date": "2026-01-15"}, {"poa_number": None}),
+        ({"signer_role": "head", "poa_number": "7"}, {"poa_number": None}),
+        ({"poa_date": "2026-01-15"}, {"poa_date": None}),
+    ],
+)  # fmt: skip
+def test_signer_role_errors_name_the_field(
+    legal_entity: dict[str, Any], extra: dict[str, Any], want: dict[str, str | None]
+) -> None:
+    got = _errors(validate_legal_entity, {**legal_entity, **extra})
+    assert set(got) == set(want)
+    for field, message in want.items():
+        if message is not None:
+            assert got[field] == message
+
+
+def test_signer_role_is_not_a_field_of_individuals(individual: dict[str, Any]) -> None:
+    assert "signer_role" in _errors(validate_individual, {**individual, "signer_role": "head"})

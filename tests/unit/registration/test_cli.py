@@ -237,3 +237,46 @@ def test_mailbox_approve(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
     actions = [(e["action"], e["actor"]) for e in json.loads(out)]
     # an administrator (root here) may name the actor; the OS user is kept beside it
     assert actions[0][0] == "mailbox.approve" and actions[0][1].startswith("employee:e-20/os=")
+
+
+def _applications(cli: Cli) -> list[tuple[str, str | None, str | None, str | None]]:
+    db = sqlite3.connect(cli.cfg.data_dir / "directory.db")
+    try:
+        return db.execute(
+            "SELECT requested_username, signer_role, poa_number, poa_date FROM applications ORDER BY id"
+        ).fetchall()
+    finally:
+        db.close()
+
+
+def test_register_legal_entity_records_the_signer_role(cli: Cli) -> None:
+    """Issue 18 item 4: head (default), or a representative under a power of attorney."""
+    rc, _, err = cli("register", "legal-entity", *LEGAL_FLAGS, *OFFICE)
+    assert rc == 0, err
+    rc, _, err = cli(
+        "register", "legal-entity", *LEGAL_FLAGS[:-8], "--username", "romashka.rep", *OFFICE,
+        "--signer-role", "representative", "--poa-number", "Д-17/2026", "--poa-date", "2026-01-15",
+    )  # fmt: skip
+    assert rc == 0, err
+    assert _applications(cli) == [
+        ("romashka", "head", None, None),
+        ("romashka.rep", "representative", "Д-17/2026", "2026-01-15"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("extra", "fields"),
+    [
+        (["--signer-role", "boss"], ["signer_role"]),
+        (["--signer-role", "representative"], ["poa_number", "poa_date"]),
+        (["--signer-role", "representative", "--poa-number", "7", "--poa-date", "2999-01-01"], ["poa_date"]),
+        (["--signer-role", "head", "--poa-number", "7"], ["poa_number"]),
+    ],
+)
+def test_bad_signer_role_options_exit_2_naming_the_field(cli: Cli, extra: list[str], fields: list[str]) -> None:
+    rc, out, err = cli("register", "legal-entity", *LEGAL_FLAGS, *OFFICE, *extra)
+    assert rc == 2 and out == ""
+    for field in fields:
+        flag = "--" + field.replace("_", "-")
+        assert f"esam: {field}: " in err and f"({flag})" in err, err
+    assert cli.written() == (0, 0, 0, 0)

@@ -29,6 +29,9 @@ BAD_ENTITY: list[dict[str, Any]] = [
     {},
     {"bin": "151340001236", "registration": {"number": "", "date": "yesterday"}, "work_phone": "0"},
     {"bin": "150390001236", "representative": {"iin": "1"}},
+    {"signer_role": "director", "poa_number": "7"},
+    {"signer_role": "representative", "poa_date": "2999-01-01"},
+    {"signer_role": "head", "poa_date": "2026-01-15"},
 ]
 
 
