@@ -43,6 +43,7 @@ FIELDS: dict[str, tuple[str, ...]] = {
         *(f"legal_address.{k}" for k in _ADDRESS), *(f"actual_address.{k}" for k in _ADDRESS),
         "work_phone", "mobile_phone", "username",
         "representative.surname", "representative.given_name", "representative.patronymic", "representative.iin",
+        "signer_role", "poa_number", "poa_date",
     ),
 }
 _PARTS = {"individual": ("id_document", "residence_address"),

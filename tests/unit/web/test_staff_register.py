@@ -184,3 +184,24 @@ def test_suspending_from_the_console_sends_the_notice(tmp_path: Path) -> None:
         assert "Причина: рассылка спама" in suspended.get_content()  # type: ignore[attr-defined]
 
     run(tmp_path, body)
+
+
+def test_legal_entity_signer_role_and_power_of_attorney(tmp_path: Path) -> None:
+    """Issue 18 item 4: the paper form has the CLI's --signer-role/--poa-number/--poa-date too."""
+
+    async def body(c: Console) -> None:
+        await c.login("super")
+        token = await c.csrf("/staff/register?kind=legal_entity")
+        page = (await c.client.get("/staff/register?kind=legal_entity")).text
+        assert 'name="signer_role"' in page and 'name="poa_number"' in page and 'name="poa_date"' in page
+        rep = {**LEGAL, "signer_role": "representative", "csrf_token": token}
+        r = await c.client.post("/staff/register", data=rep)
+        assert r.status_code == 400
+        assert 'id="poa_number-error"' in r.text and 'id="poa_date-error"' in r.text, r.text
+        assert await c.svc.directory.get("romashka") is None
+        token = await c.csrf("/staff/register?kind=legal_entity")
+        r = await c.client.post("/staff/register", data={**rep, "poa_number": "Д-17", "poa_date": "2026-01-15",
+                                                         "csrf_token": token})
+        assert r.status_code == 200 and 'id="new-address">romashka@esam.test<' in r.text, r.text
+
+    run(tmp_path, body)
