@@ -70,9 +70,10 @@ def account_service(services: Any) -> AccountService:
         )
         from esam_mail.services.notices import NoticeKind, Notices
 
-        notices = Notices.from_services(services)
-
-        async def changed(rec: Any) -> None:
+        async def changed(rec: Any) -> None:  # the notices are built at the first change
+            notices = services.extras.get("notices")
+            if notices is None:
+                notices = services.extras["notices"] = Notices.from_services(services)
             await notices.send(NoticeKind.PASSWORD_CHANGED, rec)
 
         svc.on_password_changed.append(changed)
