@@ -20,7 +20,7 @@ import logging
 import os
 import sqlite3
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,34 @@ log = logging.getLogger(__name__)
 
 CACHE_FILE = "esam-cache.sqlite"
 _CHUNK = 500
+
+
+def open_folder_db(path: Path, schema: Sequence[str], recreated_event: str) -> sqlite3.Connection:
+    """Open (creating 0600 first: SQLite would use the umask; WAL/SHM files inherit the
+    database file's mode) one of a folder's own SQLite files, WAL, with ``schema``.
+
+    The file only holds what can be rebuilt from the folder, so a corrupt one is deleted and
+    made again once (``recreated_event`` is logged), never repaired.
+    """
+    for attempt in range(2):
+        try:
+            with contextlib.suppress(FileExistsError):
+                os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            conn = sqlite3.connect(str(path), timeout=10.0, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA busy_timeout=10000")
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            for statement in schema:
+                conn.execute(statement)
+            return conn
+        except sqlite3.DatabaseError:
+            if attempt:
+                raise
+            log.warning("event=%s folder=%s", recreated_event, path.parent.name)
+            for suffix in ("", "-wal", "-shm"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(str(path) + suffix)
+    raise AssertionError("unreachable")
 
 
 class MetadataCache:
@@ -39,31 +67,13 @@ class MetadataCache:
         self._conn: sqlite3.Connection | None = None
 
     def _connect(self) -> sqlite3.Connection:
-        if self._conn is not None:
-            return self._conn
-        for attempt in range(2):
-            try:
-                # Create with 0600 first: SQLite would use the umask.  WAL/SHM files
-                # inherit the database file's permissions.
-                with contextlib.suppress(FileExistsError):
-                    os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-                conn = sqlite3.connect(
-                    str(self.path), timeout=10.0, isolation_level=None, check_same_thread=False
-                )
-                conn.execute("PRAGMA busy_timeout=10000")
-                conn.execute("PRAGMA journal_mode=WAL")
-                conn.execute("PRAGMA synchronous=NORMAL")
-                conn.execute("CREATE TABLE IF NOT EXISTS entries (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-                self._conn = conn
-                return conn
-            except sqlite3.DatabaseError:
-                if attempt:
-                    raise
-                log.warning("event=cache_corrupt_recreated folder=%s", self.path.parent.name)
-                for suffix in ("", "-wal", "-shm"):
-                    with contextlib.suppress(FileNotFoundError):
-                        os.unlink(str(self.path) + suffix)
-        raise AssertionError("unreachable")
+        if self._conn is None:
+            self._conn = open_folder_db(
+                self.path,
+                ("CREATE TABLE IF NOT EXISTS entries (key TEXT PRIMARY KEY, value TEXT NOT NULL)",),
+                "cache_corrupt_recreated",
+            )
+        return self._conn
 
     def get_many(self, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
         """Values for the keys that are cached (missing keys are simply absent)."""

@@ -22,14 +22,14 @@ from worker threads.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
 import sqlite3
 import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
+
+from esam_mail.store.cache import open_folder_db
 
 log = logging.getLogger(__name__)
 
@@ -46,34 +46,15 @@ class ModSeqIndex:
         self._conn: sqlite3.Connection | None = None
 
     def _connect(self) -> sqlite3.Connection:
-        if self._conn is not None:
-            return self._conn
-        for attempt in range(2):
-            try:
-                with contextlib.suppress(FileExistsError):
-                    os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-                conn = sqlite3.connect(str(self.path), timeout=10.0, isolation_level=None,
-                                       check_same_thread=False)
-                conn.execute("PRAGMA busy_timeout=10000")
-                conn.execute("PRAGMA journal_mode=WAL")
-                conn.execute("PRAGMA synchronous=NORMAL")
-                conn.execute("CREATE TABLE IF NOT EXISTS msgs (key TEXT PRIMARY KEY, "
-                             "uid INTEGER NOT NULL, modseq INTEGER NOT NULL, chars TEXT NOT NULL)")
-                conn.execute("CREATE TABLE IF NOT EXISTS expunged (uid INTEGER PRIMARY KEY, "
-                             "modseq INTEGER NOT NULL)")
-                conn.execute("CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, "
-                             "value INTEGER NOT NULL)")
-                self._conn = conn
-                return conn
-            except sqlite3.DatabaseError:
-                if attempt:
-                    raise
-                # Recreated: the time-based start keeps every new value above the old ones.
-                log.warning("event=modseq_index_recreated folder=%s", self.path.parent.name)
-                for suffix in ("", "-wal", "-shm"):
-                    with contextlib.suppress(FileNotFoundError):
-                        os.unlink(str(self.path) + suffix)
-        raise AssertionError("unreachable")
+        if self._conn is None:
+            # Recreated: the time-based start keeps every new value above the old ones.
+            self._conn = open_folder_db(self.path, (
+                "CREATE TABLE IF NOT EXISTS msgs (key TEXT PRIMARY KEY, "
+                "uid INTEGER NOT NULL, modseq INTEGER NOT NULL, chars TEXT NOT NULL)",
+                "CREATE TABLE IF NOT EXISTS expunged (uid INTEGER PRIMARY KEY, modseq INTEGER NOT NULL)",
+                "CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL)",
+            ), "modseq_index_recreated")
+        return self._conn
 
     def reconcile(self, state: Mapping[str, tuple[int, str]]) -> tuple[int, dict[int, int]]:
         """Bring the index up to ``state`` (Maildir key -> (uid, flag letters)).
