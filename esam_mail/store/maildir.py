@@ -742,18 +742,23 @@ class MaildirFolder:
             ts = internal_date.timestamp()
             os.utime(tmp, (ts, ts))
         try:
-            with self._tlock, self._locked() as lock:
-                ul = self._load_uidlist_locked(lock)
-                os.rename(tmp, self.path / "cur" / f"{key}:2,{chars}")
-                uid = ul.assign(key)
-                if self._fsync:
-                    fsync_dir(self.path / "cur")
-                self._commit(lock, ul)
+            uid = self._link_tmp(tmp, key, chars)
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
         self.user.usage_add(size, 1)
         self.user.notify(self.name)
+        return uid
+
+    def _link_tmp(self, tmp: Path, key: str, chars: str) -> int:
+        """Move a complete, synced file from tmp/ into cur/ and give it the next UID."""
+        with self._tlock, self._locked() as lock:
+            ul = self._load_uidlist_locked(lock)
+            os.rename(tmp, self.path / "cur" / f"{key}:2,{chars}")
+            uid = ul.assign(key)
+            if self._fsync:
+                fsync_dir(self.path / "cur")
+            self._commit(lock, ul)
         return uid
 
     def append_file(
@@ -792,13 +797,7 @@ class MaildirFolder:
                     os.close(fd)
             ts = (internal_date or dt.datetime.now(dt.UTC)).timestamp()
             os.utime(tmp, (ts, ts))
-            with self._tlock, self._locked() as lock:
-                ul = self._load_uidlist_locked(lock)
-                os.rename(tmp, self.path / "cur" / f"{key}:2,{chars}")
-                uid = ul.assign(key)
-                if self._fsync:
-                    fsync_dir(self.path / "cur")
-                self._commit(lock, ul)
+            uid = self._link_tmp(tmp, key, chars)
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(src)
