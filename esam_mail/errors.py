@@ -87,6 +87,10 @@ class FolderExists(FolderError):
     pass
 
 
+class FolderHasChildren(FolderError):
+    """Deleting a folder that has folders below it (IMAP: NO [HASCHILDREN], RFC 9051)."""
+
+
 class BadFolderName(FolderError):
     pass
 

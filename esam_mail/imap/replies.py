@@ -70,6 +70,8 @@ def for_exception(exc: BaseException, session: str, *, trycreate: bool = False) 
         return TRYCREATE if trycreate else NO_SUCH_FOLDER
     if isinstance(exc, errors.FolderExists):
         return Reply(b"NO", b"ALREADYEXISTS", b"Mailbox already exists.")
+    if isinstance(exc, errors.FolderHasChildren):
+        return Reply(b"NO", b"HASCHILDREN", b"Mailbox has children; delete them first.")
     if isinstance(exc, errors.BadFolderName):
         return Reply(b"NO", b"CANNOT", b"Invalid mailbox name.")
     if isinstance(exc, errors.FolderError):

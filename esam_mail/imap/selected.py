@@ -87,13 +87,19 @@ class SelectedFolder:
         self.modseq: dict[int, int] = dict(modseqs or {})
         self.condstore = False
         self.qresync = False  # RFC 7162 §3.2.10: expunges are reported as VANISHED
+        # RFC 9051 (ENABLE IMAP4rev2): no RECENT response, no \Recent flag shown, and
+        # nothing claimed as \Recent (a rev1 session may still see it)
+        self.rev2 = False
 
     @classmethod
-    async def open(cls, view: MailboxView, *, readonly: bool) -> SelectedFolder:
+    async def open(cls, view: MailboxView, *, readonly: bool, rev2: bool = False
+                   ) -> SelectedFolder:
         """Sync the folder (off the loop) and take the first snapshot."""
-        snap = await view.snapshot(claim=not readonly)
-        return cls(view, snap.infos, snap.uidvalidity, readonly=readonly, recent=snap.recent,
-                   highestmodseq=snap.highestmodseq, modseqs=snap.modseqs)
+        snap = await view.snapshot(claim=not readonly and not rev2)
+        sel = cls(view, snap.infos, snap.uidvalidity, readonly=readonly, recent=snap.recent,
+                  highestmodseq=snap.highestmodseq, modseqs=snap.modseqs)
+        sel.rev2 = rev2
+        return sel
 
     @property
     def name(self) -> str:
@@ -114,6 +120,10 @@ class SelectedFolder:
     def flags_of(self, uid: int) -> frozenset[str]:
         flags = self.info[uid].flags
         return flags | {RECENT} if uid in self.recent else flags
+
+    def shown_flags(self, uid: int) -> frozenset[str]:
+        """The flags a FETCH response shows: IMAP4rev2 has no \\Recent (RFC 9051 App. E)."""
+        return self.info[uid].flags if self.rev2 else self.flags_of(uid)
 
     def first_unseen(self) -> int | None:
         for i, uid in enumerate(self.uids):
@@ -174,7 +184,7 @@ class SelectedFolder:
             UidValidityChanged: the UIDs of this session no longer mean anything.
         """
         async with self._refresh_lock:
-            snap = await self.view.snapshot(claim=not self.readonly)
+            snap = await self.view.snapshot(claim=not self.readonly and not self.rev2)
             if snap.uidvalidity != self.uidvalidity:
                 raise UidValidityChanged(self.view.name)
             seen = self.modseq
@@ -221,7 +231,8 @@ class SelectedFolder:
             if self.uids != sorted(self.uids):  # defensive: UIDs only ever grow
                 self.uids.sort()
             lines.append(b"* %d EXISTS" % len(self.uids))
-            lines.append(b"* %d RECENT" % len(self.recent))
+            if not self.rev2:
+                lines.append(b"* %d RECENT" % len(self.recent))
         return lines
 
     def _drop(self, uids: Iterable[int]) -> list[bytes]:
@@ -253,7 +264,7 @@ class SelectedFolder:
         if with_uid or self.condstore:
             items.append(b"UID %d" % uid)
         if not silent:
-            items.append(b"FLAGS " + format_flags(self.flags_of(uid)))
+            items.append(b"FLAGS " + format_flags(self.shown_flags(uid)))
         if self.condstore:
             items.append(b"MODSEQ (%d)" % self.modseq.get(uid, 0))
         return b"* %d FETCH (%s)" % (self.seq_of(uid), b" ".join(items))

@@ -15,7 +15,8 @@ a file in the user's store as they arrive (RSS does not grow with their size).
 RFCs: 3501 (IMAP4rev1), 2177 (IDLE), 2342 (NAMESPACE), 4315 (UIDPLUS), 6851
 (MOVE), 3691 (UNSELECT), 2971 (ID), 5161 (ENABLE), 6154 (SPECIAL-USE), 3348
 (CHILDREN), 2087/9208 (QUOTA), 7888 (LITERAL-), 4959 (SASL-IR), 4616 (PLAIN),
-5530 (response codes), 2595/8314 (STARTTLS, implicit TLS).
+5530 (response codes), 2595/8314 (STARTTLS, implicit TLS), 9051 (IMAP4rev2 after
+ENABLE IMAP4rev2: see ``rev2``), 8438 (STATUS=SIZE).
 
 The composition root must install ``twisted.internet.asyncioreactor`` before
 anything imports ``twisted.internet.reactor``; this module imports the reactor
@@ -208,6 +209,7 @@ class EsamIMAP4Server(imap4.IMAP4Server):
         self.condstore = False  # RFC 7162: enabled by ENABLE or a CONDSTORE-enabling command
         self.qresync = False  # RFC 7162 §3.2: only by ENABLE QRESYNC
         self.saved: list[int] = []  # RFC 5182 SEARCHRES: UIDs of the result saved as $
+        self.rev2 = False  # RFC 9051: after ENABLE IMAP4rev2
         self._unknown_cte = False  # a BINARY fetch met an encoding it cannot decode
         self.timeOut = int(self.limits.unauth_timeout)
 
@@ -286,7 +288,7 @@ class EsamIMAP4Server(imap4.IMAP4Server):
         return self._tls_active() or self.limits.allow_plaintext_auth
 
     def capabilities(self) -> dict[bytes, Any]:
-        cap: dict[bytes, Any] = {}
+        cap: dict[bytes, Any] = {b"IMAP4rev2": None}  # beside Twisted's IMAP4rev1
         if self.principal is None:
             if not self._tls_active() and self.ctx is not None and self.canStartTLS:
                 cap[b"STARTTLS"] = None
@@ -301,7 +303,7 @@ class EsamIMAP4Server(imap4.IMAP4Server):
                       b"QRESYNC", b"ESEARCH", b"SEARCHRES", b"SORT", b"LIST-EXTENDED",
                       b"LIST-STATUS",
                       b"THREAD=ORDEREDSUBJECT", b"THREAD=REFERENCES", b"MULTIAPPEND", b"SORT=DISPLAY",
-                      b"BINARY"):
+                      b"BINARY", b"STATUS=SIZE"):
                 cap[c] = None
         cap[b"ID"] = None
         # RFC 7888: LITERAL+ once logged in; before, LITERAL- caps what a stranger sends
@@ -767,8 +769,28 @@ class EsamIMAP4Server(imap4.IMAP4Server):
 
     # -- authenticated: mailboxes -----------------------------------------------
 
+    def _decode_name(self, raw: bytes) -> str:
+        """A mailbox name (or LIST pattern) from the client: UTF-8 once IMAP4rev2 is
+        enabled (RFC 9051 §5.1), modified UTF-7 otherwise."""
+        if not self.rev2:
+            return decode_mailbox(raw)
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise MailboxNameError("mailbox name is not UTF-8") from exc
+
+    def _mbox(self, name: str) -> bytes:
+        """A mailbox name in a response: a quoted string, in UTF-8 under IMAP4rev2
+        (RFC 9051 quoted strings may hold UTF-8), else in modified UTF-7."""
+        if not self.rev2:
+            return quote(encode_mailbox(name))
+        raw = name.encode("utf-8")
+        if any(b < 0x20 or b == 0x7F for b in raw):
+            return quote(raw)  # a literal
+        return b'"' + raw.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'
+
     def _mailbox_arg(self, args: Args) -> str:
-        name = decode_mailbox(args.astring())
+        name = self._decode_name(args.astring())
         return _normalise_name(name)
 
     def _user(self) -> UserMailboxes:
@@ -791,15 +813,18 @@ class EsamIMAP4Server(imap4.IMAP4Server):
             self._untagged(b"* OK [CLOSED] Previous mailbox closed.")
         self._deselect()
         view = await self._user().open(name)
-        sel = await SelectedFolder.open(view, readonly=readonly)
+        sel = await SelectedFolder.open(view, readonly=readonly, rev2=self.rev2)
         uidnext = await view.uidnext()
         for line in sel.flags_lines():
             self._untagged(line)
         self._untagged(b"* %d EXISTS" % sel.exists)
-        self._untagged(b"* %d RECENT" % len(sel.recent))
-        unseen = sel.first_unseen()
-        if unseen is not None:
-            self._untagged(b"* OK [UNSEEN %d] First unseen." % unseen)
+        if self.rev2:  # RFC 9051 §6.3.2: LIST instead of RECENT and [UNSEEN]
+            self._untagged(await self._select_list_line(name))
+        else:
+            self._untagged(b"* %d RECENT" % len(sel.recent))
+            unseen = sel.first_unseen()
+            if unseen is not None:
+                self._untagged(b"* OK [UNSEEN %d] First unseen." % unseen)
         self._untagged(b"* OK [UIDVALIDITY %d] UIDs valid." % sel.uidvalidity)
         self._untagged(b"* OK [UIDNEXT %d] Predicted next UID." % uidnext)
         self._untagged(b"* OK [HIGHESTMODSEQ %d] Highest." % sel.highestmodseq)
@@ -812,6 +837,13 @@ class EsamIMAP4Server(imap4.IMAP4Server):
         mode = b"READ-ONLY" if readonly else b"READ-WRITE"
         verb = b"EXAMINE" if readonly else b"SELECT"
         self._tagged(tag, replies.Reply(b"OK", mode, verb + b" completed."))
+
+    async def _select_list_line(self, name: str) -> bytes:
+        """RFC 9051 §6.3.2: the selected mailbox's LIST line; its attributes are
+        accurate, only the special use is given."""
+        info = next((f for f in await self._user().list_folders() if f.name == name), None)
+        special = (info.special_use if info is not None else None) or SPECIAL_USE.get(name)
+        return (b"* LIST (" + (special or "").encode() + b') "/" ' + self._mbox(name))
 
     def _deselect(self) -> None:
         self.selected = None
@@ -832,7 +864,7 @@ class EsamIMAP4Server(imap4.IMAP4Server):
         raw = args.astring()
         if raw.endswith(b"/") and len(raw) > 1:
             raw = raw[:-1]  # RFC 3501 §6.3.3: trailing delimiter
-        return _normalise_name(decode_mailbox(raw))
+        return _normalise_name(self._decode_name(raw))
 
     async def cmd_delete(self, tag: bytes, args: Args) -> None:
         name = self._mailbox_arg(args)
@@ -880,14 +912,14 @@ class EsamIMAP4Server(imap4.IMAP4Server):
             select_opts = {bytes(x).upper() for x in args.plist() if isinstance(x, Atom)}
             if select_opts - _LIST_SELECT or select_opts == {b"RECURSIVEMATCH"}:
                 raise ParseError("bad LIST selection option")
-        ref = decode_mailbox(args.astring())
+        ref = self._decode_name(args.astring())
         pat_tok = args.next()
         if isinstance(pat_tok, list):
             if lsub or not pat_tok or any(isinstance(p, list) for p in pat_tok):
                 raise ParseError("bad mailbox patterns")
-            patterns = [decode_mailbox(bytes(p)) for p in pat_tok]
+            patterns = [self._decode_name(bytes(p)) for p in pat_tok]
         else:
-            patterns = [decode_mailbox(bytes(pat_tok))]
+            patterns = [self._decode_name(bytes(pat_tok))]
         return_opts: set[bytes] = set()
         status_items: list[bytes] = []
         if args.more():
@@ -965,7 +997,7 @@ class EsamIMAP4Server(imap4.IMAP4Server):
             if name in subs:
                 attrs.append("\\Subscribed")
             line = (b"* LIST (" + " ".join(attrs).encode() + b') "/" '
-                    + quote(encode_mailbox(name)))
+                    + self._mbox(name))
             if sub_kids:
                 line += b' ("CHILDINFO" ("SUBSCRIBED"))'
             out.append((name if selectable and status_items else "", line))
@@ -974,7 +1006,7 @@ class EsamIMAP4Server(imap4.IMAP4Server):
             if name:  # RFC 5819: the STATUS right after its LIST line
                 with contextlib.suppress(errors.NoSuchFolder):
                     st = await self._user().status(name)
-                    self._untagged(b"* STATUS " + quote(encode_mailbox(name)) + b" ("
+                    self._untagged(b"* STATUS " + self._mbox(name) + b" ("
                                    + _status_body(st, status_items) + b")")
         await self._ok(tag, verb + b" completed.")
 
@@ -1001,7 +1033,7 @@ class EsamIMAP4Server(imap4.IMAP4Server):
             has_children = any(o.startswith(name + "/") for o in names)
             attrs.append("\\HasChildren" if has_children else "\\HasNoChildren")
             self._untagged(b"* LSUB (" + " ".join(attrs).encode() + b') "/" '
-                           + quote(encode_mailbox(name)))
+                           + self._mbox(name))
         await self._ok(tag, b"LSUB completed.")
 
     async def cmd_status(self, tag: bytes, args: Args) -> None:
@@ -1013,7 +1045,7 @@ class EsamIMAP4Server(imap4.IMAP4Server):
         if b"HIGHESTMODSEQ" in items:
             self._enable_condstore()
         st = await self._user().status(name)
-        self._untagged(b"* STATUS " + quote(encode_mailbox(name)) + b" ("
+        self._untagged(b"* STATUS " + self._mbox(name) + b" ("
                        + _status_body(st, items) + b")")
         await self._ok(tag, b"STATUS completed.")
 
@@ -1092,6 +1124,11 @@ class EsamIMAP4Server(imap4.IMAP4Server):
                     if self.selected is not None:
                         self.selected.qresync = True
                 enabled.append(cap)
+            elif cap == b"IMAP4REV2" and b"IMAP4rev2" not in enabled:
+                self.rev2 = True  # no \Recent, ESEARCH, UTF-8 names (RFC 9051 App. E)
+                if self.selected is not None:
+                    self.selected.rev2 = True
+                enabled.append(b"IMAP4rev2")
         self._untagged(b"* ENABLED" + b"".join(b" " + c for c in enabled))
         await self._ok(tag, b"ENABLE completed.")
 
@@ -1149,7 +1186,7 @@ class EsamIMAP4Server(imap4.IMAP4Server):
         name = self._mailbox_arg(args)
         args.end()
         await self._user().check(name)  # NONEXISTENT if missing
-        self._untagged(b"* QUOTAROOT " + quote(encode_mailbox(name)) + b' ""')
+        self._untagged(b"* QUOTAROOT " + self._mbox(name) + b' ""')
         self._untagged(await self._quota_line())
         await self._ok(tag, b"GETQUOTAROOT completed.")
 
@@ -1382,6 +1419,8 @@ class EsamIMAP4Server(imap4.IMAP4Server):
             if any(o not in _RETURN_OPTS for o in opts):
                 raise ParseError("unknown SEARCH return option")
             opts = opts or [b"ALL"]
+        elif self.rev2:
+            opts = [b"ALL"]  # RFC 9051 §6.4.4: ESEARCH, as if RETURN (ALL)
         save = opts is not None and b"SAVE" in opts
         try:
             await self._search(tag, sel, args.rest(), uid, opts, save)
@@ -1623,7 +1662,7 @@ class EsamIMAP4Server(imap4.IMAP4Server):
             if n == "UID":
                 add(b"UID", b"%d" % uid)
             elif n == "FLAGS":
-                add(b"FLAGS", format_flags(sel.flags_of(uid)))
+                add(b"FLAGS", format_flags(sel.shown_flags(uid)))
             elif n == "MODSEQ":
                 add(b"MODSEQ", b"(%d)" % sel.modseq.get(uid, 0))
             elif n == "INTERNALDATE":
@@ -1681,7 +1720,7 @@ class EsamIMAP4Server(imap4.IMAP4Server):
                 else:
                     add(it.label, _literal(mime.partial(raw, it.start, it.length)))
         if newly_seen and "FLAGS" not in names:
-            add(b"FLAGS", format_flags(sel.flags_of(uid)))
+            add(b"FLAGS", format_flags(sel.shown_flags(uid)))
         if newly_seen and sel.condstore:  # RFC 7162 §3.1: a flag change carries UID, MODSEQ
             if "UID" not in names:
                 add(b"UID", b"%d" % uid)
@@ -1737,7 +1776,8 @@ def _background(coro: Coroutine[Any, Any, Any]) -> None:
 _MAX_MODSEQ = (1 << 63) - 1
 _RETURN_OPTS = (b"MIN", b"MAX", b"ALL", b"COUNT", b"SAVE")
 _DATE_TIME = re.compile(rb" ?\d{1,2}-[A-Za-z]{3}-\d{4} \d{2}:\d{2}:\d{2} [+-]\d{4}")
-_STATUS_ITEMS = (b"MESSAGES", b"RECENT", b"UIDNEXT", b"UIDVALIDITY", b"UNSEEN", b"HIGHESTMODSEQ")
+_STATUS_ITEMS = (b"MESSAGES", b"RECENT", b"UIDNEXT", b"UIDVALIDITY", b"UNSEEN", b"HIGHESTMODSEQ",
+                 b"SIZE", b"DELETED")  # SIZE: RFC 8438; DELETED: RFC 9051 (offered to rev1 too)
 _LIST_SELECT = {b"SUBSCRIBED", b"REMOTE", b"RECURSIVEMATCH", b"SPECIAL-USE"}  # RFC 5258, 6154
 _LIST_RETURN = {b"SUBSCRIBED", b"CHILDREN", b"SPECIAL-USE"}  # and STATUS (RFC 5819)
 
@@ -1752,6 +1792,7 @@ def _status_body(st: Any, items: Iterable[bytes]) -> bytes:
         b"MESSAGES": st.messages, b"RECENT": st.recent, b"UIDNEXT": st.uidnext,
         b"UIDVALIDITY": st.uidvalidity, b"UNSEEN": st.unseen,
         b"HIGHESTMODSEQ": st.extra.get("highestmodseq", 0),
+        b"SIZE": st.size, b"DELETED": st.extra.get("deleted", 0),
     }
     return b" ".join(b"%s %d" % (i, values[i]) for i in items)
 

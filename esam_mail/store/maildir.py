@@ -66,6 +66,7 @@ from esam_mail.errors import (
     BadFolderName,
     FolderError,
     FolderExists,
+    FolderHasChildren,
     NoSuchFolder,
     QuotaExceeded,
     StoreError,
@@ -606,7 +607,8 @@ class MaildirFolder:
             unseen=sum(1 for i in infos if "\\Seen" not in i.flags),
             recent=len(self.recent(claim=False)),
             size=sum(i.size for i in infos),
-            extra={"highestmodseq": self.modseqs()[0]},
+            extra={"highestmodseq": self.modseqs()[0],
+                   "deleted": sum(1 for i in infos if "\\Deleted" in i.flags)},
         )
 
     def modseqs(self) -> tuple[int, dict[int, int]]:
@@ -1238,7 +1240,7 @@ class MaildirUser:
             if not path.is_dir() or path.is_symlink():
                 raise NoSuchFolder(canonical)
             if any(n.startswith(canonical + "/") for n in self._folder_names()):
-                raise FolderError("folder has children")
+                raise FolderHasChildren("folder has children")
             trash = self.path / f"esam-trash.{os.getpid()}.{secrets.token_hex(6)}"
             os.rename(path, trash)
             if self.store.fsync:
