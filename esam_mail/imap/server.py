@@ -34,6 +34,7 @@ import datetime as dt
 import logging
 import re
 import time
+import zlib
 from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -62,6 +63,7 @@ from esam_mail.services.mailboxes import (
 from . import metrics as imap_metrics
 from . import mime, replies
 from . import sort as sortmod
+from .compress import DeflateTransport, Inflater
 from .parser import (
     Args,
     Atom,
@@ -211,6 +213,7 @@ class EsamIMAP4Server(imap4.IMAP4Server):
         self.saved: list[int] = []  # RFC 5182 SEARCHRES: UIDs of the result saved as $
         self.rev2 = False  # RFC 9051: after ENABLE IMAP4rev2
         self._unknown_cte = False  # a BINARY fetch met an encoding it cannot decode
+        self._zin: Inflater | None = None  # COMPRESS=DEFLATE (RFC 4978): the client's stream
         self.timeOut = int(self.limits.unauth_timeout)
 
     # -- connection ------------------------------------------------------------
@@ -241,6 +244,8 @@ class EsamIMAP4Server(imap4.IMAP4Server):
         self._stop_idle_poll()
         self.selected = None
         self._drop_spools()
+        if isinstance(self.transport, DeflateTransport):
+            self.transport.stop()
         log.info(
             "event=imap.disconnect session=%s peer=%s user=%s duration=%.1f",
             self.session, self.peer, self.principal.login if self.principal else "-",
@@ -303,7 +308,7 @@ class EsamIMAP4Server(imap4.IMAP4Server):
                       b"QRESYNC", b"ESEARCH", b"SEARCHRES", b"SORT", b"LIST-EXTENDED",
                       b"LIST-STATUS",
                       b"THREAD=ORDEREDSUBJECT", b"THREAD=REFERENCES", b"MULTIAPPEND", b"SORT=DISPLAY",
-                      b"BINARY", b"STATUS=SIZE"):
+                      b"BINARY", b"STATUS=SIZE", b"COMPRESS=DEFLATE"):
                 cap[c] = None
         cap[b"ID"] = None
         # RFC 7888: LITERAL+ once logged in; before, LITERAL- caps what a stranger sends
@@ -354,13 +359,30 @@ class EsamIMAP4Server(imap4.IMAP4Server):
 
     def dataReceived(self, data: bytes) -> None:
         self.resetTimeout()
-        self._buf += data
+        if self._zin is not None:
+            self._zin.feed(data)  # expanded by _pump only as far as there is room
+        else:
+            self._buf += data
         self._pump()
 
     def rawDataReceived(self, data: bytes) -> None:
         self.dataReceived(data)
 
     def _pump(self) -> None:
+        while self._zin is not None and not self._closing:
+            try:
+                more = self._zin.take(self.limits.max_line * 2 - len(self._buf))
+            except zlib.error:
+                self._write(b"* BYE [PARSE] Corrupt compressed data.")
+                self.close_connection()
+                return
+            if not more:
+                break
+            self._buf += more
+            self._pump_buffer()
+        self._pump_buffer()
+
+    def _pump_buffer(self) -> None:
         while not self._closing:
             if self._lit_need >= 0:
                 if not self._buf and self._lit_need:
@@ -422,10 +444,11 @@ class EsamIMAP4Server(imap4.IMAP4Server):
                     self.transport.pauseProducing()
                 writes.add_done_callback(lambda _: self._pump())
                 return
-        if len(self._buf) > high and not self._transport_paused:
+        buffered = len(self._buf) + (self._zin.backlog if self._zin is not None else 0)
+        if buffered > high and not self._transport_paused:
             self._transport_paused = True
             self.transport.pauseProducing()
-        elif len(self._buf) <= high and self._transport_paused:
+        elif buffered <= high and self._transport_paused:
             self._transport_paused = False
             self.transport.resumeProducing()
 
@@ -635,6 +658,24 @@ class EsamIMAP4Server(imap4.IMAP4Server):
         args.end()
         self._untagged(b'* ID ("name" "esam_mail" "version" ' + quote(_version.encode()) + b")")
         await self._ok(tag, b"ID completed.")
+
+    def cmd_compress(self, tag: bytes, args: Args) -> None:
+        """RFC 4978: from the end of the OK on, both directions are raw deflate."""
+        mechanism = args.atom().upper()
+        args.end()
+        if mechanism != b"DEFLATE":
+            self._tagged(tag, replies.Reply(b"BAD", None, b"Unknown compression mechanism."))
+            return
+        if self._zin is not None:
+            self._tagged(tag, replies.Reply(b"NO", b"COMPRESSIONACTIVE",
+                                            b"DEFLATE is already active."))
+            return
+        self._tagged(tag, replies.Reply(b"OK", None, b"DEFLATE active."))
+        self.transport = DeflateTransport(self.transport, _reactor().callLater)
+        self._zin = Inflater()
+        self._zin.feed(bytes(self._buf))  # whatever the client sent after it is compressed
+        self._buf.clear()
+        log.info("event=imap.compress session=%s", self.session)
 
     # -- not authenticated -------------------------------------------------------
 
@@ -1942,6 +1983,7 @@ EsamIMAP4Server._COMMANDS = {
     b"NOOP": ("cmd_noop", _ANY),
     b"LOGOUT": ("cmd_logout", _ANY),
     b"ID": ("cmd_id", _ANY),
+    b"COMPRESS": ("cmd_compress", _AUTHED),
     b"STARTTLS": ("cmd_starttls", frozenset({"unauth"})),
     b"LOGIN": ("cmd_login", frozenset({"unauth"})),
     b"AUTHENTICATE": ("cmd_authenticate", frozenset({"unauth"})),

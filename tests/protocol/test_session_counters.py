@@ -15,6 +15,7 @@ import socket
 import ssl
 import struct
 import time
+import zlib
 from collections.abc import Callable
 from typing import Any
 
@@ -380,8 +381,40 @@ def imap_over_the_limit(r: Running) -> None:
     b.logout()
 
 
+def _imaps_compressed(r: Running) -> tuple[Wire, Any, Any]:
+    """An implicit-TLS session after LOGIN and COMPRESS DEFLATE (RFC 4978): (wire, out, in)."""
+    w = Wire(r.ports["imaps"], tls=True)
+    w.line()
+    w.sock.sendall(b'a LOGIN alice "correct horse"\r\n')
+    while not w.line().startswith(b"a OK"):
+        pass
+    w.sock.sendall(b"z COMPRESS DEFLATE\r\n")
+    assert w.line() == b"z OK DEFLATE active."
+    return w, zlib.compressobj(6, zlib.DEFLATED, -15), zlib.decompressobj(-15)
+
+
+def imaps_compress_logout(r: Running) -> None:
+    w, zout, zin = _imaps_compressed(r)
+    w.sock.sendall(zout.compress(b"b LOGOUT\r\n") + zout.flush(zlib.Z_SYNC_FLUSH))
+    got = b""
+    while b"b OK" not in got:
+        chunk = w.sock.recv(65536)
+        assert chunk, got
+        got += zin.decompress(chunk)
+    assert got.startswith(b"* BYE Logging out.\r\n"), got
+    assert w.closed_by_server()
+
+
+def imaps_compress_reset_mid_command(r: Running) -> None:
+    w, zout, _ = _imaps_compressed(r)
+    w.sock.sendall(zout.compress(b"b APPEND INBOX {100000+}\r\n" + b"x" * 5000)
+                   + zout.flush(zlib.Z_SYNC_FLUSH))
+    w.reset()
+
+
 IMAP_PATHS = [imap_logout, imap_starttls_login_logout, imap_starttls_cut_mid_handshake, imap_starttls_garbage,
-              imaps_garbage, imaps_login_failures_then_reset, imap_over_the_limit]
+              imaps_garbage, imaps_login_failures_then_reset, imap_over_the_limit, imaps_compress_logout,
+              imaps_compress_reset_mid_command]
 
 
 @pytest.mark.parametrize("path", IMAP_PATHS, ids=lambda f: f.__name__)
