@@ -36,6 +36,7 @@ from esam_mail.log import event, new_session_id, session_id
 from esam_mail.services.auth import Authenticator, Principal
 from esam_mail.services.delivery import DeliveryService, Route, Transaction
 from esam_mail.smtp import codes
+from esam_mail.smtp.dotdata import TOO_LONG, read_dot_data
 from esam_mail.smtp.metrics import record as record_metric
 from esam_mail.smtp.metrics import watch_tracker
 
@@ -258,10 +259,33 @@ class EsamSMTP(SMTP):
         return None
 
     async def smtp_DATA(self, arg: str) -> None:
+        """aiosmtpd's DATA, with the body read in bulk (:mod:`esam_mail.smtp.dotdata`)."""
         if self.envelope is not None and "esam_chunks" in self.envelope.__dict__:
             await self.push(codes.R503_DATA_AFTER_BDAT)
             return
-        await super().smtp_DATA(arg)
+        if await self.check_helo_needed() or await self.check_auth_needed("DATA"):
+            return
+        assert self.envelope is not None
+        if not self.envelope.rcpt_tos:
+            await self.push("503 Error: need RCPT command")
+            return
+        if arg:
+            await self.push("501 Syntax: DATA")
+            return
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        content, error = await read_dot_data(
+            self._reader, max_size=self.data_size_limit, max_line=self.line_length_limit
+        )
+        if content is None:
+            await self.push(
+                "500 Line too long (see RFC5321 4.5.3.1.6)" if error == TOO_LONG else "552 Error: Too much mail data"
+            )
+            self._set_post_data_state()
+            return
+        self.envelope.content = self.envelope.original_content = content
+        status = await self._call_handler_hook("DATA")
+        self._set_post_data_state()
+        await self.push("250 OK" if status is MISSING else status)
 
     # -- limits -------------------------------------------------------------------------
     def _count_commands(self) -> None:
