@@ -191,6 +191,7 @@ class _Usage:
         self._sig: tuple[int, int, int] | None = None
         self._head = b""
         self._value = (0, 0)
+        self._seen: tuple[int, int, int] | None = None  # (inode, size, mtime) _value was read at
         self._lock = threading.Lock()
 
     @staticmethod
@@ -208,7 +209,17 @@ class _Usage:
         return total, count
 
     def get(self) -> tuple[int, int]:
-        """(bytes, messages); parses only what was appended since the last call."""
+        """(bytes, messages); parses only what was appended since the last call.
+
+        Unchanged since then (same inode, size and mtime: one ``stat``, as at every RCPT):
+        the figure read last time."""
+        try:
+            st0 = os.stat(self.path)
+        except FileNotFoundError:
+            return self.recalc()
+        with self._lock:
+            if self._seen == (st0.st_ino, st0.st_size, st0.st_mtime_ns):
+                return self._value
         try:
             fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError:
@@ -228,6 +239,8 @@ class _Usage:
                 else:
                     offset, total, count = 0, 0, 0
             if offset == st.st_size:
+                with self._lock:
+                    self._seen = (st.st_ino, st.st_size, st.st_mtime_ns)
                 return total, count
             data = os.pread(fd, st.st_size - offset + 4096, offset)
         finally:
@@ -240,6 +253,8 @@ class _Usage:
         value = (max(total + t, 0), max(count + c, 0))
         with self._lock:
             self._sig, self._value = (st.st_ino, offset + end, 0), value
+            # the whole file was read: the next call may answer from a stat
+            self._seen = (st.st_ino, st.st_size, st.st_mtime_ns) if offset + end == st.st_size else None
             if offset == 0:
                 self._head = head[:end]
         return value

@@ -404,6 +404,22 @@ def test_quota_uses_cached_maildirsize_not_a_walk(tmp_path: Path, monkeypatch: p
     assert (u.path / "maildirsize").stat().st_size <= 5120
 
 
+def test_rcpt_quota_check_of_an_unchanged_maildirsize_is_one_stat(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = MaildirStore(tmp_path / "m", default_quota=10**9, fsync=False)
+    other = MaildirStore(tmp_path / "m", default_quota=10**9, fsync=False)  # another worker
+    store.deliver_many(["alice"], msg())
+    assert store.quota_state("alice").usage == len(msg())
+    opened: list[str] = []
+    real_open = os.open
+    monkeypatch.setattr(os, "open", lambda p, *a, **k: opened.append(str(p)) or real_open(p, *a, **k))
+    for _ in range(3):
+        assert store.quota_state("alice").usage == len(msg())
+    assert opened == []
+    other.deliver_many(["alice"], msg(1))  # appended by someone else: read again
+    assert store.quota_state("alice").usage == len(msg()) + len(msg(1))
+    assert store.quota_state("alice", 10**9 - len(msg()) - len(msg(1)) + 1).ok is False
+
+
 def test_maildirsize_recalculated_when_missing(store: MaildirStore, alice: MaildirUser) -> None:
     store.deliver_many(["alice"], msg())
     os.unlink(alice.path / "maildirsize")
