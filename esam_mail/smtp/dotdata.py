@@ -39,11 +39,11 @@ def _stream_limit(reader: asyncio.StreamReader, limit: int) -> Iterator[None]:
     if not isinstance(old, int) or old >= limit:
         yield
         return
-    reader._limit = limit
+    reader._limit = limit  # type: ignore[attr-defined]
     try:
         yield
     finally:
-        reader._limit = old
+        reader._limit = old  # type: ignore[attr-defined]
 
 
 class _Body:
