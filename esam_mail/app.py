@@ -56,7 +56,7 @@ class Services:
     spool: Any = None
     queue: Any = None
     dkim: Any = None
-    resolver: Any = None  # the process's one DNS resolver (services.resolver.CachingResolver)
+    resolver: Any = None  # the process's one DNS resolver (services.mailflow.resolver.CachingResolver)
     extras: dict[str, Any] = field(default_factory=dict)
     own_notifier: bool = False  # build() made it, so close() closes it (its sockets)
 
@@ -86,7 +86,7 @@ def build(cfg: Config, *, notifier: Any = None) -> Services:
     from esam_mail.directory.sql import SqlDirectory
     from esam_mail.services.auth import DirectoryAuthenticator
     from esam_mail.services.authcache import node_cache
-    from esam_mail.services.delivery import DeliveryService
+    from esam_mail.services.mailflow.delivery import DeliveryService
     from esam_mail.store.maildir import MaildirStore
     from esam_mail.store.notify import UnixDatagramNotifier
     from esam_mail.store.spool import Spool
@@ -99,10 +99,10 @@ def build(cfg: Config, *, notifier: Any = None) -> Services:
         max_failures=cfg.auth.max_failures, lock_seconds=cfg.auth.lock_seconds,
     )
     authenticator.on_failure.append(metrics.count_auth_failure)
-    from esam_mail.services.account import login_recorder
+    from esam_mail.services.accounts.account import login_recorder
 
     authenticator.on_success.append(login_recorder(directory))  # login history (IMAP, SMTP)
-    from esam_mail.services.second_factor import SecondFactorService
+    from esam_mail.services.accounts.second_factor import SecondFactorService
 
     authenticator.second_factor = SecondFactorService(  # app passwords for IMAP/SMTP when TOTP is on
         directory, max_failures=cfg.auth.max_failures, lock_seconds=cfg.auth.lock_seconds)
@@ -118,7 +118,7 @@ def build(cfg: Config, *, notifier: Any = None) -> Services:
     spool = Spool(cfg.data_dir / "queue", fsync=cfg.store.fsync)
     dkim = None
     if cfg.dkim.sign:
-        from esam_mail.services.dkim import DkimSigner
+        from esam_mail.services.mailflow.dkim import DkimSigner
 
         files = dkim_key_files(cfg)
         if files:
@@ -140,7 +140,7 @@ def build(cfg: Config, *, notifier: Any = None) -> Services:
     if cfg.official.enabled:
         svc.extras["official"] = build_official(cfg, svc)
     if cfg.hybrid.enabled:  # e-mail -> paper gateway, authenticated subscribers only
-        from esam_mail.services.hybrid_gateway import HybridMail
+        from esam_mail.services.hybrid.gateway import HybridMail
 
         svc.extras["hybrid"] = hybrid = HybridMail.from_config(cfg, directory, store)
         delivery.add_special(cfg.hybrid.gateway, "hybrid", hybrid.handle, require_auth=True)
@@ -151,9 +151,9 @@ def build_official(cfg: Config, svc: Services) -> Any:
     """The official documents channel; without the operator key (no `esam init`) it
     exists but refuses every submission."""
     from esam_mail.errors import ConfigError
-    from esam_mail.services.confirmation import verifier_from_config
-    from esam_mail.services.evidence import OperatorKey
-    from esam_mail.services.official import OfficialService
+    from esam_mail.services.accounts.confirmation import verifier_from_config
+    from esam_mail.services.official.channel import OfficialService
+    from esam_mail.services.official.evidence import OperatorKey
 
     operator = None
     if cfg.operator_cert.exists() and cfg.operator_key.exists():
@@ -170,8 +170,8 @@ def build_official(cfg: Config, svc: Services) -> Any:
 
 def build_queue(cfg: Config, svc: Services) -> Any:
     """The outbound queue runner: static transport map or MX, retries, RFC 3464 bounces."""
-    from esam_mail.services.queue import QueueRunner, RetryPolicy
-    from esam_mail.services.relay import Relay, TlsPolicy
+    from esam_mail.services.mailflow.queue import QueueRunner, RetryPolicy
+    from esam_mail.services.mailflow.relay import Relay, TlsPolicy
 
     relay = Relay(
         local_hostname=cfg.server.hostname,
@@ -186,7 +186,7 @@ def build_queue(cfg: Config, svc: Services) -> Any:
 
     policy = RetryPolicy(base=cfg.outbound.retry_base, factor=2, cap=cfg.outbound.retry_max,
                          delay_warning=cfg.outbound.delay_warning, expiry=cfg.outbound.expire)
-    from esam_mail.services.observe import CountingDeliverer
+    from esam_mail.services.mailflow.observe import CountingDeliverer
 
     return QueueRunner(svc.spool, CountingDeliverer(relay), bounce_deliver=bounce_deliver,
                        reporting_mta=cfg.server.hostname, policy=policy)
@@ -194,7 +194,7 @@ def build_queue(cfg: Config, svc: Services) -> Any:
 
 def queue_kick_listener(queue: Any) -> Any:
     """A notifier callback that wakes the queue runner on ``QUEUE_KICK``."""
-    from esam_mail.services.queue import QUEUE_KICK
+    from esam_mail.services.mailflow.queue import QUEUE_KICK
 
     def on_change(login: str, folder: str) -> None:
         if (login, folder) == QUEUE_KICK:
@@ -205,7 +205,7 @@ def queue_kick_listener(queue: Any) -> Any:
 
 def build_resolver(cfg: Config) -> Any:
     """The process's one DNS resolver (cached; SPF, DKIM, DMARC and outbound MX share it)."""
-    from esam_mail.services.resolver import CachingResolver
+    from esam_mail.services.mailflow.resolver import CachingResolver
 
     return CachingResolver(
         nameservers=cfg.dns.nameservers, timeout=cfg.dns.timeout, lifetime=cfg.inbound.dns_timeout,
@@ -218,8 +218,8 @@ def build_inbound_policy(cfg: Config, *, resolver: Any = None) -> Any:
     one; tests pass a static one)."""
     if not cfg.inbound.verify:
         return None
-    from esam_mail.services.inbound import InboundPolicy
-    from esam_mail.services.inbound_auth import InboundAuthenticator
+    from esam_mail.services.mailflow.inbound import InboundPolicy
+    from esam_mail.services.mailflow.inbound_auth import InboundAuthenticator
 
     auth = InboundAuthenticator(resolver or build_resolver(cfg), cfg.server.hostname)
     return InboundPolicy(auth, dmarc_reject=cfg.inbound.dmarc_reject)
@@ -228,7 +228,7 @@ def build_inbound_policy(cfg: Config, *, resolver: Any = None) -> Any:
 def init(cfg: Config) -> list[str]:
     """Idempotent: folders, schema (Alembic), dev TLS cert, DKIM keys.  Returns what it did."""
     from esam_mail.directory.sql import upgrade_schema_sync
-    from esam_mail.services.dkim import generate_key
+    from esam_mail.services.mailflow.dkim import generate_key
 
     done = []
     for d in (cfg.data_dir, cfg.store_path, cfg.data_dir / "queue", cfg.data_dir / "run",
@@ -241,7 +241,7 @@ def init(cfg: Config) -> list[str]:
     done.append("directory schema is at the latest migration")
     if not cfg.tls.cert and tls.ensure_dev_certificate(cfg.tls_cert, cfg.tls_key, cfg.server.hostname):
         done.append(f"made a self-signed TLS certificate {cfg.tls_cert}")
-    from esam_mail.services.evidence import ensure_operator_key
+    from esam_mail.services.official.evidence import ensure_operator_key
 
     if ensure_operator_key(cfg.operator_cert, cfg.operator_key, hostname=cfg.server.hostname,
                            domain=cfg.mail.domain):
@@ -310,7 +310,7 @@ class Server:
                 grace=cfg.server.shutdown_grace, trusted_proxies=cfg.web.trusted_proxies,
             )
             self.ports["http"] = self._http.port
-            from esam_mail.services.account import close_due_loop
+            from esam_mail.services.accounts.account import close_due_loop
             from esam_mail.web.account import account_service
 
             self._tasks.append(asyncio.ensure_future(close_due_loop(account_service(svc))))
@@ -347,7 +347,7 @@ class Server:
             self._stop_official = asyncio.Event()
             self._tasks.append(asyncio.ensure_future(official.run(self._stop_official)))
         if cfg.eds.recheck_interval > 0 and cfg.eds.trust_anchors:
-            from esam_mail.services.eds_recheck import EdsRecheck
+            from esam_mail.services.accounts.eds_recheck import EdsRecheck
 
             recheck = EdsRecheck(
                 svc.directory, svc.delivery.deliver_bounce, revocation=cfg.eds.revocation,

@@ -79,7 +79,7 @@ def add_staff(directory_url: str, username: str, role: str = "employee", office:
     import asyncio
 
     from esam_mail.directory.sql import SqlDirectory
-    from esam_mail.services.staff import StaffService
+    from esam_mail.services.accounts.staff import StaffService
 
     async def go() -> None:
         d = SqlDirectory(directory_url, domain=domain)

@@ -1,13 +1,13 @@
 """TEST ONLY: CMS SignedData as NCALayer returns it, CRLs and a cached demo PKI.
 
 The certificate builders (roots, intermediates, NCA-like end-entity certificates, keys)
-are the runtime module :mod:`esam_mail.services.test_pki` (also behind
+are the runtime module :mod:`esam_mail.services.accounts.test_pki` (also behind
 ``esam eds test-pki``); this helper adds what only tests need.  Keys are cached in process
 memory.
 
 Typical use::
 
-    from esam_mail.services import eds
+    from esam_mail.services.accounts import eds
     from tests import eds_testing as t
 
     pki = t.default_pki()                      # cached: root -> intermediate -> people
@@ -31,7 +31,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization  # noqa: F401  (t.hashes in tests)
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
-from esam_mail.services.test_pki import (  # noqa: F401  (re-exported: tests use t.<builder>)
+from esam_mail.services.accounts.test_pki import (  # noqa: F401  (re-exported: tests use t.<builder>)
     _HASHES,
     AUTH_KEY_USAGE,
     CA_KEY_USAGE,

@@ -30,7 +30,7 @@ def os_user() -> str:
 def staff_service(cfg: Any) -> Any:
     from esam_mail.directory.passwords import PasswordHasher
     from esam_mail.directory.sql import SqlDirectory
-    from esam_mail.services.staff import StaffService
+    from esam_mail.services.accounts.staff import StaffService
 
     directory = SqlDirectory(cfg.directory_url, domain=cfg.mail.domain)
     hasher = PasswordHasher(cfg.auth.argon2_memory_kib, cfg.auth.argon2_time_cost, cfg.auth.argon2_parallelism)

@@ -78,8 +78,8 @@ def read_password(args: argparse.Namespace, *, generate: bool = True) -> tuple[s
 
 
 def check_password(pw: str, *, login: str | None = None, owner: Any = None) -> None:
-    """The one password policy (esam_mail.services.password_policy), in the operator's language."""
-    from esam_mail.services.password_policy import check_password as policy
+    """The one password policy (esam_mail.services.accounts.password_policy), in the operator's language."""
+    from esam_mail.services.accounts.password_policy import check_password as policy
 
     policy(pw, login=login, names=getattr(owner, "names", ()) or (),
            ids=(getattr(owner, "iin", None), getattr(owner, "bin", None)), lang=cli_language())
@@ -169,7 +169,7 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 async def _ensure_agreement(cfg: config_mod.Config) -> None:
     try:
-        from esam_mail.services.registration import ensure_agreement
+        from esam_mail.services.accounts.registration import ensure_agreement
     except ImportError:  # registration lands separately
         return
     from esam_mail.directory.sql import SqlDirectory
@@ -281,7 +281,7 @@ def _owner_dict(owner: Any) -> dict[str, Any] | None:
     """Who holds the mailbox, as staff may see it: kind, masked IIN/BIN, name."""
     if owner is None:
         return None
-    from esam_mail.services.identity import mask_number
+    from esam_mail.services.accounts.identity import mask_number
 
     out: dict[str, Any] = {"kind": owner.kind, "name": owner.display_name}
     if owner.iin:
@@ -306,7 +306,7 @@ def cmd_mailbox_add(args: argparse.Namespace) -> int:
 
     login = args.login.strip().lower()
     if args.kind == "personal":
-        from esam_mail.services.logins import check_login
+        from esam_mail.services.accounts.logins import check_login
 
         login = check_login(login, cfg, field="login")
     else:
@@ -363,9 +363,9 @@ def cmd_mailbox_list(args: argparse.Namespace) -> int:
 
 
 async def _notify(cfg: config_mod.Config, kind: Any, address: str, reason: str = "") -> bool | None:
-    """Deliver the notice *kind* into the INBOX of *address* (services/notices.py)."""
+    """Deliver the notice *kind* into the INBOX of *address* (services/accounts/notices.py)."""
     from esam_mail import app
-    from esam_mail.services.notices import Notices
+    from esam_mail.services.accounts.notices import Notices
 
     svc = app.build(cfg)
     try:
@@ -379,7 +379,7 @@ async def _notify(cfg: config_mod.Config, kind: Any, address: str, reason: str =
 
 def cmd_mailbox_state(args: argparse.Namespace) -> int:
     from esam_mail.cli._actor import actor_for
-    from esam_mail.services.notices import NoticeKind, staff_text
+    from esam_mail.services.accounts.notices import NoticeKind, staff_text
 
     cfg = load_config(args)
     actor = actor_for(args, cfg) if args.action != "show" else ("os", "-")
@@ -436,7 +436,7 @@ def cmd_passwd(args: argparse.Namespace) -> int:
 
     async def go() -> int:
         from esam_mail import app
-        from esam_mail.services.notices import NoticeKind, Notices, staff_text
+        from esam_mail.services.accounts.notices import NoticeKind, Notices, staff_text
 
         svc = app.build(cfg)
         try:

@@ -22,7 +22,7 @@ ALGORITHMS = {"rsa": "rsa-sha256", "rsa-sha256": "rsa-sha256",
 
 def zone_line(name: str, value: str) -> str:
     """``name. IN TXT ( "chunk" "chunk" )`` for a zone file."""
-    from esam_mail.services.dkim import txt_chunks
+    from esam_mail.services.mailflow.dkim import txt_chunks
 
     chunks = " ".join(f'"{c}"' for c in txt_chunks(value))
     return f"{name}. IN TXT ( {chunks} )"
@@ -45,7 +45,7 @@ def add_dkim(sub: Sub) -> None:
 
 
 def cmd_keygen(args: argparse.Namespace) -> int:
-    from esam_mail.services.dkim import dns_name, generate_key
+    from esam_mail.services.mailflow.dkim import dns_name, generate_key
 
     cfg = load_config(args)
     algorithm = ALGORITHMS[args.algorithm]
@@ -73,7 +73,7 @@ def cmd_keygen(args: argparse.Namespace) -> int:
 
 def cmd_dns(args: argparse.Namespace) -> int:
     from esam_mail.app import dkim_key_files
-    from esam_mail.services.dkim import dns_name, dns_record
+    from esam_mail.services.mailflow.dkim import dns_name, dns_record
 
     cfg = load_config(args)
     rows = []

@@ -108,13 +108,13 @@ def add_eds(sub: Sub) -> None:
 
 
 def test_pki_folder(cfg: Any) -> Path:
-    from esam_mail.services.confirmation import test_pki_folder as folder
+    from esam_mail.services.accounts.confirmation import test_pki_folder as folder
 
     return folder(cfg)
 
 
 def cmd_test_pki_init(args: argparse.Namespace) -> int:
-    from esam_mail.services.test_pki import init_test_pki
+    from esam_mail.services.accounts.test_pki import init_test_pki
 
     cfg = load_config(args)
     try:
@@ -131,7 +131,7 @@ def cmd_test_pki_init(args: argparse.Namespace) -> int:
 
 
 def cmd_test_pki_issue(args: argparse.Namespace) -> int:
-    from esam_mail.services.test_pki import issue_test_certificate, load_test_pki
+    from esam_mail.services.accounts.test_pki import issue_test_certificate, load_test_pki
 
     cfg = load_config(args)
     folder = test_pki_folder(cfg)
@@ -156,7 +156,7 @@ def cmd_challenge(args: argparse.Namespace) -> int:
 
     async def go() -> int:
         from esam_mail import app
-        from esam_mail.services.online import eds_services
+        from esam_mail.services.accounts.online import eds_services
 
         svc = app.build(cfg)
         try:
@@ -187,7 +187,7 @@ def cmd_confirm(args: argparse.Namespace) -> int:
 
     async def go() -> int:
         from esam_mail import app
-        from esam_mail.services.online import eds_services
+        from esam_mail.services.accounts.online import eds_services
 
         svc = app.build(cfg)
         try:
@@ -212,7 +212,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     async def go() -> int:
         from esam_mail import app
-        from esam_mail.services.online import eds_services
+        from esam_mail.services.accounts.online import eds_services
 
         svc = app.build(cfg)
         try:

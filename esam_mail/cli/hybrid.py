@@ -28,12 +28,12 @@ from esam_mail.services.hybrid import HybridEvent, HybridInputError, HybridState
 from esam_mail.services.hybrid.events import RETURN_REASONS, SCAN_EVENTS
 
 if TYPE_CHECKING:
-    from esam_mail.services.hybrid_gateway import HybridMail
+    from esam_mail.services.hybrid.gateway import HybridMail
 
 
 def hybrid_post(cfg: Any) -> Any:
     """Imported on use: the gateway pulls in SQLAlchemy, too slow for every `esam` call."""
-    from esam_mail.services.hybrid_gateway import hybrid_post as make
+    from esam_mail.services.hybrid.gateway import hybrid_post as make
 
     return make(cfg)
 
@@ -61,7 +61,7 @@ def _with_services(args: argparse.Namespace, body: Callable[[HybridMail], Corout
 
         svc = app.build(cfg)
         try:
-            from esam_mail.services.hybrid_gateway import HybridMail
+            from esam_mail.services.hybrid.gateway import HybridMail
 
             return await body(HybridMail.from_config(cfg, svc.directory, svc.store))
         finally:

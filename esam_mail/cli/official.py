@@ -88,7 +88,7 @@ async def _with_official(cfg: Any, fn: Any) -> Any:
 
 @handle_errors
 def cmd_sender_add(args: argparse.Namespace) -> int:
-    from esam_mail.services.official import fingerprint_of_pem, sender_dict
+    from esam_mail.services.official.channel import fingerprint_of_pem, sender_dict
 
     cfg = load_config(args)
     actor = actor_for(args, cfg)
@@ -105,7 +105,7 @@ def cmd_sender_add(args: argparse.Namespace) -> int:
 
 @handle_errors
 def cmd_sender_list(args: argparse.Namespace) -> int:
-    from esam_mail.services.official import sender_dict
+    from esam_mail.services.official.channel import sender_dict
 
     cfg = load_config(args)
     rows = run_async(_with_official(cfg, lambda o: o.list_senders(include_removed=args.all)))
@@ -127,7 +127,7 @@ def cmd_sender_remove(args: argparse.Namespace) -> int:
 
 @handle_errors
 def cmd_send(args: argparse.Namespace) -> int:
-    from esam_mail.services.official import OfficialError
+    from esam_mail.services.official.channel import OfficialError
 
     cfg = load_config(args)
     document = _read(args.document, "document")
@@ -168,7 +168,7 @@ def _summary(records: list[dict[str, Any]]) -> str:
 def cmd_evidence_show(args: argparse.Namespace) -> int:
     from cryptography import x509
 
-    from esam_mail.services.evidence import EvidenceInvalid, verify_chain
+    from esam_mail.services.official.evidence import EvidenceInvalid, verify_chain
 
     cfg = load_config(args)
     doc = run_async(_with_official(cfg, lambda o: o.chain(args.id)))
@@ -188,7 +188,7 @@ def cmd_evidence_show(args: argparse.Namespace) -> int:
 def cmd_evidence_verify(args: argparse.Namespace) -> int:
     from cryptography import x509
 
-    from esam_mail.services.evidence import EvidenceInvalid, verify_chain
+    from esam_mail.services.official.evidence import EvidenceInvalid, verify_chain
 
     pem = _read(args.cert or str(load_config(args).operator_cert), "cert")
     try:

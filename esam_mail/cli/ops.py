@@ -60,7 +60,7 @@ def add_dns(sub: Sub) -> None:
 
 
 def cmd_dns(args: argparse.Namespace) -> int:
-    from esam_mail.services import dnsrecords
+    from esam_mail.services.ops import dnsrecords
 
     cfg = load_config(args)
     data = dnsrecords.records(cfg)
@@ -80,7 +80,7 @@ def add_stats(sub: Sub) -> None:
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
-    from esam_mail.services import stats
+    from esam_mail.services.ops import stats
 
     cfg = load_config(args)
 
@@ -119,7 +119,7 @@ def add_import(sub: Sub) -> None:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from esam_mail.services import migrate
+    from esam_mail.services.ops import migrate
 
     cfg = load_config(args)
     try:
@@ -165,7 +165,7 @@ def add_export(sub: Sub) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from esam_mail.services import migrate
+    from esam_mail.services.ops import migrate
 
     cfg = load_config(args)
 
@@ -207,7 +207,7 @@ def add_backup(sub: Sub) -> None:
 
 
 def cmd_backup(args: argparse.Namespace) -> int:
-    from esam_mail.services import backup
+    from esam_mail.services.ops import backup
 
     cfg = load_config(args)
     bar = ProgressBar("backing up")
@@ -228,7 +228,7 @@ def add_restore(sub: Sub) -> None:
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
-    from esam_mail.services import backup
+    from esam_mail.services.ops import backup
 
     cfg = load_config(args)
     bar = ProgressBar("restoring")

@@ -65,7 +65,7 @@ def entry_dict(e: Any) -> dict[str, Any]:
 def kick_runners(cfg: Config) -> None:
     """Wake the queue runners of every server process of this node (best effort)."""
     from esam_mail.app import notify_dir
-    from esam_mail.services.queue import QUEUE_KICK
+    from esam_mail.services.mailflow.queue import QUEUE_KICK
     from esam_mail.store.notify import UnixDatagramNotifier
 
     notifier = UnixDatagramNotifier(notify_dir(cfg))

@@ -221,8 +221,8 @@ def cmd_register(args: argparse.Namespace) -> int:
 
     async def go() -> int:
         from esam_mail import app
-        from esam_mail.services.notices import Notices
-        from esam_mail.services.registration import RegistrationService
+        from esam_mail.services.accounts.notices import Notices
+        from esam_mail.services.accounts.registration import RegistrationService
 
         svc = app.build(cfg)
         try:
@@ -247,7 +247,7 @@ def cmd_register(args: argparse.Namespace) -> int:
             lines.append(f"password (shown once): {done.password}")
         if done.notice_delivered is not None:
             from esam_mail.cli.commands import cli_language
-            from esam_mail.services.notices import NoticeKind, staff_text
+            from esam_mail.services.accounts.notices import NoticeKind, staff_text
 
             lines.append(staff_text(NoticeKind.WELCOME, cli_language(), address=done.address,
                                     delivered=done.notice_delivered))
@@ -273,7 +273,7 @@ def add_agreement(sub: Sub) -> None:
 
 
 def cmd_agreement_show(args: argparse.Namespace) -> int:
-    from esam_mail.services.registration import agreement_sha256, agreement_text
+    from esam_mail.services.accounts.registration import agreement_sha256, agreement_text
 
     cfg = load_config(args)
     text = agreement_text(cfg)
@@ -317,8 +317,8 @@ def cmd_mailbox_approve(args: argparse.Namespace) -> int:
 
     async def go() -> int:
         from esam_mail import app
-        from esam_mail.services.notices import Notices
-        from esam_mail.services.registration import RegistrationService
+        from esam_mail.services.accounts.notices import Notices
+        from esam_mail.services.accounts.registration import RegistrationService
 
         svc = app.build(cfg)
         try:

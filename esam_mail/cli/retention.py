@@ -1,6 +1,6 @@
 """``esam retention run [--dry-run] [--json]``: purge what the retention periods say expired.
 
-See :mod:`esam_mail.services.retention` and ``[retention]`` in conf/esam.toml.  Every purge is
+See :mod:`esam_mail.services.ops.retention` and ``[retention]`` in conf/esam.toml.  Every purge is
 an audit event ``retention.purge``; mailbox rows (reserved logins) are never purged.
 """
 
@@ -30,7 +30,7 @@ def cmd_retention_run(args: argparse.Namespace) -> int:
 
     async def go() -> int:
         from esam_mail import app
-        from esam_mail.services.retention import Retention
+        from esam_mail.services.ops.retention import Retention
 
         svc = app.build(cfg)
         try:

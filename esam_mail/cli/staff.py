@@ -15,7 +15,7 @@ from typing import Any
 from esam_mail.cli._actor import actor_for, is_administrator, staff_service
 from esam_mail.cli.commands import Sub, command, emit, err, handle_errors, load_config, run_async
 from esam_mail.errors import ValidationError
-from esam_mail.services.staff import ROLES
+from esam_mail.services.accounts.staff import ROLES
 
 
 @command

@@ -1,6 +1,6 @@
 """Directory queries of the second factor: TOTP secrets, recovery codes, app passwords.
 
-The policy (code checks, what IMAP/SMTP accept) lives in ``services/second_factor.py``;
+The policy (code checks, what IMAP/SMTP accept) lives in ``services/accounts/second_factor.py``;
 this module holds the SQL, so that SQLAlchemy stays behind ``directory/``.  Spending a
 TOTP step or a recovery code is one conditional UPDATE: of two concurrent logins with the
 same code, exactly one wins.

@@ -1,6 +1,6 @@
 """Directory queries of the official documents channel and of staff accounts.
 
-The services (``services/official.py``, ``services/staff.py``) hold the policy and the
+The services (``services/official/channel.py``, ``services/accounts/staff.py``) hold the policy and the
 cryptography; this module holds every SQL statement they need, so that SQLAlchemy stays
 behind ``directory/``.  Evidence is appended through :meth:`OfficialTables.advance`: one
 transaction loads the message and its latest record, checks the state guard, asks the

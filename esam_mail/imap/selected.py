@@ -24,7 +24,7 @@ import logging
 from collections.abc import Iterable, Sequence, Set
 from typing import Any
 
-from esam_mail.services.mailboxes import SYSTEM_FLAGS, MailboxView, MessageInfo
+from esam_mail.services.mailflow.mailboxes import SYSTEM_FLAGS, MailboxView, MessageInfo
 
 from . import mime
 from .parser import ParseError, SeqSet, format_uid_set

@@ -7,7 +7,7 @@ docs/libraries.md §1.6 (R1-R7, R11, raw exception text in replies).  Commands
 are framed here (literals, LITERAL-, size caps before the ``+``), tokenized by
 :mod:`.parser`, run strictly one at a time per connection (pipelining-safe:
 nothing is parsed while a command runs) and answered through the async mailbox
-service (``services.mailboxes``): every store call runs off the event loop on a
+service (``services.mailflow.mailboxes``): every store call runs off the event loop on a
 bounded pool, serialized per folder, so one big mailbox never freezes SMTP, HTTP
 or the other sessions.  APPEND literals above ``SPOOL_THRESHOLD`` go straight to
 a file in the user's store as they arrive (RSS does not grow with their size).
@@ -48,7 +48,7 @@ from esam_mail import errors
 from esam_mail.imap.tlsreload import ReloadableTLS, tls_options
 from esam_mail.log import TRACE, redact
 from esam_mail.services.auth import Authenticator, Principal
-from esam_mail.services.mailboxes import (
+from esam_mail.services.mailflow.mailboxes import (
     SPECIAL_USE,
     SYSTEM_FLAGS,
     FolderInfo,

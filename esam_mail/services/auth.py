@@ -92,7 +92,7 @@ class DirectoryAuthenticator:
         self.failure_delay = failure_delay
         self.on_failure: list[object] = []  # metrics hooks: callables(service)
         # after a full password check (not a cache hit): callables(principal, peer, service)
-        # With a second factor on (services/second_factor.py), IMAP and SMTP take app
+        # With a second factor on (services/accounts/second_factor.py), IMAP and SMTP take app
         # passwords only: the main password alone no longer opens the mailbox.
         self.second_factor: Any = None
         self.on_success: list[Callable[[Principal, str, str], None]] = []

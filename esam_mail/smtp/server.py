@@ -34,7 +34,7 @@ from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, Session
 from esam_mail.errors import AccountDisabled, AuthError, DeliveryError
 from esam_mail.log import event, new_session_id, session_id
 from esam_mail.services.auth import Authenticator, Principal
-from esam_mail.services.delivery import DeliveryService, Route, Transaction
+from esam_mail.services.mailflow.delivery import DeliveryService, Route, Transaction
 from esam_mail.smtp import codes
 from esam_mail.smtp.dotdata import TOO_LONG, read_dot_data
 from esam_mail.smtp.metrics import record as record_metric

@@ -1,6 +1,6 @@
 """Durable outbound spool: one message file plus one envelope JSON per queue entry.
 
-The spool is what ``services.queue`` schedules and ``services.relay`` sends; it
+The spool is what ``services.mailflow.queue`` schedules and ``services.mailflow.relay`` sends; it
 knows nothing about SMTP beyond storing the envelope (RFC 5321 3.3 MAIL/RCPT)
 and the last reply per recipient so that DSNs (RFC 3464) can be written later.
 

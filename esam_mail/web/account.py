@@ -23,10 +23,10 @@ from starlette.responses import FileResponse, RedirectResponse
 
 from esam_mail.errors import AuthError, EsamError, ValidationError
 from esam_mail.i18n import N_
-from esam_mail.services.account import AccountService, Profile
-from esam_mail.services.application import ValidationErrors
-from esam_mail.services.password_policy import MIN_LENGTH
-from esam_mail.services.password_policy import preload as preload_password_policy
+from esam_mail.services.accounts.account import AccountService, Profile
+from esam_mail.services.accounts.application import ValidationErrors
+from esam_mail.services.accounts.password_policy import MIN_LENGTH
+from esam_mail.services.accounts.password_policy import preload as preload_password_policy
 from esam_mail.web.i18n import translator
 from esam_mail.web.security import new_csrf, read_form
 from esam_mail.web.server import Request, Response, Router, peer
@@ -68,7 +68,7 @@ def account_service(services: Any) -> AccountService:
             services.directory, services.hasher, services.authenticator, services.store,
             export_dir=cfg.data_dir / "exports", cooling_off_days=cfg.web.close_cooling_days,
         )
-        from esam_mail.services.notices import NoticeKind, Notices
+        from esam_mail.services.accounts.notices import NoticeKind, Notices
 
         async def changed(rec: Any) -> None:  # the notices are built at the first change
             notices = services.extras.get("notices")
@@ -253,7 +253,7 @@ def register(router: Router, services: Any) -> None:
         profile = await current_profile(request, services)
         if profile is None:
             return to_login()
-        from esam_mail.services.online import eds_services
+        from esam_mail.services.accounts.online import eds_services
 
         challenge = None
         error = None
@@ -270,7 +270,7 @@ def register(router: Router, services: Any) -> None:
         profile = await current_profile(request, services)
         if profile is None:
             return to_login()
-        from esam_mail.services.online import eds_services
+        from esam_mail.services.accounts.online import eds_services
 
         form = await read_form(request)
         _ = translator(request)

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from esam_mail.errors import ConfigError
-from esam_mail.services.online import eds_services
+from esam_mail.services.accounts.online import eds_services
 from esam_mail.web.i18n import lang_of
 from esam_mail.web.pages import agreement_texts
 from esam_mail.web.server import Request, Response, Router

@@ -20,7 +20,7 @@ import re
 import xml.etree.ElementTree as ET  # only for building, and for parsing a tiny bounded body
 from typing import Any
 
-from esam_mail.services import dnsrecords
+from esam_mail.services.ops import dnsrecords
 from esam_mail.web.server import Request, Response, Router, json_response
 from esam_mail.web.server import host as request_host
 

@@ -42,10 +42,10 @@ from typing import Any
 from esam_mail.errors import AuthError, ConfigError, EsamError, LoginTaken, ValidationError
 from esam_mail.i18n import Translator
 from esam_mail.i18n import normalize as normalize_language
-from esam_mail.services.application import ValidationErrors
-from esam_mail.services.confirmation import ConfirmationError
-from esam_mail.services.eds import EdsError, RevocationUnavailable
-from esam_mail.services.online import EdsServices, eds_services
+from esam_mail.services.accounts.application import ValidationErrors
+from esam_mail.services.accounts.confirmation import ConfirmationError
+from esam_mail.services.accounts.eds import EdsError, RevocationUnavailable
+from esam_mail.services.accounts.online import EdsServices, eds_services
 from esam_mail.web.form_errors import localize
 from esam_mail.web.i18n import current as current_lang
 from esam_mail.web.i18n import lang_of

@@ -1,6 +1,6 @@
 """Form problems in the reader's language.
 
-The validators (``services/identity.py``, ``services/application.py``) explain a problem in
+The validators (``services/accounts/identity.py``, ``services/accounts/application.py``) explain a problem in
 English, naming the field in the text ("IIN is not valid: the check digit does not match").
 On a page the message stands right under the field's own label, so here each known kind
 of problem becomes a short sentence of the ``web`` catalogue that does not repeat the

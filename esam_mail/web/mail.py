@@ -2,7 +2,7 @@
 
 It logs in through the personal account's session (``/account/login``: the same
 password check, brute-force lock-out, session rotation and expiry) and reads the same
-store as IMAP through :mod:`esam_mail.services.webmail` (itself on the async mailbox
+store as IMAP through :mod:`esam_mail.services.mailflow.webmail` (itself on the async mailbox
 service), so what is read, moved or deleted here is so in Thunderbird at once.
 
 Pages (every text in the ``webmail`` catalogue, every form with the CSRF token):
@@ -33,8 +33,15 @@ from starlette.responses import RedirectResponse
 from esam_mail.errors import NoSuchFolder
 from esam_mail.i18n import N_, Translator
 from esam_mail.services.auth import Principal
-from esam_mail.services.mailboxes import MailboxService
-from esam_mail.services.webmail import PAGE_SIZE, ComposeProblems, Outgoing, Upload, Webmail, sanitize_html
+from esam_mail.services.mailflow.mailboxes import MailboxService
+from esam_mail.services.mailflow.webmail import (
+    PAGE_SIZE,
+    ComposeProblems,
+    Outgoing,
+    Upload,
+    Webmail,
+    sanitize_html,
+)
 from esam_mail.web.account import current_profile
 from esam_mail.web.i18n import lang_of
 from esam_mail.web.security import read_form

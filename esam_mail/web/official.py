@@ -36,7 +36,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from esam_mail.errors import AuthError, ValidationError
-from esam_mail.services.official import OfficialError, SenderRecord
+from esam_mail.services.official.channel import OfficialError, SenderRecord
 from esam_mail.web.server import Router, error_response, json_body, json_response, request_id
 
 PREFIX = "/api/v1/official"

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from esam_mail.i18n import LANGUAGES
-from esam_mail.services import dnsrecords
+from esam_mail.services.ops import dnsrecords
 from esam_mail.web import i18n
 from esam_mail.web.server import Request, Response, Router
 from esam_mail.web.templating import render

@@ -16,7 +16,7 @@ from typing import Any
 from starlette.responses import RedirectResponse
 
 from esam_mail.errors import AuthError
-from esam_mail.services.second_factor import SecondFactorService
+from esam_mail.services.accounts.second_factor import SecondFactorService
 from esam_mail.web.account import account_service, current_profile, start_session
 from esam_mail.web.i18n import translator
 from esam_mail.web.security import read_form

@@ -1,7 +1,7 @@
 """``/staff``: the staff console (post offices and the operator's back office).
 
 Staff sign in with their password **and** a TOTP code (``esam staff add`` gives the
-secret).  Every page checks the role (:data:`esam_mail.services.staff.PERMISSIONS`) of
+secret).  Every page checks the role (:data:`esam_mail.services.accounts.staff.PERMISSIONS`) of
 the signed-in account; what a role may not do is neither shown nor accepted (403 and a
 denied audit event when it is posted anyway).  Every action is audited as
 ``staff:<username>@<office>``.
@@ -24,8 +24,8 @@ from starlette.exceptions import HTTPException
 from starlette.responses import RedirectResponse
 
 from esam_mail.errors import AuthError, EsamError, NotFound, ValidationError
-from esam_mail.services.notices import NoticeKind, Notices
-from esam_mail.services.staff import PERMISSIONS, RoleRefused, StaffRecord, StaffService
+from esam_mail.services.accounts.notices import NoticeKind, Notices
+from esam_mail.services.accounts.staff import PERMISSIONS, RoleRefused, StaffRecord, StaffService
 from esam_mail.web.i18n import translator
 from esam_mail.web.security import new_csrf, read_form
 from esam_mail.web.server import Request, Response, Router

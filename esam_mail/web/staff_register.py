@@ -1,7 +1,7 @@
 """``/staff/register``: a post-office employee enters a paper application (rules, para. 6 sub-para. 2).
 
 The same fields as ``esam register individual|legal-entity`` and the same service call
-(:class:`~esam_mail.services.registration.RegistrationService`, channel ``office``); the
+(:class:`~esam_mail.services.accounts.registration.RegistrationService`, channel ``office``); the
 signed-in staff account is the employee and its office the office (an employee is bound
 to their own office; a supervisor or administrator names it).  Every problem stands under
 its own field in the reader's language (:func:`esam_mail.web.form_errors.localize`);
@@ -18,7 +18,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import RedirectResponse
 
 from esam_mail.errors import LoginTaken, ValidationError
-from esam_mail.services.staff import PERMISSIONS, RoleRefused, StaffRecord
+from esam_mail.services.accounts.staff import PERMISSIONS, RoleRefused, StaffRecord
 from esam_mail.web.form_errors import localize
 from esam_mail.web.i18n import lang_of
 from esam_mail.web.security import read_form
@@ -111,8 +111,8 @@ def register(router: Router, services: Any) -> None:
         rec = await allowed(request)
         if not isinstance(rec, StaffRecord):
             return rec
-        from esam_mail.services.notices import Notices
-        from esam_mail.services.registration import RegistrationService
+        from esam_mail.services.accounts.notices import Notices
+        from esam_mail.services.accounts.registration import RegistrationService
 
         kind = kind_of(form.get("kind"))
         raw, values = application_from_form(kind, form)

@@ -8,8 +8,8 @@ service (RFC 9110 section 15).  The most specific class listed wins.
 from __future__ import annotations
 
 from esam_mail.errors import AuthError, NotFound
-from esam_mail.services import confirmation as c
-from esam_mail.services import official as o
+from esam_mail.services.accounts import confirmation as c
+from esam_mail.services.official import channel as o
 
 #: error class -> HTTP status (looked up along the exception's MRO).
 STATUS: dict[type[BaseException], int] = {

@@ -103,7 +103,7 @@ def apply(r: Running, kind: str, app: dict[str, Any], signature: str | None, **e
 def test_signed_document_covers_the_consent_over_the_wire(server: Running, pki: t.DemoPki) -> None:
     """Issue 16, item 2: the document has the agreement version, SHA-256 and language, and a
     signature that does not cover them is refused."""
-    from esam_mail.services.application import canonical_json, validate_individual
+    from esam_mail.services.accounts.application import canonical_json, validate_individual
 
     app = individual_raw()
     status, body, _ = call(server, "POST", "/api/v1/applications/canonical",
@@ -151,7 +151,7 @@ def test_agreement(server: Running) -> None:
 
 
 def test_canonical_matches_service_and_reports_fields(server: Running) -> None:
-    from esam_mail.services.application import signed_document, validate_individual
+    from esam_mail.services.accounts.application import signed_document, validate_individual
 
     app = individual_raw()
     text = (ROOT / "conf" / "agreement.kk.txt").read_bytes()
@@ -395,7 +395,7 @@ def test_confirmation_refusals(server: Running, pki: t.DemoPki) -> None:
 
 
 def test_expired_challenge_over_http(server: Running, pki: t.DemoPki) -> None:
-    from esam_mail.services.online import eds_services
+    from esam_mail.services.accounts.online import eds_services
 
     login = register(server, pki)
     _, ch, _ = call(server, "POST", "/api/v1/confirmations/challenge", auth=(login, PASSWORD))

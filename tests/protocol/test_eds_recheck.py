@@ -111,7 +111,7 @@ def server(tmp_path: Path, db_url: str) -> Iterator[Running]:  # noqa: F811
 
 
 def _recheck(r: Running, clock: Any = None, **kw: Any) -> Any:
-    from esam_mail.services.eds_recheck import EdsRecheck
+    from esam_mail.services.accounts.eds_recheck import EdsRecheck
 
     return EdsRecheck(r.services.directory, r.services.delivery.deliver_bounce, clock=clock, timeout=5, **kw)
 
@@ -138,7 +138,7 @@ def _confirmed(r: Running, login: str) -> bool:
 def test_revocation_ends_the_confirmation_stops_official_delivery_and_tells_the_holder(
     server: Running, responder: Responder, mode: str
 ) -> None:
-    from esam_mail.services.official import NoConfirmedMailbox
+    from esam_mail.services.official.channel import NoConfirmedMailbox
 
     r = server
     _register(r, "holder", IIN)

@@ -57,7 +57,7 @@ def server(tmp_path: Path, db_url: str) -> Iterator[Running]:  # noqa: F811
 
 
 def _register(r: Running, username: str, iin: str) -> Any:
-    from esam_mail.services.registration import RegistrationService
+    from esam_mail.services.accounts.registration import RegistrationService
 
     reg = RegistrationService(r.services.directory, r.services.store, r.services.hasher, r.cfg)
     return r.lt.run(reg.register_individual(
@@ -67,7 +67,7 @@ def _register(r: Running, username: str, iin: str) -> Any:
 
 
 def _confirm(r: Running, username: str) -> None:
-    from esam_mail.services.confirmation import ConfirmationService, verifier_from_config
+    from esam_mail.services.accounts.confirmation import ConfirmationService, verifier_from_config
 
     pki = t.default_pki()
     conf = ConfirmationService(r.services.directory, verifier_from_config(r.cfg))
@@ -144,7 +144,7 @@ def test_confirmed_iin_gets_delivered_then_retrieved_after_an_imap_read(server: 
     # the chain verifies offline with only the operator's certificate
     from cryptography import x509
 
-    from esam_mail.services.evidence import verify_chain
+    from esam_mail.services.official.evidence import verify_chain
 
     chain = r.lt.run(_official(r).chain(sub.message_id))
     cert = x509.load_pem_x509_certificate(r.cfg.operator_cert.read_bytes())
@@ -163,7 +163,7 @@ def test_confirmed_iin_gets_delivered_then_retrieved_after_an_imap_read(server: 
 
 
 def test_unconfirmed_iin_is_refused_clearly_with_rejected_evidence(server: Running) -> None:
-    from esam_mail.services.official import NoConfirmedMailbox
+    from esam_mail.services.official.channel import NoConfirmedMailbox
 
     r = server
     _register(r, "no.eds", OTHER_IIN)  # has a mailbox, but never confirmed with EDS

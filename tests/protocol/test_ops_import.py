@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from passlib.hash import sha512_crypt
 
-from esam_mail.services import migrate
+from esam_mail.services.ops import migrate
 from tests.protocol.harness import Running, client_tls
 
 pytestmark = pytest.mark.protocol

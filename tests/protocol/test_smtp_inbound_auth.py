@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from esam_mail.services.dkim import DkimSigner, generate_key
-from esam_mail.services.inbound_auth import StaticResolver
+from esam_mail.services.mailflow.dkim import DkimSigner, generate_key
+from esam_mail.services.mailflow.inbound_auth import StaticResolver
 from esam_mail.smtp import codes
 from tests.conftest import write_config
 from tests.protocol.harness import Running

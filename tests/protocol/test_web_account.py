@@ -135,7 +135,7 @@ def test_change_password_ends_other_sessions_and_imap_uses_the_new_one(site: Run
         assert "Пароль изменён" in c.get(ok.headers["location"]).text  # this session goes on
         assert other.get("/account").status_code == 303  # the other one ended
     assert not imap_login(site, PASSWORD) and imap_login(site, "new battery staple")
-    # the holder is told in the INBOX (services/notices.py, issue 16)
+    # the holder is told in the INBOX (services/accounts/notices.py, issue 16)
     new = site.cfg.store_path / "aigerim" / "new"
     assert any(b"X-Esam-Notice: password_changed" in f.read_bytes() for f in new.iterdir())
 

@@ -154,7 +154,7 @@ def test_folders_unread_counts_and_newest_first(site: Running) -> None:
 
 
 def test_paging_is_bounded(site: Running) -> None:
-    from esam_mail.services.webmail import PAGE_SIZE
+    from esam_mail.services.mailflow.webmail import PAGE_SIZE
 
     conn = imap(site)
     try:

@@ -1,4 +1,4 @@
-"""services.mailboxes: store work off the loop, serialized per user folder, and
+"""services.mailflow.mailboxes: store work off the loop, serialized per user folder, and
 APPEND literals spooled to disk (issue 14)."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from esam_mail.errors import NoSuchFolder
-from esam_mail.services.mailboxes import MailboxService
+from esam_mail.services.mailflow.mailboxes import MailboxService
 from esam_mail.store.maildir import MaildirStore
 from esam_mail.store.notify import LocalNotifier
 

@@ -6,8 +6,8 @@ import pytest
 
 from esam_mail import config
 from esam_mail.errors import ValidationError
-from esam_mail.services.identity import normalize_username
-from esam_mail.services.registration import reserved_names
+from esam_mail.services.accounts.identity import normalize_username
+from esam_mail.services.accounts.registration import reserved_names
 
 
 def test_gateway_name_is_reserved() -> None:

@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from esam_mail.services.inbound_auth import DnsTempError
-from esam_mail.services.resolver import CachingResolver, parse_nameserver
+from esam_mail.services.mailflow.inbound_auth import DnsTempError
+from esam_mail.services.mailflow.resolver import CachingResolver, parse_nameserver
 
 ROOT = Path(__file__).resolve().parents[2]
 _spec = importlib.util.spec_from_file_location("authdns", ROOT / "bench" / "authdns.py")
@@ -148,7 +148,7 @@ def test_fast_rsa_verify_agrees_with_dkimpy_on_good_and_bad_signatures() -> None
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import rsa
 
-    from esam_mail.services.inbound_auth import rsa_pkcs1_v15_verify
+    from esam_mail.services.mailflow.inbound_auth import rsa_pkcs1_v15_verify
 
     assert dkim.RSASSA_PKCS1_v1_5_verify is rsa_pkcs1_v15_verify  # dkimpy uses ours
     for bits in (1024, 2048):

@@ -1,6 +1,8 @@
 """Hybrid mail: e-mail -> printed letter and scanned paper letter -> e-mail (R10).
 
-Pure Python (no SMTP/IMAP/DB).  Modules:
+The core is pure Python (no SMTP/IMAP/DB); only :mod:`.gateway` reaches the directory
+and the store (through mailflow's delivery).  Print-ready PDF (ISO 32000), UPU S10 numbers.
+Modules:
 
 * :mod:`.s10` UPU S10 tracking numbers and the never-reusing :class:`TrackingAllocator`;
 * :mod:`.address` the documented address block at the top of the e-mail body;
@@ -8,7 +10,8 @@ Pure Python (no SMTP/IMAP/DB).  Modules:
 * :mod:`.batch` print batches per production facility and their job folders;
 * :mod:`.events` status events, the append-only log, status e-mails;
 * :mod:`.ingest` scanned PDF -> MIME message;
-* :mod:`.service` :class:`HybridPost`, the facade the gateway and the CLI call.
+* :mod:`.service` :class:`HybridPost`, the facade the gateway and the CLI call;
+* :mod:`.gateway` the mail side: the gateway address, status notices, scan ingest.
 """
 
 from __future__ import annotations

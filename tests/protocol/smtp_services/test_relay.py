@@ -11,9 +11,9 @@ import pytest
 import trustme
 from aiosmtpd.smtp import SMTP
 
-from esam_mail.services.inbound_auth import StaticResolver
-from esam_mail.services.queue import QueueRunner, RetryPolicy
-from esam_mail.services.relay import Relay, TlsPolicy
+from esam_mail.services.mailflow.inbound_auth import StaticResolver
+from esam_mail.services.mailflow.queue import QueueRunner, RetryPolicy
+from esam_mail.services.mailflow.relay import Relay, TlsPolicy
 from esam_mail.store.spool import Spool
 
 pytestmark = pytest.mark.protocol

@@ -12,8 +12,8 @@ import pytest
 from reportlab.pdfgen.canvas import Canvas
 
 from esam_mail.errors import ValidationError
-from esam_mail.services import logins
-from esam_mail.services.identity import normalize_username
+from esam_mail.services.accounts import logins
+from esam_mail.services.accounts.identity import normalize_username
 from tests.conftest import ROOT
 from tests.unit.accounts.conftest import Cli
 from tests.unit.registration.test_cli import FLAGS, OFFICE

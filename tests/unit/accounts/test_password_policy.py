@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from esam_mail.services import password_policy as pp
+from esam_mail.services.accounts import password_policy as pp
 from tests.unit.accounts.conftest import Cli
 from tests.unit.registration.test_cli import FLAGS, OFFICE
 

@@ -211,7 +211,7 @@ def test_alias_cli_errors_name_the_field(cli: Cli) -> None:
 def test_a_fresh_init_with_its_operator_mailbox_still_counts_as_empty_for_restore(cli: Cli) -> None:
     """docs/sysadmin.md: restore into a fresh machine "or after `esam init`"."""
     from esam_mail import config
-    from esam_mail.services.backup import target_holds_data
+    from esam_mail.services.ops.backup import target_holds_data
 
     assert cli("init")[0] == 0
     cfg = config.load(cli.config)

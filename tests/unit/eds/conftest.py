@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from esam_mail.services import eds
+from esam_mail.services.accounts import eds
 from tests import eds_testing as t
 
 #: A PKI whose CAs span 2015..2045, for time-travel tests with fixed dates.

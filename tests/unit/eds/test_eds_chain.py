@@ -9,7 +9,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from esam_mail.errors import ConfigError
-from esam_mail.services import eds
+from esam_mail.services.accounts import eds
 from tests import eds_testing as t
 
 from .conftest import LongPki

@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.serialization import pkcs7
 
 from esam_mail.errors import EsamError
-from esam_mail.services import eds
+from esam_mail.services.accounts import eds
 from tests import eds_testing as t
 
 NONCE = b"esam-challenge:7f3a9c0e4b1d2a6f8e5c3b1a09d7e6f5"

@@ -68,9 +68,9 @@ class Env:
         from esam_mail import config
         from esam_mail.directory.passwords import PasswordHasher
         from esam_mail.directory.sql import SqlDirectory
-        from esam_mail.services.confirmation import ConfirmationService
-        from esam_mail.services.online import OnlineApplications
-        from esam_mail.services.registration import RegistrationService
+        from esam_mail.services.accounts.confirmation import ConfirmationService
+        from esam_mail.services.accounts.online import OnlineApplications
+        from esam_mail.services.accounts.registration import RegistrationService
         from esam_mail.store.maildir import MaildirStore
 
         self.cfg = config.load(
@@ -159,7 +159,7 @@ def pki() -> t.DemoPki:
 
 @pytest.fixture(scope="session")
 def verifier(pki: t.DemoPki) -> Any:
-    from esam_mail.services.eds import BuiltinVerifier
+    from esam_mail.services.accounts.eds import BuiltinVerifier
 
     return BuiltinVerifier([pki.root.cert])
 

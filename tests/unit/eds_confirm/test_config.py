@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from esam_mail.errors import ConfigError
-from esam_mail.services.confirmation import verifier_from_config
-from esam_mail.services.eds import NoIdentity, Revoked, UntrustedCertificate
+from esam_mail.services.accounts.confirmation import verifier_from_config
+from esam_mail.services.accounts.eds import NoIdentity, Revoked, UntrustedCertificate
 from tests import eds_testing as t
 from tests.conftest import write_config
 
@@ -59,8 +59,8 @@ def test_crl_policy_refuses_revoked_certificate(tmp_path: Path, pki: t.DemoPki) 
 
 def test_test_ca_mode_trusts_only_the_test_pki(tmp_path: Path, pki: t.DemoPki) -> None:
     """eds.test_ca_mode (issue 16): exactly the PKI of `esam eds test-pki init`, nothing else."""
-    from esam_mail.services.confirmation import test_pki_folder
-    from esam_mail.services.test_pki import init_test_pki
+    from esam_mail.services.accounts.confirmation import test_pki_folder
+    from esam_mail.services.accounts.test_pki import init_test_pki
 
     with pytest.raises(ConfigError) as exc:  # mixing production anchors into test mode is refused
         verifier_from_config(load(tmp_path, trust_anchors=[anchors(tmp_path, pki)], test_ca_mode=True))

@@ -17,7 +17,7 @@ from sqlalchemy import select
 
 from esam_mail.directory.models import EdsChallenge, EdsConfirmation
 from esam_mail.errors import EsamError
-from esam_mail.services.confirmation import (
+from esam_mail.services.accounts.confirmation import (
     CHALLENGE_PREFIX,
     ChallengeExpired,
     ChallengeNotFound,
@@ -29,7 +29,7 @@ from esam_mail.services.confirmation import (
     RoleNotAllowed,
     SignerMismatch,
 )
-from esam_mail.services.eds import (
+from esam_mail.services.accounts.eds import (
     BadSignature,
     CertificateExpired,
     EdsError,
@@ -309,7 +309,7 @@ def test_individual_mailbox_head_of_other_person_refused(env: Env, pki: t.DemoPk
 
 
 def t_first_head() -> str:
-    from esam_mail.services.eds import ROLE_FIRST_HEAD
+    from esam_mail.services.accounts.eds import ROLE_FIRST_HEAD
 
     return ROLE_FIRST_HEAD
 

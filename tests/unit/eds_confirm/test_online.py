@@ -18,14 +18,14 @@ import pytest
 
 from esam_mail.directory.models import Application
 from esam_mail.errors import EsamError, LoginTaken
-from esam_mail.services.application import (
+from esam_mail.services.accounts.application import (
     ValidationErrors,
     canonical_json,
     signed_document,
     validate_individual,
 )
-from esam_mail.services.confirmation import EdsNotConfigured, RoleNotAllowed, SignerMismatch
-from esam_mail.services.eds import (
+from esam_mail.services.accounts.confirmation import EdsNotConfigured, RoleNotAllowed, SignerMismatch
+from esam_mail.services.accounts.eds import (
     ROLE_FIRST_HEAD,
     BadSignature,
     CertificateExpired,
@@ -33,7 +33,7 @@ from esam_mail.services.eds import (
     MalformedCms,
     UntrustedCertificate,
 )
-from esam_mail.services.online import ConsentNotSigned
+from esam_mail.services.accounts.online import ConsentNotSigned
 from tests import eds_testing as t
 from tests.conftest import ROOT
 from tests.unit.eds_confirm.conftest import (
@@ -265,7 +265,7 @@ def test_legal_entity_signed_by_individual_certificate(env: Env, pki: t.DemoPki)
 
 
 def test_signing_right_role_accepted(env: Env, pki: t.DemoPki) -> None:
-    from esam_mail.services.eds import ROLE_SIGNING_RIGHT
+    from esam_mail.services.accounts.eds import ROLE_SIGNING_RIGHT
 
     signer = t.legal_entity_cert(
         pki.intermediate, key=t.cached_key("rsa", 3), roles=(ROLE_SIGNING_RIGHT,), sign=True

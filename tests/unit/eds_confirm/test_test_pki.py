@@ -17,8 +17,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
 
 from esam_mail.cli import main
-from esam_mail.services.confirmation import RoleNotAllowed, check_signer, verifier_from_config
-from esam_mail.services.identity import checksum_ok
+from esam_mail.services.accounts.confirmation import RoleNotAllowed, check_signer, verifier_from_config
+from esam_mail.services.accounts.identity import checksum_ok
 from tests import eds_testing as t
 from tests.conftest import ROOT, write_config
 
@@ -90,5 +90,5 @@ def test_init_issue_and_verify(tmp_path: Path, capsys: pytest.CaptureFixture[str
 
 def test_the_test_helper_left_the_runtime_package() -> None:
     assert not (ROOT / "esam_mail" / "services" / "eds_testing.py").exists()
-    runtime = (ROOT / "esam_mail" / "services" / "test_pki.py").read_text()
+    runtime = (ROOT / "esam_mail" / "services" / "accounts" / "test_pki.py").read_text()
     assert "def sign_cms" not in runtime and "def default_pki" not in runtime

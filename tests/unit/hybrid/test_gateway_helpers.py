@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from esam_mail.services.hybrid import AddressError, HybridInputError, parse_letter
-from esam_mail.services.hybrid_gateway import build_fix_it_email, refusal_reply
+from esam_mail.services.hybrid.gateway import build_fix_it_email, refusal_reply
 
 
 def address_error() -> AddressError:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from esam_mail.errors import ValidationError
-from esam_mail.services.application import (
+from esam_mail.services.accounts.application import (
     IndividualApplication,
     LegalEntityApplication,
     ValidationErrors,
@@ -19,7 +19,7 @@ from esam_mail.services.application import (
     validate_individual,
     validate_legal_entity,
 )
-from esam_mail.services.identity import kz_check_digit
+from esam_mail.services.accounts.identity import kz_check_digit
 
 TODAY = date(2026, 11, 26)  # the same "today" as conftest's fixtures assume
 

@@ -7,7 +7,7 @@ from datetime import date, datetime
 import pytest
 
 from esam_mail.errors import ValidationError
-from esam_mail.services.identity import (
+from esam_mail.services.accounts.identity import (
     DEFAULT_RESERVED_NAMES,
     clean_person_name,
     clean_text,

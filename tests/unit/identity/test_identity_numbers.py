@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from esam_mail.errors import ValidationError
-from esam_mail.services.identity import (
+from esam_mail.services.accounts.identity import (
     checksum_ok,
     kz_check_digit,
     validate_bin,

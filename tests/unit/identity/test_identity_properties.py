@@ -16,13 +16,13 @@ from hypothesis import strategies as st
 from identity_samples import INDIVIDUAL, LEGAL_ENTITY
 
 from esam_mail.errors import ValidationError
-from esam_mail.services.application import (
+from esam_mail.services.accounts.application import (
     canonical_json,
     validate_application,
     validate_individual,
     validate_legal_entity,
 )
-from esam_mail.services.identity import (
+from esam_mail.services.accounts.identity import (
     checksum_ok,
     kz_check_digit,
     normalize_phone,

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from esam_mail.errors import ConfigError
-from esam_mail.services.application import validate_individual, validate_legal_entity
-from esam_mail.services.registry import (
+from esam_mail.services.accounts.application import validate_individual, validate_legal_entity
+from esam_mail.services.accounts.registry import (
     Decision,
     EntityQuery,
     FileRegistry,

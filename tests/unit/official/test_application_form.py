@@ -11,7 +11,7 @@ import pytest
 from pypdf import PdfReader
 
 from esam_mail.errors import ValidationError
-from esam_mail.services.application_form import render_application_form, store_signed_scan
+from esam_mail.services.accounts.application_form import render_application_form, store_signed_scan
 from tests.unit.registration.samples import INDIVIDUAL, LEGAL_ENTITY
 
 

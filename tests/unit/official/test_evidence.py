@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from cryptography import x509
 
-from esam_mail.services.evidence import (
+from esam_mail.services.official.evidence import (
     EvidenceInvalid,
     OperatorKey,
     canonical,

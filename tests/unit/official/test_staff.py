@@ -62,7 +62,7 @@ def _service(cfg: Any) -> Any:
 
 def test_role_refusals_and_password_plus_totp(cli: Cli) -> None:
     from esam_mail.errors import AuthError, ValidationError
-    from esam_mail.services.staff import RoleRefused, StaffService
+    from esam_mail.services.accounts.staff import RoleRefused, StaffService
 
     async def go() -> None:
         svc = _service(cli.cfg)

@@ -9,8 +9,8 @@ import pytest
 
 from esam_mail import app, config
 from esam_mail.cli import main
-from esam_mail.services import dnsrecords
-from esam_mail.services.dkim import dns_record
+from esam_mail.services.mailflow.dkim import dns_record
+from esam_mail.services.ops import dnsrecords
 from tests.conftest import write_config
 
 

@@ -16,7 +16,7 @@ from passlib.hash import argon2, bcrypt, sha512_crypt
 from esam_mail import app, config
 from esam_mail.cli import main
 from esam_mail.errors import AuthError
-from esam_mail.services import migrate
+from esam_mail.services.ops import migrate
 from esam_mail.store.maildir import MaildirStore
 from tests.conftest import write_config
 

@@ -113,7 +113,7 @@ class Env:
         self.service = self.make_service()
 
     def make_service(self, registry: Any = None) -> Any:
-        from esam_mail.services.registration import RegistrationService
+        from esam_mail.services.accounts.registration import RegistrationService
 
         return RegistrationService(self.directory, self.store, self.hasher, self.cfg, registry)
 

@@ -207,7 +207,7 @@ def test_login_taken_exits_2(cli: Cli) -> None:
 
 
 def test_agreement_show(cli: Cli) -> None:
-    from esam_mail.services.registration import agreement_sha256, agreement_text
+    from esam_mail.services.accounts.registration import agreement_sha256, agreement_text
 
     rc, out, _ = cli("agreement", "show")
     assert rc == 0

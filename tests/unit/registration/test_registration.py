@@ -17,9 +17,9 @@ from sqlalchemy.exc import DBAPIError
 
 from esam_mail.directory.models import AgreementVersion, Application, AuditEvent, Mailbox, Subscriber
 from esam_mail.errors import AuthError, ConfigError, LoginTaken, NotFound, ValidationError
-from esam_mail.services.application import ValidationErrors
-from esam_mail.services.registration import agreement_sha256, ensure_agreement
-from esam_mail.services.registry import FileRegistry, OfflineRegistry
+from esam_mail.services.accounts.application import ValidationErrors
+from esam_mail.services.accounts.registration import agreement_sha256, ensure_agreement
+from esam_mail.services.accounts.registry import FileRegistry, OfflineRegistry
 from tests.unit.registration.conftest import NOTHING, Env
 from tests.unit.registration.samples import INDIVIDUAL, LEGAL_ENTITY, OTHER_IIN, REGISTRY_EXTRACT
 
@@ -509,7 +509,7 @@ class _FailingStore:
 
 
 def test_failed_transaction_removes_the_new_maildir(env: Env) -> None:
-    from esam_mail.services.registration import RegistrationService
+    from esam_mail.services.accounts.registration import RegistrationService
 
     service = RegistrationService(env.directory, _FailingStore(env.store), env.hasher, env.cfg)
     with pytest.raises(OSError, match="disk full"):
@@ -519,7 +519,7 @@ def test_failed_transaction_removes_the_new_maildir(env: Env) -> None:
 
 
 def test_failed_transaction_keeps_a_maildir_it_did_not_make(env: Env) -> None:
-    from esam_mail.services.registration import RegistrationService
+    from esam_mail.services.accounts.registration import RegistrationService
 
     env.store.user("asem.akhmetova").create()  # e.g. restored from a backup
     service = RegistrationService(env.directory, _FailingStore(env.store), env.hasher, env.cfg)

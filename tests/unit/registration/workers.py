@@ -11,7 +11,7 @@ from tests.unit.registration.samples import INDIVIDUAL
 
 def distinct_iins(n: int) -> list[str]:
     """``n`` valid IINs of women born 1985-05-25 (serials 0001, 0002, ...)."""
-    from esam_mail.services.identity import kz_check_digit
+    from esam_mail.services.accounts.identity import kz_check_digit
 
     out: list[str] = []
     serial = 1
@@ -36,7 +36,7 @@ def register_same_login(config_path: str, iin: str, username: str, barrier: Any,
     from esam_mail.directory.passwords import PasswordHasher
     from esam_mail.directory.sql import SqlDirectory
     from esam_mail.errors import LoginTaken
-    from esam_mail.services.registration import RegistrationService
+    from esam_mail.services.accounts.registration import RegistrationService
     from esam_mail.store.maildir import MaildirStore
 
     cfg = config.load(config_path)

@@ -9,7 +9,7 @@ import stat
 import dkim
 import pytest
 
-from esam_mail.services.dkim import DkimSigner, dns_name, dns_record, generate_key, txt_chunks
+from esam_mail.services.mailflow.dkim import DkimSigner, dns_name, dns_record, generate_key, txt_chunks
 
 MSG = (
     b"From: Alice <alice@example.com>\r\n"

@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
-from esam_mail.services.dkim import DkimSigner, generate_key
-from esam_mail.services.inbound_auth import (
+from esam_mail.services.mailflow.dkim import DkimSigner, generate_key
+from esam_mail.services.mailflow.inbound_auth import (
     DkimResult,
     InboundAuthenticator,
     SpfResult,

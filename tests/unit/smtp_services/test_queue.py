@@ -8,8 +8,8 @@ from email import policy as email_policy
 
 import pytest
 
-from esam_mail.services.queue import DsnRecipient, QueueRunner, RetryPolicy, build_dsn
-from esam_mail.services.relay import RecipientResult
+from esam_mail.services.mailflow.queue import DsnRecipient, QueueRunner, RetryPolicy, build_dsn
+from esam_mail.services.mailflow.relay import RecipientResult
 from esam_mail.store.spool import Spool
 
 MSG = (

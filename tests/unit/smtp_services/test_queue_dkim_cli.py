@@ -15,7 +15,7 @@ import pytest
 
 from esam_mail import config
 from esam_mail.cli import main
-from esam_mail.services.dkim import DkimSigner
+from esam_mail.services.mailflow.dkim import DkimSigner
 from esam_mail.store.spool import Spool
 
 MSG = b"From: alice@esam.test\r\nTo: x@other.test\r\nSubject: queued\r\n\r\nbody text\r\n"
@@ -71,7 +71,7 @@ def test_show(config_path: Path, spool: Spool, capsys: pytest.CaptureFixture[str
 def test_retry_makes_due_and_wakes_runners(cfg: config.Config, config_path: Path, spool: Spool,
                                            capsys: pytest.CaptureFixture[str]) -> None:
     from esam_mail.app import notify_dir
-    from esam_mail.services.queue import QUEUE_KICK
+    from esam_mail.services.mailflow.queue import QUEUE_KICK
     from esam_mail.store.notify import UnixDatagramNotifier
 
     a = spool.enqueue("alice@esam.test", ["x@other.test"], MSG)

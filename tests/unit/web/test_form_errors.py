@@ -9,8 +9,12 @@ import pytest
 
 from esam_mail.errors import ValidationError
 from esam_mail.i18n import Translator
-from esam_mail.services.application import ValidationErrors, validate_individual, validate_legal_entity
-from esam_mail.services.password_policy import WeakPassword, password_problem
+from esam_mail.services.accounts.application import (
+    ValidationErrors,
+    validate_individual,
+    validate_legal_entity,
+)
+from esam_mail.services.accounts.password_policy import WeakPassword, password_problem
 from esam_mail.web.form_errors import FALLBACK, localize
 from tests.unit.registration.samples import INDIVIDUAL, LEGAL_ENTITY
 

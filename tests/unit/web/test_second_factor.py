@@ -8,7 +8,7 @@ import asyncio
 import pyotp
 
 from esam_mail.directory.sql import SqlDirectory
-from esam_mail.services.second_factor import SecondFactorService
+from esam_mail.services.accounts.second_factor import SecondFactorService
 from tests.unit.registration.conftest import db_url  # noqa: F401 - the parametrised database fixture
 
 

@@ -140,7 +140,7 @@ def test_every_web_text_is_translated(lang: str) -> None:
 
 @pytest.mark.parametrize("lang", ["kk", "ru"])
 def test_signature_refusals_shown_in_the_account_are_translated(lang: str) -> None:
-    from esam_mail.services import confirmation, eds
+    from esam_mail.services.accounts import confirmation, eds
 
     texts = {c.default_public for mod in (eds, confirmation) for c in vars(mod).values()
              if isinstance(c, type) and "default_public" in c.__dict__}

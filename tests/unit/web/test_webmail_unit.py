@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from email.message import EmailMessage
 
-from esam_mail.services.webmail import parse_message, part_bytes, safe_filename, sanitize_html
+from esam_mail.services.mailflow.webmail import parse_message, part_bytes, safe_filename, sanitize_html
 from esam_mail.web.mail import content_disposition
 
 
@@ -67,7 +67,7 @@ def _webmail_msgids() -> set[str]:
     for path in [*TEMPLATE_DIR.glob("mail_*.html"), TEMPLATE_DIR / "_mail_side.html"]:
         for _, _, msg in env.extract_translations(path.read_text(), gettext_functions=("t",)):
             found.update(m for m in (msg if isinstance(msg, tuple) else (msg,)) if m)
-    from esam_mail.services import webmail as svc
+    from esam_mail.services.mailflow import webmail as svc
     from esam_mail.web import mail as web
 
     for module in (svc, web):
@@ -94,7 +94,7 @@ def test_every_webmail_text_is_in_the_catalogues() -> None:
 def test_too_complex_is_cheap_and_ordinary_mail_is_not() -> None:
     import time
 
-    from esam_mail.services.webmail import MAX_PARTS, too_complex
+    from esam_mail.services.mailflow.webmail import MAX_PARTS, too_complex
 
     msg = EmailMessage()
     msg["Subject"] = "ok"

@@ -8,7 +8,7 @@ The procedure, in the order the rules give it:
 * para. 5: no mailbox without consent to the user agreement; the version
   label and the SHA-256 of its text are recorded with the consent time;
 * para. 13: the applicant is identified by IIN/BIN and checked against the
-  state registry (:mod:`esam_mail.services.registry`); the operator's policy
+  state registry (:mod:`esam_mail.services.accounts.registry`); the operator's policy
   says what happens when the registry cannot confirm;
 * para. 4, 11: the login (= the local part of the address) is unique across
   every mailbox ever issued; the database enforces it
@@ -51,16 +51,16 @@ from esam_mail.directory.sql import OwnerKeyTaken, SqlDirectory
 from esam_mail.errors import ConfigError, NotFound, ValidationError
 from esam_mail.i18n import normalize as normalize_language
 from esam_mail.log import event
-from esam_mail.services.application import (
+from esam_mail.services.accounts.application import (
     IndividualApplication,
     LegalEntityApplication,
     ValidationErrors,
     validate_individual,
     validate_legal_entity,
 )
-from esam_mail.services.notices import NoticeKind
-from esam_mail.services.password_policy import check_password
-from esam_mail.services.registry import (
+from esam_mail.services.accounts.notices import NoticeKind
+from esam_mail.services.accounts.password_policy import check_password
+from esam_mail.services.accounts.registry import (
     EntityQuery,
     FileRegistry,
     OfflineRegistry,
@@ -359,7 +359,7 @@ class RegistrationService:
         self.cfg = cfg
         self.registry = registry if registry is not None else registry_from_config(cfg)
         self.policy = RegistryPolicy(cfg.registration.registry_policy)
-        self.notices = notices  # services.notices.Notices: the welcome e-mail
+        self.notices = notices  # services.accounts.notices.Notices: the welcome e-mail
 
     # -- public API ----------------------------------------------------------------------
 
@@ -712,7 +712,7 @@ class RegistrationService:
 
 
 def reserved_names(cfg: Any) -> list[str]:
-    """Names nobody may register (see :mod:`esam_mail.services.logins`)."""
-    from esam_mail.services.logins import reserved_names as names
+    """Names nobody may register (see :mod:`esam_mail.services.accounts.logins`)."""
+    from esam_mail.services.accounts.logins import reserved_names as names
 
     return names(cfg)

@@ -27,7 +27,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
-from esam_mail.services.inbound_auth import DnsPythonResolver, DnsTempError
+from esam_mail.services.mailflow.inbound_auth import DnsPythonResolver, DnsTempError
 
 __all__ = ["CachingResolver", "parse_nameserver"]
 

@@ -1,10 +1,10 @@
 """Hybrid mail wired to the mail system: the SMTP gateway, status notices, scan ingest.
 
-:mod:`esam_mail.services.hybrid` is the pure core (parse, number, render, batch,
-events); this module connects it to the directory and the mailbox store:
+The rest of :mod:`esam_mail.services.hybrid` is the pure core (parse, number, render,
+batch, events); this module connects it to the directory and the mailbox store:
 
 * :meth:`HybridMail.handle` is the special-address handler that
-  :class:`~esam_mail.services.delivery.DeliveryService` calls at the end of DATA
+  :class:`~esam_mail.services.mailflow.delivery.DeliveryService` calls at the end of DATA
   for ``<hybrid.gateway>@<mail.domain>`` (registered with ``require_auth``, so
   only authenticated subscribers reach it; the MX gets 550 5.7.1 at RCPT).
 
@@ -50,7 +50,6 @@ from typing import Any, Protocol
 from esam_mail.config import Config
 from esam_mail.errors import DeliveryError, EsamError, NotFound, QuotaExceeded, ValidationError
 from esam_mail.log import event
-from esam_mail.services.delivery import Route, Transaction
 from esam_mail.services.hybrid import (
     Acceptance,
     AddressError,
@@ -65,7 +64,8 @@ from esam_mail.services.hybrid import (
 )
 from esam_mail.services.hybrid import HybridConfig as PostConfig
 from esam_mail.services.hybrid.address import FIELD_ALIASES
-from esam_mail.services.mailformat import to_bytes
+from esam_mail.services.mailflow.delivery import Route, Transaction
+from esam_mail.services.mailflow.mailformat import to_bytes
 
 __all__ = [
     "HybridMail",
@@ -193,7 +193,7 @@ def build_fix_it_email(
 
 def _as_stored(msg: EmailMessage) -> bytes:
     """The bytes put into a Maildir: CRLF lines, null Return-Path (never bounced); display
-    names folded without losing a space (:mod:`esam_mail.services.mailformat`)."""
+    names folded without losing a space (:mod:`esam_mail.services.mailflow.mailformat`)."""
     return b"Return-Path: <>\r\n" + to_bytes(msg)
 
 
@@ -287,7 +287,7 @@ class HybridMail:
         return await asyncio.to_thread(self.post.events.history, tracking_number)
 
     async def handle(self, tx: Transaction, routes: list[Route]) -> None:
-        """The gateway (a :data:`~esam_mail.services.delivery.SpecialHandler`).
+        """The gateway (a :data:`~esam_mail.services.mailflow.delivery.SpecialHandler`).
 
         Raises:
             DeliveryError: 550 5.7.1 unauthenticated; 550 5.6.0 invalid letter (only
@@ -371,7 +371,7 @@ class HybridMail:
         Raises:
             ValidationError: field ``to``, saying what to give instead.
         """
-        from esam_mail.services.identity import checksum_ok, mask_number
+        from esam_mail.services.accounts.identity import checksum_ok, mask_number
 
         text = to.strip()
         if m := re.fullmatch(r"(?:#|id:)(\d{1,12})", text):

@@ -13,8 +13,8 @@ import re
 
 from esam_mail.errors import DeliveryError
 from esam_mail.log import event
-from esam_mail.services.delivery import Transaction
-from esam_mail.services.inbound_auth import InboundAuthenticator
+from esam_mail.services.mailflow.delivery import Transaction
+from esam_mail.services.mailflow.inbound_auth import InboundAuthenticator
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 ``QueueRunner`` takes due entries from ``store.spool.Spool`` (claiming each so
 that several runners, in one or more processes, never send the same message
-at once), hands the pending recipients to a ``Deliverer`` (``services.relay``),
+at once), hands the pending recipients to a ``Deliverer`` (``services.mailflow.relay``),
 and records each recipient's outcome (RFC 5321 4.2.1 reply classes):
 
 * 2xx: delivered.
@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from email.utils import formatdate
 from typing import Literal, Protocol
 
-from esam_mail.services.relay import RecipientResult
+from esam_mail.services.mailflow.relay import RecipientResult
 from esam_mail.store.spool import RecipientState, Spool, SpoolClaim, SpoolEntry
 
 __all__ = [
@@ -61,7 +61,7 @@ Clock = Callable[[], float]
 
 
 class Deliverer(Protocol):
-    """What the queue needs from ``services.relay.Relay``."""
+    """What the queue needs from ``services.mailflow.relay.Relay``."""
 
     async def deliver(self, mail_from: str, rcpts: Sequence[str], data: bytes) -> list[RecipientResult]:
         """One attempt; one result per recipient, in order; never raises for
@@ -243,7 +243,7 @@ class QueueRunner:
 
     Args:
         spool: the outbound spool.
-        relay: a ``Deliverer`` (``services.relay.Relay``).
+        relay: a ``Deliverer`` (``services.mailflow.relay.Relay``).
         bounce_deliver: async callable ``(mail_from_of_bounce, rcpt, data)``
             that delivers a DSN locally or re-enqueues it; if it raises, the
             notice is retried on the next pass.

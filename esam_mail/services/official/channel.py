@@ -4,12 +4,12 @@ A **registered sender** (a state body, ``esam official sender add``) hands in a 
 for a recipient named by IIN or BIN.  The service
 
 1. checks the document and its CMS signature (the sender's own EDS, verified with
-   :mod:`esam_mail.services.eds`; when the sender registered a BIN the signer must belong
+   :mod:`esam_mail.services.accounts.eds`; when the sender registered a BIN the signer must belong
    to it) or, when the sender sends it unsigned, signs it on the sender's behalf with the
    operator's key (a detached CMS, ``signed_by = "gateway"``);
 2. records SUBMITTED evidence;
 3. resolves the IIN/BIN to the holder's **EDS-confirmed** active mailbox (the latest EDS
-   confirmation must not have lapsed, see :mod:`esam_mail.services.eds_recheck`).  There is
+   confirmation must not have lapsed, see :mod:`esam_mail.services.accounts.eds_recheck`).  There is
    none: REJECTED evidence and :class:`NoConfirmedMailbox`, so that the sender can fall
    back to paper (hybrid mail).  The refusal does not say *why* there is none (no mailbox,
    unconfirmed, suspended): that is the holder's business, and goes to the audit log only;
@@ -64,10 +64,10 @@ from esam_mail.directory.sql import SqlDirectory
 from esam_mail.errors import DeliveryError, EsamError, NotFound, ValidationError
 from esam_mail.i18n import Translator
 from esam_mail.log import event
-from esam_mail.services.delivery import DeliveryService, Route, Transaction
-from esam_mail.services.eds import EdsError, SignatureVerifier, decode_cms
-from esam_mail.services.evidence import OperatorKey, chain_document, make_record, record_hash
-from esam_mail.services.identity import validate_bin, validate_iin
+from esam_mail.services.accounts.eds import EdsError, SignatureVerifier, decode_cms
+from esam_mail.services.accounts.identity import validate_bin, validate_iin
+from esam_mail.services.mailflow.delivery import DeliveryService, Route, Transaction
+from esam_mail.services.official.evidence import OperatorKey, chain_document, make_record, record_hash
 
 __all__ = [
     "OFFICIAL_KICK",

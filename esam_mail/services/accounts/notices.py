@@ -9,7 +9,7 @@
 Each notice is written in the subscriber's preferred language (``subscribers.language``:
 Kazakh or Russian; English for those who chose it), from ``noreply@<domain>``, DKIM-signed
 with the operator's keys when signing is on, and delivered through
-:class:`~esam_mail.services.delivery.DeliveryService` (the path SMTP uses: durable Maildir
+:class:`~esam_mail.services.mailflow.delivery.DeliveryService` (the path SMTP uses: durable Maildir
 delivery, quota, notifications for IDLE).  :func:`staff_text` is the line the CLI prints for
 the employee, in the employee's language.  A notice that cannot be delivered (the mailbox is
 full) is logged and never blocks the action it reports.
@@ -30,8 +30,8 @@ from typing import Any
 from esam_mail.errors import DeliveryError
 from esam_mail.i18n import Translator
 from esam_mail.log import event
-from esam_mail.services.delivery import Route, Transaction
-from esam_mail.services.mailformat import to_bytes
+from esam_mail.services.mailflow.delivery import Route, Transaction
+from esam_mail.services.mailflow.mailformat import to_bytes
 
 __all__ = ["KINDS", "NoticeKind", "Notices", "staff_text"]
 

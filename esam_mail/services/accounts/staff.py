@@ -242,7 +242,7 @@ class StaffService:
         Raises:
             RoleRefused; NotFound: no such mailbox or no application (a service mailbox).
         """
-        from esam_mail.services.application_form import render_application_form
+        from esam_mail.services.accounts.application_form import render_application_form
 
         self.require(staff, "application.register")
         m = await self.directory.get(login)
@@ -257,7 +257,7 @@ class StaffService:
 
     async def attach_signed_scan(self, staff: StaffRecord, login: str, pdf: bytes, folder: Path) -> Path:
         """Keep the applicant's signed paper form with the application (audited)."""
-        from esam_mail.services.application_form import store_signed_scan
+        from esam_mail.services.accounts.application_form import store_signed_scan
 
         self.require(staff, "application.register", office_code=None)
         m = await self.directory.get(login)

@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from esam_mail.errors import ConfigError, ValidationError
-from esam_mail.services.application import IndividualApplication, LegalEntityApplication
-from esam_mail.services.identity import Sex, validate_bin, validate_iin
+from esam_mail.services.accounts.application import IndividualApplication, LegalEntityApplication
+from esam_mail.services.accounts.identity import Sex, validate_bin, validate_iin
 
 __all__ = [
     "Decision",

@@ -50,7 +50,7 @@ __all__ = [
 
 MIN_LENGTH = 10
 MAX_BYTES = 1024
-COMMON_LIST = Path(__file__).resolve().parent.parent / "data" / "common-passwords.txt.gz"
+COMMON_LIST = Path(__file__).resolve().parents[2] / "data" / "common-passwords.txt.gz"
 DOMAIN = "identity"
 
 

@@ -1,7 +1,7 @@
 """Delivery outcome counting around the outbound relay (``esam_deliveries_total``).
 
 The queue runner hands every attempt to a ``Deliverer``; :class:`CountingDeliverer`
-wraps the real one (``services.relay.Relay``) in the composition root and counts
+wraps the real one (``services.mailflow.relay.Relay``) in the composition root and counts
 each recipient's result as delivered, deferred (4xx: retried) or failed (5xx), so
 neither the queue nor the relay needs to know about metrics.
 """
@@ -12,13 +12,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from esam_mail import metrics
-from esam_mail.services.relay import RecipientResult
+from esam_mail.services.mailflow.relay import RecipientResult
 
 _OUTCOME = {"delivered": "delivered", "retry": "deferred", "failed": "failed"}
 
 
 class CountingDeliverer:
-    """A ``services.queue.Deliverer`` that counts outcomes, then returns them unchanged.
+    """A ``services.mailflow.queue.Deliverer`` that counts outcomes, then returns them unchanged.
 
     Attributes:
         inner: the wrapped deliverer (its ``transport_map`` is reloadable on SIGHUP).

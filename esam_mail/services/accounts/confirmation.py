@@ -24,11 +24,11 @@ Who may confirm:
   the same person also names them by IIN and is accepted);
 * a legal entity's mailbox: a certificate whose ``OU=BIN…`` equals the
   entity's BIN **and** whose role OIDs allow signing for the entity (first
-  head or person with signing right, :func:`~esam_mail.services.eds.role_allows_entity_signing`);
+  head or person with signing right, :func:`~esam_mail.services.accounts.eds.role_allows_entity_signing`);
 * service mailboxes (postmaster, abuse, …) have no subscriber: never.
 
 Every refusal raises one error (a :class:`ConfirmationError` or an
-:class:`~esam_mail.services.eds.EdsError`, both with ``code`` and ``public``)
+:class:`~esam_mail.services.accounts.eds.EdsError`, both with ``code`` and ``public``)
 and writes nothing but one audit event ``eds.confirm`` with ``outcome =
 'denied'`` and the error code.
 
@@ -55,7 +55,7 @@ from esam_mail.directory.models import EdsChallenge, EdsConfirmation, Mailbox, S
 from esam_mail.directory.sql import SqlDirectory
 from esam_mail.errors import ConfigError, EsamError
 from esam_mail.log import event
-from esam_mail.services.eds import (
+from esam_mail.services.accounts.eds import (
     BuiltinVerifier,
     EdsError,
     SignatureVerifier,
@@ -97,7 +97,7 @@ _NONCE_BYTES = 32  # 256 bits; the design asks for at least 128
 class ConfirmationError(EsamError):
     """The confirmation (or the challenge request) was refused.
 
-    Like :class:`~esam_mail.services.eds.EdsError`: ``code`` is a stable machine
+    Like :class:`~esam_mail.services.accounts.eds.EdsError`: ``code`` is a stable machine
     code (API, audit log), ``public`` is safe to show to the subscriber.  The HTTP
     status is the front-end's choice (``esam_mail.web.statuses``).
     """

@@ -22,11 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from esam_mail.errors import ConfigError
-from esam_mail.services.identity import normalize_username
+from esam_mail.services.accounts.identity import normalize_username
 
 __all__ = ["DEFAULT_RESERVED_FILE", "check_login", "parse_reserved", "read_reserved_file", "reserved_names"]
 
-DEFAULT_RESERVED_FILE = Path(__file__).resolve().parent.parent / "data" / "reserved-names.txt"
+DEFAULT_RESERVED_FILE = Path(__file__).resolve().parents[2] / "data" / "reserved-names.txt"
 
 
 def parse_reserved(text: str) -> tuple[str, ...]:

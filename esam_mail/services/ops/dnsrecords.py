@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from esam_mail.config import Config
-from esam_mail.services.dkim import dns_name, dns_record, txt_chunks
+from esam_mail.services.mailflow.dkim import dns_name, dns_record, txt_chunks
 
 DEFAULT_TTL = 3600
 

@@ -54,7 +54,7 @@ from datetime import date
 from typing import Any, ClassVar, Literal, TypeVar
 
 from esam_mail.errors import ValidationError
-from esam_mail.services.identity import (
+from esam_mail.services.accounts.identity import (
     Sex,
     clean_person_name,
     clean_text,
@@ -546,7 +546,7 @@ def validate_individual(
     Args:
         raw: the submitted fields (module docstring lists the keys).
         reserved: the operator's reserved user names, on top of
-            :data:`~esam_mail.services.identity.DEFAULT_RESERVED_NAMES`.
+            :data:`~esam_mail.services.accounts.identity.DEFAULT_RESERVED_NAMES`.
         today: "today" for the not-in-the-future checks (tests pass a fixed day).
         allow_unusual_iin: accept an IIN whose 7th digit is not 1-6.
 

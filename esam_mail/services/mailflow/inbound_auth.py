@@ -17,7 +17,7 @@
 All DNS goes through one async ``Resolver`` protocol (``txt``, ``a``, ``aaaa``,
 ``mx``).  ``DnsPythonResolver`` is the real one (dnspython ``dns.asyncresolver``);
 ``StaticResolver`` is a dict-backed one for tests and static setups.  It is
-shared with ``services.relay`` for MX lookups.
+shared with ``services.mailflow.relay`` for MX lookups.
 """
 
 from __future__ import annotations

@@ -36,7 +36,7 @@ from typing import Literal
 
 import aiosmtplib
 
-from esam_mail.services.inbound_auth import DnsTempError, Resolver
+from esam_mail.services.mailflow.inbound_auth import DnsTempError, Resolver
 
 __all__ = [
     "NextHop",

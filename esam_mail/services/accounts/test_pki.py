@@ -516,7 +516,7 @@ def issue_test_certificate(
         ValidationError: an IIN/BIN that is not valid (checksum, structure), or an unknown role.
     """
     from esam_mail.errors import ValidationError
-    from esam_mail.services.identity import validate_bin, validate_iin
+    from esam_mail.services.accounts.identity import validate_bin, validate_iin
 
     iin = validate_iin(iin, field="iin").value
     if bin is not None:

@@ -2,7 +2,7 @@
 
 The web front-end (``web/mail.py``) speaks HTTP only; everything it shows or writes is
 decided here, on top of the same async mailbox service the IMAP front-end uses
-(:mod:`esam_mail.services.mailboxes`: every store call on a bounded pool, serialized per
+(:mod:`esam_mail.services.mailflow.mailboxes`: every store call on a bounded pool, serialized per
 folder, change notification), so a message opened on the web is ``\\Seen`` for IMAP at
 once and a Thunderbird in IDLE hears about it.
 
@@ -16,7 +16,7 @@ once and a Thunderbird in IDLE hears about it.
   bytes read and hits (:data:`SEARCH_SCAN`, :data:`SEARCH_BYTES`, :data:`SEARCH_HITS`),
   whatever the folder holds; it runs on the pool in the folder's queue.
 * Sending: the message is built here (``From`` is the subscriber's own address) and goes
-  through :class:`~esam_mail.services.delivery.DeliveryService` exactly as port 587 hands
+  through :class:`~esam_mail.services.mailflow.delivery.DeliveryService` exactly as port 587 hands
   it over: sender check, recipient routing (local delivery, the outbound queue for remote
   domains, quotas), the From-header check, DKIM signing; then a copy goes into Sent.
 """
@@ -48,8 +48,8 @@ from esam_mail.errors import BadFolderName, DeliveryError, NoSuchFolder, QuotaEx
 from esam_mail.i18n import N_
 from esam_mail.log import event, new_session_id
 from esam_mail.services.auth import Principal
-from esam_mail.services.delivery import _ADDR, DeliveryService, Route, Transaction
-from esam_mail.services.mailboxes import MailboxService, MailboxView, MessageInfo
+from esam_mail.services.mailflow.delivery import _ADDR, DeliveryService, Route, Transaction
+from esam_mail.services.mailflow.mailboxes import MailboxService, MailboxView, MessageInfo
 
 __all__ = [
     "PAGE_SIZE",

@@ -79,7 +79,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
 from esam_mail.errors import ConfigError, EsamError
-from esam_mail.services.identity import checksum_ok
+from esam_mail.services.accounts.identity import checksum_ok
 
 __all__ = [
     "CLIENT_AUTH_OID",
@@ -351,7 +351,7 @@ class SignatureVerifier(Protocol):
 
 
 def kz_checksum_ok(number: str) -> bool:
-    """IIN/BIN check digit only (delegates to :func:`esam_mail.services.identity.checksum_ok`)."""
+    """IIN/BIN check digit only (delegates to :func:`esam_mail.services.accounts.identity.checksum_ok`)."""
     return checksum_ok(number)
 
 

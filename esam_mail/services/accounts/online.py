@@ -2,7 +2,7 @@
 
 The applicant's browser (or any client) sends the application as JSON together
 with a **detached** CMS over its canonical bytes
-(:func:`esam_mail.services.application.canonical_json` of the *validated*
+(:func:`esam_mail.services.accounts.application.canonical_json` of the *validated*
 application; :meth:`OnlineApplications.canonical` returns them so the client
 signs exactly what the server verifies).  :meth:`OnlineApplications.submit`:
 
@@ -17,12 +17,12 @@ signs exactly what the server verifies).  :meth:`OnlineApplications.submit`:
    a legal entity plus a role allowed to sign for it (first head, signing
    right);
 5. runs the **same** registration as the office channel
-   (:class:`~esam_mail.services.registration.RegistrationService`,
+   (:class:`~esam_mail.services.accounts.registration.RegistrationService`,
    ``channel='online'``) with the CMS (DER) and the certificate fingerprint
    recorded on the application.
 
-A refused signature raises an :class:`~esam_mail.services.eds.EdsError` or a
-:class:`~esam_mail.services.confirmation.ConfirmationError` and writes nothing
+A refused signature raises an :class:`~esam_mail.services.accounts.eds.EdsError` or a
+:class:`~esam_mail.services.accounts.confirmation.ConfirmationError` and writes nothing
 but one ``registration.online`` audit event (``denied``, with the code).
 """
 
@@ -38,7 +38,7 @@ from typing import Any
 from esam_mail.config import Config
 from esam_mail.errors import EsamError, ValidationError
 from esam_mail.log import event
-from esam_mail.services.application import (
+from esam_mail.services.accounts.application import (
     IndividualApplication,
     LegalEntityApplication,
     ValidationErrors,
@@ -47,14 +47,14 @@ from esam_mail.services.application import (
     validate_individual,
     validate_legal_entity,
 )
-from esam_mail.services.confirmation import (
+from esam_mail.services.accounts.confirmation import (
     ConfirmationError,
     ConfirmationService,
     EdsNotConfigured,
     check_signer,
     verifier_from_config,
 )
-from esam_mail.services.eds import (
+from esam_mail.services.accounts.eds import (
     BadSignature,
     EdsError,
     KeyUsageNotAllowed,
@@ -62,8 +62,8 @@ from esam_mail.services.eds import (
     decode_cms,
     is_sign_certificate,
 )
-from esam_mail.services.logins import reserved_names
-from esam_mail.services.registration import (
+from esam_mail.services.accounts.logins import reserved_names
+from esam_mail.services.accounts.registration import (
     AgreementEdition,
     Registered,
     RegistrationService,
@@ -159,7 +159,7 @@ class OnlineApplications:
 
     def canonical(self, raw: object, kind: object, language: str | None = None) -> bytes:
         """The bytes the applicant signs: the application and the consent to the agreement in
-        force in *language* (:func:`~esam_mail.services.application.signed_document`).
+        force in *language* (:func:`~esam_mail.services.accounts.application.signed_document`).
 
         Raises:
             ValidationErrors: the application is invalid (nothing to sign).
@@ -294,7 +294,7 @@ def eds_services(services: Any) -> EdsServices:
         return got
     cfg: Config = services.cfg
     verifier = verifier_from_config(cfg)
-    from esam_mail.services.notices import NoticeKind, Notices
+    from esam_mail.services.accounts.notices import NoticeKind, Notices
 
     notices = Notices.from_services(services)
     registration = RegistrationService(services.directory, services.store, services.hasher, cfg, notices=notices)

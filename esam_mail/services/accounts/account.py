@@ -30,8 +30,8 @@ from typing import Any
 from esam_mail import fsio
 from esam_mail.errors import AuthError, EsamError, NotFound, ValidationError
 from esam_mail.log import event
-from esam_mail.services.application import ValidationErrors
-from esam_mail.services.password_policy import check_password
+from esam_mail.services.accounts.application import ValidationErrors
+from esam_mail.services.accounts.password_policy import check_password
 
 __all__ = ["AccountService", "Closure", "HybridLetter", "LoginEvent", "Profile", "close_due_loop", "fingerprint", "login_recorder"]
 

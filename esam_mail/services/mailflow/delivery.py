@@ -323,7 +323,7 @@ class DeliveryService:
             return  # never bounce a bounce
         import time
 
-        from esam_mail.services.queue import DsnRecipient, build_dsn
+        from esam_mail.services.mailflow.queue import DsnRecipient, build_dsn
 
         rcpts = [
             DsnRecipient(address=a, action="failed",
