@@ -31,7 +31,7 @@ def test_the_layer_contracts_are_all_there() -> None:
     assert have >= {
         "layers", "frontends-independent", "frontends-no-storage", "services-no-protocol",
         "twisted-only-in-imap", "aiosmtpd-only-in-smtp", "starlette-only-in-web", "orm-only-in-directory",
-        "acyclic",
+        "acyclic", "services-domains", "pure-cores",
     }
 
 
