@@ -8,7 +8,8 @@ SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
 need=()
 for pair in swaks:swaks msmtp:msmtp mutt:mutt mbsync:isync postconf:postfix dovecot:dovecot-imapd \
             pdftotext:poppler-utils opendkim:opendkim offlineimap:offlineimap \
-            fetchmail:fetchmail openssl:openssl chromium:chromium chromedriver:chromium-driver; do
+            fetchmail:fetchmail openssl:openssl chromium:chromium chromedriver:chromium-driver \
+            thunderbird:thunderbird; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || [ -x "/usr/sbin/${pair%%:*}" ] || need+=("${pair#*:}")
 done
 [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need+=(fonts-dejavu-core)
