@@ -58,10 +58,12 @@ from esam_mail.services.mailflow.mailboxes import (
     Notifier,
     Spool,
     UserMailboxes,
+    parse_list_event,
 )
 
 from . import metrics as imap_metrics
 from . import mime, replies
+from . import notify as notifymod
 from . import sort as sortmod
 from .compress import DeflateTransport, Inflater
 from .parser import (
@@ -214,6 +216,7 @@ class EsamIMAP4Server(imap4.IMAP4Server):
         self.rev2 = False  # RFC 9051: after ENABLE IMAP4rev2
         self._unknown_cte = False  # a BINARY fetch met an encoding it cannot decode
         self._zin: Inflater | None = None  # COMPRESS=DEFLATE (RFC 4978): the client's stream
+        self.notify: notifymod.NotifyState | None = None  # NOTIFY SET (RFC 5465)
         self.timeOut = int(self.limits.unauth_timeout)
 
     # -- connection ------------------------------------------------------------
@@ -246,6 +249,9 @@ class EsamIMAP4Server(imap4.IMAP4Server):
         self._drop_spools()
         if isinstance(self.transport, DeflateTransport):
             self.transport.stop()
+        if self.notify is not None:
+            self.notify.active = False
+            self.notify = None
         log.info(
             "event=imap.disconnect session=%s peer=%s user=%s duration=%.1f",
             self.session, self.peer, self.principal.login if self.principal else "-",
@@ -308,7 +314,8 @@ class EsamIMAP4Server(imap4.IMAP4Server):
                       b"QRESYNC", b"ESEARCH", b"SEARCHRES", b"SORT", b"LIST-EXTENDED",
                       b"LIST-STATUS",
                       b"THREAD=ORDEREDSUBJECT", b"THREAD=REFERENCES", b"MULTIAPPEND", b"SORT=DISPLAY",
-                      b"BINARY", b"STATUS=SIZE", b"COMPRESS=DEFLATE"):
+                      b"BINARY", b"STATUS=SIZE", b"COMPRESS=DEFLATE",
+                      b"NOTIFY"):
                 cap[c] = None
         cap[b"ID"] = None
         # RFC 7888: LITERAL+ once logged in; before, LITERAL- caps what a stranger sends
@@ -616,6 +623,8 @@ class EsamIMAP4Server(imap4.IMAP4Server):
         imap_metrics.finished(self)
         self._busy = False
         self._drop_spools()
+        if self.notify is not None:
+            self.notify.kick()  # NOTIFY (RFC 5465): what waited for the command to end
         if self.transport is not None and not self._closing:
             # continue with pipelined commands on the next turn (no deep recursion)
             _reactor().callLater(0, self._pump)
@@ -658,6 +667,31 @@ class EsamIMAP4Server(imap4.IMAP4Server):
         args.end()
         self._untagged(b'* ID ("name" "esam_mail" "version" ' + quote(_version.encode()) + b")")
         await self._ok(tag, b"ID completed.")
+
+    async def cmd_notify(self, tag: bytes, args: Args) -> None:
+        """RFC 5465 NOTIFY SET [STATUS] (filter events) ... / NOTIFY NONE (see .notify)."""
+        try:
+            spec = notifymod.parse(args, _normalise_name)
+        except notifymod.BadEvent:
+            self._tagged(tag, replies.Reply(b"NO", notifymod.badevent_code(),
+                                            b"Event not supported."))
+            return
+        if spec is None:
+            if self.notify is not None:
+                self.notify.active = False
+            self.notify = None
+            await self._ok(tag, b"NOTIFY completed.")
+            return
+        subscribed: set[str] = set()
+        if any(g.kind == "SUBSCRIBED" for g in spec.others):
+            subscribed = await self._user().subscriptions()
+        state = notifymod.NotifyState(self, spec, subscribed)
+        if self.notify is not None:
+            self.notify.active = False
+        self.notify = state
+        if spec.status:
+            await state.initial_status()
+        await self._ok(tag, b"NOTIFY completed.")
 
     def cmd_compress(self, tag: bytes, args: Args) -> None:
         """RFC 4978: from the end of the OK on, both directions are raw deflate."""
@@ -1256,6 +1290,8 @@ class EsamIMAP4Server(imap4.IMAP4Server):
         self._idle_tag = tag
         await self._report_changes(allow_expunge=True)
         self._write(b"+ idling")
+        if self.notify is not None:
+            self.notify.kick()
 
         def on_line(line: bytes) -> None:
             if line.strip().upper() != b"DONE":
@@ -1279,6 +1315,8 @@ class EsamIMAP4Server(imap4.IMAP4Server):
             self._line_hook = None
             self._idle_tag = None
             self._stop_idle_poll()
+        if self.notify is not None:
+            await self.notify.settle()  # a NOTIFY delivery in progress ends before the OK
         await self._ok(tag, b"IDLE terminated.")
 
     def _stop_idle_poll(self) -> None:
@@ -1629,7 +1667,7 @@ class EsamIMAP4Server(imap4.IMAP4Server):
                 self._untagged(b"* VANISHED (EARLIER) " + format_uid_set(gone))
         await self._fetch(tag, sel, targets, items)
 
-    async def _fetch(self, tag: bytes, sel: SelectedFolder, targets: list[tuple[int, int]],
+    async def _fetch(self, tag: bytes | None, sel: SelectedFolder, targets: list[tuple[int, int]],
                      items: list[FetchItem]) -> None:
         meta_items = {"ENVELOPE", "BODYSTRUCTURE", "BODY"}
         needs_meta = any(i.name in meta_items or (i.name in ("BODY[]", "BINARY", "BINARY.SIZE")
@@ -1637,7 +1675,7 @@ class EsamIMAP4Server(imap4.IMAP4Server):
         needs_data = any(i.name in ("RFC822", "RFC822.HEADER", "RFC822.TEXT", "BODY[]",
                                     "BINARY", "BINARY.SIZE") for i in items)
         sets_seen = not sel.readonly and any(
-            (i.name in ("BODY[]", "BINARY") and not i.peek) or i.name in ("RFC822", "RFC822.TEXT")
+            i.name in ("BODY[]", "BINARY", "RFC822", "RFC822.TEXT") and not i.peek
             for i in items
         )
         self._unknown_cte = False
@@ -1682,6 +1720,8 @@ class EsamIMAP4Server(imap4.IMAP4Server):
         finally:
             if self.transport is not None:
                 self.transport.unregisterProducer()
+        if tag is None:  # a NOTIFY MessageNew fetch (RFC 5465 §5.2): no completion
+            return
         if self._unknown_cte:  # RFC 3516 §4.3
             self._tagged(tag, replies.Reply(b"NO", b"UNKNOWN-CTE",
                                             b"Cannot decode the part's transfer encoding."))
@@ -1984,6 +2024,7 @@ EsamIMAP4Server._COMMANDS = {
     b"LOGOUT": ("cmd_logout", _ANY),
     b"ID": ("cmd_id", _ANY),
     b"COMPRESS": ("cmd_compress", _AUTHED),
+    b"NOTIFY": ("cmd_notify", _AUTHED),
     b"STARTTLS": ("cmd_starttls", frozenset({"unauth"})),
     b"LOGIN": ("cmd_login", frozenset({"unauth"})),
     b"AUTHENTICATE": ("cmd_authenticate", frozenset({"unauth"})),
@@ -2089,9 +2130,18 @@ class IMAPFactory(protocol.ServerFactory):
         _reactor().callFromThread(self._dispatch, login, folder)
 
     def _dispatch(self, login: str, folder: str) -> None:
+        event = parse_list_event(folder)  # a NOTIFY mailbox-list event, or a folder change
         for s in list(self.sessions):
-            if (s.principal is not None and s.principal.login == login
-                    and s.selected is not None and s.selected.name == folder):
+            if s.principal is None or s.principal.login != login:
+                continue
+            if s.notify is not None:
+                if event is not None:
+                    s.notify.on_list_event(*event)
+                    continue
+                s.notify.on_change(folder)
+                if s.notify.watches_selected():
+                    continue
+            if event is None and s.selected is not None and s.selected.name == folder:
                 s.folder_changed()
 
     def close_sessions(self) -> None:

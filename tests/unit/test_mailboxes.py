@@ -147,3 +147,14 @@ def test_spool_commits_by_rename_and_cleans_up(store, tmp_path):
         await svc.close()
 
     asyncio.run(go())
+
+
+def test_list_events_round_trip_and_never_look_like_a_folder():
+    """NOTIFY's mailbox-list events ride the folder-change channel (RFC 5465 MailboxName)."""
+    from esam_mail.services.mailboxes import list_event, parse_list_event
+
+    assert parse_list_event(list_event("rename", "Old/a", "New b")) == ("rename", ["Old/a", "New b"])
+    assert parse_list_event(list_event("subscribe", "Ünï")) == ("subscribe", ["Ünï"])
+    assert parse_list_event("INBOX") is None
+    assert parse_list_event("\x01bogus\x1fx") is None
+    assert not list_event("create", "x").isprintable()  # no folder name holds a control character

@@ -57,6 +57,7 @@ from esam_mail.store.interfaces import (
 )
 
 __all__ = [
+    "LIST_EVENT",
     "SPECIAL_USE",
     "SYSTEM_FLAGS",
     "FolderInfo",
@@ -69,6 +70,8 @@ __all__ = [
     "Spool",
     "SummaryCodec",
     "UserMailboxes",
+    "list_event",
+    "parse_list_event",
 ]
 
 log = logging.getLogger(__name__)
@@ -79,6 +82,30 @@ S = TypeVar("S")
 DEFAULT_WORKERS = 4
 DEFAULT_SUMMARY_CACHE = 20000
 SPOOL_FLUSH = 256 * 1024  # bytes buffered in RAM before a spool write is queued
+
+
+#: Notifier ``folder`` strings of mailbox-list events (IMAP NOTIFY, RFC 5465 MailboxName and
+#: SubscriptionChange) start with this control character, which no folder name may hold:
+#: ``"\x01" kind "\x1f" name ["\x1f" new name]``.  Subscribers that match a folder by
+#: name (IDLE) never match one; kinds: create, delete, rename (old, new), subscribe, unsubscribe.
+LIST_EVENT = "\x01"
+_LIST_KINDS = frozenset({"create", "delete", "rename", "subscribe", "unsubscribe"})
+
+
+def list_event(kind: str, *names: str) -> str:
+    """The notifier ``folder`` string of a mailbox-list event (see :data:`LIST_EVENT`)."""
+    assert kind in _LIST_KINDS
+    return LIST_EVENT + "\x1f".join((kind, *names))
+
+
+def parse_list_event(folder: str) -> tuple[str, list[str]] | None:
+    """(kind, names) of a mailbox-list event; None for an ordinary folder change."""
+    if not folder.startswith(LIST_EVENT):
+        return None
+    kind, *names = folder[1:].split("\x1f")
+    if kind not in _LIST_KINDS or not names or len(names) > 2:
+        return None
+    return kind, names
 
 
 class MailboxStore(Protocol):
@@ -206,6 +233,16 @@ class MailboxService:
         except Exception:  # a lost notification must never fail the command
             log.exception("event=mailbox.notify_failed user=%s", login)
 
+    def publish_list_event(self, login: str, kind: str, *names: str) -> None:
+        """Tell every session (every process) that the user's folder list or
+        subscriptions changed; the store does not publish these itself."""
+        if self.notifier is None:
+            return
+        try:
+            self.notifier.publish(login, list_event(kind, *names))
+        except Exception:  # a lost notification must never fail the command
+            log.exception("event=mailbox.notify_failed user=%s", login)
+
     # -- users -------------------------------------------------------------------------
 
     def user(self, login: str, quota: int | None = None) -> UserMailboxes:
@@ -235,16 +272,20 @@ class UserMailboxes:
 
     async def create_folder(self, name: str) -> None:
         await self._run("", lambda: self._user().create_folder(name))
+        self.service.publish_list_event(self.login, "create", name)
 
     async def delete_folder(self, name: str) -> None:
         await self._run("", lambda: self._user().delete_folder(name))
         self.service.publish(self.login, name)
+        self.service.publish_list_event(self.login, "delete", name)
 
     async def rename_folder(self, old: str, new: str) -> None:
         await self._run("", lambda: self._user().rename_folder(old, new))
+        self.service.publish_list_event(self.login, "rename", old, new)
 
     async def subscribe(self, name: str, on: bool = True) -> None:
         await self._run("", lambda: self._user().subscribe(name, on))
+        self.service.publish_list_event(self.login, "subscribe" if on else "unsubscribe", name)
 
     async def subscriptions(self) -> set[str]:
         """Subscribed names, whether or not the folders exist (RFC 3501 §6.3.9)."""
