@@ -151,7 +151,7 @@ def test_spool_commits_by_rename_and_cleans_up(store, tmp_path):
 
 def test_list_events_round_trip_and_never_look_like_a_folder():
     """NOTIFY's mailbox-list events ride the folder-change channel (RFC 5465 MailboxName)."""
-    from esam_mail.services.mailboxes import list_event, parse_list_event
+    from esam_mail.services.mailflow.mailboxes import list_event, parse_list_event
 
     assert parse_list_event(list_event("rename", "Old/a", "New b")) == ("rename", ["Old/a", "New b"])
     assert parse_list_event(list_event("subscribe", "Ünï")) == ("subscribe", ["Ünï"])
