@@ -218,11 +218,14 @@ def _key(args: Args, ctx: _Ctx, depth: int = 0) -> Node:
         raw = args.atom()
         if raw == b"$":  # RFC 5182: the saved result
             return Node(lambda m: m.uid in ctx.saved, 0)
+        if b"*" in raw:
+            ctx.positional = True  # "*" is the last UID: it moves with every delivery
         in_uids = SeqSet.parse(raw).matcher(ctx.max_uid)
         return Node(lambda m: in_uids(m.uid), 0)
     if key == "$":
         return Node(lambda m: m.uid in ctx.saved, 0)
     if key[:1].isdigit() or key[:1] == "*":
+        ctx.positional = True
         in_seqs = SeqSet.parse(bytes(tok)).matcher(ctx.max_seq)
         return Node(lambda m: in_seqs(m.seq), 0)
     raise ParseError("unknown search key")
@@ -244,6 +247,7 @@ class _Ctx:
     max_uid: int
     keys: int = 0
     modseq: bool = False
+    positional: bool = False  # sequence numbers or "*": the result moves with EXPUNGE/EXISTS
     saved: frozenset[int] = frozenset()  # UIDs of the SEARCHRES result ($)
 
 
@@ -254,6 +258,7 @@ class Query:
     node: Node
     charset: str
     uses_modseq: bool = False  # MODSEQ key: the SEARCH reply carries (MODSEQ n)
+    positional: bool = False  # keys on sequence numbers or "*" (RFC 5267 contexts re-run all)
 
     def matches(self, m: Candidate) -> bool:
         return self.node.test(m)
@@ -286,4 +291,4 @@ def parse_search(tokens: Sequence[Token], *, max_seq: int, max_uid: int,
         nodes.append(_key(args, ctx))
     if not nodes:
         raise ParseError("missing search key")
-    return Query(_and(nodes), charset, ctx.modseq)
+    return Query(_and(nodes), charset, ctx.modseq, ctx.positional)

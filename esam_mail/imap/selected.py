@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import logging
-from collections.abc import Iterable, Sequence, Set
+from collections.abc import Callable, Iterable, Sequence, Set
 from typing import Any
 
 from esam_mail.services.mailflow.mailboxes import SYSTEM_FLAGS, MailboxView, MessageInfo
@@ -90,6 +90,12 @@ class SelectedFolder:
         # RFC 9051 (ENABLE IMAP4rev2): no RECENT response, no \Recent flag shown, and
         # nothing claimed as \Recent (a rev1 session may still see it)
         self.rev2 = False
+        # RFC 5267 search contexts (see .context): while one watches, the UIDs whose
+        # flags changed or that arrived are collected here, and ``on_expunge`` gets the
+        # (sequence number, UID) of messages about to be reported expunged; the lines it
+        # returns go out before the EXPUNGE lines, while those numbers still hold.
+        self.touched: set[int] | None = None
+        self.on_expunge: Callable[[list[tuple[int, int]]], list[bytes]] | None = None
 
     @classmethod
     async def open(cls, view: MailboxView, *, readonly: bool, rev2: bool = False
@@ -219,6 +225,9 @@ class SelectedFolder:
             if old is None or old.flags != m.flags:
                 self.info[m.uid] = m
         lines.extend(self.announce(current[u].flags for u in changed + [m.uid for m in new]))
+        if self.touched is not None:
+            self.touched.update(changed)
+            self.touched.update(m.uid for m in new)
         for uid in changed:
             if uid in self.gone:
                 continue
@@ -240,18 +249,24 @@ class SelectedFolder:
         doomed = set(uids)
         lines: list[bytes] = []
         vanished: list[int] = []
+        pairs: list[tuple[int, int]] = []
         for i in range(len(self.uids) - 1, -1, -1):
             uid = self.uids[i]
             if uid in doomed:
                 lines.append(b"* %d EXPUNGE" % (i + 1))
                 vanished.append(uid)
-                del self.uids[i]
-                self.info.pop(uid, None)
-                self.recent.discard(uid)
+                pairs.append((i + 1, uid))
+        before = self.on_expunge(pairs) if self.on_expunge is not None and pairs else []
+        if pairs:
+            self.uids[:] = [u for u in self.uids if u not in doomed]
+        for uid in vanished:
+            self.info.pop(uid, None)
+            self.recent.discard(uid)
         self.gone -= doomed
         if self.qresync:
-            return [b"* VANISHED " + format_uid_set(sorted(vanished))] if vanished else []
-        return lines
+            return before + ([b"* VANISHED " + format_uid_set(sorted(vanished))]
+                             if vanished else [])
+        return before + lines
 
     def expunged(self, uids: Sequence[int]) -> list[bytes]:
         """Our own EXPUNGE removed ``uids``; report them (and any pending ghosts)."""
@@ -273,6 +288,15 @@ class SelectedFolder:
         old = self.info.get(uid)
         if old is not None:
             self.info[uid] = _with_flags(old, flags)
+            if self.touched is not None:
+                self.touched.add(uid)
+
+    def take_touched(self) -> set[int]:
+        """The UIDs collected in :attr:`touched` since the last call (see __init__)."""
+        if not self.touched:
+            return set()
+        out, self.touched = self.touched, set()
+        return out
 
     # -- metadata ----------------------------------------------------------------
 

@@ -61,6 +61,7 @@ from esam_mail.services.mailflow.mailboxes import (
     parse_list_event,
 )
 
+from . import context as ctxmod
 from . import metrics as imap_metrics
 from . import mime, replies
 from . import notify as notifymod
@@ -116,6 +117,7 @@ class IMAPLimits:
     max_multiappend: int = 100  # messages in one APPEND (RFC 3502); all of them <= 4x the cap
     allow_plaintext_auth: bool = False  # never in production: LOGINDISABLED until TLS
     close_grace: float = 2.0  # after LOGOUT/BYE: abort a transport the peer keeps half-open
+    max_search_contexts: int = ctxmod.DEFAULT_MAX_CONTEXTS  # RFC 5267 UPDATE contexts per session
 
 
 # ---------------------------------------------------------------------------
@@ -214,6 +216,7 @@ class EsamIMAP4Server(imap4.IMAP4Server):
         self.qresync = False  # RFC 7162 §3.2: only by ENABLE QRESYNC
         self.saved: list[int] = []  # RFC 5182 SEARCHRES: UIDs of the result saved as $
         self.rev2 = False  # RFC 9051: after ENABLE IMAP4rev2
+        self._contexts = ctxmod.Contexts(self.limits.max_search_contexts, _Candidate)  # RFC 5267
         self._unknown_cte = False  # a BINARY fetch met an encoding it cannot decode
         self._zin: Inflater | None = None  # COMPRESS=DEFLATE (RFC 4978): the client's stream
         self.notify: notifymod.NotifyState | None = None  # NOTIFY SET (RFC 5465)
@@ -315,7 +318,7 @@ class EsamIMAP4Server(imap4.IMAP4Server):
                       b"LIST-STATUS",
                       b"THREAD=ORDEREDSUBJECT", b"THREAD=REFERENCES", b"MULTIAPPEND", b"SORT=DISPLAY",
                       b"BINARY", b"STATUS=SIZE", b"COMPRESS=DEFLATE",
-                      b"NOTIFY"):
+                      b"NOTIFY", b"ESORT", b"CONTEXT=SEARCH", b"CONTEXT=SORT"):
                 cap[c] = None
         cap[b"ID"] = None
         # RFC 7888: LITERAL+ once logged in; before, LITERAL- caps what a stranger sends
@@ -361,6 +364,9 @@ class EsamIMAP4Server(imap4.IMAP4Server):
             return
         for line in lines:
             self._untagged(line)
+        if self._contexts and self.selected is not None:  # RFC 5267 ADDTO/REMOVEFROM
+            for line in await self._contexts.update(self.selected):
+                self._untagged(line)
 
     # -- framing -----------------------------------------------------------------
 
@@ -923,6 +929,7 @@ class EsamIMAP4Server(imap4.IMAP4Server):
     def _deselect(self) -> None:
         self.selected = None
         self.saved = []
+        self._contexts.clear()  # RFC 5267: contexts live as long as the selection
         if self.state == "select":
             self.state = "auth"
 
@@ -1490,23 +1497,48 @@ class EsamIMAP4Server(imap4.IMAP4Server):
 
     async def cmd_search(self, tag: bytes, args: Args, uid: bool = False) -> None:
         sel = self._sel()
-        opts: list[bytes] | None = None  # RFC 4731 ESEARCH: SEARCH RETURN (opts) ...
-        first = args.peek()
-        if isinstance(first, Atom) and first.upper() == b"RETURN":
-            args.next()
-            opts = [bytes(o).upper() if isinstance(o, Atom) else b"" for o in args.plist()]
-            if any(o not in _RETURN_OPTS for o in opts):
-                raise ParseError("unknown SEARCH return option")
-            opts = opts or [b"ALL"]
-        elif self.rev2:
-            opts = [b"ALL"]  # RFC 9051 §6.4.4: ESEARCH, as if RETURN (ALL)
-        save = opts is not None and b"SAVE" in opts
+        ret = self._return_opts(tag, args)  # RFC 4731 ESEARCH, RFC 5267: SEARCH RETURN (...)
+        if ret is None and self.rev2:
+            ret = ctxmod.ReturnOpts()  # RFC 9051 §6.4.4: ESEARCH, as if RETURN (ALL)
+        save = ret is not None and ret.save
         try:
-            await self._search(tag, sel, args.rest(), uid, opts, save)
+            await self._search(tag, sel, args.rest(), uid, ret, save)
         except BaseException:
             if save:
                 self.saved = []  # RFC 5182 §2.1: a failed SAVE search leaves $ empty
             raise
+
+    def _return_opts(self, tag: bytes, args: Args) -> ctxmod.ReturnOpts | None:
+        """``RETURN (...)`` of SEARCH/SORT, if there (RFC 4731, 5182, 5267).  UPDATE with
+        the tag of a live context is BAD; one over the bound of live contexts is dropped
+        with ``* NO [NOUPDATE "tag"]`` (the search itself is answered)."""
+        first = args.peek()
+        if not (isinstance(first, Atom) and first.upper() == b"RETURN"):
+            return None
+        args.next()
+        ret = ctxmod.parse_return(args.plist())
+        if ret.update and tag in self._contexts:
+            if ret.save:
+                self.saved = []
+            self._tagged(tag, replies.Reply(b"BAD", b"CLIENTBUG",
+                                            b"Search context tag already in use."))
+            raise _Done
+        if ret.update and self._contexts.full():
+            self._untagged(b"* NO [NOUPDATE " + quote(tag) + b"] Too many search contexts.")
+            ret = ret.without_update()
+        return ret
+
+    def _save_result(self, ret: ctxmod.ReturnOpts, found: list[int]) -> None:
+        """SEARCHRES: keep UIDs ``found`` (in result order) as ``$``; with MIN/MAX and
+        neither ALL nor COUNT only those (RFC 5182 §2.4)."""
+        names = ret.names
+        if {b"MIN", b"MAX"} & names and not {b"ALL", b"COUNT"} & names:
+            keep = {found[0]} if b"MIN" in names and found else set()
+            if b"MAX" in names and found:
+                keep.add(found[-1])
+            self.saved = sorted(keep)
+        else:
+            self.saved = sorted(found)
 
     async def _matching(self, sel: SelectedFolder, keys: list[Token]
                         ) -> tuple[Query, list[tuple[int, int]]]:
@@ -1531,33 +1563,35 @@ class EsamIMAP4Server(imap4.IMAP4Server):
         return query, await sel.view.call(evaluate)
 
     async def _search(self, tag: bytes, sel: SelectedFolder, keys: list[Token], uid: bool,
-                      opts: list[bytes] | None, save: bool) -> None:
+                      ret: ctxmod.ReturnOpts | None, save: bool) -> None:
+        saved_before = tuple(self.saved)
         query, pairs = await self._matching(sel, keys)
         hits = [u if uid else seq for seq, u in pairs]
         if query.uses_modseq:
             self._enable_condstore()
         found = [u for _, u in pairs]
         top = max((sel.modseq.get(u, 0) for u in found), default=0)
-        if opts is None:
+        if ret is None:
             tail = b""
             if query.uses_modseq and hits:  # RFC 7162 §3.1.5: the highest mod-sequence
                 tail = b" (MODSEQ %d)" % top
             self._untagged(b"* SEARCH" + b"".join(b" %d" % h for h in hits) + tail)
         else:
-            self._esearch(tag, uid, opts, hits, top if query.uses_modseq else 0)
-        if save:
-            if ({b"MIN", b"MAX"} & set(opts or ())) and not ({b"ALL", b"COUNT"} & set(opts or ())):
-                keep = {found[0]} if b"MIN" in (opts or ()) and found else set()
-                if b"MAX" in (opts or ()) and found:
-                    keep.add(found[-1])
-                self.saved = sorted(keep)  # RFC 5182 §2.4
-            else:
-                self.saved = sorted(found)
+            line = ctxmod.render(tag, uid, ret, hits, top if query.uses_modseq else 0)
+            if line is not None:
+                self._untagged(line)
+            if save:
+                self._save_result(ret, found)
+            if ret.update:  # RFC 5267 §4.2: kept up to date while selected
+                self._contexts.add(sel, ctxmod.SearchContext(
+                    tag, uid, ret, list(keys), saved_before, found))
         await self._ok(tag, b"SEARCH completed.", allow_expunge=False)
 
     async def cmd_sort(self, tag: bytes, args: Args, uid: bool = False) -> None:
-        """RFC 5256 SORT: ``SORT (criteria) charset search-keys``."""
+        """RFC 5256 SORT: ``SORT (criteria) charset search-keys``; RFC 5267 ESORT:
+        ``SORT RETURN (options) (criteria) charset search-keys``."""
         sel = self._sel()
+        ret = self._return_opts(tag, args)
         criteria: list[tuple[str, bool]] = []
         reverse = False
         crit_toks = args.plist()
@@ -1572,11 +1606,43 @@ class EsamIMAP4Server(imap4.IMAP4Server):
             reverse = False
         if not criteria or reverse:
             raise ParseError("sort criterion expected")
-        keys = await self._sort_keys(sel, args)
-        ordered = sortmod.sort_messages(keys, criteria)
+        saved_before = tuple(self.saved)
+        try:
+            program = self._sort_program(args)
+            ordered = sortmod.sort_messages(await self._sort_keys(sel, program), criteria)
+        except BaseException:
+            if ret is not None and ret.save:
+                self.saved = []
+            raise
         ident = (lambda m: m.uid) if uid else (lambda m: m.seq)
-        self._untagged(b"* SORT" + b"".join(b" %d" % ident(m) for m in ordered))
+        if ret is None:
+            self._untagged(b"* SORT" + b"".join(b" %d" % ident(m) for m in ordered))
+        else:  # RFC 5267 §3: ESEARCH, the lists in sort order
+            line = ctxmod.render(tag, uid, ret, [ident(m) for m in ordered])
+            if line is not None:
+                self._untagged(line)
+            if ret.save:
+                self._save_result(ret, [m.uid for m in ordered])
+            if ret.update:
+                self._contexts.add(sel, ctxmod.SearchContext(
+                    tag, uid, ret, program, saved_before, [m.uid for m in ordered],
+                    criteria, {m.uid: m for m in ordered}))
         await self._ok(tag, b"SORT completed.", allow_expunge=False)
+
+    async def cmd_cancelupdate(self, tag: bytes, args: Args) -> None:
+        """RFC 5267 §4.3: ``CANCELUPDATE "tag" ...`` ends search contexts."""
+        tags: list[bytes] = []
+        while args.more():
+            tok = args.next()
+            if not isinstance(tok, String):
+                raise ParseError("quoted tag expected")
+            tags.append(bytes(tok))
+        if not tags:
+            raise ParseError("CANCELUPDATE needs a tag")
+        if not self._contexts.cancel(tags):
+            self._tagged(tag, replies.Reply(b"BAD", b"CLIENTBUG", b"No such search context."))
+            return
+        await self._ok(tag, b"CANCELUPDATE completed.")
 
     async def cmd_thread(self, tag: bytes, args: Args, uid: bool = False) -> None:
         """RFC 5256 THREAD: ``THREAD algorithm charset search-keys``."""
@@ -1584,7 +1650,7 @@ class EsamIMAP4Server(imap4.IMAP4Server):
         algorithm = args.atom().upper()
         if algorithm not in (b"ORDEREDSUBJECT", b"REFERENCES"):
             raise ParseError("unknown threading algorithm")
-        keys = await self._sort_keys(sel, args)
+        keys = await self._sort_keys(sel, self._sort_program(args))
         roots = (sortmod.thread_orderedsubject(keys) if algorithm == b"ORDEREDSUBJECT"
                  else sortmod.thread_references(keys))
         ident: Callable[[sortmod.SortKeys], int] = (
@@ -1593,42 +1659,18 @@ class EsamIMAP4Server(imap4.IMAP4Server):
         self._untagged(b"* THREAD" + (b" " + threads if threads else b""))
         await self._ok(tag, b"THREAD completed.", allow_expunge=False)
 
-    async def _sort_keys(self, sel: SelectedFolder, args: Args) -> list[sortmod.SortKeys]:
-        """The charset (mandatory for SORT/THREAD) and search keys -> sort inputs of
-        the matching messages, from the cached summaries."""
+    def _sort_program(self, args: Args) -> list[Token]:
+        """The charset (mandatory for SORT/THREAD) and search keys, as a search program."""
         charset = args.astring().decode("ascii", "replace").upper()
         if charset not in SUPPORTED_CHARSETS:
             raise BadCharset(charset)
-        _, pairs = await self._matching(sel, [Atom(b"CHARSET"), Atom(charset.encode()),
-                                              *args.rest()])
-        metas = await sel.metas([u for _, u in pairs])
-        out = []
-        for seq, u in pairs:
-            meta, info = metas.get(u), sel.info.get(u)
-            if meta is None or info is None:
-                continue  # expunged meanwhile
-            out.append(sortmod.SortKeys(seq, u, info.internal_date.timestamp(), info.size,
-                                        meta.sort))
-        return out
+        return [Atom(b"CHARSET"), Atom(charset.encode()), *args.rest()]
 
-    def _esearch(self, tag: bytes, uid: bool, opts: list[bytes], hits: list[int],
-                 modseq: int) -> None:
-        """``* ESEARCH (TAG "t") [UID] [MIN n] [MAX n] [ALL set] [COUNT n] [MODSEQ n]``;
-        nothing at all when SAVE is the only option (RFC 5182 §2.2)."""
-        if opts == [b"SAVE"]:
-            return
-        out = b"* ESEARCH (TAG " + quote(tag) + b")" + (b" UID" if uid else b"")
-        if hits and b"MIN" in opts:
-            out += b" MIN %d" % hits[0]
-        if hits and b"MAX" in opts:
-            out += b" MAX %d" % hits[-1]
-        if hits and b"ALL" in opts:
-            out += b" ALL " + format_uid_set(hits)
-        if b"COUNT" in opts:
-            out += b" COUNT %d" % len(hits)
-        if hits and modseq:
-            out += b" MODSEQ %d" % modseq
-        self._untagged(out)
+    async def _sort_keys(self, sel: SelectedFolder, program: list[Token]
+                         ) -> list[sortmod.SortKeys]:
+        """Sort inputs of the messages matching ``program``, from the cached summaries."""
+        _, pairs = await self._matching(sel, program)
+        return await ctxmod.sort_inputs(sel, pairs)
 
     async def cmd_fetch(self, tag: bytes, args: Args, uid: bool = False) -> None:
         sel = self._sel()
@@ -1855,7 +1897,6 @@ def _background(coro: Coroutine[Any, Any, Any]) -> None:
 
 
 _MAX_MODSEQ = (1 << 63) - 1
-_RETURN_OPTS = (b"MIN", b"MAX", b"ALL", b"COUNT", b"SAVE")
 _DATE_TIME = re.compile(rb" ?\d{1,2}-[A-Za-z]{3}-\d{4} \d{2}:\d{2}:\d{2} [+-]\d{4}")
 _STATUS_ITEMS = (b"MESSAGES", b"RECENT", b"UIDNEXT", b"UIDVALIDITY", b"UNSEEN", b"HIGHESTMODSEQ",
                  b"SIZE", b"DELETED")  # SIZE: RFC 8438; DELETED: RFC 9051 (offered to rev1 too)
@@ -2054,6 +2095,7 @@ EsamIMAP4Server._COMMANDS = {
     b"THREAD": ("cmd_thread", _SEL),
     b"UID SORT": ("cmd_sort", _SEL),
     b"UID THREAD": ("cmd_thread", _SEL),
+    b"CANCELUPDATE": ("cmd_cancelupdate", _SEL),
     b"FETCH": ("cmd_fetch", _SEL),
     b"STORE": ("cmd_store", _SEL),
     b"COPY": ("cmd_copy", _SEL),

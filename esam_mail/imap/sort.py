@@ -8,6 +8,7 @@ once the summaries exist.
 from __future__ import annotations
 
 import email.utils
+import functools
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -124,25 +125,40 @@ class SortKeys:
 CRITERIA = ("ARRIVAL", "CC", "DATE", "FROM", "SIZE", "SUBJECT", "TO", "DISPLAYFROM", "DISPLAYTO")
 
 
+def criterion_value(m: SortKeys, c: str) -> Any:
+    """The value one sort criterion compares (``c`` from :data:`CRITERIA`)."""
+    if c == "ARRIVAL":
+        return m.arrival
+    if c == "DATE":
+        return m.sent
+    if c == "SIZE":
+        return m.size
+    if c == "SUBJECT":
+        return m.keys.get("s", "")
+    return m.keys.get({"CC": "c", "FROM": "f", "TO": "t", "DISPLAYFROM": "df",
+                       "DISPLAYTO": "dt"}[c], "")
+
+
 def sort_messages(msgs: Sequence[SortKeys], criteria: Sequence[tuple[str, bool]]) -> list[SortKeys]:
     """Sort by ``(criterion, reverse)`` pairs; ties fall back to sequence order."""
-
-    def value(m: SortKeys, c: str) -> Any:
-        if c == "ARRIVAL":
-            return m.arrival
-        if c == "DATE":
-            return m.sent
-        if c == "SIZE":
-            return m.size
-        if c == "SUBJECT":
-            return m.keys.get("s", "")
-        return m.keys.get({"CC": "c", "FROM": "f", "TO": "t", "DISPLAYFROM": "df",
-                           "DISPLAYTO": "dt"}[c], "")
-
     out = sorted(msgs, key=lambda m: m.seq)
     for c, rev in reversed(criteria):  # stable sorts, least significant first
-        out.sort(key=lambda m, c=c: value(m, c), reverse=rev)  # type: ignore[misc]
+        out.sort(key=lambda m, c=c: criterion_value(m, c), reverse=rev)  # type: ignore[misc]
     return out
+
+
+def sort_order(criteria: Sequence[tuple[str, bool]]) -> Callable[[SortKeys], Any]:
+    """A key function giving the order of :func:`sort_messages` (ties: UID, which runs
+    like the sequence number), for placing one message into a sorted result."""
+
+    def compare(a: SortKeys, b: SortKeys) -> int:
+        for c, rev in criteria:
+            x, y = criterion_value(a, c), criterion_value(b, c)
+            if x != y:
+                return (1 if x > y else -1) * (-1 if rev else 1)
+        return (a.uid > b.uid) - (a.uid < b.uid)
+
+    return functools.cmp_to_key(compare)
 
 
 # -- THREAD (RFC 5256 §3) ---------------------------------------------------------------
