@@ -382,6 +382,8 @@ class EsamIMAP4Server(imap4.IMAP4Server):
         self.dataReceived(data)
 
     def _pump(self) -> None:
+        self._pump_buffer()
+        # COMPRESS (RFC 4978): expand only as much as the framing has room for, then frame it
         while self._zin is not None and not self._closing:
             try:
                 more = self._zin.take(self.limits.max_line * 2 - len(self._buf))
@@ -393,7 +395,6 @@ class EsamIMAP4Server(imap4.IMAP4Server):
                 break
             self._buf += more
             self._pump_buffer()
-        self._pump_buffer()
 
     def _pump_buffer(self) -> None:
         while not self._closing:

@@ -221,3 +221,17 @@ def test_pipelined_after_compress_is_read_as_deflate(env):
     r.zin, r.zout = zlib.decompressobj(-15), z
     r.buf = r.zin.decompress(r.buf)
     assert r.until(b"n") == [b"n OK NOOP completed."]
+
+
+def test_long_pipeline_expanding_past_the_buffer_is_all_answered(env):
+    """More pipelined input than the read buffer holds, all in one compressed burst:
+    what waits compressed is expanded as the framing drains, up to the last command."""
+    r = ZRaw.tls(env)
+    r.login()
+    r.compress()
+    n = 20000  # ~240 KB expanded: twice the read buffer; each line answered at once (BAD)
+    # the first command runs while the buffer fills up; the rest is framed after it
+    r.send(b"a NOOP\r\n" + b"* bad line\r\n" * n + b"z NOOP\r\n")
+    out = r.until(b"z", timeout=10)
+    assert out[0] == b"a OK NOOP completed." and out[-1] == b"z OK NOOP completed."
+    assert len(out) == n + 2 and set(out[1:-1]) == {b"* BAD Invalid tag."}
