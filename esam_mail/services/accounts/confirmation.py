@@ -45,13 +45,10 @@ import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-from sqlalchemy import select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from typing import Any, Protocol
 
 from esam_mail.config import Config
-from esam_mail.directory.models import EdsChallenge, EdsConfirmation, Mailbox, Subscriber
+from esam_mail.directory.accounts import ChallengeRow, ConfirmationRow, ConfirmationTables, NewConfirmation
 from esam_mail.directory.sql import SqlDirectory
 from esam_mail.errors import ConfigError, EsamError
 from esam_mail.log import event
@@ -251,11 +248,6 @@ def challenge_text(address: str, nonce: str) -> str:
     return f"{CHALLENGE_PREFIX}{address}:{nonce}"
 
 
-def _utc(value: dt.datetime) -> dt.datetime:
-    """Aware UTC (SQLite hands back naive datetimes; they were stored as UTC)."""
-    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
-
-
 def test_pki_folder(cfg: Config) -> Path:
     """Where ``esam eds test-pki init`` keeps the staging PKI."""
     return cfg.data_dir / "eds" / "test-pki"
@@ -339,15 +331,31 @@ class _Owner:
     bin: str | None
 
 
+class ConfirmationRecords(Protocol):
+    """What the service needs stored (``esam_mail.directory.accounts.ConfirmationTables``)."""
+
+    async def add_challenge(self, mailbox_id: int, nonce: str, *, created_at: dt.datetime,
+                            expires_at: dt.datetime, actor: tuple[str, str], address: str) -> None: ...
+
+    async def challenge(self, mailbox_id: int, nonce: str | None) -> ChallengeRow | None: ...
+
+    async def confirm(self, challenge_id: int, mailbox_id: int, new: NewConfirmation, *, used_at: dt.datetime,
+                      actor: tuple[str, str], address: str, detail: dict[str, Any]) -> ConfirmationRow | None: ...
+
+    async def latest(self, mailbox_id: int) -> ConfirmationRow | None: ...
+
+
 class ConfirmationService:
     """Challenges and confirmations over the directory.
 
     Args:
-        directory: the directory.
+        directory: the directory (mailbox and holder lookups, the audit log).
         verifier: the CMS verifier; ``None`` refuses everything with
             :class:`EdsNotConfigured` (no trust anchors configured).
         ttl: seconds a challenge lives (``eds.challenge_ttl``).
         clock: returns aware UTC "now" (tests inject one).
+        records: where challenges and confirmations are kept; ``None``: the
+            directory's tables.
     """
 
     def __init__(
@@ -357,8 +365,10 @@ class ConfirmationService:
         *,
         ttl: int = 300,
         clock: Callable[[], dt.datetime] | None = None,
+        records: ConfirmationRecords | None = None,
     ) -> None:
         self.directory = directory
+        self.records: ConfirmationRecords = records if records is not None else ConfirmationTables(directory)
         self.verifier = verifier
         self.ttl = dt.timedelta(seconds=ttl)
         self.clock = clock or (lambda: dt.datetime.now(dt.UTC))
@@ -380,15 +390,11 @@ class ConfirmationService:
         actor = actor or ("subscriber", login)
         now = self.clock()
         try:
-            async with self.directory.transaction() as s:
-                owner = await self._owner(s, login)
-                nonce = secrets.token_urlsafe(_NONCE_BYTES)
-                expires = now + self.ttl
-                s.add(
-                    EdsChallenge(mailbox_id=owner.mailbox_id, nonce=nonce, created_at=now, expires_at=expires)
-                )
-                await s.flush()
-                self._audit(s, actor, "eds.challenge", owner.address, "ok", expires_at=expires.isoformat())
+            owner = await self._owner(login)
+            nonce = secrets.token_urlsafe(_NONCE_BYTES)
+            expires = now + self.ttl
+            await self.records.add_challenge(owner.mailbox_id, nonce, created_at=now, expires_at=expires,
+                                             actor=actor, address=owner.address)
         except (ConfirmationError, EdsError) as exc:
             await self._denied(actor, "eds.challenge", login, exc)
             raise
@@ -427,14 +433,13 @@ class ConfirmationService:
         try:
             if self.verifier is None:
                 raise EdsNotConfigured()
-            async with self.directory.sessions() as s:
-                owner = await self._owner(s, login)
-                target = owner.address
-                row = await self._challenge(s, owner, challenge)
+            owner = await self._owner(login)
+            target = owner.address
+            row = await self._challenge(owner, challenge)
             if row.used_at is not None:
                 raise ChallengeUsed()
             now = self.clock()
-            if now >= _utc(row.expires_at):
+            if now >= row.expires_at:
                 raise ChallengeExpired()
             content = challenge_text(owner.address, row.nonce).encode("utf-8")
             # Validity is checked now: a backdated signing-time cannot revive an expired cert.
@@ -458,57 +463,36 @@ class ConfirmationService:
         Raises:
             MailboxUnknown: no such mailbox.
         """
-        async with self.directory.sessions() as s:
-            m = await self._mailbox(s, login)
-            if m is None:
-                raise MailboxUnknown()
-            q = (
-                select(EdsConfirmation)
-                .where(EdsConfirmation.mailbox_id == m.id)
-                .order_by(EdsConfirmation.id.desc())
-                .limit(1)
-            )
-            c = (await s.execute(q)).scalar_one_or_none()
-            latest = _confirmed(m.address, c) if c is not None else None
-            return ConfirmationStatus(m.address, bool(m.eds_confirmed), latest)
+        m = await self.directory.get(login)
+        if m is None:
+            raise MailboxUnknown()
+        c = await self.records.latest(m.id)
+        latest = _confirmed(m.address, c) if c is not None else None
+        return ConfirmationStatus(m.address, bool(m.eds_confirmed), latest)
 
     # -- internals -----------------------------------------------------------------------
 
-    async def _mailbox(self, s: AsyncSession, login: str) -> Mailbox | None:
-        key = self.directory.login_of(login)
-        m = (await s.execute(select(Mailbox).where(Mailbox.login_norm == key))).scalar_one_or_none()
-        if m is None and "@" in key:
-            m = (await s.execute(select(Mailbox).where(Mailbox.address_norm == key))).scalar_one_or_none()
-        return m
-
-    async def _owner(self, s: AsyncSession, login: str) -> _Owner:
-        m = await self._mailbox(s, login)
+    async def _owner(self, login: str) -> _Owner:
+        m = await self.directory.get(login)
         if m is None:
             raise MailboxUnknown()
         if m.state != "active":
             raise MailboxNotConfirmable(f"the mailbox is {m.state}: only an active mailbox can be confirmed")
-        sub = await s.get(Subscriber, m.subscriber_id) if m.subscriber_id is not None else None
+        sub = await self.directory.owner(m.subscriber_id)
         if sub is None or sub.kind not in ("individual", "legal_entity"):
             raise MailboxNotConfirmable(
                 "a service mailbox has no subscriber and cannot be confirmed with an electronic signature"
             )
         return _Owner(m.id, m.address, sub.kind, sub.iin, sub.bin)
 
-    async def _challenge(self, s: AsyncSession, owner: _Owner, text: str | None) -> EdsChallenge:
-        if text is None:
-            q = (
-                select(EdsChallenge)
-                .where(EdsChallenge.mailbox_id == owner.mailbox_id)
-                .order_by(EdsChallenge.id.desc())
-                .limit(1)
-            )
-        else:
+    async def _challenge(self, owner: _Owner, text: str | None) -> ChallengeRow:
+        nonce: str | None = None
+        if text is not None:
             text = text.strip()
             nonce = text.rpartition(":")[2]
             if not text.startswith(CHALLENGE_PREFIX) or not nonce or len(nonce) > 128:
                 raise ChallengeNotFound("this is not a challenge issued by this server")
-            q = select(EdsChallenge).where(EdsChallenge.nonce == nonce)
-        row = (await s.execute(q)).scalar_one_or_none()
+        row = await self.records.challenge(owner.mailbox_id, nonce)
         if row is None or row.mailbox_id != owner.mailbox_id:
             raise ChallengeNotFound()
         if text is not None and text != challenge_text(owner.address, row.nonce):
@@ -519,55 +503,25 @@ class ConfirmationService:
         self, owner: _Owner, challenge_id: int, signer: SignerInfo, actor: tuple[str, str]
     ) -> Confirmed:
         now = self.clock()
-        async with self.directory.transaction() as s:
-            used = await s.execute(
-                update(EdsChallenge)
-                .where(EdsChallenge.id == challenge_id, EdsChallenge.used_at.is_(None))
-                .values(used_at=now)
-            )
-            if used.rowcount != 1:  # type: ignore[attr-defined]
-                raise ChallengeUsed()  # a concurrent confirmation won; the rollback undoes nothing
-            row = EdsConfirmation(
-                mailbox_id=owner.mailbox_id,
-                cert_fingerprint=signer.fingerprint,
-                cert_serial=signer.serial,
-                cert_issuer=signer.issuer,
-                not_before=signer.not_before,
-                not_after=signer.not_after,
-                signer_iin=signer.iin,
-                signer_bin=signer.bin,
-                confirmed_at=now,
-                certificate=signer.certificate,
-                issuer_certificate=signer.issuer_certificate or None,
-            )
-            s.add(row)
-            await s.execute(update(Mailbox).where(Mailbox.id == owner.mailbox_id).values(eds_confirmed=True))
-            self._audit(
-                s,
-                actor,
-                "eds.confirm",
-                owner.address,
-                "ok",
-                fingerprint=signer.fingerprint,
-                serial=signer.serial,
-                issuer=signer.issuer,
-                signer_bin=signer.bin,
-            )
-            await s.flush()
+        new = NewConfirmation(
+            cert_fingerprint=signer.fingerprint,
+            cert_serial=signer.serial,
+            cert_issuer=signer.issuer,
+            not_before=signer.not_before,
+            not_after=signer.not_after,
+            signer_iin=signer.iin,
+            signer_bin=signer.bin,
+            confirmed_at=now,
+            certificate=signer.certificate,
+            issuer_certificate=signer.issuer_certificate or None,
+        )
+        detail = {"fingerprint": signer.fingerprint, "serial": signer.serial, "issuer": signer.issuer,
+                  "signer_bin": signer.bin}
+        row = await self.records.confirm(challenge_id, owner.mailbox_id, new, used_at=now, actor=actor,
+                                         address=owner.address, detail=detail)
+        if row is None:
+            raise ChallengeUsed()  # a concurrent confirmation won
         return _confirmed(owner.address, row)
-
-    @staticmethod
-    def _audit(
-        s: AsyncSession, actor: tuple[str, str], action: str, target: str, outcome: str, **detail: Any
-    ) -> None:
-        from esam_mail.directory.models import AuditEvent
-
-        s.add(
-            AuditEvent(
-                actor_kind=actor[0], actor_id=actor[1][:128], action=action, target=target[:320],
-                outcome=outcome, detail=detail,
-            )
-        )  # fmt: skip
 
     async def _denied(self, actor: tuple[str, str], action: str, target: str, exc: EsamError) -> None:
         code = getattr(exc, "code", type(exc).__name__)
@@ -575,15 +529,15 @@ class ConfirmationService:
         event(log, f"{action}.denied", logging.WARNING, code=code)
 
 
-def _confirmed(address: str, c: EdsConfirmation) -> Confirmed:
+def _confirmed(address: str, c: ConfirmationRow) -> Confirmed:
     return Confirmed(
         address=address,
         fingerprint=c.cert_fingerprint,
         serial=c.cert_serial,
         issuer=c.cert_issuer,
-        not_before=_utc(c.not_before),
-        not_after=_utc(c.not_after),
+        not_before=c.not_before,
+        not_after=c.not_after,
         signer_iin=c.signer_iin,
         signer_bin=c.signer_bin,
-        confirmed_at=_utc(c.confirmed_at),
+        confirmed_at=c.confirmed_at,
     )

@@ -36,19 +36,22 @@ import logging
 import secrets
 import shutil
 import string
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
-
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from typing import Any, Literal, Protocol
 
 from esam_mail.config import Config
-from esam_mail.directory.models import AgreementVersion, Application, AuditEvent, Mailbox, Subscriber, utcnow
+from esam_mail.directory.accounts import (
+    AgreementRow,
+    NewApplication,
+    NewSubscriber,
+    NotHeld,
+    RegisteredRows,
+    RegistrationTables,
+)
 from esam_mail.directory.sql import OwnerKeyTaken, SqlDirectory
-from esam_mail.errors import ConfigError, NotFound, ValidationError
+from esam_mail.errors import ConfigError, ValidationError
 from esam_mail.i18n import normalize as normalize_language
 from esam_mail.log import event
 from esam_mail.services.accounts.application import (
@@ -191,37 +194,46 @@ async def ensure_agreement(directory: SqlDirectory, cfg: Config) -> AgreementInf
     Raises:
         ConfigError: the file is unreadable, or its text changed under an existing label.
     """
+    return await _ensure_agreement(RegistrationTables(directory), cfg)
+
+
+async def _ensure_agreement(tables: RegistrationRecords, cfg: Config) -> AgreementInfo:
     version = cfg.registration.agreement_version
     digest = agreement_sha256(cfg)
-    for _attempt in range(3):
-        try:
-            async with directory.transaction() as s:
-                row = await _agreement_row(s, version)
-                if row is None:
-                    row = AgreementVersion(version=version, sha256=digest, effective_date=utcnow())
-                    s.add(row)
-                    await s.flush()
-                when = row.effective_date
-                if when.tzinfo is None:  # SQLite keeps no zone: the value was stored as UTC
-                    when = when.replace(tzinfo=dt.UTC)
-                info = AgreementInfo(row.id, row.version, row.sha256, when)
-        except IntegrityError:
-            continue  # another process recorded it first: read theirs
-        if info.sha256 != digest:
-            raise ConfigError(
-                [
-                    f"registration.agreement_version: version {version!r} is recorded with "
-                    f"sha256 {info.sha256}, but {cfg.agreement_path} now has sha256 {digest}; "
-                    "a changed agreement text needs a new version label"
-                ]
-            )
-        return info
-    raise ConfigError([f"registration.agreement_version: could not record version {version!r}"])
+    row = await tables.agreement(version, digest, dt.datetime.now(dt.UTC))
+    if row is None:
+        raise ConfigError([f"registration.agreement_version: could not record version {version!r}"])
+    if row.sha256 != digest:
+        raise ConfigError(
+            [
+                f"registration.agreement_version: version {version!r} is recorded with "
+                f"sha256 {row.sha256}, but {cfg.agreement_path} now has sha256 {digest}; "
+                "a changed agreement text needs a new version label"
+            ]
+        )
+    return AgreementInfo(row.id, row.version, row.sha256, row.effective_date)
 
 
-async def _agreement_row(s: AsyncSession, version: str) -> AgreementVersion | None:
-    q = select(AgreementVersion).where(AgreementVersion.version == version)
-    return (await s.execute(q)).scalar_one_or_none()
+class RegistrationRecords(Protocol):
+    """What registration needs stored (``esam_mail.directory.accounts.RegistrationTables``)."""
+
+    async def agreement(self, version: str, sha256: str, now: dt.datetime) -> AgreementRow | None: ...
+
+    async def register(
+        self,
+        subscriber: NewSubscriber,
+        application: NewApplication,
+        *,
+        login: str,
+        password_hash: str,
+        owner_key: str | None,
+        state: str,
+        actor: tuple[str, str],
+        detail: dict[str, Any],
+        prepare: Callable[[str], Awaitable[None]],
+    ) -> RegisteredRows: ...
+
+    async def approve_held(self, login: str, *, actor: tuple[str, str]) -> tuple[int, str]: ...
 
 
 # --------------------------------------------------------------------------
@@ -342,6 +354,8 @@ class RegistrationService:
         hasher: the password hasher (argon2id).
         cfg: the configuration (domain, reserved names, registration policy).
         registry: the state-registry verifier; ``None``: from the config.
+        notices: the welcome e-mail (``Notices``); ``None``: none is sent.
+        records: where applications and mailboxes are written; ``None``: the directory's tables.
     """
 
     def __init__(
@@ -352,8 +366,10 @@ class RegistrationService:
         cfg: Config,
         registry: StateRegistry | None = None,
         notices: Any = None,
+        records: RegistrationRecords | None = None,
     ) -> None:
         self.directory = directory
+        self.records: RegistrationRecords = records if records is not None else RegistrationTables(directory)
         self.store = store
         self.hasher = hasher
         self.cfg = cfg
@@ -436,34 +452,10 @@ class RegistrationService:
             NotFound: no such mailbox.
             ValidationError: ``login`` when the mailbox is not held.
         """
-        key = self.directory.login_of(login)
-        async with self.directory.transaction() as s:
-            m = (await s.execute(select(Mailbox).where(Mailbox.login_norm == key))).scalar_one_or_none()
-            if m is None:
-                raise NotFound(login)
-            if m.state != "held":
-                raise ValidationError("login", f"{m.address} is {m.state}, not held: nothing to approve")
-            m.state = "active"
-            if m.subscriber_id is not None:
-                apps = await s.execute(
-                    select(Application).where(
-                        Application.subscriber_id == m.subscriber_id, Application.status == "held"
-                    )
-                )
-                for a in apps.scalars():
-                    a.status = "accepted"
-            s.add(
-                AuditEvent(
-                    actor_kind=actor[0],
-                    actor_id=actor[1],
-                    action="mailbox.approve",
-                    target=m.address,
-                    outcome="ok",
-                    detail={"from": "held"},
-                )
-            )
-            await s.flush()
-            mailbox_id, address = m.id, m.address
+        try:
+            mailbox_id, address = await self.records.approve_held(login, actor=actor)
+        except NotHeld as e:
+            raise ValidationError("login", f"{e.address} is {e.state}, not held: nothing to approve") from None
         event(log, "registration.approved", mailbox_id=mailbox_id)
         rec = await self.directory.get(address)
         assert rec is not None
@@ -497,7 +489,7 @@ class RegistrationService:
             password=password,
             signature=signature,
         )
-        agreement = await ensure_agreement(self.directory, self.cfg)
+        agreement = await _ensure_agreement(self.records, self.cfg)
         # para. 5: the consent records the edition the applicant read (its language and hash)
         edition = agreement_edition(self.cfg, language) if language else None
 
@@ -527,91 +519,73 @@ class RegistrationService:
 
         personal = isinstance(app, IndividualApplication) and self.cfg.registration.one_mailbox_per_iin
         owner_key = app.identifier if personal else None
-        now = utcnow()
+        now = dt.datetime.now(dt.UTC)
         user: Any = None
         made_maildir = False
+        subscriber = NewSubscriber(
+            kind=kind,
+            iin=app.iin if isinstance(app, IndividualApplication) else None,
+            bin=app.bin if isinstance(app, LegalEntityApplication) else None,
+            display_name=app.full_name,
+            data=app.to_dict(),
+            language=normalize_language(language),
+            created_at=now,
+        )
+        application = NewApplication(
+            channel=channel,
+            office_code=office_code if channel == "office" else None,
+            employee_id=employee_id if channel == "office" else None,
+            requested_username=app.username,
+            data=_json_safe(raw),
+            submitted_at=now,
+            agreement_version_id=agreement.id,
+            agreement_sha256=edition.sha256 if edition else agreement.sha256,
+            agreement_language=edition.language if edition else None,
+            consent_at=now,
+            signature=signature,
+            signer_fingerprint=signer_fingerprint,
+            registry_verdict=answer.verdict.value,
+            status="accepted" if state == "active" else "held",
+            signer_role=app.signer_role if isinstance(app, LegalEntityApplication) else None,
+            poa_number=app.poa_number if isinstance(app, LegalEntityApplication) else None,
+            poa_date=app.poa_date if isinstance(app, LegalEntityApplication) else None,
+        )
+        detail = {
+            "kind": kind,
+            "channel": channel,
+            "office": office_code if channel == "office" else None,
+            "state": state,
+            "verdict": answer.verdict.value,
+            "agreement": agreement.version,
+        }
+
+        async def make_maildir(login_norm: str) -> None:
+            # para. 7: the Maildir exists before the mailbox becomes visible (this runs
+            # inside the directory transaction, before its commit)
+            nonlocal user, made_maildir
+            user = self.store.user(login_norm)
+            made_maildir = not user.exists()
+            await asyncio.to_thread(user.create)
+
         try:
-            async with self.directory.transaction() as s:
-                sub = Subscriber(
-                    kind=kind,
-                    iin=app.iin if isinstance(app, IndividualApplication) else None,
-                    bin=app.bin if isinstance(app, LegalEntityApplication) else None,
-                    display_name=app.full_name,
-                    data=app.to_dict(),
-                    language=normalize_language(language),
-                    created_at=now,
+            try:
+                rows = await self.records.register(
+                    subscriber, application, login=app.username, password_hash=hashed, owner_key=owner_key,
+                    state=state, actor=actor, detail=detail, prepare=make_maildir,
                 )
-                s.add(sub)
-                await s.flush()
-                application = Application(
-                    subscriber_id=sub.id,
-                    channel=channel,
-                    office_code=office_code if channel == "office" else None,
-                    employee_id=employee_id if channel == "office" else None,
-                    requested_username=app.username,
-                    data=_json_safe(raw),
-                    submitted_at=now,
-                    agreement_version_id=agreement.id,
-                    agreement_sha256=edition.sha256 if edition else agreement.sha256,
-                    agreement_language=edition.language if edition else None,
-                    consent_at=now,
-                    signature=signature,
-                    signer_fingerprint=signer_fingerprint,
-                    registry_verdict=answer.verdict.value,
-                    status="accepted" if state == "active" else "held",
-                    signer_role=app.signer_role if isinstance(app, LegalEntityApplication) else None,
-                    poa_number=app.poa_number if isinstance(app, LegalEntityApplication) else None,
-                    poa_date=app.poa_date if isinstance(app, LegalEntityApplication) else None,
-                )
-                s.add(application)
-                await s.flush()
-                try:
-                    m = await self.directory.add_mailbox(
-                        s,
-                        app.username,
-                        hashed,
-                        kind="personal",
-                        subscriber_id=sub.id,
-                        owner_key=owner_key,
-                        state=state,
-                    )
-                except OwnerKeyTaken:
-                    raise ValidationError(
-                        "iin", "this IIN already has an open mailbox (one personal mailbox per IIN)"
-                    ) from None
-                s.add(
-                    AuditEvent(
-                        actor_kind=actor[0],
-                        actor_id=actor[1],
-                        action="mailbox.register",
-                        target=m.address,
-                        outcome="ok",
-                        detail={
-                            "application_id": application.id,
-                            "mailbox_id": m.id,
-                            "kind": kind,
-                            "channel": channel,
-                            "office": office_code if channel == "office" else None,
-                            "state": state,
-                            "verdict": answer.verdict.value,
-                            "agreement": agreement.version,
-                        },
-                    )
-                )
-                await s.flush()
-                # para. 7: the Maildir exists before the mailbox becomes visible
-                user = self.store.user(m.login_norm)
-                made_maildir = not user.exists()
-                await asyncio.to_thread(user.create)
-                result = Registered(
-                    address=m.address,
-                    login=m.login_norm,
-                    password=secret if generated else None,
-                    status=state,
-                    application_id=application.id,
-                    mailbox_id=m.id,
-                    registry_verdict=answer.verdict.value,
-                )
+            except OwnerKeyTaken:
+                raise ValidationError(
+                    "iin", "this IIN already has an open mailbox (one personal mailbox per IIN)"
+                ) from None
+            result = Registered(
+                address=rows.address,
+                login=rows.login,
+                password=secret if generated else None,
+                status=state,
+                application_id=rows.application_id,
+                mailbox_id=rows.mailbox_id,
+                registry_verdict=answer.verdict.value,
+            )
         except BaseException:
             if made_maildir and user is not None:
                 with contextlib.suppress(OSError):
