@@ -30,7 +30,8 @@ atomic across processes) and fsync before returning.  Lines are never rewritten;
 only an unterminated tail left by a crash mid-write (never acknowledged) is cut off.
 
 :data:`NOTIFY_EVENTS` are the events that send a status e-mail to the sender;
-:func:`build_status_email` builds it (Russian, Kazakh, English).
+:func:`build_status_email` builds it (Russian, Kazakh, English; texts in the ``hybrid``
+gettext domain).
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from esam_mail.fsio import fsync_dir, write_all
+from esam_mail.i18n import Translator
 from esam_mail.services.hybrid.errors import HybridInputError, HybridStateError, TransitionError
 from esam_mail.services.hybrid.s10 import validate_s10
 
@@ -236,83 +238,37 @@ class EventLog:
         return h[-1].event if h else None
 
 
-# Short status texts: (subject word, body sentence) per language.
-_TEXTS: dict[HybridEvent, dict[str, tuple[str, str]]] = {
-    E.ACCEPTED: {
-        "ru": ("Принято", "Ваше письмо принято для доставки в бумажном виде. "
-                          "Трек-номер: {t}."),
-        "kk": ("Қабылданды", "Сіздің хатыңыз қағаз түрінде жеткізуге қабылданды. "
-                             "Трек-нөмірі: {t}."),
-        "en": ("Accepted", "Your letter has been accepted for delivery on paper. "
-                           "Tracking number: {t}."),
-    },
-    E.QUEUED_FOR_PRINT: {
-        "ru": ("В очереди на печать", "Письмо {t} поставлено в очередь на печать."),
-        "kk": ("Басып шығару кезегінде", "{t} хаты басып шығару кезегіне қойылды."),
-        "en": ("Queued for printing", "Letter {t} is queued for printing."),
-    },
-    E.PRINTED: {
-        "ru": ("Напечатано", "Письмо {t} напечатано и готовится к передаче на почту."),
-        "kk": ("Басып шығарылды", "{t} хаты басып шығарылды және поштаға тапсыруға "
-                                  "дайындалуда."),
-        "en": ("Printed", "Letter {t} has been printed and is being prepared for posting."),
-    },
-    E.PRINT_FAILED: {
-        "ru": ("Ошибка печати", "При печати письма {t} произошла ошибка."),
-        "kk": ("Басып шығару қатесі", "{t} хатын басып шығару кезінде қате орын алды."),
-        "en": ("Printing failed", "Printing letter {t} failed."),
-    },
-    E.HANDED_TO_POST: {
-        "ru": ("Передано на почту", "Письмо {t} передано в почтовую сеть."),
-        "kk": ("Поштаға тапсырылды", "{t} хаты пошта желісіне тапсырылды."),
-        "en": ("Handed to the post", "Letter {t} has been handed to the postal network."),
-    },
-    E.DELIVERED: {
-        "ru": ("Вручено", "Письмо {t} вручено адресату."),
-        "kk": ("Табыс етілді", "{t} хаты алушыға табыс етілді."),
-        "en": ("Delivered", "Letter {t} has been delivered to the recipient."),
-    },
-    E.RETURNED: {
-        "ru": ("Возвращено", "Письмо {t} не удалось вручить, оно возвращено."),
-        "kk": ("Қайтарылды", "{t} хатын табыс ету мүмкін болмады, ол кері қайтарылды."),
-        "en": ("Returned", "Letter {t} could not be delivered and has been returned."),
-    },
-    E.SCANNED: {
-        "ru": ("Отсканировано", "Бумажное письмо {t} отсканировано."),
-        "kk": ("Сканерленді", "{t} қағаз хаты сканерленді."),
-        "en": ("Scanned", "Paper letter {t} has been scanned."),
-    },
-    E.SCAN_DELIVERED: {
-        "ru": ("Доставлено в ящик", "Скан письма {t} доставлен в электронный ящик."),
-        "kk": ("Жәшікке жеткізілді", "{t} хатының сканы электрондық жәшікке жеткізілді."),
-        "en": ("Delivered to the mailbox", "The scan of letter {t} has been delivered to the mailbox."),
-    },
-    E.SCAN_FAILED: {
-        "ru": ("Не доставлено в ящик", "Скан письма {t} не удалось доставить в электронный ящик."),
-        "kk": ("Жәшікке жеткізілмеді", "{t} хатының сканын электрондық жәшікке жеткізу мүмкін болмады."),
-        "en": ("Not delivered to the mailbox", "The scan of letter {t} could not be delivered to the mailbox."),
-    },
-    E.REJECTED: {
-        "ru": ("Отклонено", "Письмо {t} не может быть отправлено в бумажном виде."),
-        "kk": ("Қабылданбады", "{t} хатын қағаз түрінде жіберу мүмкін емес."),
-        "en": ("Rejected", "Letter {t} cannot be sent on paper."),
-    },
+# Status texts, (subject word, body sentence) per event: English msgids of the ``hybrid``
+# gettext domain (esam_mail/locale/<lang>/LC_MESSAGES/hybrid.po has Kazakh and Russian).
+_TEXTS: dict[HybridEvent, tuple[str, str]] = {
+    E.ACCEPTED: ("Accepted", "Your letter has been accepted for delivery on paper. Tracking number: {tracking}."),
+    E.QUEUED_FOR_PRINT: ("Queued for printing", "Letter {tracking} is queued for printing."),
+    E.PRINTED: ("Printed", "Letter {tracking} has been printed and is being prepared for posting."),
+    E.PRINT_FAILED: ("Printing failed", "Printing letter {tracking} failed."),
+    E.HANDED_TO_POST: ("Handed to the post", "Letter {tracking} has been handed to the postal network."),
+    E.DELIVERED: ("Delivered", "Letter {tracking} has been delivered to the recipient."),
+    E.RETURNED: ("Returned", "Letter {tracking} could not be delivered and has been returned."),
+    E.SCANNED: ("Scanned", "Paper letter {tracking} has been scanned."),
+    E.SCAN_DELIVERED: ("Delivered to the mailbox", "The scan of letter {tracking} has been delivered to the mailbox."),
+    E.SCAN_FAILED: ("Not delivered to the mailbox", "The scan of letter {tracking} could not be delivered to the mailbox."),
+    E.REJECTED: ("Rejected", "Letter {tracking} cannot be sent on paper."),
 }
+
+#: The languages of a status e-mail, in order (one e-mail for every reader of the letter).
+EMAIL_LANGUAGES = ("ru", "kk", "en")
 
 
 #: Why a letter comes back (UPU return reasons, as a facility reports them with
-#: ``esam hybrid status S10 RETURNED --reason CODE``): code -> (ru, kk, en).
-RETURN_REASONS: Mapping[str, tuple[str, str, str]] = {
-    "addressee_unknown": ("адресат не значится по указанному адресу",
-                          "алушы көрсетілген мекенжайда тұрмайды", "addressee unknown at this address"),
-    "moved": ("адресат выбыл", "алушы басқа мекенжайға көшкен", "addressee has moved"),
-    "refused": ("адресат отказался от получения", "алушы алудан бас тартты", "refused by the addressee"),
-    "not_called_for": ("истёк срок хранения", "сақтау мерзімі өтті", "not called for (storage period expired)"),
-    "insufficient_address": ("неполный или неверный адрес", "мекенжай толық емес немесе қате",
-                             "insufficient or incorrect address"),
-    "no_such_address": ("адрес не существует", "мұндай мекенжай жоқ", "no such address"),
-    "deceased": ("адресат умер", "алушы қайтыс болған", "addressee deceased"),
-    "damaged": ("отправление повреждено", "жөнелтілім зақымдалған", "item damaged"),
+#: ``esam hybrid status S10 RETURNED --reason CODE``): code -> English text (a ``hybrid`` msgid).
+RETURN_REASONS: Mapping[str, str] = {
+    "addressee_unknown": "addressee unknown at this address",
+    "moved": "addressee has moved",
+    "refused": "refused by the addressee",
+    "not_called_for": "not called for (storage period expired)",
+    "insufficient_address": "insufficient or incorrect address",
+    "no_such_address": "no such address",
+    "deceased": "addressee deceased",
+    "damaged": "item damaged",
 }
 
 
@@ -321,7 +277,7 @@ def reason_text(reason: str, lang: str) -> str:
     known = RETURN_REASONS.get(reason.strip().lower())
     if known is None:
         return " ".join(reason.split())
-    return known[{"ru": 0, "kk": 1, "en": 2}[lang]]
+    return Translator("hybrid", lang)(known)
 
 
 def build_status_email(
@@ -350,20 +306,19 @@ def build_status_email(
         a message with Date, Message-ID, ``Auto-Submitted: auto-generated`` and
         ``X-Esam-Tracking``; the caller delivers it into the sender's mailbox.
     """
-    texts = _TEXTS[record.event]
+    word, sentence = _TEXTS[record.event]
     t = record.tracking_number
-    subject = " / ".join(texts[lang][0] for lang in ("ru", "kk", "en"))
+    subject = " / ".join(Translator("hybrid", lang)(word) for lang in EMAIL_LANGUAGES)
     when = record.time.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    labels = {"ru": ("Получатель", "Время", "Причина"), "kk": ("Алушы", "Уақыты", "Себебі"),
-              "en": ("Recipient", "Time", "Reason")}
     parts = []
-    for lang in ("ru", "kk", "en"):
-        lines = [texts[lang][1].format(t=t)]
+    for lang in EMAIL_LANGUAGES:
+        _ = Translator("hybrid", lang)
+        lines = [_(sentence, tracking=t)]
         if reason.strip():
-            lines.append(f"{labels[lang][2]}: {reason_text(reason, lang)}")
+            lines.append(f"{_('Reason')}: {reason_text(reason, lang)}")
         if recipient_summary:
-            lines.append(f"{labels[lang][0]}: {' '.join(recipient_summary.split())}")
-        lines.append(f"{labels[lang][1]}: {when}")
+            lines.append(f"{_('Recipient')}: {' '.join(recipient_summary.split())}")
+        lines.append(f"{_('Time')}: {when}")
         parts.append("\n".join(lines))
     msg = EmailMessage()
     msg["From"] = formataddr((from_name, from_address))

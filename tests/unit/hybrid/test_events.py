@@ -9,14 +9,18 @@ from pathlib import Path
 
 import pytest
 
+from esam_mail import i18n
 from esam_mail.services.hybrid.errors import TransitionError
 from esam_mail.services.hybrid.events import (
     NOTIFY_EVENTS,
+    RETURN_REASONS,
     EventLog,
+    EventRecord,
     HybridEvent,
     build_status_email,
     can_transition,
     needs_status_email,
+    reason_text,
 )
 
 E = HybridEvent
@@ -89,3 +93,29 @@ def test_status_email(tmp_path: Path, event: HybridEvent) -> None:
              E.RETURNED: ("возвращено", "қайтарылды", "returned")}[event]
     for w in words:
         assert w in body.lower()
+
+
+@pytest.mark.parametrize("event", list(HybridEvent))
+def test_status_texts_come_from_the_hybrid_catalogue(event: HybridEvent) -> None:
+    """Every event's e-mail is Russian, Kazakh, English in that order, each part from the
+    ``hybrid`` gettext domain (English is the msgid), with the tracking number filled in."""
+    rec = EventRecord(1, T, event, datetime(2024, 5, 1, 10, 0, tzinfo=UTC), "test")
+    msg = build_status_email(rec, to_address="a@b.kz", from_address="hybrid@pochta.kz", reason="moved")
+    ru, kk, en = msg.get_content().split("\n\n")[:3]
+    words = [w.strip() for w in str(msg["Subject"]).removeprefix(f"[{T}] ").split(" / ")]
+    assert len(words) == 3 and words[0] != words[2] and words[1] != words[2]
+    for lang, part, word in (("ru", ru, words[0]), ("kk", kk, words[1])):
+        assert i18n.gettext("hybrid", lang, words[2]) == word
+        first = part.splitlines()[0]
+        assert T in first and first != en.splitlines()[0]
+        assert f"{i18n.gettext('hybrid', lang, 'Reason')}: {reason_text('moved', lang)}" in part
+    assert en.splitlines()[0].isascii() and "Reason: addressee has moved" in en
+
+
+@pytest.mark.parametrize("code", sorted(RETURN_REASONS))
+def test_return_reasons_are_translated(code: str) -> None:
+    en = reason_text(code, "en")
+    assert en == RETURN_REASONS[code]
+    assert reason_text(code, "ru") != en and reason_text(code, "kk") != en
+    assert reason_text(code.upper(), "ru") == reason_text(code, "ru")
+    assert reason_text("  free   text ", "kk") == "free text"  # not a code: quoted as given
