@@ -11,17 +11,25 @@ from __future__ import annotations
 import builtins
 import datetime as dt
 import unicodedata
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event, func, select, text, update
+from sqlalchemy import event, exists, func, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
-from esam_mail.directory.models import Alias, AuditEvent, AuthFailure, Mailbox, Subscriber, utcnow
+from esam_mail.directory.models import (
+    Alias,
+    AuditEvent,
+    AuthFailure,
+    Mailbox,
+    SecondFactor,
+    Subscriber,
+    utcnow,
+)
 from esam_mail.errors import LoginTaken, NotFound
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
@@ -80,6 +88,15 @@ class MailboxRecord:
     @property
     def open(self) -> bool:
         return self.state == "active"
+
+
+@dataclass(frozen=True, slots=True)
+class LoginState:
+    """:meth:`SqlDirectory.login_state`: one lookup for a login attempt."""
+
+    record: MailboxRecord | None
+    failures: dict[str, AuthFailure]
+    second_factor: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,6 +249,34 @@ class SqlDirectory:
             if m is None and "@" in key:
                 m = (await s.execute(select(Mailbox).where(Mailbox.address_norm == key))).scalar_one_or_none()
             return _record(m) if m else None
+
+    async def login_state(self, username: str, failure_keys: builtins.list[str]) -> LoginState:
+        """What a password login needs, in one read transaction: the mailbox, whether it has a
+        second factor, and the failure counters of ``failure_keys``."""
+        key = self.login_of(username)
+        has_2fa = exists().where(SecondFactor.mailbox_id == Mailbox.id)
+        async with self.readers() as s:
+            failures = {
+                r.key: r
+                for r in (await s.execute(select(AuthFailure).where(AuthFailure.key.in_(failure_keys)))).scalars()
+            }
+            row = (await s.execute(select(Mailbox, has_2fa).where(Mailbox.login_norm == key))).first()
+            if row is None and "@" in key:
+                row = (await s.execute(select(Mailbox, has_2fa).where(Mailbox.address_norm == key))).first()
+        if row is None:
+            return LoginState(None, failures, False)
+        return LoginState(_record(row[0]), failures, bool(row[1]))
+
+    async def get_many(self, logins: Iterable[str]) -> dict[str, MailboxRecord]:
+        """Records of these normalized logins (absent ones left out): one query."""
+        keys = sorted(set(logins))
+        out: dict[str, MailboxRecord] = {}
+        async with self.readers() as s:
+            for i in range(0, len(keys), 500):
+                q = select(Mailbox).where(Mailbox.login_norm.in_(keys[i : i + 500]))
+                for m in (await s.execute(q)).scalars():
+                    out[m.login_norm] = _record(m)
+        return out
 
     async def by_address(self, address: str) -> MailboxRecord | None:
         key = normalize_address(address)

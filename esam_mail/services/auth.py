@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -104,10 +104,13 @@ class DirectoryAuthenticator:
         # login:*       one account from everywhere: growing delay only, never a lock,
         #               so the owner can still log in from another address
         keys = [f"ip:{peer}", f"login:{login}|ip:{peer}", f"login:{login}"]
-        if await self._locked(keys[:2]):
+        # one read for the mailbox, its second factor and the counters (was three)
+        state = await self.directory.login_state(login, keys)
+        if self._is_locked(state.failures, keys[:2]):
             event(log, "auth.locked", logging.WARNING, user=login, peer=peer, service=service)
             raise AuthError("locked")
-        rec = await self.directory.get(login)
+        rec = state.record
+        had_failures = any(k in state.failures for k in keys[1:])
         if rec is not None and rec.state != "active" and password:
             # the holder of a suspended (closed, held) mailbox is told why, once the password
             # proves it is the holder: a guesser learns nothing a wrong password would not say
@@ -124,11 +127,11 @@ class DirectoryAuthenticator:
                 await asyncio.get_running_loop().run_in_executor(self.pool, self.hasher.hash, password or "x")
             await self._fail(keys, login, peer, service)
             raise AuthError("bad credentials")
-        if service != "web" and self.second_factor is not None and await self.second_factor.enabled(rec.id):
+        if service != "web" and self.second_factor is not None and state.second_factor:
             if not await self.second_factor.check_app_password(rec.id, password):
                 await self._fail(keys, login, peer, service)
                 raise AuthError("bad credentials")
-            if await self._had_failures(keys):
+            if had_failures:
                 await self.directory.clear_failures(keys[1:])
             event(log, "auth.ok", user=rec.login_norm, peer=peer, service=service, app_password=True)
             principal = Principal(login=rec.login_norm, address=rec.address, quota=rec.quota_bytes)
@@ -150,7 +153,7 @@ class DirectoryAuthenticator:
             stored = new_hash
             event(log, "auth.rehashed", user=rec.login_norm)
         self.cache.put(rec.login_norm, password, stored, now)
-        if await self._had_failures(keys):
+        if had_failures:
             await self.directory.clear_failures(keys[1:])  # the per-IP count stays
         event(log, "auth.ok", user=rec.login_norm, peer=peer, service=service)
         principal = Principal(login=rec.login_norm, address=rec.address, quota=rec.quota_bytes)
@@ -168,10 +171,10 @@ class DirectoryAuthenticator:
         """Drop the cached login (password change, suspension)."""
         self.cache.forget(login)
 
-    async def _locked(self, keys: list[str]) -> bool:
-        rows = await self.directory.failures(keys)
+    @staticmethod
+    def _is_locked(rows: Mapping[str, Any], keys: list[str]) -> bool:
         now = utcnow()
-        for r in rows.values():
+        for r in (rows[k] for k in keys if k in rows):
             until = r.locked_until
             if until is not None:
                 if until.tzinfo is None:
@@ -179,9 +182,6 @@ class DirectoryAuthenticator:
                 if until > now:
                     return True
         return False
-
-    async def _had_failures(self, keys: list[str]) -> bool:
-        return bool(await self.directory.failures(keys[1:]))
 
 
     async def _fail(self, keys: list[str], login: str, peer: str, service: str) -> None:

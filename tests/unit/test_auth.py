@@ -174,3 +174,21 @@ def test_cache_renews_active_users_up_to_max_age_and_forgets() -> None:
     c._map[off + 3] ^= 0xFF  # a torn/corrupted entry fails the HMAC, never passes
     assert not c.check("bob", "pw", "$h", now=1.0)
     assert not SharedLoginCache(4, ttl=0).check("bob", "pw", "$h", now=1.0)
+
+
+def test_a_cached_login_is_one_directory_read(url: str) -> None:
+    """Mailbox, second factor and failure counters come in one read transaction (issue 20)."""
+
+    async def go() -> None:
+        await add(url, "alice", HASHER.hash("pw-alice-1"))
+        a = make(url, cache_seconds=60)
+        a.second_factor = object()  # on, as the app wires it; alice has no second factor
+        await a.authenticate("alice", "pw-alice-1", peer="10.0.0.1", service="imap")
+        opened: list[str] = []
+        for name in ("sessions", "readers"):
+            real = getattr(a.directory, name)
+            setattr(a.directory, name, lambda real=real, name=name: opened.append(name) or real())
+        await a.authenticate("alice", "pw-alice-1", peer="10.0.0.1", service="imap")
+        assert opened == ["readers"]
+
+    asyncio.run(go())

@@ -143,6 +143,8 @@ class DeliveryService:
         self._alias_cache: dict[str, tuple[tuple[str, ...] | None, float]] = {}
         self.special: dict[str, tuple[str, SpecialHandler]] = {}
         self._rcpt_cache: dict[str, tuple[MailboxRecord, float]] = {}
+        self._rcpt_due: set[str] = set()  # cached recipients to look up again soon
+        self._rcpt_refresher: asyncio.Task[None] | None = None
         self.special_auth_only: set[str] = set()
 
     def add_special(
@@ -227,6 +229,8 @@ class DeliveryService:
     #: Seconds a directory answer for RCPT is reused by this process.  A suspended or
     #: closed mailbox is refused at RCPT at most this long after the change; only active
     #: mailboxes are cached, so a new, approved or resumed mailbox receives mail at once.
+    #: Recipients that keep receiving are looked up again before their answer expires, all
+    #: of them in one query (:meth:`_refresh_recipients`), not one query each per period.
     recipient_cache_seconds = 2.0
 
     async def _recipient(self, login: str) -> MailboxRecord | None:
@@ -235,13 +239,38 @@ class DeliveryService:
         cache = self._rcpt_cache
         hit = cache.get(login)
         if hit is not None and hit[1] > now:
+            if hit[1] - now < self.recipient_cache_seconds / 2:
+                self._rcpt_due.add(login)
+                if self._rcpt_refresher is None or self._rcpt_refresher.done():
+                    self._rcpt_refresher = asyncio.create_task(self._refresh_recipients())
             return hit[0]
         rec = await self.directory.get(login)
+        self._remember(login, rec, now)
+        return rec
+
+    def _remember(self, login: str, rec: MailboxRecord | None, asked_at: float) -> None:
+        cache = self._rcpt_cache
         if rec is not None and rec.state == "active" and self.recipient_cache_seconds > 0:
             if len(cache) > 10_000:
                 cache.clear()
-            cache[login] = (rec, now + self.recipient_cache_seconds)
-        return rec
+            cache[login] = (rec, asked_at + self.recipient_cache_seconds)
+        else:
+            cache.pop(login, None)
+
+    async def _refresh_recipients(self) -> None:
+        """Look the recipients that came due up again, in one query.  Waits a quarter of the
+        lifetime first so that more come due; answers are dated from the query, so the
+        lifetime guarantee above holds."""
+        await asyncio.sleep(self.recipient_cache_seconds / 4)
+        due, self._rcpt_due = self._rcpt_due, set()
+        asked_at = time.monotonic()
+        try:
+            recs = await self.directory.get_many(due)
+        except Exception:  # the entries expire as usual and the next RCPT asks itself
+            log.warning("recipient refresh failed", exc_info=True)
+            return
+        for login in due:
+            self._remember(login, recs.get(login), asked_at)
 
     async def _alias(self, name: str) -> tuple[str, ...] | None:
         """Alias targets through a short per-process cache (hits and misses, same TTL)."""
