@@ -239,7 +239,7 @@ class DeliveryService:
         cache = self._rcpt_cache
         hit = cache.get(login)
         if hit is not None and hit[1] > now:
-            if hit[1] - now < self.recipient_cache_seconds / 2:
+            if hit[1] - now < self.recipient_cache_seconds * 0.75:  # a quarter of its life gone
                 self._rcpt_due.add(login)
                 if self._rcpt_refresher is None or self._rcpt_refresher.done():
                     self._rcpt_refresher = asyncio.create_task(self._refresh_recipients())
