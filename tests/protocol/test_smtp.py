@@ -191,6 +191,7 @@ def test_internal_error_is_451_without_exception_text(running: Running, monkeypa
         raise RuntimeError("secret internal detail /var/lib/x")
 
     monkeypatch.setattr(running.services.store, "deliver_each", boom)
+    monkeypatch.setattr(running.services.store, "deliver_batch", boom)  # the group-commit path
     s = mx(running)
     s.mail("bob@other.test")
     s.rcpt("alice@esam.test")

@@ -27,7 +27,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from esam_mail.directory.sql import MailboxRecord, SqlDirectory, normalize_address
 from esam_mail.errors import DeliveryError, QuotaExceeded
@@ -68,7 +68,56 @@ class LocalStore(Protocol):
         self, logins: Sequence[str], data: bytes, *, quotas: Mapping[str, int | None] | None = None
     ) -> Mapping[str, str | Exception]: ...
 
+    def deliver_batch(
+        self, jobs: Sequence[tuple[Sequence[str], bytes, Mapping[str, int | None] | None]]
+    ) -> Sequence[Mapping[str, str | Exception] | OSError]: ...
+
     def quota_state(self, login: str, incoming_size: int = 0, quota: int | None = None) -> QuotaView: ...
+
+
+class GroupCommit:
+    """Local deliveries written together (group commit), each still acknowledged only once
+    its own copy is on stable storage.
+
+    A delivery that arrives while a batch is being written waits for the next batch, which
+    starts as soon as the current one ends; so with one delivery at a time nothing waits
+    longer than before, and with many each batch shares its fsyncs (one per message file,
+    one per new/ directory, but the journal commits and the thread hop are shared: see
+    ``MaildirStore.deliver_batch``).  A batch is at most ``max_batch`` messages.
+    """
+
+    max_batch = 32
+
+    def __init__(self, store: LocalStore) -> None:
+        self.store = store
+        self._pending: list[tuple[tuple[Sequence[str], bytes, Mapping[str, int | None]], asyncio.Future[Any]]] = []
+        self._writer: asyncio.Task[None] | None = None
+
+    async def deliver_each(
+        self, logins: Sequence[str], data: bytes, quotas: Mapping[str, int | None]
+    ) -> Mapping[str, str | Exception]:
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending.append(((logins, data, quotas), fut))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write())
+        result = await fut
+        if isinstance(result, OSError):
+            raise result
+        return result
+
+    async def _write(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending[: self.max_batch], self._pending[self.max_batch :]
+            try:
+                results = await asyncio.to_thread(self.store.deliver_batch, [job for job, _ in batch])
+            except Exception as exc:  # each waiting delivery gets it
+                for _, fut in batch:
+                    if not fut.done():
+                        fut.set_exception(exc)
+                continue
+            for (_, fut), result in zip(batch, results, strict=True):
+                if not fut.done():  # done: its SMTP session went away meanwhile
+                    fut.set_result(result)
 
 
 class Outbound(Protocol):
@@ -140,6 +189,7 @@ class DeliveryService:
         self.dkim_sign = dkim_sign
         self.kick_queue = kick_queue
         self.aliases = aliases
+        self.commits = GroupCommit(store)
         self._alias_cache: dict[str, tuple[tuple[str, ...] | None, float]] = {}
         self.special: dict[str, tuple[str, SpecialHandler]] = {}
         self._rcpt_cache: dict[str, tuple[MailboxRecord, float]] = {}
@@ -389,7 +439,7 @@ class DeliveryService:
         written: dict[str, str] = {}
         if local:
             body = b"Return-Path: <" + tx.mail_from.encode("utf-8", "surrogateescape") + b">\r\n" + stamped
-            results = await asyncio.to_thread(self.store.deliver_each, sorted(local), body, quotas=quotas)
+            results = await self.commits.deliver_each(sorted(local), body, quotas)
             failed = {login: err for login, err in results.items() if not isinstance(err, str)}
             written = {login: key for login, key in results.items() if isinstance(key, str)}
             if failed and len(failed) == len(results) and not remote and not special:
