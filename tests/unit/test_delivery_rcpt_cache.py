@@ -13,7 +13,7 @@ import pytest
 
 from esam_mail.directory.sql import MailboxRecord
 from esam_mail.errors import DeliveryError
-from esam_mail.services.delivery import DeliveryService
+from esam_mail.services.mailflow.delivery import DeliveryService
 from esam_mail.store.maildir import MaildirStore
 
 

@@ -110,7 +110,7 @@ class GroupCommit:
             batch, self._pending = self._pending[: self.max_batch], self._pending[self.max_batch :]
             try:
                 results = await asyncio.to_thread(self.store.deliver_batch, [job for job, _ in batch])
-            except Exception as exc:  # each waiting delivery gets it
+            except Exception as exc:  # noqa: BLE001 - each waiting delivery gets it
                 for _, fut in batch:
                     if not fut.done():
                         fut.set_exception(exc)

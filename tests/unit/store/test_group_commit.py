@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from esam_mail.errors import QuotaExceeded
-from esam_mail.services.delivery import GroupCommit
+from esam_mail.services.mailflow.delivery import GroupCommit
 from esam_mail.store.maildir import MaildirStore
 
 from .conftest import msg
