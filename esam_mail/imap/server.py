@@ -61,6 +61,7 @@ from esam_mail.services.mailflow.mailboxes import (
     parse_list_event,
 )
 
+from . import catenate as catmod
 from . import context as ctxmod
 from . import metrics as imap_metrics
 from . import mime, replies
@@ -318,7 +319,7 @@ class EsamIMAP4Server(imap4.IMAP4Server):
                       b"LIST-STATUS",
                       b"THREAD=ORDEREDSUBJECT", b"THREAD=REFERENCES", b"MULTIAPPEND", b"SORT=DISPLAY",
                       b"BINARY", b"STATUS=SIZE", b"COMPRESS=DEFLATE",
-                      b"NOTIFY", b"ESORT", b"CONTEXT=SEARCH", b"CONTEXT=SORT"):
+                      b"NOTIFY", b"ESORT", b"CONTEXT=SEARCH", b"CONTEXT=SORT", b"CATENATE"):
                 cap[c] = None
         cap[b"ID"] = None
         # RFC 7888: LITERAL+ once logged in; before, LITERAL- caps what a stranger sends
@@ -1133,38 +1134,54 @@ class EsamIMAP4Server(imap4.IMAP4Server):
         await self._ok(tag, b"STATUS completed.")
 
     async def cmd_append(self, tag: bytes, args: Args) -> None:
-        """APPEND, with MULTIAPPEND (RFC 3502): several messages, all or none."""
+        """APPEND, with MULTIAPPEND (RFC 3502): several messages, all or none; a message
+        may be built by CATENATE (RFC 4469, see :mod:`.catenate`)."""
         name = self._mailbox_arg(args)
-        batch: list[tuple[list[str], dt.datetime | None, bytes | Spool, int]] = []
+        batch: list[tuple[list[str], dt.datetime | None, bytes | Spool | list[catmod.Part]]] = []
         while args.more() or not batch:
             flags: list[str] = []
             date: dt.datetime | None = None
             if isinstance(args.peek(), list):
                 flags = _parse_flags(args.plist())
             tok = args.next()
-            if (isinstance(tok, String) and isinstance(args.peek(), String)
-                    and (_DATE_TIME.fullmatch(bytes(tok)) or len(tok) < 64)):
+            nxt = args.peek()
+            if isinstance(tok, String) and (
+                    (isinstance(nxt, String) and (_DATE_TIME.fullmatch(bytes(tok)) or len(tok) < 64))
+                    or (_is_atom(nxt, b"CATENATE") and _DATE_TIME.fullmatch(bytes(tok)))):
                 # a short string before the literal is the date-time (which the
                 # tokenizer cannot tell from a literal): a malformed one is BAD
                 date = parse_datetime(bytes(tok))
                 tok = args.next()
-            if not isinstance(tok, String):
-                raise ParseError("message literal expected")
-            message: bytes | Spool
-            if isinstance(tok, SpooledString):
+            message: bytes | Spool | list[catmod.Part]
+            if _is_atom(tok, b"CATENATE"):
+                message = catmod.parse_parts(
+                    args.plist(), lambda t: t.spool if isinstance(t, SpooledString) else None)
+            elif isinstance(tok, SpooledString):
                 message = tok.spool
-                size = message.size
-            else:
+            elif isinstance(tok, String):
                 message = bytes(tok)
-                size = len(message)
-            batch.append(([f for f in flags if f != "\\Recent"], date, message, size))
-        if any(size == 0 for *_, size in batch):
+            else:
+                raise ParseError("message literal expected")
+            batch.append(([f for f in flags if f != "\\Recent"], date, message))
+        ready: list[tuple[list[str], dt.datetime | None, bytes | Spool]] = []
+        try:
+            for flags, date, message in batch:  # every URL resolved before anything is stored
+                if isinstance(message, list):
+                    message = await self._catenate(message)
+                ready.append((flags, date, message))
+        except catmod.BadUrl as exc:
+            self._tagged(tag, replies.Reply(b"NO", exc.code(), b"CATENATE URL not usable."))
+            return
+        except catmod.TooBig:
+            self._tagged(tag, replies.Reply(b"NO", b"TOOBIG", b"Message too large."))
+            return
+        if any((m.size if isinstance(m, Spool) else len(m)) == 0 for *_, m in ready):
             self._tagged(tag, replies.Reply(b"NO", None, b"Empty message."))
             return
         done: list[int] = []
         uidvalidity = 0
         try:
-            for flags, date, message, _size in batch:
+            for flags, date, message in ready:
                 if isinstance(message, Spool):
                     await message.finish()
                 uidvalidity, uid = await self._user().append(name, message, flags, date)
@@ -1176,6 +1193,15 @@ class EsamIMAP4Server(imap4.IMAP4Server):
             return
         code = b"APPENDUID %d %s" % (uidvalidity, format_uid_set(done))
         await self._ok(tag, b"APPEND completed.", code)
+
+    async def _catenate(self, parts: list[catmod.Part]) -> bytes | Spool:
+        """One CATENATE message (RFC 4469), capped like an APPEND literal."""
+        assert self.principal is not None
+        users = {self.principal.login.lower(), self.principal.address.lower()}
+        return await catmod.build(
+            self._user(), parts, users=users, normalise=_normalise_name,
+            limit=self.limits.max_message_size, spool_threshold=self.limits.spool_threshold,
+            spools=self._spools)
 
     async def _unappend(self, name: str, uids: list[int]) -> None:
         """Take back the messages a failed MULTIAPPEND had already stored."""
@@ -1918,6 +1944,10 @@ def _status_body(st: Any, items: Iterable[bytes]) -> bytes:
         b"SIZE": st.size, b"DELETED": st.extra.get("deleted", 0),
     }
     return b" ".join(b"%s %d" % (i, values[i]) for i in items)
+
+
+def _is_atom(tok: Token | None, word: bytes) -> bool:
+    return isinstance(tok, Atom) and tok.upper() == word
 
 
 def _seq_arg(raw: bytes) -> SeqSet | None:

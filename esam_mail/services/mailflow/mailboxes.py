@@ -443,6 +443,31 @@ class Spool:
         """The queued writes (await it before feeding more when ``buffered`` is high)."""
         return self._writes
 
+    def feed_from(self, other: Spool) -> None:
+        """Take the bytes of another, finished, spool (an APPEND built from parts, RFC
+        4469): copied file to file on the pool, in order with :meth:`feed`."""
+        self._flush()
+        self.received += other.size
+        if other.size == 0:
+            return
+        src, prev = other.path, self._writes
+        loop = asyncio.get_running_loop()
+
+        def copy() -> None:  # pool thread
+            try:
+                with open(src, "rb") as fh:
+                    while chunk := fh.read(SPOOL_FLUSH):
+                        self._write(chunk)
+            except OSError as exc:
+                self._error = self._error or exc
+
+        async def write() -> None:
+            if prev is not None:
+                await prev
+            await loop.run_in_executor(self.owner.service._executor, copy)
+
+        self._writes = asyncio.ensure_future(write())
+
     async def finish(self) -> None:
         """Write what is buffered; raises the first write error (disk full ...)."""
         self._flush()
