@@ -41,7 +41,7 @@ from .sort import sort_json
 
 MAX_DEPTH = 20
 MAX_PARTS = 5000
-META_VERSION = 4  # 2: colon-less headers, parsed addresses in search; 3, 4: sort keys
+META_VERSION = 5  # 2: colon-less headers, parsed addresses in search; 3, 4: sort keys; 5: address search without comments
 
 # Part-tree node kinds (compact, JSON-friendly)
 LEAF, MULTIPART, MESSAGE = 0, 1, 2
@@ -474,9 +474,8 @@ def _one_address(toks: list[tuple[str, str]]) -> Address | None:
             route = "".join(v for _, v in inner[:colon]) or None
             inner = inner[colon + 1 :]
         local, domain = _addr_spec(inner)
-        if name is None:
-            comments = [v for k, v in toks[gt:] if k == "c" and v]
-            name = comments[-1] if comments else None
+        # a comment after an angle-addr is CFWS, not a display name (RFC 5322 §3.4); only the
+        # legacy "addr-spec (Full Name)" form below takes its comment as the name (as Dovecot)
     else:
         comments = [v for k, v in toks if k == "c" and v]
         name = comments[-1] if comments else None
@@ -793,26 +792,30 @@ def decode_header_text(value: str | None) -> str:
         return text
 
 
-_ADDR_NOISE = re.compile(r"[()]|\s[@.]|[@.]\s")  # comments or whitespace inside an address
 
 
 def search_text(name: str, raw_values: Sequence[str]) -> str:
     """What SEARCH matches for a header: its decoded text and, for the address
     fields, each address as parsed (``Name <local@domain>``: comments and folding
     whitespace gone), so ``FROM a@b.org`` finds ``<a (x)@ (y) b.org>`` like Dovecot."""
-    text = decode_header_text(" ".join(raw_values))
     if name not in ADDRESS_HEADERS:
-        return text
+        return decode_header_text(" ".join(raw_values))
+    # RFC 3501 §6.4.4: the envelope's address structure, not the header text: comments are
+    # gone, group names stay (as Dovecot); an unparsable value is searched as written
     forms = []
     for value in raw_values:
-        if not _ADDR_NOISE.search(value):
-            continue  # the text already holds every address as written: nothing to add
-        for a in parse_addresses(value) or ():
-            if a.mailbox is None or a.host is None:
-                continue  # group markers
+        addrs = parse_addresses(value)
+        if not addrs:
+            forms.append(decode_header_text(value))
+            continue
+        for a in addrs:
+            if a.host is None:
+                if a.mailbox:
+                    forms.append(decode_header_text(a.mailbox) + ":")  # group start
+                continue
             addr = f"<{a.mailbox}@{a.host}>"
             forms.append(f"{decode_header_text(a.name)} {addr}" if a.name else addr)
-    return text + "\n" + ", ".join(forms) if forms else text
+    return ", ".join(forms)
 
 
 def decode_body(data: bytes, ent: Entity) -> str:

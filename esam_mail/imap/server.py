@@ -994,7 +994,8 @@ class EsamIMAP4Server(imap4.IMAP4Server):
         select_opts: set[bytes] = set()
         if not lsub and isinstance(args.peek(), list):
             select_opts = {bytes(x).upper() for x in args.plist() if isinstance(x, Atom)}
-            if select_opts - _LIST_SELECT or select_opts == {b"RECURSIVEMATCH"}:
+            # RFC 5258 §3: RECURSIVEMATCH alone (or only with REMOTE) is BAD
+            if select_opts - _LIST_SELECT or select_opts - {b"REMOTE"} == {b"RECURSIVEMATCH"}:
                 raise ParseError("bad LIST selection option")
         ref = self._decode_name(args.astring())
         pat_tok = args.next()

@@ -57,6 +57,14 @@ def test_recursivematch_childinfo(r):
     assert r.cmd(b"b", b'LIST (RECURSIVEMATCH) "" "%"')[-1].startswith(b"b BAD")
 
 
+def test_recursivematch_only_with_remote_is_bad(r):
+    # RFC 5258 §3: RECURSIVEMATCH "MUST NOT occur as the only selection option (or only with
+    # REMOTE) ... The server MUST return BAD tagged response in such case."  (imaptest listext)
+    assert r.cmd(b"b1", b'LIST (RECURSIVEMATCH REMOTE) "" "%"')[-1].startswith(b"b1 BAD")
+    assert r.cmd(b"b2", b'LIST (REMOTE RECURSIVEMATCH) "" "%"')[-1].startswith(b"b2 BAD")
+    assert r.cmd(b"ok", b'LIST (REMOTE) "" "%"')[-1].startswith(b"ok OK")
+
+
 def test_return_subscribed(r):
     out = _untagged(r.cmd(b"a", b'LIST "" "Fruit/%" RETURN (SUBSCRIBED)'))
     assert out == [b'* LIST (\\HasNoChildren) "/" "Fruit/Apple"',
