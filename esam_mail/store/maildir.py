@@ -1260,9 +1260,7 @@ class MaildirUser:
             os.rename(path, trash)
             if self.store.fsync:
                 fsync_dir(self.path)
-            subs = self._read_subscriptions()
-            if canonical in subs:
-                self._write_subscriptions(subs - {canonical})
+            # the subscription stays (RFC 3501 §6.3.6: never removed unilaterally)
         nbytes, count = _folder_usage(trash)
         shutil.rmtree(trash, ignore_errors=True)
         if count:

@@ -1,4 +1,4 @@
-"""RFC 3501 §6.3.3, §6.3.6-6.3.9: CREATE does not subscribe; LSUB semantics."""
+"""RFC 3501 §6.3.3, §6.3.4, §6.3.6-6.3.9: CREATE does not subscribe, DELETE does not unsubscribe; LSUB."""
 
 from __future__ import annotations
 
@@ -48,3 +48,17 @@ def test_default_folders_stay_subscribed(env):
     out = r.cmd(b"a", b'LSUB "" *')
     names = {x.rsplit(b" ", 1)[1] for x in out if x.startswith(b"*")}
     assert {b'"INBOX"', b'"Sent"', b'"Trash"'} <= names
+
+
+def test_delete_keeps_the_subscription(env):
+    # RFC 3501 §6.3.6: "The server MUST NOT unilaterally remove an existing mailbox name from the
+    # subscription list even if a mailbox by that name no longer exists."  RFC 5258 then lists it
+    # as (\NonExistent \Subscribed).  (imaptest listext)
+    r = Raw.tls(env)
+    r.login()
+    r.cmd(b"a", b"CREATE Gone")
+    r.cmd(b"b", b"SUBSCRIBE Gone")
+    assert r.cmd(b"c", b"DELETE Gone")[-1].startswith(b"c OK")
+    assert r.cmd(b"d", b'LSUB "" Gone')[0].startswith(b'* LSUB (')
+    out = r.cmd(b"e", b'LIST (SUBSCRIBED) "" Gone')
+    assert out[0] == b'* LIST (\\NonExistent \\Subscribed) "/" "Gone"', out

@@ -537,7 +537,7 @@ def test_delete_folder(store: MaildirStore, alice: MaildirUser) -> None:
     alice.delete_folder("Trash")
     assert not (alice.path / ".Trash").exists()
     assert alice.usage() == usage - len(msg(body=b"x" * 100))
-    assert "Trash" not in alice.subscriptions()
+    assert "Trash" in alice.subscriptions()  # RFC 3501 §6.3.6: DELETE does not unsubscribe
     with pytest.raises(NoSuchFolder):
         alice.delete_folder("Trash")
     with pytest.raises(FolderError):
