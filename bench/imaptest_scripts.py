@@ -555,6 +555,7 @@ def mutf7_decode(s: str) -> str:
 class Runner:
     def __init__(self, opts: argparse.Namespace) -> None:
         self.o = opts
+        self.stats = [[0, 0], [0, 0]]  # [base, extensions] x [command groups run, failed]
 
     def connect(self, idx: int) -> Conn:
         sock = socket.create_connection((self.o.host, self.o.port), timeout=self.o.timeout)
@@ -863,8 +864,24 @@ class Runner:
                         status, args = c.simple(b"SELECT " + imap_quote(box))
                         if status != "OK":
                             raise TestFailed(f"SELECT failed: {args_str(args)}")
+            # like imaptest, a failing command group is counted and the test goes on
+            first_error = ""
+            failed = 0
+            failed_lines: list[str] = []
             for gi, group in enumerate(test.groups):
-                self.run_group(test, group, gi)
+                self.stats[1 if test.caps else 0][0] += 1
+                try:
+                    self.run_group(test, group, gi)
+                except TestFailed as e:
+                    failed += 1
+                    failed_lines.append(str(group.commands[0].line if group.commands else 0))
+                    self.stats[1 if test.caps else 0][1] += 1
+                    first_error = first_error or str(e)
+                    if any(c.closed for c in conns):
+                        break
+            if failed:
+                return "FAIL", (f"{failed} of {len(test.groups)} command groups failed (lines "
+                                f"{','.join(failed_lines)}); first: {first_error}")
             return "pass", ""
         except TestSkipped:
             return "skip", ""
@@ -918,6 +935,7 @@ class Runner:
         best: dict[int, tuple[int, str]] = {}
         where = f"group {gi + 1}/{len(test.groups)} (line {group.commands[0].line if group.commands else 0})"
         pending: dict[str, Command] = {}
+        errors: list[str] = []
         first_tag = ""
 
         def on_untagged(args: list[Arg]) -> None:
@@ -937,7 +955,10 @@ class Runner:
                 self.vars.pop("tag", None)
                 if n == self.FULL:
                     if ut.existence == "!":
-                        raise TestFailed(f"{where}: unexpected untagged match\n   match: {args_str(ut.args)}\n   reply: {args_str(args)}")
+                        errors.append(f"{where}: unexpected untagged match\n   match: {args_str(ut.args)}\n"
+                                      f"   reply: {args_str(args)}")
+                        conn.note_untagged(args)
+                        return
                     found[i] = True
                     some = True
                     self.added = []
@@ -974,12 +995,16 @@ class Runner:
             n = self.match_args(cmd.reply or REPLY_OK, args, None, True)
             self.vars.pop("tag", None)
             if n != self.FULL:
-                raise TestFailed(f"{where}: expected tagged reply '{args_str(cmd.reply or [])}', got '{args_str(args)}'"
-                                 f"\n   command: {cmd.text[:200].decode('utf-8', 'replace')}")
+                errors.append(f"{where}: expected tagged reply '{args_str(cmd.reply or [])}', got '{args_str(args)}'"
+                              f"\n   command: {cmd.text[:200].decode('utf-8', 'replace')}")
             conn.note_untagged(args)
 
         for cmd in group.commands:
-            text = self.expand_all(cmd.text)
+            try:
+                text = self.expand_all(cmd.text)
+            except TestFailed as e:
+                errors.append(f"{where}: {e}")
+                continue
             tag = conn.next_tag()
             cmd.sent_tag = tag
             if not first_tag:
@@ -1015,14 +1040,16 @@ class Runner:
         missing = [i for i, ut in enumerate(group.untagged) if ut.existence == "*" and not found[i]]
         if missing:
             i = missing[0]
-            raise TestFailed(f"{where}: missing {len(missing)} untagged replies ({mismatches} mismatches)\n"
+            errors.append(f"{where}: missing {len(missing)} untagged replies ({mismatches} mismatches)\n"
                              f"   first expected: {args_str(group.untagged[i].args)}\n"
                              f"   best match: {best.get(i, (0, ''))[1]}\n"
                              f"   command: {group.commands[0].text[:200].decode('utf-8', 'replace') if group.commands else ''}")
         if first_extra is not None:
-            raise TestFailed(f"{where}: {mismatches} unexpected untagged replies, first: {first_extra}")
+            errors.append(f"{where}: {mismatches} unexpected untagged replies, first: {first_extra}")
         if group.sleep:
             time.sleep(group.sleep)
+        if errors:
+            raise TestFailed(errors[0])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1059,6 +1086,9 @@ def main(argv: list[str] | None = None) -> int:
         if detail and o.verbose:
             print("   " + detail.replace("\n", "\n   "))
         sys.stdout.flush()
+    (bt, bf), (et, ef) = runner.stats
+    print(f"base protocol: {bf}/{bt} individual command groups failed")
+    print(f"extensions: {ef}/{et} individual command groups failed")
     print(f"{len(names)} test groups: {counts['pass']} passed, {counts['FAIL']} failed, "
           f"{counts['skip']} skipped due to missing capabilities")
     return 1 if counts["FAIL"] else 0
