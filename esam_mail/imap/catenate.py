@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from esam_mail import errors
-from esam_mail.services.mailflow.mailboxes import Spool, UserMailboxes
+from esam_mail.services.mailflow.mailboxes import MailboxView, Spool, UserMailboxes
 
 from . import mime
 from .parser import MAX_NUMBER, Atom, LimitExceeded, ParseError, String, Token, parse_section
@@ -166,19 +166,17 @@ def _unquote(s: str, url: bytes) -> str:
         raise BadUrl(url) from None
 
 
-async def read_ref(user: UserMailboxes, ref: Ref, url: bytes) -> bytes:
-    """The bytes a URL names, read and cut on the mailbox pool.
+async def read_ref(view: MailboxView, ref: Ref, url: bytes, *, sync: bool) -> bytes:
+    """The bytes a URL names, read and cut on the mailbox pool (``sync``: look at the
+    folder afresh first; once per folder and command is enough).
 
     Raises:
-        BadUrl: no such mailbox, UIDVALIDITY changed, no such message or part.
+        BadUrl: UIDVALIDITY changed, no such message or part.
     """
-    try:
-        view = await user.open(ref.mailbox)
-    except (errors.NoSuchFolder, errors.BadFolderName):
-        raise BadUrl(url) from None
 
     def extract(folder: Any) -> bytes | None:  # pool thread
-        folder.sync()
+        if sync:
+            folder.sync()
         if ref.uidvalidity is not None and folder.uidvalidity != ref.uidvalidity:
             return None
         try:
@@ -217,11 +215,19 @@ async def build(user: UserMailboxes, parts: Sequence[Part], *, users: Collection
     held: list[bytes | Spool] = []
     total = 0
     out: Spool | None = None
+    views: dict[str, MailboxView] = {}
     for part, ref in zip(parts, refs, strict=True):
         piece: bytes | Spool
         if isinstance(part, UrlPart):
             assert ref is not None
-            piece = await read_ref(user, ref, part.url)
+            view = views.get(ref.mailbox)
+            if view is None:
+                try:
+                    view = await user.open(ref.mailbox)
+                except (errors.NoSuchFolder, errors.BadFolderName):
+                    raise BadUrl(part.url) from None
+            piece = await read_ref(view, ref, part.url, sync=ref.mailbox not in views)
+            views[ref.mailbox] = view
         else:
             piece = part
         if isinstance(piece, Spool):
