@@ -311,7 +311,7 @@ class NotifyState:
     # -- delivery -------------------------------------------------------------------------
     def _may_send(self) -> bool:
         s = self.s
-        return (s.transport is not None and not s._closing
+        return (s.transport is not None and not s._closing and not s.output_paused()
                 and (not s._busy or s._idle_tag is not None))
 
     def kick(self) -> None:

@@ -119,37 +119,64 @@ class IMAPLimits:
     allow_plaintext_auth: bool = False  # never in production: LOGINDISABLED until TLS
     close_grace: float = 2.0  # after LOGOUT/BYE: abort a transport the peer keeps half-open
     max_search_contexts: int = ctxmod.DEFAULT_MAX_CONTEXTS  # RFC 5267 UPDATE contexts per session
+    # a client that stops reading: dropped when its output has not drained for this long,
+    # or when this much more was written to it meanwhile (see _OutputGate)
+    output_stall_timeout: float = 60.0
+    max_output_backlog: int = 8 * 1024 * 1024
 
 
 # ---------------------------------------------------------------------------
 
 
 @implementer(interfaces.IPushProducer)
-class _Throttle:
-    """Backpressure for long FETCH responses: pauses the generator when the
-    transport's buffer is full."""
+class _OutputGate:
+    """The session's producer for its whole life: output toward a client that stops reading.
 
-    def __init__(self) -> None:
+    Registered on the transport at connect; Twisted pauses it when the transport's own
+    buffer passes 64 KiB (the kernel's buffers being full already) and resumes it once
+    the buffer is drained.  While paused the session starts no new command, delays the
+    unsolicited updates (they are a diff of the selected folder's state, sent later),
+    and long responses wait in :meth:`wait`.  :attr:`backlog` counts what was still
+    written meanwhile; the session drops a client that lets it grow past
+    ``limits.max_output_backlog`` or stays paused for ``limits.output_stall_timeout``.
+    """
+
+    def __init__(self, on_pause: Callable[[], None], on_resume: Callable[[], None]) -> None:
         self.paused = False
         self.stopped = False
-        self._waiting: asyncio.Future[None] | None = None
+        self.backlog = 0  # octets written since the pause
+        self._on_pause = on_pause
+        self._on_resume = on_resume
+        self._waiting: list[asyncio.Future[None]] = []  # one per writer: command, IDLE, NOTIFY
 
     def pauseProducing(self) -> None:
+        if self.paused or self.stopped:
+            return
         self.paused = True
+        self.backlog = 0
+        self._on_pause()
 
     def resumeProducing(self) -> None:
+        was = self.paused
         self.paused = False
-        fut, self._waiting = self._waiting, None
-        if fut is not None and not fut.done():
-            fut.set_result(None)
+        waiting, self._waiting = self._waiting, []
+        for fut in waiting:
+            if not fut.done():
+                fut.set_result(None)
+        if was and not self.stopped:
+            self._on_resume()
 
     def stopProducing(self) -> None:
         self.stopped = True
         self.resumeProducing()
 
     async def wait(self) -> None:
-        self._waiting = asyncio.get_running_loop().create_future()
-        await self._waiting
+        """Return once the transport has room (or the connection is gone)."""
+        if not self.paused or self.stopped:
+            return
+        fut = asyncio.get_running_loop().create_future()
+        self._waiting.append(fut)
+        await fut
 
 
 class _Done(Exception):
@@ -221,6 +248,10 @@ class EsamIMAP4Server(imap4.IMAP4Server):
         self._unknown_cte = False  # a BINARY fetch met an encoding it cannot decode
         self._zin: Inflater | None = None  # COMPRESS=DEFLATE (RFC 4978): the client's stream
         self.notify: notifymod.NotifyState | None = None  # NOTIFY SET (RFC 5465)
+        self._gate = _OutputGate(self._output_paused, self._output_resumed)
+        self._stall_timer: Any = None
+        self._changes_waiting = False  # an IDLE push delayed while the output was full
+        self._idle_task: asyncio.Future[None] | None = None
         self.timeOut = int(self.limits.unauth_timeout)
 
     # -- connection ------------------------------------------------------------
@@ -236,6 +267,7 @@ class EsamIMAP4Server(imap4.IMAP4Server):
             self.close_connection()
             return
         self.factory.sessions.add(self)
+        self.transport.registerProducer(self._gate, True)
         imap_metrics.connected(self.implicit_tls)
         log.info(
             "event=imap.connect session=%s peer=%s tls=%s",
@@ -248,6 +280,8 @@ class EsamIMAP4Server(imap4.IMAP4Server):
         if self._abort_timer is not None and self._abort_timer.active():
             self._abort_timer.cancel()
         self._abort_timer = None
+        self._cancel_stall_timer()
+        self._gate.stopProducing()  # wakes whatever waits for room
         self._stop_idle_poll()
         self.selected = None
         self._drop_spools()
@@ -274,6 +308,9 @@ class EsamIMAP4Server(imap4.IMAP4Server):
         self._closing = True
         if self.transport is None:
             return
+        # Twisted keeps a connection with a registered producer open after loseConnection
+        with contextlib.suppress(Exception):
+            self.transport.unregisterProducer()
         self.transport.loseConnection()
         if self._abort_timer is None:
             self._abort_timer = _reactor().callLater(self.limits.close_grace, self._abort)
@@ -283,6 +320,49 @@ class EsamIMAP4Server(imap4.IMAP4Server):
         if self.transport is not None:
             log.info("event=imap.close_forced session=%s peer=%s", self.session, self.peer)
             self.transport.abortConnection()
+
+    # -- a client that stops reading ---------------------------------------------------
+
+    def _output_paused(self) -> None:
+        self._cancel_stall_timer()
+        self._stall_timer = _reactor().callLater(self.limits.output_stall_timeout,
+                                                 self._drop_slow_reader, "stalled")
+
+    def _output_resumed(self) -> None:
+        self._cancel_stall_timer()
+        if self.transport is None or self._closing:
+            return
+        _reactor().callLater(0, self._after_resume)
+
+    def _after_resume(self) -> None:
+        if self.transport is None or self._closing or self._gate.paused:
+            return
+        if self._changes_waiting:
+            self._changes_waiting = False
+            self.folder_changed()
+        if self.notify is not None:
+            self.notify.kick()
+        self._pump()  # commands that waited for the output to drain
+
+    def _cancel_stall_timer(self) -> None:
+        if self._stall_timer is not None and self._stall_timer.active():
+            self._stall_timer.cancel()
+        self._stall_timer = None
+
+    def output_paused(self) -> bool:
+        """The client is not reading what was sent: write nothing that can wait."""
+        return self._gate.paused
+
+    def _drop_slow_reader(self, why: str) -> None:
+        """Abort the connection: nothing more can reach the client, what is queued goes."""
+        self._stall_timer = None
+        if self.transport is None or (self._closing and self._abort_timer is None):
+            return
+        log.warning("event=imap.slow_reader session=%s peer=%s reason=%s backlog=%d",
+                    self.session, self.peer, why, self._gate.backlog)
+        self._closing = True
+        self._gate.stopProducing()
+        self.transport.abortConnection()
 
     def timeoutConnection(self) -> None:
         self._untagged(b"* BYE Autologout; idle for too long.")
@@ -330,7 +410,32 @@ class EsamIMAP4Server(imap4.IMAP4Server):
 
     def _write(self, line: bytes) -> None:
         if self.transport is not None:
+            self._count(len(line) + 2)
             self.transport.write(line + b"\r\n")
+
+    def _count(self, size: int) -> None:
+        """Bound what is written while the client does not read (drop it past the cap)."""
+        gate = self._gate
+        if gate.paused:
+            gate.backlog += size
+            if gate.backlog > self.limits.max_output_backlog:
+                self._drop_slow_reader("backlog")
+
+    async def _send(self, parts: list[bytes]) -> bool:
+        """Write one response made of ``parts``, big ones in pieces as the client reads them.
+
+        False when the connection went away meanwhile.
+        """
+        for part in parts:
+            for start in range(0, max(len(part), 1), _SEND_PIECE):
+                if self.transport is None or self._closing:
+                    return False
+                piece = part if len(part) <= _SEND_PIECE else part[start:start + _SEND_PIECE]
+                self._count(len(piece))
+                self.transport.write(piece)
+                if self._gate.paused:
+                    await self._gate.wait()
+        return self.transport is not None and not self._closing
 
     def _untagged(self, line: bytes) -> None:
         self._write(line)
@@ -363,11 +468,9 @@ class EsamIMAP4Server(imap4.IMAP4Server):
             return
         if self.transport is None:
             return
-        for line in lines:
-            self._untagged(line)
+        await self._untagged_many(lines)
         if self._contexts and self.selected is not None:  # RFC 5267 ADDTO/REMOVEFROM
-            for line in await self._contexts.update(self.selected):
-                self._untagged(line)
+            await self._untagged_many(await self._contexts.update(self.selected))
 
     # -- framing -----------------------------------------------------------------
 
@@ -425,8 +528,8 @@ class EsamIMAP4Server(imap4.IMAP4Server):
                 self._lit_buf = bytearray()
                 self._lit_need = -1
                 continue
-            if self._busy and self._line_hook is None:
-                break
+            if (self._busy or self._gate.paused) and self._line_hook is None:
+                break  # one command at a time; none while the client is not reading
             nl = self._buf.find(b"\n")
             if nl < 0:
                 if len(self._buf) > self.limits.max_line:
@@ -1350,6 +1453,11 @@ class EsamIMAP4Server(imap4.IMAP4Server):
             self._line_hook = None
             self._idle_tag = None
             self._stop_idle_poll()
+        self._changes_waiting = False  # the OK below reports them
+        refresh = self._idle_task
+        if refresh is not None and not refresh.done():  # its lines come before the OK
+            with contextlib.suppress(Exception):
+                await asyncio.shield(refresh)
         if self.notify is not None:
             await self.notify.settle()  # a NOTIFY delivery in progress ends before the OK
         await self._ok(tag, b"IDLE terminated.")
@@ -1363,11 +1471,14 @@ class EsamIMAP4Server(imap4.IMAP4Server):
         """The Notifier (or the IDLE poll) says the selected folder changed."""
         if self._idle_tag is None or self.selected is None or self.transport is None:
             return
+        if self._gate.paused:  # not read yet: the diff goes out once the client reads
+            self._changes_waiting = True
+            return
         if self._idle_refreshing:  # one refresh at a time; one more after it
             self._idle_again = True
             return
         self._idle_refreshing = True
-        _background(self._idle_refresh())
+        self._idle_task = _background(self._idle_refresh())
 
     async def _idle_refresh(self) -> None:
         try:
@@ -1434,7 +1545,9 @@ class EsamIMAP4Server(imap4.IMAP4Server):
         """Write many untagged lines, letting the loop breathe every few hundred."""
         for i, line in enumerate(lines, 1):
             self._untagged(line)
-            if i % _YIELD_EVERY == 0:
+            if self._gate.paused:  # the client is not reading: wait for room
+                await self._gate.wait()
+            elif i % _YIELD_EVERY == 0:
                 await asyncio.sleep(0)
 
     async def cmd_store(self, tag: bytes, args: Args, uid: bool = False) -> None:
@@ -1476,7 +1589,9 @@ class EsamIMAP4Server(imap4.IMAP4Server):
             sel.set_flags(u, result[u])
             if not silent or sel.condstore:  # RFC 7162 §3.1.3: MODSEQ even when .SILENT
                 self._untagged(sel.flags_fetch(u, with_uid=uid, silent=silent))
-            if i % _YIELD_EVERY == 0:
+            if self._gate.paused:
+                await self._gate.wait()
+            elif i % _YIELD_EVERY == 0:
                 await asyncio.sleep(0)
         code = None
         if modified:
@@ -1758,38 +1873,33 @@ class EsamIMAP4Server(imap4.IMAP4Server):
                     sel.set_flags(u, flags)
                 sel.modseq.update(seqs)
             newly_seen = set(unseen)
-        throttle = _Throttle()
-        self.transport.registerProducer(throttle, True)
-        try:
-            for chunk in _fetch_batches(targets, sel, needs_data):
-                batch_uids = [u for _, u in chunk]
-                data_of = await sel.view.read_many(batch_uids) if needs_data else {}
-                metas = await sel.metas(batch_uids, data_of) if needs_meta else {}
-                if self.transport is None:
+        # the session's _OutputGate paces the writes: a client that does not read gets
+        # no further than the transport's buffer (and is dropped after a while)
+        for chunk in _fetch_batches(targets, sel, needs_data):
+            batch_uids = [u for _, u in chunk]
+            data_of = await sel.view.read_many(batch_uids) if needs_data else {}
+            metas = await sel.metas(batch_uids, data_of) if needs_meta else {}
+            if self.transport is None:
+                return
+            for i, (seq, u) in enumerate(chunk, 1):
+                if i % _YIELD_EVERY == 0:
+                    await asyncio.sleep(0)  # rendering is CPU: let others in
+                if self.transport is None or self._closing:
                     return
-                for i, (seq, u) in enumerate(chunk, 1):
-                    if i % _YIELD_EVERY == 0:
-                        await asyncio.sleep(0)  # rendering is CPU: let others in
-                    if throttle.stopped:
-                        return
-                    data: bytes | None = None
-                    if needs_data:
-                        data = data_of.get(u)
-                        if data is None:
-                            continue  # expunged meanwhile: report at the next boundary
-                    meta = metas.get(u)
-                    if needs_meta and meta is None:
-                        continue
-                    if u not in sel.info:
-                        continue
-                    parts = self._render_fetch(sel, u, items, meta, data, u in newly_seen)
-                    self.transport.writeSequence([b"* %d FETCH (" % seq, *parts, b")\r\n"])
-                    if throttle.paused:
-                        await throttle.wait()
-                await asyncio.sleep(0)  # a batch at a time: other sessions keep going
-        finally:
-            if self.transport is not None:
-                self.transport.unregisterProducer()
+                data: bytes | None = None
+                if needs_data:
+                    data = data_of.get(u)
+                    if data is None:
+                        continue  # expunged meanwhile: report at the next boundary
+                meta = metas.get(u)
+                if needs_meta and meta is None:
+                    continue
+                if u not in sel.info:
+                    continue
+                parts = self._render_fetch(sel, u, items, meta, data, u in newly_seen)
+                if not await self._send([b"* %d FETCH (" % seq, *parts, b")\r\n"]):
+                    return
+            await asyncio.sleep(0)  # a batch at a time: other sessions keep going
         if tag is None:  # a NOTIFY MessageNew fetch (RFC 5465 §5.2): no completion
             return
         if self._unknown_cte:  # RFC 3516 §4.3
@@ -1881,6 +1991,7 @@ class EsamIMAP4Server(imap4.IMAP4Server):
 
 
 _YIELD_EVERY = 64  # untagged lines rendered between two turns of the loop
+_SEND_PIECE = 256 * 1024  # a big body is written in pieces of this size, as the client reads
 _BIG_COMMAND = 4096  # command lines longer than this are tokenized off the loop
 
 
@@ -1917,11 +2028,12 @@ def _fetch_batches(targets: list[tuple[int, int]], sel: SelectedFolder,
 _BACKGROUND: set[asyncio.Future[Any]] = set()
 
 
-def _background(coro: Coroutine[Any, Any, Any]) -> None:
+def _background(coro: Coroutine[Any, Any, Any]) -> asyncio.Future[Any]:
     """Run a fire-and-forget coroutine, keeping a reference until it is done."""
     fut = asyncio.ensure_future(coro)
     _BACKGROUND.add(fut)
     fut.add_done_callback(_BACKGROUND.discard)
+    return fut
 
 
 _MAX_MODSEQ = (1 << 63) - 1
