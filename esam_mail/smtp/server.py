@@ -42,6 +42,8 @@ from esam_mail.smtp.metrics import watch_tracker
 
 log = logging.getLogger(__name__)
 
+_ROOMY = 48 * 1024  # below asyncio's 64 KiB high-water mark even after one more reply
+
 
 @dataclass
 class Limits:
@@ -50,6 +52,8 @@ class Limits:
     timeout: int = 300
     max_commands: int = 1000
     max_connections_per_ip: int = 50
+    # a client that stops reading: a reply that cannot be written for this long ends it
+    output_stall_timeout: float = 60.0
 
 
 @dataclass(eq=False)  # identity semantics: hashable, kept in a WeakSet by the metrics
@@ -180,7 +184,19 @@ class EsamSMTP(SMTP):
                 status = f"{code} {codes.ENHANCED_DEFAULTS[code]} {text}"
             if code[0] in "45" and "(session" not in text:
                 status += f" (session {self.sid})"
-        await super().push(status)
+        transport = self.transport
+        if transport is None or transport.get_write_buffer_size() < _ROOMY:  # type: ignore[attr-defined]
+            await super().push(status)  # the usual case: drain() will not wait
+            return
+        # the client has not read the last 64 KiB of replies: wait for it, not for ever
+        try:
+            async with asyncio.timeout(self.event_handler.limits.output_stall_timeout):
+                await super().push(status)
+        except TimeoutError:
+            log.warning("event=smtp.slow_reader peer=%s", self.session.peer if self.session else "-")
+            self.tracker.count("slow_reader")
+            transport.abort()  # type: ignore[attr-defined]  # connection_lost ends the command loop and frees the slot
+            raise ConnectionResetError("client does not read") from None
 
     async def smtp_EHLO(self, hostname: str) -> None:
         self._in_ehlo = True
@@ -318,9 +334,14 @@ class EsamSMTP(SMTP):
 
     def _timeout_cb(self) -> None:
         """Idle timeout (RFC 5321 4.5.3.2): say 421 4.4.2, then close."""
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.write(codes.R421_TIMEOUT.encode() + b"\r\n")  # type: ignore[attr-defined]
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            transport.write(codes.R421_TIMEOUT.encode() + b"\r\n")  # type: ignore[attr-defined]
         super()._timeout_cb()
+        if transport is not None and transport.get_write_buffer_size():  # type: ignore[attr-defined]
+            # close() waits for the replies to be read: a client that stopped reading
+            # would keep the session (and its per-IP slot) for ever
+            transport.abort()  # type: ignore[attr-defined]
 
 
 _BDAT_ARGS = re.compile(r"^([0-9]{1,15})(?: +(LAST))?$", re.IGNORECASE)
