@@ -176,6 +176,13 @@ def test_bad_urls_store_nothing(env, r):
     assert r.cmd(b"n", b"NOOP")[-1] == b"n OK NOOP completed."  # still in sync
 
 
+def test_missing_destination_is_trycreate_first(r):
+    # RFC 3501 §6.3.11: TRYCREATE for a missing mailbox, before any URL is looked at
+    out = _send(r, b"D1", [b"APPEND Nope CATENATE (URL \"/Drafts/;UID=99\" TEXT ",
+                           (b"x", True), b")"])
+    assert out[-1].startswith(b"D1 NO [TRYCREATE]"), out
+
+
 def test_badurl_text_is_safe(r):
     out = _send(r, b"B1", [b"APPEND Drafts CATENATE (URL \"/x]y\" TEXT ", (b"a", True), b")"])
     assert out[-1].startswith(b"B1 NO [BADURL /xy] "), out

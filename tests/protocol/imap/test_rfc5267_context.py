@@ -111,6 +111,9 @@ def test_partial(r):
     # the window of a sorted result follows the sort order
     assert r.cmd(b"A07", b"SORT RETURN (PARTIAL 2:4) (SUBJECT) UTF-8 ALL")[0] == \
         b'* ESEARCH (TAG "A07") PARTIAL (2:4 2,11:12)'
+    # RETURN after the charset (imaptest's sort-partial writes it there) is taken too
+    assert r.cmd(b"A08", b"SORT (SUBJECT) UTF-8 RETURN (PARTIAL 4:2) ALL")[0] == \
+        b'* ESEARCH (TAG "A08") PARTIAL (2:4 2,11:12)'
     for tag, opts in ((b"b1", b"(PARTIAL 1:5 ALL)"), (b"b2", b"(PARTIAL 0:5)"),
                       (b"b3", b"(PARTIAL 1:-5)"), (b"b4", b"(PARTIAL)"),
                       (b"b5", b"(PARTIAL 1:2 PARTIAL 3:4)"), (b"b6", b"(PARTIAL x:y)")):
