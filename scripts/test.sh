@@ -59,4 +59,13 @@ SQL
   export ESAM_TEST_PG_URL="postgresql+asyncpg://esam_test:esam_test@127.0.0.1:5432/test"
 fi
 
-exec .venv/bin/python -m pytest "$@"
+# Parallel workers (pytest-xdist): the tests mostly wait on sockets and subprocesses, so a
+# few workers per core overlap the waiting.  Each worker has its own tmp dirs, PostgreSQL
+# databases (esam_t_*/esam_tpl_*) and port-0 listeners; a module that shares one `esam`
+# across its tests is an xdist_group and stays on one worker (--dist loadgroup).
+# ESAM_TEST_WORKERS=0 runs everything in this process (pytest's own `-n N` after it wins too).
+workers=${ESAM_TEST_WORKERS:-4}
+if [ "$workers" = 0 ]; then
+  exec .venv/bin/python -m pytest "$@"
+fi
+exec .venv/bin/python -m pytest -n "$workers" --dist loadgroup "$@"

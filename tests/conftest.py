@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +56,34 @@ def write_config(tmp: Path, **sections: dict[str, Any]) -> Path:
     path = tmp / "esam.toml"
     path.write_text("\n".join(lines))
     return path
+
+
+_SQLITE_TEMPLATE: list[Path] = []
+
+
+def migrate_directory(url: str) -> None:
+    """A fresh SQLite directory at ``url`` at the migrations' head, as ``upgrade_schema_sync``
+    makes it, but copied from one template this test process migrated (an Alembic run costs
+    ~0.1 s and hundreds of tests start from an empty directory).  A file that exists already,
+    or a non-SQLite URL, gets the real ``upgrade_schema_sync``.  tests/unit/test_migrations.py
+    runs the migrations themselves."""
+    from esam_mail.directory.sql import upgrade_schema_sync
+
+    prefix = "sqlite+aiosqlite:///"
+    path = Path(url[len(prefix):]) if url.startswith(prefix) else None
+    if path is None or path.exists():
+        upgrade_schema_sync(url)
+        return
+    if not _SQLITE_TEMPLATE:
+        folder = Path(tempfile.mkdtemp(prefix="esam-dir-template-"))
+        atexit.register(shutil.rmtree, folder, True)
+        template = folder / "directory.db"
+        upgrade_schema_sync(f"{prefix}{template}")
+        # the engine is disposed: the WAL is checkpointed into the file and removed
+        assert not template.with_name("directory.db-wal").exists()
+        _SQLITE_TEMPLATE.append(template)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(_SQLITE_TEMPLATE[0], path)
 
 
 @pytest.fixture

@@ -41,7 +41,8 @@ import pytest
 from tests.e2e.conftest import ESAM, EsamProcess
 from tests.rawclient import RawIMAP, open_socket
 
-pytestmark = pytest.mark.e2e
+# one worker runs the module (--dist loadgroup): its module-scoped `esam` is made once
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e_crash")]
 
 PASSWORD = "Crash-Test-Passw0rd"
 USERS = ("u0", "u1", "u2", "u3")

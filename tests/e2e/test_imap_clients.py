@@ -35,7 +35,8 @@ import pytest
 from tests.e2e.conftest import EsamProcess, tool
 from tests.e2e.imap_sexp import fetch_items
 
-pytestmark = pytest.mark.e2e
+# one worker runs the module (--dist loadgroup): its module-scoped `esam` is made once
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e_imap_clients")]
 
 PASSWORD = "s3cret-Passw0rd"
 _logins = itertools.count(1)

@@ -11,9 +11,10 @@ import pytest
 from passlib.hash import sha512_crypt
 
 from esam_mail.directory.passwords import PasswordHasher
-from esam_mail.directory.sql import SqlDirectory, upgrade_schema_sync
+from esam_mail.directory.sql import SqlDirectory
 from esam_mail.errors import AuthError
 from esam_mail.services.auth import DirectoryAuthenticator
+from tests.conftest import migrate_directory
 
 HASHER = PasswordHasher(memory_kib=1024, time_cost=1, parallelism=1)
 
@@ -21,7 +22,7 @@ HASHER = PasswordHasher(memory_kib=1024, time_cost=1, parallelism=1)
 @pytest.fixture
 def url(tmp_path: Path) -> str:
     u = f"sqlite+aiosqlite:///{tmp_path / 'dir.db'}"
-    upgrade_schema_sync(u)
+    migrate_directory(u)
     return u
 
 

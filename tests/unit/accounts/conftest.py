@@ -10,19 +10,18 @@ from typing import Any
 import pytest
 
 from esam_mail.cli import main
-from tests.conftest import add_staff, write_config
+from tests.conftest import add_staff, migrate_directory, write_config
 
 
 class Cli:
     def __init__(self, tmp: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
                  **sections: dict[str, Any]) -> None:
         from esam_mail import config
-        from esam_mail.directory.sql import upgrade_schema_sync
 
         self.tmp = tmp
         self.config = write_config(tmp, registration={"registry_policy": "accept"}, **sections)
         self.cfg = config.load(self.config)
-        upgrade_schema_sync(self.cfg.directory_url)
+        migrate_directory(self.cfg.directory_url)
         # --employee must be a staff account: a supervisor registers and handles hybrid mail
         add_staff(self.cfg.directory_url, "e-17", "supervisor", "ALA01")
         add_staff(self.cfg.directory_url, "h-1", role="hybrid")  # scans paper letters

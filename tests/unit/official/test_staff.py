@@ -18,18 +18,17 @@ import pyotp
 import pytest
 
 from esam_mail.cli import main
-from tests.conftest import add_staff, write_config
+from tests.conftest import add_staff, migrate_directory, write_config
 from tests.unit.registration.test_cli import FLAGS
 
 
 class Cli:
     def __init__(self, tmp: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
         from esam_mail import config
-        from esam_mail.directory.sql import upgrade_schema_sync
 
         self.config = write_config(tmp, registration={"registry_policy": "accept"})
         self.cfg = config.load(self.config)
-        upgrade_schema_sync(self.cfg.directory_url)
+        migrate_directory(self.cfg.directory_url)
         self.capsys, self.monkeypatch = capsys, monkeypatch
 
     def as_user(self, name: str, uid: int) -> None:

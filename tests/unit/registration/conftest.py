@@ -9,6 +9,7 @@ skipped, or fails when ``ESAM_REQUIRE_PG=1`` (CI must not silently lose it).
 from __future__ import annotations
 
 import asyncio
+import atexit
 import copy
 import os
 import secrets
@@ -19,7 +20,7 @@ from typing import Any, TypeVar
 import pytest
 from sqlalchemy import func, select
 
-from tests.conftest import write_config
+from tests.conftest import migrate_directory, write_config
 from tests.unit.registration.samples import INDIVIDUAL, LEGAL_ENTITY
 
 T = TypeVar("T")
@@ -58,18 +59,45 @@ async def _admin(url: str, sql: str) -> None:
         await conn.close()
 
 
-class PgDatabase:
-    """A throw-away database on the test server: ``with PgDatabase() as url: ...``."""
+def _database_url(server: str, name: str) -> str:
+    from sqlalchemy.engine import make_url
 
-    def __init__(self) -> None:
+    return make_url(server).set(database=name).render_as_string(hide_password=False)
+
+
+#: per test process: the database migrated once, which migrated PgDatabases are copied from
+_PG_TEMPLATE: list[str] = []
+
+
+def _pg_template(server: str) -> str:
+    """``esam_tpl_<random>``: created and migrated on first use, dropped when the process
+    ends.  Each test process (xdist worker) has its own, so no copy ever races a migration."""
+    if not _PG_TEMPLATE:
+        from esam_mail.directory.sql import upgrade_schema_sync
+
+        name = f"esam_tpl_{secrets.token_hex(6)}"
+        asyncio.run(_admin(server, f'CREATE DATABASE "{name}"'))
+        atexit.register(lambda: asyncio.run(_admin(server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')))
+        upgrade_schema_sync(_database_url(server, name))
+        _PG_TEMPLATE.append(name)
+    return _PG_TEMPLATE[0]
+
+
+class PgDatabase:
+    """A throw-away database on the test server: ``with PgDatabase() as url: ...``.
+
+    ``migrated=True``: at the migrations' head, copied (``CREATE DATABASE ... TEMPLATE``) from
+    a database this process migrated once, instead of an Alembic run per test."""
+
+    def __init__(self, migrated: bool = False) -> None:
         self.server = pg_server_url()
         self.name = f"esam_t_{secrets.token_hex(6)}"
+        self.migrated = migrated
 
     def __enter__(self) -> str:
-        from sqlalchemy.engine import make_url
-
-        asyncio.run(_admin(self.server, f'CREATE DATABASE "{self.name}"'))
-        return make_url(self.server).set(database=self.name).render_as_string(hide_password=False)
+        template = f' TEMPLATE "{_pg_template(self.server)}"' if self.migrated else ""
+        asyncio.run(_admin(self.server, f'CREATE DATABASE "{self.name}"{template}'))
+        return _database_url(self.server, self.name)
 
     def __exit__(self, *exc: object) -> None:
         asyncio.run(_admin(self.server, f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)'))
@@ -78,15 +106,12 @@ class PgDatabase:
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A migrated, empty directory database: SQLite, then PostgreSQL."""
-    from esam_mail.directory.sql import upgrade_schema_sync
-
     if request.param == "sqlite":
         url = f"sqlite+aiosqlite:///{tmp_path / 'directory.db'}"
-        upgrade_schema_sync(url)
+        migrate_directory(url)
         yield url
         return
-    with PgDatabase() as url:
-        upgrade_schema_sync(url)
+    with PgDatabase(migrated=True) as url:
         yield url
 
 

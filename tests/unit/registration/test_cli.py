@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from esam_mail.cli import main
-from tests.conftest import add_staff, write_config
+from tests.conftest import add_staff, migrate_directory, write_config
 from tests.unit.registration.samples import INDIVIDUAL, LEGAL_ENTITY
 
 FLAGS = [
@@ -45,12 +45,11 @@ class Cli:
         self, tmp: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
     ) -> None:
         from esam_mail import config
-        from esam_mail.directory.sql import upgrade_schema_sync
 
         self.tmp = tmp
         self.config = write_config(tmp, registration={"registry_policy": "accept"})
         self.cfg = config.load(self.config)
-        upgrade_schema_sync(self.cfg.directory_url)
+        migrate_directory(self.cfg.directory_url)
         add_staff(self.cfg.directory_url, "e-17")  # --employee is checked against staff accounts
         self.capsys = capsys
         self.monkeypatch = monkeypatch

@@ -25,7 +25,7 @@ from typing import Any
 import httpx2 as httpx
 import pyotp
 
-from tests.conftest import write_config
+from tests.conftest import migrate_directory, write_config
 
 STAFF_PASSWORD = "a long staff password"
 FORM = {
@@ -70,12 +70,11 @@ class Console:
 
 def run(tmp_path: Path, body: Callable[[Console], Awaitable[None]]) -> None:
     from esam_mail import app, config
-    from esam_mail.directory.sql import upgrade_schema_sync
     from esam_mail.web.server import build_app
     from esam_mail.web.staff import staff_service
 
     cfg = config.load(write_config(tmp_path, registration={"registry_policy": "accept"}))
-    upgrade_schema_sync(cfg.directory_url)
+    migrate_directory(cfg.directory_url)
 
     async def go() -> None:
         svc = app.build(cfg)
