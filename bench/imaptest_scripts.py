@@ -198,9 +198,7 @@ def _add_default_directives(args: list[Arg], reply_name: str, depth_path: list[t
         idx, _ = depth_path[0]
         if name in ("list", "lsub") and idx == 1:
             args.insert(0, ("atom", "$!unordered"))
-        elif name == "status" and idx == 2:
-            args.insert(0, ("atom", "$!unordered=2"))
-        elif name == "fetch" and idx == 2:
+        elif (name == "status" and idx == 2) or (name == "fetch" and idx == 2):
             args.insert(0, ("atom", "$!unordered=2"))
     elif len(depth_path) == 2 and name == "fetch":
         (idx0, _), (_, prev) = depth_path
@@ -333,7 +331,7 @@ def parse_test(path: Path, default_mbox: Path) -> Test:
                 continue
             if s[:2] in ("* ", "! ", "? "):
                 ut = parse_untagged(line[2:], s[0])
-                if s[0] == "*" and ut.args[:1] and astring(ut.args[0]) and astring(ut.args[0]).lower() == "bye":
+                if s[0] == "*" and ut.args[:1] and (astring(ut.args[0]) or "").lower() == "bye":
                     group.bye = True
                 group.untagged.append(ut)
                 continue
@@ -556,6 +554,11 @@ class Runner:
     def __init__(self, opts: argparse.Namespace) -> None:
         self.o = opts
         self.stats = [[0, 0], [0, 0]]  # [base, extensions] x [command groups run, failed]
+        self.vars: dict[str, str] = {}
+        self.added: list[str] = []
+        self.seqmap: list[int] = []
+        self.modseq_idx = 0
+        self.modseq_val = 0
 
     def connect(self, idx: int) -> Conn:
         sock = socket.create_connection((self.o.host, self.o.port), timeout=self.o.timeout)
@@ -667,10 +670,7 @@ class Runner:
                 value = self.vars.get(name) if name else None
                 if value is None:
                     rest = pat[i:]
-                    if rest[:1] != "$":
-                        tmp = rest
-                    else:
-                        tmp = self.expand_input(rest, inp[j:])[0] or ""
+                    tmp = rest if rest[:1] != "$" else self.expand_input(rest, inp[j:])[0] or ""
                     p = j
                     stop = tmp[:1].upper()
                     while p < len(inp) and (stop == "" or inp[p].upper() != stop):
@@ -797,9 +797,9 @@ class Runner:
 
     # -- per-test setup
     def run_test(self, test: Test) -> tuple[str, str]:
-        self.vars: dict[str, str] = {}
-        self.added: list[str] = []
-        self.seqmap: list[int] = []
+        self.vars = {}
+        self.added = []
+        self.seqmap = []
         self.modseq_idx = 0
         self.modseq_val = 0
         box = self.o.box
@@ -1033,10 +1033,10 @@ class Runner:
             if resp.startswith(b"+"):
                 continue
             t, _, rest = resp.partition(b" ")
-            cmd = pending.pop(t.decode(), None)
-            if cmd is None:
+            done = pending.pop(t.decode(), None)
+            if done is None:
                 continue
-            check_tagged(cmd, rest.rstrip(b"\r\n"))
+            check_tagged(done, rest.rstrip(b"\r\n"))
         missing = [i for i, ut in enumerate(group.untagged) if ut.existence == "*" and not found[i]]
         if missing:
             i = missing[0]
