@@ -15,7 +15,8 @@ done
 [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need+=(fonts-dejavu-core)
 # Packages found by name, not by command: Dovecot's LMTP for the baseline, and the Perl modules
 # swaks needs for STARTTLS/implicit TLS and AUTH (--no-install-recommends leaves them out).
-for pkg in dovecot-lmtpd libnet-ssleay-perl libio-socket-ssl-perl libauthen-sasl-perl libdigest-hmac-perl; do
+# python3-venv: a stock Debian 12 has python3 (3.11) but not its venv/ensurepip.
+for pkg in python3 python3-venv dovecot-lmtpd libnet-ssleay-perl libio-socket-ssl-perl libauthen-sasl-perl libdigest-hmac-perl; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

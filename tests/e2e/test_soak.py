@@ -7,7 +7,12 @@ plain EHLO/QUIT, plain deliveries (DATA and pipelined BDAT), STARTTLS on 25 and 
 connections cut in the middle of the STARTTLS or implicit-TLS handshake (RST), cut in
 the middle of DATA (RST), failed AUTH, IMAP STARTTLS/LOGOUT and IMAPS cut mid-handshake;
 meanwhile a real Postfix relays messages into the MX (with STARTTLS, as it does when
-offered).  Marked e2e; about a minute on the 2-core CI machine.
+offered).  Marked e2e.
+
+``ESAM_SOAK_SESSIONS`` sets the number of sessions: 1,500 by default (about 10 s of sessions
+on the 2-core CI machine), which is still well past the ~600 sessions after which the code
+before the per-IP slot fix (eacebf8) locked the address out with 421; the leak also shows
+as a counter left above zero at the end.  Set it to 5200 or more for a longer soak.
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ from tests.e2e.test_smtp_postfix import _need_postfix
 
 pytestmark = pytest.mark.e2e
 
-SESSIONS = int(os.environ.get("ESAM_SOAK_SESSIONS", "5200"))
+SESSIONS = int(os.environ.get("ESAM_SOAK_SESSIONS", "1500"))
 CONCURRENCY = 16
 POSTFIX_MESSAGES = 150
 PASSWORD = "s3cret-Passw0rd"

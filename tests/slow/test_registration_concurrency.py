@@ -4,7 +4,8 @@ The login is unique across every mailbox ever issued and the database enforces
 it, not a SELECT before the INSERT: exactly one process gets the mailbox, the
 19 others get "login taken", and only one subscriber, application, mailbox and
 Maildir exist afterwards.  Run on SQLite and on PostgreSQL (``db_url``), once
-through the service in ``spawn`` processes and once through ``esam register``.
+through the service in fresh processes (``forkserver``: forked from one server process that
+imported the code once, instead of 20 interpreters importing it) and once through ``esam register``.
 """
 
 from __future__ import annotations
@@ -30,7 +31,9 @@ def _config(tmp: Path, url: str) -> Path:
 
 def test_twenty_processes_one_login(tmp_path: Path, db_url: str) -> None:
     config_path = _config(tmp_path, db_url)
-    ctx = multiprocessing.get_context("spawn")
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["tests.unit.registration.workers", "esam_mail.services.accounts.registration",
+                                "esam_mail.directory.sql", "aiosqlite", "asyncpg"])
     barrier = ctx.Barrier(N)
     results = ctx.Queue()
     procs = [
