@@ -18,6 +18,15 @@ ensure_venv() {
     fi
   fi
   .venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v 'is ignored: it is neither' || true
-  .venv/bin/python -m pip install -q -e "$spec" 2>&1 | grep -v 'is ignored: it is neither' || true
+  # the stamp only after pip succeeded (``import esam_mail`` alone also works from the source
+  # folder, so a failed install would otherwise count as done and never be retried)
+  local rc=0
+  .venv/bin/python -m pip install -q -e "$spec" 2>&1 | { grep -v 'is ignored: it is neither' || true; }
+  rc=${PIPESTATUS[0]}
+  if [ "$rc" != 0 ]; then
+    rm -f "$stamp"
+    echo "pip install -e '$spec' failed (exit $rc)" >&2
+    return "$rc"
+  fi
   .venv/bin/python -c 'import esam_mail' && echo "$want" > "$stamp"
 }

@@ -31,7 +31,8 @@ from esam_mail.store.maildir import new_key
 from tests.conftest import ROOT
 from tests.protocol.harness import Running
 
-pytestmark = pytest.mark.protocol
+# latency measured against a fixed bound: run alone, after the parallel workers (scripts/test.sh)
+pytestmark = [pytest.mark.protocol, pytest.mark.solo]
 
 PASSWORD = "correct horse"
 MB = 1024 * 1024

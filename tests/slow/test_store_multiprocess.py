@@ -13,9 +13,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from esam_mail.store.check import check_user
 from esam_mail.store.maildir import MaildirStore
 from esam_mail.store.uidlist import UidList
+
+# three processes racing for the CPU: alone, after the parallel workers (scripts/test.sh)
+pytestmark = pytest.mark.solo
 
 N_DELIVERIES = 300
 
