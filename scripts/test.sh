@@ -71,10 +71,20 @@ workers=${ESAM_TEST_WORKERS:-4}
 if [ "$workers" = 0 ]; then
   exec .venv/bin/python -m pytest "$@"
 fi
+# A `-m EXPR` of the caller is combined with the phase's own selection.
+args=(); mexpr=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    -m) mexpr="$2"; shift 2 ;;
+    -m*) mexpr="${1#-m}"; shift ;;
+    *) args+=("$1"); shift ;;
+  esac
+done
+both() { if [ -n "$mexpr" ]; then echo "($mexpr) and $1"; else echo "$1"; fi; }
 rc=0
-.venv/bin/python -m pytest -n "$workers" --dist loadgroup -m "not solo" "$@" || rc=$?
+.venv/bin/python -m pytest -n "$workers" --dist loadgroup -m "$(both 'not solo')" ${args[@]+"${args[@]}"} || rc=$?
 solo=0
-.venv/bin/python -m pytest -m solo "$@" || solo=$?
+.venv/bin/python -m pytest -m "$(both solo)" ${args[@]+"${args[@]}"} || solo=$?
 [ "$rc" = 5 ] && [ "$solo" = 0 ] && rc=0   # 5: nothing selected in that phase
 [ "$solo" = 5 ] && solo=0
 [ "$rc" != 0 ] && exit "$rc"
