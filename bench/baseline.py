@@ -125,7 +125,7 @@ ssl_min_protocol = TLSv1.2
 disable_plaintext_auth = yes
 auth_mechanisms = plain login
 auth_cache_size = {cache}
-auth_cache_ttl = 60 s
+auth_cache_ttl = {ttl} s
 auth_cache_negative_ttl = 0
 mail_location = maildir:~/Maildir
 mail_fsync = optimized
@@ -220,11 +220,12 @@ class Baseline:
         os.chmod(self.dv / "key.pem", 0o600)
         subprocess.run(["postfix", "-c", str(self.pf), "check"], check=True)
 
-    def start(self, auth_cache: bool) -> None:
+    def start(self, auth_cache: bool, cache_ttl: int = 60) -> None:
         self._inotify_old = _set_sysctl(INOTIFY, "20000")
         conf = DOVECOT_CONF.format(
             d=self.dv, cert=self.dv / "cert.pem", key=self.dv / "key.pem", domain=self.domain,
             cache="10M" if auth_cache else "0", uid=MAIL_UID, imaps=self.imaps_port, lmtp=self.lmtp_port,
+            ttl=cache_ttl,
         )
         (self.dv / "dovecot.conf").write_text(conf)
         self.procs.append(subprocess.Popen(["dovecot", "-F", "-c", str(self.dv / "dovecot.conf")],
