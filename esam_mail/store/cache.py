@@ -58,22 +58,90 @@ def open_folder_db(path: Path, schema: Sequence[str], recreated_event: str) -> s
     raise AssertionError("unreachable")
 
 
+class SharedFolderDB:
+    """One open connection to a folder's SQLite file for every session of this process.
+
+    Opening costs a file open, three PRAGMAs and the schema statements; an IMAP session used
+    to pay that twice (summary cache and mod-sequence index) at SELECT.  ``lock`` guards the
+    connection: users take it around every use and never keep the connection past it.
+    Before each use the file is checked (open, fstat, 16-byte read): a folder deleted,
+    renamed or recreated, or a file overwritten, gets a fresh connection (via
+    :func:`open_folder_db`, which recreates a corrupt file).
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.conn: sqlite3.Connection | None = None
+        self.ident: tuple[int, int] | None = None
+
+    def connect(self, path: Path, schema: Sequence[str], recreated_event: str) -> sqlite3.Connection:
+        """The connection (call with ``lock`` held)."""
+        ident: tuple[int, int] | None = None
+        if self.conn is not None:
+            try:
+                with open(path, "rb") as f:
+                    st = os.fstat(f.fileno())
+                    if f.read(16) == b"SQLite format 3\0":  # not overwritten in place
+                        ident = (st.st_dev, st.st_ino)
+            except OSError:
+                ident = None
+        if self.conn is None or ident is None or ident != self.ident:
+            if self.conn is not None:  # nobody keeps it past the lock: close it now (its WAL too)
+                with contextlib.suppress(sqlite3.Error):
+                    self.conn.close()
+                self.conn = None
+            self.conn = open_folder_db(path, schema, recreated_event)
+            st = os.stat(path)
+            self.ident = (st.st_dev, st.st_ino)
+        return self.conn
+
+
+_SHARED_MAX = 64  # folders whose connections stay open (least recently used go first)
+_shared: dict[Path, SharedFolderDB] = {}
+_shared_lock = threading.Lock()
+
+
+def shared_folder_db(path: Path) -> SharedFolderDB:
+    """The process's :class:`SharedFolderDB` for ``path``."""
+    with _shared_lock:
+        entry = _shared.pop(path, None)
+        if entry is None:
+            entry = SharedFolderDB()
+            while len(_shared) >= _SHARED_MAX:
+                _shared.pop(next(iter(_shared)))  # its users keep it until they are done
+        _shared[path] = entry  # most recently used last
+        return entry
+
+
+def close_shared_folder_dbs() -> None:
+    """Close every shared folder connection of this process (as at exit; tests use it to
+    act as another process would see the files)."""
+    with _shared_lock:
+        entries = list(_shared.values())
+        _shared.clear()
+    for entry in entries:
+        with entry.lock:
+            if entry.conn is not None:
+                with contextlib.suppress(sqlite3.Error):
+                    entry.conn.close()
+                entry.conn = None
+
+
 class MetadataCache:
     """Key -> JSON dict cache for one folder."""
 
     def __init__(self, folder_dir: Path) -> None:
         self.path = folder_dir / CACHE_FILE
-        self._lock = threading.Lock()
-        self._conn: sqlite3.Connection | None = None
+        self._shared = shared_folder_db(self.path)
+        self._lock = self._shared.lock
 
     def _connect(self) -> sqlite3.Connection:
-        if self._conn is None:
-            self._conn = open_folder_db(
-                self.path,
-                ("CREATE TABLE IF NOT EXISTS entries (key TEXT PRIMARY KEY, value TEXT NOT NULL)",),
-                "cache_corrupt_recreated",
-            )
-        return self._conn
+        """The folder's shared connection (call with ``_lock`` held; do not keep it)."""
+        return self._shared.connect(
+            self.path,
+            ("CREATE TABLE IF NOT EXISTS entries (key TEXT PRIMARY KEY, value TEXT NOT NULL)",),
+            "cache_corrupt_recreated",
+        )
 
     def get_many(self, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
         """Values for the keys that are cached (missing keys are simply absent)."""
@@ -148,7 +216,4 @@ class MetadataCache:
         return int(row[0])
 
     def close(self) -> None:
-        with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
+        """Nothing to do: the process keeps the folder's connection for its next user."""

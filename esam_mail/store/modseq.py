@@ -24,12 +24,11 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from esam_mail.store.cache import open_folder_db
+from esam_mail.store.cache import shared_folder_db
 
 log = logging.getLogger(__name__)
 
@@ -42,19 +41,18 @@ class ModSeqIndex:
 
     def __init__(self, folder_dir: Path) -> None:
         self.path = folder_dir / MODSEQ_FILE
-        self._lock = threading.Lock()
-        self._conn: sqlite3.Connection | None = None
+        self._shared = shared_folder_db(self.path)  # one connection per folder and process
+        self._lock = self._shared.lock
 
     def _connect(self) -> sqlite3.Connection:
-        if self._conn is None:
-            # Recreated: the time-based start keeps every new value above the old ones.
-            self._conn = open_folder_db(self.path, (
-                "CREATE TABLE IF NOT EXISTS msgs (key TEXT PRIMARY KEY, "
-                "uid INTEGER NOT NULL, modseq INTEGER NOT NULL, chars TEXT NOT NULL)",
-                "CREATE TABLE IF NOT EXISTS expunged (uid INTEGER PRIMARY KEY, modseq INTEGER NOT NULL)",
-                "CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL)",
-            ), "modseq_index_recreated")
-        return self._conn
+        """The folder's shared connection (call with ``_lock`` held; do not keep it)."""
+        # Recreated: the time-based start keeps every new value above the old ones.
+        return self._shared.connect(self.path, (
+            "CREATE TABLE IF NOT EXISTS msgs (key TEXT PRIMARY KEY, "
+            "uid INTEGER NOT NULL, modseq INTEGER NOT NULL, chars TEXT NOT NULL)",
+            "CREATE TABLE IF NOT EXISTS expunged (uid INTEGER PRIMARY KEY, modseq INTEGER NOT NULL)",
+            "CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL)",
+        ), "modseq_index_recreated")
 
     def reconcile(self, state: Mapping[str, tuple[int, str]]) -> tuple[int, dict[int, int]]:
         """Bring the index up to ``state`` (Maildir key -> (uid, flag letters)).
@@ -102,7 +100,4 @@ class ModSeqIndex:
             return [int(r[0]) for r in rows]
 
     def close(self) -> None:
-        with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
+        """Nothing to do: the process keeps the folder's connection for its next user."""

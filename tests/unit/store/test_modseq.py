@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from esam_mail.store.cache import close_shared_folder_dbs
 from esam_mail.store.maildir import MaildirStore
 from esam_mail.store.modseq import MODSEQ_FILE, ModSeqIndex
 
@@ -45,6 +46,7 @@ def test_lost_index_restarts_above_every_old_value(tmp_path: Path) -> None:
     f.sync()
     high, _ = f.modseqs()
     f.close()
+    close_shared_folder_dbs()  # as a restarted process finds it
     (f.path / MODSEQ_FILE).write_bytes(b"this is not a database")
     fresh = MaildirStore(tmp_path, fsync=False).user("alice").folder("INBOX")
     fresh.sync()
