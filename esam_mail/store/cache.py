@@ -81,7 +81,8 @@ class SharedFolderDB:
             try:
                 with open(path, "rb") as f:
                     st = os.fstat(f.fileno())
-                    if f.read(16) == b"SQLite format 3\0":  # not overwritten in place
+                    # not overwritten in place (empty: a new file whose pages are all in the WAL)
+                    if f.read(16) in (b"SQLite format 3\0", b""):
                         ident = (st.st_dev, st.st_ino)
             except OSError:
                 ident = None
