@@ -208,6 +208,24 @@ def _safe_members(tar: tarfile.TarFile, prefix: str) -> list[tarfile.TarInfo]:
     return out
 
 
+def _extract(tar: tarfile.TarFile, m: tarfile.TarInfo, dest: Path) -> None:
+    """``tar.extract(m, dest, filter="data")``; on a Python without extraction filters
+    (before 3.11.4: Debian 12 ships 3.11.2) the same rules by hand for the regular files and
+    folders ``_safe_members`` lets through: inside ``dest``, no owner from the archive, no
+    set-id/sticky bits or group/other write."""
+    if hasattr(tarfile, "data_filter"):
+        tar.extract(m, dest, filter="data")
+        return
+    root = dest.resolve()
+    target = (root / m.name).resolve()
+    if os.path.isabs(m.name) or (target != root and root not in target.parents):
+        raise ValueError(f"backup member outside the target folder: {m.name!r}")
+    tar.extract(m, dest, set_attrs=False)
+    if m.isfile():
+        os.chmod(target, (m.mode & 0o755) | 0o600)
+        os.utime(target, (m.mtime, m.mtime))
+
+
 def restore(cfg: Config, archive: Path, *, force: bool = False, progress: Progress = _no_progress) -> RestoreReport:
     """Restore ``archive`` into the data directory and database of ``cfg``.
 
@@ -246,7 +264,7 @@ def restore(cfg: Config, archive: Path, *, force: bool = False, progress: Progre
             dest.mkdir(parents=True, exist_ok=True, mode=0o700)
             for m in members[name]:
                 m.name = m.name[len(name) + 1:]
-                tar.extract(m, dest, filter="data")
+                _extract(tar, m, dest)
                 if m.isfile():
                     report.files += 1
                     progress(report.files, total)

@@ -157,3 +157,42 @@ def test_sqlite_backup_restores_into_postgresql(tmp_path: Path, capsys: pytest.C
         assert main(["-c", target.source, "restore", str(archive)]) == 0
         assert snapshot(target)["mail"] == before["mail"]
         assert asyncio.run(logins_work(target)) == ["alice", "bob"]
+
+
+def test_restore_works_without_tarfile_filters_as_on_debian_12(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """Python before 3.11.4 (Debian 12's 3.11.2) has no ``filter=`` for extract: same result."""
+    import tarfile
+
+    monkeypatch.delattr(tarfile, "data_filter", raising=False)
+    test_backup_wipe_restore_round_trip(tmp_path, "sqlite", capsys)
+
+
+def test_fallback_extract_refuses_a_member_outside_the_target(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+    import tarfile
+
+    from esam_mail.services.ops.backup import _extract
+
+    monkeypatch.delattr(tarfile, "data_filter", raising=False)
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        info = tarfile.TarInfo("../escaped")
+        info.size = 2
+        info.mode = 0o4777
+        tar.addfile(info, io.BytesIO(b"hi"))
+        ok = tarfile.TarInfo("inside")
+        ok.size = 2
+        ok.mode = 0o4777
+        tar.addfile(ok, io.BytesIO(b"ok"))
+    buf.seek(0)
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    with tarfile.open(fileobj=buf) as tar:
+        bad, good = tar.getmembers()
+        with pytest.raises(ValueError, match="outside"):
+            _extract(tar, bad, dest)
+        _extract(tar, good, dest)
+    assert not (tmp_path / "escaped").exists()
+    assert (dest / "inside").read_bytes() == b"ok"
+    assert (dest / "inside").stat().st_mode & 0o7777 == 0o755
