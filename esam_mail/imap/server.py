@@ -268,6 +268,11 @@ class EsamIMAP4Server(imap4.IMAP4Server):
             return
         self.factory.sessions.add(self)
         self.transport.registerProducer(self._gate, True)
+        # A reply often leaves in two writes a loop turn apart (untagged lines, then the
+        # tagged line after the folder refresh): with Nagle the second waits for the
+        # client's delayed ACK, 40 ms a command.  IMAP is request/response: no Nagle.
+        with contextlib.suppress(Exception):
+            self.transport.setTcpNoDelay(True)
         imap_metrics.connected(self.implicit_tls)
         log.info(
             "event=imap.connect session=%s peer=%s tls=%s",
