@@ -155,6 +155,11 @@ def _open_excl(path: Path) -> int:
     return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, _FILE_MODE)
 
 
+def _dir_id(path: Path) -> tuple[int, int]:
+    st = os.stat(path)
+    return (st.st_dev, st.st_ino)
+
+
 def _dir_sig(path: Path) -> tuple[int, int]:
     st = os.stat(path)
     return (st.st_ino, st.st_mtime_ns)
@@ -386,6 +391,25 @@ class MaildirFolder:
             with self._locked() as lock:
                 ul = self._load_uidlist_locked(lock)
         self.uidvalidity = ul.uidvalidity
+        self._dir_id = _dir_id(path)
+
+    def reusable(self, user: MaildirUser) -> bool:
+        """Whether this object may serve another session of ``user`` (the mailbox
+        service shares folder objects): the folder was not deleted, renamed or
+        recreated since it was opened (same directory, same UIDVALIDITY).  Binds the
+        object to ``user`` (its quota) on success."""
+        with self._tlock:
+            try:
+                if _dir_id(self.path) != self._dir_id or not os.path.isdir(self.path / "cur"):
+                    return False
+            except FileNotFoundError:
+                return False
+            if file_sig(self.path / UIDLIST) != self._ul_sig:
+                before = self.uidvalidity
+                if self._read_uidlist() is None or self.uidvalidity != before:
+                    return False  # missing, untrustworthy or rebuilt: a new object starts over
+            self.user = user
+            return True
 
     # -- helpers ---------------------------------------------------------------
 
@@ -940,7 +964,10 @@ class MaildirFolder:
             return copied
         pairs: list[tuple[int, int]] = []
         moved: list[_Entry] = []
-        with self._tlock, dest._tlock:
+        # both locks, always in path order: folder objects are shared by sessions, and
+        # a MOVE A -> B may run beside a MOVE B -> A
+        first, second = sorted((self, dest), key=lambda f: str(f.path))
+        with first._tlock, second._tlock:
             if not (dest.path / "cur").is_dir():
                 raise NoSuchFolder(dest.name)
             wanted = [self._by_uid[u] for u in sorted(set(uids)) if u in self._by_uid]

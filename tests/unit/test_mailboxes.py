@@ -158,3 +158,59 @@ def test_list_events_round_trip_and_never_look_like_a_folder():
     assert parse_list_event("INBOX") is None
     assert parse_list_event("\x01bogus\x1fx") is None
     assert not list_event("create", "x").isprintable()  # no folder name holds a control character
+
+
+def test_sessions_share_an_opened_folder_until_it_is_recreated(store):
+    """A second SELECT of the same folder reuses what the first one learnt (issue 20);
+    a folder deleted and made again (new UIDVALIDITY) is never served from the old object,
+    nor is one recreated by another process behind this one's back."""
+
+    async def go() -> None:
+        svc = MailboxService(store, workers=2)
+        user = svc.user("alice")
+        await user.create_folder("Work")
+        a = await user.open("Work")
+        b = await svc.user("alice").open("Work")
+        assert a.folder is b.folder
+        uv = a.uidvalidity
+        await user.delete_folder("Work")
+        await user.create_folder("Work")
+        c = await user.open("Work")
+        uv2 = c.uidvalidity
+        assert c.folder is not a.folder and uv2 != uv
+        # another process deletes and recreates it: this process's service never heard of it
+        other = store.user("alice")
+        other.delete_folder("Work")
+        other.create_folder("Work")
+        d = await user.open("Work")
+        assert d.folder is not c.folder and d.uidvalidity not in (uv, uv2)
+        await svc.close()
+
+    asyncio.run(go())
+
+
+def test_moves_in_both_directions_at_once_do_not_deadlock(store):
+    """Shared folder objects: MOVE A -> B beside MOVE B -> A takes both folder locks in
+    one order."""
+    store.user("alice").create_folder("B")
+
+    async def go() -> None:
+        svc = MailboxService(store, workers=4)
+        user = svc.user("alice")
+        for _ in range(20):
+            await user.append("INBOX", MSG)
+            await user.append("B", MSG)
+        a, b = await user.open("INBOX"), await user.open("B")
+        _, ia = await a.sync()
+        _, ib = await b.sync()
+        moves = []
+        for x, y in zip(ia, ib, strict=True):
+            moves.append(a.copy_to([x.uid], b, move=True))
+            moves.append(b.copy_to([y.uid], a, move=True))
+        await asyncio.wait_for(asyncio.gather(*moves), 30)
+        _, ia = await a.sync()
+        _, ib = await b.sync()
+        assert len(ia) + len(ib) == 40
+        await svc.close()
+
+    asyncio.run(go())

@@ -16,6 +16,10 @@ The service also owns
 
 - change notification (:meth:`MailboxService.subscribe`; it publishes after writes
   when the store does not publish on its own), and
+- sharing opened folders between the sessions of this process
+  (:meth:`UserMailboxes.open`): a folder object keeps what it learnt about the
+  folder (message list, UIDs, open index files), so the next session's SELECT
+  only looks at what changed instead of re-reading everything; and
 - caching of per-message summaries (:meth:`MailboxView.summaries`): a process-wide
   LRU in front of the store's per-folder cache; what a summary *is* (ENVELOPE and
   BODYSTRUCTURE for IMAP) is the caller's :class:`SummaryCodec`, so no wire
@@ -81,6 +85,7 @@ S = TypeVar("S")
 
 DEFAULT_WORKERS = 4
 DEFAULT_SUMMARY_CACHE = 20000
+DEFAULT_OPEN_FOLDERS = 512
 SPOOL_FLUSH = 256 * 1024  # bytes buffered in RAM before a spool write is queued
 
 
@@ -158,6 +163,7 @@ class MailboxService:
         notifier: change notification across sessions and processes; may be None.
         workers: threads of the pool shared by every session of this process.
         summary_cache: entries of the in-process summary LRU.
+        open_folders: opened folders kept for the next session (LRU; 0: none).
     """
 
     def __init__(
@@ -167,6 +173,7 @@ class MailboxService:
         *,
         workers: int = DEFAULT_WORKERS,
         summary_cache: int = DEFAULT_SUMMARY_CACHE,
+        open_folders: int = DEFAULT_OPEN_FOLDERS,
     ) -> None:
         self.store = store
         self.notifier = notifier
@@ -174,6 +181,9 @@ class MailboxService:
         self._executor = ThreadPoolExecutor(self.workers, thread_name_prefix="esam-mailbox")
         self._tails: dict[tuple[str, str], asyncio.Future[None]] = {}
         self.summaries: _LRU[Any] = _LRU(summary_cache)
+        self.open_folders = max(0, open_folders)
+        self._open: OrderedDict[tuple[str, str], Folder] = OrderedDict()
+        self._open_lock = threading.Lock()  # used from pool threads
         # MaildirStore publishes its own changes; other stores get ours
         self._store_publishes = getattr(store, "notifier", None) is not None
 
@@ -215,6 +225,42 @@ class MailboxService:
     async def close(self) -> None:
         """Wait for running work, then stop the pool."""
         await asyncio.get_running_loop().run_in_executor(None, self._executor.shutdown, True)
+
+    # -- opened folders shared by sessions -----------------------------------------------
+
+    def _shared_folder(self, login: str, name: str, user: Callable[[], UserStore]) -> Folder:
+        """Pool thread: the folder object of this process for ``(login, name)``.
+
+        A folder is reused only while its store says it still is the same folder
+        (``reusable``: not deleted, renamed or recreated meanwhile); stores without
+        that check get a new object every time.  Folder objects are thread-safe and
+        every call on one runs in folder order (:meth:`run`), whoever the session.
+        """
+        key = (login, name)
+        with self._open_lock:
+            folder = self._open.get(key)
+            if folder is not None:
+                self._open.move_to_end(key)
+        if folder is not None:
+            if folder.reusable(user()):  # type: ignore[attr-defined]
+                return folder
+            with self._open_lock:
+                if self._open.get(key) is folder:
+                    del self._open[key]
+        folder = user().folder(name)
+        if self.open_folders and callable(getattr(folder, "reusable", None)):
+            with self._open_lock:
+                self._open[key] = folder
+                while len(self._open) > self.open_folders:
+                    self._open.popitem(last=False)  # sessions using it keep their reference
+        return folder
+
+    def forget_folders(self, login: str, name: str | None = None) -> None:
+        """Drop shared folder objects of ``login`` (all of them, or ``name`` and below)."""
+        with self._open_lock:
+            for key in [k for k in self._open if k[0] == login and (
+                    name is None or k[1] == name or k[1].startswith(name + "/"))]:
+                del self._open[key]
 
     # -- change notification --------------------------------------------------------
 
@@ -276,11 +322,13 @@ class UserMailboxes:
 
     async def delete_folder(self, name: str) -> None:
         await self._run("", lambda: self._user().delete_folder(name))
+        self.service.forget_folders(self.login)
         self.service.publish(self.login, name)
         self.service.publish_list_event(self.login, "delete", name)
 
     async def rename_folder(self, old: str, new: str) -> None:
         await self._run("", lambda: self._user().rename_folder(old, new))
+        self.service.forget_folders(self.login)
         self.service.publish_list_event(self.login, "rename", old, new)
 
     async def subscribe(self, name: str, on: bool = True) -> None:
@@ -321,7 +369,7 @@ class UserMailboxes:
 
         Raises NoSuchFolder / BadFolderName.
         """
-        folder = await self._run(name, lambda: self._user().folder(name))
+        folder = await self._run(name, lambda: self.service._shared_folder(self.login, name, self._user))
         return MailboxView(self, folder)
 
     async def append(
