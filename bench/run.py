@@ -484,7 +484,8 @@ async def loop_load(t: Target, clients: int, duration: float, what: str) -> dict
     return {"per_s": len(lat) / elapsed, "p50_ms": pct(lat, 0.5) * 1000, "p99_ms": pct(lat, 0.99) * 1000,
             "errors": errors, "count": len(lat), "cpu_ms_per_op": cpu * 1000 / max(len(lat), 1),
             "other_cpu_pct": other_cpu_pct(other0, cpu, elapsed),
-            "slowest_window_per_s": min(windows), "fastest_window_per_s": max(windows)}
+            "slowest_window_per_s": min(windows), "fastest_window_per_s": max(windows),
+            "windows_per_s": [round(w, 1) for w in windows]}
 
 
 STRESS_MSG = (b"From: <stress@client.test>\r\nSubject: stress\r\nMessage-ID: <%d@client.test>\r\n\r\n"
