@@ -346,7 +346,7 @@ class UserMailboxes:
 
     async def status(self, name: str) -> FolderStatus:
         """Raises NoSuchFolder / BadFolderName."""
-        return await self._run(name, lambda: self._user().folder(name).status())
+        return await self._run(name, lambda: self.service._shared_folder(self.login, name, self._user).status())
 
     async def check(self, name: str) -> None:
         """Raises NoSuchFolder / BadFolderName when ``name`` is not a folder."""
