@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["HOOKS", "Hook"]
+__all__ = ["HOOKS", "STDLIB_PRIVATE", "Hook"]
 
 
 @dataclass(frozen=True)
@@ -85,3 +85,13 @@ HOOKS: tuple[Hook, ...] = (
         "the idle timer handle (None before the session starts); read to re-arm only a running timer.",
     ),
 )
+
+
+#: Private names of the standard library we touch, with the fallback when they vanish.
+STDLIB_PRIVATE: dict[str, str] = {
+    "_limit": (
+        "asyncio.StreamReader._limit, raised for the duration of a DATA body in "
+        "esam_mail/smtp/dotdata.py so it is read in 256 KiB pieces; without it the body is "
+        "read in smaller pieces, nothing else changes."
+    ),
+}

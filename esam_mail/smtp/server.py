@@ -289,8 +289,9 @@ class EsamSMTP(SMTP):
             await self.push("501 Syntax: DATA")
             return
         await self.push("354 End data with <CR><LF>.<CR><LF>")
+        assert self.stream is not None  # set when the connection was made
         content, error = await read_dot_data(
-            self._reader, max_size=self.data_size_limit, max_line=self.line_length_limit
+            self.stream, max_size=self.data_size_limit, max_line=self.line_length_limit
         )
         if content is None:
             await self.push(
