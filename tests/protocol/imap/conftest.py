@@ -193,3 +193,18 @@ class Raw(RawIMAP):
     def login(self, user: str = "alice") -> None:  # type: ignore[override]
         r = self.cmd(b"L", b"LOGIN " + user.encode() + b' "' + PASSWORD.encode() + b'"')
         assert r[-1].startswith(b"L OK"), r
+
+
+@pytest.fixture
+def r(env: Env) -> Raw:
+    """A TLS session with INBOX selected: twelve messages m0..m11, only 2, 10 and 11 unseen
+    (the ESEARCH and CONTEXT tests' mailbox).  Modules that need another mailbox define their
+    own ``r``, which overrides this one."""
+    for i in range(12):
+        env.deliver(msg(f"m{i}"))
+    c = Raw.tls(env)
+    c.login()
+    c.cmd(b"s", b"SELECT INBOX")
+    c.cmd(b"f", b"STORE 1,3:9,12 +FLAGS.SILENT (\\Seen)")  # unseen: 2, 10, 11
+    return c
+

@@ -8,20 +8,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.protocol.imap.conftest import Raw, msg
-
 pytestmark = pytest.mark.protocol
 
-
-@pytest.fixture
-def r(env) -> Raw:
-    for i in range(12):
-        env.deliver(msg(f"m{i}"))
-    c = Raw.tls(env)
-    c.login()
-    c.cmd(b"s", b"SELECT INBOX")
-    c.cmd(b"f", b"STORE 1,3:9,12 +FLAGS.SILENT (\\Seen)")  # unseen: 2, 10, 11
-    return c
+# ``r`` (twelve messages, 2, 10 and 11 unseen) comes from conftest.py.
 
 
 def test_capabilities(r):
