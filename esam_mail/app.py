@@ -308,6 +308,7 @@ class Server:
             self._http = await start_http(
                 build_app(svc), http[0], http[1], reuse_port=self.reuse_port,
                 grace=cfg.server.shutdown_grace, trusted_proxies=cfg.web.trusted_proxies,
+                send_stall_timeout=cfg.web.send_stall_timeout,
             )
             self.ports["http"] = self._http.port
             from esam_mail.services.accounts.account import close_due_loop

@@ -432,6 +432,10 @@ class WebConfig:
         14, "Days between a subscriber's request to close the mailbox and its closing (they can cancel "
         "and download the export of their mail meanwhile).", min=0, max=365,
     )
+    send_stall_timeout: float = _f(
+        60.0, "Seconds a response may wait for the client to take any of its bytes (a client that stops "
+        "reading a download) before the connection is dropped and its buffers freed.", min=0.1, max=3600,
+    )
 
 
 @dataclass(frozen=True)

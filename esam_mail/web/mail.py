@@ -28,7 +28,7 @@ import unicodedata
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from starlette.responses import RedirectResponse
+from starlette.responses import RedirectResponse, StreamingResponse
 
 from esam_mail.errors import NoSuchFolder
 from esam_mail.i18n import N_, Translator
@@ -219,13 +219,19 @@ def register(router: Router, services: Any) -> None:
             return not_found(request, "folder")
         if got is None:
             return not_found(request, "part")
-        data, ctype, filename = got
-        inline = q.get("inline") == "1" and ctype in INLINE_IMAGES
-        served = ctype if ctype in SAFE_TYPES else "application/octet-stream"
-        return Response(data, media_type=served, headers={
-            "content-disposition": content_disposition("inline" if inline else "attachment", filename),
+        inline = q.get("inline") == "1" and got.ctype in INLINE_IMAGES
+        served = got.ctype if got.ctype in SAFE_TYPES else "application/octet-stream"
+        headers = {
+            "content-disposition": content_disposition("inline" if inline else "attachment", got.filename),
             "content-security-policy": PART_CSP, "cache-control": "private, no-store",
-        })
+        }
+        if got.size is not None:
+            headers["content-length"] = str(got.size)
+        if request.method == "HEAD":
+            got.close()
+            return Response(b"", media_type=served, headers=headers)
+        # decoded as the client reads: one block in memory, never the whole attachment
+        return StreamingResponse(got.chunks(), media_type=served, headers=headers)
 
     # -- moving and deleting ------------------------------------------------------------------
 

@@ -70,6 +70,9 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 MAX_BODY = 2 * 1024 * 1024
+#: The largest piece of a response body handed to the server at once (uvicorn waits for
+#: its write buffer to drain below 64 KiB before it takes the next piece).
+SEND_CHUNK = 64 * 1024
 STATIC_DIR = Path(__file__).with_name("static")
 SESSION_COOKIE = "esam_session"
 
@@ -210,6 +213,16 @@ class Envelope:
                         out.append((b"content-security-policy", CSP.encode()))
                     out.append((b"x-frame-options", b"DENY"))
                 message = {**message, "headers": out}
+            elif message["type"] == "http.response.body" and len(message.get("body", b"")) > SEND_CHUNK:
+                # one big body in one send would sit whole in the transport's buffer while
+                # the client reads (or does not): hand it over as the client takes it
+                body = message["body"]
+                more = message.get("more_body", False)
+                for start in range(0, len(body), SEND_CHUNK):
+                    last = start + SEND_CHUNK >= len(body)
+                    await send({"type": "http.response.body", "body": bytes(body[start:start + SEND_CHUNK]),
+                                "more_body": more if last else True})
+                return
             await send(message)
 
         try:
@@ -355,17 +368,22 @@ def _listening_socket(host: str, port: int, reuse_port: bool) -> socket.socket:
 
 
 async def start_http(app: ASGIApp, host: str, port: int, *, reuse_port: bool = False,
-                     grace: float = 10.0, trusted_proxies: list[str] | None = None) -> HTTPListener:
+                     grace: float = 10.0, trusted_proxies: list[str] | None = None,
+                     send_stall_timeout: float = 60.0) -> HTTPListener:
     """Serve ``app`` on host:port (0 = any free port) as a task of the running loop.
 
     ``reuse_port``: SO_REUSEPORT (worker processes share the port).  ``trusted_proxies``:
-    addresses whose ``X-Forwarded-For``/``-Proto`` are believed (none by default)."""
+    addresses whose ``X-Forwarded-For``/``-Proto`` are believed (none by default).
+    ``send_stall_timeout``: a connection whose client takes none of the waiting response
+    bytes for that long is dropped (:mod:`esam_mail.web.sendguard`)."""
     import uvicorn
+
+    from esam_mail.web.sendguard import guarded_h11
 
     sock = _listening_socket(host, port, reuse_port)
     bound = sock.getsockname()[1]
     config = uvicorn.Config(
-        app, lifespan="off", log_config=None, access_log=False, server_header=False,
+        app, http=guarded_h11(send_stall_timeout), lifespan="off", log_config=None, access_log=False, server_header=False,
         date_header=True, proxy_headers=bool(trusted_proxies),
         forwarded_allow_ips=list(trusted_proxies or []) or None,
         timeout_graceful_shutdown=max(1, int(grace)), timeout_keep_alive=15,

@@ -50,6 +50,7 @@ from esam_mail.log import event, new_session_id
 from esam_mail.services.auth import Principal
 from esam_mail.services.mailflow.delivery import _ADDR, DeliveryService, Route, Transaction
 from esam_mail.services.mailflow.mailboxes import MailboxService, MailboxView, MessageInfo
+from esam_mail.services.mailflow.partstream import PartSource, locate
 
 __all__ = [
     "PAGE_SIZE",
@@ -636,16 +637,24 @@ class Webmail:
             msg.flags = flags.get(uid, msg.flags | {"\\Seen"})
         return msg
 
-    async def part(self, principal: Principal, folder: str, uid: int, index: int) -> tuple[bytes, str, str] | None:
+    async def part(self, principal: Principal, folder: str, uid: int, index: int) -> PartSource | None:
+        """The attachment at ``index`` (as :func:`parse_message` numbers it), to be read with
+        ``await``-ed :meth:`PartSource.chunks` (the caller closes it if it never reads)."""
         view = await self._open(principal, folder)
         await view.sync()
 
-        def load(f: Any) -> tuple[bytes, str, str] | None:
-            try:
-                raw = f.read(uid)
-            except (KeyError, FileNotFoundError):
-                return None
-            return part_bytes(raw, index)
+        def load(f: Any) -> PartSource | None:
+            for attempt in range(3):
+                try:
+                    return locate(f.path_of(uid), index, parse=_PARSER.parsebytes, too_complex=too_complex,
+                                  safe_filename=safe_filename, parse_errors=_PARSE_ERRORS)
+                except KeyError:
+                    return None
+                except FileNotFoundError:  # renamed by a flag change meanwhile
+                    if attempt == 2:
+                        return None
+                    f.sync()
+            return None
 
         return await view.call(load)
 
