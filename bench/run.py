@@ -688,6 +688,9 @@ async def idle_load(t: Target, n: int, pushes: int, limit: float) -> dict[str, f
 
 
 # -- driver --------------------------------------------------------------------------------------
+PHASES = ("smtp", "warmup", "imap", "login", "stress", "idle", "nocache")
+
+
 @dataclass
 class Plan:
     smtp_count: int = 5000
@@ -706,6 +709,8 @@ class Plan:
     cache_ttl: int = 20
     stress_clients: int = 10
     stress_seconds: float = 20.0
+    # which loads to run (--phases); "warmup" matters for the login loads (first logins rehash)
+    phases: tuple[str, ...] = PHASES
 
 
 def raise_nofile() -> None:
@@ -720,27 +725,36 @@ async def bench_target(t: Target, plan: Plan, log: Any) -> dict[str, Any]:
     t.start(auth_cache=True, cache_ttl=plan.cache_ttl)
     try:
         await asyncio.sleep(1)
-        log(f"== {t.name}: SMTP {plan.smtp_count} x {plan.size} B over {plan.smtp_conns} connections")
-        out["smtp"] = await smtp_load(t, plan.smtp_count, plan.smtp_conns, plan.size, limit=600)
-        log(f"   {json.dumps(out['smtp'])}")
-        log(f"== {t.name}: warm-up logins (unmeasured)")
-        out["warmup"] = await warm_up(t, plan.imap_clients, 3, plan.warmup_seconds)
-        log(f"   {json.dumps(out['warmup'])}")
-        log(f"== {t.name}: IMAP sessions, {plan.imap_clients} clients, {plan.imap_seconds:.0f} s")
-        out["imap"] = await loop_load(t, plan.imap_clients, plan.imap_seconds, "imap")
-        log(f"   {json.dumps(out['imap'])}")
-        log(f"== {t.name}: logins (auth cache on, {plan.cache_ttl} s), {plan.login_seconds:.0f} s")
-        out["login_cache"] = await loop_load(t, plan.imap_clients, plan.login_seconds, "login")
-        log(f"   {json.dumps(out['login_cache'])}")
-        log(f"== {t.name}: stress, {plan.stress_clients} clients of random commands, {plan.stress_seconds:.0f} s")
-        out["stress"] = await stress_load(t, plan.stress_clients, plan.stress_seconds)
-        log(f"   {json.dumps(out['stress'])}")
-        for n in plan.idle:
+        ph = plan.phases
+        if "smtp" in ph:
+            log(f"== {t.name}: SMTP {plan.smtp_count} x {plan.size} B over {plan.smtp_conns} connections")
+            out["smtp"] = await smtp_load(t, plan.smtp_count, plan.smtp_conns, plan.size, limit=600)
+            log(f"   {json.dumps(out['smtp'])}")
+        if "warmup" in ph:
+            log(f"== {t.name}: warm-up logins (unmeasured)")
+            out["warmup"] = await warm_up(t, plan.imap_clients, 3, plan.warmup_seconds)
+            log(f"   {json.dumps(out['warmup'])}")
+        if "imap" in ph:
+            log(f"== {t.name}: IMAP sessions, {plan.imap_clients} clients, {plan.imap_seconds:.0f} s")
+            out["imap"] = await loop_load(t, plan.imap_clients, plan.imap_seconds, "imap")
+            log(f"   {json.dumps(out['imap'])}")
+        if "login" in ph:
+            log(f"== {t.name}: logins (auth cache on, {plan.cache_ttl} s), {plan.login_seconds:.0f} s")
+            out["login_cache"] = await loop_load(t, plan.imap_clients, plan.login_seconds, "login")
+            log(f"   {json.dumps(out['login_cache'])}")
+        if "stress" in ph:
+            log(f"== {t.name}: stress, {plan.stress_clients} clients of random commands, "
+                f"{plan.stress_seconds:.0f} s")
+            out["stress"] = await stress_load(t, plan.stress_clients, plan.stress_seconds)
+            log(f"   {json.dumps(out['stress'])}")
+        for n in plan.idle if "idle" in ph else []:
             log(f"== {t.name}: {n} IDLE sessions")
             out[f"idle_{n}"] = await idle_load(t, n, plan.pushes, limit=600)
             log(f"   {json.dumps(out[f'idle_{n}'])}")
     finally:
         t.stop()
+    if "nocache" not in plan.phases:
+        return out
     t.start(auth_cache=False)
     try:
         await asyncio.sleep(1)
@@ -845,11 +859,17 @@ def main() -> int:
                     help="users' imported password hashes: SHA512-CRYPT (rounds=5000) as a competent admin "
                     "runs Dovecot (esam rehashes to its argon2id at first login), or the same argon2id string "
                     "for both")
+    ap.add_argument("--phases", default=",".join(PHASES),
+                    help=f"comma-separated loads to run, in this order whatever the list: {','.join(PHASES)} "
+                    "(e.g. smtp,warmup,login,stress for the login and stress figures only)")
     args = ap.parse_args()
-    plan = Plan()
+    phases = tuple(p for p in args.phases.split(",") if p)
+    if unknown := set(phases) - set(PHASES):
+        ap.error(f"unknown phases: {', '.join(sorted(unknown))}")
+    plan = Plan(phases=phases)
     if args.quick:
         plan = Plan(smtp_count=1000, imap_seconds=8, login_seconds=24, idle=[1000], pushes=10, warmup_seconds=45,
-                    cache_ttl=10, stress_seconds=8)
+                    cache_ttl=10, stress_seconds=8, phases=phases)
     raise_nofile()
     work = Path(args.dir)
     work.mkdir(parents=True, exist_ok=True)
