@@ -31,6 +31,7 @@ import binascii
 import contextlib
 import dataclasses
 import datetime as dt
+import functools
 import logging
 import re
 import time
@@ -715,8 +716,11 @@ class EsamIMAP4Server(imap4.IMAP4Server):
             self._finish()
             return
         if asyncio.iscoroutine(result):
-            result = defer.Deferred.fromFuture(asyncio.ensure_future(result))
-        if isinstance(result, defer.Deferred):
+            # a plain done-callback: Deferred.fromFuture cost a Deferred, its callback chain
+            # and an adapter per command (measured under the random-command stress, issue 20)
+            task = asyncio.ensure_future(result)
+            task.add_done_callback(functools.partial(self._command_done, tag, verb))
+        elif isinstance(result, defer.Deferred):
             result.addErrback(self._fail_failure, tag, verb)
             result.addBoth(self._finish_cb)
         else:
@@ -728,6 +732,12 @@ class EsamIMAP4Server(imap4.IMAP4Server):
         self._lit_spool = None
         for spool in spools:
             _background(spool.discard())
+
+    def _command_done(self, tag: bytes, verb: bytes, task: asyncio.Future[Any]) -> None:
+        exc = asyncio.CancelledError() if task.cancelled() else task.exception()
+        if exc is not None:
+            self._fail(tag, exc, verb)
+        self._finish()
 
     def _fail_failure(self, failure: Any, tag: bytes, verb: bytes) -> None:
         self._fail(tag, failure.value, verb, failure)
@@ -743,7 +753,7 @@ class EsamIMAP4Server(imap4.IMAP4Server):
             self.notify.kick()  # NOTIFY (RFC 5465): what waited for the command to end
         if self.transport is not None and not self._closing:
             # continue with pipelined commands on the next turn (no deep recursion)
-            _reactor().callLater(0, self._pump)
+            _soon(self._pump)
 
     def _fail(self, tag: bytes, exc: BaseException, verb: bytes, failure: Any = None,
               *, trycreate: bool = False) -> None:
@@ -2044,6 +2054,17 @@ def _fetch_batches(targets: list[tuple[int, int]], sel: SelectedFolder,
 
 
 _BACKGROUND: set[asyncio.Future[Any]] = set()
+
+
+def _soon(fn: Callable[[], object]) -> None:
+    """Call ``fn`` on the next turn of the loop.  ``loop.call_soon`` when the reactor runs on
+    asyncio (always, but in unit tests without a loop): Twisted's ``callLater(0)`` builds a
+    DelayedCall, keeps a heap and re-arms an asyncio timer each time, a visible per-command
+    cost in the stress profile (issue 20)."""
+    try:
+        asyncio.get_running_loop().call_soon(fn)
+    except RuntimeError:
+        _reactor().callLater(0, fn)
 
 
 def _background(coro: Coroutine[Any, Any, Any]) -> asyncio.Future[Any]:
