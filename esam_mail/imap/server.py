@@ -233,6 +233,9 @@ class EsamIMAP4Server(imap4.IMAP4Server):
         self._toobig_tag: bytes | None = None  # the command being read will get NO [TOOBIG]
         self._lit_buf = bytearray()
         self._busy = False
+        # a running command's output, written as one piece when it ends (see _out)
+        self._held: list[bytes] | None = None
+        self._held_size = 0
         self._line_hook: Callable[[bytes], None] | None = None
         self._idle_tag: bytes | None = None
         self._idle_poll: Any = None
@@ -314,6 +317,7 @@ class EsamIMAP4Server(imap4.IMAP4Server):
         self._closing = True
         if self.transport is None:
             return
+        self._release()
         # Twisted keeps a connection with a registered producer open after loseConnection
         with contextlib.suppress(Exception):
             self.transport.unregisterProducer()
@@ -417,7 +421,34 @@ class EsamIMAP4Server(imap4.IMAP4Server):
     def _write(self, line: bytes) -> None:
         if self.transport is not None:
             self._count(len(line) + 2)
-            self.transport.write(line + b"\r\n")
+            if line[:1] == b"+":  # a continuation: the client waits for it, and so does the command
+                self._release()
+            self._out(line + b"\r\n")
+
+    def _out(self, data: bytes) -> None:
+        """Write, or hold while a command runs: its untagged lines, the changes reported
+        after a thread hop and the tagged reply then leave in one transport write, so one
+        TLS record and one send() instead of one per turn of the loop the command spanned
+        (issue 20: the TLS layer's per-record cost showed in the stress profile).  Held
+        output is released at the command's end (_finish), past _HOLD_MAX, at a
+        continuation request ("+ ...": IDLE, AUTHENTICATE) and before the transport changes
+        or closes (STARTTLS, COMPRESS, close_connection)."""
+        held = self._held
+        if held is None:
+            if self.transport is not None:
+                self.transport.write(data)
+            return
+        held.append(data)
+        self._held_size += len(data)
+        if self._held_size >= _HOLD_MAX:
+            self._release(keep_holding=True)
+
+    def _release(self, *, keep_holding: bool = False) -> None:
+        held = self._held
+        self._held = [] if keep_holding and held is not None else None
+        self._held_size = 0
+        if held and self.transport is not None:
+            self.transport.write(held[0] if len(held) == 1 else b"".join(held))
 
     def _count(self, size: int) -> None:
         """Bound what is written while the client does not read (drop it past the cap)."""
@@ -438,7 +469,7 @@ class EsamIMAP4Server(imap4.IMAP4Server):
                     return False
                 piece = part if len(part) <= _SEND_PIECE else part[start:start + _SEND_PIECE]
                 self._count(len(piece))
-                self.transport.write(piece)
+                self._out(piece)
                 if self._gate.paused:
                     await self._gate.wait()
         return self.transport is not None and not self._closing
@@ -708,6 +739,7 @@ class EsamIMAP4Server(imap4.IMAP4Server):
             return
         method = getattr(self, method_name)
         self._busy = True
+        self._held = []
         self._cmd_timer = imap_metrics.start(verb)
         try:
             result = method(tag, Args(rest), True) if uid else method(tag, Args(rest))
@@ -748,6 +780,7 @@ class EsamIMAP4Server(imap4.IMAP4Server):
     def _finish(self) -> None:
         imap_metrics.finished(self)
         self._busy = False
+        self._release()
         self._drop_spools()
         if self.notify is not None:
             self.notify.kick()  # NOTIFY (RFC 5465): what waited for the command to end
@@ -831,6 +864,7 @@ class EsamIMAP4Server(imap4.IMAP4Server):
                                             b"DEFLATE is already active."))
             return
         self._tagged(tag, replies.Reply(b"OK", None, b"DEFLATE active."))
+        self._release()  # the OK is the last thing sent uncompressed
         self.transport = DeflateTransport(self.transport, _reactor().callLater)
         self._zin = Inflater()
         self._zin.feed(bytes(self._buf))  # whatever the client sent after it is compressed
@@ -845,6 +879,7 @@ class EsamIMAP4Server(imap4.IMAP4Server):
             self._tagged(tag, replies.Reply(b"BAD", None, b"TLS not available."))
             return
         self._tagged(tag, replies.Reply(b"OK", None, b"Begin TLS negotiation now."))
+        self._release()  # the OK is the last thing sent in clear
         # RFC 3207-style injection defence: drop anything pipelined after STARTTLS
         self._buf.clear()
         self.transport.startTLS(self.ctx)
@@ -2019,6 +2054,7 @@ class EsamIMAP4Server(imap4.IMAP4Server):
 
 
 _YIELD_EVERY = 64  # untagged lines rendered between two turns of the loop
+_HOLD_MAX = 64 * 1024  # a running command's held output is written once it reaches this
 _SEND_PIECE = 256 * 1024  # a big body is written in pieces of this size, as the client reads
 _BIG_COMMAND = 4096  # command lines longer than this are tokenized off the loop
 
