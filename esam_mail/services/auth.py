@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 from esam_mail.directory.models import utcnow
 from esam_mail.directory.passwords import PasswordHasher
-from esam_mail.directory.sql import SqlDirectory
+from esam_mail.directory.sql import LoginState, SqlDirectory
 from esam_mail.errors import AccountDisabled, AuthError
 from esam_mail.log import event
 from esam_mail.services.authcache import SharedLoginCache
@@ -56,6 +56,8 @@ class Authenticator(Protocol):
 
 log = logging.getLogger(__name__)
 
+_RECENT_MAX = 4096  # recent login states kept per process
+
 
 class DirectoryAuthenticator:
     """Password logins against the directory.
@@ -82,6 +84,7 @@ class DirectoryAuthenticator:
         max_failures: int = 10,
         lock_seconds: int = 300,
         failure_delay: float = 0.2,
+        state_seconds: float = 1.0,
     ) -> None:
         self.directory = directory
         self.hasher = hasher
@@ -96,6 +99,16 @@ class DirectoryAuthenticator:
         # passwords only: the main password alone no longer opens the mailbox.
         self.second_factor: Any = None
         self.on_success: list[Callable[[Principal, str, str], None]] = []
+        # The directory's answer for a recent successful login (mailbox row, second factor,
+        # failure counters), per (login, peer), reused for ``state_seconds``: the read
+        # (SQLAlchemy + aiosqlite thread hops) was the largest part of a cached login
+        # (issue 20).  Only a login that also hits the shared password cache uses it, so:
+        # * a password changed or a mailbox suspended through the services (any worker of
+        #   the node) is forgotten in the shared cache at once: the next login reads afresh;
+        # * a change that bypasses them (another node, a direct SQL edit) is seen within
+        #   ``state_seconds``; a wrong password, a failure or a lock always reads afresh.
+        self.state_seconds = state_seconds
+        self._recent: dict[tuple[str, str], tuple[float, LoginState]] = {}
 
     async def authenticate(self, username: str, password: str, *, peer: str, service: str) -> Principal:
         login = self.directory.login_of(username)
@@ -104,6 +117,10 @@ class DirectoryAuthenticator:
         # login:*       one account from everywhere: growing delay only, never a lock,
         #               so the owner can still log in from another address
         keys = [f"ip:{peer}", f"login:{login}|ip:{peer}", f"login:{login}"]
+        now = time.monotonic()
+        fast = self._recent_login(login, peer, password, service, now)
+        if fast is not None:
+            return fast
         # one read for the mailbox, its second factor and the counters (was three)
         state = await self.directory.login_state(login, keys)
         if self._is_locked(state.failures, keys[:2]):
@@ -138,8 +155,9 @@ class DirectoryAuthenticator:
             for hook in self.on_success:
                 hook(principal, peer, service)
             return principal
-        now = time.monotonic()
         if self.cache.check(rec.login_norm, password, rec.password_hash, now):
+            if not had_failures:
+                self._remember(login, peer, state, now)
             return Principal(login=rec.login_norm, address=rec.address, quota=rec.quota_bytes)
         ok, new_hash = await asyncio.get_running_loop().run_in_executor(
             self.pool, self.hasher.verify, password, rec.password_hash
@@ -153,6 +171,8 @@ class DirectoryAuthenticator:
             stored = new_hash
             event(log, "auth.rehashed", user=rec.login_norm)
         self.cache.put(rec.login_norm, password, stored, now)
+        if not had_failures and not new_hash:
+            self._remember(login, peer, state, now)
         if had_failures:
             await self.directory.clear_failures(keys[1:])  # the per-IP count stays
         event(log, "auth.ok", user=rec.login_norm, peer=peer, service=service)
@@ -161,15 +181,50 @@ class DirectoryAuthenticator:
             hook(principal, peer, service)
         return principal
 
+    def _recent_login(self, login: str, peer: str, password: str, service: str,
+                      now: float) -> Principal | None:
+        """The principal of a login proved moments ago from this peer, without a directory
+        read; None when the slow path must decide."""
+        hit = self._recent.get((login, peer))
+        if hit is None:
+            return None
+        seen, state = hit
+        rec = state.record
+        if now - seen >= self.state_seconds or rec is None or not password:
+            del self._recent[(login, peer)]
+            return None
+        if state.second_factor and self.second_factor is not None and service != "web":
+            return None
+        if not self.cache.check(rec.login_norm, password, rec.password_hash, now):
+            return None  # another password, or forgotten (changed, suspended) meanwhile
+        return Principal(login=rec.login_norm, address=rec.address, quota=rec.quota_bytes)
+
+    def _remember(self, login: str, peer: str, state: LoginState, now: float) -> None:
+        if self.state_seconds <= 0:
+            return
+        rec = state.record
+        if rec is None or rec.state != "active" or state.failures:
+            return
+        if len(self._recent) >= _RECENT_MAX:  # bounded: drop the expired, else the oldest
+            for key in [k for k, (t, _) in self._recent.items() if now - t >= self.state_seconds]:
+                del self._recent[key]
+            if len(self._recent) >= _RECENT_MAX:
+                del self._recent[next(iter(self._recent))]
+        self._recent[(login, peer)] = (now, state)
+
     def reconfigure(self, *, max_failures: int, lock_seconds: int, cache_seconds: float) -> None:
         """New limits and cache lifetime for the next logins (SIGHUP)."""
         self.max_failures = max_failures
         self.lock_seconds = lock_seconds
         self.cache.set_ttl(cache_seconds)
+        self._recent.clear()
 
     def forget(self, login: str) -> None:
-        """Drop the cached login (password change, suspension)."""
+        """Drop the cached login (password change, suspension): in every worker of the node,
+        as the shared password cache no longer proves it."""
         self.cache.forget(login)
+        for key in [k for k in self._recent if k[0] == login]:
+            del self._recent[key]
 
     @staticmethod
     def _is_locked(rows: Mapping[str, Any], keys: list[str]) -> bool:
@@ -185,6 +240,7 @@ class DirectoryAuthenticator:
 
 
     async def _fail(self, keys: list[str], login: str, peer: str, service: str) -> None:
+        self._recent.pop((login, peer), None)
         # an address shared by many users (NAT at a post office) gets more room
         await self.directory.record_failure(keys[:1], self.max_failures * 5, self.lock_seconds)
         await self.directory.record_failure(keys[1:2], self.max_failures, self.lock_seconds)

@@ -182,7 +182,7 @@ def test_a_cached_login_is_one_directory_read(url: str) -> None:
 
     async def go() -> None:
         await add(url, "alice", HASHER.hash("pw-alice-1"))
-        a = make(url, cache_seconds=60)
+        a = make(url, cache_seconds=60, state_seconds=0)  # the read itself, not its reuse
         a.second_factor = object()  # on, as the app wires it; alice has no second factor
         await a.authenticate("alice", "pw-alice-1", peer="10.0.0.1", service="imap")
         opened: list[str] = []
@@ -191,5 +191,105 @@ def test_a_cached_login_is_one_directory_read(url: str) -> None:
             setattr(a.directory, name, lambda real=real, name=name: opened.append(name) or real())
         await a.authenticate("alice", "pw-alice-1", peer="10.0.0.1", service="imap")
         assert opened == ["readers"]
+
+    asyncio.run(go())
+
+
+def _count_reads(a: DirectoryAuthenticator) -> list[str]:
+    opened: list[str] = []
+    for name in ("sessions", "readers"):
+        real = getattr(a.directory, name)
+        setattr(a.directory, name, lambda real=real, name=name: opened.append(name) or real())
+    return opened
+
+
+def test_a_repeated_login_within_the_window_reads_nothing(url: str) -> None:
+    """The directory's answer for a login proved moments ago from the same peer is reused
+    for ``state_seconds`` (issue 20: the read was most of a cached login's cost)."""
+
+    async def go() -> None:
+        await add(url, "alice", HASHER.hash("pw-alice-1"))
+        a = make(url, cache_seconds=60, state_seconds=30)
+        await a.authenticate("alice", "pw-alice-1", peer="10.0.0.1", service="imap")
+        opened = _count_reads(a)
+        p = await a.authenticate("alice", "pw-alice-1", peer="10.0.0.1", service="imap")
+        assert p.login == "alice" and opened == []
+        # another peer: its failure counters are not known yet
+        await a.authenticate("alice", "pw-alice-1", peer="10.0.0.2", service="imap")
+        assert opened == ["readers"]
+        # a wrong password is never decided from the remembered state
+        with pytest.raises(AuthError):
+            await a.authenticate("alice", "pw-wrong", peer="10.0.0.1", service="imap")
+        assert "readers" in opened[1:]
+
+    asyncio.run(go())
+
+
+def test_password_change_and_suspension_through_the_services_stop_at_once(url: str) -> None:
+    """``forget`` (what the account services call on a password change or a suspension)
+    clears the shared password cache: a remembered state no longer opens the mailbox, in this
+    worker or another one sharing the cache."""
+    from esam_mail.services.authcache import SharedLoginCache
+
+    async def go() -> None:
+        await add(url, "alice", HASHER.hash("pw-alice-1"))
+        shared = SharedLoginCache(64, ttl=60)
+        a = make(url, cache=shared, state_seconds=3600)
+        b = make(url, cache=shared, state_seconds=3600)  # another worker of the node
+        for x in (a, b):
+            await x.authenticate("alice", "pw-alice-1", peer="10.0.0.1", service="imap")
+            await x.authenticate("alice", "pw-alice-1", peer="10.0.0.1", service="imap")
+        rec = await a.directory.get("alice")
+        assert rec is not None
+        await a.directory.set_password_hash(rec.id, HASHER.hash("pw-alice-2"))
+        a.forget("alice")
+        for x in (a, b):
+            with pytest.raises(AuthError):
+                await x.authenticate("alice", "pw-alice-1", peer="10.0.0.1", service="imap")
+            assert (await x.authenticate("alice", "pw-alice-2", peer="10.0.0.1", service="imap")).login == "alice"
+        await a.directory.set_state("alice", "suspended", actor=("sysadmin", "t"))
+        b.forget("alice")
+        for x in (a, b):
+            with pytest.raises(AuthError):
+                await x.authenticate("alice", "pw-alice-2", peer="10.0.0.1", service="imap")
+
+    asyncio.run(go())
+
+
+def test_a_change_that_bypasses_the_services_is_seen_within_the_window(url: str) -> None:
+    """Another node (or a direct SQL edit) changes the password, suspends the mailbox or
+    locks the peer without telling this node: the remembered state lasts ``state_seconds``."""
+
+    async def go() -> None:
+        await add(url, "alice", HASHER.hash("pw-alice-1"))
+        a = make(url, cache_seconds=60, state_seconds=0.3, max_failures=2)
+        elsewhere = SqlDirectory(url, domain="esam.test")
+        rec = await elsewhere.get("alice")
+        assert rec is not None
+
+        async def login(pw: str) -> None:
+            await a.authenticate("alice", pw, peer="10.0.0.1", service="imap")
+
+        await login("pw-alice-1")
+        await elsewhere.set_password_hash(rec.id, HASHER.hash("pw-alice-2"))
+        await asyncio.sleep(0.35)
+        with pytest.raises(AuthError):
+            await login("pw-alice-1")
+        await login("pw-alice-2")
+        await login("pw-alice-2")
+        await elsewhere.set_state("alice", "suspended", actor=("sysadmin", "t"))
+        await asyncio.sleep(0.35)
+        with pytest.raises(AuthError):
+            await login("pw-alice-2")
+        await elsewhere.set_state("alice", "active", actor=("sysadmin", "t"))
+        await login("pw-alice-2")
+        await login("pw-alice-2")
+        # the peer is locked by another node's counters
+        await elsewhere.record_failure(["login:alice|ip:10.0.0.1"], 2, 300)
+        await elsewhere.record_failure(["login:alice|ip:10.0.0.1"], 2, 300)
+        await asyncio.sleep(0.35)
+        with pytest.raises(AuthError, match="locked"):
+            await login("pw-alice-2")
+        await elsewhere.close()
 
     asyncio.run(go())
