@@ -2441,8 +2441,33 @@ def _reuse_port_listen(factory: Any, host: str, port: int) -> Any:
     from esam_mail.sockets import adopt_reuseport
 
     if factory.implicit_tls:
-        factory = TLSMemoryBIOFactory(factory.tls_context_factory, False, factory)
+        clock: Any = _NextTurnClock()  # provides what IReactorTime the TLS layer uses
+        factory = TLSMemoryBIOFactory(factory.tls_context_factory, False, factory, clock=clock)
     return adopt_reuseport(_reactor(), host, port, factory)
+
+
+class _NextTurnClock:
+    """The clock given to Twisted's TLS layer (``TLSMemoryBIOFactory(clock=...)``), which
+    uses it for one thing: ``callLater(0, flush)`` after each burst of writes, to gather them
+    into one TLS record.  Through ``loop.call_soon`` instead of the reactor's DelayedCall heap
+    and asyncio timer re-arming: once per response, a visible cost under the random-command
+    stress (issue 20).  The asyncio ``Handle`` returned has the ``cancel()`` Twisted calls."""
+
+    def callLater(self, delay: float, f: Callable[..., object], *args: Any, **kw: Any) -> Any:
+        if delay == 0:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                pass
+            else:
+                return loop.call_soon(functools.partial(f, *args, **kw))
+        return _reactor().callLater(delay, f, *args, **kw)
+
+    def seconds(self) -> float:
+        return float(_reactor().seconds())
+
+    def getDelayedCalls(self) -> list[Any]:
+        return list(_reactor().getDelayedCalls())
 
 
 def start_listener(factory: IMAPFactory, host: str, port: int, *, reuse_port: bool = False) -> IMAPListener:
@@ -2456,7 +2481,12 @@ def start_listener(factory: IMAPFactory, host: str, port: int, *, reuse_port: bo
     if reuse_port:
         lp = _reuse_port_listen(factory, host, port)
     elif factory.implicit_tls:
-        lp = reactor.listenSSL(port, factory, factory.tls_context_factory, interface=host)
+        from twisted.protocols.tls import TLSMemoryBIOFactory
+
+        clock: Any = _NextTurnClock()
+        wrapped: Any = factory
+        lp = reactor.listenTCP(port, TLSMemoryBIOFactory(factory.tls_context_factory, False, wrapped, clock=clock),
+                               interface=host)
     else:
         lp = reactor.listenTCP(port, factory, interface=host)
     bound = lp.getHost().port

@@ -4,7 +4,7 @@
 
 ``start_imap`` wraps the listeners' Twisted ``CertificateOptions`` in a
 :class:`ReloadableTLS`: an old-style context factory whose ``getContext()`` is
-asked for every new connection, both by the implicit-TLS port (``listenSSL``'s
+asked for every new connection, both by the implicit-TLS port (its
 ``TLSMemoryBIOFactory`` calls it per accepted connection) and by STARTTLS.
 Reloading builds fresh ``CertificateOptions`` and swaps them in: new handshakes
 present the new certificate, open sessions keep theirs.  (pyOpenSSL forbids

@@ -85,3 +85,35 @@ def test_continuations_are_not_held(env: Env) -> None:
     c.send(base64.b64encode(b"\0alice\0" + PASSWORD.encode()) + b"\r\n")
     assert c.until(b"A")[-1].startswith(b"A OK")
     c.close()
+
+
+def test_a_command_over_tls_schedules_no_twisted_timer(env: Env) -> None:
+    """Neither the end of a command nor the TLS layer's write gathering go through the
+    reactor's ``callLater(0)`` (a DelayedCall, its heap and an asyncio timer re-armed, per
+    response): ``loop.call_soon`` does the same for less (issue 20)."""
+    from twisted.internet import reactor
+
+    for i in range(3):
+        env.deliver(msg(f"m{i}"))
+    c = Raw.tls(env)
+    c.login()
+    c.cmd(b"S", b"SELECT INBOX")
+    zero_delay: list[Any] = []
+    real = reactor.callLater
+
+    def counting(delay: float, f: Any, *a: Any, **kw: Any) -> Any:
+        if delay == 0:
+            zero_delay.append(f)
+        return real(delay, f, *a, **kw)
+
+    env.loop.call(setattr, reactor, "callLater", counting)
+    try:
+        for tag in (b"F1", b"F2", b"F3"):
+            assert c.cmd(tag, b"FETCH 1:3 (UID FLAGS)")[-1].startswith(tag + b" OK")
+        c.send(b"P1 NOOP\r\nP2 NOOP\r\n")  # pipelined: the second runs after the first ends
+        assert c.until(b"P2")[-1].startswith(b"P2 OK")
+        _settle(env)
+    finally:
+        env.loop.call(delattr, reactor, "callLater")
+    assert zero_delay == []
+    c.close()
