@@ -192,6 +192,11 @@ class Histogram(_Metric):
     def count(self, **labels: str) -> int:
         return sum(self._counts[self.key(labels)])
 
+    def count_above(self, bound: float, **labels: str) -> int:
+        """Observations greater than ``bound``, one of the bucket bounds."""
+        i = self.buckets.index(float(bound))
+        return sum(self._counts[self.key(labels)][i + 1:])
+
     def render(self) -> list[str]:
         out = self.header()
         with self._lock:

@@ -27,6 +27,8 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 CACHE_FILE = "esam-cache.sqlite"
+CACHE_SCHEMA = ("CREATE TABLE IF NOT EXISTS entries (key TEXT PRIMARY KEY, value TEXT NOT NULL)",)
+_RECREATED = "cache_corrupt_recreated"
 _CHUNK = 500
 
 
@@ -128,6 +130,11 @@ def close_shared_folder_dbs() -> None:
                 entry.conn = None
 
 
+def create_cache_file(folder_dir: Path) -> None:
+    """Make a new folder's cache file now (blocking), not at its first use."""
+    open_folder_db(folder_dir / CACHE_FILE, CACHE_SCHEMA, _RECREATED).close()
+
+
 class MetadataCache:
     """Key -> JSON dict cache for one folder."""
 
@@ -138,11 +145,7 @@ class MetadataCache:
 
     def _connect(self) -> sqlite3.Connection:
         """The folder's shared connection (call with ``_lock`` held; do not keep it)."""
-        return self._shared.connect(
-            self.path,
-            ("CREATE TABLE IF NOT EXISTS entries (key TEXT PRIMARY KEY, value TEXT NOT NULL)",),
-            "cache_corrupt_recreated",
-        )
+        return self._shared.connect(self.path, CACHE_SCHEMA, _RECREATED)
 
     def get_many(self, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
         """Values for the keys that are cached (missing keys are simply absent)."""

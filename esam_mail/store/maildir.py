@@ -54,6 +54,7 @@ import os
 import re
 import secrets
 import shutil
+import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -71,8 +72,8 @@ from esam_mail.errors import (
     QuotaExceeded,
     StoreError,
 )
-from esam_mail.store import names
-from esam_mail.store.cache import MetadataCache
+from esam_mail.store import generation, names
+from esam_mail.store.cache import CACHE_FILE, MetadataCache, create_cache_file
 from esam_mail.store.interfaces import (
     SPECIAL_USE,
     FolderInfo,
@@ -80,7 +81,7 @@ from esam_mail.store.interfaces import (
     MessageInfo,
     Notifier,
 )
-from esam_mail.store.modseq import ModSeqIndex
+from esam_mail.store.modseq import ModSeqIndex, create_index_file
 from esam_mail.store.uidlist import (
     HOST,
     UIDLIST,
@@ -110,7 +111,46 @@ _KEYWORD_RE = re.compile(r"^[\x21-\x7e]+$")
 _KEYWORD_SPECIALS = set('(){%*"\\]')
 _SIZE_RE = re.compile(r",S=(\d+)")
 TMP_MAX_AGE = 36 * 3600
-_MTIME_MARGIN_NS = 1_000_000_000  # directory mtimes newer than this are not trusted
+# How long after a directory's mtime a listing must be taken to be final (see
+# MaildirFolder._full_sync): a change in the same timestamp tick leaves the mtime as it was.
+# 1 s (and 2 s FAT, where nobody keeps mail) for filesystems with whole-second times or
+# stamped by another machine's clock; on a local filesystem with nanosecond times the tick
+# is the kernel's coarse clock (1-10 ms: HZ 1000-100), so 20 ms is two of the longest.
+_MTIME_MARGIN_NS = 1_000_000_000
+_MTIME_MARGIN_LOCAL_NS = 20_000_000
+# filesystems stamped by this kernel's clock (not a server's or another client's)
+_LOCAL_FS_TYPES = frozenset({"ext2", "ext3", "ext4", "xfs", "btrfs", "tmpfs", "f2fs", "zfs", "bcachefs"})
+_now_ns = time.time_ns  # the clock sync() compares mtimes with (tests replace it)
+_fs_types: dict[int, str] = {}
+_fs_types_lock = threading.Lock()
+
+
+def _fs_type(path: Path) -> str:
+    """The filesystem type holding ``path`` (from /proc/self/mountinfo; "" if unknown),
+    cached per device."""
+    dev = os.stat(path).st_dev
+    with _fs_types_lock:
+        hit = _fs_types.get(dev)
+    if hit is not None:
+        return hit
+    found = ""
+    want = f"{os.major(dev)}:{os.minor(dev)}"
+    try:
+        with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                fields = line.split()
+                if len(fields) > 2 and fields[2] == want and " - " in line:
+                    found = line.split(" - ", 1)[1].split()[0]
+    except OSError:
+        found = ""
+    with _fs_types_lock:
+        _fs_types[dev] = found
+    return found
+
+
+def _local_fs(path: Path) -> bool:
+    """Whether ``path``'s timestamps come from this machine's kernel clock."""
+    return _fs_type(path) in _LOCAL_FS_TYPES
 _MAILDIRSIZE_MAX = 5120
 _DIR_MODE = 0o700
 _FILE_MODE = 0o600
@@ -124,6 +164,22 @@ def new_key(size: int) -> str:
     ns = time.time_ns()
     sec, usec = divmod(ns // 1000, 1_000_000)
     return f"{sec}.M{usec}P{os.getpid()}Q{next(_counter)}R{secrets.token_hex(8)}.{_HOST_ESC},S={size}"
+
+
+_NAME_TIME = re.compile(r"(\d+)\.([^.]*)")
+_NAME_PART = re.compile(r"([MQ])(\d+)")
+
+
+def delivery_order(key: str) -> tuple[int, int, int, str]:
+    """Sort key putting new messages in delivery order for their UIDs: the name's seconds,
+    then its microseconds ("M") and per-process counter ("Q") as numbers.  As strings the
+    unpadded microseconds sort "M10" before "M5" (and M100000 before M99999).  Names of
+    another form sort after, by name."""
+    m = _NAME_TIME.match(key)
+    if m is None:
+        return (1 << 62, 0, 0, key)
+    parts = {k: int(v) for k, v in _NAME_PART.findall(m.group(2)[:64]) if len(v) <= 18}
+    return (int(m.group(1)[:18]), parts.get("M", 0), parts.get("Q", 0), key)
 
 
 def split_name(filename: str) -> tuple[str, str]:
@@ -149,6 +205,20 @@ def _make_maildir(path: Path) -> None:
     _mkdir(path)
     for sub in ("cur", "new", "tmp"):
         _mkdir(path / sub)
+
+
+def _make_folder_dbs(folder: Path) -> None:
+    """Create a new folder's SQLite files (summary cache, mod-sequence index) now.
+
+    Each costs ~2 ms of file creation and fsyncs (WAL switch, schema); made lazily they
+    were paid by the first IMAP session of every folder, all at once after a bulk
+    delivery (issue 20: a quarter of the threads' wall time in that first second).  A
+    failure here only leaves them to be made at first use, as before."""
+    for create in (create_cache_file, create_index_file):
+        try:
+            create(folder)
+        except (OSError, sqlite3.Error):
+            log.warning("event=store.folder_db_create_failed folder=%s step=%s", folder.name, create.__name__)
 
 
 def _open_excl(path: Path) -> int:
@@ -386,6 +456,10 @@ class MaildirFolder:
         self._modseq: ModSeqIndex | None = None
         self._version = 0  # bumped whenever the message list or a flag changes
         self._modseq_seen: tuple[int, tuple[int, dict[int, int]]] | None = None
+        self._fine_mtimes = False  # see _mtime_margin
+        self._name_keys: dict[str, str] = {}  # file name -> key, as of the last listing
+        # the uidlist and the listing the last full sync applied (see _apply_renames)
+        self._last_listing: tuple[UidList, dict[str, str]] | None = None
         ul = self._read_uidlist()
         if ul is None:
             with self._locked() as lock:
@@ -506,7 +580,8 @@ class MaildirFolder:
         return e.info
 
     def _rebuild_infos(self) -> None:
-        self._infos = [self._info(self._by_uid[u]) for u in sorted(self._by_uid)]
+        by_uid, info = self._by_uid, self._info
+        self._infos = [e.info or info(e) for e in map(by_uid.__getitem__, sorted(by_uid))]
         self._version += 1
 
     def _list_cur(self) -> tuple[dict[str, str], tuple[int, int]]:
@@ -514,13 +589,18 @@ class MaildirFolder:
         cur = self.path / "cur"
         listing: dict[str, str] = {}
         sig = _dir_sig(cur)
+        # the keys of the names the last listing kept: a name seen again needs no split
+        # (most names of a folder are unchanged from one look to the next)
+        known = self._name_keys
         for _ in range(3):
             sig = _dir_sig(cur)
             listing = {}
             for fn in os.listdir(cur):
-                if fn.startswith("."):
-                    continue
-                key, _chars = split_name(fn)
+                key = known.get(fn)
+                if key is None:
+                    if fn.startswith("."):
+                        continue
+                    key = split_name(fn)[0]
                 prev = listing.get(key)
                 # A key seen twice: concurrent rename or a crash leftover; take the
                 # longer flag set (a later flag rename usually adds flags).
@@ -528,6 +608,7 @@ class MaildirFolder:
                     listing[key] = fn
             if _dir_sig(cur) == sig:
                 break
+        self._name_keys = dict(zip(listing.values(), listing.keys(), strict=True))
         return listing, sig
 
     # -- Folder protocol ---------------------------------------------------------
@@ -535,6 +616,7 @@ class MaildirFolder:
     def sync(self) -> list[MessageInfo]:
         """Move new/ to cur/, assign UIDs, return every message sorted by UID."""
         with self._tlock:
+            start = _now_ns()
             try:
                 sig = (
                     _dir_sig(self.path / "new"),
@@ -547,10 +629,41 @@ class MaildirFolder:
                 self._invalidate_infos()
             if not self._dirty and sig == self._sig:
                 return list(self._infos)
-            return self._full_sync()
+            return self._full_sync(start)
 
-    def _full_sync(self) -> list[MessageInfo]:
+    def change_generation(self) -> generation.Generation | None:
+        """The user's change generation, mapped (blocking); ``None`` if it cannot be, or
+        if the store is not on a local filesystem (another machine's bumps would not
+        show in the mapping: see :mod:`esam_mail.store.generation`)."""
+        try:
+            if not _local_fs(self.user.path):
+                return None
+            return generation.of(self.user.path, check=True)
+        except OSError:
+            return None
+
+    def settled(self) -> bool:
+        """The last :meth:`sync` was final (no mtime within the freshness margin)."""
+        return not self._dirty
+
+    def _mtime_margin(self, mtimes: Iterable[int]) -> int:
+        """:data:`_MTIME_MARGIN_LOCAL_NS` once this folder's mtimes showed sub-millisecond
+        parts on a local filesystem (whole-second filesystems never show them), else the
+        long margin."""
+        if not self._fine_mtimes and any(m % 1_000_000 for m in mtimes) and _local_fs(self.path):
+            self._fine_mtimes = True
+        return _MTIME_MARGIN_LOCAL_NS if self._fine_mtimes else _MTIME_MARGIN_NS
+
+    def _full_sync(self, start: int) -> list[MessageInfo]:
+        """List the folder and bring the uidlist up to date.  ``start``: the clock before
+        the signatures the listing is checked against were taken; a later change in the
+        same timestamp tick as the newest of those mtimes would not alter them, so the
+        listing counts as final (``_dirty`` False) only when ``start`` is a margin past it."""
         new_dir, cur_dir = self.path / "new", self.path / "cur"
+        looked = self._look_unlocked(new_dir)
+        if looked is not None:
+            ul, listing, new_sig, cur_sig = looked
+            return self._settle(ul, listing, False, new_sig, cur_sig, self._ul_sig, start)
         with self._locked() as lock:
             ul = self._load_uidlist_locked(lock)
             new_sig = _dir_sig(new_dir)
@@ -572,18 +685,48 @@ class MaildirFolder:
             for k in missing:
                 del ul.entries[k]
                 ul.ext.pop(k, None)
-            for key in sorted(k for k in listing if k not in ul.entries):
+            for key in sorted((k for k in listing if k not in ul.entries), key=delivery_order):
                 ul.assign(key)
                 changed = True
             if changed:
                 self._commit(lock, ul)
             uidlist_sig = self._ul_sig
-        self._apply_listing(listing, ul)
-        now = time.time_ns()
+        return self._settle(ul, listing, changed, new_sig, cur_sig, uidlist_sig, start)
+
+    def _look_unlocked(
+        self, new_dir: Path,
+    ) -> tuple[UidList, dict[str, str], tuple[int, int], tuple[int, int]] | None:
+        """The look that needs to write nothing, without the folder lock (a dotlock file
+        made and removed, a flock, seven system calls): new/ holds no message and the
+        uidlist names exactly the messages in cur/.  The uidlist is replaced by rename, so
+        it is read whole; a writer between the two reads shows as a mismatch of the names
+        (a message moved in and not yet numbered, or numbered and not yet listed), and
+        then None: the locked path decides, as before."""
+        new_sig = _dir_sig(new_dir)
+        if any(not fn.startswith(".") for fn in os.listdir(new_dir)):
+            return None
+        ul = self._ul
+        if ul is None or file_sig(self.path / UIDLIST) != self._ul_sig:
+            ul = self._read_uidlist()
+            if ul is None:
+                return None  # missing or untrustworthy: made or rebuilt under the lock
+        listing, cur_sig = self._list_cur()
+        if listing.keys() != ul.entries.keys():
+            return None
+        return ul, listing, new_sig, cur_sig
+
+    def _settle(
+        self, ul: UidList, listing: dict[str, str], changed: bool, new_sig: tuple[int, int],
+        cur_sig: tuple[int, int], uidlist_sig: tuple[int, int, int] | None, start: int,
+    ) -> list[MessageInfo]:
+        """Apply a look's listing under its uidlist and note how final it is."""
+        prev, self._last_listing = self._last_listing, (ul, listing)
+        if changed or prev is None or prev[0] is not ul or not self._apply_renames(listing, prev[1]):
+            self._apply_listing(listing, ul)
         self._sig = (new_sig, cur_sig, uidlist_sig)
-        self._dirty = any(
-            now - m < _MTIME_MARGIN_NS for m in (new_sig[1], cur_sig[1], uidlist_sig[2] if uidlist_sig else 0)
-        )
+        mtimes = (new_sig[1], cur_sig[1], uidlist_sig[2] if uidlist_sig else 0)
+        margin = self._mtime_margin(mtimes)
+        self._dirty = any(start - m < margin for m in mtimes)
         return list(self._infos)
 
     def _apply_listing(self, listing: Mapping[str, str], ul: UidList) -> None:
@@ -595,10 +738,9 @@ class MaildirFolder:
             if uid is None:
                 continue
             old = self._by_key.get(key)
-            chars = split_name(fn)[1]
             if old is not None and old.uid == uid:
                 if old.name != fn:
-                    old.name, old.chars, old.info = fn, chars, None
+                    old.name, old.chars, old.info = fn, split_name(fn)[1], None
                 e = old
             else:
                 size = size_from_key(key)
@@ -606,11 +748,31 @@ class MaildirFolder:
                     st = os.stat(cur_dir / fn)
                 except FileNotFoundError:
                     continue
-                e = _Entry(uid, key, fn, chars, size if size is not None else st.st_size, st.st_mtime)
+                e = _Entry(uid, key, fn, split_name(fn)[1], size if size is not None else st.st_size, st.st_mtime)
             by_uid[uid] = e
             by_key[key] = e
         self._by_uid, self._by_key = by_uid, by_key
         self._rebuild_infos()
+
+    def _apply_renames(self, listing: Mapping[str, str], prev: Mapping[str, str]) -> bool:
+        """The cheap case of :meth:`_apply_listing`: the same messages as the last listing
+        under the same uidlist, only some renamed (flag changes, the common change of a
+        busy folder): only those entries are touched.  False (nothing done) otherwise."""
+        if len(listing) != len(prev) or len(self._by_key) != len(listing):
+            return False
+        renamed = []
+        for key, fn in listing.items() - prev.items():
+            e = self._by_key.get(key)
+            if e is None:
+                return False
+            renamed.append((e, fn))
+        if self._by_key.keys() != listing.keys():
+            return False
+        for e, fn in renamed:
+            if e.name != fn:
+                e.name, e.chars, e.info = fn, split_name(fn)[1], None
+        self._rebuild_infos()
+        return True
 
     def _invalidate_infos(self) -> None:
         self._flag_sets.clear()  # keyword letters may mean other names now
@@ -1134,7 +1296,18 @@ class MaildirUser:
             os.close(fd)
         return value
 
+    def bump_generation(self) -> None:
+        """After a durable change: one more in the user's change generation (see
+        :mod:`esam_mail.store.generation`); never fails the change."""
+        try:
+            generation.bump(self.path)
+        except OSError:  # sessions see it at their next real look
+            log.exception("event=generation_bump_failed user=%s", self.login)
+
     def notify(self, folder: str) -> None:
+        """After a durable change to ``folder``: bump the user's generation, then tell
+        the other processes."""
+        self.bump_generation()
         notifier = self.store.notifier
         if notifier is not None:
             try:
@@ -1175,6 +1348,8 @@ class MaildirUser:
         _mkdir(self.store.root)
         _make_maildir(self.path)
         self.folder("INBOX")  # creates the uidlist with its UIDVALIDITY
+        if not (self.path / CACHE_FILE).exists():
+            _make_folder_dbs(self.path)
         self._usage.get()  # creates maildirsize
         for name in SPECIAL_USE:
             with contextlib.suppress(FolderExists):
@@ -1254,6 +1429,7 @@ class MaildirUser:
             if self.folder_path(canonical).exists():
                 raise FolderExists(canonical)
             self._create_one(canonical)
+        self.bump_generation()
 
     def _create_one(self, name: str) -> None:
         target = self.folder_path(name)
@@ -1262,6 +1438,7 @@ class MaildirUser:
         os.close(_open_excl(staging / "maildirfolder"))
         ul = UidList(uidvalidity=self.next_uidvalidity())
         fsio.write_file(staging / UIDLIST, ul.render(), mode=_FILE_MODE, fsync=self.store.fsync)
+        _make_folder_dbs(staging)
         try:
             os.rename(staging, target)
         except OSError as exc:

@@ -28,12 +28,27 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from esam_mail.store.cache import shared_folder_db
+from esam_mail.store.cache import open_folder_db, shared_folder_db
 
 log = logging.getLogger(__name__)
 
 MODSEQ_FILE = "esam-modseq.sqlite"
+MODSEQ_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS msgs (key TEXT PRIMARY KEY, "
+    "uid INTEGER NOT NULL, modseq INTEGER NOT NULL, chars TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS expunged (uid INTEGER PRIMARY KEY, modseq INTEGER NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL)",
+    # reconcile reads only what changed past a mod-sequence (see ModSeqIndex._stored)
+    "CREATE INDEX IF NOT EXISTS msgs_by_modseq ON msgs (modseq)",
+    "CREATE INDEX IF NOT EXISTS expunged_by_modseq ON expunged (modseq)",
+)
+_RECREATED = "modseq_index_recreated"
 MAX_MODSEQ = (1 << 63) - 1
+
+
+def create_index_file(folder_dir: Path) -> None:
+    """Make a new folder's mod-sequence file now (blocking), not at its first use."""
+    open_folder_db(folder_dir / MODSEQ_FILE, MODSEQ_SCHEMA, _RECREATED).close()
 
 
 class ModSeqIndex:
@@ -43,16 +58,17 @@ class ModSeqIndex:
         self.path = folder_dir / MODSEQ_FILE
         self._shared = shared_folder_db(self.path)  # one connection per folder and process
         self._lock = self._shared.lock
+        # the msgs table as of HIGHESTMODSEQ ``highest``, read through connection ``conn``:
+        # (conn, highest, key -> (uid, modseq, chars)).  Every write raises HIGHESTMODSEQ and
+        # gives each row it writes (and each expunge it records) a mod-sequence above the old
+        # one, so rows past ``highest`` are all that changed since: reconcile reads those, not
+        # the whole table (it was an O(messages) read after every change, issue 20).
+        self._memo: tuple[sqlite3.Connection, int, dict[str, tuple[int, int, str]]] | None = None
 
     def _connect(self) -> sqlite3.Connection:
         """The folder's shared connection (call with ``_lock`` held; do not keep it)."""
         # Recreated: the time-based start keeps every new value above the old ones.
-        return self._shared.connect(self.path, (
-            "CREATE TABLE IF NOT EXISTS msgs (key TEXT PRIMARY KEY, "
-            "uid INTEGER NOT NULL, modseq INTEGER NOT NULL, chars TEXT NOT NULL)",
-            "CREATE TABLE IF NOT EXISTS expunged (uid INTEGER PRIMARY KEY, modseq INTEGER NOT NULL)",
-            "CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL)",
-        ), "modseq_index_recreated")
+        return self._shared.connect(self.path, MODSEQ_SCHEMA, _RECREATED)
 
     def reconcile(self, state: Mapping[str, tuple[int, str]]) -> tuple[int, dict[int, int]]:
         """Bring the index up to ``state`` (Maildir key -> (uid, flag letters)).
@@ -65,8 +81,7 @@ class ModSeqIndex:
             try:
                 row = conn.execute("SELECT value FROM meta WHERE name = 'highest'").fetchone()
                 highest = int(row[0]) if row else time.time_ns() // 1000
-                stored = {k: (u, m, c) for k, u, m, c in
-                          conn.execute("SELECT key, uid, modseq, chars FROM msgs")}
+                stored = self._stored(conn, highest if row else None)
                 nxt = highest + 1
                 changed: list[tuple[str, int, int, str]] = []
                 out: dict[int, int] = {}
@@ -87,10 +102,39 @@ class ModSeqIndex:
                                      [(u, highest) for _, u in gone])
                     conn.execute("INSERT OR REPLACE INTO meta VALUES ('highest', ?)", (highest,))
             except BaseException:
+                self._memo = None
                 conn.execute("ROLLBACK")
                 raise
-            conn.execute("COMMIT")
+            try:
+                conn.execute("COMMIT")
+            except BaseException:
+                self._memo = None
+                raise
+            for key, _uid in gone:
+                del stored[key]
+            for key, uid, modseq, chars in changed:
+                stored[key] = (uid, modseq, chars)
+            self._memo = (conn, highest, stored)
         return highest, out
+
+    def _stored(self, conn: sqlite3.Connection, highest: int | None) -> dict[str, tuple[int, int, str]]:
+        """key -> (uid, modseq, chars) of the msgs table (inside reconcile's transaction):
+        the memo brought forward by the rows and expunges past its HIGHESTMODSEQ, or the
+        whole table when there is no usable memo.  The returned dict becomes the new memo
+        (reconcile updates it with what it writes)."""
+        memo, self._memo = self._memo, None
+        if memo is None or memo[0] is not conn or highest is None or highest < memo[1]:
+            return {k: (u, m, c) for k, u, m, c in conn.execute("SELECT key, uid, modseq, chars FROM msgs")}
+        stored, since = memo[2], memo[1]
+        if highest == since:
+            return stored
+        gone = {u for (u,) in conn.execute("SELECT uid FROM expunged WHERE modseq > ?", (since,))}
+        if gone:
+            for key in [k for k, v in stored.items() if v[0] in gone]:
+                del stored[key]
+        for k, u, m, c in conn.execute("SELECT key, uid, modseq, chars FROM msgs WHERE modseq > ?", (since,)):
+            stored[k] = (u, m, c)
+        return stored
 
     def expunged_since(self, modseq: int) -> list[int]:
         """UIDs expunged with a mod-sequence above ``modseq`` (for QRESYNC)."""

@@ -41,6 +41,7 @@ from types import TracebackType
 
 from esam_mail import fsio
 from esam_mail.errors import StoreError
+from esam_mail.i18n import Message
 
 log = logging.getLogger(__name__)
 
@@ -120,27 +121,27 @@ class UidList:
             else:
                 fields = line.split()
                 if len(fields) != 2:
-                    ul.problems.append(f"line {lineno}: unparsable record")
+                    ul.problems.append(Message("line {lineno}: unparsable record", lineno=lineno))
                     continue
                 key, exts = fields[1], ""
             try:
                 uid = int(fields[0])
             except (ValueError, IndexError):
-                ul.problems.append(f"line {lineno}: bad uid")
+                ul.problems.append(Message("line {lineno}: bad uid", lineno=lineno))
                 continue
             if uid <= 0 or not key or "/" in key:
-                ul.problems.append(f"line {lineno}: bad record")
+                ul.problems.append(Message("line {lineno}: bad record", lineno=lineno))
                 continue
             if uid in seen_uids:
-                ul.problems.append(f"duplicate uid {uid}")
+                ul.problems.append(Message("duplicate uid {uid}", uid=uid))
                 continue
             if key in ul.entries:
-                ul.problems.append(f"duplicate key for uids {ul.entries[key]} and {uid}")
+                ul.problems.append(Message("duplicate key for uids {first} and {uid}", first=ul.entries[key], uid=uid))
                 continue
             if uid <= last:
-                ul.problems.append(f"uid {uid} out of order")
+                ul.problems.append(Message("uid {uid} out of order", uid=uid))
             if uid >= uidnext:
-                ul.problems.append(f"uid {uid} >= next uid {uidnext}")
+                ul.problems.append(Message("uid {uid} >= next uid {uidnext}", uid=uid, uidnext=uidnext))
             last = max(last, uid)
             seen_uids.add(uid)
             ul.entries[key] = uid

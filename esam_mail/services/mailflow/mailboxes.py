@@ -372,6 +372,20 @@ class UserMailboxes:
         folder = await self._run(name, lambda: self.service._shared_folder(self.login, name, self._user))
         return MailboxView(self, folder)
 
+    async def select(self, name: str, *, claim: bool) -> tuple[MailboxView, Snapshot, int]:
+        """SELECT/EXAMINE in one pool call (was three thread hops, issue 20): :meth:`open`,
+        then the view's :meth:`MailboxView.snapshot` and :meth:`MailboxView.uidnext`.
+
+        Raises NoSuchFolder / BadFolderName.
+        """
+
+        def work() -> tuple[Folder, Snapshot, int]:
+            folder = self.service._shared_folder(self.login, name, self._user)
+            return folder, _snapshot(folder, claim), folder.uidnext()
+
+        folder, snap, uidnext = await self._run(name, work)
+        return MailboxView(self, folder), snap, uidnext
+
     async def append(
         self,
         name: str,
@@ -562,6 +576,27 @@ class Snapshot:
     recent: set[int]
     highestmodseq: int
     modseqs: dict[int, int]
+    # the user's change generation (esam_mail.store.generation) as read *before* this
+    # look, the reader of its current value (a memory read, safe on the loop), and
+    # whether the look was final (no mtime within the store's freshness margin)
+    generation: int | None = None
+    current_generation: Callable[[], int] | None = None
+    settled: bool = False
+
+
+def _snapshot(folder: Folder, claim: bool) -> Snapshot:
+    """Pool thread: :meth:`MailboxView.snapshot`."""
+    mapped_of = getattr(folder, "change_generation", None)
+    mapped = mapped_of() if mapped_of is not None else None
+    gen = mapped.value() if mapped is not None else None  # before the look, not after
+    infos = folder.sync()
+    upto = infos[-1].uid if infos else 0
+    recent = folder.recent(claim=claim, upto=upto)
+    highest, modseqs = folder.modseqs()
+    settled_of = getattr(folder, "settled", None)
+    return Snapshot(folder.uidvalidity, infos, recent, highest, modseqs,
+                    gen, mapped.value if mapped is not None else None,
+                    bool(settled_of()) if settled_of is not None else False)
 
 
 class MailboxView:
@@ -572,6 +607,15 @@ class MailboxView:
         self.folder = folder
         self.name: str = folder.name
         self.login = owner.login
+        # See look_along: with it set, every call() also takes a snapshot (claiming
+        # \Recent as the callable says) in the same pool call, kept in _along until
+        # take_along() or forget_along().
+        self.look_along: Callable[[], bool] | None = None
+        self._along: tuple[int, Snapshot] | None = None
+        # looks at the folder are numbered as they are queued (the folder's pool calls run
+        # in that order): a look older than one already handed out is never handed out
+        self._looks = 0
+        self._handed = 0
 
     @property
     def uidvalidity(self) -> int:
@@ -587,7 +631,38 @@ class MailboxView:
         For CPU- or I/O-heavy loops of a front-end (SEARCH over bodies): ``fn`` gets
         the blocking store folder and must not touch the event loop.
         """
-        return await self.owner._run(self.name, fn, self.folder)
+        claim_of = self.look_along
+        if claim_of is None:
+            return await self.owner._run(self.name, fn, self.folder)
+        claim = claim_of()
+
+        def both(folder: Folder) -> tuple[T, Snapshot]:
+            out = fn(folder)
+            return out, _snapshot(folder, claim)
+
+        self._along = None
+        self._looks += 1
+        seq = self._looks
+        out, snap = await self.owner._run(self.name, both, self.folder)
+        self._along = (seq, snap)
+        return out
+
+    def take_along(self) -> Snapshot | None:
+        """The snapshot taken with the last :meth:`call` (see :attr:`look_along`), once,
+        unless a newer look was handed out meanwhile.
+
+        For the changes a command reports at its end: the look at the folder its own
+        pool call took, after its work there, instead of one more hop.  The caller
+        forgets it (:meth:`forget_along`) when the command ends, so a later command
+        never reports from an older look."""
+        along, self._along = self._along, None
+        if along is None or along[0] <= self._handed:
+            return None
+        self._handed = along[0]
+        return along[1]
+
+    def forget_along(self) -> None:
+        self._along = None
 
     async def sync(self) -> tuple[int, list[MessageInfo]]:
         """(uidvalidity, every message sorted by UID); picks up new deliveries."""
@@ -596,22 +671,18 @@ class MailboxView:
             infos = folder.sync()
             return folder.uidvalidity, infos
 
-        return await self.call(sync)
+        return await self.owner._run(self.name, sync, self.folder)
 
     async def snapshot(self, *, claim: bool) -> Snapshot:
         """:meth:`sync` plus what a selected session needs with it, in one pool call:
         the UIDs no session has seen as \\Recent yet (with ``claim`` they become this
         caller's alone, RFC 3501 §2.3.2, up to the highest UID returned) and the
         mod-sequences (RFC 7162)."""
-
-        def sync(folder: Folder) -> Snapshot:
-            infos = folder.sync()
-            upto = infos[-1].uid if infos else 0
-            recent = folder.recent(claim=claim, upto=upto)
-            highest, modseqs = folder.modseqs()
-            return Snapshot(folder.uidvalidity, infos, recent, highest, modseqs)
-
-        return await self.call(sync)
+        self._looks += 1
+        seq = self._looks
+        snap = await self.owner._run(self.name, _snapshot, self.folder, claim)
+        self._handed = max(self._handed, seq)
+        return snap
 
     async def uidnext(self) -> int:
         return await self.call(lambda f: f.uidnext())

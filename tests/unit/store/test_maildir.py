@@ -7,6 +7,7 @@ import os
 import stat
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -666,3 +667,118 @@ def test_recent_claim_is_exclusive_and_persisted(store: MaildirStore, alice: Mai
     assert other.recent(claim=False) == set()  # not yet given a UID by a sync
     other.sync()
     assert f.recent(claim=False) == {4}
+
+
+def test_uids_follow_delivery_order_within_a_second(alice: MaildirUser, monkeypatch: pytest.MonkeyPatch) -> None:
+    """New messages get UIDs in the order they were delivered.  The microseconds in a
+    Maildir name are not zero-padded ("M5", "M10", "M100000"), so sorting the names as
+    strings put a message delivered at .000010 before one of .000005 (CI: ESORT answers
+    with the sequence numbers out of the delivery order under load)."""
+    import esam_mail.store.maildir as maildir
+
+    base = 1_700_000_000 * 10**9
+    stamps = iter([base + 5_000, base + 10_000, base + 99_999_000, base + 100_000_000, base + 10**9 + 1_000])
+    monkeypatch.setattr(maildir.time, "time_ns", lambda: next(stamps))
+    keys = [alice.deliver(msg(i)) for i in range(5)]
+    monkeypatch.undo()
+    infos = alice.folder("INBOX").sync()
+    assert [i.key for i in sorted(infos, key=lambda i: i.uid)] == keys
+
+
+def _two_views(tmp_path: Path, n: int) -> tuple[Path, Any, Any, Any, list[int]]:
+    """``n`` messages in alice's INBOX and two folder objects on it (this session's and
+    another process's, which learn of each other only from the disk), both synced."""
+    root = tmp_path / "mail"
+    user = MaildirStore(root, fsync=False).user("alice")
+    user.create()
+    for i in range(n):
+        user.deliver(b"Subject: %d\r\n\r\nx\r\n" % i)
+    mine = MaildirStore(root, fsync=False).user("alice").folder("INBOX")
+    other = MaildirStore(root, fsync=False).user("alice").folder("INBOX")
+    uids = [m.uid for m in mine.sync()]
+    other.sync()
+    return root, user, mine, other, uids
+
+
+def test_a_look_after_flag_renames_touches_only_the_renamed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another process renames some messages (flag changes, the common change of a busy
+    folder): the look applies only those names (issue 20: every look rebuilt every entry);
+    anything else (a new message, an expunge) still takes the full path, and both give
+    what a fresh folder object sees."""
+    from esam_mail.store.maildir import MaildirFolder
+
+    root, _user, mine, other, uids = _two_views(tmp_path, 20)
+    full = []
+    real = MaildirFolder._apply_listing
+    monkeypatch.setattr(MaildirFolder, "_apply_listing", lambda self, *a: (self is mine and full.append(1)) or real(self, *a))
+
+    def fresh() -> list[tuple[int, frozenset[str]]]:
+        return [(m.uid, m.flags) for m in MaildirStore(root, fsync=False).user("alice").folder("INBOX").sync()]
+
+    other.store_flags(uids[3:5], ["\\Seen", "$Work"], 1)
+    assert [(m.uid, m.flags) for m in mine.sync()] == fresh() and full == []
+    assert {m.uid: m.flags for m in mine.messages()}[uids[3]] == {"\\Seen", "$Work"}
+    other.sync()
+    other.store_flags([uids[0]], ["\\Flagged"], 1)
+    other.append(b"Subject: new\r\n\r\nx\r\n")
+    assert [(m.uid, m.flags) for m in mine.sync()] == fresh() and full == [1]
+    other.sync()
+    other.store_flags([uids[7]], ["\\Deleted"], 1)
+    other.expunge([uids[7]])
+    assert [(m.uid, m.flags) for m in mine.sync()] == fresh() and len(full) == 2
+    assert uids[7] not in {m.uid for m in mine.messages()}
+
+
+def test_a_look_that_writes_nothing_takes_no_folder_lock(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No lock (dotlock file, flock) for a look that finds nothing to move or number;
+    a message in new/, or one in cur/ that the uidlist does not name yet (a writer between
+    its steps), is left to the locked path, which numbers it."""
+    from esam_mail.store import uidlist
+
+    root, user, mine, other, uids = _two_views(tmp_path, 5)
+    locks = []
+    real = uidlist.FolderLock.__enter__
+    monkeypatch.setattr(uidlist.FolderLock, "__enter__", lambda self: locks.append(1) or real(self))
+    other.store_flags(uids[:2], ["\\Seen"], 1)
+    locks.clear()
+    assert {m.uid: m.flags for m in mine.sync()}[uids[0]] == {"\\Seen"} and locks == []
+    other.append(b"Subject: appended\r\n\r\nx\r\n")  # numbered by its writer: still no lock here
+    locks.clear()
+    assert len(mine.sync()) == 6 and locks == []
+    user.deliver(b"Subject: in new/\r\n\r\nx\r\n")
+    assert len(mine.sync()) == 7 and locks == [1]
+    stray = root / "alice" / "cur" / "1700000000.M1P1Q1.stray,S=20:2,S"
+    stray.write_bytes(b"Subject: stray\r\n\r\nx\r\n")
+    locks.clear()
+    after = mine.sync()
+    assert len(after) == 8 and locks == [1] and after[-1].flags == {"\\Seen"}
+    assert [m.uid for m in after] == sorted(m.uid for m in after)
+
+
+def test_new_folders_come_with_their_sqlite_files(store: MaildirStore, alice: MaildirUser) -> None:
+    """The summary cache and the mod-sequence index are made with the folder, 0600, with
+    their schema: the first IMAP session of a folder does not pay their creation
+    (issue 20: a quarter of the threads' wall time in the first second after a bulk delivery)."""
+    import sqlite3
+
+    from esam_mail.store.cache import CACHE_FILE
+    from esam_mail.store.modseq import MODSEQ_FILE
+
+    alice.create_folder("Projects")
+    dirs = [alice.path, alice.folder_path("Projects")] + [alice.folder_path(n) for n in SPECIAL_USE]
+    for d in dirs:
+        for name, table in ((CACHE_FILE, "entries"), (MODSEQ_FILE, "msgs")):
+            path = d / name
+            assert path.is_file(), path
+            assert stat.S_IMODE(path.stat().st_mode) == 0o600
+            conn = sqlite3.connect(path)
+            try:
+                assert conn.execute("SELECT name FROM sqlite_master WHERE name = ?", (table,)).fetchone()
+            finally:
+                conn.close()
+    alice.deliver(msg(1))
+    folder = alice.folder("INBOX")
+    (info,) = folder.sync()
+    assert folder.modseqs()[1] == {info.uid: folder.modseqs()[0]}
+    folder.cache_put_many({info.key: {"x": 1}})
+    assert folder.cache_get_many([info.key]) == {info.key: {"x": 1}}

@@ -61,3 +61,44 @@ def test_reconcile_is_one_value_per_round(tmp_path: Path) -> None:
     h2, s2 = idx.reconcile({"a": (1, "F"), "b": (2, "S")})
     assert h2 == h1 + 1 and s2 == {1: h2, 2: h1}
     assert idx.reconcile({"a": (1, "F"), "b": (2, "S")}) == (h2, s2)
+
+
+def _apart(folder_dir: Path) -> ModSeqIndex:
+    """An index on a connection of its own, as another process has."""
+    from esam_mail.store.cache import SharedFolderDB
+
+    index = ModSeqIndex(folder_dir)
+    index._shared = SharedFolderDB()
+    index._lock = index._shared.lock
+    return index
+
+
+def _full_reads(index: ModSeqIndex) -> list[str]:
+    """Whole-table reads of msgs from now on (the SQL reconcile runs on its connection)."""
+    seen: list[str] = []
+    with index._lock:
+        conn = index._connect()
+    conn.set_trace_callback(lambda sql: seen.append(sql) if "FROM msgs" in sql and "WHERE" not in sql else None)
+    return seen
+
+
+def test_reconcile_reads_only_what_changed_and_agrees_with_a_full_read(tmp_path: Path) -> None:
+    """After its first look an index reads only the rows past its HIGHESTMODSEQ (issue 20:
+    the whole table after every change), and what it returns is what a fresh index that
+    reads everything returns, with another process writing in between."""
+    d = tmp_path / "f"
+    d.mkdir()
+    state = {f"k{i}": (i, "S" if i % 2 else "") for i in range(1, 201)}
+    here, there = ModSeqIndex(d), _apart(d)
+    here.reconcile(state)
+    reads = _full_reads(here)
+    state["k5"] = (5, "SF")  # a flag change ...
+    del state["k7"]  # ... an expunge ...
+    state["k201"] = (201, "")  # ... and a new message, each seen by the other process first
+    expected = there.reconcile(state)
+    assert here.reconcile(state) == expected  # not bumped again: the other's values
+    state["k9"] = (9, "T")
+    mine = here.reconcile(state)
+    assert mine[0] > expected[0] and mine[1][9] == mine[0]
+    assert there.reconcile(state) == mine == _apart(d).reconcile(state)
+    assert reads == []
