@@ -128,6 +128,25 @@ def window(ids: Sequence[int], rng: tuple[int, int]) -> Sequence[int]:
     return ids[max(0, n + b) : end] if end > 0 else []
 
 
+def returned_modseq(opts: ReturnOpts, modseqs: Sequence[int]) -> int:
+    """The MODSEQ result option (RFC 4731 §3.2) for a result whose messages have ``modseqs``
+    (in result order): MIN alone or MAX alone gives that message's mod-sequence, MIN and MAX
+    the higher of the two, otherwise the highest of all messages returned (with PARTIAL
+    alone, RFC 5267 §4.4, the messages of the window)."""
+    if not modseqs:
+        return 0
+    if b"ALL" in opts.names or b"COUNT" in opts.names:
+        return max(modseqs)
+    picked: list[int] = []
+    if b"MIN" in opts.names:
+        picked.append(modseqs[0])
+    if b"MAX" in opts.names:
+        picked.append(modseqs[-1])
+    if opts.partial is not None:
+        picked.extend(window(modseqs, opts.partial))
+    return max(picked, default=max(modseqs))
+
+
 def render(tag: bytes, uid: bool, opts: ReturnOpts, ids: Sequence[int],
            modseq: int = 0) -> bytes | None:
     """``* ESEARCH (TAG "t") [UID] [MIN] [MAX] [ALL] [PARTIAL] [COUNT] [MODSEQ]`` for

@@ -33,7 +33,7 @@ import email.header
 import email.utils
 import quopri
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -218,18 +218,25 @@ def _quoted(s: str, i: int) -> tuple[str, int]:
     return "".join(out), i
 
 
+# Parameters read from one Content-Type / Content-Disposition (RFC 2231 segments count one
+# each): BODYSTRUCTURE lists them, so a header of 40,000 "; a=b" stays a bounded structure.
+MAX_PARAMS = 1000
+_PARAM_NAME = re.compile(r"[^\s;=]+")
+
+
 def parse_params(s: str, i: int) -> list[tuple[str, str]]:
-    """Parse ``*(";" attribute "=" value)`` leniently; names are lower-cased."""
+    """Parse ``*(";" attribute "=" value)`` leniently; names are lower-cased; at most
+    MAX_PARAMS of them (the rest of the field is skipped)."""
     raw: list[tuple[str, str]] = []
     n = len(s)
-    while i < n:
+    while i < n and len(raw) < MAX_PARAMS:
         i = _skip_cfws(s, i)
         if i >= n:
             break
         if s[i] == ";":
             i += 1
             continue
-        m = re.compile(r"[^\s;=]+").match(s, i)
+        m = _PARAM_NAME.match(s, i)
         if not m:
             i += 1
             continue
@@ -254,7 +261,8 @@ def parse_params(s: str, i: int) -> list[tuple[str, str]]:
     return _rfc2231(raw)
 
 
-_CONT_RE = re.compile(r"^(?P<name>[^*]+)\*(?:(?P<num>\d+)\*?|)$")
+# (a section number of more digits is no continuation: int() of thousands of digits raises)
+_CONT_RE = re.compile(r"^(?P<name>[^*]+)\*(?:(?P<num>\d{1,9})\*?|)$")
 
 
 def _pct_decode(value: str) -> bytes:
@@ -383,9 +391,9 @@ def render_params(params: Sequence[tuple[str, str]]) -> bytes:
 _ADDR_SPECIALS = '()<>@,;:\\".[]'
 
 
-def _addr_tokens(s: str) -> list[tuple[str, str]]:
-    """Tokens: ('a', atom) ('q', quoted content) ('c', comment) ('s', special) ('d', [lit])."""
-    toks: list[tuple[str, str]] = []
+def _addr_tokens(s: str) -> Iterator[tuple[str, str, int]]:
+    """Tokens with the offset after each: ('a', atom) ('q', quoted content) ('c', comment)
+    ('s', special) ('d', [lit]).  A generator, so a caller that has enough stops early."""
     i, n = 0, len(s)
     while i < n:
         c = s[i]
@@ -393,37 +401,38 @@ def _addr_tokens(s: str) -> list[tuple[str, str]]:
             i += 1
         elif c == '"':
             v, i = _quoted(s, i)
-            toks.append(("q", v))
+            yield "q", v, i
         elif c == "(":
             j = _skip_cfws(s, i)
             inner = s[i + 1 : j - 1] if j - 1 > i else ""
-            toks.append(("c", inner.strip()))
             i = max(j, i + 1)
+            yield "c", inner.strip(), i
         elif c == "[":
             j = s.find("]", i)
             j = n if j < 0 else j + 1
-            toks.append(("d", s[i:j]))
+            yield "d", s[i:j], j
             i = j
         elif c in _ADDR_SPECIALS:
-            toks.append(("s", c))
             i += 1
+            yield "s", c, i
         else:
-            j = i
-            while j < n and s[j] not in _ADDR_SPECIALS and s[j] not in " \t\r\n":
-                j += 1
-            toks.append(("a", s[i:j]))
+            m = _ATOM_RUN.match(s, i)
+            j = m.end() if m else i + 1
+            yield "a", s[i:j], j
             i = j
-    return toks
+
+
+_ATOM_RUN = re.compile(r'[^()<>@,;:\\".\[\] \t\r\n]+')
 
 
 def _phrase(toks: Sequence[tuple[str, str]]) -> str | None:
-    words: list[str] = []
+    words: list[list[str]] = []  # (pieces, joined once: "a" and 50,000 dots stays linear)
     for k, v in toks:
         if k in ("a", "q"):
-            words.append(v)
+            words.append([v])
         elif k == "s" and v == "." and words:  # obs-phrase: "John Q. Public"
-            words[-1] += "."
-    return " ".join(words) if words else None
+            words[-1].append(".")
+    return " ".join("".join(w) for w in words) if words else None
 
 
 def _addr_spec(toks: Sequence[tuple[str, str]]) -> tuple[str | None, str | None]:
@@ -486,47 +495,72 @@ def _one_address(toks: list[tuple[str, str]]) -> Address | None:
     return Address(name, route, local or "MISSING_MAILBOX", domain or "MISSING_DOMAIN")
 
 
-def parse_addresses(value: str | None) -> list[Address] | None:
-    """Parse an address-list into ENVELOPE addresses, groups as start/end markers."""
+# At most this many addresses of one field are parsed (ENVELOPE, SEARCH's parsed forms, the
+# SORT keys): a 300 KB To: of 43,000 addresses cost seconds of CPU per message, and ENVELOPE
+# grew with it.  Dovecot's parser takes the same kind of limit (message_address_parse's
+# max_addresses: "the rest are skipped"); a group's start and end count as addresses here.
+# SEARCH still finds the addresses after the cap: search_text adds the unparsed rest as text.
+MAX_ADDRESSES = 1000
+
+
+def parse_addresses(value: str | None, limit: int = MAX_ADDRESSES) -> list[Address] | None:
+    """Parse an address-list into ENVELOPE addresses, groups as start/end markers; at most
+    ``limit`` entries (the rest of the field is skipped, see MAX_ADDRESSES)."""
+    return _parse_addresses(value, limit)[0]
+
+
+def _parse_addresses(value: str | None, limit: int) -> tuple[list[Address] | None, int]:
+    """:func:`parse_addresses` and the offset in ``value`` where parsing stopped (its length
+    when it read everything).  Linear in the text read: every token is looked at a bounded
+    number of times, and reading stops once ``limit`` entries are out."""
     if value is None:
-        return None
-    toks = _addr_tokens(value)
+        return None, 0
     out: list[Address] = []
     cur: list[tuple[str, str]] = []
+    cur_has_at = False
     in_group = False
     angle = 0
-    for tok in toks:
+    stop, prev = len(value), 0
+    for kind, text, pos in _addr_tokens(value):
+        if len(out) >= limit:  # (only right after a ",", ":" or ";": nothing half-read)
+            stop = prev
+            break
+        prev = pos
+        tok = (kind, text)
         if tok == ("s", "<"):
             angle += 1
         elif tok == ("s", ">"):
             angle = max(0, angle - 1)
         if angle:
             cur.append(tok)
+            cur_has_at = cur_has_at or tok == ("s", "@")
             continue
-        if tok == ("s", ",") and not angle:
+        if tok == ("s", ","):
             a = _one_address(cur)
             if a:
                 out.append(a)
-            cur = []
-        elif tok == ("s", ":") and not in_group and ("s", "@") not in cur:
+            cur, cur_has_at = [], False
+        elif tok == ("s", ":") and not in_group and not cur_has_at:
             out.append(Address(None, None, _phrase(cur) or "", None))
             in_group = True
-            cur = []
+            cur, cur_has_at = [], False
         elif tok == ("s", ";") and in_group:
             a = _one_address(cur)
             if a:
                 out.append(a)
             out.append(Address(None, None, None, None))
             in_group = False
-            cur = []
+            cur, cur_has_at = [], False
         else:
             cur.append(tok)
-    a = _one_address(cur)
-    if a:
-        out.append(a)
+            cur_has_at = cur_has_at or tok == ("s", "@")
+    else:
+        a = _one_address(cur)
+        if a:
+            out.append(a)
     if in_group:
         out.append(Address(None, None, None, None))
-    return out or None
+    return (out or None), stop  # (a group cut short still gets its end marker)
 
 
 def _render_addresses(addrs: list[Address] | None) -> bytes:
@@ -535,8 +569,36 @@ def _render_addresses(addrs: list[Address] | None) -> bytes:
     return b"(" + b"".join(a.render() for a in addrs) + b")"
 
 
-def render_envelope(h: Headers) -> bytes:
-    """ENVELOPE (RFC 3501 §7.4.2); strings are the raw (still RFC 2047 encoded) text."""
+AddressParser = Callable[[str | None], "tuple[list[Address] | None, int]"]
+
+
+def _plain_parser(value: str | None) -> tuple[list[Address] | None, int]:
+    return _parse_addresses(value, MAX_ADDRESSES)
+
+
+def _memo_parser() -> AddressParser:
+    """A parser that parses each distinct field value once (``analyse`` needs the same
+    From/To/Cc for ENVELOPE, SEARCH and the SORT keys)."""
+    memo: dict[str, tuple[list[Address] | None, int]] = {}
+
+    def parse(value: str | None) -> tuple[list[Address] | None, int]:
+        if value is None:
+            return None, 0
+        hit = memo.get(value)
+        if hit is None:
+            hit = memo[value] = _parse_addresses(value, MAX_ADDRESSES)
+        return hit
+
+    return parse
+
+
+def render_envelope(h: Headers, parse: AddressParser = _plain_parser) -> bytes:
+    """ENVELOPE (RFC 3501 §7.4.2); strings are the raw (still RFC 2047 encoded) text.
+    Each address field lists at most MAX_ADDRESSES entries."""
+
+    def parse_addresses(value: str | None) -> list[Address] | None:
+        return parse(value)[0]
+
     frm = parse_addresses(h.get("from"))
     sender = parse_addresses(h.get("sender")) or frm
     reply_to = parse_addresses(h.get("reply-to")) or frm
@@ -794,17 +856,18 @@ def decode_header_text(value: str | None) -> str:
 
 
 
-def search_text(name: str, raw_values: Sequence[str]) -> str:
+def search_text(name: str, raw_values: Sequence[str], parse: AddressParser = _plain_parser) -> str:
     """What SEARCH matches for a header: its decoded text and, for the address
     fields, each address as parsed (``Name <local@domain>``: comments and folding
-    whitespace gone), so ``FROM a@b.org`` finds ``<a (x)@ (y) b.org>`` like Dovecot."""
+    whitespace gone), so ``FROM a@b.org`` finds ``<a (x)@ (y) b.org>`` like Dovecot.
+    Past MAX_ADDRESSES the rest of the field is searched as written."""
     if name not in ADDRESS_HEADERS:
         return decode_header_text(" ".join(raw_values))
     # RFC 3501 §6.4.4: the envelope's address structure, not the header text: comments are
     # gone, group names stay (as Dovecot); an unparsable value is searched as written
     forms = []
     for value in raw_values:
-        addrs = parse_addresses(value)
+        addrs, stop = parse(value)
         if not addrs:
             forms.append(decode_header_text(value))
             continue
@@ -815,6 +878,8 @@ def search_text(name: str, raw_values: Sequence[str]) -> str:
                 continue
             addr = f"<{a.mailbox}@{a.host}>"
             forms.append(f"{decode_header_text(a.name)} {addr}" if a.name else addr)
+        if stop < len(value):
+            forms.append(decode_header_text(value[stop:]))
     return ", ".join(forms)
 
 
@@ -930,17 +995,18 @@ def analyse(data: bytes) -> MessageMeta:
     """Parse a whole message once and produce its :class:`MessageMeta`."""
     ent = parse_message(data)
     h = ent.headers
+    parse = _memo_parser()
     return MessageMeta(
-        envelope=render_envelope(h),
+        envelope=render_envelope(h, parse),
         bodystructure=_bodystructure(ent, data, True),
         body=_bodystructure(ent, data, False),
         tree=ent.node(),
         search={
-            k: search_text(k, h.get_all(k)) for k in SEARCH_HEADERS if h.get(k) is not None
+            k: search_text(k, h.get_all(k), parse) for k in SEARCH_HEADERS if h.get(k) is not None
         },
         sent=sent_date(h.get("date")),
         size=len(data),
-        sort=sort_json(h, parse_addresses, decode_header_text),
+        sort=sort_json(h, lambda v: parse(v)[0], decode_header_text),
     )
 
 

@@ -14,7 +14,7 @@ What is sent:
   ``MessageNew (fetch-att ...)`` adds a FETCH of the new messages (never setting \\Seen);
 - another mailbox: ``* STATUS name (UIDVALIDITY n UIDNEXT n MESSAGES n UNSEEN n
   [HIGHESTMODSEQ n])`` when its counters changed (``FlagChange`` also for UNSEEN or
-  HIGHESTMODSEQ alone);
+  HIGHESTMODSEQ alone; HIGHESTMODSEQ whenever FlagChange is watched or CONDSTORE enabled);
 - ``MailboxName``: ``* LIST () "/" name`` (created), ``* LIST (\\NonExistent) "/" name``
   (deleted), ``* LIST () "/" new ("OLDNAME" ("old"))`` (renamed);
 - ``SubscriptionChange``: ``* LIST (\\Subscribed) "/" name`` or ``* LIST () "/" name``.
@@ -391,7 +391,11 @@ class NotifyState:
 
     def status_line(self, name: str, st: Any, g: Group, *, force: bool) -> bytes | None:
         """``* STATUS`` for ``name`` if its counters changed since the last one sent."""
-        modseq = st.extra.get("highestmodseq", 0) if self.s.condstore else None
+        # RFC 5465 section 5.2: FlagChange on a mailbox that is not selected is told through
+        # STATUS, and only HIGHESTMODSEQ (RFC 7162) shows a change UNSEEN does not (a keyword,
+        # \Flagged): sent whenever FlagChange is watched, as with CONDSTORE enabled.
+        with_modseq = self.s.condstore or "FlagChange" in g.events
+        modseq = st.extra.get("highestmodseq", 0) if with_modseq else None
         counters = (st.uidvalidity, st.uidnext, st.messages)
         flags = (st.unseen, modseq or 0)
         last = self._last.get(name)

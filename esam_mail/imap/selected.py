@@ -21,17 +21,23 @@ from __future__ import annotations
 import asyncio
 import bisect
 import logging
+import operator
+import time
 from collections.abc import Callable, Iterable, Sequence, Set
-from typing import Any
+from typing import Any, NamedTuple, TypeVar
 
-from esam_mail.services.mailflow.mailboxes import SYSTEM_FLAGS, MailboxView, MessageInfo
+from esam_mail.services.mailflow.mailboxes import SYSTEM_FLAGS, MailboxView, MessageInfo, Snapshot
 
 from . import mime
 from .parser import ParseError, SeqSet, format_uid_set
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 RECENT = "\\Recent"
+# a session takes a real look at its folder at least this often (seconds), even when the
+# shared change generation says no esam writer changed it (see SelectedFolder._may_skip)
+REAL_LOOK_EVERY = 5.0
 
 
 class _MetaCodec:
@@ -95,17 +101,65 @@ class SelectedFolder:
         # (sequence number, UID) of messages about to be reported expunged; the lines it
         # returns go out before the EXPUNGE lines, while those numbers still hold.
         self.touched: set[int] | None = None
+        # the store's last snapshot as compared (identity): an unchanged folder is seen
+        # as such in a C-level pass, no walk after every command (see refresh)
+        self._last_infos: list[MessageInfo] = list(infos)
+        self._last_modseqs: dict[int, int] | None = modseqs
+        self.unseen_at_open: int | None = None  # first_unseen() when opened (SELECT's [UNSEEN])
         self.on_expunge: Callable[[list[tuple[int, int]]], list[bytes]] | None = None
+        # the view's pool calls also look at the folder, for the refresh at the end of
+        # the command that made them (refresh(along=True)); claimed as refresh would
+        view.look_along = self._claims
+        # the store's change generation as of our last real look (see _may_skip)
+        self._gen: int | None = None
+        self._gen_now: Callable[[], int] | None = None
+        self._settled = False
+        self._looked = 0.0
+
+    def _remember(self, snap: Snapshot) -> None:
+        self._gen, self._gen_now, self._settled = (
+            snap.generation, snap.current_generation, snap.settled)
+        self._looked = time.monotonic()
+
+    def _may_skip(self) -> bool:
+        """No real look needed: no esam writer changed this user's store since our last
+        look (the shared generation, read from its mapped page: no syscall), that look
+        was final, and it is less than :data:`REAL_LOOK_EVERY` seconds old (writers that
+        are not esam, and a crash between a change and its bump, are seen then)."""
+        gen_now = self._gen_now
+        return (gen_now is not None and self._settled and self._gen is not None
+                and gen_now() == self._gen
+                and time.monotonic() - self._looked < REAL_LOOK_EVERY)
+
+    def _claims(self) -> bool:
+        return not self.readonly and not self.rev2
 
     @classmethod
     async def open(cls, view: MailboxView, *, readonly: bool, rev2: bool = False
                    ) -> SelectedFolder:
         """Sync the folder (off the loop) and take the first snapshot."""
         snap = await view.snapshot(claim=not readonly and not rev2)
-        sel = cls(view, snap.infos, snap.uidvalidity, readonly=readonly, recent=snap.recent,
-                  highestmodseq=snap.highestmodseq, modseqs=snap.modseqs)
-        sel.rev2 = rev2
-        return sel
+        return await cls.from_snapshot(view, snap, readonly=readonly, rev2=rev2)
+
+    @classmethod
+    async def from_snapshot(cls, view: MailboxView, snap: Snapshot, *, readonly: bool,
+                            rev2: bool = False) -> SelectedFolder:
+        """The first snapshot taken already (``UserMailboxes.select``: one pool call), with
+        ``claim=not readonly and not rev2``.
+
+        Building it walks every message (UID list, flags, keywords, first unseen):
+        for a big folder that runs in a worker thread, not on the shared loop."""
+
+        def build() -> SelectedFolder:
+            sel = cls(view, snap.infos, snap.uidvalidity, readonly=readonly,
+                      recent=set() if rev2 else snap.recent,
+                      highestmodseq=snap.highestmodseq, modseqs=snap.modseqs)
+            sel.rev2 = rev2
+            sel.unseen_at_open = sel.first_unseen()
+            sel._remember(snap)
+            return sel
+
+        return await off_loop(len(snap.infos), build)
 
     @property
     def name(self) -> str:
@@ -138,10 +192,7 @@ class SelectedFolder:
         return None
 
     def keywords(self) -> set[str]:
-        out: set[str] = set()
-        for m in self.info.values():
-            out.update(f for f in m.flags if not f.startswith("\\"))
-        return out
+        return _keywords(m.flags for m in self.info.values())
 
     def flags_lines(self) -> list[bytes]:
         """``* FLAGS`` and ``* OK [PERMANENTFLAGS]`` for the keywords announced so far."""
@@ -182,61 +233,75 @@ class SelectedFolder:
 
     # -- synchronisation --------------------------------------------------------
 
-    async def refresh(self, *, allow_expunge: bool, with_uid: bool = True) -> list[bytes]:
+    async def refresh(self, *, allow_expunge: bool, with_uid: bool = True,
+                      along: bool = False) -> list[bytes]:
         """Re-read the folder (off the loop) and return the untagged lines that
         report the changes.  One refresh at a time (IDLE wake-ups may overlap DONE).
+        ``along``: at a command's end, the look its own pool call on this folder took
+        (after its work there) serves, if there was one and nothing newer was seen since
+        (:meth:`MailboxView.take_along`): one thread hop instead of two.
+
+        An unchanged folder (the store hands back the same message records, and the
+        same mod-sequence map) is recognised without a walk.  Otherwise comparing the
+        new snapshot with ours walks the whole folder: for a big folder that runs in a
+        worker thread (on copies), and only what changed is applied on the loop.
 
         Raises:
             UidValidityChanged: the UIDs of this session no longer mean anything.
         """
         async with self._refresh_lock:
-            snap = await self.view.snapshot(claim=not self.readonly and not self.rev2)
+            snap = self.view.take_along() if along else None
+            if snap is None:
+                if self._may_skip():
+                    return self._drop(self.gone) if allow_expunge and self.gone else []
+                snap = await self.view.snapshot(claim=self._claims())
+            self._remember(snap)
             if snap.uidvalidity != self.uidvalidity:
                 raise UidValidityChanged(self.view.name)
+            if self._unchanged(snap.infos, snap.modseqs):
+                self.highestmodseq = max(self.highestmodseq, snap.highestmodseq)
+                return self._drop(self.gone) if allow_expunge and self.gone else []
             seen = self.modseq
             self.modseq = dict(snap.modseqs)
             self.highestmodseq = max(self.highestmodseq, snap.highestmodseq)
             for uid in self.gone:  # ghosts keep theirs until reported
                 if uid in seen:
                     self.modseq.setdefault(uid, seen[uid])
-            return self._apply(snap.infos, allow_expunge=allow_expunge, with_uid=with_uid,
-                               recent=snap.recent, seen=seen)
+            diff = await off_loop(
+                len(snap.infos) + len(self.uids), _diff, list(self.uids), self.info.copy(),
+                snap.infos, seen if self.condstore else None, self.modseq,
+            )
+            self._last_infos, self._last_modseqs = snap.infos, snap.modseqs
+            return self._apply(diff, allow_expunge=allow_expunge, with_uid=with_uid,
+                               recent=frozenset() if self.rev2 else snap.recent)
 
-    def _apply(self, infos: list[MessageInfo], *, allow_expunge: bool,
-               with_uid: bool, recent: Set[int] = frozenset(),
-               seen: dict[int, int] | None = None) -> list[bytes]:
-        current = {m.uid: m for m in infos}
+    def _unchanged(self, infos: list[MessageInfo], modseqs: dict[int, int]) -> bool:
+        """The store's snapshot is the one we compared last: same records (by identity,
+        ``map`` and ``any`` in C) and the same mod-sequences."""
+        last = self._last_infos
+        return (len(infos) == len(last) and not any(map(operator.is_not, infos, last))
+                and (modseqs is self._last_modseqs or modseqs == self._last_modseqs))
+
+    def _apply(self, diff: _Diff, *, allow_expunge: bool, with_uid: bool,
+               recent: Set[int] = frozenset()) -> list[bytes]:
+        """Apply a :func:`_diff` result: work in proportion to what changed."""
         lines: list[bytes] = []
-        for uid in self.uids:
-            if uid not in current:
-                self.gone.add(uid)
+        self.gone.update(diff.gone)
         if allow_expunge and self.gone:
             lines.extend(self._drop(self.gone))
-        changed: list[int] = []
-        new: list[MessageInfo] = []
-        for m in infos:
-            old = self.info.get(m.uid)
-            if old is None:
-                new.append(m)
-            elif old.flags != m.flags or (
-                    self.condstore and seen is not None
-                    and seen.get(m.uid) != self.modseq.get(m.uid)):
-                changed.append(m.uid)
-            if old is None or old.flags != m.flags:
-                self.info[m.uid] = m
-        lines.extend(self.announce(current[u].flags for u in changed + [m.uid for m in new]))
+        self.info.update(diff.updates)
+        if diff.keywords - self.announced:
+            lines.extend(self.announce([diff.keywords]))
         if self.touched is not None:
-            self.touched.update(changed)
-            self.touched.update(m.uid for m in new)
-        for uid in changed:
+            self.touched.update(diff.changed)
+            self.touched.update(m.uid for m in diff.new)
+        for uid in diff.changed:
             if uid in self.gone:
                 continue
             lines.append(self.flags_fetch(uid, with_uid=with_uid))
-        if new:
-            new.sort(key=lambda m: m.uid)
-            for m in new:
-                self.uids.append(m.uid)
-            self.recent |= recent & {m.uid for m in new}
+        if diff.new:
+            self.uids.extend(m.uid for m in diff.new)
+            self.recent |= recent & {m.uid for m in diff.new}
             if self.uids != sorted(self.uids):  # defensive: UIDs only ever grow
                 self.uids.sort()
             lines.append(b"* %d EXISTS" % len(self.uids))
@@ -245,19 +310,22 @@ class SelectedFolder:
         return lines
 
     def _drop(self, uids: Iterable[int]) -> list[bytes]:
-        """Remove UIDs from the snapshot; EXPUNGE lines in an order valid as sent."""
+        """Remove UIDs from the snapshot; EXPUNGE lines in an order valid as sent.
+
+        Work in proportion to the UIDs removed (binary search in the sorted UID list),
+        not to the folder: one expunged message in 10,000 is a few steps on the loop."""
         doomed = set(uids)
-        lines: list[bytes] = []
-        vanished: list[int] = []
-        pairs: list[tuple[int, int]] = []
-        for i in range(len(self.uids) - 1, -1, -1):
-            uid = self.uids[i]
-            if uid in doomed:
-                lines.append(b"* %d EXPUNGE" % (i + 1))
-                vanished.append(uid)
-                pairs.append((i + 1, uid))
+        n = len(self.uids)
+        positions = sorted((i for i in (bisect.bisect_left(self.uids, u) for u in doomed)
+                            if i < n and self.uids[i] in doomed), reverse=True)
+        pairs = [(i + 1, self.uids[i]) for i in positions]  # highest sequence number first
+        lines = [b"* %d EXPUNGE" % seq for seq, _ in pairs]
+        vanished = [uid for _, uid in pairs]
         before = self.on_expunge(pairs) if self.on_expunge is not None and pairs else []
-        if pairs:
+        if len(positions) <= 64:
+            for i in positions:  # descending: the positions still to delete stay valid
+                del self.uids[i]
+        elif positions:
             self.uids[:] = [u for u in self.uids if u not in doomed]
         for uid in vanished:
             self.info.pop(uid, None)
@@ -309,6 +377,55 @@ class SelectedFolder:
         """
         infos = [m for m in (self.info.get(u) for u in uids) if m is not None]
         return await self.view.summaries(infos, META_CODEC, data)
+
+
+# Walks over a folder of more messages than this run in a worker thread (off_loop);
+# below it the thread hop would cost more than the walk (a few hundred microseconds).
+INLINE_MAX = 2000
+
+
+async def off_loop(size: int, fn: Callable[..., _T], *args: Any) -> _T:
+    """``fn(*args)``: inline for a small folder, in a worker thread for a big one."""
+    if size <= INLINE_MAX:
+        return fn(*args)
+    return await asyncio.to_thread(fn, *args)
+
+
+class _Diff(NamedTuple):
+    gone: list[int]  # our UIDs absent from the new snapshot
+    changed: list[int]  # flags (or, with CONDSTORE, the mod-sequence) changed, ascending
+    new: list[MessageInfo]  # not in our snapshot yet, ascending UID
+    updates: dict[int, MessageInfo]  # the new infos of changed flags and new messages
+    keywords: set[str]  # the keywords among ``updates``' flags
+
+
+def _diff(uids: list[int], info: dict[int, MessageInfo], infos: list[MessageInfo],
+          seen: dict[int, int] | None, modseq: dict[int, int]) -> _Diff:
+    """What changed between our snapshot (``uids``/``info``, copies) and ``infos``.
+
+    Pure, so it may run in a worker thread; ``seen`` (the old mod-sequences) only
+    when CONDSTORE is on (a mod-sequence change alone is then reported too)."""
+    current = {m.uid: m for m in infos}
+    gone = [u for u in uids if u not in current]
+    changed: list[int] = []
+    new: list[MessageInfo] = []
+    updates: dict[int, MessageInfo] = {}
+    for m in infos:
+        old = info.get(m.uid)
+        if old is None:
+            new.append(m)
+            updates[m.uid] = m
+        elif old is not m and old.flags != m.flags:
+            changed.append(m.uid)
+            updates[m.uid] = m
+        elif seen is not None and seen.get(m.uid) != modseq.get(m.uid):
+            changed.append(m.uid)
+    new.sort(key=lambda m: m.uid)
+    return _Diff(gone, changed, new, updates, _keywords(m.flags for m in updates.values()))
+
+
+def _keywords(flag_sets: Iterable[frozenset[str]]) -> set[str]:
+    return {f for f in frozenset().union(*flag_sets) if not f.startswith("\\")}
 
 
 def _with_flags(m: MessageInfo, flags: frozenset[str]) -> MessageInfo:

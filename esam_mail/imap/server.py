@@ -256,6 +256,7 @@ class EsamIMAP4Server(imap4.IMAP4Server):
         self._stall_timer: Any = None
         self._changes_waiting = False  # an IDLE push delayed while the output was full
         self._idle_task: asyncio.Future[None] | None = None
+        self._idle_done: asyncio.Future[None] | None = None  # resolved by DONE (or a drop)
         self.timeOut = int(self.limits.unauth_timeout)
 
     # -- connection ------------------------------------------------------------
@@ -286,12 +287,18 @@ class EsamIMAP4Server(imap4.IMAP4Server):
 
     def connectionLost(self, reason: Any = None) -> None:
         self.factory.sessions.discard(self)
+        # pipelined commands still in the input buffer are not run for a gone client
+        self._closing = True
+        self._buf.clear()
         if self._abort_timer is not None and self._abort_timer.active():
             self._abort_timer.cancel()
         self._abort_timer = None
         self._cancel_stall_timer()
         self._gate.stopProducing()  # wakes whatever waits for room
         self._stop_idle_poll()
+        idle, self._idle_done = self._idle_done, None
+        if idle is not None and not idle.done():  # no DONE will come: IDLE ends quietly
+            idle.set_exception(_Done())
         self.selected = None
         self._drop_spools()
         if isinstance(self.transport, DeflateTransport):
@@ -409,7 +416,8 @@ class EsamIMAP4Server(imap4.IMAP4Server):
                       b"LIST-STATUS",
                       b"THREAD=ORDEREDSUBJECT", b"THREAD=REFERENCES", b"MULTIAPPEND", b"SORT=DISPLAY",
                       b"BINARY", b"STATUS=SIZE", b"COMPRESS=DEFLATE",
-                      b"NOTIFY", b"ESORT", b"CONTEXT=SEARCH", b"CONTEXT=SORT", b"CATENATE"):
+                      b"NOTIFY", b"ESORT", b"CONTEXT=SEARCH", b"CONTEXT=SORT", b"CATENATE",
+                      b"UNAUTHENTICATE"):
                 cap[c] = None
         cap[b"ID"] = None
         # RFC 7888: LITERAL+ once logged in; before, LITERAL- caps what a stranger sends
@@ -483,14 +491,16 @@ class EsamIMAP4Server(imap4.IMAP4Server):
     async def _ok(self, tag: bytes, text: bytes, code: bytes | None = None, *,
                   allow_expunge: bool = True) -> None:
         """Report pending mailbox changes, then the tagged OK."""
-        await self._report_changes(allow_expunge=allow_expunge)
+        await self._report_changes(allow_expunge=allow_expunge, along=True)
         self._tagged(tag, replies.Reply(b"OK", code, text))
 
-    async def _report_changes(self, *, allow_expunge: bool) -> None:
+    async def _report_changes(self, *, allow_expunge: bool, along: bool = False) -> None:
+        """``along``: at the end of a command, from the look its own pool call took
+        (SelectedFolder.refresh); the view forgets it when the command ends."""
         if self.selected is None:
             return
         try:
-            lines = await self.selected.refresh(allow_expunge=allow_expunge)
+            lines = await self.selected.refresh(allow_expunge=allow_expunge, along=along)
         except errors.NoSuchFolder:
             # deleted under us (another session): RFC 3501 leaves this open
             self._untagged(b"* BYE [UNAVAILABLE] Selected mailbox was deleted.")
@@ -740,6 +750,8 @@ class EsamIMAP4Server(imap4.IMAP4Server):
         method = getattr(self, method_name)
         self._busy = True
         self._held = []
+        if self.selected is not None:
+            self.selected.view.forget_along()  # an earlier command's look never serves this one
         self._cmd_timer = imap_metrics.start(verb)
         try:
             result = method(tag, Args(rest), True) if uid else method(tag, Args(rest))
@@ -780,6 +792,8 @@ class EsamIMAP4Server(imap4.IMAP4Server):
     def _finish(self) -> None:
         imap_metrics.finished(self)
         self._busy = False
+        if self.selected is not None:
+            self.selected.view.forget_along()
         self._release()
         self._drop_spools()
         if self.notify is not None:
@@ -818,6 +832,28 @@ class EsamIMAP4Server(imap4.IMAP4Server):
         self._tagged(tag, replies.Reply(b"OK", None, b"LOGOUT completed."))
         self.state = "logout"
         self.close_connection()
+
+    def cmd_unauthenticate(self, tag: bytes, args: Args) -> None:
+        """RFC 8437: back to the not-authenticated state.  The selected mailbox is left
+        without expunging, NOTIFY stops, what ENABLE turned on is off again; TLS and
+        COMPRESS belong to the connection and stay."""
+        args.end()
+        self._stop_idle_poll()
+        self._deselect()
+        if self.notify is not None:
+            self.notify.active = False
+            self.notify = None
+        self.condstore = self.qresync = self.rev2 = False
+        login = self.principal.login if self.principal is not None else "-"
+        self.principal = None
+        self.user = None
+        self.state = "unauth"
+        self.setTimeout(int(self.limits.unauth_timeout))
+        log.info("event=imap.unauthenticate session=%s peer=%s user=%s",
+                 self.session, self.peer, login)
+        self._tagged(tag, replies.Reply(
+            b"OK", b"CAPABILITY " + b" ".join(self.listCapabilities()),
+            b"UNAUTHENTICATE completed."))
 
     async def cmd_id(self, tag: bytes, args: Args) -> None:
         tok = args.next()
@@ -885,7 +921,7 @@ class EsamIMAP4Server(imap4.IMAP4Server):
         self.transport.startTLS(self.ctx)
         self.startedTLS = True
 
-    def cmd_login(self, tag: bytes, args: Args) -> defer.Deferred[None] | None:
+    def cmd_login(self, tag: bytes, args: Args) -> Coroutine[Any, Any, None] | None:
         user = args.astring()
         password = args.astring()
         args.end()
@@ -927,7 +963,8 @@ class EsamIMAP4Server(imap4.IMAP4Server):
                 user, password = parts[1], parts[2]
             else:
                 user, password = responses[0], responses[1]
-            self._authenticate(tag, user, password, b"AUTHENTICATE").chainDeferred(done)
+            defer.Deferred.fromFuture(asyncio.ensure_future(
+                self._authenticate(tag, user, password, b"AUTHENTICATE"))).chainDeferred(done)
 
         def on_line(line: bytes) -> None:
             if line.strip() == b"*":
@@ -960,39 +997,35 @@ class EsamIMAP4Server(imap4.IMAP4Server):
         self._write(b"+ " + base64.b64encode(prompts[len(responses)]))
         return done
 
-    def _authenticate(self, tag: bytes, user: bytes, password: bytes,
-                      how: bytes) -> defer.Deferred[None]:
+    async def _authenticate(self, tag: bytes, user: bytes, password: bytes, how: bytes) -> None:
+        """LOGIN/AUTHENTICATE's check and answer.  A coroutine the dispatcher awaits through
+        its done-callback (a Deferred adapter and its callback chain per login was a
+        visible cost in the session profile, issue 20); errors other than a refused login
+        reach the dispatcher's mapping (SERVERBUG), as before."""
         username = user.decode("utf-8", "replace")
         secret = password.decode("utf-8", "replace")
-        coro = self.factory.authenticator.authenticate(
-            username, secret, peer=self.peer, service="imap"
-        )
-        d: defer.Deferred[Principal] = defer.Deferred.fromFuture(asyncio.ensure_future(coro))
-
-        def ok(principal: Principal) -> None:
-            self.principal = principal
-            self.user = self.factory.mailboxes.user(principal.login, principal.quota)
-            self.state = "auth"
-            self.setTimeout(int(self.limits.auth_timeout))
-            log.info("event=imap.login result=ok session=%s peer=%s user=%s method=%s",
-                     self.session, self.peer, principal.login, how.decode())
-            self._tagged(tag, replies.Reply(
-                b"OK", b"CAPABILITY " + b" ".join(self.listCapabilities()),
-                how + b" completed."))
-
-        def bad(failure: Any) -> None:
-            if failure.check(errors.AccountDisabled):
-                state = failure.value.state
-                log.info("event=imap.login result=disabled session=%s peer=%s state=%s", self.session, self.peer,
-                         state)
-                self._tagged(tag, replies.ACCOUNT_DISABLED.get(state, replies.ACCOUNT_DISABLED["suspended"]))
-                return
-            if failure.check(errors.AuthError):
-                self._auth_failed(tag, how)
-                return
-            failure.raiseException()
-
-        return d.addCallbacks(ok, bad)
+        try:
+            principal = await self.factory.authenticator.authenticate(
+                username, secret, peer=self.peer, service="imap"
+            )
+        except errors.AccountDisabled as exc:
+            state = exc.state
+            log.info("event=imap.login result=disabled session=%s peer=%s state=%s", self.session, self.peer,
+                     state)
+            self._tagged(tag, replies.ACCOUNT_DISABLED.get(state, replies.ACCOUNT_DISABLED["suspended"]))
+            return
+        except errors.AuthError:
+            self._auth_failed(tag, how)
+            return
+        self.principal = principal
+        self.user = self.factory.mailboxes.user(principal.login, principal.quota)
+        self.state = "auth"
+        self.setTimeout(int(self.limits.auth_timeout))
+        log.info("event=imap.login result=ok session=%s peer=%s user=%s method=%s",
+                 self.session, self.peer, principal.login, how.decode())
+        self._tagged(tag, replies.Reply(
+            b"OK", b"CAPABILITY " + b" ".join(self.listCapabilities()),
+            how + b" completed."))
 
     def _auth_failed(self, tag: bytes, how: bytes) -> None:
         self._auth_failures += 1
@@ -1048,9 +1081,8 @@ class EsamIMAP4Server(imap4.IMAP4Server):
         if self.selected is not None:  # RFC 7162 §3.2.11
             self._untagged(b"* OK [CLOSED] Previous mailbox closed.")
         self._deselect()
-        view = await self._user().open(name)
-        sel = await SelectedFolder.open(view, readonly=readonly, rev2=self.rev2)
-        uidnext = await view.uidnext()
+        view, snap, uidnext = await self._user().select(name, claim=not readonly and not self.rev2)
+        sel = await SelectedFolder.from_snapshot(view, snap, readonly=readonly, rev2=self.rev2)
         for line in sel.flags_lines():
             self._untagged(line)
         self._untagged(b"* %d EXISTS" % sel.exists)
@@ -1058,7 +1090,7 @@ class EsamIMAP4Server(imap4.IMAP4Server):
             self._untagged(await self._select_list_line(name))
         else:
             self._untagged(b"* %d RECENT" % len(sel.recent))
-            unseen = sel.first_unseen()
+            unseen = sel.unseen_at_open
             if unseen is not None:
                 self._untagged(b"* OK [UNSEEN %d] First unseen." % unseen)
         self._untagged(b"* OK [UIDVALIDITY %d] UIDs valid." % sel.uidvalidity)
@@ -1397,6 +1429,7 @@ class EsamIMAP4Server(imap4.IMAP4Server):
                 self.rev2 = True  # no \Recent, ESEARCH, UTF-8 names (RFC 9051 App. E)
                 if self.selected is not None:
                     self.selected.rev2 = True
+                    self.selected.recent.clear()  # SEARCH RECENT/NEW agree with FETCH FLAGS
                 enabled.append(b"IMAP4rev2")
         self._untagged(b"* ENABLED" + b"".join(b" " + c for c in enabled))
         await self._ok(tag, b"ENABLE completed.")
@@ -1405,7 +1438,7 @@ class EsamIMAP4Server(imap4.IMAP4Server):
         """Parse ``(CONDSTORE)`` or ``(QRESYNC (uidvalidity modseq [known-uids
         [seq-match-data]]))``; returns the QRESYNC arguments, if any."""
         if len(params) == 1 and isinstance(params[0], Atom) and params[0].upper() == b"CONDSTORE":
-            self._enable_condstore()
+            self._enable_condstore(announce=False)  # the SELECT itself sends HIGHESTMODSEQ
             return None
         if (len(params) != 2 or not isinstance(params[0], Atom)
                 or params[0].upper() != b"QRESYNC" or not isinstance(params[1], list)):
@@ -1445,11 +1478,18 @@ class EsamIMAP4Server(imap4.IMAP4Server):
                 lines.append(sel.flags_fetch(u))
         await self._untagged_many(lines)
 
-    def _enable_condstore(self) -> None:
-        """RFC 7162 §3.1: from now on flag-change FETCH responses carry UID and MODSEQ."""
+    def _enable_condstore(self, *, announce: bool = True) -> None:
+        """RFC 7162 §3.1: from now on flag-change FETCH responses carry UID and MODSEQ.
+
+        Enabled by a command in the selected state (FETCH MODSEQ, SEARCH MODSEQ, STORE
+        UNCHANGEDSINCE, ENABLE...): the client has not seen the mailbox's HIGHESTMODSEQ
+        yet, so it comes now as an untagged OK response code (RFC 7162 §3.1, §3.1.2.1)."""
+        first = not self.condstore
         self.condstore = True
         if self.selected is not None:
             self.selected.condstore = True
+            if first and announce:
+                self._untagged(b"* OK [HIGHESTMODSEQ %d] Highest." % self.selected.highestmodseq)
 
     async def cmd_getquotaroot(self, tag: bytes, args: Args) -> None:
         name = self._mailbox_arg(args)
@@ -1481,6 +1521,7 @@ class EsamIMAP4Server(imap4.IMAP4Server):
     async def cmd_idle(self, tag: bytes, args: Args) -> None:
         args.end()
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._idle_done = done
         self._idle_tag = tag
         await self._report_changes(allow_expunge=True)
         self._write(b"+ idling")
@@ -1504,10 +1545,13 @@ class EsamIMAP4Server(imap4.IMAP4Server):
             self._idle_poll = task.LoopingCall(self.folder_changed)
             self._idle_poll.start(self.limits.idle_poll, now=False)
         try:
+            if self.transport is None:  # dropped while the changes were reported
+                raise _Done
             await done
         finally:
             self._line_hook = None
             self._idle_tag = None
+            self._idle_done = None
             self._stop_idle_poll()
         self._changes_waiting = False  # the OK below reports them
         refresh = self._idle_task
@@ -1776,7 +1820,10 @@ class EsamIMAP4Server(imap4.IMAP4Server):
                 tail = b" (MODSEQ %d)" % top
             self._untagged(b"* SEARCH" + b"".join(b" %d" % h for h in hits) + tail)
         else:
-            line = ctxmod.render(tag, uid, ret, hits, top if query.uses_modseq else 0)
+            modseq = 0
+            if query.uses_modseq:  # RFC 4731 §3.2: of the messages the options return
+                modseq = ctxmod.returned_modseq(ret, [sel.modseq.get(u, 0) for u in found])
+            line = ctxmod.render(tag, uid, ret, hits, modseq)
             if line is not None:
                 self._untagged(line)
             if save:
@@ -2283,6 +2330,7 @@ EsamIMAP4Server._COMMANDS = {
     b"NOOP": ("cmd_noop", _ANY),
     b"LOGOUT": ("cmd_logout", _ANY),
     b"ID": ("cmd_id", _ANY),
+    b"UNAUTHENTICATE": ("cmd_unauthenticate", _AUTHED),
     b"COMPRESS": ("cmd_compress", _AUTHED),
     b"NOTIFY": ("cmd_notify", _AUTHED),
     b"STARTTLS": ("cmd_starttls", frozenset({"unauth"})),

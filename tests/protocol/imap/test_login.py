@@ -137,3 +137,26 @@ def test_commands_need_authentication(env):
     r = Raw.tls(env)
     assert r.cmd(b"a", b"SELECT INBOX")[-1].startswith(b"a BAD")
     assert r.cmd(b"b", b"ID NIL")[0].startswith(b'* ID ("name" "esam_mail"')
+
+
+def test_login_answers_without_a_deferred_adapter(env, monkeypatch):
+    """LOGIN's check runs as a coroutine of the dispatcher (issue 20: a Deferred adapter and
+    callback chain per login showed in the session profile); AUTHENTICATE, whose SASL
+    exchange is a Deferred, still answers the same."""
+    from twisted.internet import defer
+
+    adapted: list[object] = []
+    real = defer.Deferred.fromFuture
+    monkeypatch.setattr(defer.Deferred, "fromFuture",
+                        classmethod(lambda cls, fut: adapted.append(fut) or real(fut)))
+    r = Raw.tls(env)
+    out = r.cmd(b"a", b'LOGIN alice "wrong"')
+    assert out[-1].startswith(b"a NO [AUTHENTICATIONFAILED]"), out
+    out = r.cmd(b"b", b'LOGIN alice "' + PASSWORD.encode() + b'"')
+    assert out[-1].startswith(b"b OK [CAPABILITY "), out
+    assert adapted == []
+    r2 = Raw.tls(env)
+    token = base64.b64encode(b"\0alice\0" + PASSWORD.encode())
+    out = r2.cmd(b"c", b"AUTHENTICATE PLAIN " + token)
+    assert out[-1].startswith(b"c OK [CAPABILITY "), out
+    assert len(adapted) == 1

@@ -61,6 +61,33 @@ def test_pipelined_select_and_fetch(env):
     assert any(x.startswith(b"* 1 FETCH (UID 1 FLAGS") for x in out)
 
 
+def test_select_is_one_pool_call(env):
+    """SELECT opens the folder, takes its snapshot and reads UIDNEXT in one call on the
+    mailbox pool (three thread hops before, issue 20); the answer is unchanged: EXISTS,
+    RECENT claimed, UIDNEXT after the highest UID."""
+    env.deliver(msg("one"))
+    env.deliver(msg("two"))
+    service = env.factories[1].mailboxes
+    calls: list[str] = []
+    real = service.run
+
+    async def counting(login, folder, fn, *args):
+        calls.append(folder)
+        return await real(login, folder, fn, *args)
+
+    service.run = counting
+    r = Raw.tls(env)
+    r.login()
+    out = r.cmd(b"s", b"SELECT INBOX")
+    assert calls == ["INBOX"], calls
+    assert b"* 2 EXISTS" in out and b"* 2 RECENT" in out
+    assert any(line.startswith(b"* OK [UIDNEXT 3]") for line in out), out
+    assert out[-1].startswith(b"s OK [READ-WRITE]")
+    calls.clear()
+    out = r.cmd(b"e", b"EXAMINE INBOX")
+    assert calls == ["INBOX"] and b"* 0 RECENT" in out and out[-1].startswith(b"e OK [READ-ONLY]")
+
+
 def test_select_missing_mailbox(env):
     c = env.login()
     typ, data = c.select("Nope")

@@ -6,6 +6,8 @@ RETURN (SAVE) keeps the result as ``$`` for later commands.
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 pytestmark = pytest.mark.protocol
@@ -71,3 +73,28 @@ def test_dollar_is_empty_before_save_and_after_select(r):
     r.cmd(b"e", b"SEARCH RETURN (SAVE) ALL")
     assert r.cmd(b"f", b"SEARCH RETURN (SAVE) NOSUCHKEY")[-1].startswith(b"f BAD")
     assert r.cmd(b"g", b"SEARCH $")[0] == b"* SEARCH"
+
+
+def test_modseq_result_option_follows_the_returned_messages(r):
+    """RFC 4731 §3.2 with CONDSTORE: MIN or MAX alone -> that message's mod-sequence; MIN and
+    MAX -> the higher of the two; otherwise the highest of all returned (imaptest
+    esearch-condstore). Stores in the order 1, 3, 2 give modseq(1) < modseq(3) < modseq(2)."""
+    r.cmd(b"m", b"FETCH 1 (MODSEQ)")  # CONDSTORE-enabling: STORE answers carry MODSEQ
+    ms = {}
+    for seq in (1, 3, 2):
+        out = r.cmd(b"s", b"STORE %d +FLAGS (\\Flagged)" % seq)
+        ms[seq] = int(re.search(rb"MODSEQ \((\d+)\)", out[-2]).group(1))
+    assert ms[1] < ms[3] < ms[2]
+    q = b' 1:3 MODSEQ "/flags/\\\\flagged" all 1'
+    assert r.cmd(b"a", b"SEARCH RETURN (MIN)" + q)[0] == \
+        b'* ESEARCH (TAG "a") MIN 1 MODSEQ %d' % ms[1]
+    assert r.cmd(b"b", b"SEARCH RETURN (MAX)" + q)[0] == \
+        b'* ESEARCH (TAG "b") MAX 3 MODSEQ %d' % ms[3]
+    assert r.cmd(b"c", b"SEARCH RETURN (MIN MAX)" + q)[0] == \
+        b'* ESEARCH (TAG "c") MIN 1 MAX 3 MODSEQ %d' % ms[3]
+    assert r.cmd(b"d", b"SEARCH RETURN ()" + q)[0] == \
+        b'* ESEARCH (TAG "d") ALL 1:3 MODSEQ %d' % ms[2]
+    assert r.cmd(b"e", b"SEARCH RETURN (COUNT)" + q)[0] == \
+        b'* ESEARCH (TAG "e") COUNT 3 MODSEQ %d' % ms[2]
+    assert r.cmd(b"f", b"SEARCH RETURN (PARTIAL 1:1)" + q)[0] == \
+        b'* ESEARCH (TAG "f") PARTIAL (1:1 1) MODSEQ %d' % ms[1]

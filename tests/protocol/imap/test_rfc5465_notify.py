@@ -170,8 +170,50 @@ def test_flagchange_on_other_mailbox_reports_unseen(env):
     b.cmd(b"s", b"SELECT INBOX")
     b.cmd(b"f", b"STORE 1 +FLAGS (\\Seen)")
     line = _expect(a, rb'^\* STATUS "INBOX"')
-    assert re.fullmatch(rb'\* STATUS "INBOX" \(UIDVALIDITY \d+ UIDNEXT 2 MESSAGES 1 UNSEEN 0\)',
-                        line), line
+    # FlagChange watched: HIGHESTMODSEQ even without ENABLE CONDSTORE (RFC 5465 section 5.2)
+    assert re.fullmatch(rb'\* STATUS "INBOX" \(UIDVALIDITY \d+ UIDNEXT 2 MESSAGES 1 UNSEEN 0'
+                        rb' HIGHESTMODSEQ \d+\)', line), line
+
+
+def test_flagchange_on_other_mailbox_reports_a_keyword_through_highestmodseq(env):
+    """A keyword leaves UNSEEN as it was: only HIGHESTMODSEQ tells the watcher."""
+    env.deliver(msg(subject="x"))
+    a, b = _two(env)
+    a.cmd(b"n", b"NOTIFY SET (inboxes (MessageNew MessageExpunge FlagChange))")
+    b.cmd(b"s", b"SELECT INBOX")
+    b.cmd(b"f", b"STORE 1 +FLAGS (todo)")
+    line = _expect(a, rb'^\* STATUS "INBOX"')
+    assert re.fullmatch(rb'\* STATUS "INBOX" \(UIDVALIDITY \d+ UIDNEXT 2 MESSAGES 1 UNSEEN 1'
+                        rb' HIGHESTMODSEQ \d+\)', line), line
+
+
+def _modseq(r: Raw, name: bytes) -> int:
+    out = r.cmd(b"h", b"STATUS " + name + b" (HIGHESTMODSEQ)")
+    return int(re.search(rb"HIGHESTMODSEQ (\d+)", out[0]).group(1))
+
+
+@pytest.mark.parametrize("enable", [False, True])
+def test_initial_status_carries_highestmodseq_only_with_flagchange(env, enable):
+    """imaptest's ``notify`` group: NOTIFY SET STATUS sends HIGHESTMODSEQ in the first STATUS
+    when FlagChange is watched (RFC 5465 sections 3.1, 5.2), not for MessageNew alone unless
+    CONDSTORE is enabled (RFC 7162 section 3.1); NOTIFY SET without STATUS sends none."""
+    r = Raw.tls(env)
+    r.login()
+    r.cmd(b"c", b"CREATE Box2")
+    env.deliver(msg(subject="x"), folder="Box2")
+    if enable:
+        assert r.cmd(b"e", b"ENABLE CONDSTORE")[-1].startswith(b"e OK")
+    out = r.cmd(b"a", b"NOTIFY SET STATUS (mailboxes Box2 (MessageNew MessageExpunge))")
+    assert out[-1] == b"a OK NOTIFY completed.", out
+    base = rb'\* STATUS "Box2" \(UIDVALIDITY \d+ UIDNEXT 2 MESSAGES 1 UNSEEN 1'
+    want = base + (rb" HIGHESTMODSEQ \d+\)" if enable else rb"\)")
+    assert len(out) == 2 and re.fullmatch(want, out[0]), out
+    out = r.cmd(b"b", b"NOTIFY SET STATUS (mailboxes Box2 (MessageNew MessageExpunge FlagChange))")
+    assert len(out) == 2 and re.fullmatch(base + rb" HIGHESTMODSEQ (\d+)\)", out[0]), out
+    hms = int(re.search(rb"HIGHESTMODSEQ (\d+)", out[0]).group(1))
+    assert hms == _modseq(r, b"Box2")
+    out = r.cmd(b"d", b"NOTIFY SET (mailboxes Box2 (MessageNew MessageExpunge FlagChange))")
+    assert out == [b"d OK NOTIFY completed."]
 
 
 def test_filters_mailboxes_and_subtree_only_watch_their_names(env):

@@ -142,3 +142,33 @@ def test_fetch_setting_seen_reports_uid_and_modseq(env):
     out = r.cmd(b"f", b"FETCH 2 (BODY[TEXT])")
     m = re.search(rb"FLAGS \((?:\\Recent )?\\Seen\) UID 2 MODSEQ \((\d+)\)\)$", out[0])
     assert m and int(m.group(1)) > before, out
+
+
+@pytest.mark.parametrize("enabling", [
+    b"FETCH 1 (MODSEQ)",
+    b"SEARCH MODSEQ 1",
+    b"STORE 1 (UNCHANGEDSINCE 1) +FLAGS (\\Seen)",
+    b"FETCH 1 (FLAGS) (CHANGEDSINCE 1)",
+])
+def test_enabling_command_in_selected_state_sends_highestmodseq_once(env, enabling):
+    """RFC 7162 §3.1: a CONDSTORE-enabling command in the selected state tells the client the
+    mailbox's HIGHESTMODSEQ (untagged OK), as the SELECT did not (imaptest esearch-condstore)."""
+    r = _selected(env)
+    sel = r.cmd(b"s", b"SELECT INBOX")
+    out = r.cmd(b"a", enabling)
+    assert out[-1].startswith(b"a OK"), out
+    codes = [x for x in out if x.startswith(b"* OK [HIGHESTMODSEQ ")]
+    assert len(codes) == 1, out
+    assert _highest(codes) >= _highest(sel)
+    again = r.cmd(b"b", b"FETCH 1 (MODSEQ)")
+    assert not any(x.startswith(b"* OK [HIGHESTMODSEQ") for x in again), again
+
+
+def test_select_condstore_over_a_selected_mailbox_reports_only_the_new_one(env):
+    r = _selected(env)
+    r.cmd(b"c", b"CREATE Other")
+    r.cmd(b"s", b"SELECT INBOX")
+    out = r.cmd(b"t", b"SELECT Other (CONDSTORE)")
+    closed = out.index(b"* OK [CLOSED] Previous mailbox closed.")
+    codes = [i for i, x in enumerate(out) if x.startswith(b"* OK [HIGHESTMODSEQ ")]
+    assert len(codes) == 1 and codes[0] > closed, out

@@ -106,6 +106,24 @@ def test_rev2_session_does_not_take_recent_from_a_rev1_session(env):
     assert b"\\Recent" in rev1.cmd(b"f", b"FETCH 1 FLAGS")[0]
 
 
+@pytest.mark.parametrize("enable_after_select", [False, True])
+def test_rev2_search_recent_new_old_agree_with_no_recent_flag(env, enable_after_select):
+    """RFC 9051 App. E: IMAP4rev2 has no \\Recent. A rev2 session's FETCH shows none, so
+    SEARCH RECENT and NEW (RECENT UNSEEN) find nothing and OLD finds all, also for a message
+    arriving while selected and when IMAP4rev2 is enabled after a rev1 SELECT."""
+    env.deliver(msg("new"))
+    r = _session(env, rev2=not enable_after_select)
+    r.cmd(b"s", b"SELECT INBOX")
+    if enable_after_select:
+        assert r.cmd(b"e", b"ENABLE IMAP4rev2")[0] == b"* ENABLED IMAP4rev2"
+    env.deliver(msg("newer"))
+    r.cmd(b"n", b"NOOP")
+    assert r.cmd(b"f", b"FETCH 1:2 FLAGS")[:2] == [b"* 1 FETCH (FLAGS ())", b"* 2 FETCH (FLAGS ())"]
+    assert r.cmd(b"a", b"SEARCH RECENT")[0] == b'* ESEARCH (TAG "a")'
+    assert r.cmd(b"b", b"SEARCH NEW")[0] == b'* ESEARCH (TAG "b")'
+    assert r.cmd(b"c", b"SEARCH OLD")[0] == b'* ESEARCH (TAG "c") ALL 1:2'
+
+
 def test_unsolicited_fetch_carries_uid(env):
     env.deliver(msg("a"))
     env.deliver(msg("b"))

@@ -1,7 +1,7 @@
 """Randomized multi-client IMAP stress run, every response checked against a model.
 
 Several clients (own threads, raw sockets over TLS) share two folders and, for
-``ESAM_IMAP_STRESS_SECONDS`` (default 25), APPEND with keywords, STORE and remove
+``ESAM_IMAP_STRESS_SECONDS`` (default 30, the issue's figure), APPEND with keywords, STORE and remove
 flags and keywords, EXPUNGE, COPY between the folders, FETCH, NOOP and IDLE at
 random.  Each client keeps a model of its mailbox view and checks every untagged
 response against it, as imaptest does:
@@ -36,7 +36,7 @@ from tests.protocol.imap.conftest import Raw, msg
 
 pytestmark = pytest.mark.protocol
 
-DURATION = float(os.environ.get("ESAM_IMAP_STRESS_SECONDS", "25"))
+DURATION = float(os.environ.get("ESAM_IMAP_STRESS_SECONDS", "30"))
 CLIENTS = int(os.environ.get("ESAM_IMAP_STRESS_CLIENTS", "6"))
 FOLDERS = ("INBOX", "Shared")
 KEYWORDS = ("$Label1", "$Label2", "Project-X", "todo", "Urgent")
@@ -63,8 +63,12 @@ class Shared:
 
 
 class Client:
-    def __init__(self, env, cid: int, folder: str, shared: Shared, seed: int) -> None:
+    def __init__(self, env, cid: int, folder: str, shared: Shared, seed: int,
+                 *, read_only: bool = False) -> None:
         self.cid = cid
+        # a read-only (EXAMINE) session sees unclaimed messages as \Recent without
+        # claiming them (RFC 3501 6.3.2), so a later read-write session may claim them
+        self.read_only = read_only
         self.folder = folder
         self.shared = shared
         self.rng = random.Random(seed)
@@ -116,11 +120,9 @@ class Client:
                 return
             for uid in _uid_set(m.group(2)):
                 if uid not in self.uids:
-                    known = self.known()
-                    if None in self.uids and (not known or uid > known[-1]):
-                        # one of the new messages (an unknown-UID tail, as during IDLE):
-                        # which one does not matter, they are all still unknown
-                        self.uids.remove(None)
+                    slot = self._unknown_slot(uid)
+                    if slot is not None:
+                        self.uids.pop(slot)
                         self.gone.add(uid)
                         continue
                     self.err(f"VANISHED UID {uid} that the view does not hold")
@@ -135,6 +137,28 @@ class Client:
             self.announced = set(line[9:-1].decode().split())
         elif m := _FETCH.fullmatch(line):
             self._fetch(int(m.group(1)), m.group(2))
+
+    def _unknown_slot(self, uid: int) -> int | None:
+        """Where a VANISHED UID that the view holds with an unknown UID sits.
+
+        UIDs ascend with sequence numbers, so it is one of the unknown slots between
+        the last known UID below it and the first known UID above it; which one of
+        those does not matter, they are all still unknown.  Taking just any unknown
+        slot was the model's own bug: a FETCH of another session's flag change can
+        fill a slot past an unknown one (seq 31 known, seq 30 not), and a VANISHED
+        of a newer UID then removed seq 30, shifting every later position by one
+        (CI seed 892329220: 'UID 891 out of order at seq 28', then 'VANISHED UID 890
+        that the view does not hold').
+        """
+        for i, known in enumerate(self.uids):
+            if known is None:
+                after = next((u for u in self.uids[i:] if u is not None), None)
+                below = [u for u in self.uids[:i] if u is not None]
+                if (not below or below[-1] < uid) and (after is None or after > uid):
+                    return i
+            elif known > uid:
+                return None
+        return None
 
     def _fetch(self, seq: int, body: bytes) -> None:
         if not 1 <= seq <= len(self.uids):
@@ -172,7 +196,10 @@ class Client:
                 self.err(f"keyword {kw} in FETCH before * FLAGS announced it")
         if "\\Recent" in flags:
             with self.shared.lock:
-                owner = self.shared.recent_owner.setdefault((self.folder, uid), self.cid)
+                if self.read_only:
+                    owner = self.shared.recent_owner.get((self.folder, uid), self.cid)
+                else:
+                    owner = self.shared.recent_owner.setdefault((self.folder, uid), self.cid)
             if owner != self.cid:
                 self.err(f"UID {uid} is \\Recent in client {owner} and in this one")
         self.flags[uid] = flags - {"\\Recent"}
@@ -358,7 +385,7 @@ def test_randomized_clients_see_a_consistent_mailbox(env):
     # convergence: every client's view equals a fresh session's
     fresh = {}
     for folder in FOLDERS:
-        checker = Client(env, 99, folder, shared, 0)
+        checker = Client(env, 99, folder, shared, 0, read_only=True)
         checker.cmd(b"EXAMINE " + folder.encode())
         fresh[folder] = checker.final_view()
     for c in clients:
@@ -370,3 +397,43 @@ def test_randomized_clients_see_a_consistent_mailbox(env):
           f"commands={shared.commands} errors={len(shared.errors)}")
     assert shared.commands > CLIENTS * 20, "the run did too little to mean anything"
     assert not shared.errors, f"seed {seed}:\n" + "\n".join(shared.errors[:10])
+
+
+def _model(cid: int, shared: Shared, *, read_only: bool = False) -> Client:
+    model = object.__new__(Client)
+    model.cid, model.folder, model.shared, model.read_only = cid, "INBOX", shared, read_only
+    model.uids, model.flags, model.gone, model.announced = [None], {}, set(), set()
+    model.transcript, model.qresync, model.modseq = [], False, {}
+    return model
+
+
+def test_the_model_removes_a_vanished_unknown_uid_from_its_own_place() -> None:
+    """The checker itself: an unknown slot before a known UID is not where a newer UID was."""
+    model = _model(1, Shared())
+    model.uids = [888, None, 891, None, None]  # seq 2 unknown (890), seq 3 filled by a FETCH
+    assert model._unknown_slot(895) == 3
+    assert model._unknown_slot(889) == 1
+    assert model._unknown_slot(880) is None
+    model.uids = [None, 880, 890]
+    assert model._unknown_slot(895) is None and model._unknown_slot(870) == 0
+
+
+def test_the_model_lets_a_read_write_session_claim_what_examine_saw_as_recent() -> None:
+    """The checker itself: EXAMINE shows unclaimed messages as \\Recent and claims none.
+
+    CI seed 324370881: the final EXAMINE checker saw UIDs 399-400 (appended in the
+    last instant) as \\Recent, then a client's own final NOOP claimed them; the
+    model had recorded the read-only checker as their owner.
+    """
+    shared = Shared()
+    checker, client, other = (_model(99, shared, read_only=True), _model(1, shared),
+                              _model(2, shared))
+    line = b"* 1 FETCH (UID 399 FLAGS (\\Recent))"
+    checker.feed(line)
+    client.feed(line)
+    assert not shared.errors
+    other.feed(line)  # two read-write sessions: one too many
+    assert len(shared.errors) == 1 and "client 1" in shared.errors[0]
+    late = _model(98, shared, read_only=True)
+    late.feed(line)  # a read-only session after a claim must not see it either
+    assert len(shared.errors) == 2

@@ -1,0 +1,115 @@
+"""A selected session skips the end-of-command look at its folder while the user's
+shared change generation (esam_mail.store.generation) is unchanged since its last
+complete look, and still reports at its next command what another process changed.
+
+The other process here is a separate Python process writing to the same store with no
+notifier at all: the generation is the only thing that can tell the session."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import time
+from typing import Any
+
+import pytest
+
+from tests.protocol.imap.conftest import Env, Raw, msg
+from tests.protocol.imap.test_refresh_hops import _count_runs
+
+pytestmark = pytest.mark.protocol
+
+
+def _other_process(env: Env, code: str) -> None:
+    """Run ``code`` in a fresh interpreter with ``user`` = alice's store (no notifier)."""
+    prog = textwrap.dedent(f"""
+        from pathlib import Path
+        from esam_mail.store.maildir import MaildirStore
+        store = MaildirStore(Path({str(env.store.root)!r}), fsync=False, notifier=None)
+        user = store.user("alice")
+    """) + textwrap.dedent(code)
+    subprocess.run([sys.executable, "-c", prog], check=True, timeout=60)
+
+
+def _settled(c: Raw) -> None:
+    """Past the store's mtime freshness margin, then one real look (NOOP)."""
+    time.sleep(1.2)
+    assert c.cmd(b"N0", b"NOOP")[-1].startswith(b"N0 OK")
+
+
+def _selected(env: Env, n: int = 3) -> Raw:
+    for i in range(n):
+        env.deliver(msg(f"m{i}"))
+    c = Raw.tls(env)
+    c.login()
+    c.cmd(b"S", b"SELECT INBOX")
+    return c
+
+
+@pytest.mark.parametrize("command", [b"NOOP", b"FETCH 1:* (FLAGS)", b"CHECK"])
+def test_unchanged_folder_no_pool_call(env: Env, command: bytes) -> None:
+    c = _selected(env)
+    _settled(c)
+    calls = _count_runs(env)
+    for i in range(3):
+        r = c.cmd(b"C%d" % i, command)
+        assert r[-1].startswith(b"C%d OK" % i), r
+    assert calls == [], calls
+
+
+def test_generation_is_not_proof_forever(env: Env, monkeypatch: Any) -> None:
+    """At least every REAL_LOOK_EVERY seconds a real look (foreign writers)."""
+    from esam_mail.imap import selected
+    monkeypatch.setattr(selected, "REAL_LOOK_EVERY", 0.5)
+    c = _selected(env)
+    _settled(c)
+    time.sleep(0.6)
+    calls = _count_runs(env)
+    assert c.cmd(b"N", b"NOOP")[-1].startswith(b"N OK")
+    assert calls == ["INBOX"], calls
+
+
+def test_delivery_by_another_process_reported(env: Env) -> None:
+    c = _selected(env)
+    _settled(c)
+    _other_process(env, """
+        store.deliver_each(["alice"], b"Subject: x\\r\\n\\r\\nbody\\r\\n")
+    """)
+    r = c.cmd(b"F", b"FETCH 1 (FLAGS)")
+    assert b"* 4 EXISTS" in r, r
+
+
+def test_flags_by_another_process_reported(env: Env) -> None:
+    c = _selected(env)
+    _settled(c)
+    _other_process(env, """
+        f = user.folder("INBOX")
+        uids = [m.uid for m in f.sync()]
+        f.store_flags([uids[1]], ["\\\\Flagged"], 1)
+    """)
+    r = c.cmd(b"F", b"FETCH 1 (FLAGS)")
+    assert any(b"* 2 FETCH (" in ln and b"\\Flagged" in ln for ln in r), r
+
+
+def test_expunge_by_another_process_reported(env: Env) -> None:
+    c = _selected(env)
+    _settled(c)
+    _other_process(env, """
+        f = user.folder("INBOX")
+        uids = [m.uid for m in f.sync()]
+        f.store_flags([uids[0]], ["\\\\Deleted"], 1)
+        f.expunge([uids[0]])
+    """)
+    r = c.cmd(b"N", b"NOOP")
+    assert b"* 1 EXPUNGE" in r, r
+
+
+def test_append_by_another_process_reported(env: Env) -> None:
+    c = _selected(env)
+    _settled(c)
+    _other_process(env, """
+        user.folder("INBOX").append(b"Subject: y\\r\\n\\r\\nb\\r\\n", ["\\\\Seen"])
+    """)
+    r = c.cmd(b"N", b"NOOP")
+    assert b"* 4 EXISTS" in r, r

@@ -1,0 +1,171 @@
+"""The selected-folder snapshot without sockets: what a refresh reports, and that the
+walks over a big folder (first snapshot, the diff after each command) leave the
+shared loop (issue 14: nothing on the loop may grow with the folder)."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import threading
+from collections import Counter
+from typing import Any
+
+import pytest
+
+from esam_mail.imap import selected as selmod
+from esam_mail.imap.selected import SelectedFolder
+from esam_mail.services.mailflow.mailboxes import Snapshot
+from esam_mail.store.interfaces import MessageInfo
+
+WHEN = dt.datetime(2024, 1, 2, tzinfo=dt.UTC)
+
+
+READ_BY: Counter[str] = Counter()  # field reads of message records, by thread
+
+
+class Spied(MessageInfo):
+    """A message record that notes the threads reading its fields."""
+
+    __slots__ = ()
+
+    def __getattribute__(self, name: str) -> Any:
+        if not name.startswith("__"):
+            READ_BY[threading.current_thread().name] += 1
+        return super().__getattribute__(name)
+
+
+class Walked(list[MessageInfo]):
+    """The snapshot's list; ``threads``: who read its records since it was made."""
+
+    @property
+    def threads(self) -> set[str]:
+        return set(READ_BY)
+
+    @property
+    def reads(self) -> Counter[str]:
+        return Counter(READ_BY)
+
+
+def info(uid: int, *flags: str) -> MessageInfo:
+    return Spied(uid=uid, key=f"k{uid}", flags=frozenset(flags), size=10, internal_date=WHEN)
+
+
+class FakeView:
+    name = "INBOX"
+
+    def __init__(self, infos: list[MessageInfo]) -> None:
+        self.set(infos)
+
+    def set(self, infos: list[MessageInfo], modseqs: dict[int, int] | None = None) -> None:
+        self.infos = Walked(infos)
+        self.modseqs = modseqs or {m.uid: 1 for m in infos}
+        READ_BY.clear()
+
+    async def snapshot(self, *, claim: bool) -> Snapshot:
+        return Snapshot(7, self.infos, set(), max(self.modseqs.values(), default=0), self.modseqs)
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+@pytest.mark.parametrize("size", [10, 5000])  # inline, and in a worker thread
+def test_refresh_reports_flags_new_and_expunged(size: int) -> None:
+    async def go() -> tuple[list[bytes], list[bytes], SelectedFolder]:
+        view = FakeView([info(u) for u in range(1, size + 1)])
+        sel = await SelectedFolder.open(view, readonly=False)  # type: ignore[arg-type]
+        assert sel.exists == size and sel.unseen_at_open == 1
+        infos = [info(u) for u in range(1, size + 1) if u != 2]
+        infos[0] = info(1, "\\Seen", "$Work")
+        view.set([*infos, info(size + 1, "$New")])
+        held = await sel.refresh(allow_expunge=False)  # during FETCH: 2 stays a ghost
+        view.set([*infos, info(size + 1, "$New")])
+        later = await sel.refresh(allow_expunge=True)
+        return held, later, sel
+
+    held, later, sel = run(go())
+    assert held[0].startswith(b"* FLAGS (") and b"$New" in held[0] and b"$Work" in held[0]
+    assert held[2:] == [b"* 1 FETCH (UID 1 FLAGS (\\Seen $Work))",
+                        b"* %d EXISTS" % (size + 1), b"* 0 RECENT"]
+    assert later == [b"* 2 EXPUNGE"]
+    assert sel.exists == size and sel.uids[:2] == [1, 3] and sel.uids[-1] == size + 1
+    assert sel.flags_of(1) == {"\\Seen", "$Work"} and not sel.gone
+
+
+def test_condstore_reports_a_modseq_change_alone() -> None:
+    async def go() -> list[bytes]:
+        view = FakeView([info(u) for u in range(1, 3001)])
+        sel = await SelectedFolder.open(view, readonly=False)  # type: ignore[arg-type]
+        sel.condstore = True
+        view.set(list(view.infos), {**view.modseqs, 5: 9})
+        return await sel.refresh(allow_expunge=True)
+
+    assert run(go()) == [b"* 5 FETCH (UID 5 FLAGS () MODSEQ (9))"]
+
+
+def test_big_folder_walks_run_off_the_loop() -> None:
+    """SELECT's first snapshot and the diff after a command walk all 10,000 messages:
+    in a worker thread; the loop only reads the records that changed."""
+    size = 10_000
+
+    async def go() -> tuple[str, set[str], Counter[str], list[bytes]]:
+        loop_thread = threading.current_thread().name
+        view = FakeView([info(u) for u in range(1, size + 1)])
+        sel = await SelectedFolder.open(view, readonly=False)  # type: ignore[arg-type]
+        at_open = view.infos.threads
+        infos = list(view.infos)
+        for u in (10, 5000, 9999):
+            infos[u - 1] = info(u, "\\Seen")
+        view.set(infos)
+        lines = await sel.refresh(allow_expunge=True)
+        return loop_thread, at_open, view.infos.reads, lines
+
+    loop_thread, at_open, at_refresh, lines = run(go())
+    assert lines == [b"* %d FETCH (UID %d FLAGS (\\Seen))" % (u, u) for u in (10, 5000, 9999)]
+    assert at_open and loop_thread not in at_open
+    assert sum(at_refresh.values()) >= size and at_refresh[loop_thread] <= 3 * 4
+
+
+def test_unchanged_folder_is_not_walked() -> None:
+    """The store hands back the same records: no walk at all, on no thread."""
+
+    async def go() -> tuple[list[bytes], set[str]]:
+        view = FakeView([info(u) for u in range(1, 10_001)])
+        sel = await SelectedFolder.open(view, readonly=False)  # type: ignore[arg-type]
+        sel.condstore = True
+        view.set(list(view.infos), view.modseqs)  # a new list of the same records
+        return await sel.refresh(allow_expunge=True), view.infos.threads
+
+    lines, walked = run(go())
+    assert lines == [] and walked == set()
+
+
+def test_small_folder_stays_inline() -> None:
+    async def go() -> tuple[str, set[str]]:
+        view = FakeView([info(u) for u in range(1, selmod.INLINE_MAX + 1)])
+        await SelectedFolder.open(view, readonly=False)  # type: ignore[arg-type]
+        return threading.current_thread().name, view.infos.threads
+
+    loop_thread, walked = run(go())
+    assert walked == {loop_thread}
+
+
+@pytest.mark.parametrize("doomed", [[3, 7, 8], list(range(2, 200, 2))])  # one by one, and rebuilt
+def test_expunge_lines_are_valid_as_sent(doomed: list[int]) -> None:
+    """RFC 3501 §7.4.1: each EXPUNGE renumbers the ones after it, so the lines go out
+    highest sequence number first; the snapshot keeps the rest in order."""
+    uids = list(range(1, 301))
+
+    async def go() -> tuple[list[bytes], SelectedFolder]:
+        view = FakeView([info(u) for u in uids])
+        sel = await SelectedFolder.open(view, readonly=False)  # type: ignore[arg-type]
+        return sel.expunged(doomed), sel
+
+    lines, sel = run(go())
+    client = list(uids)
+    for line in lines:
+        seq = int(line.split()[1])
+        del client[seq - 1]
+    assert lines == [b"* %d EXPUNGE" % u for u in sorted(doomed, reverse=True)]
+    assert client == sel.uids == [u for u in uids if u not in doomed]
+    assert all(u not in sel.info for u in doomed) and sel.exists == 300 - len(doomed)
