@@ -6,13 +6,14 @@ import asyncio
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from passlib.hash import sha512_crypt
 
 from esam_mail.directory.passwords import PasswordHasher
 from esam_mail.directory.sql import SqlDirectory
-from esam_mail.errors import AuthError
+from esam_mail.errors import AccountDisabled, AuthError
 from esam_mail.services.auth import DirectoryAuthenticator
 from tests.conftest import migrate_directory
 
@@ -26,9 +27,34 @@ def url(tmp_path: Path) -> str:
     return u
 
 
+_MADE: list[DirectoryAuthenticator] = []
+
+
 def make(url: str, **kw: object) -> DirectoryAuthenticator:
     d = SqlDirectory(url, domain="esam.test")
-    return DirectoryAuthenticator(d, HASHER, workers=2, failure_delay=0.0, **kw)  # type: ignore[arg-type]
+    return made(DirectoryAuthenticator(d, HASHER, workers=2, failure_delay=0.0, **kw))  # type: ignore[arg-type]
+
+
+def made(a: DirectoryAuthenticator) -> DirectoryAuthenticator:
+    _MADE.append(a)
+    return a
+
+
+def run(coro: Any) -> Any:
+    """asyncio.run, closing every authenticator (and its directory) made inside before the
+    loop ends: a directory left open kept aiosqlite worker threads that raised "Event loop is
+    closed" later, in whatever test ran then (CI: test_cli_args, next in this worker)."""
+
+    async def guarded() -> Any:
+        try:
+            return await coro
+        finally:
+            while _MADE:
+                a = _MADE.pop()
+                a.close()
+                await a.directory.close()
+
+    return asyncio.run(guarded())
 
 
 async def add(url: str, login: str, stored: str) -> None:
@@ -50,7 +76,7 @@ def test_login_by_login_or_address(url: str) -> None:
         with pytest.raises(AuthError):
             await a.authenticate("nobody", "x", peer="10.0.0.1", service="imap")
 
-    asyncio.run(go())
+    run(go())
 
 
 def test_cache_hit_still_proves_the_password(url: str) -> None:
@@ -64,7 +90,7 @@ def test_cache_hit_still_proves_the_password(url: str) -> None:
             await a.authenticate("alice", "pw-alice-2", peer="10.0.0.1", service="imap")
         await a.authenticate("alice", "pw-alice-1", peer="10.0.0.1", service="imap")
 
-    asyncio.run(go())
+    run(go())
 
 
 def test_legacy_hash_is_rehashed_to_argon2id_on_login(url: str) -> None:
@@ -76,7 +102,7 @@ def test_legacy_hash_is_rehashed_to_argon2id_on_login(url: str) -> None:
         assert rec is not None and rec.password_hash.startswith("$argon2id$")
         await a.authenticate("old", "legacy-pw", peer="10.0.0.1", service="smtp")
 
-    asyncio.run(go())
+    run(go())
 
 
 def test_brute_force_locks_the_ip_not_the_owner(url: str) -> None:
@@ -99,7 +125,7 @@ def test_brute_force_locks_the_ip_not_the_owner(url: str) -> None:
         events = await attacker.directory.audit_list(action="auth.lock")
         assert events and events[0].outcome == "denied"
 
-    asyncio.run(go())
+    run(go())
 
 
 def test_suspended_mailbox_cannot_log_in(url: str) -> None:
@@ -110,7 +136,7 @@ def test_suspended_mailbox_cannot_log_in(url: str) -> None:
         with pytest.raises(AuthError):
             await a.authenticate("alice", "pw-alice-1", peer="10.0.0.1", service="imap")
 
-    asyncio.run(go())
+    run(go())
 
 
 def test_cache_is_shared_with_forked_workers_and_skips_the_slow_check(url: str) -> None:
@@ -123,14 +149,14 @@ def test_cache_is_shared_with_forked_workers_and_skips_the_slow_check(url: str) 
     async def first() -> None:
         await add(url, "alice", HASHER.hash("pw-alice-1"))
 
-    asyncio.run(first())
+    run(first())
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:  # "worker 1": proves the password the slow way
         code = 1
         try:
             a = make(url, cache=cache)
-            asyncio.run(a.authenticate("alice", "pw-alice-1", peer="10.0.0.1", service="imap"))
+            run(a.authenticate("alice", "pw-alice-1", peer="10.0.0.1", service="imap"))
             code = 0
         finally:
             os._exit(code)
@@ -145,12 +171,12 @@ def test_cache_is_shared_with_forked_workers_and_skips_the_slow_check(url: str) 
 
     async def second() -> None:  # "worker 2"
         d = SqlDirectory(url, domain="esam.test")
-        a = DirectoryAuthenticator(d, NoSlowCheck(1024, 1, 1), workers=1, failure_delay=0.0, cache=cache)
+        a = made(DirectoryAuthenticator(d, NoSlowCheck(1024, 1, 1), workers=1, failure_delay=0.0, cache=cache))
         assert (await a.authenticate("alice", "pw-alice-1", peer="10.0.0.2", service="smtp")).login == "alice"
         with pytest.raises(AssertionError, match="slow check ran"):  # a wrong password is never a hit
             await a.authenticate("alice", "pw-alice-2", peer="10.0.0.2", service="smtp")
 
-    asyncio.run(second())
+    run(second())
 
 
 def test_cache_renews_active_users_up_to_max_age_and_forgets() -> None:
@@ -177,6 +203,20 @@ def test_cache_renews_active_users_up_to_max_age_and_forgets() -> None:
     assert not SharedLoginCache(4, ttl=0).check("bob", "pw", "$h", now=1.0)
 
 
+def _count_reads(a: DirectoryAuthenticator) -> list[str]:
+    """Directory reads from now on: a session opened ("sessions", "readers"), or the SQLite
+    login lookup's one read transaction (counted as "readers")."""
+    opened: list[str] = []
+    for name in ("sessions", "readers"):
+        real = getattr(a.directory, name)
+        setattr(a.directory, name, lambda real=real, name=name: opened.append(name) or real())
+    direct = a.directory._direct
+    if direct is not None:
+        real_state = direct.login_state
+        direct.login_state = lambda *args: opened.append("readers") or real_state(*args)  # type: ignore[method-assign]
+    return opened
+
+
 def test_a_cached_login_is_one_directory_read(url: str) -> None:
     """Mailbox, second factor and failure counters come in one read transaction (issue 20)."""
 
@@ -185,22 +225,13 @@ def test_a_cached_login_is_one_directory_read(url: str) -> None:
         a = make(url, cache_seconds=60, state_seconds=0)  # the read itself, not its reuse
         a.second_factor = object()  # on, as the app wires it; alice has no second factor
         await a.authenticate("alice", "pw-alice-1", peer="10.0.0.1", service="imap")
-        opened: list[str] = []
-        for name in ("sessions", "readers"):
-            real = getattr(a.directory, name)
-            setattr(a.directory, name, lambda real=real, name=name: opened.append(name) or real())
+        opened = _count_reads(a)
         await a.authenticate("alice", "pw-alice-1", peer="10.0.0.1", service="imap")
         assert opened == ["readers"]
 
-    asyncio.run(go())
+    run(go())
 
 
-def _count_reads(a: DirectoryAuthenticator) -> list[str]:
-    opened: list[str] = []
-    for name in ("sessions", "readers"):
-        real = getattr(a.directory, name)
-        setattr(a.directory, name, lambda real=real, name=name: opened.append(name) or real())
-    return opened
 
 
 def test_a_repeated_login_within_the_window_reads_nothing(url: str) -> None:
@@ -222,7 +253,7 @@ def test_a_repeated_login_within_the_window_reads_nothing(url: str) -> None:
             await a.authenticate("alice", "pw-wrong", peer="10.0.0.1", service="imap")
         assert "readers" in opened[1:]
 
-    asyncio.run(go())
+    run(go())
 
 
 def test_password_change_and_suspension_through_the_services_stop_at_once(url: str) -> None:
@@ -253,7 +284,30 @@ def test_password_change_and_suspension_through_the_services_stop_at_once(url: s
             with pytest.raises(AuthError):
                 await x.authenticate("alice", "pw-alice-2", peer="10.0.0.1", service="imap")
 
-    asyncio.run(go())
+    run(go())
+
+
+def test_a_staff_suspension_stops_a_login_proved_moments_ago(url: str) -> None:
+    """The staff console's suspend/close goes through StaffService, which tells the node's
+    login cache (CI, e2e staff console: an IMAP login right after the suspension still
+    succeeded, from the state remembered for the second before)."""
+    from esam_mail.services.accounts.staff import StaffService
+    from tests.conftest import add_staff
+
+    async def go() -> None:
+        await add(url, "alice", HASHER.hash("pw-alice-1"))
+        a = make(url, cache_seconds=60, state_seconds=3600)
+        for _ in range(2):
+            await a.authenticate("alice", "pw-alice-1", peer="10.0.0.1", service="imap")
+        staff = StaffService(a.directory, lambda pw: "x", lambda pw, h: False, forget_login=a.forget)
+        boss = await staff.get("boss")
+        assert boss is not None
+        await staff.set_mailbox_state(boss, "alice", "suspended", "owner's request")
+        with pytest.raises(AccountDisabled):
+            await a.authenticate("alice", "pw-alice-1", peer="10.0.0.1", service="imap")
+
+    add_staff(url, "boss", role="supervisor")
+    run(go())
 
 
 def test_a_change_that_bypasses_the_services_is_seen_within_the_window(url: str) -> None:
@@ -292,4 +346,47 @@ def test_a_change_that_bypasses_the_services_is_seen_within_the_window(url: str)
             await login("pw-alice-2")
         await elsewhere.close()
 
-    asyncio.run(go())
+    run(go())
+
+
+def test_sqlite_login_lookup_is_one_thread_hop_and_reads_what_the_session_reads(url: str) -> None:
+    """On SQLite the login lookup runs as one read transaction in one worker-thread hop on a
+    plain sqlite3 connection, not through SQLAlchemy's async session (a dozen aiosqlite
+    hand-offs, most of a cached login's CPU, issue 20); its answer is the session path's."""
+    from esam_mail.directory.models import SecondFactor
+
+    async def go() -> None:
+        await add(url, "alice", HASHER.hash("pw-alice-1"))
+        await add(url, "bob", "$legacy")
+        d = SqlDirectory(url, domain="esam.test")
+        assert d._direct is not None
+        bob = await d.get("bob")
+        assert bob is not None
+        async with d.transaction() as s:
+            s.add(SecondFactor(mailbox_id=bob.id, totp_secret="X" * 32))
+        await d.set_state("bob", "suspended", actor=("sysadmin", "t"))
+        await d.record_failure(["ip:10.0.0.9", "login:bob|ip:10.0.0.9"], 2, 300)
+        await d.record_failure(["login:bob|ip:10.0.0.9"], 2, 300)  # locked now
+        direct, d._direct = d._direct, None  # the session path, for comparison
+        cases = [("alice", []), ("bob", ["ip:10.0.0.9", "login:bob|ip:10.0.0.9", "login:bob"]),
+                 ("bob@esam.test", ["ip:10.0.0.1"]), ("nobody", ["ip:10.0.0.9"]), ("x@elsewhere.test", [])]
+        expected = [await d.login_state(u, k) for u, k in cases]
+        d._direct = direct
+        d.readers = d.sessions = None  # type: ignore[assignment]
+        hops: list[object] = []
+        loop = asyncio.get_running_loop()
+        real = loop.run_in_executor
+        loop.run_in_executor = lambda pool, fn, *a: hops.append(pool) or real(pool, fn, *a)  # type: ignore[method-assign]
+        got = [await d.login_state(u, k) for u, k in cases]
+        loop.run_in_executor = real  # type: ignore[method-assign]
+        assert hops == [direct.pool] * len(cases)
+        for want, have in zip(expected, got, strict=True):
+            assert have.record == want.record and have.second_factor == want.second_factor
+            assert {k: (f.count, f.first_at, f.locked_until) for k, f in have.failures.items()} == {
+                k: (f.count, f.first_at, f.locked_until) for k, f in want.failures.items()}
+        assert got[1].second_factor and got[1].record is not None and got[1].record.state == "suspended"
+        assert got[1].failures["login:bob|ip:10.0.0.9"].locked_until is not None
+        assert got[2].record == got[1].record and got[3].record is None
+        await d.close()
+
+    run(go())
