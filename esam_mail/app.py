@@ -24,6 +24,7 @@ from typing import Any
 
 from esam_mail import fsio, metrics, tls
 from esam_mail.config import Config, parse_hostport
+from esam_mail.i18n import Message
 from esam_mail.log import event
 
 log = logging.getLogger(__name__)
@@ -226,31 +227,32 @@ def build_inbound_policy(cfg: Config, *, resolver: Any = None) -> Any:
 
 
 def init(cfg: Config) -> list[str]:
-    """Idempotent: folders, schema (Alembic), dev TLS cert, DKIM keys.  Returns what it did."""
+    """Idempotent: folders, schema (Alembic), dev TLS cert, DKIM keys.  Returns what it did, one
+    :class:`~esam_mail.i18n.Message` (English ``str``) per line; ``esam init`` translates them."""
     from esam_mail.directory.sql import upgrade_schema_sync
     from esam_mail.services.mailflow.dkim import generate_key
 
-    done = []
+    done: list[str] = []
     for d in (cfg.data_dir, cfg.store_path, cfg.data_dir / "queue", cfg.data_dir / "run",
               cfg.data_dir / "dkim", cfg.data_dir / "tls"):
         if not d.exists():
             d.mkdir(parents=True, mode=0o700)
-            done.append(f"created {d}")
+            done.append(Message("created {path}", path=d))
         os.chmod(d, 0o700)
     upgrade_schema_sync(cfg.directory_url)
-    done.append("directory schema is at the latest migration")
+    done.append(Message("directory schema is at the latest migration"))
     if not cfg.tls.cert and tls.ensure_dev_certificate(cfg.tls_cert, cfg.tls_key, cfg.server.hostname):
-        done.append(f"made a self-signed TLS certificate {cfg.tls_cert}")
+        done.append(Message("made a self-signed TLS certificate {path}", path=cfg.tls_cert))
     from esam_mail.services.official.evidence import ensure_operator_key
 
     if ensure_operator_key(cfg.operator_cert, cfg.operator_key, hostname=cfg.server.hostname,
                            domain=cfg.mail.domain):
-        done.append(f"made the evidence signing key and certificate {cfg.operator_cert}")
+        done.append(Message("made the evidence signing key and certificate {path}", path=cfg.operator_cert))
     have = {s for s, _, _ in dkim_key_files(cfg)}
     for selector, algorithm in cfg.dkim.keys.items():
         if selector not in have:
             path, _ = generate_key(cfg.data_dir / "dkim", selector, algorithm)
-            done.append(f"made DKIM key {path} (publish it: esam dns)")
+            done.append(Message("made DKIM key {path} (publish it: {command})", path=path, command="esam dns"))
     return done
 
 

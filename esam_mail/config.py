@@ -28,6 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from esam_mail.errors import ConfigError
+from esam_mail.errors import Problem as P_
+from esam_mail.i18n import N_
 
 EX_CONFIG = 78
 
@@ -564,7 +566,7 @@ def parse_roles(value: str) -> list[frozenset[str]]:
 
     Raises:
         ValueError: an unknown role, an empty group, or a role in two groups; the
-            message names ``server.roles``.
+            message (a :class:`~esam_mail.errors.Problem`) names ``server.roles``.
     """
     if not value.strip():
         return [frozenset(ROLES)]
@@ -573,13 +575,13 @@ def parse_roles(value: str) -> list[frozenset[str]]:
     for raw in value.split(","):
         names = [n.strip().lower() for n in raw.split("+")]
         if not all(names):
-            raise ValueError(f"server.roles: empty role in {value!r} (use e.g. \"smtp,imap,http\")")
+            raise ValueError(P_("server.roles", 'empty role in {value!r} (use e.g. "smtp,imap,http")', value=value))
         bad = [n for n in names if n not in ROLES]
         if bad:
-            raise ValueError(f"server.roles: unknown role {bad[0]!r} (roles: smtp, imap, http)")
+            raise ValueError(P_("server.roles", "unknown role {role!r} (roles: smtp, imap, http)", role=bad[0]))
         twice = seen.intersection(names)
         if twice:
-            raise ValueError(f"server.roles: role {sorted(twice)[0]!r} is in two groups")
+            raise ValueError(P_("server.roles", "role {role!r} is in two groups", role=sorted(twice)[0]))
         seen.update(names)
         groups.append(frozenset(names))
     return groups
@@ -617,9 +619,12 @@ def _check_type(value: Any, tp: Any) -> bool:
     return False
 
 
-def _type_name(tp: Any) -> str:
-    return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(
-        tp, "a list of strings" if typing.get_origin(tp) is list else "a table of strings"
+def _type_msgid(tp: Any) -> str:
+    """The problem of a value of the wrong type (one msgid per type: each reads as a sentence)."""
+    return {bool: N_("must be true or false, got {value!r}"), int: N_("must be an integer, got {value!r}"),
+            float: N_("must be a number, got {value!r}"), str: N_("must be a string, got {value!r}")}.get(
+        tp, N_("must be a list of strings, got {value!r}") if typing.get_origin(tp) is list
+        else N_("must be a table of strings, got {value!r}")
     )
 
 
@@ -629,15 +634,15 @@ def _hints(cls: type) -> dict[str, Any]:
 
 def from_dict(raw: dict[str, Any], source: str = "") -> Config:
     """Validate a parsed TOML document; raise ConfigError listing every problem."""
-    problems: list[str] = []
+    problems: list[str] = []  # Problem (a str) each: key, msgid, params
     sections: dict[str, Any] = {}
     for key in raw:
         if key not in SECTIONS:
-            problems.append(f"{key}: unknown section (known: {', '.join(SECTIONS)})")
+            problems.append(P_(key, "unknown section (known: {known})", known=", ".join(SECTIONS)))
     for name, cls in SECTIONS.items():
         given = raw.get(name, {})
         if not isinstance(given, dict):
-            problems.append(f"{name}: must be a table ([{name}])")
+            problems.append(P_(name, "must be a table ([{name}])", name=name))
             given = {}
         hints = _hints(cls)
         fields = {f.name: f for f in dataclasses.fields(cls)}
@@ -648,22 +653,23 @@ def from_dict(raw: dict[str, Any], source: str = "") -> Config:
                 import difflib
 
                 near = difflib.get_close_matches(key, list(fields), n=1)
-                hint = f" (did you mean {near[0]}?)" if near else ""
-                problems.append(f"{dotted}: unknown key{hint}")
+                problems.append(P_(dotted, "unknown key (did you mean {near}?)", near=near[0]) if near
+                                else P_(dotted, "unknown key"))
                 continue
             meta = fields[key].metadata
             tp = hints[key]
             if not _check_type(value, tp):
-                problems.append(f"{dotted}: must be {_type_name(tp)}, got {value!r}")
+                problems.append(P_(dotted, _type_msgid(tp), value=value))
                 continue
             if "choices" in meta and value not in meta["choices"]:
-                problems.append(f"{dotted}: must be one of {', '.join(meta['choices'])}, got {value!r}")
+                problems.append(P_(dotted, "must be one of {choices}, got {value!r}",
+                                   choices=", ".join(meta["choices"]), value=value))
                 continue
             if "min" in meta and value < meta["min"]:
-                problems.append(f"{dotted}: must be at least {meta['min']}, got {value}")
+                problems.append(P_(dotted, "must be at least {min}, got {value}", min=meta["min"], value=value))
                 continue
             if "max" in meta and value > meta["max"]:
-                problems.append(f"{dotted}: must be at most {meta['max']}, got {value}")
+                problems.append(P_(dotted, "must be at most {max}, got {value}", max=meta["max"], value=value))
                 continue
             values[key] = value
         try:
@@ -689,7 +695,7 @@ def _semantic_checks(cfg: Config) -> list[str]:
     try:
         parse_roles(cfg.server.roles)
     except ValueError as exc:
-        problems.append(str(exc))
+        problems.append(exc.args[0])
     for f in dataclasses.fields(ListenConfig):
         value = getattr(cfg.listen, f.name)
         if value:
@@ -698,10 +704,9 @@ def _semantic_checks(cfg: Config) -> list[str]:
                 if port > 65535:
                     raise ValueError
             except ValueError:
-                problems.append(
-                    f"listen.{f.name}: {value!r} is not host:port "
-                    f'(hint: "127.0.0.1:2525", "[::]:25", "" to disable)'
-                )
+                problems.append(P_(f"listen.{f.name}",
+                                   '{value!r} is not host:port (hint: "127.0.0.1:2525", "[::]:25", "" to disable)',
+                                   value=value))
     for i, ns in enumerate(cfg.dns.nameservers):
         import ipaddress
 
@@ -712,67 +717,66 @@ def _semantic_checks(cfg: Config) -> list[str]:
             if not 0 < int(port_text or "x") < 65536:
                 raise ValueError
         except ValueError:
-            problems.append(f'dns.nameservers[{i}]: {ns!r} is not an IP address with an optional port '
-                            f'(hint: "192.0.2.53", "127.0.0.1:5353", "[2001:db8::53]:53")')
+            problems.append(P_(f"dns.nameservers[{i}]", '{value!r} is not an IP address with an optional port '
+                               '(hint: "192.0.2.53", "127.0.0.1:5353", "[2001:db8::53]:53")', value=ns))
     for key, dom in [("mail.domain", cfg.mail.domain)] + [
         (f"mail.extra_domains[{i}]", d) for i, d in enumerate(cfg.mail.extra_domains)
     ]:
         if not _DOMAIN.match(dom.lower()):
-            problems.append(f'{key}: {dom!r} is not a domain name (hint: "mail.example.kz")')
+            problems.append(P_(key, '{value!r} is not a domain name (hint: "mail.example.kz")', value=dom))
     if bool(cfg.tls.cert) != bool(cfg.tls.key):
-        problems.append(
-            "tls.cert: cert and key must be given together (or both left empty "
-            "for a self-signed development certificate)"
-        )
+        problems.append(P_("tls.cert", "cert and key must be given together (or both left empty "
+                              "for a self-signed development certificate)"))
     for key, path in (("tls.cert", cfg.tls.cert), ("tls.key", cfg.tls.key)):
         if path and not os.access(path, os.R_OK):
-            problems.append(f"{key}: cannot read {path!r}")
+            problems.append(P_(key, "cannot read {path!r}", path=path))
     url = cfg.directory.url
     if url and not (url.startswith("sqlite+aiosqlite://") or url.startswith("postgresql+asyncpg://")):
-        problems.append(
-            f"directory.url: unsupported driver in {url.split(':')[0]!r} (hint: "
-            "sqlite+aiosqlite:///path.db or postgresql+asyncpg://user@host/db)"
-        )
+        problems.append(P_("directory.url", "unsupported driver in {driver!r} (hint: "
+                           "sqlite+aiosqlite:///path.db or postgresql+asyncpg://user@host/db)",
+                           driver=url.split(":")[0]))
     for dom, hop in cfg.outbound.transport.items():
         try:
             parse_hostport(hop)
         except ValueError:
-            problems.append(f"outbound.transport.{dom}: {hop!r} is not host:port")
+            problems.append(P_(f"outbound.transport.{dom}", "{value!r} is not host:port", value=hop))
     for i, p in enumerate(cfg.eds.trust_anchors):
         if not os.access(p, os.R_OK):
-            problems.append(f"eds.trust_anchors[{i}]: cannot read {p!r}")
+            problems.append(P_(f"eds.trust_anchors[{i}]", "cannot read {path!r}", path=p))
     if cfg.registration.registry == "file" and not cfg.registration.registry_file:
-        problems.append("registration.registry_file: required when registration.registry = 'file'")
+        problems.append(P_("registration.registry_file", "required when registration.registry = 'file'"))
     if cfg.mail.reserved_names_file and not os.access(cfg.mail.reserved_names_file, os.R_OK):
-        problems.append(f"mail.reserved_names_file: cannot read {cfg.mail.reserved_names_file!r}")
+        problems.append(P_("mail.reserved_names_file", "cannot read {path!r}", path=cfg.mail.reserved_names_file))
     if not os.access(cfg.registration.agreement_file, os.R_OK):
-        problems.append(f"registration.agreement_file: cannot read {cfg.registration.agreement_file!r}")
+        problems.append(P_("registration.agreement_file", "cannot read {path!r}",
+                           path=cfg.registration.agreement_file))
     for sel, alg in cfg.dkim.keys.items():
         if alg not in ("rsa-sha256", "ed25519-sha256"):
-            problems.append(f"dkim.keys.{sel}: {alg!r} is not rsa-sha256 or ed25519-sha256")
+            problems.append(P_(f"dkim.keys.{sel}", "{value!r} is not rsa-sha256 or ed25519-sha256", value=alg))
     if not re.fullmatch(r"[A-Z]{2}", cfg.hybrid.tracking_prefix):
-        problems.append('hybrid.tracking_prefix: two capital letters, e.g. "RR"')
+        problems.append(P_("hybrid.tracking_prefix", 'two capital letters, e.g. "RR"'))
     if not re.fullmatch(r"[a-z0-9]([a-z0-9._-]{0,62}[a-z0-9])?", cfg.hybrid.gateway):
-        problems.append('hybrid.gateway: a lower-case local part, e.g. "paper"')
+        problems.append(P_("hybrid.gateway", 'a lower-case local part, e.g. "paper"'))
     for prefix, code in cfg.hybrid.facilities.items():
         if not re.fullmatch(r"[A-Za-z0-9_-]{1,32}", code):
-            problems.append(f"hybrid.facilities.{prefix}: {code!r} is not a facility code (A-Z, 0-9, _ -)")
+            problems.append(P_(f"hybrid.facilities.{prefix}", "{value!r} is not a facility code (A-Z, 0-9, _ -)",
+                               value=code))
     if "*" not in cfg.hybrid.facilities:
-        problems.append('hybrid.facilities: needs a default facility under "*"')
+        problems.append(P_("hybrid.facilities", 'needs a default facility under "*"'))
     if bool(cfg.official.operator_cert) != bool(cfg.official.operator_key):
-        problems.append("official.operator_cert: cert and key must be given together (or both left "
-                        "empty for the key `esam init` makes)")
+        problems.append(P_("official.operator_cert", "cert and key must be given together (or both left "
+                           "empty for the key `esam init` makes)"))
     for key, path in (("official.operator_cert", cfg.official.operator_cert),
                       ("official.operator_key", cfg.official.operator_key)):
         if path and not os.access(path, os.R_OK):
-            problems.append(f"{key}: cannot read {path!r}")
+            problems.append(P_(key, "cannot read {path!r}", path=path))
     for key, url in [("eds.ocsp_url", cfg.eds.ocsp_url)] + [
         (f"eds.crl_urls[{i}]", u) for i, u in enumerate(cfg.eds.crl_urls)
     ]:
         if url and not re.match(r"^https?://", url):
-            problems.append(f'{key}: {url!r} is not an http(s) URL (hint: "http://ocsp.pki.gov.kz")')
+            problems.append(P_(key, '{value!r} is not an http(s) URL (hint: "http://ocsp.pki.gov.kz")', value=url))
     if cfg.outbound.retry_max < cfg.outbound.retry_base:
-        problems.append("outbound.retry_max: must not be below outbound.retry_base")
+        problems.append(P_("outbound.retry_max", "must not be below outbound.retry_base"))
     return problems
 
 
@@ -786,13 +790,13 @@ def load(path: str | os.PathLike[str] | None) -> Config:
     try:
         text = p.read_bytes().decode("utf-8")
     except OSError as exc:
-        raise ConfigError([f"{p}: cannot read the config file ({exc.strerror})"]) from None
+        raise ConfigError([P_(str(p), "cannot read the config file ({reason})", reason=exc.strerror)]) from None
     except UnicodeDecodeError:
-        raise ConfigError([f"{p}: not UTF-8"]) from None
+        raise ConfigError([P_(str(p), "not UTF-8")]) from None
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError([f"{p}: TOML syntax error: {exc}"]) from None
+        raise ConfigError([P_(str(p), "TOML syntax error: {detail}", detail=exc)]) from None
     return from_dict(raw, source=str(p))
 
 

@@ -30,6 +30,21 @@ class EsamError(Exception):
     temporary: bool = False
 
 
+class Problem(str):
+    """One configuration problem: ``"dotted.key: message"`` in English, as a plain ``str``, that
+    also keeps its parts so a front-end can say it in the reader's language: ``key``, the
+    English ``msgid`` with ``{placeholders}``, and the ``params`` that fill them."""
+
+    key: str
+    msgid: str
+    params: dict[str, object]
+
+    def __new__(cls, key: str, msgid: str, /, **params: object) -> Problem:
+        self = super().__new__(cls, f"{key}: {msgid.format(**params) if params else msgid}")
+        self.key, self.msgid, self.params = key, msgid, params
+        return self
+
+
 class ConfigError(EsamError):
     """The configuration is wrong; ``problems`` lists every problem found."""
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import functools
 import gettext as _gettext
 import io
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 LANGUAGES: tuple[str, ...] = ("kk", "ru", "en")
@@ -126,6 +126,49 @@ class Translator:
     def gnu(self) -> _gettext.NullTranslations:
         """The underlying gettext object (for Jinja2's ``install_gettext_translations``)."""
         return translations(self.domain, self.lang)
+
+
+class Message(str):
+    """English text (a plain ``str``) that keeps its ``msgid`` and ``params``, so that a front-end
+    can say it in the reader's language: ``Message("created {path}", path=p)``.  For texts made
+    below the front-ends (``app.init``'s report, a service's ``ValidationError``), which know no
+    reader.
+
+    ``domain`` is the catalogue the msgid belongs to.  A plain ``Message`` has none: the front-end
+    that says it uses its own (the CLI's ``cli``).  A service names its subsystem's catalogue with
+    :func:`domain_message` (``M_ = domain_message("identity")``; ``M_("user name is required")``),
+    and every front-end then says it from that catalogue.  A parameter that is itself a Message (a
+    field's label) is said in the same language."""
+
+    msgid: str
+    params: dict[str, object]
+    domain: str | None = None
+
+    def __new__(cls, msgid: str, /, **params: object) -> Message:
+        self = super().__new__(cls, msgid.format(**params) if params else msgid)
+        self.msgid, self.params = msgid, params
+        return self
+
+    def in_language(self, domain: str, lang: str) -> str:
+        """This text in *lang*, from this Message's own domain, else from *domain*."""
+        own = self.domain or domain
+        params = {k: v.in_language(own, lang) if isinstance(v, Message) else v for k, v in self.params.items()}
+        return gettext(own, lang, self.msgid, **params)
+
+
+def domain_message(domain: str) -> Callable[..., Message]:
+    """A ``Message`` maker bound to *domain*'s catalogue.
+
+    Bind it at module level under a name ending in ``M_`` (``M_ = domain_message("identity")``):
+    ``tests/unit/test_i18n.py`` extracts every such call and checks its msgid is translated in
+    that domain."""
+
+    def make(msgid: str, /, **params: object) -> Message:
+        message = Message(msgid, **params)
+        message.domain = domain
+        return message
+
+    return make
 
 
 def N_(msgid: str) -> str:

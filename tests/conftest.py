@@ -30,6 +30,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if marker is not None and item.get_closest_marker(marker) is None:
             item.add_marker(getattr(pytest.mark, marker))
 
+# The esam command speaks the operator's language (ESAM_LANG, else the locale); the tests read
+# its output in English unless a test chooses another language itself (tests/unit/test_cli_i18n.py).
+os.environ["ESAM_LANG"] = "en"
+
 # Cheap argon2 for tests (production defaults are m=64MiB, t=3, p=4).
 FAST_AUTH = {"argon2_memory_kib": 1024, "argon2_time_cost": 1, "argon2_parallelism": 1, "hash_workers": 2}
 

@@ -15,6 +15,7 @@ import os
 import pwd
 from typing import Any
 
+from esam_mail.cli._i18n import _
 from esam_mail.errors import ValidationError
 
 __all__ = ["actor_for", "is_administrator", "os_user", "staff_service"]
@@ -38,12 +39,15 @@ def staff_service(cfg: Any) -> Any:
 
 
 def _bound_staff(cfg: Any, user: str) -> Any:
+    from esam_mail.directory.sql import dispose_loop_engines
+
     async def go() -> Any:
         svc = staff_service(cfg)
         try:
             return await svc.by_os_user(user)
         finally:
             await svc.directory.close()
+            await dispose_loop_engines()  # as commands.run_async (not imported: it imports us)
 
     return asyncio.run(go())
 
@@ -69,10 +73,11 @@ def actor_for(args: argparse.Namespace, cfg: Any) -> tuple[str, str]:
     if given:
         if not is_administrator(cfg):
             raise ValidationError(
-                "actor", f"only an administrator may name another actor; you are recorded as os:{user}")
-        kind, _, ident = given.partition(":")
+                "actor", _("only an administrator may name another actor; you are recorded as {actor}",
+                           actor=f"os:{user}"))
+        kind, _sep, ident = given.partition(":")
         if not kind or not ident or len(given) > 100:
-            raise ValidationError("actor", "KIND:ID, e.g. employee:e-17")
+            raise ValidationError("actor", _("KIND:ID, e.g. employee:e-17"))
         return kind, f"{ident}/os={user}"
     if staff is not None:
         kind, ident = staff.actor

@@ -12,27 +12,38 @@ import secrets
 from typing import Any
 
 from esam_mail import config as config_mod
-from esam_mail.cli.commands import INIT_STEPS, Sub, command, emit, handle_errors, load_config, run_async
+from esam_mail.cli._i18n import _
+from esam_mail.cli.commands import (
+    INIT_STEPS,
+    Sub,
+    actor_help,
+    command,
+    emit,
+    handle_errors,
+    json_help,
+    load_config,
+    run_async,
+)
 
 
 @command
 def add_alias(sub: Sub) -> None:
-    p = sub.add_parser("alias", help="add, list or remove aliases (postmaster@, abuse@, ...)")
+    p = sub.add_parser("alias", help=_("add, list or remove aliases (postmaster@, abuse@, ...)"))
     a = p.add_subparsers(dest="alias_cmd", metavar="ACTION", required=True)
-    add = a.add_parser("add", help="create an alias or add targets to it")
-    add.add_argument("name", help="local part (or name@domain)")
-    add.add_argument("targets", nargs="+", metavar="TARGET", help="a mailbox login, or a remote address")
-    add.add_argument("--actor", help="who does it, KIND:ID (administrators only; default: you, as os:<user> or your staff account)")
-    add.add_argument("--json", action="store_true")
+    add = a.add_parser("add", help=_("create an alias or add targets to it"))
+    add.add_argument("name", help=_("local part (or name@domain)"))
+    add.add_argument("targets", nargs="+", metavar="TARGET", help=_("a mailbox login, or a remote address"))
+    add.add_argument("--actor", help=actor_help())
+    add.add_argument("--json", action="store_true", help=json_help())
     add.set_defaults(func=handle_errors(cmd_alias_add))
-    ls = a.add_parser("list", help="list the aliases and their targets")
-    ls.add_argument("--json", action="store_true")
+    ls = a.add_parser("list", help=_("list the aliases and their targets"))
+    ls.add_argument("--json", action="store_true", help=json_help())
     ls.set_defaults(func=handle_errors(cmd_alias_list))
-    rm = a.add_parser("remove", help="remove targets, or the whole alias (its name is never issued as a login)")
+    rm = a.add_parser("remove", help=_("remove targets, or the whole alias (its name is never issued as a login)"))
     rm.add_argument("name")
-    rm.add_argument("targets", nargs="*", metavar="TARGET", help="only these targets (default: the whole alias)")
-    rm.add_argument("--actor", help="who does it, KIND:ID (administrators only; default: you, as os:<user> or your staff account)")
-    rm.add_argument("--json", action="store_true")
+    rm.add_argument("targets", nargs="*", metavar="TARGET", help=_("only these targets (default: the whole alias)"))
+    rm.add_argument("--actor", help=actor_help())
+    rm.add_argument("--json", action="store_true", help=json_help())
     rm.set_defaults(func=handle_errors(cmd_alias_remove))
 
 
@@ -72,7 +83,7 @@ def cmd_alias_list(args: argparse.Namespace) -> int:
     cfg = load_config(args)
     rows = _with_aliases(cfg, lambda a: a.list_all())
     emit(args, [_dict(r) for r in rows],
-         "\n".join(f"{r.address:40} -> {', '.join(r.targets)}" for r in rows) or "(no aliases)")
+         "\n".join(f"{r.address:40} -> {', '.join(r.targets)}" for r in rows) or _("(no aliases)"))
     return 0
 
 
@@ -81,7 +92,7 @@ def cmd_alias_remove(args: argparse.Namespace) -> int:
     actor = _actor(args)
     rec = _with_aliases(cfg, lambda a: a.remove(args.name, args.targets or None, actor=actor))
     if rec is None:
-        emit(args, {"name": args.name, "removed": True}, f"removed {args.name}")
+        emit(args, {"name": args.name, "removed": True}, _("removed {name}", name=args.name))
     else:
         emit(args, _dict(rec), f"{rec.address} -> {', '.join(rec.targets)}")
     return 0
@@ -108,20 +119,21 @@ async def ensure_role_aliases(cfg: config_mod.Config) -> list[str]:
                 None, svc.hasher.hash, secrets.token_urlsafe(32))
             rec = await svc.directory.create_mailbox(operator, hashed, kind="service", actor=("system", "init"))
             svc.store.user(rec.login_norm).create()
-            done.append(f"created the operator mailbox {rec.address} (set its password: esam passwd {operator})")
+            done.append(_("created the operator mailbox {address} (set its password: {command})",
+                          address=rec.address, command=f"esam passwd {operator}"))
         aliases = AliasDirectory(svc.directory)
         for role in cfg.aliases.roles:
             if await aliases.resolve(role) is not None:
                 continue
             if await svc.directory.get(role) is not None:
-                done.append(f"{role}@{cfg.mail.domain} is a mailbox: left as it is")
+                done.append(_("{address} is a mailbox: left as it is", address=f"{role}@{cfg.mail.domain}"))
                 continue
             try:
                 rec = await aliases.add(role, [operator], actor=("system", "init"))
             except ValidationError as e:
                 done.append(f"aliases.roles: {role}: {e.message}")
                 continue
-            done.append(f"alias {rec.address} -> {', '.join(rec.targets)}")
+            done.append(_("alias {address} -> {targets}", address=rec.address, targets=", ".join(rec.targets)))
     finally:
         await svc.close()
     return done

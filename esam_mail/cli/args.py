@@ -11,6 +11,8 @@ import argparse
 import math
 from collections.abc import Callable
 
+from esam_mail.cli._i18n import _
+
 
 def whole(lo: int, hi: int | None = None) -> Callable[[str], int]:
     """An integer in ``[lo, hi]``."""
@@ -19,9 +21,9 @@ def whole(lo: int, hi: int | None = None) -> Callable[[str], int]:
         try:
             value = int(text.strip(), 10)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+            raise argparse.ArgumentTypeError(_("must be a whole number, got {text!r}", text=text)) from None
         if value < lo or (hi is not None and value > hi):
-            raise argparse.ArgumentTypeError(f"must be {_range(lo, hi)}, got {value}")
+            raise argparse.ArgumentTypeError(_range(lo, hi, value))
         return value
 
     parse.__name__ = "whole number"  # argparse names the type in its own messages
@@ -35,20 +37,22 @@ def number(lo: float, hi: float | None = None, *, above: bool = False) -> Callab
         try:
             value = float(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+            raise argparse.ArgumentTypeError(_("must be a number, got {text!r}", text=text)) from None
         low_ok = value > lo if above else value >= lo
         if not math.isfinite(value) or not low_ok or (hi is not None and value > hi):
-            bound = f"more than {lo:g}" if above else _range(lo, None)
-            if hi is not None:
-                bound += f" and at most {hi:g}"
-            raise argparse.ArgumentTypeError(f"must be {bound}, got {text}")
+            if not above:
+                raise argparse.ArgumentTypeError(_range(f"{lo:g}", None if hi is None else f"{hi:g}", text))
+            if hi is None:
+                raise argparse.ArgumentTypeError(_("must be more than {lo}, got {value}", lo=f"{lo:g}", value=text))
+            raise argparse.ArgumentTypeError(
+                _("must be more than {lo} and at most {hi}, got {value}", lo=f"{lo:g}", hi=f"{hi:g}", value=text))
         return value
 
     parse.__name__ = "number"
     return parse
 
 
-def _range(lo: float, hi: float | None) -> str:
+def _range(lo: object, hi: object | None, value: object) -> str:
     if hi is None:
-        return f"{lo:g} or more"
-    return f"between {lo:g} and {hi:g}" if isinstance(lo, float) else f"between {lo} and {hi}"
+        return _("must be {lo} or more, got {value}", lo=lo, value=value)
+    return _("must be between {lo} and {hi}, got {value}", lo=lo, hi=hi, value=value)

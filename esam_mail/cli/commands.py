@@ -14,6 +14,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 from esam_mail import config as config_mod
+from esam_mail.cli._i18n import DOMAIN, N_, _, cli_language
 from esam_mail.cli.args import whole
 from esam_mail.errors import ConfigError, LoginTaken, NotFound, ValidationError
 
@@ -38,27 +39,60 @@ def load_config(args: argparse.Namespace) -> config_mod.Config:
     try:
         return config_mod.load(args.config)
     except ConfigError as exc:
-        err("configuration problems:")
-        for p in exc.problems:
-            print(f"  {p}", file=sys.stderr)
+        config_problems(exc)
         raise SystemExit(config_mod.EX_CONFIG) from None
 
 
+def config_problems(exc: ConfigError) -> None:
+    """``esam: configuration problems:`` and one line per problem, each naming its key."""
+    err(_("configuration problems:"))
+    for p in exc.problems:
+        print(f"  {problem_text(p)}", file=sys.stderr)
+
+
+def say(text: str) -> str:
+    """*text* in the operator's language when it is an :class:`esam_mail.i18n.Message` (a report
+    made below the CLI), else as it is."""
+    from esam_mail.i18n import Message
+
+    return text.in_language(DOMAIN, cli_language()) if isinstance(text, Message) else text
+
+
+def problem_text(problem: str) -> str:
+    """A configuration problem in the operator's language (``key: message``)."""
+    from esam_mail.errors import Problem
+
+    if isinstance(problem, Problem):
+        return f"{problem.key}: {_(problem.msgid, **problem.params)}"
+    return problem
+
+
 def run_async(coro: Coroutine[Any, Any, T]) -> T:
-    return asyncio.run(coro)
+    """asyncio.run for the CLI: whatever way the command ends (a refusal, an error, ^C),
+    every database engine it connected is disposed before the loop closes, so no aiosqlite
+    worker thread outlives it (one that did raised "Event loop is closed" later)."""
+    from esam_mail.directory.sql import dispose_loop_engines
+
+    async def guarded() -> T:
+        try:
+            return await coro
+        finally:
+            await dispose_loop_engines()
+
+    return asyncio.run(guarded())
 
 
 def password_from_stdin() -> str:
     """``--password-stdin``: one line from a pipe, or, at a terminal, a prompt that does not
     echo (getpass) and a second one to confirm."""
     if sys.stdin.isatty():
-        pw = getpass.getpass("Password (not shown): ")
-        if pw and pw != getpass.getpass("Repeat: "):
-            raise ValidationError("password", "the two passwords differ")
+        pw = getpass.getpass(_("Password (not shown): "))
+        if pw and pw != getpass.getpass(_("Repeat: ")):
+            raise ValidationError("password", _("the two passwords differ"))
     else:
         pw = sys.stdin.readline().rstrip("\r\n")
     if not pw:
-        raise ValidationError("password", "empty password on standard input")
+        raise ValidationError("password", _("empty password on standard input"))
     return pw
 
 
@@ -67,14 +101,14 @@ def read_password(args: argparse.Namespace, *, generate: bool = True) -> tuple[s
     if getattr(args, "password_stdin", False):
         return password_from_stdin(), False
     if sys.stdin.isatty() and not getattr(args, "generate_password", False):
-        pw = getpass.getpass("Password: ")
-        if pw != getpass.getpass("Repeat: "):
-            raise ValidationError("password", "the two passwords differ")
+        pw = getpass.getpass(_("Password: "))
+        if pw != getpass.getpass(_("Repeat: ")):
+            raise ValidationError("password", _("the two passwords differ"))
         return pw, False
     if not generate:
-        raise ValidationError("password", "give --password-stdin")
+        raise ValidationError("password", _("give --password-stdin"))
     alphabet = string.ascii_letters + string.digits
-    return "".join(secrets.choice(alphabet) for _ in range(16)), True
+    return "".join(secrets.choice(alphabet) for _i in range(16)), True
 
 
 def check_password(pw: str, *, login: str | None = None, owner: Any = None) -> None:
@@ -85,18 +119,14 @@ def check_password(pw: str, *, login: str | None = None, owner: Any = None) -> N
            ids=(getattr(owner, "iin", None), getattr(owner, "bin", None)), lang=cli_language())
 
 
-def cli_language() -> str:
-    """The operator's language for CLI messages: $ESAM_LANG, else LC_ALL/LC_MESSAGES/LANG, else English."""
-    from esam_mail.i18n import LANGUAGES
+def actor_help() -> str:
+    """--help of ``--actor`` (the same on every command that records an audit event)."""
+    return _("who does it, KIND:ID (administrators only; default: you, as os:<user> or your staff account)")
 
-    for var in ("ESAM_LANG", "LC_ALL", "LC_MESSAGES", "LANG"):
-        value = os.environ.get(var, "")
-        base = value.replace("_", "-").split("-", 1)[0].split(".", 1)[0].lower()
-        if base in LANGUAGES:
-            return base
-        if value:
-            break
-    return "en"
+
+def json_help() -> str:
+    """--help of ``--json``: its output is the same in every language."""
+    return _("machine-readable output (JSON)")
 
 
 def emit(args: argparse.Namespace, data: Any, human: str) -> None:
@@ -114,13 +144,13 @@ def handle_errors(func: Callable[[argparse.Namespace], int]) -> Callable[[argpar
             problems = getattr(e, "errors", None) or getattr(e, "problems", None) or [(e.field, e.message)]
             for item in problems:
                 field, message = (item.field, item.message) if hasattr(item, "field") else item
-                err(f"{field}: {message}")
+                err(f"{field}: {say(message)}")
             return 2
         except LoginTaken as e:
-            err(f"username: login taken: {e.login}")
+            err("username: " + _("login taken: {login}", login=e.login))
             return 2
         except NotFound as e:
-            err(f"not found: {e}")
+            err(_("not found: {what}", what=e))
             return 3
 
     return wrapper
@@ -129,27 +159,27 @@ def handle_errors(func: Callable[[argparse.Namespace], int]) -> Callable[[argpar
 # -- config -------------------------------------------------------------------------------
 @command
 def add_check_config(sub: Sub) -> None:
-    p = sub.add_parser("check-config", help="validate the config file, print every problem (exit 78)")
+    p = sub.add_parser("check-config", help=_("validate the config file, print every problem (exit 78)"))
     p.set_defaults(func=cmd_check_config)
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     cfg = load_config(args)
-    print(f"{cfg.source or 'built-in defaults'}: OK")
+    print(_("{source}: OK", source=cfg.source) if cfg.source else _("built-in defaults: OK"))
     return 0
 
 
 @command
 def add_config_example(sub: Sub) -> None:
-    p = sub.add_parser("config-example", help="print the documented example config (every key, its default)")
-    p.add_argument("--dev", action="store_true", help="with the development values of conf/esam.toml")
+    p = sub.add_parser("config-example", help=_("print the documented example config (every key, its default)"))
+    p.add_argument("--dev", action="store_true", help=_("with the development values of conf/esam.toml"))
     p.set_defaults(func=lambda a: print(config_mod.example(config_mod.DEV_OVERRIDES if a.dev else None)) or 0)
 
 
 # -- init / serve -------------------------------------------------------------------------
 @command
 def add_init(sub: Sub) -> None:
-    p = sub.add_parser("init", help="create data folders, database schema, dev TLS cert and DKIM keys (idempotent)")
+    p = sub.add_parser("init", help=_("create data folders, database schema, dev TLS cert and DKIM keys (idempotent)"))
     p.set_defaults(func=cmd_init)
 
 
@@ -158,12 +188,12 @@ def cmd_init(args: argparse.Namespace) -> int:
 
     cfg = load_config(args)
     for line in app.init(cfg):
-        print(line)
+        print(say(line))
     run_async(_ensure_agreement(cfg))
     for step in INIT_STEPS:  # registered by the other cli modules (aliases, ...)
         for line in run_async(step(cfg)):
             print(line)
-    print(f"ready: data in {cfg.data_dir}")
+    print(_("ready: data in {path}", path=cfg.data_dir))
     return 0
 
 
@@ -178,9 +208,7 @@ async def _ensure_agreement(cfg: config_mod.Config) -> None:
     try:
         await ensure_agreement(d, cfg)
     except ConfigError as exc:  # e.g. the agreement text changed under the same version label
-        err("configuration problems:")
-        for p in exc.problems:
-            print(f"  {p}", file=sys.stderr)
+        config_problems(exc)
         raise SystemExit(config_mod.EX_CONFIG) from None
     finally:
         await d.close()
@@ -188,14 +216,14 @@ async def _ensure_agreement(cfg: config_mod.Config) -> None:
 
 @command
 def add_serve(sub: Sub) -> None:
-    p = sub.add_parser("serve", help="run every listener until SIGTERM/SIGINT")
-    p.add_argument("--ready-file", help="write the bound ports as JSON here once listening")
+    p = sub.add_parser("serve", help=_("run every listener until SIGTERM/SIGINT"))
+    p.add_argument("--ready-file", help=_("write the bound ports as JSON here once listening"))
     p.add_argument("--workers", type=whole(1, 64),
-                   help="worker processes sharing the sockets (overrides server.workers)")
+                   help=_("worker processes sharing the sockets (overrides server.workers)"))
     p.add_argument("--roles", metavar="GROUPS",
-                   help="run roles in separate processes: smtp, imap, http, comma-separated "
-                        "('+' keeps roles together, e.g. smtp+http,imap); overrides server.roles")
-    p.add_argument("--no-init", action="store_true", help="do not run `init` first")
+                   help=_("run roles in separate processes: smtp, imap, http, comma-separated "
+                          "('+' keeps roles together, e.g. smtp+http,imap); overrides server.roles"))
+    p.add_argument("--no-init", action="store_true", help=_("do not run `init` first"))
     p.set_defaults(func=cmd_serve)
 
 
@@ -206,13 +234,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     log.setup(cfg.server.log_level, cfg.server.log_file)
     if not args.no_init:
         for line in app.init(cfg):
-            print(line, file=sys.stderr)
+            print(say(line), file=sys.stderr)
         run_async(_ensure_agreement(cfg))
     workers = args.workers or cfg.server.workers
     try:
         groups = config_mod.parse_roles(args.roles if args.roles is not None else cfg.server.roles)
     except ValueError as exc:
-        print(f"esam serve: --roles: {exc}", file=sys.stderr)
+        err("--roles: " + problem_text(exc.args[0]))
         return 2
     if workers > 1 or len(groups) > 1 or groups[0] != frozenset(config_mod.ROLES):
         from esam_mail.cli.workers import run_workers
@@ -229,42 +257,44 @@ def serve_hint(cfg: config_mod.Config) -> str:
         prog = os.path.relpath(prog)
     imaps = cfg.listen.imaps or cfg.listen.imap
     sub = cfg.listen.submission or cfg.listen.submissions
-    return (
-        f"esam_mail serving {cfg.mail.domain}. Create a first mailbox in another terminal:\n"
-        f"  {prog}{c} mailbox add alice --password-stdin   (type the password, then Enter)\n"
-        f"Then point a mail client at it: IMAP {imaps} (SSL/TLS), SMTP submission {sub} "
-        f"(STARTTLS), user alice, normal password; accept the self-signed certificate."
+    return _(
+        "esam_mail serving {domain}. Create a first mailbox in another terminal:\n"
+        "  {command}   (type the password, then Enter)\n"
+        "Then point a mail client at it: IMAP {imaps} (SSL/TLS), SMTP submission {submission} "
+        "(STARTTLS), user alice, normal password; accept the self-signed certificate.",
+        domain=cfg.mail.domain, command=f"{prog}{c} mailbox add alice --password-stdin",
+        imaps=imaps, submission=sub,
     )
 
 
 # -- mailboxes ----------------------------------------------------------------------------
 @command
 def add_mailbox(sub: Sub) -> None:
-    p = sub.add_parser("mailbox", help="add, list, show, suspend, resume or close mailboxes")
+    p = sub.add_parser("mailbox", help=_("add, list, show, suspend, resume or close mailboxes"))
     ms = p.add_subparsers(dest="mailbox_cmd", metavar="ACTION", required=True)
-    a = ms.add_parser("add", help="create a service mailbox (postmaster, abuse, ...) or a test mailbox")
+    a = ms.add_parser("add", help=_("create a service mailbox (postmaster, abuse, ...) or a test mailbox"))
     a.add_argument("login")
-    a.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    a.add_argument("--password-stdin", action="store_true", help=_("read the password from standard input"))
     a.add_argument("--quota-mb", type=whole(0, 1 << 30),
-                   help="quota in MiB, 0 = unlimited (default: mail.default_quota_mb)")
+                   help=_("quota in MiB, 0 = unlimited (default: mail.default_quota_mb)"))
     a.add_argument("--kind", choices=["service", "personal"], default="service")
-    a.add_argument("--json", action="store_true")
+    a.add_argument("--json", action="store_true", help=json_help())
     a.set_defaults(func=handle_errors(cmd_mailbox_add))
-    ls = ms.add_parser("list", help="list mailboxes")
+    ls = ms.add_parser("list", help=_("list mailboxes"))
     ls.add_argument("--state", choices=["active", "suspended", "closed", "held"])
-    ls.add_argument("--json", action="store_true")
+    ls.add_argument("--json", action="store_true", help=json_help())
     ls.set_defaults(func=handle_errors(cmd_mailbox_list))
-    for name, helptext in (("show", "show one mailbox"), ("suspend", "suspend (no login, mail refused)"),
-                           ("resume", "re-activate a suspended mailbox"),
-                           ("close", "close for good (the address is never issued again)")):
-        q = ms.add_parser(name, help=helptext)
+    for name, helptext in (("show", N_("show one mailbox")), ("suspend", N_("suspend (no login, mail refused)")),
+                           ("resume", N_("re-activate a suspended mailbox")),
+                           ("close", N_("close for good (the address is never issued again)"))):
+        q = ms.add_parser(name, help=_(helptext))
         q.add_argument("login")
-        q.add_argument("--json", action="store_true")
+        q.add_argument("--json", action="store_true", help=json_help())
         if name != "show":
-            q.add_argument("--actor", help="who does it, KIND:ID (administrators only; default: you, as os:<user> or your staff account)")
+            q.add_argument("--actor", help=actor_help())
         if name in ("suspend", "close"):
-            q.add_argument("--reason", default="", help="why (audit log; a suspension's reason goes to the holder, "
-                                                        "with how to appeal)")
+            q.add_argument("--reason", default="", help=_("why (audit log; a suspension's reason goes to the "
+                                                          "holder, with how to appeal)"))
         q.set_defaults(func=handle_errors(cmd_mailbox_state), action=name)
 
 
@@ -293,7 +323,7 @@ def _owner_dict(owner: Any) -> dict[str, Any] | None:
 
 def _owner_line(owner: dict[str, Any] | None) -> str:
     if owner is None:
-        return "(none: an operator's service mailbox)"
+        return _("(none: an operator's service mailbox)")
     number = f"IIN {owner['iin']}" if "iin" in owner else f"BIN {owner['bin']}" if "bin" in owner else ""
     return ", ".join(p for p in (owner["kind"], number, owner["name"]) if p)
 
@@ -327,7 +357,8 @@ def cmd_mailbox_add(args: argparse.Namespace) -> int:
         finally:
             await svc.close()
         emit(args, _mailbox_dict(rec) | ({"password": pw} if generated else {}),
-             f"created {rec.address}" + (f"\npassword (shown once): {pw}" if generated else ""))
+             _("created {address}", address=rec.address)
+             + ("\n" + _("password (shown once): {password}", password=pw) if generated else ""))
         return 0
 
     return run_async(go())
@@ -337,10 +368,10 @@ def _check_service_login(login: str) -> None:
     import re
 
     if not re.fullmatch(r"[a-z0-9]([a-z0-9._-]{0,62}[a-z0-9])?", login) or ".." in login:
-        raise ValidationError("login", "lower-case letters, digits, '.', '-', '_'; no leading/trailing/double dot")
+        raise ValidationError("login", _("lower-case letters, digits, '.', '-', '_'; no leading/trailing/double dot"))
     squashed = re.sub(r"[._-]", "", login)
     if squashed.isdigit() or re.search(r"\d{12}", squashed):
-        raise ValidationError("login", "a login of digits only or with 12 digits in a row looks like an IIN/BIN")
+        raise ValidationError("login", _("a login of digits only or with 12 digits in a row looks like an IIN/BIN"))
 
 
 def cmd_mailbox_list(args: argparse.Namespace) -> int:
@@ -356,7 +387,7 @@ def cmd_mailbox_list(args: argparse.Namespace) -> int:
             await d.close()
         emit(args, [_mailbox_dict(r) for r in rows],
              "\n".join(f"{r.address:40} {r.state:10} {r.kind:9} {r.created_at:%Y-%m-%d}" for r in rows)
-             or "(no mailboxes)")
+             or _("(no mailboxes)"))
         return 0
 
     return run_async(go())
@@ -420,10 +451,10 @@ def cmd_mailbox_state(args: argparse.Namespace) -> int:
 
 @command
 def add_passwd(sub: Sub) -> None:
-    p = sub.add_parser("passwd", help="set a mailbox password")
+    p = sub.add_parser("passwd", help=_("set a mailbox password"))
     p.add_argument("login")
-    p.add_argument("--password-stdin", action="store_true")
-    p.add_argument("--actor", help="who does it, KIND:ID (administrators only; default: you, as os:<user> or your staff account)")
+    p.add_argument("--password-stdin", action="store_true", help=_("read the password from standard input"))
+    p.add_argument("--actor", help=actor_help())
     p.set_defaults(func=handle_errors(cmd_passwd))
 
 
@@ -450,7 +481,8 @@ def cmd_passwd(args: argparse.Namespace) -> int:
             delivered = await Notices.from_services(svc).send(NoticeKind.PASSWORD_CHANGED, rec)
         finally:
             await svc.close()
-        print(f"password changed for {rec.address}" + (f"\npassword (shown once): {pw}" if generated else ""))
+        print(_("password changed for {address}", address=rec.address)
+              + ("\n" + _("password (shown once): {password}", password=pw) if generated else ""))
         print(staff_text(NoticeKind.PASSWORD_CHANGED, cli_language(), address=rec.address, delivered=delivered))
         return 0
 
@@ -459,13 +491,13 @@ def cmd_passwd(args: argparse.Namespace) -> int:
 
 @command
 def add_audit(sub: Sub) -> None:
-    p = sub.add_parser("audit", help="read the append-only audit log")
+    p = sub.add_parser("audit", help=_("read the append-only audit log"))
     a = p.add_subparsers(dest="audit_cmd", metavar="ACTION", required=True)
-    ls = a.add_parser("list", help="latest audit events")
-    ls.add_argument("--limit", type=whole(1, 100_000), default=50, help="newest N events (default 50)")
-    ls.add_argument("--target", help="only events about this address")
-    ls.add_argument("--action", help="only this action (glob with *)")
-    ls.add_argument("--json", action="store_true")
+    ls = a.add_parser("list", help=_("latest audit events"))
+    ls.add_argument("--limit", type=whole(1, 100_000), default=50, help=_("newest N events (default 50)"))
+    ls.add_argument("--target", help=_("only events about this address"))
+    ls.add_argument("--action", help=_("only this action (glob with *)"))
+    ls.add_argument("--json", action="store_true", help=json_help())
     ls.set_defaults(func=handle_errors(cmd_audit_list))
 
 
@@ -483,7 +515,7 @@ def cmd_audit_list(args: argparse.Namespace) -> int:
         data = [{"at": r.at, "actor": f"{r.actor_kind}:{r.actor_id}", "action": r.action,
                  "target": r.target, "outcome": r.outcome, "detail": r.detail} for r in rows]
         emit(args, data, "\n".join(f"{r['at']:%Y-%m-%d %H:%M:%S} {r['actor']:24} {r['action']:24} "
-                                    f"{r['target']} {r['outcome']}" for r in data) or "(no events)")
+                                    f"{r['target']} {r['outcome']}" for r in data) or _("(no events)"))
         return 0
 
     return run_async(go())

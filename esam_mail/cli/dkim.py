@@ -14,7 +14,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from esam_mail.cli.commands import Sub, command, emit, err, load_config
+from esam_mail.cli._i18n import _
+from esam_mail.cli.commands import Sub, command, emit, err, json_help, load_config
 
 ALGORITHMS = {"rsa": "rsa-sha256", "rsa-sha256": "rsa-sha256",
               "ed25519": "ed25519-sha256", "ed25519-sha256": "ed25519-sha256"}
@@ -30,17 +31,17 @@ def zone_line(name: str, value: str) -> str:
 
 @command
 def add_dkim(sub: Sub) -> None:
-    p = sub.add_parser("dkim", help="make DKIM keys and print their DNS TXT records")
+    p = sub.add_parser("dkim", help=_("make DKIM keys and print their DNS TXT records"))
     d = p.add_subparsers(dest="dkim_cmd", metavar="ACTION", required=True)
-    k = d.add_parser("keygen", help="write a new signing key and print the DNS TXT record to publish")
-    k.add_argument("--selector", required=True, help="DKIM selector (s=), e.g. 2026a")
+    k = d.add_parser("keygen", help=_("write a new signing key and print the DNS TXT record to publish"))
+    k.add_argument("--selector", required=True, help=_("DKIM selector (s=), e.g. 2026a"))
     k.add_argument("--algorithm", default="rsa", choices=sorted(ALGORITHMS),
-                   help="rsa (rsa-sha256, 2048 bits) or ed25519 (ed25519-sha256); default rsa")
-    k.add_argument("--domain", help="signing domain (d=); default mail.domain")
-    k.add_argument("--json", action="store_true")
+                   help=_("rsa (rsa-sha256, 2048 bits) or ed25519 (ed25519-sha256); default rsa"))
+    k.add_argument("--domain", help=_("signing domain (d=); default mail.domain"))
+    k.add_argument("--json", action="store_true", help=json_help())
     k.set_defaults(func=cmd_keygen)
-    n = d.add_parser("dns", help="the TXT records of the keys in [dkim] keys")
-    n.add_argument("--json", action="store_true")
+    n = d.add_parser("dns", help=_("the TXT records of the keys in [dkim] keys"))
+    n.add_argument("--json", action="store_true", help=json_help())
     n.set_defaults(func=cmd_dns)
 
 
@@ -56,7 +57,8 @@ def cmd_keygen(args: argparse.Namespace) -> int:
         err(f"selector: {e}")
         return 2
     except FileExistsError as e:
-        err(f"a key for selector {args.selector!r} exists already ({e.filename}); keys are never overwritten")
+        err("selector: " + _("a key for selector {selector!r} exists already ({path}); keys are never overwritten",
+                             selector=args.selector, path=e.filename))
         return 1
     name = dns_name(args.selector, domain)
     configured = cfg.dkim.keys.get(args.selector)
@@ -64,10 +66,11 @@ def cmd_keygen(args: argparse.Namespace) -> int:
             "dns_name": name, "txt": record, "configured": configured == algorithm}
     emit(args, data, zone_line(name, record))
     if not args.json:
-        print(f"; private key: {path}", file=sys.stderr)
+        print("; " + _("private key: {path}", path=path), file=sys.stderr)
         if configured != algorithm:
-            print(f'; not signing with it yet: add  "{args.selector}" = "{algorithm}"  to [dkim] keys '
-                  f"in {cfg.source or 'the config'} (publish the record first)", file=sys.stderr)
+            print("; " + _('not signing with it yet: add  {line}  to [dkim] keys in {config} (publish the record first)',
+                           line=f'"{args.selector}" = "{algorithm}"', config=cfg.source or _("the config")),
+                  file=sys.stderr)
     return 0
 
 
@@ -82,7 +85,8 @@ def cmd_dns(args: argparse.Namespace) -> int:
                      "dns_name": dns_name(selector, cfg.mail.domain),
                      "txt": dns_record(Path(path).read_bytes(), algorithm)})
     missing = sorted(set(cfg.dkim.keys) - {r["selector"] for r in rows})
-    emit(args, rows, "\n".join(zone_line(r["dns_name"], r["txt"]) for r in rows) or "; no DKIM keys")
+    emit(args, rows, "\n".join(zone_line(r["dns_name"], r["txt"]) for r in rows) or "; " + _("no DKIM keys"))
     for selector in missing:
-        err(f"no key file for selector {selector!r}: run `esam dkim keygen --selector {selector}` or `esam init`")
+        err(_("no key file for selector {selector!r}: run {command} or {init}", selector=selector,
+              command=f"`esam dkim keygen --selector {selector}`", init="`esam init`"))
     return 1 if missing else 0

@@ -22,7 +22,18 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from esam_mail.cli.commands import Sub, command, emit, err, handle_errors, load_config, run_async
+from esam_mail.cli._i18n import _
+from esam_mail.cli.commands import (
+    Sub,
+    actor_help,
+    command,
+    emit,
+    err,
+    handle_errors,
+    json_help,
+    load_config,
+    run_async,
+)
 from esam_mail.errors import NotFound
 from esam_mail.services.hybrid import HybridEvent, HybridInputError, HybridStateError
 from esam_mail.services.hybrid.events import RETURN_REASONS, SCAN_EVENTS
@@ -46,7 +57,7 @@ def _guard(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Name
         try:
             return inner(args)
         except HybridStateError as e:
-            err(f"event: {e}")
+            err(f"event: {e}")  # the service's reason
             return 2
 
     return wrapper
@@ -73,49 +84,49 @@ def _with_services(args: argparse.Namespace, body: Callable[[HybridMail], Corout
 
 @command
 def add_hybrid(sub: Sub) -> None:
-    p = sub.add_parser("hybrid", help="hybrid mail: print batches, status events, scanned letters")
+    p = sub.add_parser("hybrid", help=_("hybrid mail: print batches, status events, scanned letters"))
     h = p.add_subparsers(dest="hybrid_cmd", metavar="ACTION", required=True)
 
-    ls = h.add_parser("batches", help="list print batches (open and closed)")
+    ls = h.add_parser("batches", help=_("list print batches (open and closed)"))
     ls.add_argument("--state", choices=["open", "closed"])
-    ls.add_argument("--json", action="store_true")
+    ls.add_argument("--json", action="store_true", help=json_help())
     ls.set_defaults(func=_guard(cmd_batches))
 
-    b = h.add_parser("batch", help="act on one batch")
+    b = h.add_parser("batch", help=_("act on one batch"))
     ba = b.add_subparsers(dest="batch_cmd", metavar="ACTION", required=True)
-    bc = ba.add_parser("close", help="close a batch: write the job folder, manifest.json and manifest.csv")
+    bc = ba.add_parser("close", help=_("close a batch: write the job folder, manifest.json and manifest.csv"))
     bc.add_argument("batch_id", metavar="ID")
-    bc.add_argument("--json", action="store_true")
+    bc.add_argument("--json", action="store_true", help=json_help())
     bc.set_defaults(func=_guard(cmd_batch_close))
 
-    st = h.add_parser("status", help="record a status event (PRINTED, DELIVERED, RETURNED mail the sender)")
+    st = h.add_parser("status", help=_("record a status event (PRINTED, DELIVERED, RETURNED mail the sender)"))
     st.add_argument("tracking", metavar="TRACKING")
     st.add_argument("event", metavar="EVENT", type=str.upper,
                     help=", ".join(e.value for e in HybridEvent
                                    if e is not HybridEvent.ACCEPTED and e not in SCAN_EVENTS))
-    st.add_argument("--actor", help="who does it, KIND:ID (administrators only; default: you, as os:<user> or your staff account)")
-    st.add_argument("--note", default="", help="free text kept with the event")
+    st.add_argument("--actor", help=actor_help())
+    st.add_argument("--note", default="", help=_("free text kept with the event"))
     st.add_argument("--reason", default="", metavar="CODE|TEXT",
-                    help="why (RETURNED, PRINT_FAILED, REJECTED); goes into the sender's status e-mail. "
-                         "Codes: " + ", ".join(RETURN_REASONS))
-    st.add_argument("--json", action="store_true")
+                    help=_("why (RETURNED, PRINT_FAILED, REJECTED); goes into the sender's status e-mail. "
+                           "Codes: {codes}", codes=", ".join(RETURN_REASONS)))
+    st.add_argument("--json", action="store_true", help=json_help())
     st.set_defaults(func=_guard(cmd_status))
 
-    sh = h.add_parser("show", help="the event history of one item")
+    sh = h.add_parser("show", help=_("the event history of one item"))
     sh.add_argument("tracking", metavar="TRACKING")
-    sh.add_argument("--json", action="store_true")
+    sh.add_argument("--json", action="store_true", help=json_help())
     sh.set_defaults(func=_guard(cmd_show))
 
-    ig = h.add_parser("ingest", help="deliver a scanned paper letter (PDF) into a mailbox (audited)")
+    ig = h.add_parser("ingest", help=_("deliver a scanned paper letter (PDF) into a mailbox (audited)"))
     ig.add_argument("--to", required=True, metavar="IIN|BIN|#ID",
-                    help="the addressee: their IIN or BIN as on the envelope, or a mailbox id (#ID, see "
-                         "`esam mailbox show`); never a login, which says nothing about who holds it")
-    ig.add_argument("--scan", required=True, type=Path, metavar="FILE.pdf", help="the scan, one PDF")
-    ig.add_argument("--facility", required=True, metavar="CODE", help="facility that scanned it")
-    ig.add_argument("--employee", required=True, metavar="ID", help="employee who scanned it (audit)")
-    ig.add_argument("--sender-name", default="", help="the paper letter's sender, as on the envelope")
-    ig.add_argument("--tracking", metavar="S10", help="S10 number of the paper item (default: a new one)")
-    ig.add_argument("--json", action="store_true")
+                    help=_("the addressee: their IIN or BIN as on the envelope, or a mailbox id (#ID, see "
+                           "`esam mailbox show`); never a login, which says nothing about who holds it"))
+    ig.add_argument("--scan", required=True, type=Path, metavar="FILE.pdf", help=_("the scan, one PDF"))
+    ig.add_argument("--facility", required=True, metavar="CODE", help=_("facility that scanned it"))
+    ig.add_argument("--employee", required=True, metavar="ID", help=_("employee who scanned it (audit)"))
+    ig.add_argument("--sender-name", default="", help=_("the paper letter's sender, as on the envelope"))
+    ig.add_argument("--tracking", metavar="S10", help=_("S10 number of the paper item (default: a new one)"))
+    ig.add_argument("--json", action="store_true", help=json_help())
     ig.set_defaults(func=_guard(cmd_ingest))
 
 
@@ -128,10 +139,11 @@ def cmd_batches(args: argparse.Namespace) -> int:
     post = hybrid_post(load_config(args))
     rows = [_batch_dict(b) for b in post.batches.list(state=args.state)]
     emit(args, rows, "\n".join(
-        f"{r['batch_id']:36} {r['facility']:8} {r['state']:6} {r['items']:4} items  created {r['created']}"
-        + (f"  closed {r['closed']}" if r["closed"] else "")
+        f"{r['batch_id']:36} {r['facility']:8} {r['state']:6} "
+        + _("{items:4} items  created {created}", items=r["items"], created=r["created"])
+        + ("  " + _("closed {time}", time=r["closed"]) if r["closed"] else "")
         for r in rows
-    ) or "(no batches)")
+    ) or _("(no batches)"))
     return 0
 
 
@@ -140,7 +152,8 @@ def cmd_batch_close(args: argparse.Namespace) -> int:
     job = post.batches.close(args.batch_id)
     data = {"batch_id": args.batch_id, "path": str(job), "manifest_json": str(job / "manifest.json"),
             "manifest_csv": str(job / "manifest.csv")}
-    emit(args, data, f"closed {args.batch_id}: {job}\n  {data['manifest_json']}\n  {data['manifest_csv']}")
+    emit(args, data, _("closed {batch}: {path}", batch=args.batch_id, path=job)
+         + f"\n  {data['manifest_json']}\n  {data['manifest_csv']}")
     return 0
 
 
@@ -149,7 +162,8 @@ def _event(value: str) -> HybridEvent:
         return HybridEvent(value)
     except ValueError:
         raise HybridInputError(
-            "event", f"{value!r} is not an event; one of {', '.join(e.value for e in HybridEvent)}"
+            "event", _("{value!r} is not an event; one of {events}", value=value,
+                       events=", ".join(e.value for e in HybridEvent))
         ) from None
 
 
@@ -168,9 +182,9 @@ def cmd_status(args: argparse.Namespace) -> int:
                 "notice_delivered": delivered}
         human = f"{rec.tracking_number}: {rec.event} (#{rec.seq}, {rec.time:%Y-%m-%d %H:%M:%S} UTC)"
         if delivered is True:
-            human += "; status e-mail delivered to the sender"
+            human += "; " + _("status e-mail delivered to the sender")
         elif delivered is False:
-            human += "; the sender's mailbox could not take the status e-mail"
+            human += "; " + _("the sender's mailbox could not take the status e-mail")
         emit(args, data, human)
         return 0
 
@@ -181,7 +195,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     post = hybrid_post(load_config(args))
     history = post.events.history(args.tracking)
     if not history:
-        raise NotFound(f"hybrid item {args.tracking}")
+        raise NotFound(_("hybrid item {tracking}", tracking=args.tracking))
     rows = [{"seq": r.seq, "time": r.time.isoformat(), "event": str(r.event), "actor": r.actor,
              "note": r.note, "reason": r.reason} for r in history]
     emit(args, {"tracking_number": history[0].tracking_number, "events": rows}, "\n".join(
@@ -195,7 +209,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     try:
         pdf = args.scan.read_bytes()
     except OSError as exc:
-        raise HybridInputError("scan", f"cannot read {args.scan}: {exc.strerror}") from None
+        raise HybridInputError("scan", _("cannot read {path} ({reason})", path=args.scan, reason=exc.strerror)) from None
 
     from esam_mail.cli.staff import verify_employee
 
@@ -206,8 +220,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
                               sender_name=args.sender_name, tracking_number=args.tracking)
         data = {"tracking_number": res.tracking_number, "to": res.address, "message_id": res.message_id,
                 "pages": res.pages, "size": res.size, "sha256": res.sha256}
-        emit(args, data, f"delivered {res.tracking_number} to {res.address} ({res.pages} pages, "
-                         f"sha256 {res.sha256})")
+        emit(args, data, _("delivered {tracking} to {address} ({pages} pages, sha256 {sha256})",
+                           tracking=res.tracking_number, address=res.address, pages=res.pages, sha256=res.sha256))
         return 0
 
     return _with_services(args, body)

@@ -14,7 +14,8 @@ import contextlib
 import time
 from typing import Any
 
-from esam_mail.cli.commands import Sub, command, emit, err, load_config, run_async
+from esam_mail.cli._i18n import _, _n
+from esam_mail.cli.commands import Sub, command, emit, err, json_help, load_config, run_async
 from esam_mail.config import Config
 
 EX_NOT_FOUND = 3
@@ -77,21 +78,21 @@ def kick_runners(cfg: Config) -> None:
 
 @command
 def add_queue(sub: Sub) -> None:
-    p = sub.add_parser("queue", help="list, show, retry or delete messages in the outbound queue")
+    p = sub.add_parser("queue", help=_("list, show, retry or delete messages in the outbound queue"))
     q = p.add_subparsers(dest="queue_cmd", metavar="ACTION", required=True)
-    ls = q.add_parser("list", help="every queued message: id, age, size, sender, pending recipients, last reply")
-    ls.add_argument("--json", action="store_true")
+    ls = q.add_parser("list", help=_("every queued message: id, age, size, sender, pending recipients, last reply"))
+    ls.add_argument("--json", action="store_true", help=json_help())
     ls.set_defaults(func=cmd_list)
-    sh = q.add_parser("show", help="one message: envelope, per-recipient state, headers")
+    sh = q.add_parser("show", help=_("one message: envelope, per-recipient state, headers"))
     sh.add_argument("id")
-    sh.add_argument("--body", action="store_true", help="print the whole message, not only its header")
-    sh.add_argument("--json", action="store_true")
+    sh.add_argument("--body", action="store_true", help=_("print the whole message, not only its header"))
+    sh.add_argument("--json", action="store_true", help=json_help())
     sh.set_defaults(func=cmd_show)
-    rt = q.add_parser("retry", help="deliver now instead of waiting for the next scheduled attempt")
+    rt = q.add_parser("retry", help=_("deliver now instead of waiting for the next scheduled attempt"))
     rt.add_argument("ids", nargs="*", metavar="ID")
-    rt.add_argument("--all", action="store_true", help="every queued message")
+    rt.add_argument("--all", action="store_true", help=_("every queued message"))
     rt.set_defaults(func=cmd_retry)
-    de = q.add_parser("delete", help="remove messages from the queue without a bounce")
+    de = q.add_parser("delete", help=_("remove messages from the queue without a bounce"))
     de.add_argument("ids", nargs="+", metavar="ID")
     de.set_defaults(func=cmd_delete)
 
@@ -107,10 +108,12 @@ def cmd_list(args: argparse.Namespace) -> int:
         last = next((r.reply for r in pending if r.reply), None) or ""
         rows.append(
             f"{e.id}  {_age(now - e.created):>6}  {e.size:>9}  <{e.mail_from}>  "
-            f"{len(pending)}/{len(e.rcpts)} pending  tries {e.attempts}  "
-            f"next {_when(e.next_attempt)}  {last}".rstrip()
+            + _("{pending}/{total} pending  tries {attempts}  next {next}", pending=len(pending),
+                total=len(e.rcpts), attempts=e.attempts, next=_when(e.next_attempt))
+            + f"  {last}".rstrip()
         )
-    emit(args, data, "\n".join(rows) + f"\n{len(entries)} message(s)" if rows else "queue is empty")
+    emit(args, data, "\n".join(rows) + "\n" + _n("{n} message", "{n} messages", len(entries))
+         if rows else _("queue is empty"))
     return 0
 
 
@@ -118,7 +121,7 @@ def _get(spool: Any, queue_id: str) -> Any:
     try:
         return spool.get(queue_id)
     except KeyError:
-        err(f"not found: no queued message {queue_id}")
+        err(_("not found: no queued message {id}", id=queue_id))
         return None
 
 
@@ -136,14 +139,12 @@ def cmd_show(args: argparse.Namespace) -> int:
     shown = text if args.body else text.split("\r\n\r\n", 1)[0] + "\r\n"
     d = entry_dict(e)
     d["message"] = shown
-    lines = [
-        f"id:            {e.id}",
-        f"from:          <{e.mail_from}>",
-        f"size:          {e.size}",
-        f"queued:        {_when(e.created)}",
-        f"attempts:      {e.attempts} (last {_when(e.last_attempt)})",
-        f"next attempt:  {_when(e.next_attempt)}",
-    ]
+    labels = [_("id:"), _("from:"), _("size:"), _("queued:"), _("attempts:"), _("next attempt:")]
+    width = max(len(x) for x in labels) + 2
+    values = [e.id, f"<{e.mail_from}>", str(e.size), _when(e.created),
+              _("{attempts} (last {time})", attempts=e.attempts, time=_when(e.last_attempt)),
+              _when(e.next_attempt)]
+    lines = [f"{label:{width}}{value}" for label, value in zip(labels, values, strict=True)]
     for r in e.rcpts:
         lines.append(f"  <{r.address}>  {r.status}  {r.reply or ''}".rstrip())
     lines += ["", shown.replace("\r\n", "\n").rstrip("\n")]
@@ -155,7 +156,7 @@ def cmd_retry(args: argparse.Namespace) -> int:
     cfg = load_config(args)
     spool = _spool(cfg)
     if not args.ids and not args.all:
-        err("give queue ids or --all")
+        err(_("give queue ids or --all"))
         return 2
     ids = spool.ids() if args.all else args.ids
     rc = 0
@@ -167,14 +168,14 @@ def cmd_retry(args: argparse.Namespace) -> int:
         except KeyError:
             claim = None
             rc = EX_NOT_FOUND
-            err(f"not found: no queued message {queue_id}")
+            err(_("not found: no queued message {id}", id=queue_id))
             continue
         if claim is None:
             if queue_id in spool.ids():
-                print(f"{queue_id}: being delivered right now")
+                print(_("{id}: being delivered right now", id=queue_id))
                 rc = rc or EX_BUSY
             else:
-                err(f"not found: no queued message {queue_id}")
+                err(_("not found: no queued message {id}", id=queue_id))
                 rc = EX_NOT_FOUND
             continue
         with claim:
@@ -184,7 +185,7 @@ def cmd_retry(args: argparse.Namespace) -> int:
             except KeyError:
                 continue
         changed += 1
-        print(f"{queue_id}: scheduled now")
+        print(_("{id}: scheduled now", id=queue_id))
     if changed:
         with contextlib.suppress(OSError, ValueError):
             kick_runners(cfg)
@@ -203,17 +204,17 @@ def cmd_delete(args: argparse.Namespace) -> int:
             claim = None
         if claim is None:
             if queue_id in spool.ids():
-                print(f"{queue_id}: being delivered right now, try again")
+                print(_("{id}: being delivered right now, try again", id=queue_id))
                 rc = rc or EX_BUSY
             else:
-                err(f"not found: no queued message {queue_id}")
+                err(_("not found: no queued message {id}", id=queue_id))
                 rc = EX_NOT_FOUND
             continue
         with claim:
             rcpts = [r.address for r in claim.entry.pending()]
             spool.delete(queue_id)
         deleted.append((queue_id, claim.entry.mail_from, rcpts))
-        print(f"{queue_id}: deleted")
+        print(_("{id}: deleted", id=queue_id))
     if deleted:
         run_async(_audit(cfg, deleted))
     return rc

@@ -12,27 +12,28 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from esam_mail.cli.commands import Sub, command, emit, err, load_config
+from esam_mail.cli._i18n import _, _n
+from esam_mail.cli.commands import Sub, command, emit, err, load_config, say
 from esam_mail.errors import StoreError
 
 
 @command
 def add_store(sub: Sub) -> None:
-    p = sub.add_parser("store", help="mail store maintenance: check and repair the Maildir UID indexes")
+    p = sub.add_parser("store", help=_("mail store maintenance: check and repair the Maildir UID indexes"))
     st = p.add_subparsers(dest="store_cmd", metavar="ACTION", required=True)
     c = st.add_parser(
         "check",
-        help="verify every folder's dovecot-uidlist and maildirsize (exit 1 when problems remain)",
-        description="Verify (and with --repair rebuild) the per-folder UID indexes and quota files. "
-        "Exit 0: clean or repaired; 1: problems remain; 2: bad login.",
+        help=_("verify every folder's dovecot-uidlist and maildirsize (exit 1 when problems remain)"),
+        description=_("Verify (and with --repair rebuild) the per-folder UID indexes and quota files. "
+                      "Exit 0: clean or repaired; 1: problems remain; 2: bad login."),
     )
-    c.add_argument("logins", nargs="*", metavar="LOGIN", help="store logins to check (default: every user)")
+    c.add_argument("logins", nargs="*", metavar="LOGIN", help=_("store logins to check (default: every user)"))
     c.add_argument(
         "--repair",
         action="store_true",
-        help="fix what is found (a uidlist that could reuse UIDs gets a new UIDVALIDITY)",
+        help=_("fix what is found (a uidlist that could reuse UIDs gets a new UIDVALIDITY)"),
     )
-    c.add_argument("--json", action="store_true", help="machine-readable report")
+    c.add_argument("--json", action="store_true", help=_("machine-readable report"))
     c.set_defaults(func=cmd_store_check)
 
 
@@ -69,7 +70,7 @@ def cmd_store_check(args: argparse.Namespace) -> int:
         try:
             store.check_login(login)
         except StoreError:
-            err(f"login: {login!r} is not a valid store login")
+            err("login: " + _("{login!r} is not a valid store login", login=login))
             return 2
     results: list[dict[str, Any]] = []
     lines: list[str] = []
@@ -78,21 +79,23 @@ def cmd_store_check(args: argparse.Namespace) -> int:
         user = store.user(login)
         report = check_user(user, repair=args.repair)
         entry = _as_dict(report)
-        lines += report.lines()
+        lines += report.lines(say)
         if args.repair and not report.ok:
             after = check_user(user)
             entry["after_repair"] = _as_dict(after)
             entry["ok_after_repair"] = after.ok
-            lines.append(f"user {login}: {'ok after repair' if after.ok else 'PROBLEMS REMAIN after repair'}")
+            lines.append(_("user {login}: ok after repair", login=login) if after.ok
+                         else _("user {login}: PROBLEMS REMAIN after repair", login=login))
             if not after.ok:
-                lines += after.lines()[1:]
+                lines += after.lines(say)[1:]
                 remaining += 1
         elif not report.ok:
             remaining += 1
         results.append(entry)
-    summary = f"{len(logins)} users checked, {remaining} with problems"
+    summary = _n("{n} user checked, {remaining} with problems", "{n} users checked, {remaining} with problems",
+                 len(logins), remaining=remaining)
     if args.repair:
-        summary += " after repair"
+        summary += " " + _("after repair")
     emit(
         args,
         {"users": results, "checked": len(logins), "with_problems": remaining, "repair": args.repair},

@@ -29,6 +29,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from esam_mail.directory.models import Alias, AliasTarget, AuditEvent, Mailbox, utcnow
 from esam_mail.directory.sql import SqlDirectory, lock_local_name, normalize_address, normalize_login
 from esam_mail.errors import NotFound, ValidationError
+from esam_mail.i18n import domain_message
+
+M_ = domain_message("identity")
 
 __all__ = ["DEFAULT_ROLE_ALIASES", "AliasDirectory", "AliasRecord"]
 
@@ -85,11 +88,11 @@ class AliasDirectory:
         if "@" in raw:
             local, _, domain = raw.rpartition("@")
             if domain.lower() != self.domain:
-                raise ValidationError("name", f"an alias is a local part of {self.domain}, not {raw!r}")
+                raise ValidationError("name", M_("an alias is a local part of {domain}, not '{name}'", domain=self.domain, name=raw))
             raw = local
         norm = normalize_login(raw)
         if not _NAME.match(norm):
-            raise ValidationError("name", "use 1-64 of a-z, 0-9, '.', '_', '-', starting and ending with a letter or digit")
+            raise ValidationError("name", M_("use 1-64 of a-z, 0-9, '.', '_', '-', starting and ending with a letter or digit"))
         return norm
 
     async def _target(self, s: AsyncSession, target: str) -> str:
@@ -98,28 +101,28 @@ class AliasDirectory:
         local, at, domain = raw.rpartition("@")
         if at and domain.lower() != self.domain:
             if not _REMOTE.match(raw):
-                raise ValidationError("target", f"{raw!r} is not an e-mail address")
+                raise ValidationError("target", M_("'{target}' is not an e-mail address", target=raw))
             return normalize_address(raw)
         login = normalize_login(local if at else raw)
         m = (await s.execute(select(Mailbox).where(Mailbox.login_norm == login))).scalar_one_or_none()
         if m is None:
             alias = (await s.execute(select(Alias.id).where(Alias.name_norm == login))).first()
             if alias is not None:
-                raise ValidationError("target", f"{raw!r} is an alias; point at mailboxes (one level, no loops)")
-            raise ValidationError("target", f"no mailbox {raw!r}")
+                raise ValidationError("target", M_("'{target}' is an alias; point at mailboxes (one level, no loops)", target=raw))
+            raise ValidationError("target", M_("no mailbox '{target}'", target=raw))
         if m.state == "closed":
-            raise ValidationError("target", f"mailbox {raw!r} is closed")
+            raise ValidationError("target", M_("mailbox '{target}' is closed", target=raw))
         return m.login_norm
 
     async def add(self, name: str, targets: list[str], *, actor: tuple[str, str] = ("sysadmin", "cli")) -> AliasRecord:
         """Create the alias, or add targets to it (re-creating a removed one)."""
         norm = self._name(name)
         if not targets:
-            raise ValidationError("target", "give at least one target mailbox or address")
+            raise ValidationError("target", M_("give at least one target mailbox or address"))
         async with self.directory.transaction() as s:
             await lock_local_name(s, norm)
             if (await s.execute(select(Mailbox.id).where(Mailbox.login_norm == norm))).first() is not None:
-                raise ValidationError("name", f"{norm!r} is a login (issued once, never reused): not available as an alias")
+                raise ValidationError("name", M_("'{name}' is a login (issued once, never reused): not available as an alias", name=norm))
             clean = []
             for t in targets:
                 value = await self._target(s, t)

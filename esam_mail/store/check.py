@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from esam_mail.i18n import Message
 from esam_mail.store.maildir import MaildirUser, new_key, size_from_key, split_name
 from esam_mail.store.uidlist import UIDLIST, FolderLock, UidList, read_uidlist
 
@@ -44,15 +46,19 @@ class CheckReport:
     def ok(self) -> bool:
         return not self.problems and all(not f.problems for f in self.folders)
 
-    def lines(self) -> list[str]:
-        """Human-readable report (no message content, no paths)."""
-        out = [f"user {self.login}: {'ok' if self.ok else 'PROBLEMS'}"]
-        out += [f"  {p}" for p in self.problems]
-        out += [f"  repaired: {r}" for r in self.repaired]
+    def lines(self, say: Callable[[str], str] = str) -> list[str]:
+        """Human-readable report (no message content, no paths); ``say`` turns each text (an
+        :class:`esam_mail.i18n.Message`) into the reader's language (the CLI's ``say``)."""
+        head = (Message("user {login}: ok", login=self.login) if self.ok
+                else Message("user {login}: PROBLEMS", login=self.login))
+        out = [say(head)]
+        out += [f"  {say(p)}" for p in self.problems]
+        out += ["  " + say(Message("repaired: {what}", what=r)) for r in self.repaired]
         for f in self.folders:
-            out.append(f"  folder {f.name!r}: {f.messages} messages, {f.pending_new} in new/")
-            out += [f"    {p}" for p in f.problems]
-            out += [f"    repaired: {r}" for r in f.repaired]
+            out.append("  " + say(Message("folder '{name}': {messages} messages, {pending} in new/",
+                                          name=f.name, messages=f.messages, pending=f.pending_new)))
+            out += [f"    {say(p)}" for p in f.problems]
+            out += ["    " + say(Message("repaired: {what}", what=r)) for r in f.repaired]
         return out
 
 
@@ -65,10 +71,10 @@ def _check_folder(user: MaildirUser, name: str, repair: bool) -> FolderReport:
             ul: UidList | None = UidList.parse(data)
         except ValueError as exc:
             ul = None
-            rep.problems.append(f"uidlist unparsable: {exc}")
+            rep.problems.append(Message("uidlist unparsable: {error}", error=str(exc)))
     except FileNotFoundError:
         ul = None
-        rep.problems.append("uidlist missing")
+        rep.problems.append(Message("uidlist missing"))
     if ul is not None:
         rep.problems += ul.problems
     raw_cur = [n for n in os.listdir(path / "cur") if not n.startswith(".")]
@@ -78,14 +84,14 @@ def _check_folder(user: MaildirUser, name: str, repair: bool) -> FolderReport:
         by_key.setdefault(split_name(fn)[0], []).append(fn)
     dups = {k: v for k, v in by_key.items() if len(v) > 1}
     for k in dups:
-        rep.problems.append(f"key present {len(dups[k])} times in cur/: {k}")
+        rep.problems.append(Message("key present {n} times in cur/: {key}", n=len(dups[k]), key=k))
     if ul is not None:
         missing = [k for k in ul.entries if k not in by_key]
         unknown = [k for k in by_key if k not in ul.entries]
         if missing:
-            rep.problems.append(f"{len(missing)} uidlist entries without a file")
+            rep.problems.append(Message("{n} uidlist entries without a file", n=len(missing)))
         if unknown:
-            rep.problems.append(f"{len(unknown)} files in cur/ without a UID")
+            rep.problems.append(Message("{n} files in cur/ without a UID", n=len(unknown)))
     rep.messages = len(by_key)
     if not repair or not rep.problems:
         return rep
@@ -102,14 +108,14 @@ def _check_folder(user: MaildirUser, name: str, repair: bool) -> FolderReport:
                     continue
                 if same:
                     os.unlink(path / "cur" / fn)
-                    rep.repaired.append(f"removed duplicate link of {key}")
+                    rep.repaired.append(Message("removed duplicate link of {key}", key=key))
                 else:
                     size = size_from_key(key)
                     if size is None:
                         size = os.stat(path / "cur" / fn).st_size
                     fresh = f"{new_key(size)}:2,{split_name(fn)[1]}"
                     os.rename(path / "cur" / fn, path / "cur" / fresh)
-                    rep.repaired.append(f"gave a new key to a second file for {key}")
+                    rep.repaired.append(Message("gave a new key to a second file for {key}", key=key))
         current, _sig = read_uidlist(path)
         if current is None or current.fatal:
             uv = user.next_uidvalidity()
@@ -120,10 +126,11 @@ def _check_folder(user: MaildirUser, name: str, repair: bool) -> FolderReport:
                     if key in present:
                         fresh_ul.assign(key)
             lock.commit(fresh_ul.render())
-            rep.repaired.append(f"uidlist rebuilt with new UIDVALIDITY {uv}")
+            rep.repaired.append(Message("uidlist rebuilt with new UIDVALIDITY {uidvalidity}", uidvalidity=uv))
     with contextlib.closing(user.folder(name)) as folder:
         folder.sync()
-    rep.repaired.append("synced (UIDs assigned, missing entries dropped)")
+    user.notify(name)  # sessions that have it selected look again (uidvalidity, keys)
+    rep.repaired.append(Message("synced (UIDs assigned, missing entries dropped)"))
     return rep
 
 
@@ -140,7 +147,7 @@ def check_user(user: MaildirUser, repair: bool = False) -> CheckReport:
     """
     report = CheckReport(login=user.login)
     if not user.exists():
-        report.problems.append("mailbox directory missing")
+        report.problems.append(Message("mailbox directory missing"))
         return report
     for info in user.list_folders():
         if info.noselect:
@@ -148,13 +155,13 @@ def check_user(user: MaildirUser, repair: bool = False) -> CheckReport:
         try:
             report.folders.append(_check_folder(user, info.name, repair))
         except OSError as exc:  # report, keep checking the other folders
-            report.problems.append(f"folder {info.name!r}: {type(exc).__name__}")
+            report.problems.append(Message("folder '{name}': {error}", name=info.name, error=type(exc).__name__))
     usage = user._usage
     report.usage_recorded = usage.get()
     report.usage_actual = usage.walk()
     if report.usage_recorded != report.usage_actual:
-        report.problems.append(f"maildirsize says {report.usage_recorded}, files say {report.usage_actual}")
+        report.problems.append(Message("maildirsize says {recorded}, files say {actual}", recorded=report.usage_recorded, actual=report.usage_actual))
         if repair:
             usage.recalc(force=True)
-            report.repaired.append("maildirsize recalculated")
+            report.repaired.append(Message("maildirsize recalculated"))
     return report

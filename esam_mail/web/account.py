@@ -27,6 +27,7 @@ from esam_mail.services.accounts.account import AccountService, Profile
 from esam_mail.services.accounts.application import ValidationErrors
 from esam_mail.services.accounts.password_policy import MIN_LENGTH
 from esam_mail.services.accounts.password_policy import preload as preload_password_policy
+from esam_mail.web.form_errors import localize
 from esam_mail.web.i18n import translator
 from esam_mail.web.security import new_csrf, read_form
 from esam_mail.web.server import Request, Response, Router, peer
@@ -120,11 +121,10 @@ def begin_second_step(request: Request, profile: Profile) -> None:
 
 
 def _errors(request: Request, problems: list[ValidationError]) -> dict[str, str]:
-    _ = translator(request)
+    lang = translator(request).lang
     out: dict[str, str] = {}
-    for p in problems:
-        text = getattr(p, "text", None)  # a WeakPassword re-translates itself
-        out.setdefault(p.field, text(_.lang) if callable(text) else _(p.message))
+    for p in problems:  # a service's i18n.Message, or a WeakPassword that re-translates itself
+        out.setdefault(p.field, localize(p, lang))
     return out
 
 

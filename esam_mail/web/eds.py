@@ -40,7 +40,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from esam_mail.errors import AuthError, ConfigError, EsamError, LoginTaken, ValidationError
-from esam_mail.i18n import Translator
+from esam_mail.i18n import Translator, domain_message
 from esam_mail.i18n import normalize as normalize_language
 from esam_mail.services.accounts.application import ValidationErrors
 from esam_mail.services.accounts.confirmation import ConfirmationError
@@ -63,6 +63,8 @@ from esam_mail.web.statuses import http_status
 
 __all__ = ["register"]
 
+WM_ = domain_message("web")
+
 _REALM = 'Basic realm="esam_mail", charset="UTF-8"'
 
 
@@ -81,7 +83,7 @@ def refusal(exc: BaseException, request_id: str) -> Response:
         return invalid([exc], request_id)
     if isinstance(exc, LoginTaken):
         return invalid(
-            [ValidationError("username", "this user name was issued before and is never issued again")],
+            [ValidationError("username", WM_("this user name was issued before and is never issued again"))],
             request_id,
         )
     if isinstance(exc, AuthError):
@@ -107,19 +109,19 @@ def refusal(exc: BaseException, request_id: str) -> Response:
 async def _obj(req: Request) -> dict[str, Any]:
     body = await json_body(req)
     if not isinstance(body, dict):
-        raise ValidationError("body", "the request body must be a JSON object")
+        raise ValidationError("body", WM_("the request body must be a JSON object"))
     return body
 
 
 def _b64_text(value: object, field: str) -> str:
     """A Base64 text field (what NCALayer returns), checked to decode."""
     if not isinstance(value, str) or not value.strip():
-        raise ValidationError(field, "give the detached CMS signature as Base64 text")
+        raise ValidationError(field, WM_("give the detached CMS signature as Base64 text"))
     compact = "".join(value.split())
     try:
         base64.b64decode(compact + "=" * (-len(compact) % 4), validate=True)
     except (binascii.Error, ValueError):
-        raise ValidationError(field, "the signature is not valid Base64") from None
+        raise ValidationError(field, WM_("the signature is not valid Base64")) from None
     return compact
 
 
@@ -168,7 +170,7 @@ def register(router: Router, services: Any) -> None:
         """The agreement edition the applicant reads: ``language`` in the body, else the page's."""
         chosen = body.get("language")
         if chosen is not None and (not isinstance(chosen, str) or normalize_language(chosen) != chosen):
-            raise ValidationError("language", "the language must be one of kk, ru, en")
+            raise ValidationError("language", WM_("the language must be one of kk, ru, en"))
         return chosen or lang_of(req)
 
     async def canonical(req: Request) -> Response:
@@ -194,18 +196,18 @@ def register(router: Router, services: Any) -> None:
             problems.append(e)
         password = body.get("password")
         if not isinstance(password, str) or not password:
-            problems.append(ValidationError("password", "choose a password for the new mailbox"))
+            problems.append(ValidationError("password", WM_("choose a password for the new mailbox")))
             password = None
         accepted = body.get("accept_agreement")
         if accepted is True:
             problems.append(
                 ValidationError(
                     "accept_agreement",
-                    "give the version label of the agreement you accepted (GET /api/v1/agreement)",
+                    WM_("give the version label of the agreement you accepted (GET /api/v1/agreement)"),
                 )
             )
         elif accepted is not None and not isinstance(accepted, str):
-            problems.append(ValidationError("accept_agreement", "the agreement version must be text"))
+            problems.append(ValidationError("accept_agreement", WM_("the agreement version must be text")))
         svc = eds().applications
         try:
             svc.validate(body.get("application"), body.get("kind"))
@@ -241,7 +243,7 @@ def register(router: Router, services: Any) -> None:
         cms = _b64_text(body.get("cms"), "cms")
         text = body.get("challenge")
         if text is not None and not isinstance(text, str):
-            raise ValidationError("challenge", "the challenge must be the text you signed")
+            raise ValidationError("challenge", WM_("the challenge must be the text you signed"))
         done = await eds().confirmations.confirm(login, cms, challenge=text, actor=("subscriber", login))
         return json_response(done.to_dict())
 

@@ -36,7 +36,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from esam_mail.errors import AuthError, ValidationError
-from esam_mail.services.official.channel import OfficialError, SenderRecord
+from esam_mail.services.official.channel import M_, OfficialError, SenderRecord
 from esam_mail.web.server import Router, error_response, json_body, json_response, request_id
 
 PREFIX = "/api/v1/official"
@@ -101,17 +101,17 @@ def _key_id(signature_input: str) -> str | None:
 
 def _b64(value: Any, field: str) -> bytes:
     if not isinstance(value, str):
-        raise ValidationError(field, "Base64 text")
+        raise ValidationError(field, M_("Base64 text"))
     try:
         return base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError):
-        raise ValidationError(field, "not Base64") from None
+        raise ValidationError(field, M_("not Base64")) from None
 
 
 def _text(data: dict[str, Any], field: str, *, required: bool = True) -> str:
     value = data.get(field, "")
     if not isinstance(value, str) or (required and not value.strip()):
-        raise ValidationError(field, "required text")
+        raise ValidationError(field, M_("required text"))
     return value
 
 
@@ -125,7 +125,7 @@ def register(router: Router, services: Any) -> None:
         sender = await authenticate(request, official, body)
         data = await json_body(request)
         if not isinstance(data, dict):
-            raise ValidationError("body", "a JSON object")
+            raise ValidationError("body", M_("a JSON object"))
         signature = _b64(data["signature"], "signature") if data.get("signature") else None
         try:
             sub = await official.submit(

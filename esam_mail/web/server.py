@@ -122,7 +122,12 @@ def error_response(exc: BaseException, request_id: str) -> Response:
     """The JSON reply of the API for an error (never exception text for unknown errors)."""
     if isinstance(exc, ValidationError):
         problems = getattr(exc, "errors", None) or getattr(exc, "problems", None) or [exc]
-        errs = [{"field": getattr(p, "field", "?"), "message": getattr(p, "message", str(p))} for p in problems]
+        from esam_mail.web.form_errors import localize
+        from esam_mail.web.i18n import current
+
+        lang = current.get()  # ``text``: a service's i18n.Message in the reader's language
+        errs = [{"field": getattr(p, "field", "?"), "message": getattr(p, "message", str(p)), "text": localize(p, lang)}
+                for p in problems]
         return json_response({"error": "invalid", "problems": errs, "request_id": request_id}, 422)
     if isinstance(exc, EsamError):
         code = getattr(exc, "code", type(exc).__name__)

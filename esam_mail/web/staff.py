@@ -42,9 +42,11 @@ NOTICES = {"suspend": NoticeKind.SUSPENDED, "close": NoticeKind.CLOSED}
 def staff_service(services: Any) -> StaffService:
     svc = services.extras.get("staff")
     if svc is None:
+        auth = services.authenticator  # None in a web app built without logins (tests)
         svc = services.extras["staff"] = StaffService(
             services.directory, lambda pw: services.hasher.hash(pw),
-            lambda pw, stored: services.hasher.verify(pw, stored)[0])
+            lambda pw, stored: services.hasher.verify(pw, stored)[0],
+            forget_login=auth.forget if auth is not None else None)
     return svc
 
 

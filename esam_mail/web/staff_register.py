@@ -19,6 +19,7 @@ from starlette.responses import RedirectResponse
 
 from esam_mail.errors import LoginTaken, ValidationError
 from esam_mail.services.accounts.staff import PERMISSIONS, RoleRefused, StaffRecord
+from esam_mail.web.eds import WM_
 from esam_mail.web.form_errors import localize
 from esam_mail.web.i18n import lang_of
 from esam_mail.web.security import read_form
@@ -133,7 +134,7 @@ def register(router: Router, services: Any) -> None:
         except RoleRefused:
             raise HTTPException(403) from None
         except LoginTaken:
-            errors["username"] = localize(ValidationError("username", "this user name was issued before"), lang)
+            errors["username"] = localize(ValidationError("username", WM_("this user name was issued before and is never issued again")), lang)
         except ValidationError as exc:
             for item in getattr(exc, "errors", None) or (exc,):
                 errors.setdefault(item.field, localize(item, lang))

@@ -156,7 +156,7 @@ def test_staff_console_roles_search_suspend_and_audit(console: tuple[EsamProcess
     page.type("bin", "150340001237")
     page.by_id("accept_agreement").click()
     page.post_form("register")
-    assert page.error("bin") == "Номер недействителен: не совпадает контрольная цифра."
+    assert page.error("bin") == "БИН недействителен: не совпадает контрольная цифра."
     assert page.by_id("name").get_attribute("value") == LEGAL["name"]  # what was typed stays
     page.type("bin", LEGAL["bin"])
     page.by_id("accept_agreement").click()

@@ -31,10 +31,12 @@ async def _main() -> None:
         _run(connection)
         return
     engine = create_async_engine(config.get_main_option("sqlalchemy.url") or "")
-    async with engine.connect() as conn:
-        await conn.run_sync(_run)
-        await conn.commit()
-    await engine.dispose()
+    try:  # disposed also when a migration fails
+        async with engine.connect() as conn:
+            await conn.run_sync(_run)
+            await conn.commit()
+    finally:
+        await engine.dispose()
 
 
 if context.is_offline_mode():  # pragma: no cover - only `alembic upgrade --sql`

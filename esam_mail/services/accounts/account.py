@@ -31,6 +31,7 @@ from esam_mail import fsio
 from esam_mail.errors import AuthError, EsamError, NotFound, ValidationError
 from esam_mail.log import event
 from esam_mail.services.accounts.application import ValidationErrors
+from esam_mail.services.accounts.identity import M_
 from esam_mail.services.accounts.password_policy import check_password
 
 __all__ = ["AccountService", "Closure", "HybridLetter", "LoginEvent", "Profile", "close_due_loop", "fingerprint", "login_recorder"]
@@ -150,13 +151,13 @@ class AccountService:
         except ValidationError as e:
             problems.append(e)
         if new != repeat:
-            problems.append(ValidationError("new_password2", "the two new passwords differ"))
+            problems.append(ValidationError("new_password2", M_("the two new passwords differ")))
         if new and new == current:
-            problems.append(ValidationError("new_password", "the new password must differ from the current one"))
+            problems.append(ValidationError("new_password", M_("the new password must differ from the current one")))
         try:
             await self.authenticator.authenticate(login, current, peer=peer, service="web")
         except AuthError:
-            problems.insert(0, ValidationError("current_password", "the current password is wrong"))
+            problems.insert(0, ValidationError("current_password", M_("the current password is wrong")))
         if problems:
             raise ValidationErrors(problems)
         rec = await self.directory.get(login)
@@ -222,11 +223,11 @@ class AccountService:
             raise NotFound(login)
         problems: list[ValidationError] = []
         if typed_address.strip().lower() != rec.address.lower():
-            problems.append(ValidationError("confirm_address", "type your mailbox address exactly"))
+            problems.append(ValidationError("confirm_address", M_("type your mailbox address exactly")))
         try:
             await self.authenticator.authenticate(login, password, peer=peer, service="web")
         except AuthError:
-            problems.insert(0, ValidationError("password", "the password is wrong"))
+            problems.insert(0, ValidationError("password", M_("the password is wrong")))
         if problems:
             raise ValidationErrors(problems)
         pending = await self.closure(rec.address)

@@ -55,6 +55,7 @@ from typing import Any, ClassVar, Literal, TypeVar
 
 from esam_mail.errors import ValidationError
 from esam_mail.services.accounts.identity import (
+    M_,
     Sex,
     clean_person_name,
     clean_text,
@@ -396,11 +397,11 @@ class _Form:
         for key in self.raw:
             if key not in allowed:
                 shown = key if isinstance(key, str) else repr(key)
-                self.errors.append(ValidationError(f"{self.prefix}{shown}", "unknown field"))
+                self.errors.append(ValidationError(f"{self.prefix}{shown}", M_("unknown field")))
 
     def required(self, key: str, parse: Callable[..., T], label: str, **kw: Any) -> T | None:
         if not self.present(key):
-            self.errors.append(ValidationError(self.name(key), f"{label} is required"))
+            self.errors.append(ValidationError(self.name(key), M_("{what} is required", what=label)))
             return None
         return self.run(parse, self.raw[key], field=self.name(key), **kw)
 
@@ -420,10 +421,10 @@ class _Form:
         value = self.raw.get(key)
         if value is None:
             if required:
-                self.errors.append(ValidationError(self.name(key), f"{what} is required"))
+                self.errors.append(ValidationError(self.name(key), M_("{what} is required", what=what)))
             return None
         if not isinstance(value, Mapping):
-            self.errors.append(ValidationError(self.name(key), f"{what} must be an object"))
+            self.errors.append(ValidationError(self.name(key), M_("{what} must be an object", what=what)))
             return None
         return _Form(value, f"{self.name(key)}.", self.errors)
 
@@ -434,12 +435,12 @@ class _Form:
 def _start(raw: object, kind: str) -> _Form:
     errors: list[ValidationError] = []
     if not isinstance(raw, Mapping):
-        raise ValidationErrors([ValidationError("application", "application must be an object")])
+        raise ValidationErrors([ValidationError("application", M_("application must be an object"))])
     form = _Form(raw, "", errors)
     if "kind" in raw and raw["kind"] != kind:
-        form.fail("kind", f"must be {kind!r} here")
+        form.fail("kind", M_("must be '{kind}' here", kind=kind))
     if "schema" in raw and (type(raw["schema"]) is not int or raw["schema"] != SCHEMA_VERSION):
-        form.fail("schema", f"unsupported schema version (expected {SCHEMA_VERSION})")
+        form.fail("schema", M_("unsupported schema version (expected {version})", version=SCHEMA_VERSION))
     return form
 
 
@@ -453,7 +454,7 @@ def _finish(form: _Form, allowed: Collection[str]) -> None:
 
 def _incomplete() -> ValidationErrors:
     """Defensive: a part is missing although no field error was recorded."""
-    return ValidationErrors([ValidationError("application", "the application is incomplete")])
+    return ValidationErrors([ValidationError("application", M_("the application is incomplete"))])
 
 
 # --------------------------------------------------------------------------
@@ -475,15 +476,15 @@ def _address(parent: _Form, key: str, what: str) -> Address | None:
     if form is None:
         return None
     form.check_keys(_ADDRESS_KEYS)
-    locality = form.required("locality", clean_text, "locality", what="locality")
-    region = form.optional("region", clean_text, what="region")
+    locality = form.required("locality", clean_text, M_("locality"), what=M_("locality"))
+    region = form.optional("region", clean_text, what=M_("region"))
     missing_region = region is None and not form.present("region")
     if missing_region and locality is not None and not _is_republican_city(locality):
-        form.fail("region", "region is required (except for Astana, Almaty and Shymkent)")
-    street = form.required("street", clean_text, "street", what="street")
-    house = form.required("house", clean_text, "house", what="house", max_len=20)
-    apartment = form.optional("apartment", clean_text, what="apartment", max_len=20)
-    postcode = form.required("postcode", normalize_postcode, "postcode")
+        form.fail("region", M_("region is required (except for Astana, Almaty and Shymkent)"))
+    street = form.required("street", clean_text, M_("street"), what=M_("street"))
+    house = form.required("house", clean_text, M_("house"), what=M_("house"), max_len=20)
+    apartment = form.optional("apartment", clean_text, what=M_("apartment"), max_len=20)
+    postcode = form.required("postcode", normalize_postcode, M_("postcode"))
     if locality is None or street is None or house is None or postcode is None:
         return None
     if region is None and form.present("region"):
@@ -496,22 +497,22 @@ def _doc_type(value: object, *, field: str) -> str:
         text = re.sub(r"[\s-]+", "_", value.strip().casefold())
         if text in ID_DOCUMENT_TYPES:
             return text
-    raise ValidationError(field, "document type must be one of " + ", ".join(ID_DOCUMENT_TYPES))
+    raise ValidationError(field, M_("document type must be one of {choices}", choices=", ".join(ID_DOCUMENT_TYPES)))
 
 
 def _doc_number(value: object, *, field: str) -> str:
     if not isinstance(value, str):
-        raise ValidationError(field, "document number must be given as text")
+        raise ValidationError(field, M_("document number must be given as text"))
     text = re.sub(r"[\s-]", "", value).upper()
     if not (text.isascii() and re.fullmatch(r"[A-Z0-9]{5,20}", text)):
-        raise ValidationError(field, "document number must be 5-20 Latin letters and digits (e.g. N12345678)")
+        raise ValidationError(field, M_("document number must be 5-20 Latin letters and digits (e.g. N12345678)"))
     return text
 
 
 def _person_names(form: _Form) -> tuple[str | None, str | None, str | None]:
-    surname = form.required("surname", clean_person_name, "surname", what="surname")
-    given = form.required("given_name", clean_person_name, "given name", what="given name")
-    patronymic = form.optional("patronymic", clean_person_name, what="patronymic")
+    surname = form.required("surname", clean_person_name, M_("surname"), what=M_("surname"))
+    given = form.required("given_name", clean_person_name, M_("given name"), what=M_("given name"))
+    patronymic = form.optional("patronymic", clean_person_name, what=M_("patronymic"))
     return surname, given, patronymic
 
 
@@ -557,7 +558,7 @@ def validate_individual(
     reserved = tuple(reserved)
     form = _start(raw, "individual")
     surname, given, patronymic = _person_names(form)
-    parsed = form.required("iin", validate_iin, "IIN", allow_unusual_century=allow_unusual_iin)
+    parsed = form.required("iin", validate_iin, M_("IIN"), allow_unusual_century=allow_unusual_iin)
 
     birth_date = form.optional("birth_date", parse_date, not_future=True, today=today)
     sex = form.optional("sex", parse_sex)
@@ -565,39 +566,39 @@ def validate_individual(
         if birth_date is not None and birth_date != parsed.birth_date:
             form.fail(
                 "birth_date",
-                f"birth date does not match the IIN (the IIN gives {parsed.birth_date})",
+                M_("birth date does not match the IIN (the IIN gives {date})", date=parsed.birth_date.isoformat()),
             )
         if parsed.birth_date > today:
-            form.fail("iin", "IIN is not valid: its birth date is in the future")
+            form.fail("iin", M_("IIN is not valid: its birth date is in the future"))
         birth_date = parsed.birth_date
     if parsed is not None and parsed.sex is not None:
         if sex is not None and sex != parsed.sex:
-            form.fail("sex", f"sex does not match the IIN (the IIN gives {parsed.sex})")
+            form.fail("sex", M_("sex does not match the IIN (the IIN gives {sex})", sex=parsed.sex))
         sex = parsed.sex
 
     document: IdDocument | None = None
-    doc = form.sub("id_document", "identity document")
+    doc = form.sub("id_document", M_("identity document"))
     if doc is not None:
         doc.check_keys(("type", "number", "issuer", "issue_date", "expiry_date"))
-        doc_type = doc.required("type", _doc_type, "document type")
-        number = doc.required("number", _doc_number, "document number")
-        issuer = doc.required("issuer", clean_text, "issuer", what="issuer", max_len=100)
-        issued = doc.required("issue_date", parse_date, "issue date", not_future=True, today=today)
+        doc_type = doc.required("type", _doc_type, M_("document type"))
+        number = doc.required("number", _doc_number, M_("document number"))
+        issuer = doc.required("issuer", clean_text, M_("issuer"), what=M_("issuer"), max_len=100)
+        issued = doc.required("issue_date", parse_date, M_("issue date"), not_future=True, today=today)
         expires = doc.optional("expiry_date", parse_date)
         if issued is not None and birth_date is not None and issued < birth_date:
-            doc.fail("issue_date", "the document cannot be issued before the birth date")
+            doc.fail("issue_date", M_("the document cannot be issued before the birth date"))
         if expires is not None:
             if issued is not None and expires < issued:
-                doc.fail("expiry_date", "the expiry date is before the issue date")
+                doc.fail("expiry_date", M_("the expiry date is before the issue date"))
             elif expires < today:
-                doc.fail("expiry_date", "the document has expired")
+                doc.fail("expiry_date", M_("the document has expired"))
         if doc_type and number and issuer and issued:
             document = IdDocument(doc_type, number, issuer, issued, expires)
 
-    address = _address(form, "residence_address", "residence address")
+    address = _address(form, "residence_address", M_("residence address"))
     home = form.optional("home_phone", normalize_phone)
-    mobile = form.required("mobile_phone", normalize_phone, "mobile phone")
-    username = form.required("username", normalize_username, "user name", reserved=reserved)
+    mobile = form.required("mobile_phone", normalize_phone, M_("mobile phone"))
+    username = form.required("username", normalize_username, M_("user name"), reserved=reserved)
     _finish(form, _INDIVIDUAL_KEYS)
     if not (surname and given and parsed and document and address and mobile and username):
         raise _incomplete()
@@ -635,7 +636,7 @@ _ENTITY_KEYS = (
 def _signer_role(value: object, *, field: str) -> str:
     if isinstance(value, str) and value.strip().casefold() in SIGNER_ROLES:
         return value.strip().casefold()
-    raise ValidationError(field, "signer role must be one of " + ", ".join(SIGNER_ROLES))
+    raise ValidationError(field, M_("signer role must be one of {choices}", choices=", ".join(SIGNER_ROLES)))
 
 
 def validate_legal_entity(
@@ -656,33 +657,33 @@ def validate_legal_entity(
     today = today or date.today()
     reserved = tuple(reserved)
     form = _start(raw, "legal_entity")
-    name = form.required("name", clean_text, "name", what="name", max_len=300)
-    parsed = form.required("bin", validate_bin, "BIN")
+    name = form.required("name", clean_text, M_("name"), what=M_("name"), max_len=300)
+    parsed = form.required("bin", validate_bin, M_("BIN"))
 
     certificate: RegistrationCertificate | None = None
-    reg = form.sub("registration", "state registration certificate")
+    reg = form.sub("registration", M_("state registration certificate"))
     if reg is not None:
         reg.check_keys(("number", "date", "issuer"))
-        number = reg.required("number", clean_text, "number", what="number", max_len=50)
+        number = reg.required("number", clean_text, M_("number"), what=M_("number"), max_len=50)
         when = reg.required(
-            "date", parse_date, "date", not_future=True, today=today, earliest=date(1900, 1, 1)
+            "date", parse_date, M_("date"), not_future=True, today=today, earliest=date(1900, 1, 1)
         )
-        issuer = reg.optional("issuer", clean_text, what="issuer", max_len=200)
+        issuer = reg.optional("issuer", clean_text, what=M_("issuer"), max_len=200)
         if number and when:
             certificate = RegistrationCertificate(number, when, issuer)
 
-    legal = _address(form, "legal_address", "legal address")
-    actual = _address(form, "actual_address", "actual address")
-    work = form.required("work_phone", normalize_phone, "work phone")
-    mobile = form.required("mobile_phone", normalize_phone, "mobile phone")
-    username = form.required("username", normalize_username, "user name", reserved=reserved)
+    legal = _address(form, "legal_address", M_("legal address"))
+    actual = _address(form, "actual_address", M_("actual address"))
+    work = form.required("work_phone", normalize_phone, M_("work phone"))
+    mobile = form.required("mobile_phone", normalize_phone, M_("mobile phone"))
+    username = form.required("username", normalize_username, M_("user name"), reserved=reserved)
 
     representative: Representative | None = None
-    rep = form.sub("representative", "representative", required=False)
+    rep = form.sub("representative", M_("representative"), required=False)
     if rep is not None:
         rep.check_keys(("surname", "given_name", "patronymic", "iin"))
         surname, given, patronymic = _person_names(rep)
-        rep_iin = rep.required("iin", validate_iin, "IIN", allow_unusual_century=allow_unusual_iin)
+        rep_iin = rep.required("iin", validate_iin, M_("IIN"), allow_unusual_century=allow_unusual_iin)
         if surname and given and rep_iin:
             representative = Representative(surname, given, patronymic, rep_iin.value)
 
@@ -692,12 +693,12 @@ def validate_legal_entity(
     poa_date: date | None = None
     if role == "representative":
         poa_number = form.required(
-            "poa_number", clean_text, "power of attorney number", what="power of attorney number", max_len=50
+            "poa_number", clean_text, M_("power of attorney number"), what=M_("power of attorney number"), max_len=50
         )
         poa_date = form.required(
             "poa_date",
             parse_date,
-            "power of attorney date",
+            M_("power of attorney date"),
             not_future=True,
             today=today,
             earliest=date(1900, 1, 1),
@@ -705,7 +706,7 @@ def validate_legal_entity(
     elif given_role is not None or not form.present("signer_role"):  # head (not a bad value)
         for key in ("poa_number", "poa_date"):
             if form.present(key):
-                form.fail(key, "a power of attorney is given only when signer role is 'representative'")
+                form.fail(key, M_("a power of attorney is given only when signer role is 'representative'"))
 
     _finish(form, _ENTITY_KEYS)
     if not (name and parsed and certificate and legal and actual and work and mobile and username):
@@ -739,4 +740,4 @@ def validate_application(
         return validate_individual(raw, reserved=reserved, today=today, allow_unusual_iin=allow_unusual_iin)
     if kind == "legal_entity":
         return validate_legal_entity(raw, reserved=reserved, today=today, allow_unusual_iin=allow_unusual_iin)
-    raise ValidationErrors([ValidationError("kind", "kind must be 'individual' or 'legal_entity'")])
+    raise ValidationErrors([ValidationError("kind", M_("kind must be 'individual' or 'legal_entity'"))])

@@ -17,9 +17,11 @@ from typing import Any
 
 from esam_mail import fsio
 from esam_mail.errors import ValidationError
-from esam_mail.i18n import N_, Translator
+from esam_mail.i18n import N_, Translator, domain_message
 
 __all__ = ["LABELS", "render_application_form", "store_signed_scan"]
+
+M_ = domain_message("official")
 
 FONT_DIR = Path("/usr/share/fonts/truetype/dejavu")
 
@@ -134,9 +136,9 @@ def store_signed_scan(folder: Path, application_id: int, pdf: bytes, *, max_byte
         ValidationError: on ``scan``: not a PDF, empty, too large.
     """
     if not pdf.startswith(b"%PDF-"):
-        raise ValidationError("scan", "a PDF file")
+        raise ValidationError("scan", M_("a PDF file"))
     if len(pdf) > max_bytes:
-        raise ValidationError("scan", f"larger than {max_bytes} bytes")
+        raise ValidationError("scan", M_("larger than {max_bytes} bytes", max_bytes=max_bytes))
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     dest = folder / f"{application_id}.pdf"
     fsio.atomic_write(dest, pdf, mode=0o600)  # the directory is fsynced too

@@ -30,6 +30,9 @@ from datetime import date
 from typing import Literal
 
 from esam_mail.errors import ValidationError
+from esam_mail.i18n import domain_message
+
+M_ = domain_message("identity")
 
 __all__ = [
     "BIN_ATTRIBUTES",
@@ -116,21 +119,21 @@ def checksum_ok(value: str) -> bool:
 def _clean_number(value: object, field: str, what: str) -> str:
     """Strip blanks (people write ``900 101 300 811``) and check for 12 digits."""
     if not isinstance(value, str):
-        raise ValidationError(field, f"{what} must be given as text of 12 digits")
+        raise ValidationError(field, M_("{what} must be given as text of 12 digits", what=what))
     text = re.sub(r"[ \t\u00a0]", "", value)
     if not text:
-        raise ValidationError(field, f"{what} is required")
+        raise ValidationError(field, M_("{what} is required", what=what))
     if not _is_12_ascii_digits(text):
-        raise ValidationError(field, f"{what} must be exactly 12 digits")
+        raise ValidationError(field, M_("{what} must be exactly 12 digits", what=what))
     return text
 
 
 def _check_checksum(text: str, field: str, what: str) -> None:
     """Run after the structure checks, whose messages are more specific."""
     if kz_check_digit(text[:11]) is None:
-        raise ValidationError(field, f"{what} is not valid: no number can start with {text[:11]}")
+        raise ValidationError(field, M_("{what} is not valid: no number can start with {prefix}", what=what, prefix=text[:11]))
     if not checksum_ok(text):
-        raise ValidationError(field, f"{what} is not valid: the check digit does not match")
+        raise ValidationError(field, M_("{what} is not valid: the check digit does not match", what=what))
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,7 +184,7 @@ def validate_iin(
     Raises:
         ValidationError: naming ``field``.
     """
-    text = _clean_number(value, field, "IIN")
+    text = _clean_number(value, field, M_("IIN"))
     seventh = text[6]
     mm, dd = int(text[2:4]), int(text[4:6])
     if seventh in _CENTURY:
@@ -189,22 +192,22 @@ def validate_iin(
             born = date(_CENTURY[seventh] + int(text[:2]), mm, dd)
         except ValueError:
             raise ValidationError(
-                field, "IIN is not valid: digits 1-6 are not a real birth date (YYMMDD)"
+                field, M_("IIN is not valid: digits 1-6 are not a real birth date (YYMMDD)")
             ) from None
-        _check_checksum(text, field, "IIN")
+        _check_checksum(text, field, M_("IIN"))
         sex: Sex = "M" if int(seventh) % 2 else "F"
         return ParsedIIN(text, born, sex, text[7:11])
     if not allow_unusual_century:
         raise ValidationError(
-            field, "IIN is not valid: the 7th digit (century and sex) must be 1 to 6"
+            field, M_("IIN is not valid: the 7th digit (century and sex) must be 1 to 6")
         )
     try:
         date(2000, mm, dd)  # a leap year: 29 Feb is plausible for some century
     except ValueError:
         raise ValidationError(
-            field, "IIN is not valid: digits 3-6 are not a real month and day"
+            field, M_("IIN is not valid: digits 3-6 are not a real month and day")
         ) from None
-    _check_checksum(text, field, "IIN")
+    _check_checksum(text, field, M_("IIN"))
     return ParsedIIN(text, None, None, text[7:11])
 
 
@@ -218,17 +221,17 @@ def validate_bin(value: object, *, field: str = "bin") -> ParsedBIN:
     Raises:
         ValidationError: naming ``field``.
     """
-    text = _clean_number(value, field, "BIN")
+    text = _clean_number(value, field, M_("BIN"))
     month = int(text[2:4])
     if not 1 <= month <= 12:
-        raise ValidationError(field, "BIN is not valid: digits 3-4 must be a month 01-12")
+        raise ValidationError(field, M_("BIN is not valid: digits 3-4 must be a month 01-12"))
     if text[4] not in BIN_ENTITY_TYPES:
         raise ValidationError(
-            field, "BIN is not valid: the 5th digit (entity type) must be 4, 5 or 6"
+            field, M_("BIN is not valid: the 5th digit (entity type) must be 4, 5 or 6")
         )
     if text[5] not in BIN_ATTRIBUTES:
-        raise ValidationError(field, "BIN is not valid: the 6th digit (attribute) must be 0 to 3")
-    _check_checksum(text, field, "BIN")
+        raise ValidationError(field, M_("BIN is not valid: the 6th digit (attribute) must be 0 to 3"))
+    _check_checksum(text, field, M_("BIN"))
     return ParsedBIN(
         value=text,
         registration_year=text[:2],
@@ -262,13 +265,13 @@ def normalize_phone(
         ValidationError: naming ``field``.
     """
     if not isinstance(value, str):
-        raise ValidationError(field, "phone number must be given as text")
+        raise ValidationError(field, M_("phone number must be given as text"))
     text = value.strip()
     if not text:
-        raise ValidationError(field, "phone number is required")
+        raise ValidationError(field, M_("phone number is required"))
     if not _PHONE_ALLOWED.match(text) or text.count("+") > 1:
         raise ValidationError(
-            field, "phone number may contain only digits, spaces, brackets, dashes and a leading +"
+            field, M_("phone number may contain only digits, spaces, brackets, dashes and a leading +")
         )
     digits = re.sub(r"\D", "", text)
     international: str | None = None
@@ -284,21 +287,21 @@ def normalize_phone(
         international = "7" + digits
     if international is None:
         raise ValidationError(
-            field, "phone number is not valid: expected e.g. +7 701 123 45 67 or 8 701 123 45 67"
+            field, M_("phone number is not valid: expected e.g. +7 701 123 45 67 or 8 701 123 45 67")
         )
     if international.startswith("7"):
         national = international[1:]
         if len(national) != 10 or national[0] not in "3456789":
             raise ValidationError(
                 field,
-                "phone number is not valid: +7 must be followed by 10 digits (+7 701 123 45 67)",
+                M_("phone number is not valid: +7 must be followed by 10 digits (+7 701 123 45 67)"),
             )
         return "+" + international
     if not allow_foreign:
-        raise ValidationError(field, "phone number must be a Kazakhstan number (+7)")
+        raise ValidationError(field, M_("phone number must be a Kazakhstan number (+7)"))
     if not 8 <= len(international) <= 15 or international[0] == "0":
         raise ValidationError(
-            field, "phone number is not valid: an international number has 8-15 digits"
+            field, M_("phone number is not valid: an international number has 8-15 digits")
         )
     return "+" + international
 
@@ -317,13 +320,13 @@ def normalize_postcode(value: object, *, field: str = "postcode") -> str:
     7-character building code since 2015 (``A01P3K4``).
     """
     if not isinstance(value, str):
-        raise ValidationError(field, "postcode must be given as text")
+        raise ValidationError(field, M_("postcode must be given as text"))
     text = re.sub(r"\s", "", value).upper()
     if not text:
-        raise ValidationError(field, "postcode is required")
+        raise ValidationError(field, M_("postcode is required"))
     if not text.isascii() or not _POSTCODE.match(text):
         raise ValidationError(
-            field, "postcode is not valid: expected 6 digits (050012) or 7 characters (A01P3K4)"
+            field, M_("postcode is not valid: expected 6 digits (050012) or 7 characters (A01P3K4)")
         )
     return text
 
@@ -358,20 +361,20 @@ def parse_date(
     elif isinstance(value, str):
         text = value.strip()
         if not text:
-            raise ValidationError(field, "date is required")
+            raise ValidationError(field, M_("date is required"))
         if not _ISO_DATE.match(text):
-            raise ValidationError(field, "date must be written as YYYY-MM-DD")
+            raise ValidationError(field, M_("date must be written as YYYY-MM-DD"))
         try:
             result = date.fromisoformat(text)
         except ValueError:
-            raise ValidationError(field, f"{text} is not a real calendar date") from None
+            raise ValidationError(field, M_("{date} is not a real calendar date", date=text)) from None
     else:
-        raise ValidationError(field, "date must be written as YYYY-MM-DD")
+        raise ValidationError(field, M_("date must be written as YYYY-MM-DD"))
     floor = earliest or date(1800, 1, 1)
     if result < floor:
-        raise ValidationError(field, f"date must not be before {floor.isoformat()}")
+        raise ValidationError(field, M_("date must not be before {date}", date=floor.isoformat()))
     if not_future and result > (today or date.today()):
-        raise ValidationError(field, "date must not be in the future")
+        raise ValidationError(field, M_("date must not be in the future"))
     return result
 
 
@@ -383,7 +386,7 @@ def parse_sex(value: object, *, field: str = "sex") -> Sex:
             return "M"
         if text in ("f", "female"):
             return "F"
-    raise ValidationError(field, "sex must be M or F")
+    raise ValidationError(field, M_("sex must be M or F"))
 
 
 # --------------------------------------------------------------------------
@@ -466,34 +469,34 @@ def normalize_username(
     (:data:`DEFAULT_RESERVED_NAMES` plus ``reserved``).
     """
     if not isinstance(value, str):
-        raise ValidationError(field, "user name must be given as text")
+        raise ValidationError(field, M_("user name must be given as text"))
     text = value.strip()
     if not text:
-        raise ValidationError(field, "user name is required")
+        raise ValidationError(field, M_("user name is required"))
     # Before lower(): "\u212a".lower() is an ASCII "k".
     if not text.isascii():
         raise ValidationError(
-            field, "user name may contain only Latin letters a-z, digits, '.', '-' and '_'"
+            field, M_("user name may contain only Latin letters a-z, digits, '.', '-' and '_'")
         )
     name = text.lower()
     if not 3 <= len(name) <= 64:
-        raise ValidationError(field, "user name must be 3 to 64 characters long")
+        raise ValidationError(field, M_("user name must be 3 to 64 characters long"))
     if not _USERNAME.match(name):
         raise ValidationError(
-            field, "user name may contain only Latin letters a-z, digits, '.', '-' and '_'"
+            field, M_("user name may contain only Latin letters a-z, digits, '.', '-' and '_'")
         )
     if not (name[0].isalnum() and name[-1].isalnum()):
-        raise ValidationError(field, "user name must start and end with a letter or digit")
+        raise ValidationError(field, M_("user name must start and end with a letter or digit"))
     if ".." in name:
-        raise ValidationError(field, "user name must not contain two dots in a row")
+        raise ValidationError(field, M_("user name must not contain two dots in a row"))
     if _squash(name).isdigit():
         raise ValidationError(
-            field, "user name must contain a letter: a name of digits only looks like an IIN/BIN or a phone number"
+            field, M_("user name must contain a letter: a name of digits only looks like an IIN/BIN or a phone number")
         )
     if _TWELVE_DIGITS.search(_squash(name)):
-        raise ValidationError(field, "user name must not contain 12 digits in a row: it would look like an IIN/BIN")
+        raise ValidationError(field, M_("user name must not contain 12 digits in a row: it would look like an IIN/BIN"))
     if is_reserved_name(name, reserved):
-        raise ValidationError(field, f"user name '{name}' is reserved and cannot be registered")
+        raise ValidationError(field, M_("user name '{name}' is reserved and cannot be registered", name=name))
     return name
 
 
@@ -508,7 +511,7 @@ def _nfc_collapse(text: str) -> str:
     return " ".join(unicodedata.normalize("NFC", text).split())
 
 
-def clean_text(value: object, *, field: str, max_len: int = 200, what: str = "value") -> str:
+def clean_text(value: object, *, field: str, max_len: int = 200, what: str = M_("value")) -> str:
     """NFC-normalise, collapse blanks and refuse control characters.
 
     Used for address lines, document issuers and entity names, which may mix
@@ -516,18 +519,18 @@ def clean_text(value: object, *, field: str, max_len: int = 200, what: str = "va
     ``ТОО «Ромашка»``).
     """
     if not isinstance(value, str):
-        raise ValidationError(field, f"{what} must be given as text")
+        raise ValidationError(field, M_("{what} must be given as text", what=what))
     text = _nfc_collapse(value)
     if not text:
-        raise ValidationError(field, f"{what} is required")
+        raise ValidationError(field, M_("{what} is required", what=what))
     if len(text) > max_len:
-        raise ValidationError(field, f"{what} must be at most {max_len} characters long")
+        raise ValidationError(field, M_("{what} must be at most {max_len} characters long", what=what, max_len=max_len))
     if any(unicodedata.category(c) in ("Cc", "Cf", "Cs", "Co", "Cn") for c in text):
-        raise ValidationError(field, f"{what} contains control or unassigned characters")
+        raise ValidationError(field, M_("{what} contains control or unassigned characters", what=what))
     return text
 
 
-def clean_person_name(value: object, *, field: str, max_len: int = 100, what: str = "name") -> str:
+def clean_person_name(value: object, *, field: str, max_len: int = 100, what: str = M_("name")) -> str:
     """Clean a surname, given name or patronymic.
 
     Letters of any script (Kazakh ә ғ қ ң ө ұ ү һ і are kept as they are),
@@ -539,8 +542,8 @@ def clean_person_name(value: object, *, field: str, max_len: int = 100, what: st
             continue
         if unicodedata.category(c)[0] not in ("L", "M"):
             raise ValidationError(
-                field, f"{what} may contain only letters, spaces, hyphens and apostrophes"
+                field, M_("{what} may contain only letters, spaces, hyphens and apostrophes", what=what)
             )
     if not any(unicodedata.category(c)[0] == "L" for c in text):
-        raise ValidationError(field, f"{what} must contain letters")
+        raise ValidationError(field, M_("{what} must contain letters", what=what))
     return text

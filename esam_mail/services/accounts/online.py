@@ -62,6 +62,7 @@ from esam_mail.services.accounts.eds import (
     decode_cms,
     is_sign_certificate,
 )
+from esam_mail.services.accounts.identity import M_
 from esam_mail.services.accounts.logins import reserved_names
 from esam_mail.services.accounts.registration import (
     AgreementEdition,
@@ -146,9 +147,9 @@ class OnlineApplications:
             ValidationErrors: every problem (``kind``, ``application`` or form fields).
         """
         if kind not in KINDS:
-            raise ValidationErrors([ValidationError("kind", "kind must be 'individual' or 'legal_entity'")])
+            raise ValidationErrors([ValidationError("kind", M_("kind must be 'individual' or 'legal_entity'"))])
         if not isinstance(raw, Mapping):
-            raise ValidationErrors([ValidationError("application", "the application must be a JSON object")])
+            raise ValidationErrors([ValidationError("application", M_("the application must be a JSON object"))])
         validate = validate_individual if kind == "individual" else validate_legal_entity
         try:
             return validate(raw, reserved=reserved_names(self.cfg))
@@ -209,7 +210,7 @@ class OnlineApplications:
             problems.extend(e.errors)
         if not signature:
             problems.append(
-                ValidationError("signature", "sign the application with EDS (a Base64 detached CMS)")
+                ValidationError("signature", M_("sign the application with EDS (a Base64 detached CMS)"))
             )
         if problems:
             raise ValidationErrors(problems)

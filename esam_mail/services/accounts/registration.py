@@ -61,6 +61,7 @@ from esam_mail.services.accounts.application import (
     validate_individual,
     validate_legal_entity,
 )
+from esam_mail.services.accounts.identity import M_
 from esam_mail.services.accounts.notices import NoticeKind
 from esam_mail.services.accounts.password_policy import check_password
 from esam_mail.services.accounts.registry import (
@@ -455,7 +456,7 @@ class RegistrationService:
         try:
             mailbox_id, address = await self.records.approve_held(login, actor=actor)
         except NotHeld as e:
-            raise ValidationError("login", f"{e.address} is {e.state}, not held: nothing to approve") from None
+            raise ValidationError("login", M_("{address} is {state}, not held: nothing to approve", address=e.address, state=e.state)) from None
         event(log, "registration.approved", mailbox_id=mailbox_id)
         rec = await self.directory.get(address)
         assert rec is not None
@@ -510,7 +511,7 @@ class RegistrationService:
                 verdict=answer.verdict.value,
             )
             event(log, "registration.rejected", channel=channel, verdict=answer.verdict.value)
-            raise ValidationError(_registry_field(answer, kind), f"{decision.reason}: {answer.reason}")
+            raise ValidationError(_registry_field(answer, kind), M_("{decision}: {detail}", decision=decision.reason, detail=answer.reason))
         state = "active" if decision.accept else "held"
 
         generated = password is None
@@ -575,7 +576,7 @@ class RegistrationService:
                 )
             except OwnerKeyTaken:
                 raise ValidationError(
-                    "iin", "this IIN already has an open mailbox (one personal mailbox per IIN)"
+                    "iin", M_("this IIN already has an open mailbox (one personal mailbox per IIN)")
                 ) from None
             result = Registered(
                 address=rows.address,
@@ -632,32 +633,33 @@ class RegistrationService:
         except ValidationError as e:
             errors.append(e)
         if channel not in CHANNELS:
-            errors.append(ValidationError("channel", "channel must be 'office' or 'online'"))
+            errors.append(ValidationError("channel", M_("channel must be 'office' or 'online'")))
         if channel == "office":
             # para. 6: at a post office an employee registers the paper application
             if not (office_code or "").strip():
-                errors.append(ValidationError("office", "the office code is required for the office channel"))
+                errors.append(ValidationError("office", M_("the office code is required for the office channel")))
             if not (employee_id or "").strip():
                 errors.append(
-                    ValidationError("employee", "the employee id is required for the office channel")
+                    ValidationError("employee", M_("the employee id is required for the office channel"))
                 )
         if channel == "online" and not signature:
             # para. 6 sub-para. 1: online applications are signed with EDS
-            errors.append(ValidationError("signature", "an online application must be signed with EDS"))
+            errors.append(ValidationError("signature", M_("an online application must be signed with EDS")))
         current = self.cfg.registration.agreement_version
         accepted = (accepted_agreement or "").strip()
         if not accepted:
             errors.append(
                 ValidationError(
-                    "accept_agreement", f"the applicant must accept the user agreement (version {current})"
+                    "accept_agreement", M_("the applicant must accept the user agreement (version {version})", version=current)
                 )
             )
         elif accepted != current:
             errors.append(
                 ValidationError(
                     "accept_agreement",
-                    f"version {accepted!r} is not the agreement in force ({current}); "
-                    "show the applicant `esam agreement show` and accept that version",
+                    M_("version '{accepted}' is not the agreement in force ({version}); "
+                       "show the applicant `esam agreement show` and accept that version",
+                       accepted=accepted, version=current),
                 )
             )
         if password is not None:

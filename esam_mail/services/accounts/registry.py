@@ -29,7 +29,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from esam_mail.errors import ConfigError, ValidationError
 from esam_mail.services.accounts.application import IndividualApplication, LegalEntityApplication
-from esam_mail.services.accounts.identity import Sex, validate_bin, validate_iin
+from esam_mail.services.accounts.identity import M_, Sex, validate_bin, validate_iin
 
 __all__ = [
     "Decision",
@@ -400,10 +400,10 @@ class Decision:
 
 
 _NEGATIVE = {
-    Verdict.MISMATCH: "the declared data does not match the state registry",
-    Verdict.NOT_FOUND: "the identification number is not in the state registry",
-    Verdict.DECEASED: "the state registry records the person as deceased",
-    Verdict.INACTIVE: "the state registry records the entity as not active",
+    Verdict.MISMATCH: M_("the declared data does not match the state registry"),
+    Verdict.NOT_FOUND: M_("the identification number is not in the state registry"),
+    Verdict.DECEASED: M_("the state registry records the person as deceased"),
+    Verdict.INACTIVE: M_("the state registry records the entity as not active"),
 }
 
 
@@ -415,11 +415,11 @@ def decide(verdict: Verdict, policy: RegistryPolicy) -> Decision:
     only ``UNAVAILABLE`` follows ``policy``.
     """
     if verdict is Verdict.MATCH:
-        return Decision(True, False, "confirmed by the state registry")
+        return Decision(True, False, M_("confirmed by the state registry"))
     if verdict in _NEGATIVE:
         return Decision(False, False, _NEGATIVE[verdict])
     if policy is RegistryPolicy.ACCEPT:
-        return Decision(True, False, "state registry unavailable; accepted by policy")
+        return Decision(True, False, M_("state registry unavailable; accepted by policy"))
     if policy is RegistryPolicy.HOLD:
-        return Decision(False, True, "state registry unavailable; held for a manual check")
-    return Decision(False, False, "state registry unavailable; rejected by policy")
+        return Decision(False, True, M_("state registry unavailable; held for a manual check"))
+    return Decision(False, False, M_("state registry unavailable; rejected by policy"))

@@ -43,6 +43,7 @@ from esam_mail.directory.official import (
 )
 from esam_mail.directory.sql import SqlDirectory
 from esam_mail.errors import AuthError, EsamError, NotFound, ValidationError
+from esam_mail.services.accounts.identity import M_
 
 __all__ = [
     "PERMISSIONS",
@@ -119,11 +120,15 @@ class StaffService:
         directory: SqlDirectory,
         hash_password: Callable[[str], str],
         verify_password: Callable[[str, str], bool],
+        forget_login: Callable[[str], None] | None = None,
     ) -> None:
         self.directory = directory
         self.tables = StaffTables(directory)
         self.hash_password = hash_password
         self.verify_password = verify_password
+        # the node's login cache (DirectoryAuthenticator.forget): a suspended or closed
+        # mailbox must not open by a password proved moments ago, in any worker
+        self.forget_login = forget_login
 
     async def add(
         self,
@@ -143,17 +148,17 @@ class StaffService:
         """
         username = username.strip().lower()
         if not _USERNAME.match(username):
-            raise ValidationError("username", "lower-case letters, digits, '.', '_' or '-', at most 63")
+            raise ValidationError("username", M_("lower-case letters, digits, '.', '_' or '-', at most 63"))
         if role not in ROLES:
-            raise ValidationError("role", f"one of {', '.join(ROLES)}")
+            raise ValidationError("role", M_("one of {choices}", choices=", ".join(ROLES)))
         if role == "employee" and not office_code:
-            raise ValidationError("office", "a post-office employee is bound to an office")
+            raise ValidationError("office", M_("a post-office employee is bound to an office"))
         if office_code and not _OFFICE.match(office_code):
-            raise ValidationError("office", "A-Z, 0-9, '_' or '-', at most 32")
+            raise ValidationError("office", M_("A-Z, 0-9, '_' or '-', at most 32"))
         if not display_name.strip():
-            raise ValidationError("display_name", "required")
+            raise ValidationError("display_name", M_("required"))
         if len(password) < 10:
-            raise ValidationError("password", "at least 10 characters for staff accounts")
+            raise ValidationError("password", M_("at least 10 characters for staff accounts"))
         secret = pyotp.random_base32()
         hashed = self.hash_password(password)
         try:
@@ -161,7 +166,7 @@ class StaffService:
                                         role=role, office_code=office_code, os_user=os_user or None,
                                         password_hash=hashed, totp_secret=secret)
         except Conflict:
-            raise ValidationError("username", f"{username!r} (or OS user {os_user!r}) already has an account") from None
+            raise ValidationError("username", M_("'{username}' (or OS user '{os_user}') already has an account", username=username, os_user=os_user)) from None
         return _rec(row), secret
 
     async def get(self, username: str) -> StaffRecord | None:
@@ -183,11 +188,11 @@ class StaffService:
     async def set_role(self, username: str, role: str, *, office_code: str | None,
                        actor: tuple[str, str]) -> StaffRecord:
         if role not in ROLES:
-            raise ValidationError("role", f"one of {', '.join(ROLES)}")
+            raise ValidationError("role", M_("one of {choices}", choices=", ".join(ROLES)))
 
         def check(row: StaffRow) -> None:
             if row.role == "employee" and not row.office_code:
-                raise ValidationError("office", "a post-office employee is bound to an office")
+                raise ValidationError("office", M_("a post-office employee is bound to an office"))
 
         values: dict[str, Any] = {"role": role}
         if office_code is not None:
@@ -233,8 +238,11 @@ class StaffService:
             raise
         reason = " ".join(reason.split())
         if not reason or len(reason) > 500:
-            raise ValidationError("reason", "say why (at most 500 characters)")
-        return await self.directory.set_state(login, state, actor=staff.actor, reason=reason)
+            raise ValidationError("reason", M_("say why (at most 500 characters)"))
+        changed = await self.directory.set_state(login, state, actor=staff.actor, reason=reason)
+        if self.forget_login is not None:
+            self.forget_login(changed.login_norm)
+        return changed
 
     async def application_form(self, staff: StaffRecord, login: str) -> tuple[int, bytes]:
         """The pre-filled paper application of a mailbox as PDF (role ``application.register``).
@@ -294,7 +302,7 @@ class StaffService:
         """
         rec = await self.get(username)
         if rec is None:
-            raise ValidationError("employee", f"no staff account {username!r} (esam staff add)")
+            raise ValidationError("employee", M_("no staff account '{username}' (esam staff add)", username=username))
         try:
             self.require(rec, action, office_code=office_code)
         except RoleRefused as exc:

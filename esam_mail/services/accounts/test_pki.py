@@ -516,13 +516,13 @@ def issue_test_certificate(
         ValidationError: an IIN/BIN that is not valid (checksum, structure), or an unknown role.
     """
     from esam_mail.errors import ValidationError
-    from esam_mail.services.accounts.identity import validate_bin, validate_iin
+    from esam_mail.services.accounts.identity import M_, validate_bin, validate_iin
 
     iin = validate_iin(iin, field="iin").value
     if bin is not None:
         bin = validate_bin(bin, field="bin").value
         if role not in ROLES:
-            raise ValidationError("role", f"one of {', '.join(ROLES)}")
+            raise ValidationError("role", M_("one of {choices}", choices=", ".join(ROLES)))
     now = _now()
     common = {"key": generate_key("rsa"), "iin": iin, "surname": surname.upper(), "first_name": given_name.upper(),
               "patronymic": patronymic.upper() if patronymic else None, "sign": usage == "sign",

@@ -46,7 +46,7 @@ from pypdf import PdfReader, PdfWriter
 from esam_mail.fsio import atomic_write, fsync_dir, write_file
 from esam_mail.services.hybrid._fs import FILE_MODE, locked
 from esam_mail.services.hybrid.address import PostalAddress, normalize_postcode
-from esam_mail.services.hybrid.errors import HybridInputError, HybridStateError
+from esam_mail.services.hybrid.errors import M_, HybridInputError, HybridStateError
 from esam_mail.services.hybrid.s10 import validate_s10
 
 __all__ = ["MANIFEST_CSV_COLUMNS", "BatchInfo", "BatchStore", "FacilityMap", "PrintItem"]
@@ -73,7 +73,7 @@ class FacilityMap:
     def __post_init__(self) -> None:
         for code in (self.default, *self.routes.values()):
             if not _FACILITY_RE.fullmatch(code):
-                raise HybridInputError("facility", f"bad facility code {code!r} (A-Z, 0-9, _ -)")
+                raise HybridInputError("facility", M_("bad facility code '{code}' (A-Z, 0-9, _ -)", code=code))
 
     def facility_for(self, postcode: str) -> str:
         """The facility for ``postcode`` (longest matching prefix, else the default)."""
@@ -189,7 +189,7 @@ class BatchStore:
         with locked(self._lock):
             self._recover()
             if self._tracking_known(tracking):
-                raise HybridInputError("tracking_number", f"{tracking} is already in a batch")
+                raise HybridInputError("tracking_number", M_("{tracking} is already in a batch", tracking=tracking))
             bdir = self._open_batch_for(facility)
             if bdir is None:
                 stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
@@ -243,12 +243,12 @@ class BatchStore:
             HybridInputError: no such open batch.
         """
         if not _BATCH_ID_RE.fullmatch(batch_id):
-            raise HybridInputError("batch_id", f"malformed batch id {batch_id!r}")
+            raise HybridInputError("batch_id", M_("malformed batch id '{batch_id}'", batch_id=batch_id))
         with locked(self._lock):
             self._recover()
             src = self._open / batch_id
             if not src.is_dir():
-                raise HybridInputError("batch_id", f"no open batch {batch_id}")
+                raise HybridInputError("batch_id", M_("no open batch {batch_id}", batch_id=batch_id))
             meta = self._read_json(src / "batch.json")
             items = sorted(
                 (self._read_json(p) for p in (src / "items").glob("*.json")),

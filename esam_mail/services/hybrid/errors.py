@@ -19,6 +19,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from esam_mail.errors import EsamError, ValidationError
+from esam_mail.i18n import domain_message
+
+#: the ``hybrid`` catalogue's Message maker for refusals said to a person (CLI, web)
+M_ = domain_message("hybrid")
 
 
 class HybridInputError(ValidationError):

@@ -49,7 +49,7 @@ from pathlib import Path
 
 from esam_mail.fsio import fsync_dir, write_all
 from esam_mail.i18n import Translator
-from esam_mail.services.hybrid.errors import HybridInputError, HybridStateError, TransitionError
+from esam_mail.services.hybrid.errors import M_, HybridInputError, HybridStateError, TransitionError
 from esam_mail.services.hybrid.s10 import validate_s10
 
 __all__ = [
@@ -190,7 +190,7 @@ class EventLog:
         tracking = validate_s10(tracking_number)
         event = HybridEvent(event)
         if not actor or "\n" in actor:
-            raise HybridInputError("actor", "must be a non-empty single line")
+            raise HybridInputError("actor", M_("must be a non-empty single line"))
         path = self._path(tracking)
         path.parent.mkdir(parents=True, exist_ok=True)
         created = not path.exists()

@@ -49,6 +49,7 @@ from typing import Any, Protocol
 
 from esam_mail.config import Config
 from esam_mail.errors import DeliveryError, EsamError, NotFound, QuotaExceeded, ValidationError
+from esam_mail.i18n import domain_message
 from esam_mail.log import event
 from esam_mail.services.hybrid import (
     Acceptance,
@@ -66,6 +67,8 @@ from esam_mail.services.hybrid import HybridConfig as PostConfig
 from esam_mail.services.hybrid.address import FIELD_ALIASES
 from esam_mail.services.mailflow.delivery import Route, Transaction
 from esam_mail.services.mailflow.mailformat import to_bytes
+
+M_ = domain_message("hybrid")
 
 __all__ = [
     "HybridMail",
@@ -280,7 +283,7 @@ class HybridMail:
         try:
             return self.post.accept_email(msg, sender=sender, sender_line=sender_line, actor=actor)
         except LookupError as exc:  # unknown charset of the text part
-            raise HybridInputError("body", f"cannot decode the text ({exc}); send it as UTF-8") from None
+            raise HybridInputError("body", M_("cannot decode the text ({error}); send it as UTF-8", error=str(exc))) from None
 
     async def history(self, tracking_number: str) -> list[EventRecord]:
         """The status events of one item, oldest first (read in a worker thread)."""
@@ -349,7 +352,7 @@ class HybridMail:
         """
         tracking = validate_s10(tracking_number)
         if not _ACTOR_RE.fullmatch(actor):
-            raise HybridInputError("actor", f"{actor!r}: write KIND:ID, e.g. employee:1234")
+            raise HybridInputError("actor", M_("'{actor}': write KIND:ID, e.g. employee:1234", actor=actor))
         if not await asyncio.to_thread(self.post.events.history, tracking):
             raise NotFound(f"hybrid item {tracking}")
         rec, notice = await asyncio.to_thread(self.post.record_event, tracking, ev, actor=actor, note=note,
@@ -377,24 +380,24 @@ class HybridMail:
         if m := re.fullmatch(r"(?:#|id:)(\d{1,12})", text):
             rec = await self.directory.by_id(int(m.group(1)))
             if rec is None:
-                raise ValidationError("to", f"no mailbox with id {text}; nothing delivered")
+                raise ValidationError("to", M_("no mailbox with id {id}; nothing delivered", id=text))
             return rec
         if re.fullmatch(r"\d{12}", text):
             if not checksum_ok(text):
-                raise ValidationError("to", f"{mask_number(text)} is not a valid IIN/BIN (check digit); "
-                                            "nothing delivered")
+                raise ValidationError("to", M_("{number} is not a valid IIN/BIN (check digit); nothing delivered",
+                                               number=mask_number(text)))
             held = [m for m in await self.directory.mailboxes_of(text) if m.state != "closed"]
             if not held:
-                raise ValidationError("to", f"no open mailbox is held by IIN/BIN {mask_number(text)}; "
-                                            "nothing delivered")
+                raise ValidationError("to", M_("no open mailbox is held by IIN/BIN {number}; nothing delivered",
+                                               number=mask_number(text)))
             if len(held) > 1:
                 ids = ", ".join(f"#{m.id} ({m.address})" for m in held)
-                raise ValidationError("to", f"IIN/BIN {mask_number(text)} holds {len(held)} mailboxes: give "
-                                            f"one as --to #ID: {ids}")
+                raise ValidationError("to", M_("IIN/BIN {number} holds {n} mailboxes: give one as --to #ID: {ids}",
+                                               number=mask_number(text), n=len(held), ids=ids))
             return held[0]
         raise ValidationError(
-            "to", "address the letter by the holder's IIN/BIN (12 digits) or a mailbox id (#ID from "
-                  "`esam mailbox show`), not by a login or an address, which says nothing about who holds it"
+            "to", M_("address the letter by the holder's IIN/BIN (12 digits) or a mailbox id (#ID from "
+                     "`esam mailbox show`), not by a login or an address, which says nothing about who holds it")
         )
 
     async def ingest(
@@ -418,9 +421,9 @@ class HybridMail:
                 ``tracking_number``, ``sender_name``.
         """
         if not _FACILITY_RE.fullmatch(facility):
-            raise ValidationError("facility", f"{facility!r} is not a facility code (A-Z, 0-9, _ -)")
+            raise ValidationError("facility", M_("'{facility}' is not a facility code (A-Z, 0-9, _ -)", facility=facility))
         if not re.fullmatch(r"[^\s:]{1,64}", employee):
-            raise ValidationError("employee", "give the employee's ID (no spaces)")
+            raise ValidationError("employee", M_("give the employee's ID (no spaces)"))
         tracking = validate_s10(tracking_number) if tracking_number else None
 
         async def refuse(field: str, message: str, **detail: Any) -> ValidationError:
@@ -433,7 +436,7 @@ class HybridMail:
         except ValidationError as exc:
             raise await refuse(exc.field, exc.message) from None
         if rec.state != "active":
-            raise await refuse("to", f"mailbox {rec.address} is {rec.state}; nothing delivered")
+            raise await refuse("to", M_("mailbox {address} is {state}; nothing delivered", address=rec.address, state=rec.state))
         cfg = self.post.config
         try:
             info = await asyncio.to_thread(validate_scan, pdf, max_pages=cfg.max_scan_pages,
@@ -453,7 +456,7 @@ class HybridMail:
         await asyncio.to_thread(self.post.scan_outcome, tracking, delivered=key is not None, actor=actor,
                                 note=f"mailbox #{rec.id}" if key is not None else "mailbox full")
         if key is None:
-            raise await refuse("to", f"mailbox {rec.address} is full; nothing delivered", tracking=tracking)
+            raise await refuse("to", M_("mailbox {address} is full; nothing delivered", address=rec.address), tracking=tracking)
         await self.directory.audit(
             "employee", employee, "hybrid.ingest", rec.address, facility=facility, tracking=tracking,
             sha256=info.sha256, pages=info.pages, size=info.size, message_id=str(msg["Message-ID"]),

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr, make_msgid
 
-from esam_mail.services.hybrid.errors import HybridInputError
+from esam_mail.services.hybrid.errors import M_, HybridInputError
 from esam_mail.services.hybrid.pdfcheck import inspect_pdf
 from esam_mail.services.hybrid.s10 import validate_s10
 
@@ -49,7 +49,7 @@ def validate_scan(
 def _one_line(value: str, field: str, max_len: int = 200) -> str:
     value = " ".join("".join(" " if unicodedata.category(c) == "Cc" else c for c in value).split())
     if len(value) > max_len:
-        raise HybridInputError(field, f"too long (at most {max_len} characters)")
+        raise HybridInputError(field, M_("too long (at most {max_len} characters)", max_len=max_len))
     return value
 
 
@@ -84,7 +84,7 @@ def build_scanned_letter_message(
     for name, addr in (("subscriber_address", subscriber_address),
                        ("hybrid_address", hybrid_address)):
         if not _ADDR_RE.fullmatch(addr):
-            raise HybridInputError(name, f"{addr!r} is not an e-mail address")
+            raise HybridInputError(name, M_("'{address}' is not an e-mail address", address=addr))
     info = validate_scan(pdf, max_pages=max_pages, max_bytes=max_bytes)
     sender = _one_line(sender_name, "sender_name") or "Бумажное письмо / Қағаз хат / Paper mail"
     when = (received_at or datetime.now(UTC)).astimezone(UTC)

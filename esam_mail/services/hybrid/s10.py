@@ -20,7 +20,7 @@ from pathlib import Path
 
 from esam_mail.fsio import atomic_write
 from esam_mail.services.hybrid._fs import FILE_MODE, locked
-from esam_mail.services.hybrid.errors import HybridInputError, HybridStateError
+from esam_mail.services.hybrid.errors import M_, HybridInputError, HybridStateError
 
 __all__ = [
     "MAX_SERIAL",
@@ -41,7 +41,7 @@ _TWO_LETTERS = re.compile(r"[A-Z]{2}")
 def check_digit(serial: str) -> int:
     """Return the S10 check digit of an 8-digit serial (``"47312482"`` -> 9)."""
     if not re.fullmatch(r"\d{8}", serial):
-        raise HybridInputError("tracking_number", f"serial must be 8 digits, got {serial!r}")
+        raise HybridInputError("tracking_number", M_("serial must be 8 digits, got '{serial}'", serial=serial))
     c = 11 - sum(int(d) * w for d, w in zip(serial, WEIGHTS, strict=True)) % 11
     return 0 if c == 10 else 5 if c == 11 else c
 
@@ -68,26 +68,26 @@ def validate_s10(number: str, *, country: str | None = None) -> str:
     if not m:
         raise HybridInputError(
             "tracking_number",
-            f"{number!r} is not an S10 identifier: expected 2 letters, 9 digits, 2 letters "
-            "(e.g. RR123456785KZ)",
+            M_("'{number}' is not an S10 identifier: expected 2 letters, 9 digits, 2 letters "
+               "(e.g. RR123456785KZ)", number=number),
         )
     if check_digit(m[2]) != int(m[3]):
         raise HybridInputError(
-            "tracking_number", f"{norm}: wrong check digit (expected {check_digit(m[2])})"
+            "tracking_number", M_("{number}: wrong check digit (expected {digit})", number=norm, digit=check_digit(m[2]))
         )
     if country is not None and m[4] != country:
-        raise HybridInputError("tracking_number", f"{norm}: not issued in {country}")
+        raise HybridInputError("tracking_number", M_("{number}: not issued in {country}", number=norm, country=country))
     return norm
 
 
 def format_s10(service: str, serial: int, country: str = "KZ") -> str:
     """Build an identifier from its parts: ``format_s10("RR", 12345678)`` -> ``"RR123456785KZ"``."""
     if not _TWO_LETTERS.fullmatch(service):
-        raise HybridInputError("service_indicator", f"must be two letters A-Z, got {service!r}")
+        raise HybridInputError("service_indicator", M_("must be two letters A-Z, got '{value}'", value=service))
     if not _TWO_LETTERS.fullmatch(country):
-        raise HybridInputError("country", f"must be an ISO alpha-2 code, got {country!r}")
+        raise HybridInputError("country", M_("must be an ISO alpha-2 code, got '{value}'", value=country))
     if not 0 <= serial <= MAX_SERIAL:
-        raise HybridInputError("serial", f"must be 0..{MAX_SERIAL}, got {serial}")
+        raise HybridInputError("serial", M_("must be 0..{max}, got {value}", max=MAX_SERIAL, value=serial))
     s = f"{serial:08d}"
     return f"{service}{s}{check_digit(s)}{country}"
 
@@ -121,7 +121,7 @@ class TrackingAllocator:
     ) -> None:
         format_s10(service, first_serial, country)  # validates all three
         if not first_serial <= last_serial <= MAX_SERIAL:
-            raise HybridInputError("last_serial", f"must be {first_serial}..{MAX_SERIAL}")
+            raise HybridInputError("last_serial", M_("must be {first}..{max}", first=first_serial, max=MAX_SERIAL))
         self.state_dir = Path(state_dir)
         self.service = service
         self.country = country
@@ -153,7 +153,7 @@ class TrackingAllocator:
     def allocate_many(self, count: int) -> list[str]:
         """Allocate ``count`` consecutive new tracking numbers in one durable step."""
         if count < 1:
-            raise HybridInputError("count", "must be at least 1")
+            raise HybridInputError("count", M_("must be at least 1"))
         self.state_dir.mkdir(parents=True, exist_ok=True)
         with locked(self._lock):
             first = self._read_next()

@@ -27,7 +27,7 @@ from esam_mail.fsio import atomic_write
 from esam_mail.services.hybrid._fs import FILE_MODE
 from esam_mail.services.hybrid.address import PostalAddress, parse_letter
 from esam_mail.services.hybrid.batch import BatchStore, FacilityMap, PrintItem
-from esam_mail.services.hybrid.errors import HybridInputError, HybridStateError, TransitionError
+from esam_mail.services.hybrid.errors import M_, HybridInputError, HybridStateError, TransitionError
 from esam_mail.services.hybrid.events import (
     SCAN_EVENTS,
     EventLog,
@@ -123,7 +123,7 @@ class HybridPost:
         """
         body = message.get_body(preferencelist=("plain",))
         if body is None:
-            raise HybridInputError("body", "the message needs a text/plain part with the address")
+            raise HybridInputError("body", M_("the message needs a text/plain part with the address"))
         content = body.get_content()
         if str(body.get_param("format", "")).lower() == "flowed":
             content = unflow(content, delsp=str(body.get_param("delsp", "")).lower() == "yes")
@@ -208,7 +208,7 @@ class HybridPost:
         tracking = validate_s10(tracking_number)
         event = HybridEvent(event)
         if event in SCAN_EVENTS:
-            raise HybridInputError("event", f"{event} is recorded by `esam hybrid ingest`, not by hand")
+            raise HybridInputError("event", M_("{event} is recorded by `esam hybrid ingest`, not by hand", event=event))
         if event is HybridEvent.QUEUED_FOR_PRINT:
             return self._reprint(tracking, actor=actor, note=note), None
         if event in (HybridEvent.PRINTED, HybridEvent.PRINT_FAILED):
@@ -253,9 +253,11 @@ class HybridPost:
             return self.events.append(tracking, HybridEvent.SCANNED, actor=actor, note=note)
         except TransitionError:
             current = self.events.current(tracking)
-            why = ("was already delivered as a scan" if current is HybridEvent.SCAN_DELIVERED
-                   else f"is in use ({current})")
-            raise HybridInputError("tracking_number", f"{tracking} {why}; a paper item is ingested once") from None
+            raise HybridInputError("tracking_number", (
+                M_("{tracking} was already delivered as a scan; a paper item is ingested once", tracking=tracking)
+                if current is HybridEvent.SCAN_DELIVERED else
+                M_("{tracking} is in use ({state}); a paper item is ingested once", tracking=tracking, state=current)
+            )) from None
 
     def scan_outcome(self, tracking_number: str, *, delivered: bool, actor: str, note: str = "") -> EventRecord:
         """SCAN_DELIVERED or SCAN_FAILED after :meth:`claim_scan`."""

@@ -62,12 +62,14 @@ from esam_mail.config import OfficialConfig
 from esam_mail.directory.official import Builder, Conflict, MessageRow, OfficialTables, SenderRow, Target
 from esam_mail.directory.sql import SqlDirectory
 from esam_mail.errors import DeliveryError, EsamError, NotFound, ValidationError
-from esam_mail.i18n import Translator
+from esam_mail.i18n import Translator, domain_message
 from esam_mail.log import event
 from esam_mail.services.accounts.eds import EdsError, SignatureVerifier, decode_cms
 from esam_mail.services.accounts.identity import validate_bin, validate_iin
 from esam_mail.services.mailflow.delivery import DeliveryService, Route, Transaction
 from esam_mail.services.official.evidence import OperatorKey, chain_document, make_record, record_hash
+
+M_ = domain_message("official")
 
 __all__ = [
     "OFFICIAL_KICK",
@@ -140,7 +142,7 @@ def normalize_fingerprint(value: str) -> str:
     """``AB:CD:...`` or ``abcd...`` -> 64 lower-case hex digits (SHA-256)."""
     fp = value.replace(":", "").strip().lower()
     if not re.fullmatch(r"[0-9a-f]{64}", fp):
-        raise ValidationError("cert_fingerprint", "a SHA-256 fingerprint: 64 hex digits")
+        raise ValidationError("cert_fingerprint", M_("a SHA-256 fingerprint: 64 hex digits"))
     return fp
 
 
@@ -151,13 +153,13 @@ def parse_recipient(value: str) -> tuple[str, str]:
         return "iin", validate_iin(text[3:], field="recipient").value
     if text.startswith("BIN"):
         return "bin", validate_bin(text[3:], field="recipient").value
-    raise ValidationError("recipient", "IIN<12 digits> or BIN<12 digits>")
+    raise ValidationError("recipient", M_("IIN<12 digits> or BIN<12 digits>"))
 
 
 def _clean_filename(name: str) -> str:
     name = _FILENAME_BAD.sub("_", name.strip())[:200]
     if not name or name in (".", ".."):
-        raise ValidationError("filename", "a file name is required")
+        raise ValidationError("filename", M_("a file name is required"))
     return name
 
 
@@ -233,10 +235,10 @@ class OfficialService:
         """
         name = name.strip().lower()
         if not _NAME.match(name):
-            raise ValidationError("name", "lower-case letters, digits, '.', '_' or '-', at most 63")
+            raise ValidationError("name", M_("lower-case letters, digits, '.', '_' or '-', at most 63"))
         display_name = display_name.strip()
         if not display_name or len(display_name) > 512:
-            raise ValidationError("display_name", "1 to 512 characters")
+            raise ValidationError("display_name", M_("1 to 512 characters"))
         if bin:
             bin = validate_bin(bin, field="bin").value
         fp = normalize_fingerprint(cert_fingerprint) if cert_fingerprint else None
@@ -244,17 +246,17 @@ class OfficialService:
             try:
                 serialization.load_pem_public_key(public_key_pem.encode("ascii"))
             except (ValueError, UnicodeEncodeError):
-                raise ValidationError("public_key", "not a PEM public key") from None
+                raise ValidationError("public_key", M_("not a PEM public key")) from None
         if not fp and not public_key_pem:
-            raise ValidationError("cert_fingerprint", "give a client certificate fingerprint or a public key")
+            raise ValidationError("cert_fingerprint", M_("give a client certificate fingerprint or a public key"))
         if notify_address and ("@" not in notify_address or len(notify_address) > 320):
-            raise ValidationError("notify_address", "an e-mail address")
+            raise ValidationError("notify_address", M_("an e-mail address"))
         try:
             return await self.tables.add_sender(
                 actor=actor, name=name, display_name=display_name, bin=bin, cert_fingerprint=fp,
                 public_key_pem=public_key_pem, notify_address=notify_address or None)
         except Conflict:
-            raise ValidationError("name", f"a sender named {name!r} or with this certificate exists") from None
+            raise ValidationError("name", M_("a sender named '{name}' or with this certificate exists", name=name)) from None
 
     async def list_senders(self, *, include_removed: bool = False) -> list[SenderRow]:
         return await self.tables.list_senders(include_removed=include_removed)
@@ -301,13 +303,13 @@ class OfficialService:
         filename = _clean_filename(filename)
         subject = " ".join(subject.split())
         if not subject or len(subject) > 500:
-            raise ValidationError("subject", "1 to 500 characters")
+            raise ValidationError("subject", M_("1 to 500 characters"))
         if not document:
-            raise ValidationError("document", "the document is empty")
+            raise ValidationError("document", M_("the document is empty"))
         if len(document) > self.cfg.max_document_bytes:
-            raise ValidationError("document", f"larger than {self.cfg.max_document_bytes} bytes")
+            raise ValidationError("document", M_("larger than {max_bytes} bytes", max_bytes=self.cfg.max_document_bytes))
         if len(text) > 10_000:
-            raise ValidationError("text", "at most 10000 characters")
+            raise ValidationError("text", M_("at most 10000 characters"))
         if signature is not None:
             cms, signer_fp = await self._check_signature(sender, signature, document)
             signed_by = "sender"
@@ -616,7 +618,7 @@ def fingerprint_of_pem(pem: bytes) -> str:
     try:
         cert = x509.load_pem_x509_certificate(pem)
     except ValueError:
-        raise ValidationError("cert", "not a PEM certificate") from None
+        raise ValidationError("cert", M_("not a PEM certificate")) from None
     return hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
 
 
@@ -624,4 +626,4 @@ def decode_b64(value: str, field: str) -> bytes:
     try:
         return base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError):
-        raise ValidationError(field, "not Base64") from None
+        raise ValidationError(field, M_("not Base64")) from None

@@ -125,10 +125,6 @@ class BackupReport:
     bytes: int = 0
     tables: dict[str, int] = field(default_factory=dict)
 
-    def summary(self, path: Path) -> str:
-        rows = sum(self.tables.values())
-        return f"backup {path}: {rows} directory rows in {len(self.tables)} tables, {self.files} files ({self.bytes} bytes)"
-
 
 def backup(cfg: Config, output: Path, progress: Progress = _no_progress) -> BackupReport:
     """Write the backup archive to ``output`` (atomically and durably, see :mod:`esam_mail.fsio`)."""
@@ -194,10 +190,6 @@ class RestoreReport:
     files: int = 0
     tables: dict[str, int] = field(default_factory=dict)
     manifest: dict[str, Any] = field(default_factory=dict)
-
-    def summary(self, path: Path) -> str:
-        rows = sum(self.tables.values())
-        return f"restored {path}: {rows} directory rows in {len(self.tables)} tables, {self.files} files"
 
 
 def _safe_members(tar: tarfile.TarFile, prefix: str) -> list[tarfile.TarInfo]:

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from esam_mail.errors import FolderExists, LoginTaken
+from esam_mail.i18n import Message
 from esam_mail.store import names
 from esam_mail.store.maildir import CHAR_TO_FLAG, FLAG_TO_CHAR, LOGIN_RE
 
@@ -170,10 +171,6 @@ class ImportReport:
     messages: int = 0
     bytes: int = 0
 
-    def summary(self) -> str:
-        return (f"imported {len(self.created)} mailboxes, {self.folders} folders, {self.messages} messages "
-                f"({self.bytes} bytes); skipped {len(self.skipped)}")
-
 
 def copy_maildir(src: Path, user: Any, report: ImportReport, tick: Callable[[], None]) -> None:
     """Append every message of the Maildir++ tree ``src`` into the store user ``user``."""
@@ -223,14 +220,14 @@ async def import_dovecot(
     todo: list[tuple[PasswdEntry, str, Path | None]] = []
     for e in entries:
         if e.domain and e.domain != domain.lower():
-            report.skipped.append((e.user, f"domain {e.domain} is not {domain}"))
+            report.skipped.append((e.user, Message("domain {domain} is not {wanted}", domain=e.domain, wanted=domain)))
             continue
         login = e.local.lower()
         if not LOGIN_RE.match(login) or ".." in login:
-            report.skipped.append((e.user, "not a valid login here"))
+            report.skipped.append((e.user, Message("not a valid login here")))
             continue
         if not e.password_hash:
-            report.skipped.append((e.user, "no password hash"))
+            report.skipped.append((e.user, Message("no password hash")))
             continue
         todo.append((e, login, find_maildir(maildir_root, e, domain)))
     total = sum(sum(1 for _ in source_messages(p)) for _, _, md in todo if md for _, p in source_folders(md))
@@ -247,7 +244,7 @@ async def import_dovecot(
             rec = await directory.create_mailbox(login, e.password_hash, kind=kind,
                                                  actor=("sysadmin", "import"))
         except LoginTaken:
-            report.skipped.append((e.user, "login exists"))
+            report.skipped.append((e.user, Message("login exists")))
             if md:  # keep the progress total honest
                 for _, p in source_folders(md):
                     for _ in source_messages(p):
@@ -309,9 +306,6 @@ class ExportReport:
     folders: int = 0
     messages: int = 0
     bytes: int = 0
-
-    def summary(self, path: Path) -> str:
-        return f"exported {self.folders} folders, {self.messages} messages ({self.bytes} bytes) to {path}"
 
 
 def export_user(user: Any, out: Path, fmt: str, progress: Progress = _no_progress) -> ExportReport:

@@ -59,16 +59,3 @@ async def gather(directory: Any, store: Any, spool: Any) -> dict[str, Any]:
     }
 
 
-def human(stats: dict[str, Any]) -> str:
-    """The plain-text table of ``esam stats``."""
-    mb = stats["mailboxes"]
-    lines = [f"mailboxes      {mb['total']}"]
-    for kind, states in mb["by_kind"].items():
-        lines.append(f"  {kind:12} " + ", ".join(f"{s} {n}" for s, n in states.items()))
-    st = stats["storage"]
-    lines.append(f"messages       {st['messages']}")
-    lines.append(f"storage        {st['bytes']} bytes ({st['bytes'] / 1048576:.1f} MiB)")
-    q = stats["queue"]
-    lines.append(f"queue          {q['messages']} messages, {q['recipients_pending']} recipients pending, "
-                 f"oldest {q['oldest_age_seconds']:.0f} s")
-    return "\n".join(lines)

@@ -113,6 +113,11 @@ def test_import_creates_mailboxes_copies_mail_and_keeps_flags(
     assert main(["-c", cfg.source, "import", "--passwd-file", str(pw), "--maildir", str(src)]) == 0
     out, errs = capsys.readouterr()
     assert out.startswith("imported 0 mailboxes") and "skipped alice: login exists" in errs
+    # the reason in the operator's language
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ESAM_LANG", "ru")
+        assert main(["-c", cfg.source, "import", "--passwd-file", str(pw), "--maildir", str(src)]) == 0
+    assert "alice: логин уже существует" in capsys.readouterr().err
     assert len(folder_contents(user, "INBOX")) == 3
 
 

@@ -131,3 +131,24 @@ def test_unknown_login_is_a_problem(
     rc, out = run(cfg, capsys, "carol")
     assert rc == 1
     assert "mailbox directory missing" in out
+
+
+@pytest.mark.parametrize(
+    ("lang", "want"),
+    [("ru", ["пользователь alice: ЕСТЬ ПРОБЛЕМЫ", "uidlist отсутствует", "папка 'INBOX': писем: 3, в new/: 0"]),
+     ("kk", ["alice пайдаланушысы: АҚАУЛАР БАР", "uidlist жоқ", "'INBOX' қалтасы: хаттар саны 3, new/ ішінде 0"])],
+)
+def test_diagnostic_lines_in_the_operators_language(
+    setup: tuple[Path, MaildirStore], capsys: pytest.CaptureFixture[str], lang: str, want: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    cfg, store = setup
+    monkeypatch.setenv("ESAM_LANG", lang)
+    os.unlink(store.user("alice").path / "dovecot-uidlist")
+    capsys.readouterr()
+    assert main(["-c", str(cfg), "store", "check", "alice"]) == 1
+    out = capsys.readouterr().out
+    missing = [w for w in want if w not in out]
+    assert not missing, out
+    rc, out = run(cfg, capsys, "alice", "--json")  # the JSON stays English (a program reads it)
+    assert rc == 1 and "uidlist missing" in json.dumps(json.loads(out))

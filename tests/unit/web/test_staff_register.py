@@ -133,7 +133,7 @@ def test_bad_iin_is_shown_under_its_field_and_nothing_is_written(tmp_path: Path)
         assert r.status_code == 400
         error = re.search(r'id="iin-error" role="alert">([^<]+)</strong>\s*<input type="text" name="iin"', r.text)
         assert error, r.text
-        assert html.unescape(error.group(1)) == "Номер недействителен: не совпадает контрольная цифра."
+        assert html.unescape(error.group(1)) == "ИИН недействителен: не совпадает контрольная цифра."
         assert 'value="Ахметова"' in r.text  # what was typed stays
         assert await c.svc.directory.get("asem") is None
         assert await c.audit("mailbox.register") == []
