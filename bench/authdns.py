@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -61,11 +62,20 @@ class AuthDNS(asyncio.DatagramProtocol):
         """Serve UDP (and TCP on the same port, for answers that do not fit 512 bytes
         to a client without EDNS, such as libresolv's); returns the port."""
         loop = asyncio.get_running_loop()
-        transport, _ = await loop.create_datagram_endpoint(lambda: self, local_addr=(host, port))
-        self.transport = transport  # type: ignore[assignment]
-        bound = int(transport.get_extra_info("sockname")[1])
-        self.tcp = await asyncio.start_server(self._tcp_client, host, bound) if tcp else None
-        return bound
+        for attempt in range(20):
+            transport, _ = await loop.create_datagram_endpoint(lambda: self, local_addr=(host, port))
+            self.transport = transport  # type: ignore[assignment]
+            bound = int(transport.get_extra_info("sockname")[1])
+            try:
+                self.tcp = await asyncio.start_server(self._tcp_client, host, bound) if tcp else None
+            except OSError as e:
+                # port 0 chose a UDP port whose TCP twin is held by someone else: draw again
+                transport.close()
+                if port != 0 or e.errno != errno.EADDRINUSE or attempt == 19:
+                    raise
+                continue
+            return bound
+        raise AssertionError("unreachable")
 
     async def _tcp_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:

@@ -29,6 +29,16 @@ fi
 source scripts/venv.sh
 ensure_venv test   # pip runs only when setup.cfg/pyproject.toml changed (ESAM_REINSTALL=1 forces it)
 .venv/bin/python -c 'import esam_mail, pytest'  # fails here if the install did not work
+# The e2e corpus test reads the email samples of the Python's own test package (test.test_email);
+# Debian ships that apart, in libpython3.X-testsuite.
+if ! .venv/bin/python -c 'import test.test_email' 2>/dev/null; then
+  read -r pyprefix pyver < <(.venv/bin/python -c 'import sys; print(sys.base_prefix, "%d.%d" % sys.version_info[:2])')
+  if [ "$pyprefix" = /usr ]; then
+    echo "installing Debian package: libpython$pyver-testsuite"
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "libpython$pyver-testsuite" >/dev/null
+  fi
+fi
 
 # The PostgreSQL leg: unless ESAM_TEST_PG_URL is given, bring up a local server on a stock
 # Debian 12 by itself: install the postgresql package, create a cluster if there is none, start

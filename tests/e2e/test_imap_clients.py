@@ -376,7 +376,11 @@ def test_imaplib_keywords_copy_and_uids_survive_restart(server: EsamProcess, log
 
 # -- the stdlib email corpus over the wire ---------------------------------------------------
 def _corpus() -> list[str]:
-    import test.test_email as te  # the installed Python's own test package
+    try:
+        import test.test_email as te  # the installed Python's own test package
+    except ModuleNotFoundError:
+        pytest.fail("the Python's test package (test.test_email) is missing: on Debian it is "
+                    "libpython3.11-testsuite, which scripts/test.sh installs")
 
     return sorted(glob.glob(os.path.join(os.path.dirname(te.__file__), "data", "msg_*.txt")))
 

@@ -18,6 +18,7 @@ import os
 import re
 import socket
 import time
+import tracemalloc
 from email.message import EmailMessage
 from typing import Any
 
@@ -32,16 +33,11 @@ PASSWORD = "correct horse"
 SIZE = 20 * 1024 * 1024
 STALL = 1.5
 BUFFER_BOUND = 512 * 1024  # what one stalled download may hold in the transport
-RSS_BOUND = 16 * 1024 * 1024  # the attachment (20 MB) in the transport, its copy in the Response: 40+ before
-
-
-def _trim() -> None:
-    """Give freed heap back to the system, so that RSS is what is live: the message is
-    parsed (transiently) to find the part, and glibc keeps freed arenas otherwise."""
-    ctypes.CDLL("libc.so.6").malloc_trim(0)
+HELD_BOUND = 16 * 1024 * 1024  # the attachment (20 MB) in the transport, its copy in the Response: 40+ before
 
 
 def _rss() -> int:
+    ctypes.CDLL("libc.so.6").malloc_trim(0)
     with open("/proc/self/status") as fh:
         m = re.search(r"VmRSS:\s+(\d+) kB", fh.read())
     assert m
@@ -111,30 +107,43 @@ def test_a_client_that_never_reads_holds_bounded_memory_and_is_dropped(site: Run
     cookie = _cookie(site)
     time.sleep(0.3)
     assert settle(lambda: len(_connections(site)), 0) == 0  # the login client's connection went
-    _trim()
-    before = _rss()
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.connect(("127.0.0.1", site.ports["http"]))
-    sock.sendall(f"GET {PART} HTTP/1.1\r\nHost: localhost\r\nCookie: {cookie}\r\n\r\n".encode())
-    started = time.monotonic()
-    peak_pending = held = 0
-    dropped_after = None
-    while time.monotonic() - started < STALL + 15:
-        pending = _pending(site)
-        peak_pending = max(peak_pending, pending)
-        if pending:  # the response is under way: what does the process hold for it?
-            _trim()
-            held = max(held, _rss() - before)
-        if time.monotonic() - started > 0.5 and not _connections(site):
-            dropped_after = time.monotonic() - started
-            break
-        time.sleep(0.05)
-    print(f"stalled 20 MB download: peak transport buffer {peak_pending} B, held RSS {held / 2**20:.1f} MiB, "
-          f"dropped after {dropped_after} s (stall timeout {STALL} s)")
+    # What the process holds for the stalled download is measured as live Python
+    # allocations (tracemalloc, started here, so only what is allocated from now on
+    # counts).  Process RSS was the measure before, and it flaked in CI (52.8 MiB):
+    # the transient parse that finds the part (the 27 MB message and a 27 MB slice of
+    # it, both freed when the part is located) runs on a worker thread, whose glibc
+    # arena keeps freed memory at its top below the dynamic trim threshold -- twice
+    # the largest mmapped block freed earlier in the process, so it depends on which
+    # tests this worker ran before -- and malloc_trim(0) releases the top of the main
+    # arena only.  Free memory kept for reuse is not memory the download holds; the
+    # RSS figure is still printed.
+    rss_before = _rss()
+    tracemalloc.start()
+    try:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", site.ports["http"]))
+        sock.sendall(f"GET {PART} HTTP/1.1\r\nHost: localhost\r\nCookie: {cookie}\r\n\r\n".encode())
+        started = time.monotonic()
+        peak_pending = held = rss_held = 0
+        dropped_after = None
+        while time.monotonic() - started < STALL + 15:
+            pending = _pending(site)
+            peak_pending = max(peak_pending, pending)
+            if pending:  # the response is under way: what does the process hold for it?
+                held = max(held, tracemalloc.get_traced_memory()[0])
+                rss_held = max(rss_held, _rss() - rss_before)
+            if time.monotonic() - started > 0.5 and not _connections(site):
+                dropped_after = time.monotonic() - started
+                break
+            time.sleep(0.05)
+    finally:
+        tracemalloc.stop()
+    print(f"stalled 20 MB download: peak transport buffer {peak_pending} B, held {held / 2**20:.1f} MiB "
+          f"(RSS +{rss_held / 2**20:.1f} MiB), dropped after {dropped_after} s (stall timeout {STALL} s)")
     assert dropped_after is not None, "the stalled connection was never closed"
     assert peak_pending <= BUFFER_BOUND, peak_pending
-    assert held <= RSS_BOUND, held / 2**20
+    assert 0 < held <= HELD_BOUND, held / 2**20
     # the client sees the end of the connection once it reads what was queued for it
     sock.settimeout(10)
     got = 0

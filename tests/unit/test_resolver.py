@@ -193,3 +193,40 @@ def test_a_long_txt_record_comes_back_whole_over_tcp_after_truncation() -> None:
             server.close()
 
     asyncio.run(main())
+
+
+def test_authdns_retries_when_the_tcp_twin_of_its_udp_port_is_taken() -> None:
+    """The test server binds UDP on port 0, then TCP on the same number: on a busy machine
+    that TCP port can already be held (another process's listener or ephemeral connection),
+    which failed tests at random with EADDRINUSE.  It picks a new port instead."""
+
+    async def main() -> None:
+        import socket
+
+        held = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        held.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        taken = held.getsockname()[1]
+        loop = asyncio.get_running_loop()
+        real = loop.create_datagram_endpoint
+        offered: list[int] = []
+
+        async def first_the_taken_port(factory: Any, local_addr: tuple[str, int], **kw: Any) -> Any:
+            port = local_addr[1] if offered or local_addr[1] else taken  # the unlucky draw first
+            offered.append(port)
+            return await real(factory, local_addr=(local_addr[0], port), **kw)
+
+        loop.create_datagram_endpoint = first_the_taken_port  # type: ignore[method-assign]
+        server = authdns.AuthDNS(ZONE)
+        try:
+            port = await server.start()
+            del loop.create_datagram_endpoint  # the resolver below uses the real one
+            assert offered[0] == taken and port != taken and len(offered) == 2
+            r = CachingResolver(nameservers=[f"127.0.0.1:{port}"], timeout=0.5, lifetime=0.8)
+            assert await r.txt("sender.test") == ["v=spf1 ip4:127.0.0.1 -all"]
+        finally:
+            server.close()
+            held.close()
+
+    asyncio.run(main())

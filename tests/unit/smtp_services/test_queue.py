@@ -213,22 +213,36 @@ def test_bounce_handover_failure_is_retried(tmp_path):
     assert len(bounces.sent) == 1 and runner.spool.ids() == []
 
 
+async def _until(cond, timeout=10.0):
+    """Wait (polling) for ``cond()``: a deadline in loop time, not a count of naps, so a
+    loaded machine only makes it slower."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not cond():
+        assert loop.time() < deadline, "condition not reached"
+        await asyncio.sleep(0.01)
+
+
 def test_retry_now_and_run_loop_wakes_on_kick_and_stops(tmp_path):
     runner, relay, _, _clock = make(tmp_path, {"bob@other.test": [451, 250]}, max_sleep=30)
 
     async def go():
         task = asyncio.create_task(runner.run())
         qid = await runner.enqueue("alice@example.com", ["bob@other.test"], MSG)
-        for _ in range(200):
-            if relay.calls:
+        await _until(lambda: relay.calls)
+        # The relay answered 451, but the attempt is over only when the deferral is written
+        # and the entry released: until then retry_now refuses it (it is being delivered).
+        # The race CI hit under load was calling retry_now inside that window.
+        await _until(lambda: [e.attempts for e in runner.spool.list()] == [1])
+        retried = False
+        for _ in range(1000):
+            retried = await runner.retry_now(qid)
+            if retried:
                 break
-            await asyncio.sleep(0.01)
-        assert len(relay.calls) == 1
-        assert await runner.retry_now(qid)
-        for _ in range(200):
-            if not runner.spool.ids():
-                break
-            await asyncio.sleep(0.01)
+            await asyncio.sleep(0.01)  # still claimed by the finishing attempt
+        assert retried
+        await _until(lambda: not runner.spool.ids())
+        assert len(relay.calls) == 2
         assert not await runner.retry_now(qid)  # gone
         await asyncio.wait_for(runner.stop(), 5)
         assert task.done()
