@@ -24,19 +24,14 @@ import pwd
 import shlex
 import shutil
 import smtplib
-import socket
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 
+from tests.ports import free_port
+
 POSTFIX = "/usr/sbin/postfix"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_for(predicate, timeout: float = 20.0, interval: float = 0.05):  # type: ignore[no-untyped-def]

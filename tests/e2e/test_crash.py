@@ -25,7 +25,6 @@ import re
 import shutil
 import signal
 import smtplib
-import socket
 import sqlite3
 import ssl
 import subprocess
@@ -39,6 +38,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.conftest import ESAM, EsamProcess
+from tests.ports import free_port
 from tests.rawclient import RawIMAP, open_socket
 
 # one worker runs the module (--dist loadgroup): its module-scoped `esam` is made once
@@ -79,12 +79,6 @@ def wait_until(predicate: Callable[[], Any], timeout: float, what: str, step: fl
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout}s waiting for {what}")
         time.sleep(step)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def body_of(mid: str) -> bytes:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import email
-import socket
 from email import policy as email_policy
 
 import pytest
@@ -15,6 +14,7 @@ from esam_mail.services.mailflow.inbound_auth import StaticResolver
 from esam_mail.services.mailflow.queue import QueueRunner, RetryPolicy
 from esam_mail.services.mailflow.relay import Relay, TlsPolicy
 from esam_mail.store.spool import Spool
+from tests.ports import free_port
 
 pytestmark = pytest.mark.protocol
 
@@ -74,14 +74,6 @@ async def start_sink(sink: Sink, *, port: int = 0, tls_context=None):
 async def stop(server):
     server.close()
     await server.wait_closed()
-
-
-def free_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def relay_to(port: int, **kw) -> Relay:
