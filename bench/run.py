@@ -457,6 +457,8 @@ async def loop_load(t: Target, clients: int, duration: float, what: str) -> dict
     errors = 0
     fn = imap_session if what == "imap" else login_once
     done: list[float] = []
+    first: list[bool] = []  # the user's first session of this load (a cold folder on esam)
+    seen: set[str] = set()
     cpu0, other0 = cpu_seconds(t.pids()), machine_busy()
     t0 = time.perf_counter()
     end = t0 + duration
@@ -466,14 +468,18 @@ async def loop_load(t: Target, clients: int, duration: float, what: str) -> dict
         rnd = random.Random(k)
         while time.perf_counter() < end:
             s = time.perf_counter()
+            user = rnd.choice(USERS)
+            cold = user not in seen
+            seen.add(user)
             try:
-                await asyncio.wait_for(fn(t.imaps_port, ctx, rnd.choice(USERS)), 30)
+                await asyncio.wait_for(fn(t.imaps_port, ctx, user), 30)
             except Exception:  # any failure counts as an error and the loop goes on
                 errors += 1
                 await asyncio.sleep(0.05)
                 continue
             lat.append(time.perf_counter() - s)
             done.append(time.perf_counter() - t0)
+            first.append(cold)
 
     await asyncio.gather(*(client(k) for k in range(clients)))
     elapsed = time.perf_counter() - t0
@@ -481,11 +487,18 @@ async def loop_load(t: Target, clients: int, duration: float, what: str) -> dict
     # the rate in each sixth of the run: a cache that expires mid-run shows as a dip
     width = duration / 6
     windows = [sum(1 for d in done if k * width <= d < (k + 1) * width) / width for k in range(6)]
+    # where the tail comes from: each window's p99, and first sessions of a user apart
+    win_lat = [[x for x, d in zip(lat, done, strict=True) if k * width <= d < (k + 1) * width] for k in range(6)]
+    firsts = [x for x, f in zip(lat, first, strict=True) if f]
+    rest = [x for x, f in zip(lat, first, strict=True) if not f]
     return {"per_s": len(lat) / elapsed, "p50_ms": pct(lat, 0.5) * 1000, "p99_ms": pct(lat, 0.99) * 1000,
             "errors": errors, "count": len(lat), "cpu_ms_per_op": cpu * 1000 / max(len(lat), 1),
             "other_cpu_pct": other_cpu_pct(other0, cpu, elapsed),
             "slowest_window_per_s": min(windows), "fastest_window_per_s": max(windows),
-            "windows_per_s": [round(w, 1) for w in windows]}
+            "windows_per_s": [round(w, 1) for w in windows],
+            "windows_p99_ms": [round(pct(w, 0.99) * 1000, 1) if w else 0.0 for w in win_lat],
+            "first_sessions": len(firsts), "first_p99_ms": pct(firsts, 0.99) * 1000 if firsts else 0.0,
+            "returning_p99_ms": pct(rest, 0.99) * 1000 if rest else 0.0}
 
 
 STRESS_MSG = (b"From: <stress@client.test>\r\nSubject: stress\r\nMessage-ID: <%d@client.test>\r\n\r\n"
