@@ -192,3 +192,26 @@ def test_search_decoding():
 def test_bad_content_type_trailing_semicolon_does_not_crash():
     data = b"Content-Type: text/plain; charset=utf-8;\r\n\r\nx"
     assert mime.bodystructure(data).startswith(b'("TEXT" "PLAIN" ("CHARSET" "utf-8")')
+
+
+def test_header_decoding_memo_is_bounded_and_skips_long_values() -> None:
+    """analyse decodes the same Subject/From names for SEARCH and SORT, so short values are
+    remembered; a hostile 100 KB Subject must not be kept (issue 20)."""
+    mime._decode_header_memo.cache_clear()
+    short = "=?UTF-8?B?0KHRh9C10YI=?= x"
+    assert mime.decode_header_text(short) == "Счет x"
+    assert mime.decode_header_text(short) == "Счет x"
+    assert mime._decode_header_memo.cache_info().hits == 1
+    long_value = "=?UTF-8?B?0KHRh9C10YI=?= " + "y" * 100_000
+    assert mime.decode_header_text(long_value).startswith("Счет y")
+    assert mime._decode_header_memo.cache_info().currsize == 1
+    assert mime._decode_header_memo.cache_info().maxsize <= 1024
+
+
+def test_istr_quotes_printable_ascii_and_makes_literals_of_the_rest() -> None:
+    assert mime.istr('a "b" \\c') == b'"a \\"b\\" \\\\c"'
+    assert mime.istr("caf\u00e9") == b"{5}\r\ncaf\xc3\xa9"
+    assert mime.istr(b"tab\there") == b"{8}\r\ntab\there"
+    assert mime.istr(b"del\x7f") == b"{4}\r\ndel\x7f"
+    assert mime.istr("x" * 1001).startswith(b"{1001}\r\n")
+    assert mime.istr(None) == b"NIL"
