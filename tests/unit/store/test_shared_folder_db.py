@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import shutil
+import sqlite3
 from pathlib import Path
 
 import pytest
 
 from esam_mail.store import cache as cache_mod
-from esam_mail.store.cache import MetadataCache
+from esam_mail.store.cache import MetadataCache, open_folder_db, schema_stamp
+from esam_mail.store.modseq import MODSEQ_SCHEMA
 
 
 def test_sessions_share_one_connection_and_a_recreated_folder_gets_a_new_one(
@@ -29,3 +31,55 @@ def test_sessions_share_one_connection_and_a_recreated_folder_gets_a_new_one(
     folder.mkdir()
     assert MetadataCache(folder).get_many(["k1"]) == {}
     assert len(opened) == 2
+
+
+def _traced_opens(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every statement run on connections that open_folder_db makes from now on."""
+    statements: list[str] = []
+    real = cache_mod.sqlite3.connect
+
+    def connect(*a: object, **kw: object) -> sqlite3.Connection:
+        conn = real(*a, **kw)  # type: ignore[arg-type]
+        conn.set_trace_callback(statements.append)
+        return conn
+
+    monkeypatch.setattr(cache_mod.sqlite3, "connect", connect)
+    return statements
+
+
+def test_a_file_with_the_schema_opens_without_running_it_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "m.sqlite"
+    open_folder_db(path, MODSEQ_SCHEMA, "x").close()  # a new folder's file
+    statements = _traced_opens(monkeypatch)
+    conn = open_folder_db(path, MODSEQ_SCHEMA, "x")
+    try:
+        assert not [s for s in statements if s.startswith(("CREATE", "PRAGMA journal_mode"))], statements
+        assert len(statements) <= 3, statements
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"  # kept in the file
+        assert conn.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL, per connection
+        conn.execute("INSERT INTO meta VALUES ('highest', 1)")
+    finally:
+        conn.close()
+
+
+def test_an_older_file_or_a_changed_schema_gets_the_schema(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "m.sqlite"
+    old = sqlite3.connect(path)  # a file of an earlier release: no index, no stamp
+    old.execute(MODSEQ_SCHEMA[0])
+    old.execute("INSERT INTO msgs VALUES ('k', 1, 5, 'S')")
+    old.commit()
+    old.close()
+    conn = open_folder_db(path, MODSEQ_SCHEMA, "x")
+    indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    assert {"msgs_by_modseq", "expunged_by_modseq"} <= indexes
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == schema_stamp(MODSEQ_SCHEMA)
+    assert conn.execute("SELECT uid FROM msgs").fetchall() == [(1,)]  # nothing lost
+    conn.close()
+    grown = (*MODSEQ_SCHEMA, "CREATE TABLE IF NOT EXISTS extra (x INTEGER)")
+    conn = open_folder_db(path, grown, "x")
+    assert conn.execute("SELECT count(*) FROM extra").fetchone() == (0,)
+    conn.close()
