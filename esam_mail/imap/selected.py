@@ -56,6 +56,29 @@ class _MetaCodec:
 META_CODEC = _MetaCodec()
 
 
+class _EnvelopeCodec:
+    """ENVELOPE alone, for a FETCH that wants no other parsed item.  Its own LRU space
+    (``lru_tag``); a full summary already at hand serves it too (``from_wider``), and its
+    cache entries never pass for full ones (see :class:`mime.EnvelopeOnly`)."""
+
+    lru_tag = "\0env"
+
+    def from_wider(self, value: Any) -> mime.EnvelopeOnly | None:
+        return mime.EnvelopeOnly(value.envelope) if isinstance(value, mime.MessageMeta) else None
+
+    def build(self, data: bytes) -> mime.EnvelopeOnly:
+        return mime.envelope_of(data)
+
+    def dump(self, value: mime.EnvelopeOnly) -> dict[str, Any]:
+        return value.to_json()
+
+    def load(self, raw: dict[str, Any] | None) -> mime.EnvelopeOnly | None:
+        return mime.EnvelopeOnly.from_json(raw)
+
+
+ENVELOPE_CODEC = _EnvelopeCodec()
+
+
 class UidValidityChanged(Exception):
     """The folder's UIDVALIDITY changed under a selected session (uidlist rebuilt).
 
@@ -377,6 +400,14 @@ class SelectedFolder:
         """
         infos = [m for m in (self.info.get(u) for u in uids) if m is not None]
         return await self.view.summaries(infos, META_CODEC, data)
+
+    async def envelopes(
+        self, uids: Sequence[int], data: dict[int, bytes] | None = None
+    ) -> dict[int, mime.EnvelopeOnly]:
+        """ENVELOPEs for ``uids``: a cached full summary where there is one, else the
+        header alone is parsed (and kept as an envelope-only entry)."""
+        infos = [m for m in (self.info.get(u) for u in uids) if m is not None]
+        return await self.view.summaries(infos, ENVELOPE_CODEC, data)
 
 
 # Walks over a folder of more messages than this run in a worker thread (off_loop);

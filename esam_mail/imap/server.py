@@ -36,7 +36,7 @@ import logging
 import re
 import time
 import zlib
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -1967,6 +1967,11 @@ class EsamIMAP4Server(imap4.IMAP4Server):
         meta_items = {"ENVELOPE", "BODYSTRUCTURE", "BODY"}
         needs_meta = any(i.name in meta_items or (i.name in ("BODY[]", "BINARY", "BINARY.SIZE")
                          and i.section and (i.section.path or i.section.text)) for i in items)
+        # ENVELOPE and no other parsed item (what list views fetch): the header alone
+        envelope_only = needs_meta and all(
+            i.name == "ENVELOPE" or (i.name not in meta_items
+                                     and not (i.name in ("BODY[]", "BINARY", "BINARY.SIZE") and i.section
+                                              and (i.section.path or i.section.text))) for i in items)
         needs_data = any(i.name in ("RFC822", "RFC822.HEADER", "RFC822.TEXT", "BODY[]",
                                     "BINARY", "BINARY.SIZE") for i in items)
         sets_seen = not sel.readonly and any(
@@ -1988,7 +1993,9 @@ class EsamIMAP4Server(imap4.IMAP4Server):
         for chunk in _fetch_batches(targets, sel, needs_data):
             batch_uids = [u for _, u in chunk]
             data_of = await sel.view.read_many(batch_uids) if needs_data else {}
-            metas = await sel.metas(batch_uids, data_of) if needs_meta else {}
+            metas: Mapping[int, mime.MessageMeta | mime.EnvelopeOnly] = (
+                {} if not needs_meta else await sel.envelopes(batch_uids, data_of) if envelope_only
+                else await sel.metas(batch_uids, data_of))
             if self.transport is None:
                 return
             for i, (seq, u) in enumerate(chunk, 1):
@@ -2019,7 +2026,7 @@ class EsamIMAP4Server(imap4.IMAP4Server):
         await self._ok(tag, b"FETCH completed.", allow_expunge=False)
 
     def _render_fetch(self, sel: SelectedFolder, uid: int, items: list[FetchItem],
-                      meta: mime.MessageMeta | None, data: bytes | None,
+                      meta: mime.MessageMeta | mime.EnvelopeOnly | None, data: bytes | None,
                       newly_seen: bool) -> list[bytes]:
         info = sel.info[uid]
         out: list[bytes] = []
@@ -2044,10 +2051,10 @@ class EsamIMAP4Server(imap4.IMAP4Server):
                 assert meta is not None
                 add(b"ENVELOPE", meta.envelope)
             elif n == "BODYSTRUCTURE":
-                assert meta is not None
+                assert isinstance(meta, mime.MessageMeta)
                 add(b"BODYSTRUCTURE", meta.bodystructure)
             elif n == "BODY":
-                assert meta is not None
+                assert isinstance(meta, mime.MessageMeta)
                 add(b"BODY", meta.body)
             elif n in ("RFC822", "RFC822.HEADER", "RFC822.TEXT"):
                 assert data is not None
@@ -2059,7 +2066,7 @@ class EsamIMAP4Server(imap4.IMAP4Server):
                 add(n.encode(), _literal(value))
             elif n in ("BINARY", "BINARY.SIZE"):
                 assert data is not None and it.section is not None
-                tree = meta.tree if meta is not None else (0, 0, len(data), 0, ())
+                tree = meta.tree if isinstance(meta, mime.MessageMeta) else (0, 0, len(data), 0, ())
                 try:
                     decoded: bytes | None = mime.binary_section(data, tree, it.section.path)
                 except mime.SectionError:
@@ -2078,7 +2085,7 @@ class EsamIMAP4Server(imap4.IMAP4Server):
                         else _literal(chunk))
             elif n == "BODY[]":
                 assert data is not None and it.section is not None
-                tree = meta.tree if meta is not None else (0, 0, len(data), 0, ())
+                tree = meta.tree if isinstance(meta, mime.MessageMeta) else (0, 0, len(data), 0, ())
                 if not it.section.path and not it.section.text:
                     raw: bytes | None = data
                 else:

@@ -792,10 +792,17 @@ class MailboxView:
         """Summaries by UID: LRU, then the store's cache, then parsing (on the pool)."""
         lru = self.owner.service.summaries
         cache_id = self.cache_id
+        # a codec with an ``lru_tag`` keeps its summaries apart; with ``from_wider`` it
+        # takes what it needs from the untagged (full) summary of a message, if at hand
+        tag = getattr(codec, "lru_tag", "")
+        from_wider = getattr(codec, "from_wider", None) if tag else None
         out: dict[int, S] = {}
         want: dict[str, int] = {}
         for m in infos:
-            hit = lru.get((cache_id, m.key))
+            hit = lru.get((cache_id + tag, m.key))
+            if hit is None and from_wider is not None:
+                wider = lru.get((cache_id, m.key))
+                hit = from_wider(wider) if wider is not None else None
             if hit is not None:
                 out[m.uid] = hit
             else:
@@ -831,7 +838,7 @@ def summaries_blocking(
                     continue
             value = codec.build(raw)
             fresh[key] = codec.dump(value)
-        lru.put((cache_id, key), value)
+        lru.put((cache_id + getattr(codec, "lru_tag", ""), key), value)
         out[uid] = value
     put_many = getattr(folder, "cache_put_many", None)
     if fresh and put_many is not None:
