@@ -8,7 +8,11 @@ The supervisor owns no event loop and never imports Twisted's reactor.  It
    same concrete port; a reserved, non-listening socket receives no connections;
 2. forks N workers.  Each one runs :func:`esam_mail.app.run` with those concrete
    ports and ``reuse_port=True``: every worker has its own listening socket on
-   each port and the kernel spreads new connections over them;
+   each SMTP and HTTP port and the kernel spreads new connections over them; the
+   IMAP ports (:data:`SHARED_LISTENERS`) are one listening socket made here, before
+   the fork, that every worker accepts from, one connection per wake-up, so a
+   connection goes to a worker with time for it (a stalled or busy worker takes
+   none; restarted workers inherit it, so nothing queued on it is lost);
 3. writes the ready file (``{"pid", "ports", "workers"}``) once every worker has
    written its own (``<data_dir>/run/worker-<i>.ready``);
 4. restarts a worker that dies (with a growing back-off when one keeps crashing);
@@ -44,7 +48,7 @@ from esam_mail import fsio
 from esam_mail.config import Config, parse_hostport
 from esam_mail.errors import ConfigError
 from esam_mail.log import event
-from esam_mail.sockets import reuseport_socket
+from esam_mail.sockets import reuseport_socket, share_listening
 
 log = logging.getLogger("esam_mail.workers")
 
@@ -65,6 +69,16 @@ def _fmt_hostport(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+# Listeners whose one listening socket the supervisor makes and every worker accepts
+# from (see :func:`esam_mail.sockets.share_listening`); the others get a reserved socket
+# here and one SO_REUSEPORT listener per worker.
+SHARED_LISTENERS = frozenset({"imap", "imaps"})
+
+
+def _is_listening(s: socket.socket) -> bool:
+    return bool(s.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN))
+
+
 def reserve_ports(cfg: Config) -> tuple[dict[str, int], list[socket.socket]]:
     """Bind (not listen) an SO_REUSEPORT socket on every configured listener.
 
@@ -82,6 +96,8 @@ def reserve_ports(cfg: Config) -> tuple[dict[str, int], list[socket.socket]]:
             s = reuseport_socket(host, port)
             socks.append(s)
             ports[name] = s.getsockname()[1]
+            if name in SHARED_LISTENERS:
+                share_listening(host, ports[name], s)
     except BaseException:
         for s in socks:
             s.close()
@@ -169,6 +185,7 @@ class Supervisor:
         wcfg = role_config(worker_config(self.cfg, self.ports), roles)
         sys.stdout.flush()
         sys.stderr.flush()
+        shared = {s.fileno() for s in self._reserved if _is_listening(s)}
         pid = os.fork()
         if pid == 0:  # the worker
             code = 1
@@ -176,7 +193,8 @@ class Supervisor:
                 for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                     signal.signal(sig, signal.SIG_DFL)
                 for s in self._reserved:
-                    s.close()
+                    if s.fileno() not in shared:
+                        s.close()
                 for h in logging.getLogger().handlers:
                     h.setFormatter(_WorkerFormatter(h.formatter, index))
                 event(log, "worker.started", index=index, roles="+".join(sorted(roles)))

@@ -40,7 +40,7 @@ from collections.abc import Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from twisted.internet import defer, interfaces, protocol
+from twisted.internet import defer, interfaces, protocol, tcp
 from twisted.mail import imap4
 from zope.interface import implementer
 
@@ -2493,12 +2493,39 @@ def _reuse_port_listen(factory: Any, host: str, port: int) -> Any:
     (several worker processes then share the port; the kernel spreads connections)."""
     from twisted.protocols.tls import TLSMemoryBIOFactory
 
-    from esam_mail.sockets import adopt_reuseport
+    from esam_mail.sockets import adopt_reuseport, inherited_listener
 
     if factory.implicit_tls:
         clock: Any = _NextTurnClock()  # provides what IReactorTime the TLS layer uses
         factory = TLSMemoryBIOFactory(factory.tls_context_factory, False, factory, clock=clock)
-    return adopt_reuseport(_reactor(), host, port, factory)
+    listening = adopt_reuseport(_reactor(), host, port, factory)
+    if inherited_listener(host, port) is not None:
+        _accept_one_at_a_time(listening)
+    return listening
+
+
+def _accept_one_at_a_time(listening: Any) -> None:
+    """A Twisted port accepts up to ``numberAccepts`` connections per wake-up (100 at
+    first, +20 each time it takes them all): on a shared queue the first worker to wake
+    would take a whole burst (16 clients connecting at once) and leave the other idle.
+    One per wake-up lets each worker take the next connection only when its loop is back
+    in the selector, i.e. when it has time for it."""
+    if type(listening) is tcp.Port:
+        listening.__class__ = _one_accept_port()
+
+
+@functools.cache
+def _one_accept_port() -> type:
+    class OneAcceptPort(tcp.Port):
+        @property
+        def numberAccepts(self) -> int:  # Twisted's attribute name
+            return 1
+
+        @numberAccepts.setter
+        def numberAccepts(self, value: int) -> None:
+            pass  # doRead's adaptive growth is not wanted here
+
+    return OneAcceptPort
 
 
 class _NextTurnClock:

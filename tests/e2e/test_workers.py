@@ -112,3 +112,26 @@ def test_a_killed_worker_is_replaced_and_sigterm_stops_all(workers: Any) -> None
     for pid in survivors:
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+
+
+def test_a_stalled_worker_gets_no_new_imap_connections(workers: Any) -> None:
+    """IMAP listeners are one accept queue for all workers (issue 20): a connection goes
+    to a worker whose loop is free.  With one SO_REUSEPORT socket per worker the kernel
+    hashed about half the new connections to a stalled worker, where they waited."""
+    p = workers
+    ready = json.loads(p.ready.read_text())
+    stalled = ready["workers"][0]
+    os.kill(stalled, signal.SIGSTOP)
+    try:
+        for _ in range(12):
+            t0 = time.monotonic()
+            imap = RawIMAP(p.ports["imaps"], timeout=5)
+            try:
+                imap.login("alice", PASSWORD)
+                imap.cmd("SELECT INBOX")
+            finally:
+                imap.close()
+            assert time.monotonic() - t0 < 5
+    finally:
+        os.kill(stalled, signal.SIGCONT)
+    assert p.stop() == 0  # the stalled worker is well again and stops cleanly
