@@ -62,6 +62,7 @@ class _EnvelopeCodec:
     cache entries never pass for full ones (see :class:`mime.EnvelopeOnly`)."""
 
     lru_tag = "\0env"
+    head_only = True  # build() gets the message through its header's end, maybe no further
 
     def from_wider(self, value: Any) -> mime.EnvelopeOnly | None:
         return mime.EnvelopeOnly(value.envelope) if isinstance(value, mime.MessageMeta) else None

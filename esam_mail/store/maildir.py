@@ -196,6 +196,38 @@ def size_from_key(key: str) -> int | None:
 _write_all = fsio.write_all
 
 
+_HEAD_CHUNK = 8192
+
+
+def _read_file(path: str, *, head: bool) -> bytes:
+    """A message file's bytes (raw descriptor reads: no buffered file object); with
+    ``head``, only as far as the header's end is known to be in what was read."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        if head:
+            data = os.read(fd, _HEAD_CHUNK)
+            while len(data) >= _HEAD_CHUNK and not _has_header_end(data):
+                more = os.read(fd, 1 << 16)
+                if not more:
+                    break
+                data += more
+            return data
+        size = os.fstat(fd).st_size
+        data = os.read(fd, size + 1)
+        if len(data) <= size:  # a short read of a regular file is its end: one read
+            return data
+        chunks = [data]  # the file is longer than fstat said (it should not be)
+        while chunks[-1]:
+            chunks.append(os.read(fd, 1 << 16))
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def _has_header_end(data: bytes) -> bool:
+    return data.startswith((b"\r\n", b"\n")) or b"\n\r\n" in data or b"\n\n" in data
+
+
 def _mkdir(path: Path) -> None:
     with contextlib.suppress(FileExistsError):
         os.mkdir(path, _DIR_MODE)
@@ -667,12 +699,13 @@ class MaildirFolder:
         with self._locked() as lock:
             ul = self._load_uidlist_locked(lock)
             new_sig = _dir_sig(new_dir)
+            new_s, cur_s = f"{new_dir}/", f"{cur_dir}/"  # str joins: Path's cost per name showed
             for fn in os.listdir(new_dir):
                 if fn.startswith("."):
                     continue
                 key, chars = split_name(fn)
                 with contextlib.suppress(FileNotFoundError):
-                    os.rename(new_dir / fn, cur_dir / f"{key}:2,{chars}")
+                    os.rename(new_s + fn, f"{cur_s}{key}:2,{chars}")
             listing, cur_sig = self._list_cur()
             missing = [k for k in ul.entries if k not in listing]
             if missing:
@@ -730,7 +763,7 @@ class MaildirFolder:
         return list(self._infos)
 
     def _apply_listing(self, listing: Mapping[str, str], ul: UidList) -> None:
-        cur_dir = self.path / "cur"
+        cur_s = f"{self.path}/cur/"
         by_uid: dict[int, _Entry] = {}
         by_key: dict[str, _Entry] = {}
         for key, fn in listing.items():
@@ -745,7 +778,7 @@ class MaildirFolder:
             else:
                 size = size_from_key(key)
                 try:
-                    st = os.stat(cur_dir / fn)
+                    st = os.stat(cur_s + fn)
                 except FileNotFoundError:
                     continue
                 e = _Entry(uid, key, fn, split_name(fn)[1], size if size is not None else st.st_size, st.st_mtime)
@@ -887,12 +920,20 @@ class MaildirFolder:
             return str(self.path / "cur" / self._entry(uid).name)
 
     def read(self, uid: int) -> bytes:
+        return self._read(uid, head=False)
+
+    def read_head(self, uid: int) -> bytes:
+        """The message's start, at least through the blank line after its header (the
+        whole message if it has none): what an envelope needs, without reading a large
+        attachment."""
+        return self._read(uid, head=True)
+
+    def _read(self, uid: int, *, head: bool) -> bytes:
         with self._tlock:
             for attempt in range(3):
                 e = self._entry(uid)
                 try:
-                    with open(self.path / "cur" / e.name, "rb") as fh:
-                        return fh.read()
+                    return _read_file(f"{self.path}/cur/{e.name}", head=head)
                 except FileNotFoundError:
                     if attempt == 2:
                         break

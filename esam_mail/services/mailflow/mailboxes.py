@@ -827,13 +827,17 @@ def summaries_blocking(
         except Exception:  # the cache is an optimisation only
             log.exception("event=mailbox.cache_read_failed folder=%s", folder.name)
     fresh: dict[str, dict[str, Any]] = {}
+    # a codec that needs only the header (``head_only``) reads no further than its end
+    read = getattr(folder, "read_head", None) if getattr(codec, "head_only", False) else None
+    if read is None:
+        read = folder.read
     for key, uid in want.items():
         value = codec.load(stored.get(key))
         if value is None:
             raw = data.get(uid) if data else None
             if raw is None:
                 try:
-                    raw = folder.read(uid)
+                    raw = read(uid)
                 except (KeyError, FileNotFoundError):
                     continue
             value = codec.build(raw)

@@ -136,3 +136,27 @@ def test_envelope_with_a_part_section_still_gets_the_full_summary(
     assert r[-1].startswith(b"F OK"), r
     assert b"<p>x</p>" in b"".join(r), r
     assert calls["analyse"] == 1, calls
+
+
+def test_envelope_of_a_large_message_reads_its_header_only(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from esam_mail.store import maildir
+
+    env.deliver(msg("attachment", body="A" * 2_000_000 + "\r\n"))
+    read: list[int] = []
+    real = maildir._read_file
+
+    def counted(path: str, *, head: bool) -> bytes:
+        data = real(path, head=head)
+        read.append(len(data))
+        return data
+
+    monkeypatch.setattr(maildir, "_read_file", counted)
+    c = Raw.tls(env)
+    c.login()
+    c.cmd(b"S", b"SELECT INBOX")
+    r = c.cmd(b"F", b"FETCH 1 (RFC822.SIZE ENVELOPE)")
+    assert r[-1].startswith(b"F OK"), r
+    assert b'"attachment"' in b"".join(r)
+    assert read and max(read) <= 1 << 16, read  # not the 2 MB

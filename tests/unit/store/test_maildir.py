@@ -782,3 +782,33 @@ def test_new_folders_come_with_their_sqlite_files(store: MaildirStore, alice: Ma
     assert folder.modseqs()[1] == {info.uid: folder.modseqs()[0]}
     folder.cache_put_many({info.key: {"x": 1}})
     assert folder.cache_get_many([info.key]) == {info.key: {"x": 1}}
+
+
+@pytest.mark.parametrize(("message", "whole"), [
+    (b"Subject: big\r\n\r\n" + b"x" * 300_000, False),  # an attachment is not read
+    (b"X-Long: " + b"h" * 20_000 + b"\r\nSubject: s\r\n\r\nbody", True),  # a long header is
+    (b"Subject: s\n\nbody" + b"y" * 100_000, False),  # LF-only line ends
+    (b"Subject: no blank line, no body", True),
+    (b"\r\nbody only" + b"z" * 50_000, False),
+])
+def test_read_head_reads_through_the_header_and_no_further(
+    tmp_path: Path, message: bytes, whole: bool
+) -> None:
+    """An ENVELOPE needs the header only (issue 20): read_head stops once the blank line
+    after it has been read; read gives the whole message."""
+    store = MaildirStore(tmp_path, fsync=False)
+    user = store.user("alice")
+    user.create()
+    user.deliver(message)
+    folder = user.folder("INBOX")
+    uid = folder.sync()[0].uid
+    assert folder.read(uid) == message
+    head = folder.read_head(uid)
+    assert message.startswith(head)
+    if whole:
+        assert head == message
+    else:
+        assert len(head) < 70_000
+    end = maildir_mod._HEAD_CHUNK
+    assert maildir_mod._has_header_end(head) or head == message
+    assert len(head) <= max(end, message.find(b"\n\r\n") + 3, message.find(b"\n\n") + 2) + (1 << 16)
