@@ -489,6 +489,9 @@ class MaildirFolder:
         self._version = 0  # bumped whenever the message list or a flag changes
         self._modseq_seen: tuple[int, tuple[int, dict[int, int]]] | None = None
         self._fine_mtimes = False  # see _mtime_margin
+        # sync_claim: set while its sync runs; the UIDs its locked look claimed
+        self._claim_in_sync = False
+        self._claimed: set[int] | None = None
         self._name_keys: dict[str, str] = {}  # file name -> key, as of the last listing
         # the uidlist and the listing the last full sync applied (see _apply_renames)
         self._last_listing: tuple[UidList, dict[str, str]] | None = None
@@ -663,6 +666,22 @@ class MaildirFolder:
                 return list(self._infos)
             return self._full_sync(start)
 
+    def sync_claim(self) -> tuple[list[MessageInfo], set[int]]:
+        """:meth:`sync`, then :meth:`recent` with ``claim`` up to the last UID it lists:
+        a SELECT.  When the look itself numbers new messages (under the folder lock), the
+        claim goes into the same uidlist write: one lock and one durable write at a
+        folder's first SELECT after a delivery, not two."""
+        with self._tlock:
+            self._claim_in_sync = True
+            try:
+                infos = self.sync()
+                claimed = self._claimed
+            finally:
+                self._claim_in_sync, self._claimed = False, None
+            if claimed is None:
+                claimed = self.recent(claim=True, upto=infos[-1].uid if infos else 0)
+            return infos, claimed
+
     def change_generation(self) -> generation.Generation | None:
         """The user's change generation, mapped (blocking); ``None`` if it cannot be, or
         if the store is not on a local filesystem (another machine's bumps would not
@@ -721,6 +740,11 @@ class MaildirFolder:
             for key in sorted((k for k in listing if k not in ul.entries), key=delivery_order):
                 ul.assign(key)
                 changed = True
+            if changed and self._claim_in_sync:
+                # sync_claim: the claim of recent() with upto = the last UID listed here
+                limit = max((ul.entries[k] for k in listing if k in ul.entries), default=0)
+                self._claimed = {u for u in ul.entries.values() if ul.first_recent <= u <= limit}
+                ul.first_recent = max(ul.first_recent, limit + 1)
             if changed:
                 self._commit(lock, ul)
             uidlist_sig = self._ul_sig

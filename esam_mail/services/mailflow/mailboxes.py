@@ -589,9 +589,12 @@ def _snapshot(folder: Folder, claim: bool) -> Snapshot:
     mapped_of = getattr(folder, "change_generation", None)
     mapped = mapped_of() if mapped_of is not None else None
     gen = mapped.value() if mapped is not None else None  # before the look, not after
-    infos = folder.sync()
-    upto = infos[-1].uid if infos else 0
-    recent = folder.recent(claim=claim, upto=upto)
+    sync_claim = getattr(folder, "sync_claim", None) if claim else None
+    if sync_claim is not None:  # numbering and claim in one folder write
+        infos, recent = sync_claim()
+    else:
+        infos = folder.sync()
+        recent = folder.recent(claim=claim, upto=infos[-1].uid if infos else 0)
     highest, modseqs = folder.modseqs()
     settled_of = getattr(folder, "settled", None)
     return Snapshot(folder.uidvalidity, infos, recent, highest, modseqs,

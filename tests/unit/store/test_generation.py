@@ -28,7 +28,7 @@ from tests.unit.store.conftest import msg
 NOT_SEEN = {
     MaildirFolder: {"cache_get_many", "cache_prune", "cache_put_many", "change_generation",
                     "close", "expunged_since", "messages", "modseqs", "path_of", "read", "read_head",
-                    "recent", "reusable", "settled", "status", "sync", "uidnext"},
+                    "recent", "reusable", "settled", "status", "sync", "sync_claim", "uidnext"},
     MaildirUser: {"check_quota", "cleanup_tmp", "create", "exists", "folder", "folder_path",
                   "list_folders", "message_count", "next_uidvalidity", "quota_state",
                   "spool_dir", "subscribe", "subscriptions", "usage", "usage_add"},

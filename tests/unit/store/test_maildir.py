@@ -812,3 +812,35 @@ def test_read_head_reads_through_the_header_and_no_further(
     end = maildir_mod._HEAD_CHUNK
     assert maildir_mod._has_header_end(head) or head == message
     assert len(head) <= max(end, message.find(b"\n\r\n") + 3, message.find(b"\n\n") + 2) + (1 << 16)
+
+
+def test_sync_claim_numbers_and_claims_in_one_uidlist_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A folder's first SELECT after a delivery numbers the new messages and claims them
+    as \\Recent in one locked write, not two (issue 20); the claim is the same as
+    sync() then recent(claim=True, upto=last UID)."""
+    from esam_mail.store import uidlist as uidlist_mod
+
+    store = MaildirStore(tmp_path, fsync=False)
+    user = store.user("alice")
+    user.create()
+    for i in range(3):
+        user.deliver(msg(i))
+    commits: list[bytes] = []
+    real = uidlist_mod.FolderLock.commit
+    monkeypatch.setattr(uidlist_mod.FolderLock, "commit",
+                        lambda self, data: commits.append(data) or real(self, data))
+    a = user.folder("INBOX")
+    infos, recent = a.sync_claim()
+    assert [m.uid for m in infos] == [1, 2, 3]
+    assert recent == {1, 2, 3}
+    assert len(commits) == 1
+    b = user.folder("INBOX")  # another session (or process) gets none of them
+    assert b.sync_claim()[1] == set()
+    assert a.recent(claim=False) == set()
+    user.deliver(msg(9))  # numbered by the next look, claimed by one session only
+    got = [a.sync_claim()[1], b.sync_claim()[1]]
+    assert sorted(map(sorted, got)) == [[], [4]]
+    commits.clear()
+    assert a.sync_claim()[1] == set() and commits == []  # nothing new: no write at all
