@@ -48,7 +48,7 @@ from esam_mail import fsio
 from esam_mail.config import Config, parse_hostport
 from esam_mail.errors import ConfigError
 from esam_mail.log import event
-from esam_mail.sockets import reuseport_socket, share_listening
+from esam_mail.sockets import forget_inherited, reuseport_socket, share_listening
 
 log = logging.getLogger("esam_mail.workers")
 
@@ -99,6 +99,7 @@ def reserve_ports(cfg: Config) -> tuple[dict[str, int], list[socket.socket]]:
             if name in SHARED_LISTENERS:
                 share_listening(host, ports[name], s)
     except BaseException:
+        forget_inherited()
         for s in socks:
             s.close()
         raise
@@ -272,6 +273,7 @@ class Supervisor:
         finally:
             for s, h in old.items():
                 signal.signal(s, h)
+            forget_inherited()  # a later supervisor in this process makes its own
             for sock in self._reserved:
                 sock.close()
 
