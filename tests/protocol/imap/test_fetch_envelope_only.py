@@ -55,6 +55,14 @@ def _fetched(lines: list[bytes], item: bytes) -> dict[int, bytes]:
     return out
 
 
+def _selected(env: Env) -> Raw:
+    """A TLS session with INBOX selected."""
+    c = Raw.tls(env)
+    c.login()
+    assert c.cmd(b"S", b"SELECT INBOX")[-1].startswith(b"S OK")
+    return c
+
+
 def _forget_process_summaries(env: Env) -> None:
     """Act as another worker process: no summaries in memory, folder files reopened."""
     for f in env.factories:
@@ -69,9 +77,7 @@ def test_envelope_alone_parses_headers_only_and_renders_the_same(
     for m in MESSAGES:
         env.deliver(m)
     calls = _count(monkeypatch)
-    c = Raw.tls(env)
-    c.login()
-    c.cmd(b"S", b"SELECT INBOX")
+    c = _selected(env)
     r = c.cmd(b"F", b"FETCH 1:* (FLAGS RFC822.SIZE ENVELOPE)")
     assert r[-1].startswith(b"F OK"), r
     alone = _fetched(r, b"ENVELOPE (")
@@ -99,9 +105,7 @@ def test_an_envelope_only_cache_entry_never_passes_for_a_full_summary(
 ) -> None:
     for m in MESSAGES:
         env.deliver(m)
-    c = Raw.tls(env)
-    c.login()
-    c.cmd(b"S", b"SELECT INBOX")
+    c = _selected(env)
     assert c.cmd(b"F", b"FETCH 1:* ENVELOPE")[-1].startswith(b"F OK")
     _forget_process_summaries(env)  # the folder's cache now holds envelope-only entries
     calls = _count(monkeypatch)
@@ -129,9 +133,7 @@ def test_envelope_with_a_part_section_still_gets_the_full_summary(
 ) -> None:
     env.deliver(MESSAGES[3])
     calls = _count(monkeypatch)
-    c = Raw.tls(env)
-    c.login()
-    c.cmd(b"S", b"SELECT INBOX")
+    c = _selected(env)
     r = c.cmd(b"F", b"FETCH 1 (ENVELOPE BODY.PEEK[2])")
     assert r[-1].startswith(b"F OK"), r
     assert b"<p>x</p>" in b"".join(r), r
@@ -153,9 +155,7 @@ def test_envelope_of_a_large_message_reads_its_header_only(
         return data
 
     monkeypatch.setattr(maildir, "_read_file", counted)
-    c = Raw.tls(env)
-    c.login()
-    c.cmd(b"S", b"SELECT INBOX")
+    c = _selected(env)
     r = c.cmd(b"F", b"FETCH 1 (RFC822.SIZE ENVELOPE)")
     assert r[-1].startswith(b"F OK"), r
     assert b'"attachment"' in b"".join(r)
