@@ -1965,13 +1965,11 @@ class EsamIMAP4Server(imap4.IMAP4Server):
     async def _fetch(self, tag: bytes | None, sel: SelectedFolder, targets: list[tuple[int, int]],
                      items: list[FetchItem]) -> None:
         meta_items = {"ENVELOPE", "BODYSTRUCTURE", "BODY"}
-        needs_meta = any(i.name in meta_items or (i.name in ("BODY[]", "BINARY", "BINARY.SIZE")
-                         and i.section and (i.section.path or i.section.text)) for i in items)
+        parsed = [i.name for i in items if i.name in meta_items or (
+            i.name in ("BODY[]", "BINARY", "BINARY.SIZE") and i.section and (i.section.path or i.section.text))]
+        needs_meta = bool(parsed)
         # ENVELOPE and no other parsed item (what list views fetch): the header alone
-        envelope_only = needs_meta and all(
-            i.name == "ENVELOPE" or (i.name not in meta_items
-                                     and not (i.name in ("BODY[]", "BINARY", "BINARY.SIZE") and i.section
-                                              and (i.section.path or i.section.text))) for i in items)
+        envelope_only = needs_meta and all(n == "ENVELOPE" for n in parsed)
         needs_data = any(i.name in ("RFC822", "RFC822.HEADER", "RFC822.TEXT", "BODY[]",
                                     "BINARY", "BINARY.SIZE") for i in items)
         sets_seen = not sel.readonly and any(
@@ -2489,8 +2487,9 @@ class IMAPListener:
 
 
 def _reuse_port_listen(factory: Any, host: str, port: int) -> Any:
-    """Twisted has no SO_REUSEPORT flag: bind the socket ourselves and adopt it
-    (several worker processes then share the port; the kernel spreads connections)."""
+    """Twisted has no SO_REUSEPORT flag: adopt the supervisor's shared listening socket
+    (``esam serve --workers N``: one accept queue, one connection per wake-up), or bind an
+    SO_REUSEPORT socket ourselves and adopt it."""
     from twisted.protocols.tls import TLSMemoryBIOFactory
 
     from esam_mail.sockets import adopt_reuseport, inherited_listener

@@ -205,13 +205,16 @@ def _read_file(path: str, *, head: bool) -> bytes:
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
         if head:
-            data = os.read(fd, _HEAD_CHUNK)
-            while len(data) >= _HEAD_CHUNK and not _has_header_end(data):
-                more = os.read(fd, 1 << 16)
-                if not more:
+            chunks = [os.read(fd, _HEAD_CHUNK)]
+            if len(chunks[0]) < _HEAD_CHUNK or _has_header_end(chunks[0]):
+                return chunks[0]  # the common case: one read
+            while more := os.read(fd, 1 << 16):
+                # the blank line may straddle two reads: look at the joint too
+                joint = chunks[-1][-2:] + more
+                chunks.append(more)
+                if _has_header_end(joint):
                     break
-                data += more
-            return data
+            return b"".join(chunks)
         size = os.fstat(fd).st_size
         data = os.read(fd, size + 1)
         if len(data) <= size:  # a short read of a regular file is its end: one read
@@ -489,9 +492,6 @@ class MaildirFolder:
         self._version = 0  # bumped whenever the message list or a flag changes
         self._modseq_seen: tuple[int, tuple[int, dict[int, int]]] | None = None
         self._fine_mtimes = False  # see _mtime_margin
-        # sync_claim: set while its sync runs; the UIDs its locked look claimed
-        self._claim_in_sync = False
-        self._claimed: set[int] | None = None
         self._name_keys: dict[str, str] = {}  # file name -> key, as of the last listing
         # the uidlist and the listing the last full sync applied (see _apply_renames)
         self._last_listing: tuple[UidList, dict[str, str]] | None = None
@@ -650,6 +650,11 @@ class MaildirFolder:
 
     def sync(self) -> list[MessageInfo]:
         """Move new/ to cur/, assign UIDs, return every message sorted by UID."""
+        return self._sync(claim=False)[0]
+
+    def _sync(self, *, claim: bool) -> tuple[list[MessageInfo], set[int] | None]:
+        """:meth:`sync`; with ``claim``, a look that numbers new messages also claims
+        them as \\Recent in the same write and returns the claimed UIDs (else None)."""
         with self._tlock:
             start = _now_ns()
             try:
@@ -663,8 +668,8 @@ class MaildirFolder:
             if self._keywords_changed():
                 self._invalidate_infos()
             if not self._dirty and sig == self._sig:
-                return list(self._infos)
-            return self._full_sync(start)
+                return list(self._infos), None
+            return self._full_sync(start, claim)
 
     def sync_claim(self) -> tuple[list[MessageInfo], set[int]]:
         """:meth:`sync`, then :meth:`recent` with ``claim`` up to the last UID it lists:
@@ -672,12 +677,7 @@ class MaildirFolder:
         claim goes into the same uidlist write: one lock and one durable write at a
         folder's first SELECT after a delivery, not two."""
         with self._tlock:
-            self._claim_in_sync = True
-            try:
-                infos = self.sync()
-                claimed = self._claimed
-            finally:
-                self._claim_in_sync, self._claimed = False, None
+            infos, claimed = self._sync(claim=True)
             if claimed is None:
                 claimed = self.recent(claim=True, upto=infos[-1].uid if infos else 0)
             return infos, claimed
@@ -705,7 +705,7 @@ class MaildirFolder:
             self._fine_mtimes = True
         return _MTIME_MARGIN_LOCAL_NS if self._fine_mtimes else _MTIME_MARGIN_NS
 
-    def _full_sync(self, start: int) -> list[MessageInfo]:
+    def _full_sync(self, start: int, claim: bool) -> tuple[list[MessageInfo], set[int] | None]:
         """List the folder and bring the uidlist up to date.  ``start``: the clock before
         the signatures the listing is checked against were taken; a later change in the
         same timestamp tick as the newest of those mtimes would not alter them, so the
@@ -714,7 +714,8 @@ class MaildirFolder:
         looked = self._look_unlocked(new_dir)
         if looked is not None:
             ul, listing, new_sig, cur_sig = looked
-            return self._settle(ul, listing, False, new_sig, cur_sig, self._ul_sig, start)
+            return self._settle(ul, listing, False, new_sig, cur_sig, self._ul_sig, start), None
+        claimed: set[int] | None = None
         with self._locked() as lock:
             ul = self._load_uidlist_locked(lock)
             new_sig = _dir_sig(new_dir)
@@ -740,15 +741,15 @@ class MaildirFolder:
             for key in sorted((k for k in listing if k not in ul.entries), key=delivery_order):
                 ul.assign(key)
                 changed = True
-            if changed and self._claim_in_sync:
-                # sync_claim: the claim of recent() with upto = the last UID listed here
+            if changed and claim:
+                # the claim of recent() with upto = the last UID listed here
                 limit = max((ul.entries[k] for k in listing if k in ul.entries), default=0)
-                self._claimed = {u for u in ul.entries.values() if ul.first_recent <= u <= limit}
+                claimed = {u for u in ul.entries.values() if ul.first_recent <= u <= limit}
                 ul.first_recent = max(ul.first_recent, limit + 1)
             if changed:
                 self._commit(lock, ul)
             uidlist_sig = self._ul_sig
-        return self._settle(ul, listing, changed, new_sig, cur_sig, uidlist_sig, start)
+        return self._settle(ul, listing, changed, new_sig, cur_sig, uidlist_sig, start), claimed
 
     def _look_unlocked(
         self, new_dir: Path,

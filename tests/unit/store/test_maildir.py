@@ -844,3 +844,17 @@ def test_sync_claim_numbers_and_claims_in_one_uidlist_write(
     assert sorted(map(sorted, got)) == [[], [4]]
     commits.clear()
     assert a.sync_claim()[1] == set() and commits == []  # nothing new: no write at all
+
+
+def test_read_head_finds_a_blank_line_split_across_two_reads(tmp_path: Path) -> None:
+    chunk = maildir_mod._HEAD_CHUNK
+    header = b"X-A: " + b"a" * (chunk - 7) + b"\r\n"  # its LF is the first read's last byte
+    message = header + b"\r\n" + b"b" * 500_000
+    store = MaildirStore(tmp_path, fsync=False)
+    user = store.user("alice")
+    user.create()
+    user.deliver(message)
+    folder = user.folder("INBOX")
+    head = folder.read_head(folder.sync()[0].uid)
+    assert message.startswith(head) and len(head) <= chunk + (1 << 16)  # the second read, no more
+    assert head.startswith(header + b"\r\n")
