@@ -79,6 +79,31 @@ def write_file(
         fsync_dir(os.path.dirname(os.path.abspath(path)))
 
 
+def append_exact(path: StrPath, data: bytes, expect_size: int, *, fsync: bool = True) -> bool:
+    """Append ``data`` to the existing file ``path`` if it is ``expect_size`` bytes long,
+    durably when ``fsync`` (the name exists already: the file alone is synced).  False,
+    nothing written, when the file is missing or of another length.  A failed write is
+    cut back to ``expect_size``.  The caller serialises writers (a lock)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False
+    try:
+        if os.fstat(fd).st_size != expect_size:
+            return False
+        try:
+            write_all(fd, data)
+            if fsync:
+                os.fsync(fd)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, expect_size)
+            raise
+    finally:
+        os.close(fd)
+    return True
+
+
 def _tmp_name(path: StrPath, tmp_dir: StrPath | None) -> str:
     head, tail = os.path.split(os.fspath(path))
     where = os.fspath(tmp_dir) if tmp_dir is not None else head

@@ -536,7 +536,7 @@ class MaildirFolder:
             raise
 
     def _read_uidlist(self) -> UidList | None:
-        ul, sig = read_uidlist(self.path)
+        ul, sig = read_uidlist(self.path, self._ul, self._ul_sig)
         if ul is not None and not ul.fatal:
             if self._ul is not None and ul.uidvalidity != self._ul.uidvalidity:
                 # Rebuilt by another process (esam store check --repair): UIDs were
@@ -576,8 +576,18 @@ class MaildirFolder:
         return ul
 
     def _commit(self, lock: FolderLock, ul: UidList) -> None:
+        """Write ``ul``: its new records appended when that is its only change (one
+        short write; the whole list was rendered and renamed over per new message, an
+        O(messages) write per APPEND and an O(messages) read for every other session,
+        issue 20), else the whole file."""
         try:
-            lock.commit(ul.render())
+            data = ul.append_data()
+            if data is not None and lock.append(data, ul.disk_size):
+                ul.written(data, appended=True)
+            else:
+                data = ul.render()
+                lock.commit(data)
+                ul.written(data, appended=False)
         except BaseException:
             self._ul = self._ul_sig = None
             raise

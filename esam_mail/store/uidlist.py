@@ -13,6 +13,14 @@ us, keeps header fields it does not know).  Other header fields are kept as they
 where ``key`` is the Maildir base name (the file name before ``:2,``).  Records are in
 ascending UID order.  Older ``<uid> <key>`` records (no ``:``) are accepted when reading.
 
+New messages are *appended* as records, as Dovecot does: the header's ``N`` is then a
+floor, and the next UID is past the last record (a version 3 record at or past ``N`` is
+not an error).  Any other change (an expunge, a \\Recent claim, a header field) rewrites
+the file by rename, which folds the appended records in.  A reader that knows the file
+reads only the records appended since (same inode, same header, its last record still
+where it was); a trailing line without its newline is a write in progress (or torn by a
+crash) and is not taken.
+
 ``dovecot-keywords``: ``<index> <keyword>`` lines; index 0 is flag letter ``a``,
 1 is ``b`` ... 25 is ``z``.
 
@@ -70,6 +78,17 @@ class UidList:
     extra_header: list[str] = field(default_factory=list)
     first_recent: int = 1  # UIDs >= this are \\Recent to the next session that claims them
     problems: list[str] = field(default_factory=list)  # found while parsing
+    # What this object knows of the file it was read from or last written to: its header
+    # line, the length through its last complete record, that record, the entry count and
+    # \\Recent floor then; and the keys assigned since (see append_data).  disk_size -1:
+    # no such file (a new or rebuilt list is written whole).
+    disk_size: int = field(default=-1, repr=False, compare=False)
+    disk_header: bytes = field(default=b"", repr=False, compare=False)
+    disk_last: bytes = field(default=b"", repr=False, compare=False)
+    disk_count: int = field(default=0, repr=False, compare=False)
+    disk_ext: int = field(default=0, repr=False, compare=False)
+    disk_first_recent: int = field(default=0, repr=False, compare=False)
+    appended: list[str] = field(default_factory=list, repr=False, compare=False)
 
     @classmethod
     def parse(cls, data: bytes) -> UidList:
@@ -78,7 +97,10 @@ class UidList:
         Record-level problems (duplicates, UIDs >= next UID, bad lines) are collected in
         ``problems``; the first record for a key or UID wins.
         """
-        text = data.decode("utf-8", "surrogateescape")
+        end = data.rfind(b"\n") + 1  # a trailing line without its newline is not taken
+        if end == 0:
+            end = len(data)  # a header alone, written by something that left out the newline
+        text = data[:end].decode("utf-8", "surrogateescape")
         lines = text.split("\n")
         header = lines[0].split()
         if not header:
@@ -108,9 +130,9 @@ class UidList:
             raise ValueError("bad uidlist header")
         ul = cls(uidvalidity=uidvalidity, uidnext=uidnext, guid=guid or secrets.token_hex(16))
         ul.extra_header = extra
-        ul.first_recent = max(1, min(first_recent, uidnext))
         seen_uids: set[int] = set()
         last = 0
+        appendable = version == "3"  # records past the header's N: appended ones (v3 only)
         for lineno, line in enumerate(lines[1:], start=2):
             if not line.strip():
                 continue
@@ -140,14 +162,85 @@ class UidList:
                 continue
             if uid <= last:
                 ul.problems.append(Message("uid {uid} out of order", uid=uid))
-            if uid >= uidnext:
+            elif uid >= ul.uidnext and appendable:
+                ul.uidnext = uid + 1  # an appended record (see the module docstring)
+            if uid >= ul.uidnext:
                 ul.problems.append(Message("uid {uid} >= next uid {uidnext}", uid=uid, uidnext=uidnext))
             last = max(last, uid)
             seen_uids.add(uid)
             ul.entries[key] = uid
             if exts:
                 ul.ext[key] = exts
+        ul.first_recent = max(1, min(first_recent, ul.uidnext))
+        if not ul.problems:
+            ul._on_disk(data[:end])
         return ul
+
+    def _on_disk(self, data: bytes, first_recent: int | None = None) -> None:
+        """Note that the file holds ``data`` (complete lines) and this object's state."""
+        nl = data.find(b"\n")
+        self.disk_header = data[: nl + 1] if nl >= 0 else data
+        prev = data.rfind(b"\n", 0, len(data) - 1) + 1 if len(data) > len(self.disk_header) else len(data)
+        self.disk_last = data[prev:]
+        self.disk_size = len(data)
+        self.disk_count = len(self.entries)
+        self.disk_ext = len(self.ext)
+        self.disk_first_recent = self.first_recent if first_recent is None else first_recent
+        self.appended = []
+
+    def parse_more(self, tail: bytes) -> UidList | None:
+        """A copy of this list with the records appended after it (``tail``, what follows
+        the file's first ``disk_size`` bytes): None if ``tail`` holds anything but whole
+        records in order after the last one (the caller reads the whole file)."""
+        end = tail.rfind(b"\n") + 1
+        last = max(self.entries.values(), default=0)
+        entries, ext = dict(self.entries), dict(self.ext)
+        uidnext = self.uidnext
+        for line in tail[:end].decode("utf-8", "surrogateescape").split("\n")[:-1]:
+            head, colon, key = line.partition(" :")
+            fields = head.split()
+            if not colon or not fields or not fields[0].isdigit() or not key or "/" in key or key in entries:
+                return None
+            uid = int(fields[0])
+            if uid <= last:
+                return None
+            last = uid
+            uidnext = max(uidnext, uid + 1)
+            entries[key] = uid
+            if len(fields) > 1:
+                ext[key] = " ".join(fields[1:])
+        out = UidList(uidvalidity=self.uidvalidity, uidnext=uidnext, guid=self.guid, entries=entries, ext=ext,
+                      extra_header=list(self.extra_header), first_recent=self.first_recent)
+        out.disk_header = self.disk_header
+        out.disk_size = self.disk_size + end
+        out.disk_last = tail[tail.rfind(b"\n", 0, end - 1) + 1:end] if end else self.disk_last
+        out.disk_count = len(entries)
+        out.disk_ext = len(ext)
+        out.disk_first_recent = self.disk_first_recent
+        return out
+
+    def written(self, data: bytes, *, appended: bool) -> None:
+        """Note that ``data`` was written: appended (the :meth:`append_data` records), or
+        as the whole file (:meth:`render`)."""
+        if not appended:
+            self._on_disk(data)
+            return
+        self.disk_size += len(data)
+        self.disk_last = data[data.rfind(b"\n", 0, len(data) - 1) + 1:]
+        self.disk_count = len(self.entries)
+        self.appended = []
+
+    def append_data(self) -> bytes | None:
+        """The records to append to the file this list was read from, when the only
+        change since is new messages (:meth:`assign`); None when it must be rewritten."""
+        if (self.disk_size < 0 or not self.appended or self.first_recent != self.disk_first_recent
+                or len(self.entries) != self.disk_count + len(self.appended) or len(self.ext) != self.disk_ext):
+            return None
+        entries = self.entries
+        try:
+            return "".join(f"{entries[k]} :{k}\n" for k in self.appended).encode("utf-8", "surrogateescape")
+        except KeyError:
+            return None
 
     @property
     def fatal(self) -> bool:
@@ -161,6 +254,7 @@ class UidList:
         uid = self.uidnext
         self.entries[key] = uid
         self.uidnext = uid + 1
+        self.appended.append(key)
         return uid
 
     def render(self) -> bytes:
@@ -183,8 +277,14 @@ def file_sig(path: Path) -> tuple[int, int, int] | None:
     return (st.st_ino, st.st_size, st.st_mtime_ns)
 
 
-def read_uidlist(folder_dir: Path) -> tuple[UidList | None, tuple[int, int, int] | None]:
-    """Read ``dovecot-uidlist`` without locking.  Returns (None, sig) if absent/corrupt."""
+def read_uidlist(
+    folder_dir: Path, prev: UidList | None = None, prev_sig: tuple[int, int, int] | None = None,
+) -> tuple[UidList | None, tuple[int, int, int] | None]:
+    """Read ``dovecot-uidlist`` without locking.  Returns (None, sig) if absent/corrupt.
+
+    With ``prev`` (the list as last read, whose file signature was ``prev_sig``), a file
+    that only grew by appended records is read from where ``prev`` ended: a new list is
+    made from ``prev`` and the new records (see :meth:`UidList.parse_more`)."""
     path = folder_dir / UIDLIST
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
@@ -192,17 +292,44 @@ def read_uidlist(folder_dir: Path) -> tuple[UidList | None, tuple[int, int, int]
         return None, None
     try:
         st = os.fstat(fd)
-        chunks = []
-        while chunk := os.read(fd, 1 << 20):
-            chunks.append(chunk)
+        sig = (st.st_ino, st.st_size, st.st_mtime_ns)
+        if (prev is not None and prev_sig is not None and prev.disk_size > 0 and prev_sig[0] == st.st_ino
+                and st.st_size >= prev.disk_size):
+            more = _read_more(fd, prev)
+            if more is not None:
+                return more, sig
+        data = _pread_all(fd, 0)
     finally:
         os.close(fd)
-    sig = (st.st_ino, st.st_size, st.st_mtime_ns)
     try:
-        return UidList.parse(b"".join(chunks)), sig
+        return UidList.parse(data), sig
     except ValueError:
         log.warning("event=uidlist_corrupt folder=%s", folder_dir.name)
         return None, sig
+
+
+def _pread_all(fd: int, start: int) -> bytes:
+    chunks: list[bytes] = []
+    pos = start
+    while chunk := os.pread(fd, 1 << 20, pos):
+        chunks.append(chunk)
+        pos += len(chunk)
+    return b"".join(chunks)
+
+
+def _read_more(fd: int, prev: UidList) -> UidList | None:
+    """:func:`read_uidlist`'s incremental read: the file still starts with ``prev``'s header
+    and holds ``prev``'s last record where it ended (the same file, grown by appends, not
+    a rewrite that got the same inode number), then the new records."""
+    head = prev.disk_header
+    if os.pread(fd, len(head), 0) != head:
+        return None
+    data = _pread_all(fd, prev.disk_size - len(prev.disk_last))
+    if not data.startswith(prev.disk_last):
+        return None
+    if len(data) == len(prev.disk_last):
+        return prev
+    return prev.parse_more(data[len(prev.disk_last):])
 
 
 fsync_dir = fsio.fsync_dir  # re-exported for the store's modules
@@ -287,6 +414,16 @@ class FolderLock:
         """
         assert self._lock_fd is not None and self._dir_fd is not None
         fsio.atomic_write(self.dir / UIDLIST, data, fsync=self.fsync)
+
+    def append(self, data: bytes, expect_size: int) -> bool:
+        """Append records to ``dovecot-uidlist`` if it is ``expect_size`` bytes long (the
+        list the caller changed was read from exactly that file); durable when fsync=True
+        (the name exists already: the file alone is synced).  False, nothing written, when
+        the file is not as expected (the caller then rewrites it whole with :meth:`commit`).
+        """
+        assert self._lock_fd is not None and self._dir_fd is not None
+        # a file longer than expected holds a torn append left by a crash: the rewrite drops it
+        return fsio.append_exact(self.dir / UIDLIST, data, expect_size, fsync=self.fsync)
 
     def __exit__(
         self,

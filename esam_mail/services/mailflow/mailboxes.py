@@ -350,7 +350,7 @@ class UserMailboxes:
 
     async def check(self, name: str) -> None:
         """Raises NoSuchFolder / BadFolderName when ``name`` is not a folder."""
-        await self._run(name, lambda: self._user().folder(name))
+        await self._run(name, lambda: self.service._shared_folder(self.login, name, self._user))
 
     async def quota(self) -> tuple[int, int]:
         """(bytes used, limit in bytes; 0 = unlimited)."""
@@ -401,7 +401,9 @@ class UserMailboxes:
         flags = list(flags)
 
         def store() -> tuple[int, int]:
-            folder = self._user().folder(name)
+            # the process's shared folder object: its uidlist is at hand (a new object read
+            # and parsed the whole uidlist per APPEND, and the sessions' object again after)
+            folder = self.service._shared_folder(self.login, name, self._user)
             if isinstance(message, Spool):
                 message.close_fd()
                 adder = getattr(folder, "append_file", None)

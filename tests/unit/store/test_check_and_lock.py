@@ -27,9 +27,9 @@ def test_check_finds_and_repairs(store: MaildirStore, alice: MaildirUser) -> Non
     f = alice.folder("INBOX")
     f.sync()
     uv = f.uidvalidity
-    # uidnext <= max uid, a listed file that is missing, an unknown file
+    # a UID given twice, a listed file that is missing, an unknown file
     (alice.path / "dovecot-uidlist").write_text(
-        f"3 V{uv} N2 Gabc\n1 :{keys[0]}\n2 :{keys[1]}\n5 :gone.M1P1Q1R1.h,S=1\n"
+        f"3 V{uv} N2 Gabc\n1 :{keys[0]}\n2 :{keys[1]}\n2 :twice.M1P1Q1R1.h,S=1\n5 :gone.M1P1Q1R1.h,S=1\n"
     )
     (alice.path / "cur" / "1700000000.M1P1Q1R1.stray,S=5:2,S").write_bytes(b"stray")
     os.unlink(alice.path / "maildirsize")
@@ -37,7 +37,7 @@ def test_check_finds_and_repairs(store: MaildirStore, alice: MaildirUser) -> Non
     report = check_user(alice)
     assert not report.ok
     text = "\n".join(report.lines())
-    assert "next uid" in text and "without a file" in text and "without a UID" in text
+    assert "duplicate uid" in text and "without a file" in text and "without a UID" in text
     assert "maildirsize" in text
     # check without repair changed nothing
     assert (alice.path / "dovecot-uidlist").read_text().startswith(f"3 V{uv} N2 ")

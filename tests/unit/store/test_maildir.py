@@ -178,10 +178,113 @@ def test_uidlist_format_is_dovecot_v3(store: MaildirStore, alice: MaildirUser) -
     alice.folder("INBOX").sync()
     lines = (alice.path / "dovecot-uidlist").read_text().splitlines()
     head = lines[0].split()
-    assert head[0] == "3" and head[1][0] == "V" and head[2] == "N2" and head[3][0] == "G"
+    # the new message's record was appended to the list made at the folder's creation:
+    # its header's N is a floor (Dovecot's own appends do the same)
+    assert head[0] == "3" and head[1][0] == "V" and head[2] == "N1" and head[3][0] == "G"
     assert len(head[3]) == 33
     assert lines[1] == f"1 :{key}"
+    assert uidlist(alice.path).uidnext == 2
     assert not (alice.path / "dovecot-uidlist.lock").exists()
+
+
+def test_new_messages_are_appended_to_the_uidlist_not_rewritten(store: MaildirStore, alice: MaildirUser) -> None:
+    f = alice.folder("INBOX")
+    f.append(msg(0))
+    path = alice.path / "dovecot-uidlist"
+    ino, before = os.stat(path).st_ino, path.read_bytes()
+    uid = f.append(msg(1))
+    keys = [store.deliver_many(["alice"], msg(i))["alice"] for i in (2, 3)]
+    f.sync()  # numbers the two deliveries: appended as well
+    after = path.read_bytes()
+    assert os.stat(path).st_ino == ino and after.startswith(before)
+    added = after[len(before):].decode().splitlines()
+    assert [int(line.split()[0]) for line in added] == [uid, uid + 1, uid + 2]
+    assert added[1:] == [f"{uid + 1} :{keys[0]}", f"{uid + 2} :{keys[1]}"]
+    assert uidlist(alice.path).uidnext == uid + 3 and not uidlist(alice.path).problems
+    # anything else (an expunge here) rewrites it whole, the header's N brought up to date
+    f.store_flags([uid], ["\\Deleted"], 1)
+    f.expunge([uid])
+    f.sync()
+    assert os.stat(path).st_ino != ino
+    assert path.read_text().split("\n", 1)[0].split()[2] == f"N{uid + 3}"
+    assert str(uid) not in [line.split()[0] for line in path.read_text().splitlines()[1:]]
+
+
+def test_a_reader_takes_only_the_appended_records(
+    store: MaildirStore, alice: MaildirUser, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    reader, writer = alice.folder("INBOX"), alice.folder("INBOX")
+    for i in range(3):
+        writer.append(msg(i))
+    assert [i.uid for i in reader.sync()] == [1, 2, 3]
+    parsed: list[int] = []
+    real = UidList.parse.__func__  # type: ignore[attr-defined]
+    monkeypatch.setattr(UidList, "parse", classmethod(lambda cls, data: parsed.append(len(data)) or real(cls, data)))
+    writer.append(msg(3), ["\\Seen"])
+    writer.append(msg(4))
+    infos = reader.sync()
+    assert [i.uid for i in infos] == [1, 2, 3, 4, 5] and "\\Seen" in infos[3].flags
+    assert parsed == []  # no whole-file parse: the two records after the known end
+    assert reader.uidnext() == 6
+    # a rewrite (by rename) is read whole again
+    writer.sync()
+    writer.store_flags([1], ["\\Deleted"], 1)
+    writer.expunge([1])
+    writer.sync()  # drops UID 1 from the list: a rewrite
+    assert [i.uid for i in reader.sync()] == [2, 3, 4, 5]
+    assert len(parsed) == 1
+
+
+def test_an_overwritten_uidlist_is_not_read_as_appended(store: MaildirStore, alice: MaildirUser) -> None:
+    """A file that has the inode number of the one a reader knew and grew past its end is
+    taken as appended only if it still starts with the same header and holds the last
+    known record where it was: a rewrite that reused the inode number is read whole."""
+    from esam_mail.store.uidlist import read_uidlist
+
+    f = alice.folder("INBOX")
+    for i in range(3):
+        f.append(msg(i))
+    prev, sig = read_uidlist(alice.path)
+    assert prev is not None and sig is not None and prev.disk_size == sig[1]
+    path = alice.path / "dovecot-uidlist"
+    lines = path.read_text().splitlines()
+    # same inode, rewritten in place: UID 2 gone, the others kept, longer than before
+    with open(path, "r+") as fh:
+        fh.write("\n".join([lines[0], lines[1], lines[3], "9 :1764000000.M1P1Q1R1.other.example,S=1", "10 :1764000000.M2P2Q2R2.other.example,S=2"]) + "\n")
+    ul, sig2 = read_uidlist(alice.path, prev, sig)
+    assert sig2 is not None and sig2[0] == sig[0] and sig2[1] > sig[1]
+    assert ul is not None and sorted(ul.entries.values()) == [1, 3, 9, 10]
+    # another header (a \\Recent claim) with the same records after it: read whole too
+    with open(path, "r+") as fh:
+        fh.write("\n".join([lines[0] + " R3", *lines[1:], "4 :y.M3P3Q3R3.h,S=3"]) + "\n")
+    ul, _ = read_uidlist(alice.path, prev, sig)
+    assert ul is not None and ul.first_recent == 3 and sorted(ul.entries.values()) == [1, 2, 3, 4]
+
+
+def test_a_torn_append_is_not_taken_and_the_next_write_drops_it(store: MaildirStore, alice: MaildirUser) -> None:
+    """A crash in the middle of an append leaves a line without its newline: readers do
+    not take it (its message, if any, is numbered again like a new one); the next writer
+    finds the file longer than it read it and rewrites it whole."""
+    f = alice.folder("INBOX")
+    f.append(msg(0))
+    path = alice.path / "dovecot-uidlist"
+    with open(path, "ab") as fh:
+        fh.write(b"2 :1764000000.M9P9Q9R9.torn")
+    g = alice.folder("INBOX")
+    assert [i.uid for i in g.sync()] == [1] and g.uidnext() == 2
+    assert g.append(msg(1)) == 2
+    text = path.read_text()
+    assert "torn" not in text and text.endswith("\n")
+    assert sorted(uidlist(alice.path).entries.values()) == [1, 2]
+    assert [i.uid for i in f.sync()] == [1, 2]
+
+
+def test_records_past_the_header_next_uid_are_appended_ones() -> None:
+    ul = UidList.parse(b"3 V7 N2 Gabc\n1 :a\n5 :b\n6 :c\n")
+    assert not ul.problems and not ul.fatal
+    assert ul.uidnext == 7 and ul.entries == {"a": 1, "b": 5, "c": 6}
+    # version 1 (Courier's format) has no appends: a UID past N is still a problem
+    assert UidList.parse(b"1 7 2\n1 a\n5 b\n").problems
 
 
 def test_lost_uidlist_rebuilt_with_new_uidvalidity(store: MaildirStore, alice: MaildirUser) -> None:
