@@ -172,11 +172,11 @@ class UidList:
             if exts:
                 ul.ext[key] = exts
         ul.first_recent = max(1, min(first_recent, ul.uidnext))
-        if not ul.problems:
+        if appendable and not ul.problems:  # a version 1 file is rewritten as version 3
             ul._on_disk(data[:end])
         return ul
 
-    def _on_disk(self, data: bytes, first_recent: int | None = None) -> None:
+    def _on_disk(self, data: bytes) -> None:
         """Note that the file holds ``data`` (complete lines) and this object's state."""
         nl = data.find(b"\n")
         self.disk_header = data[: nl + 1] if nl >= 0 else data
@@ -185,7 +185,7 @@ class UidList:
         self.disk_size = len(data)
         self.disk_count = len(self.entries)
         self.disk_ext = len(self.ext)
-        self.disk_first_recent = self.first_recent if first_recent is None else first_recent
+        self.disk_first_recent = self.first_recent
         self.appended = []
 
     def parse_more(self, tail: bytes) -> UidList | None:

@@ -279,6 +279,22 @@ def test_a_torn_append_is_not_taken_and_the_next_write_drops_it(store: MaildirSt
     assert [i.uid for i in f.sync()] == [1, 2]
 
 
+def test_a_version_1_uidlist_is_rewritten_as_version_3_not_appended_to(store: MaildirStore, alice: MaildirUser) -> None:
+    """Courier's and old Dovecot's format has no appended records (a UID past its next UID
+    is corruption there): the first new message rewrites the file in version 3."""
+    f = alice.folder("INBOX")
+    f.append(msg(0))
+    ul = uidlist(alice.path)
+    key = next(iter(ul.entries))
+    (alice.path / "dovecot-uidlist").write_text(f"1 {ul.uidvalidity} 2\n1 {key}\n")
+    g = alice.folder("INBOX")
+    assert [i.uid for i in g.sync()] == [1]
+    assert g.append(msg(1)) == 2
+    text = (alice.path / "dovecot-uidlist").read_text()
+    assert text.startswith("3 ") and f"1 :{key}\n" in text
+    assert not uidlist(alice.path).problems and uidlist(alice.path).uidvalidity == ul.uidvalidity
+
+
 def test_records_past_the_header_next_uid_are_appended_ones() -> None:
     ul = UidList.parse(b"3 V7 N2 Gabc\n1 :a\n5 :b\n6 :c\n")
     assert not ul.problems and not ul.fatal
