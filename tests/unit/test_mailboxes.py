@@ -214,3 +214,29 @@ def test_moves_in_both_directions_at_once_do_not_deadlock(store):
         await svc.close()
 
     asyncio.run(go())
+
+
+def test_append_uses_the_shared_folder_and_never_parses_the_whole_uidlist(store, monkeypatch):
+    """An APPEND goes through the process's shared folder object: its uidlist is at hand,
+    the new record is appended, and the sessions' next look reads nothing whole (a fresh
+    folder object per APPEND parsed the uidlist, then the shared one parsed it again)."""
+    from esam_mail.store.uidlist import UidList
+
+    async def go() -> None:
+        svc = MailboxService(store, workers=2)
+        alice = svc.user("alice")
+        view, _snap, _ = await alice.select("INBOX", claim=False)
+        for _ in range(3):
+            await alice.append("INBOX", MSG)
+        await view.sync()
+        parsed: list[int] = []
+        real = UidList.parse.__func__
+        monkeypatch.setattr(UidList, "parse", classmethod(lambda cls, data: parsed.append(1) or real(cls, data)))
+        _, uid = await alice.append("INBOX", MSG, ["\\Seen"])
+        _, infos = await view.sync()
+        assert [i.uid for i in infos] == [1, 2, 3, 4] and uid == 4
+        assert "\\Seen" in infos[-1].flags
+        assert parsed == []
+        await svc.close()
+
+    asyncio.run(go())
