@@ -27,11 +27,12 @@ crash) and is not taken.
 Locking (``FolderLock``): writers first take ``fcntl.flock(LOCK_EX)`` on the folder
 directory itself (serialises every esam process and thread; released by the kernel if
 a process dies), then create the Dovecot dotlock ``dovecot-uidlist.lock`` with
-``O_CREAT|O_EXCL`` (so a Dovecot on the same store also stays out).  A dotlock is
-taken over when it is older than ``stale_after`` seconds or its ``pid:host`` names a
-dead local process.  A new uidlist is written *into the lock file*, fsynced and renamed
-over ``dovecot-uidlist`` (Dovecot's own replace-by-rename), which also releases the
-dotlock.  Readers never lock: the rename makes every read see a whole file.
+its ``pid:host`` already inside (an unnamed file linked in, so a killed writer never
+leaves an empty one; a Dovecot on the same store also stays out).  A dotlock is taken
+over when it is older than ``stale_after`` seconds, names a dead local process, or is
+still empty after a few seconds.  A new uidlist is written to a temporary file, fsynced
+and renamed over ``dovecot-uidlist`` (Dovecot's own replace-by-rename), or its new
+records are appended; the dotlock is then removed.  Readers never lock: the rename makes every read see a whole file.
 """
 
 from __future__ import annotations
@@ -158,7 +159,9 @@ class UidList:
                 ul.problems.append(Message("duplicate uid {uid}", uid=uid))
                 continue
             if key in ul.entries:
-                ul.problems.append(Message("duplicate key for uids {first} and {uid}", first=ul.entries[key], uid=uid))
+                ul.problems.append(
+                    Message("duplicate key for uids {first} and {uid}", first=ul.entries[key], uid=uid)
+                )
                 continue
             if uid <= last:
                 ul.problems.append(Message("uid {uid} out of order", uid=uid))
@@ -209,11 +212,18 @@ class UidList:
             entries[key] = uid
             if len(fields) > 1:
                 ext[key] = " ".join(fields[1:])
-        out = UidList(uidvalidity=self.uidvalidity, uidnext=uidnext, guid=self.guid, entries=entries, ext=ext,
-                      extra_header=list(self.extra_header), first_recent=self.first_recent)
+        out = UidList(
+            uidvalidity=self.uidvalidity,
+            uidnext=uidnext,
+            guid=self.guid,
+            entries=entries,
+            ext=ext,
+            extra_header=list(self.extra_header),
+            first_recent=self.first_recent,
+        )
         out.disk_header = self.disk_header
         out.disk_size = self.disk_size + end
-        out.disk_last = tail[tail.rfind(b"\n", 0, end - 1) + 1:end] if end else self.disk_last
+        out.disk_last = tail[tail.rfind(b"\n", 0, end - 1) + 1 : end] if end else self.disk_last
         out.disk_count = len(entries)
         out.disk_ext = len(ext)
         out.disk_first_recent = self.disk_first_recent
@@ -226,15 +236,20 @@ class UidList:
             self._on_disk(data)
             return
         self.disk_size += len(data)
-        self.disk_last = data[data.rfind(b"\n", 0, len(data) - 1) + 1:]
+        self.disk_last = data[data.rfind(b"\n", 0, len(data) - 1) + 1 :]
         self.disk_count = len(self.entries)
         self.appended = []
 
     def append_data(self) -> bytes | None:
         """The records to append to the file this list was read from, when the only
         change since is new messages (:meth:`assign`); None when it must be rewritten."""
-        if (self.disk_size < 0 or not self.appended or self.first_recent != self.disk_first_recent
-                or len(self.entries) != self.disk_count + len(self.appended) or len(self.ext) != self.disk_ext):
+        if (
+            self.disk_size < 0
+            or not self.appended
+            or self.first_recent != self.disk_first_recent
+            or len(self.entries) != self.disk_count + len(self.appended)
+            or len(self.ext) != self.disk_ext
+        ):
             return None
         entries = self.entries
         try:
@@ -278,7 +293,9 @@ def file_sig(path: Path) -> tuple[int, int, int] | None:
 
 
 def read_uidlist(
-    folder_dir: Path, prev: UidList | None = None, prev_sig: tuple[int, int, int] | None = None,
+    folder_dir: Path,
+    prev: UidList | None = None,
+    prev_sig: tuple[int, int, int] | None = None,
 ) -> tuple[UidList | None, tuple[int, int, int] | None]:
     """Read ``dovecot-uidlist`` without locking.  Returns (None, sig) if absent/corrupt.
 
@@ -293,8 +310,13 @@ def read_uidlist(
     try:
         st = os.fstat(fd)
         sig = (st.st_ino, st.st_size, st.st_mtime_ns)
-        if (prev is not None and prev_sig is not None and prev.disk_size > 0 and prev_sig[0] == st.st_ino
-                and st.st_size >= prev.disk_size):
+        if (
+            prev is not None
+            and prev_sig is not None
+            and prev.disk_size > 0
+            and prev_sig[0] == st.st_ino
+            and st.st_size >= prev.disk_size
+        ):
             more = _read_more(fd, prev)
             if more is not None:
                 return more, sig
@@ -329,7 +351,7 @@ def _read_more(fd: int, prev: UidList) -> UidList | None:
         return None
     if len(data) == len(prev.disk_last):
         return prev
-    return prev.parse_more(data[len(prev.disk_last):])
+    return prev.parse_more(data[len(prev.disk_last) :])
 
 
 fsync_dir = fsio.fsync_dir  # re-exported for the store's modules
@@ -343,6 +365,50 @@ def _pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+# An empty dotlock older than this is a leftover (see FolderLock._stale).
+EMPTY_DOTLOCK_GRACE = 3.0
+
+_O_TMPFILE = getattr(os, "O_TMPFILE", 0)
+
+
+def _create_with(dir_fd: int, path: Path, content: bytes) -> int:
+    """Create ``path`` (in the directory open as ``dir_fd``) holding ``content`` and
+    return an open descriptor of it; raises FileExistsError if it exists.  The name
+    never points at an empty file: the content is written to an unnamed file
+    (``O_TMPFILE``) that is then linked in (open(2)'s own recipe), so a process killed
+    half-way leaves nothing.  Without ``O_TMPFILE`` or ``/proc`` it is
+    ``O_CREAT|O_EXCL`` and a write (the empty-file grace covers that window).
+    """
+    if _O_TMPFILE:
+        try:
+            fd = os.open(path.parent, _O_TMPFILE | os.O_RDWR | os.O_CLOEXEC, 0o600)
+        except OSError:  # EOPNOTSUPP/EISDIR: not supported by this file system
+            fd = -1
+        if fd >= 0:
+            try:
+                os.write(fd, content)
+                # linkat(AT_SYMLINK_FOLLOW): a dir fd makes os.link use linkat, not link(2)
+                os.link(f"/proc/self/fd/{fd}", path.name, dst_dir_fd=dir_fd, follow_symlinks=True)
+                return fd
+            except FileExistsError:
+                os.close(fd)
+                raise
+            except OSError:  # no /proc: the plain way below
+                os.close(fd)
+            except BaseException:
+                os.close(fd)
+                raise
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    try:
+        os.write(fd, content)
+    except BaseException:
+        os.close(fd)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        raise
+    return fd
 
 
 class FolderLock:
@@ -373,10 +439,12 @@ class FolderLock:
 
     def _take_dotlock(self) -> None:
         path = self.dir / UIDLIST_LOCK
+        content = f"{os.getpid()}:{HOST}".encode()
         delay = 0.001
         while True:
             try:
-                fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+                assert self._dir_fd is not None
+                fd = _create_with(self._dir_fd, path, content)
             except FileExistsError:
                 if self._stale(path):
                     with contextlib.suppress(FileNotFoundError):
@@ -386,7 +454,6 @@ class FolderLock:
                 time.sleep(delay)
                 delay = min(delay * 2, 0.1)
                 continue
-            os.write(fd, f"{os.getpid()}:{HOST}".encode())
             self._lock_fd = fd
             return
 
@@ -397,8 +464,13 @@ class FolderLock:
                 content = fh.read(256).decode("ascii", "replace")
         except FileNotFoundError:
             return False
-        if time.time() - st.st_mtime > self.stale_after:
+        age = time.time() - st.st_mtime
+        if age > self.stale_after:
             return True
+        if not content:
+            # Ours are never empty (_create_with); Dovecot writes its pid right after
+            # creating the file: an empty one that stays so is a writer killed in between.
+            return age > EMPTY_DOTLOCK_GRACE
         pid_s, _, host = content.partition(":")
         if host.strip() == HOST and pid_s.isdigit():
             pid = int(pid_s)

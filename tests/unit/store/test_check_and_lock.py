@@ -7,6 +7,9 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
+from esam_mail.store import uidlist
 from esam_mail.store.check import check_user
 from esam_mail.store.maildir import MaildirStore, MaildirUser
 from esam_mail.store.uidlist import HOST, UIDLIST_LOCK, FolderLock, UidList
@@ -77,6 +80,52 @@ def test_old_foreign_dotlock_taken_over(tmp_path: Path) -> None:
     os.utime(lock, (old, old))
     with FolderLock(tmp_path, fsync=False, stale_after=120):
         pass
+
+
+def test_dotlock_never_exists_empty(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A process killed while taking the dotlock must not leave an empty one (no pid to
+    prove it dead: every later writer would wait ``stale_after``, 2 minutes).  Writing
+    the pid is made to fail; the lock file must not appear at all."""
+    real_write = os.write
+
+    def dying_write(fd: int, data: bytes) -> int:
+        if data.startswith(f"{os.getpid()}:".encode()):
+            raise KeyboardInterrupt  # stands for the SIGKILL between create and write
+        return real_write(fd, data)
+
+    monkeypatch.setattr(uidlist.os, "write", dying_write)
+    with pytest.raises(KeyboardInterrupt), FolderLock(tmp_path, fsync=False):
+        pass
+    monkeypatch.undo()
+    assert not (tmp_path / UIDLIST_LOCK).exists()
+    assert os.listdir(tmp_path) == []
+    with FolderLock(tmp_path, fsync=False):  # and the lock is free
+        pass
+
+
+def test_empty_dotlock_left_by_a_crash_taken_over(tmp_path: Path) -> None:
+    """An empty dotlock (a writer that died between creating it and writing its pid, as
+    Dovecot's could) is taken over once it is older than a few seconds, not 2 minutes."""
+    lock = tmp_path / UIDLIST_LOCK
+    lock.write_bytes(b"")
+    old = time.time() - uidlist.EMPTY_DOTLOCK_GRACE - 1
+    os.utime(lock, (old, old))
+    t0 = time.monotonic()
+    with FolderLock(tmp_path, fsync=False, stale_after=120):
+        assert lock.read_text().startswith(f"{os.getpid()}:")
+    assert time.monotonic() - t0 < 1
+
+
+def test_fresh_empty_dotlock_is_waited_for(tmp_path: Path) -> None:
+    """A fresh empty dotlock may be a Dovecot between its create and its pid write: it is
+    respected for the grace period, then taken over."""
+    lock = tmp_path / UIDLIST_LOCK
+    lock.write_bytes(b"")
+    t0 = time.monotonic()
+    with FolderLock(tmp_path, fsync=False, stale_after=120):
+        pass
+    waited = time.monotonic() - t0
+    assert uidlist.EMPTY_DOTLOCK_GRACE - 0.5 <= waited < uidlist.EMPTY_DOTLOCK_GRACE + 2
 
 
 def test_lock_excludes_threads(tmp_path: Path) -> None:
