@@ -12,6 +12,7 @@ bind the token to the session, so this small, tested module does it.
 
 from __future__ import annotations
 
+import fcntl
 import hmac
 import os
 import secrets
@@ -22,6 +23,8 @@ from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
+from esam_mail import fsio
+
 CSRF_FIELD = "csrf_token"
 MAX_FORM_FIELDS = 200
 MAX_FORM_FILES = 20
@@ -29,17 +32,35 @@ MAX_FORM_FILES = 20
 
 def session_secret(cfg: Any) -> str:
     """The key that signs session cookies: ``<data_dir>/web/session.key`` (made once, 0600,
-    shared by the worker processes of a node; delete it to end every session)."""
+    shared by the worker processes of a node; delete it to end every session).
+
+    Made under an flock of ``session.key.lock`` and written whole (temp file, fsync,
+    rename): a worker killed half-way leaves no key or the whole key, never an empty one,
+    and a file that does not hold a key of ours is replaced.
+    """
     path = Path(cfg.data_dir) / "web" / "session.key"
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    key = _read_key(path)
+    if key is not None:
+        return key
+    fd = os.open(path.with_name("session.key.lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return path.read_text().strip()
-    with os.fdopen(fd, "w") as fh:
-        key = secrets.token_urlsafe(48)
-        fh.write(key + "\n")
-    return key
+        fcntl.flock(fd, fcntl.LOCK_EX)  # released by the kernel if this process dies
+        key = _read_key(path)  # another worker may have made it while we waited
+        if key is None:
+            key = secrets.token_urlsafe(48)
+            fsio.atomic_write(path, (key + "\n").encode("ascii"), mode=0o600)
+        return key
+    finally:
+        os.close(fd)
+
+
+def _read_key(path: Path) -> str | None:
+    try:
+        key = path.read_text("ascii", "replace").strip()
+    except FileNotFoundError:
+        return None
+    return key if len(key) >= 32 else None  # shorter: a leftover or no real key
 
 
 def csrf_token(request: Request) -> str:

@@ -43,12 +43,15 @@ def test_templates_have_no_inline_script_style_or_handlers() -> None:
         assert not re.search(r"\sstyle\s*=", text), path
 
 
-@pytest.mark.parametrize(("header", "lang", "word"), [
-    ("ru-RU,ru;q=0.9", "ru", "Личный кабинет"),
-    ("kk-KZ", "kk", "Жеке кабинет"),
-    ("de-DE", "kk", "Жеке кабинет"),  # the state language by default
-    ("en-GB,en;q=0.9", "en", "My account"),
-])
+@pytest.mark.parametrize(
+    ("header", "lang", "word"),
+    [
+        ("ru-RU,ru;q=0.9", "ru", "Личный кабинет"),
+        ("kk-KZ", "kk", "Жеке кабинет"),
+        ("de-DE", "kk", "Жеке кабинет"),  # the state language by default
+        ("en-GB,en;q=0.9", "en", "My account"),
+    ],
+)
 def test_language_from_accept_language(client: Any, header: str, lang: str, word: str) -> None:
     resp = client.get("/", headers={"Accept-Language": header})
     assert f'<html lang="{lang}">' in resp.text and word in resp.text
@@ -90,8 +93,10 @@ def _form_app() -> Starlette:
         form = await security.read_form(request)
         return PlainTextResponse(f"ok {form.get('x')}")
 
-    return Starlette(routes=[Route("/f", show), Route("/f", post, methods=["POST"])],
-                     middleware=[Middleware(SessionMiddleware, secret_key="k" * 32)])
+    return Starlette(
+        routes=[Route("/f", show), Route("/f", post, methods=["POST"])],
+        middleware=[Middleware(SessionMiddleware, secret_key="k" * 32)],
+    )
 
 
 def test_csrf_token_is_bound_to_the_session() -> None:
@@ -102,7 +107,10 @@ def test_csrf_token_is_bound_to_the_session() -> None:
         assert c.post("/f", data={"x": "1", "csrf_token": token}).text == "ok 1"
         cross = c.post("/f", data={"x": "1", "csrf_token": token}, headers={"Origin": "https://evil.example"})
         assert cross.status_code == 403
-        assert c.post("/f", data={"x": "1", "csrf_token": token}, headers={"Origin": "http://t.test"}).text == "ok 1"
+        assert (
+            c.post("/f", data={"x": "1", "csrf_token": token}, headers={"Origin": "http://t.test"}).text
+            == "ok 1"
+        )
     with TestClient(_form_app(), base_url="http://t.test") as other:  # another browser: its own session
         other.get("/f")
         assert other.post("/f", data={"x": "1", "csrf_token": token}).status_code == 403
@@ -115,6 +123,29 @@ def test_session_secret_is_made_once_and_private(web_cfg: Any) -> None:
     assert security.session_secret(web_cfg) == first
 
 
+def test_session_secret_never_empty_after_a_crash(web_cfg: Any) -> None:
+    """A worker killed between creating session.key and writing it left an empty file,
+    and every worker then signed cookies with the empty key (forgeable sessions)."""
+    path = web_cfg.data_dir / "web" / "session.key"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("")
+    key = security.session_secret(web_cfg)
+    assert len(key) >= 48 and path.read_text().strip() == key
+    assert security.session_secret(web_cfg) == key
+    path.write_text("short\n")  # not a key we made either
+    assert len(security.session_secret(web_cfg)) >= 48
+
+
+def test_session_secret_agreed_by_racing_workers(web_cfg: Any) -> None:
+    """Workers starting together all get the one key (none reads a half-written file)."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    with ctx.Pool(6) as pool:
+        keys = pool.map(security.session_secret, [web_cfg] * 24)
+    assert len(set(keys)) == 1 and len(keys[0]) >= 48
+
+
 def _msgids() -> set[str]:
     """Every text the web pages translate: ``_()``/``gettext`` in templates and modules."""
     found: set[str] = set()
@@ -124,8 +155,14 @@ def _msgids() -> set[str]:
                 found.update(m for m in (msg if isinstance(msg, tuple) else (msg,)) if m)
     for path in WEB.rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
-            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("_", "N_")
-                    and node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Name)
+                and node.func.id in ("_", "N_")
+                and node.args
+                and isinstance(node.args[0], ast.Constant)
+                and isinstance(node.args[0].value, str)
+            ):
                 found.add(node.args[0].value)
     return found
 
@@ -142,8 +179,12 @@ def test_every_web_text_is_translated(lang: str) -> None:
 def test_signature_refusals_shown_in_the_account_are_translated(lang: str) -> None:
     from esam_mail.services.accounts import confirmation, eds
 
-    texts = {c.default_public for mod in (eds, confirmation) for c in vars(mod).values()
-             if isinstance(c, type) and "default_public" in c.__dict__}
+    texts = {
+        c.default_public
+        for mod in (eds, confirmation)
+        for c in vars(mod).values()
+        if isinstance(c, type) and "default_public" in c.__dict__
+    }
     with (i18n.LOCALE_DIR / lang / "LC_MESSAGES" / "web.po").open("rb") as fh:
         have = {m.id for m in read_po(fh) if m.id and m.string}
     assert texts and not sorted(texts - have)
@@ -154,8 +195,9 @@ def test_session_cookie_is_secure_exactly_over_https(web_cfg: Any) -> None:
 
     from esam_mail.web.server import build_app
 
-    services = SimpleNamespace(cfg=web_cfg, directory=None, spool=None, extras={}, hasher=None,
-                               authenticator=None, store=None)
+    services = SimpleNamespace(
+        cfg=web_cfg, directory=None, spool=None, extras={}, hasher=None, authenticator=None, store=None
+    )
     app = build_app(services)
     for base, secure in (("https://esam.test", True), ("http://esam.test", False)):
         with TestClient(app, base_url=base) as c:
