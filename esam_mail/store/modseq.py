@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from esam_mail.store.cache import open_folder_db, shared_folder_db
@@ -64,6 +64,8 @@ class ModSeqIndex:
         # one, so rows past ``highest`` are all that changed since: reconcile reads those, not
         # the whole table (it was an O(messages) read after every change, issue 20).
         self._memo: tuple[sqlite3.Connection, int, dict[str, tuple[int, int, str]]] | None = None
+        # the state the last reconcile was given and the uid -> mod-sequence it returned
+        self._last: tuple[Mapping[str, tuple[int, str]], dict[int, int]] | None = None
 
     def _connect(self) -> sqlite3.Connection:
         """The folder's shared connection (call with ``_lock`` held; do not keep it)."""
@@ -73,7 +75,15 @@ class ModSeqIndex:
     def reconcile(self, state: Mapping[str, tuple[int, str]]) -> tuple[int, dict[int, int]]:
         """Bring the index up to ``state`` (Maildir key -> (uid, flag letters)).
 
-        Returns (HIGHESTMODSEQ, uid -> mod-sequence of every message in ``state``).
+        Returns (HIGHESTMODSEQ, uid -> mod-sequence of every message in ``state``); the
+        caller must not change the returned dict.
+
+        After a first full pass, a reconcile looks only at the messages whose (uid,
+        letters) differ from the last ``state`` given (set operations in C) and at the
+        rows any process wrote since: every message once per reconcile in Python was the
+        most of a look at a busy folder (issue 20).  A message the last state held and this
+        one does not is expunged; a row of a message this process has not listed yet is
+        left alone (a full pass would count it as expunged until the next look).
         """
         with self._lock:
             conn = self._connect()
@@ -81,18 +91,33 @@ class ModSeqIndex:
             try:
                 row = conn.execute("SELECT value FROM meta WHERE name = 'highest'").fetchone()
                 highest = int(row[0]) if row else time.time_ns() // 1000
-                stored = self._stored(conn, highest if row else None)
+                stored, touched = self._stored(conn, highest if row else None)
+                last, self._last = self._last, None
                 nxt = highest + 1
                 changed: list[tuple[str, int, int, str]] = []
-                out: dict[int, int] = {}
-                for key, (uid, chars) in state.items():
+                candidates: Iterable[tuple[str, tuple[int, str]]]
+                if last is not None and touched is not None:
+                    prev, out = last[0], dict(last[1])
+                    keys = {k for k, _ in state.items() - prev.items()}
+                    keys.update(touched)
+                    gone_keys = prev.keys() - state.keys()
+                    for k in keys | gone_keys:  # a message gone or renumbered: its old UID
+                        was = prev.get(k)
+                        if was is not None:
+                            out.pop(was[0], None)
+                    candidates = [(k, state[k]) for k in keys if k in state]
+                    gone = [(k, stored[k][0]) for k in gone_keys if k in stored]
+                else:
+                    out = {}
+                    candidates = state.items()
+                    gone = [(k, v[0]) for k, v in stored.items() if k not in state]
+                for key, (uid, chars) in candidates:
                     old = stored.get(key)
                     if old is not None and old[0] == uid and old[2] == chars:
                         out[uid] = old[1]
                     else:
                         changed.append((key, uid, nxt, chars))
                         out[uid] = nxt
-                gone = [(k, v[0]) for k, v in stored.items() if k not in state]
                 if changed or gone or row is None:
                     if changed or gone:
                         highest = nxt
@@ -115,26 +140,33 @@ class ModSeqIndex:
             for key, uid, modseq, chars in changed:
                 stored[key] = (uid, modseq, chars)
             self._memo = (conn, highest, stored)
+            self._last = (dict(state), out)
         return highest, out
 
-    def _stored(self, conn: sqlite3.Connection, highest: int | None) -> dict[str, tuple[int, int, str]]:
+    def _stored(
+        self, conn: sqlite3.Connection, highest: int | None,
+    ) -> tuple[dict[str, tuple[int, int, str]], set[str] | None]:
         """key -> (uid, modseq, chars) of the msgs table (inside reconcile's transaction):
         the memo brought forward by the rows and expunges past its HIGHESTMODSEQ, or the
-        whole table when there is no usable memo.  The returned dict becomes the new memo
-        (reconcile updates it with what it writes)."""
+        whole table when there is no usable memo; and the keys of the rows brought forward
+        (None after a whole read).  The returned dict becomes the new memo (reconcile
+        updates it with what it writes)."""
         memo, self._memo = self._memo, None
         if memo is None or memo[0] is not conn or highest is None or highest < memo[1]:
-            return {k: (u, m, c) for k, u, m, c in conn.execute("SELECT key, uid, modseq, chars FROM msgs")}
+            rows = conn.execute("SELECT key, uid, modseq, chars FROM msgs")
+            return {k: (u, m, c) for k, u, m, c in rows}, None
         stored, since = memo[2], memo[1]
+        touched: set[str] = set()
         if highest == since:
-            return stored
+            return stored, touched
         gone = {u for (u,) in conn.execute("SELECT uid FROM expunged WHERE modseq > ?", (since,))}
-        if gone:
+        if gone:  # not touched: a message still listed here keeps its row's last value
             for key in [k for k, v in stored.items() if v[0] in gone]:
                 del stored[key]
         for k, u, m, c in conn.execute("SELECT key, uid, modseq, chars FROM msgs WHERE modseq > ?", (since,)):
             stored[k] = (u, m, c)
-        return stored
+            touched.add(k)
+        return stored, touched
 
     def expunged_since(self, modseq: int) -> list[int]:
         """UIDs expunged with a mod-sequence above ``modseq`` (for QRESYNC)."""

@@ -977,3 +977,42 @@ def test_read_head_finds_a_blank_line_split_across_two_reads(tmp_path: Path) -> 
     head = folder.read_head(folder.sync()[0].uid)
     assert message.startswith(head) and len(head) <= chunk + (1 << 16)  # the second read, no more
     assert head.startswith(header + b"\r\n")
+
+
+def test_listing_from_the_last_one_is_the_listing_of_a_walk(tmp_path: Path) -> None:
+    """cur/ is listed as the last listing changed by the names that came and went (issue 20);
+    over random renames, arrivals, removals, dot files and a key under two names (a crash
+    leftover), it is what a name-by-name walk gives."""
+    import random
+
+    from esam_mail.store.maildir import MaildirStore
+
+    rnd = random.Random(7)
+    f = MaildirStore(tmp_path / "m", fsync=False).user("a")
+    f.create()
+    folder = f.folder("INBOX")
+    cur = folder.path / "cur"
+    names = {f"1700000{i:03d}.M{i}P1.h,S=10:2,": f"1700000{i:03d}.M{i}P1.h,S=10" for i in range(40)}
+    for fn in names:
+        (cur / fn).write_bytes(b"x")
+    deltas = 0
+    for step in range(200):
+        listing, _ = folder._list_cur()
+        assert listing == folder._listing_walk(sorted(os.listdir(cur))), step
+        present = sorted(os.listdir(cur))
+        op = rnd.random()
+        if op < 0.5 and present:  # a flag change
+            fn = rnd.choice(present)
+            key = fn.split(":")[0]
+            os.rename(cur / fn, cur / f"{key}:2,{''.join(sorted(rnd.sample('FRST', rnd.randint(0, 3))))}")
+        elif op < 0.7:
+            (cur / f"1800000{step:03d}.M{step}P2.h,S=10:2,").write_bytes(b"x")
+        elif op < 0.85 and present:
+            os.unlink(cur / rnd.choice(present))
+        elif op < 0.92:
+            (cur / f".tmp{step}").write_bytes(b"")
+        elif present:  # the same key under a second, longer name
+            key = rnd.choice(present).split(":")[0]
+            (cur / f"{key}:2,FRST").write_bytes(b"x")
+        deltas += folder._listing_delta(os.listdir(cur)) is not None
+    assert deltas > 150  # the delta path is the one taken

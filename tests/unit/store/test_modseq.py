@@ -102,3 +102,52 @@ def test_reconcile_reads_only_what_changed_and_agrees_with_a_full_read(tmp_path:
     assert mine[0] > expected[0] and mine[1][9] == mine[0]
     assert there.reconcile(state) == mine == _apart(d).reconcile(state)
     assert reads == []
+
+
+def test_a_change_and_its_undo_seen_only_by_another_process_still_count(tmp_path: Path) -> None:
+    """The incremental reconcile looks at the messages whose (uid, letters) differ from its
+    last state and at the rows written since: a flag set and cleared by another process
+    between two of our looks leaves our state unchanged, yet the message's mod-sequence
+    moved (RFC 7162 3.1.1: every change raises it) and we must report the new one."""
+    d = tmp_path / "f"
+    d.mkdir()
+    state = {f"k{i}": (i, "") for i in range(1, 51)}
+    here, there = ModSeqIndex(d), _apart(d)
+    h0, _ = here.reconcile(state)
+    there.reconcile(state)
+    there.reconcile({**state, "k3": (3, "F")})
+    h2, theirs = there.reconcile(state)
+    assert h2 == h0 + 2 and theirs[3] == h2
+    assert here.reconcile(state) == (h2, theirs)
+
+
+def test_incremental_reconcile_agrees_with_a_full_read_over_random_changes(tmp_path: Path) -> None:
+    """Two processes' indexes, each reconciling its own (sometimes older) view, and a fresh
+    index reading the whole table agree after every step: flag changes, new messages,
+    expunges, a renumbering (UIDVALIDITY change) and states changed in place after the call."""
+    import random
+
+    rnd = random.Random(20)
+    d = tmp_path / "f"
+    d.mkdir()
+    a, b = ModSeqIndex(d), _apart(d)
+    state = {f"k{i}": (i, "") for i in range(1, 31)}
+    next_uid = 31
+    for step in range(300):
+        op = rnd.random()
+        if op < 0.5 and state:
+            k = rnd.choice(sorted(state))
+            state[k] = (state[k][0], "".join(sorted(rnd.sample("FRST", rnd.randint(0, 3)))))
+        elif op < 0.7:
+            state[f"n{next_uid}"] = (next_uid, rnd.choice(["", "S"]))
+            next_uid += 1
+        elif op < 0.9 and state:
+            del state[rnd.choice(sorted(state))]
+        elif op < 0.92:  # renumbered: every key gets a new UID
+            base = next_uid
+            state = {k: (base + i, c) for i, (k, (_, c)) in enumerate(sorted(state.items()))}
+            next_uid = base + len(state)
+        mine = (a if step % 2 else b).reconcile(state)
+        other = (b if step % 2 else a).reconcile(state)
+        assert mine == other == _apart(d).reconcile(state), step
+        assert set(mine[1]) == {u for u, _ in state.values()}
