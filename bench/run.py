@@ -505,7 +505,15 @@ STRESS_MSG = (b"From: <stress@client.test>\r\nSubject: stress\r\nMessage-ID: <%d
               b"The quick brown fox jumps over the lazy dog.\r\n")
 
 
-async def stress_load(t: Target, clients: int, duration: float) -> dict[str, float]:
+# the stress mix: each kind's slice of [0, 1); --stress-kinds draws from the named slices only
+STRESS_KINDS = {"noop": (0.00, 0.10), "select": (0.10, 0.16), "fetch-flags": (0.16, 0.30),
+                "fetch-envelope": (0.30, 0.40), "fetch-body": (0.40, 0.46), "store": (0.46, 0.60),
+                "search": (0.60, 0.68), "append": (0.68, 0.78), "copy": (0.78, 0.84),
+                "expunge": (0.84, 0.90), "status": (0.90, 0.95), "list": (0.95, 1.00)}
+
+
+async def stress_load(t: Target, clients: int, duration: float,
+                      kinds: tuple[str, ...] = ()) -> dict[str, float]:
     """Random IMAP commands over TLS, as the clients of tests/protocol/imap/test_stress.py send
     them (without its model checks): clients share two users' INBOX and Archive and pick
     NOOP, SELECT, FETCH (flags, envelopes, bodies), STORE of flags and keywords, SEARCH, APPEND
@@ -556,6 +564,9 @@ async def stress_load(t: Target, clients: int, duration: float) -> dict[str, flo
                     with contextlib.suppress(IMAPError):
                         await c.cmd("CREATE Archive")
                 r = rnd.random()
+                if kinds:  # profiling one kind: r falls in a slice of the named kinds
+                    lo, hi = STRESS_KINDS[rnd.choice(kinds)]
+                    r = lo + (hi - lo) * r
                 seq = f"{rnd.randint(1, exists)}" if exists else "1"
                 if r < 0.10:
                     await run("NOOP")
@@ -722,6 +733,7 @@ class Plan:
     cache_ttl: int = 20
     stress_clients: int = 10
     stress_seconds: float = 20.0
+    stress_kinds: tuple[str, ...] = ()  # --stress-kinds: profile some command kinds alone
     # which loads to run (--phases); "warmup" matters for the login loads (first logins rehash)
     phases: tuple[str, ...] = PHASES
 
@@ -758,7 +770,7 @@ async def bench_target(t: Target, plan: Plan, log: Any) -> dict[str, Any]:
         if "stress" in ph:
             log(f"== {t.name}: stress, {plan.stress_clients} clients of random commands, "
                 f"{plan.stress_seconds:.0f} s")
-            out["stress"] = await stress_load(t, plan.stress_clients, plan.stress_seconds)
+            out["stress"] = await stress_load(t, plan.stress_clients, plan.stress_seconds, plan.stress_kinds)
             log(f"   {json.dumps(out['stress'])}")
         for n in plan.idle if "idle" in ph else []:
             log(f"== {t.name}: {n} IDLE sessions")
@@ -875,14 +887,20 @@ def main() -> int:
     ap.add_argument("--phases", default=",".join(PHASES),
                     help=f"comma-separated loads to run, in this order whatever the list: {','.join(PHASES)} "
                     "(e.g. smtp,warmup,login,stress for the login and stress figures only)")
+    ap.add_argument("--stress-kinds", default="",
+                    help=f"comma-separated command kinds the stress draws from, for profiling one kind "
+                    f"(default: the whole mix): {','.join(STRESS_KINDS)}")
     args = ap.parse_args()
+    kinds = tuple(k for k in args.stress_kinds.split(",") if k)
+    if unknown_kinds := set(kinds) - set(STRESS_KINDS):
+        ap.error(f"unknown stress kinds: {', '.join(sorted(unknown_kinds))}")
     phases = tuple(p for p in args.phases.split(",") if p)
     if unknown := set(phases) - set(PHASES):
         ap.error(f"unknown phases: {', '.join(sorted(unknown))}")
-    plan = Plan(phases=phases)
+    plan = Plan(phases=phases, stress_kinds=kinds)
     if args.quick:
         plan = Plan(smtp_count=1000, imap_seconds=8, login_seconds=24, idle=[1000], pushes=10, warmup_seconds=45,
-                    cache_ttl=10, stress_seconds=8, phases=phases)
+                    cache_ttl=10, stress_seconds=8, phases=phases, stress_kinds=kinds)
     raise_nofile()
     work = Path(args.dir)
     work.mkdir(parents=True, exist_ok=True)
