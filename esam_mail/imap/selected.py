@@ -427,8 +427,11 @@ class _Diff(NamedTuple):
     gone: list[int]  # our UIDs absent from the new snapshot
     changed: list[int]  # flags (or, with CONDSTORE, the mod-sequence) changed, ascending
     new: list[MessageInfo]  # not in our snapshot yet, ascending UID
-    updates: dict[int, MessageInfo]  # the new infos of changed flags and new messages
+    updates: dict[int, MessageInfo]  # the new records of new messages and changed ones
     keywords: set[str]  # the keywords among ``updates``' flags
+
+
+_UID = operator.attrgetter("uid")
 
 
 def _diff(uids: list[int], info: dict[int, MessageInfo], infos: list[MessageInfo],
@@ -436,24 +439,39 @@ def _diff(uids: list[int], info: dict[int, MessageInfo], infos: list[MessageInfo
     """What changed between our snapshot (``uids``/``info``, copies) and ``infos``.
 
     Pure, so it may run in a worker thread; ``seen`` (the old mod-sequences) only
-    when CONDSTORE is on (a mod-sequence change alone is then reported too)."""
-    current = {m.uid: m for m in infos}
-    gone = [u for u in uids if u not in current]
+    when CONDSTORE is on (a mod-sequence change alone is then reported too).
+
+    The store hands out the same record object for a message that did not change, so
+    only the records we do not hold are looked at one by one; finding them, the
+    expunged UIDs and the mod-sequences that moved are set operations in C (a walk
+    over every message in Python after every change by any session, issue 20)."""
+    by_id = dict(zip(map(id, infos), infos, strict=True))
+    fresh = [by_id[i] for i in by_id.keys() - set(map(id, info.values()))]
+    now = set(map(_UID, infos))
+    gone_set = set(uids) - now
+    gone = [u for u in uids if u in gone_set] if gone_set else []
     changed: list[int] = []
     new: list[MessageInfo] = []
     updates: dict[int, MessageInfo] = {}
-    for m in infos:
+    same: dict[int, MessageInfo] = {}  # a new record of the same flags: held from now on
+    for m in fresh:
         old = info.get(m.uid)
         if old is None:
             new.append(m)
             updates[m.uid] = m
-        elif old is not m and old.flags != m.flags:
+        elif old.flags != m.flags:
             changed.append(m.uid)
             updates[m.uid] = m
-        elif seen is not None and seen.get(m.uid) != modseq.get(m.uid):
-            changed.append(m.uid)
-    new.sort(key=lambda m: m.uid)
-    return _Diff(gone, changed, new, updates, _keywords(m.flags for m in updates.values()))
+        else:
+            same[m.uid] = m
+    if seen is not None and seen != modseq:
+        moved = {u for u, _ in seen.items() ^ modseq.items()}
+        changed.extend(u for u in moved if u in now and u in info and u not in updates)
+    changed.sort()
+    new.sort(key=_UID)
+    keywords = _keywords(m.flags for m in updates.values())
+    updates.update(same)
+    return _Diff(gone, changed, new, updates, keywords)
 
 
 def _keywords(flag_sets: Iterable[frozenset[str]]) -> set[str]:

@@ -169,3 +169,56 @@ def test_expunge_lines_are_valid_as_sent(doomed: list[int]) -> None:
     assert lines == [b"* %d EXPUNGE" % u for u in sorted(doomed, reverse=True)]
     assert client == sel.uids == [u for u in uids if u not in doomed]
     assert all(u not in sel.info for u in doomed) and sel.exists == 300 - len(doomed)
+
+
+def _diff_walk(uids: list[int], info_: dict[int, MessageInfo], infos: list[MessageInfo],
+               seen: dict[int, int] | None, modseq: dict[int, int]) -> tuple[Any, ...]:
+    """The diff as a walk over every message (before issue 20): the model."""
+    current = {m.uid: m for m in infos}
+    gone = [u for u in uids if u not in current]
+    changed, new, updates = [], [], {}
+    for m in infos:
+        old = info_.get(m.uid)
+        if old is None:
+            new.append(m)
+            updates[m.uid] = m
+        elif old is not m and old.flags != m.flags:
+            changed.append(m.uid)
+            updates[m.uid] = m
+        elif seen is not None and seen.get(m.uid) != modseq.get(m.uid):
+            changed.append(m.uid)
+    return gone, changed, new, {u: m.flags for u, m in updates.items()}, selmod._keywords(
+        m.flags for m in updates.values())
+
+
+def test_diff_of_changed_records_only_agrees_with_a_walk() -> None:
+    """The diff looks one by one only at records it does not hold (issue 20); over random
+    flag changes (some as new records of the same flags), arrivals, expunges and
+    mod-sequence moves, it reports what a walk over every message reports."""
+    import random
+
+    rnd = random.Random(5)
+    for trial in range(300):
+        n = rnd.randint(0, 40)
+        ours = [info(u, *rnd.sample(["\\Seen", "\\Flagged", "$x"], rnd.randint(0, 2))) for u in range(1, n + 1)]
+        held = {m.uid: m for m in ours}
+        theirs: list[MessageInfo] = []
+        for m in ours:
+            r = rnd.random()
+            if r < 0.1:
+                continue  # expunged
+            if r < 0.25:
+                theirs.append(info(m.uid, *rnd.sample(["\\Seen", "\\Flagged", "$x", "$y"], rnd.randint(0, 2))))
+            elif r < 0.3:
+                theirs.append(info(m.uid, *m.flags))  # a new record, the same flags
+            else:
+                theirs.append(m)
+        theirs += [info(u) for u in range(n + 1, n + 1 + rnd.randint(0, 3))]
+        seen = {m.uid: 5 for m in ours} if trial % 2 else None
+        modseq = {m.uid: rnd.choice([5, 5, 5, 6]) for m in theirs}
+        d = selmod._diff([m.uid for m in ours], dict(held), theirs, seen, modseq)
+        gone, changed, new, updates, keywords = _diff_walk([m.uid for m in ours], held, theirs, seen, modseq)
+        assert (d.gone, d.changed, [m.uid for m in d.new], d.keywords) == (
+            gone, changed, [m.uid for m in new], keywords), trial
+        assert {u: m.flags for u, m in d.updates.items() if u in updates} == updates
+        assert all(held[u].flags == m.flags for u, m in d.updates.items() if u not in updates)
