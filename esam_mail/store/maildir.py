@@ -21,6 +21,7 @@ On-disk layout (every directory 0700, every file 0600)::
         .Projects.2026/              folder "Projects/2026" (see store.names for escaping)
           cur/ new/ tmp/ maildirfolder dovecot-uidlist dovecot-keywords esam-cache.sqlite
           esam-modseq.sqlite (RFC 7162 mod-sequences, store.modseq)
+          esam-recent (the first UID no session has claimed as \\Recent yet; see _RecentFloor)
 
 Message files: ``<key>`` in ``new/``, ``<key>:2,<flags>`` in ``cur/`` where ``key`` is
 ``<sec>.M<usec>P<pid>Q<counter>R<random>.<host>,S=<size>`` (``/``, ``:`` and ``,`` in
@@ -465,6 +466,51 @@ class _Entry:
     info: MessageInfo | None = None
 
 
+RECENT_FILE = "esam-recent"
+
+
+class _RecentFloor:
+    """A folder's first UID that no session has claimed as \\Recent yet (RFC 3501 2.3.2).
+
+    Kept in ``esam-recent`` beside the uidlist (``V<uidvalidity> R<uid>``, one record of
+    fixed length rewritten in place by one ``pwrite``), not in the uidlist header: a claim
+    (a SELECT after new mail) rewrote and renamed the whole uidlist, and every other
+    process then parsed it whole again (issue 20).  The effective floor is the higher of
+    this file's (when its UIDVALIDITY is the folder's) and the uidlist header's ``R``
+    (where older versions kept it).  A claim is written under the folder lock and not
+    fsynced: \\Recent is advisory, and a claim a crash loses only shows messages as
+    recent once more.  Blocking: call from worker threads."""
+
+    SIZE = 48
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def floor(self, ul: UidList) -> int:
+        try:
+            fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return ul.first_recent
+        try:
+            data = os.pread(fd, self.SIZE, 0)
+        finally:
+            os.close(fd)
+        parts = data.split()
+        if (len(parts) == 2 and parts[0] == b"V%d" % ul.uidvalidity
+                and parts[1][:1] == b"R" and parts[1][1:].isdigit()):
+            return max(ul.first_recent, int(parts[1][1:]))
+        return ul.first_recent  # another folder's (recreated) or torn: the header's
+
+    def claim(self, ul: UidList, first: int) -> None:
+        """Under the folder lock: UIDs below ``first`` are claimed."""
+        record = b"V%d R%d" % (ul.uidvalidity, first)
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, _FILE_MODE)
+        try:
+            os.pwrite(fd, record.ljust(self.SIZE - 1) + b"\n", 0)
+        finally:
+            os.close(fd)
+
+
 class MaildirFolder:
     """One Maildir folder as seen by one client session (implements ``Folder``).
 
@@ -494,6 +540,7 @@ class MaildirFolder:
         self._fine_mtimes = False  # see _mtime_margin
         self._name_keys: dict[str, str] = {}  # file name -> key, as of the last listing
         self._cur_listing: dict[str, str] | None = None  # the last listing (see _listing_delta)
+        self._recent = _RecentFloor(path / RECENT_FILE)
         # the uidlist and the listing the last full sync applied (see _apply_renames)
         self._last_listing: tuple[UidList, dict[str, str]] | None = None
         ul = self._read_uidlist()
@@ -791,13 +838,15 @@ class MaildirFolder:
             for key in sorted((k for k in listing if k not in ul.entries), key=delivery_order):
                 ul.assign(key)
                 changed = True
+            if changed:
+                self._commit(lock, ul)
             if changed and claim:
                 # the claim of recent() with upto = the last UID listed here
                 limit = max((ul.entries[k] for k in listing if k in ul.entries), default=0)
-                claimed = {u for u in ul.entries.values() if ul.first_recent <= u <= limit}
-                ul.first_recent = max(ul.first_recent, limit + 1)
-            if changed:
-                self._commit(lock, ul)
+                first = self._recent.floor(ul)
+                claimed = {u for u in ul.entries.values() if first <= u <= limit}
+                if first <= limit:
+                    self._recent.claim(ul, limit + 1)
             uidlist_sig = self._ul_sig
         return self._settle(ul, listing, changed, new_sig, cur_sig, uidlist_sig, start), claimed
 
@@ -958,17 +1007,18 @@ class MaildirFolder:
                 ul = self._ul
             assert ul is not None
             limit = ul.uidnext - 1 if upto is None else upto
-            if ul.first_recent > limit:
+            first = self._recent.floor(ul)
+            if first > limit:
                 return set()  # the common case: nothing new since the last claim, no lock
             if not claim:
-                return {u for u in ul.entries.values() if ul.first_recent <= u <= limit}
+                return {u for u in ul.entries.values() if first <= u <= limit}
             with self._locked() as lock:
                 ul = self._load_uidlist_locked(lock)
                 limit = min(limit, ul.uidnext - 1)
-                got = {u for u in ul.entries.values() if ul.first_recent <= u <= limit}
-                if ul.first_recent <= limit:
-                    ul.first_recent = limit + 1
-                    self._commit(lock, ul)
+                first = self._recent.floor(ul)
+                got = {u for u in ul.entries.values() if first <= u <= limit}
+                if first <= limit:
+                    self._recent.claim(ul, limit + 1)
             return got
 
     def _entry(self, uid: int) -> _Entry:

@@ -7,15 +7,16 @@
     7 :1764121300.M5P678Q2R00aa11bb22cc33dd.mx1,S=99
 
 Header: version ``3``, ``V`` UIDVALIDITY, ``N`` next UID, ``G`` 128-bit mailbox GUID,
-and esam's own ``R`` first-recent UID (RFC 3501 \\Recent: UIDs from here on have not
-been claimed by a session yet; Dovecot keeps the same number in its index and, like
-us, keeps header fields it does not know).  Other header fields are kept as they are.  Each record is ``<uid> [ext...] :<key>``
+and the ``R`` first-recent UID older esam versions kept here (RFC 3501 \\Recent: UIDs
+from here on have not been claimed by a session yet; Dovecot keeps header fields it does
+not know).  Claims now go to ``esam-recent`` beside it (see ``maildir._RecentFloor``), so
+that a claim does not rewrite the file; the higher of the two counts.  Other header fields are kept as they are.  Each record is ``<uid> [ext...] :<key>``
 where ``key`` is the Maildir base name (the file name before ``:2,``).  Records are in
 ascending UID order.  Older ``<uid> <key>`` records (no ``:``) are accepted when reading.
 
 New messages are *appended* as records, as Dovecot does: the header's ``N`` is then a
 floor, and the next UID is past the last record (a version 3 record at or past ``N`` is
-not an error).  Any other change (an expunge, a \\Recent claim, a header field) rewrites
+not an error).  Any other change (an expunge, a header field) rewrites
 the file by rename, which folds the appended records in.  A reader that knows the file
 reads only the records appended since (same inode, same header, its last record still
 where it was); a trailing line without its newline is a write in progress (or torn by a

@@ -781,7 +781,8 @@ def test_recent_claim_is_exclusive_and_persisted(store: MaildirStore, alice: Mai
     assert other.recent(claim=True, upto=2) == {1, 2}
     assert f.recent(claim=True, upto=3) == {3}
     assert f.recent(claim=True) == set() and other.recent(claim=False) == set()
-    assert b" R4" in (alice.path / "dovecot-uidlist").read_bytes().split(b"\n")[0]
+    # kept beside the uidlist, which a claim no longer rewrites (issue 20)
+    assert (alice.path / "esam-recent").read_bytes().split() == [b"V%d" % f.uidvalidity, b"R4"]
     store.deliver_many(["alice"], msg(9))
     assert other.recent(claim=False) == set()  # not yet given a UID by a sync
     other.sync()
@@ -946,10 +947,12 @@ def test_sync_claim_numbers_and_claims_in_one_uidlist_write(
     user.create()
     for i in range(3):
         user.deliver(msg(i))
-    commits: list[bytes] = []
-    real = uidlist_mod.FolderLock.commit
+    commits: list[bytes] = []  # uidlist writes: rewrites and appends
+    real, real_append = uidlist_mod.FolderLock.commit, uidlist_mod.FolderLock.append
     monkeypatch.setattr(uidlist_mod.FolderLock, "commit",
                         lambda self, data: commits.append(data) or real(self, data))
+    monkeypatch.setattr(uidlist_mod.FolderLock, "append",
+                        lambda self, data, size: commits.append(data) or real_append(self, data, size))
     a = user.folder("INBOX")
     infos, recent = a.sync_claim()
     assert [m.uid for m in infos] == [1, 2, 3]
@@ -1016,3 +1019,40 @@ def test_listing_from_the_last_one_is_the_listing_of_a_walk(tmp_path: Path) -> N
             (cur / f"{key}:2,FRST").write_bytes(b"x")
         deltas += folder._listing_delta(os.listdir(cur)) is not None
     assert deltas > 150  # the delta path is the one taken
+
+
+def test_a_recent_claim_does_not_rewrite_the_uidlist(store: MaildirStore, alice: MaildirUser) -> None:
+    """A SELECT after new mail claims \\Recent: the uidlist keeps its inode and its records
+    are appended to, so other processes read only the new records (issue 20: each claim
+    renamed a new uidlist over the old one, parsed whole by every other process)."""
+    f = alice.folder("INBOX")
+    store.deliver_many(["alice"], msg(1))
+    infos, claimed = f.sync_claim()
+    path = alice.path / "dovecot-uidlist"
+    ino = path.stat().st_ino
+    for i in range(2, 6):
+        store.deliver_many(["alice"], msg(i))
+        infos, claimed = f.sync_claim()  # numbers the new message and claims it
+        assert claimed == {infos[-1].uid}
+        assert f.recent(claim=True) == set()
+    assert path.stat().st_ino == ino
+    other = MaildirStore(store.root, fsync=False).user("alice").folder("INBOX")
+    assert other.recent(claim=False) == set()
+
+
+def test_recent_claims_of_an_older_version_and_of_a_recreated_folder(store: MaildirStore, alice: MaildirUser) -> None:
+    """The header's R of an older version still counts (the higher of the two wins), and a
+    claims file of another UIDVALIDITY (the folder was recreated) is not used."""
+    for i in range(4):
+        store.deliver_many(["alice"], msg(i))
+    f = alice.folder("INBOX")
+    f.sync()
+    path = alice.path / "dovecot-uidlist"
+    lines = path.read_bytes().split(b"\n")
+    path.write_bytes(b"\n".join([lines[0] + b" R3", *lines[1:]]))  # as an older version left it
+    g = MaildirStore(store.root, fsync=False).user("alice").folder("INBOX")
+    g.sync()
+    assert g.recent(claim=False) == {3, 4}
+    (alice.path / "esam-recent").write_bytes(b"V1 R99".ljust(47) + b"\n")
+    assert g.recent(claim=False) == {3, 4}
+    assert g.recent(claim=True) == {3, 4} and g.recent(claim=False) == set()
