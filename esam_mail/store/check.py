@@ -96,7 +96,7 @@ def _check_folder(user: MaildirUser, name: str, repair: bool) -> FolderReport:
     if not repair or not rep.problems:
         return rep
 
-    with FolderLock(path, fsync=user.store.fsync) as lock:
+    with FolderLock(path, fsync=user.store.fsync, store_root=user.store.root) as lock:
         for key, fns in dups.items():
             keep = max(fns, key=len)
             for fn in fns:

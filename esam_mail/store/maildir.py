@@ -576,7 +576,7 @@ class MaildirFolder:
     @contextlib.contextmanager
     def _locked(self) -> Iterator[FolderLock]:
         try:
-            with FolderLock(self.path, fsync=self._fsync) as lock:
+            with FolderLock(self.path, fsync=self._fsync, store_root=self.user.store.root) as lock:
                 yield lock
         except FileNotFoundError as exc:
             if not self.path.is_dir():

@@ -167,10 +167,12 @@ def target_holds_data(cfg: Config) -> list[str]:
     # it is part of an empty install, not data a restore would lose
     operator = cfg.aliases.operator_mailbox.strip().lower()
     fresh_operator = mailboxes == 1 and _without_mail(store / operator) and not any(
-        p.is_dir() and p.name != operator for p in (store.iterdir() if store.is_dir() else ()))
+        p.is_dir() and p.name != operator and not p.name.startswith(".")  # .esam-locks: no mail
+        for p in (store.iterdir() if store.is_dir() else ()))
     if mailboxes and not fresh_operator:
         found.append(f"{mailboxes} mailboxes in the directory")
-    if store.is_dir() and not fresh_operator and any(p.is_dir() for p in store.iterdir()):
+    if store.is_dir() and not fresh_operator and any(
+            p.is_dir() and not p.name.startswith(".") for p in store.iterdir()):
         found.append(f"mail in {store}")
     env = cfg.data_dir / "queue" / "env"
     if env.is_dir() and any(env.iterdir()):

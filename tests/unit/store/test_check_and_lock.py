@@ -146,3 +146,62 @@ def test_lock_excludes_threads(tmp_path: Path) -> None:
     for t in threads:
         t.join()
     assert max(overlap) == 1
+
+
+def test_dotlock_is_a_link_to_the_process_source_not_a_new_file(tmp_path: Path) -> None:
+    """With a store root, the dotlock is a hard link to this process's source file (no
+    inode made per lock, issue 20): same inode, ``pid:host`` inside, a fresh mtime (an
+    old one would look stale to Dovecot and to us), and the name is gone afterwards."""
+    root = tmp_path / "mail"
+    folder = root / "alice"
+    folder.mkdir(parents=True)
+    source = uidlist.lock_source(root)
+    assert source is not None and source.read_bytes() == f"{os.getpid()}:{HOST}".encode()
+    os.utime(source, (1, 1))
+    with FolderLock(folder, fsync=False, store_root=root):
+        st = os.stat(folder / UIDLIST_LOCK)
+        assert st.st_ino == os.stat(source).st_ino and st.st_nlink == 2
+        assert time.time() - st.st_mtime < 60
+        assert (folder / UIDLIST_LOCK).read_bytes() == f"{os.getpid()}:{HOST}".encode()
+    assert not (folder / UIDLIST_LOCK).exists() and os.stat(source).st_nlink == 1
+
+
+def test_a_dead_process_source_and_its_dotlock_are_cleared(tmp_path: Path) -> None:
+    """A process killed while holding a folder lock leaves its dotlock (a link to its
+    source): the next writer takes it over (dead pid), and the next process to make its
+    source removes the dead one's."""
+    root = tmp_path / "mail"
+    folder = root / "alice"
+    folder.mkdir(parents=True)
+    pid = os.fork()
+    if pid == 0:  # the child takes the lock and dies holding it
+        try:
+            lock = FolderLock(folder, fsync=False, store_root=root)
+            lock.__enter__()
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
+    dead = root / uidlist.LOCK_SOURCES / f"{HOST}.{pid}"
+    assert dead.exists() and (folder / UIDLIST_LOCK).read_bytes() == f"{pid}:{HOST}".encode()
+    uidlist._sources.pop((os.getpid(), root), None)  # this process makes its source now
+    t0 = time.monotonic()
+    with FolderLock(folder, fsync=False, store_root=root):
+        assert (folder / UIDLIST_LOCK).read_bytes() == f"{os.getpid()}:{HOST}".encode()
+    assert time.monotonic() - t0 < 5
+    assert not dead.exists()
+
+
+def test_dotlock_made_as_a_file_when_the_source_cannot_be_linked(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A source on another file system (EXDEV) or removed: the lock is still taken, each
+    dotlock made as a file of its own."""
+    root = tmp_path / "mail"
+    folder = root / "alice"
+    folder.mkdir(parents=True)
+    source = uidlist.lock_source(root)
+    assert source is not None
+    source.unlink()
+    with FolderLock(folder, fsync=False, store_root=root):
+        assert (folder / UIDLIST_LOCK).read_bytes() == f"{os.getpid()}:{HOST}".encode()
+    assert not (folder / UIDLIST_LOCK).exists()
+    uidlist._sources.pop((os.getpid(), root), None)
