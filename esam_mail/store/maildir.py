@@ -485,8 +485,20 @@ class _RecentFloor:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._seen = (0, 0)  # (uidvalidity, the highest floor read or written): floors only rise
 
-    def floor(self, ul: UidList) -> int:
+    def floor(self, ul: UidList, *, above: int | None = None) -> int:
+        """The floor; with ``above``, a floor known to be above it is returned without a
+        read (the common "nothing new to claim" look of a selected session)."""
+        uv, seen = self._seen
+        if above is not None and uv == ul.uidvalidity and seen > above:
+            return seen
+        value = self._read(ul)
+        if uv != ul.uidvalidity or value > seen:
+            self._seen = (ul.uidvalidity, value)
+        return value
+
+    def _read(self, ul: UidList) -> int:
         try:
             fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError:
@@ -509,6 +521,7 @@ class _RecentFloor:
             os.pwrite(fd, record.ljust(self.SIZE - 1) + b"\n", 0)
         finally:
             os.close(fd)
+        self._seen = (ul.uidvalidity, first)
 
 
 class MaildirFolder:
@@ -1007,7 +1020,7 @@ class MaildirFolder:
                 ul = self._ul
             assert ul is not None
             limit = ul.uidnext - 1 if upto is None else upto
-            first = self._recent.floor(ul)
+            first = self._recent.floor(ul, above=limit)
             if first > limit:
                 return set()  # the common case: nothing new since the last claim, no lock
             if not claim:
