@@ -10,7 +10,7 @@ Archive layout::
 
 Left out (rebuilt or meaningless after a restore): the SQLite directory file itself
 (it is in directory.json, consistent), ``run/``, files inside ``tmp/`` folders,
-lock files, spool ``lock/`` and the per-folder metadata caches ``esam-cache.sqlite*``.
+lock files, the store's ``.esam-locks/``, spool ``lock/`` and the per-folder metadata caches ``esam-cache.sqlite*``.
 
 A backup of a running server is safe: message files never change once written,
 and a file that vanishes while the archive is written (expunged, delivered) is
@@ -42,6 +42,7 @@ from esam_mail.directory import dump
 
 FORMAT = 1
 EXCLUDED_DIRS = {"run"}
+LOCK_SOURCES = ".esam-locks"  # the store's dotlock sources (store.uidlist.lock_source), any depth
 EXCLUDED_PREFIXES = ("esam-cache.sqlite",)
 EXCLUDED_SUFFIXES = (".lock",)
 
@@ -68,7 +69,7 @@ def _excluded(rel: Path, is_dir: bool, skip: set[Path]) -> bool:
     if rel in skip:
         return True
     if is_dir:
-        return len(rel.parts) == 1 and rel.name in EXCLUDED_DIRS
+        return (len(rel.parts) == 1 and rel.name in EXCLUDED_DIRS) or rel.name == LOCK_SOURCES
     name = rel.name
     if name.startswith(EXCLUDED_PREFIXES) or name.endswith(EXCLUDED_SUFFIXES):
         return True
