@@ -466,6 +466,15 @@ class _Entry:
     info: MessageInfo | None = None
 
 
+def _keep_longer(listing: dict[str, str], key: str, fn: str) -> None:
+    """Put ``fn`` in ``listing`` for ``key``.  A key seen twice (a concurrent rename or a
+    crash leftover) keeps the longer name: the longer flag set (a later flag rename usually
+    adds flags)."""
+    prev = listing.get(key)
+    if prev is None or len(fn) > len(prev):
+        listing[key] = fn
+
+
 RECENT_FILE = "esam-recent"
 
 
@@ -720,11 +729,7 @@ class MaildirFolder:
                 if fn.startswith("."):
                     continue
                 key = split_name(fn)[0]
-            prev = listing.get(key)
-            # A key seen twice: concurrent rename or a crash leftover; take the
-            # longer flag set (a later flag rename usually adds flags).
-            if prev is None or len(fn) > len(prev):
-                listing[key] = fn
+            _keep_longer(listing, key, fn)
         return listing
 
     def _listing_delta(self, names: list[str]) -> dict[str, str] | None:
@@ -750,10 +755,7 @@ class MaildirFolder:
         for fn in sorted(added):  # names' order, as a walk would meet ties
             if fn.startswith("."):
                 continue
-            key = split_name(fn)[0]
-            prev = listing.get(key)
-            if prev is None or len(fn) > len(prev):
-                listing[key] = fn
+            _keep_longer(listing, split_name(fn)[0], fn)
         return listing
 
     # -- Folder protocol ---------------------------------------------------------

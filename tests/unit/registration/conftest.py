@@ -188,7 +188,8 @@ class Env:
         from esam_mail.directory.models import Application, Mailbox, Subscriber
 
         root = self.cfg.store_path
-        maildirs = len([p for p in root.iterdir() if p.is_dir()]) if root.exists() else 0
+        # users' maildirs; not the store's .esam-locks (the processes' dotlock sources)
+        maildirs = len([p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")]) if root.exists() else 0
         return {
             "subscribers": self.count(Subscriber),
             "applications": self.count(Application),

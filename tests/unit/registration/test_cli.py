@@ -71,7 +71,8 @@ class Cli:
         finally:
             db.close()
         root = self.cfg.store_path
-        maildirs = len([p for p in root.iterdir() if p.is_dir()]) if root.exists() else 0
+        # users' maildirs; not the store's .esam-locks (the processes' dotlock sources)
+        maildirs = len([p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")]) if root.exists() else 0
         return n[0], n[1], n[2], maildirs
 
 
