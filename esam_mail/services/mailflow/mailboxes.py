@@ -44,11 +44,11 @@ import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
 
+from esam_mail.services.mailflow.pool import WorkerPool
 from esam_mail.store.interfaces import (
     SPECIAL_USE,
     SYSTEM_FLAGS,
@@ -178,7 +178,7 @@ class MailboxService:
         self.store = store
         self.notifier = notifier
         self.workers = max(1, workers)
-        self._executor = ThreadPoolExecutor(self.workers, thread_name_prefix="esam-mailbox")
+        self._executor = WorkerPool(self.workers, "esam-mailbox")
         self._tails: dict[tuple[str, str], asyncio.Future[None]] = {}
         self.summaries: _LRU[Any] = _LRU(summary_cache)
         self.open_folders = max(0, open_folders)
@@ -214,7 +214,7 @@ class MailboxService:
             except asyncio.CancelledError:
                 prev.add_done_callback(release)  # keep the order for those behind us
                 raise
-        fut = loop.run_in_executor(self._executor, functools.partial(fn, *args))
+        fut = self._executor.run(loop, functools.partial(fn, *args))
         fut.add_done_callback(release)  # when the thread is done, not when we are
         return await asyncio.shield(fut)
 
