@@ -375,12 +375,11 @@ EMPTY_DOTLOCK_GRACE = 3.0
 _O_TMPFILE = getattr(os, "O_TMPFILE", 0)
 
 
-def _create_with(dir_fd: int, path: Path, content: bytes) -> int:
-    """Create ``path`` (in the directory open as ``dir_fd``) holding ``content`` and
-    return an open descriptor of it; raises FileExistsError if it exists.  The name
-    never points at an empty file: the content is written to an unnamed file
-    (``O_TMPFILE``) that is then linked in (open(2)'s own recipe), so a process killed
-    half-way leaves nothing.  Without ``O_TMPFILE`` or ``/proc`` it is
+def _create_with(dir_fd: int, path: Path, content: bytes) -> None:
+    """Create ``path`` (in the directory open as ``dir_fd``) holding ``content``; raises
+    FileExistsError if it exists.  The name never points at an empty file: the content
+    is written to an unnamed file (``O_TMPFILE``) that is then linked in (open(2)'s own
+    recipe), so a process killed half-way leaves nothing.  Without ``O_TMPFILE`` or ``/proc`` it is
     ``O_CREAT|O_EXCL`` and a write (the empty-file grace covers that window).
     """
     if _O_TMPFILE:
@@ -393,24 +392,22 @@ def _create_with(dir_fd: int, path: Path, content: bytes) -> int:
                 os.write(fd, content)
                 # linkat(AT_SYMLINK_FOLLOW): a dir fd makes os.link use linkat, not link(2)
                 os.link(f"/proc/self/fd/{fd}", path.name, dst_dir_fd=dir_fd, follow_symlinks=True)
-                return fd
+                return
             except FileExistsError:
-                os.close(fd)
                 raise
             except OSError:  # no /proc: the plain way below
+                pass
+            finally:
                 os.close(fd)
-            except BaseException:
-                os.close(fd)
-                raise
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     try:
         os.write(fd, content)
     except BaseException:
-        os.close(fd)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
         raise
-    return fd
+    finally:
+        os.close(fd)
 
 
 LOCK_SOURCES = ".esam-locks"  # in the store root: one file per process, see lock_source
@@ -488,21 +485,11 @@ class FolderLock:
         while True:
             try:
                 assert self._dir_fd is not None
-                if source is not None:
-                    try:
-                        os.utime(source)  # the dotlock's mtime is its age (stale_after)
-                        os.link(source, path.name, dst_dir_fd=self._dir_fd)
-                    except FileExistsError:
-                        raise
-                    except OSError as exc:  # another file system, or the source removed
-                        log.warning("event=lock_source_failed folder=%s error=%s",
-                                    self.dir.name, exc.__class__.__name__)
-                        assert self.store_root is not None
-                        _forget_source(self.store_root)
-                        source = None
-                        continue
-                else:
-                    os.close(_create_with(self._dir_fd, path, content))
+                if source is None:
+                    _create_with(self._dir_fd, path, content)
+                elif not self._link_source(source):
+                    source = None  # unusable: each dotlock made as a file from now on
+                    continue
             except FileExistsError:
                 if self._stale(path):
                     with contextlib.suppress(FileNotFoundError):
@@ -514,6 +501,22 @@ class FolderLock:
                 continue
             self._held = True
             return
+
+    def _link_source(self, source: Path) -> bool:
+        """Take the dotlock as a link to this process's source (see :func:`lock_source`);
+        False when the source cannot be linked (another file system, or removed).  Raises
+        FileExistsError while the dotlock is held."""
+        assert self._dir_fd is not None and self.store_root is not None
+        try:
+            os.utime(source)  # the dotlock's mtime is its age (stale_after)
+            os.link(source, UIDLIST_LOCK, dst_dir_fd=self._dir_fd)
+        except FileExistsError:
+            raise
+        except OSError as exc:
+            log.warning("event=lock_source_failed folder=%s error=%s", self.dir.name, exc.__class__.__name__)
+            _forget_source(self.store_root)
+            return False
+        return True
 
     def _stale(self, path: Path) -> bool:
         try:

@@ -39,10 +39,10 @@ from typing import Any
 from esam_mail import __version__, fsio
 from esam_mail.config import Config
 from esam_mail.directory import dump
+from esam_mail.store.uidlist import LOCK_SOURCES  # the store's dotlock sources, at any depth
 
 FORMAT = 1
 EXCLUDED_DIRS = {"run"}
-LOCK_SOURCES = ".esam-locks"  # the store's dotlock sources (store.uidlist.lock_source), any depth
 EXCLUDED_PREFIXES = ("esam-cache.sqlite",)
 EXCLUDED_SUFFIXES = (".lock",)
 
@@ -167,13 +167,13 @@ def target_holds_data(cfg: Config) -> list[str]:
     # `esam init` makes the operator mailbox for the role aliases: while it has no mail
     # it is part of an empty install, not data a restore would lose
     operator = cfg.aliases.operator_mailbox.strip().lower()
+    # users' maildirs (a dot directory such as .esam-locks holds no mail)
+    maildirs = [p for p in (store.iterdir() if store.is_dir() else ()) if p.is_dir() and not p.name.startswith(".")]
     fresh_operator = mailboxes == 1 and _without_mail(store / operator) and not any(
-        p.is_dir() and p.name != operator and not p.name.startswith(".")  # .esam-locks: no mail
-        for p in (store.iterdir() if store.is_dir() else ()))
+        p.name != operator for p in maildirs)
     if mailboxes and not fresh_operator:
         found.append(f"{mailboxes} mailboxes in the directory")
-    if store.is_dir() and not fresh_operator and any(
-            p.is_dir() and not p.name.startswith(".") for p in store.iterdir()):
+    if maildirs and not fresh_operator:
         found.append(f"mail in {store}")
     env = cfg.data_dir / "queue" / "env"
     if env.is_dir() and any(env.iterdir()):
