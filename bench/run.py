@@ -712,7 +712,9 @@ async def idle_load(t: Target, n: int, pushes: int, limit: float) -> dict[str, f
 
 
 # -- driver --------------------------------------------------------------------------------------
-PHASES = ("smtp", "warmup", "imap", "login", "stress", "idle", "nocache")
+PHASES = ("smtp", "warmup", "imap", "login", "stress", "kinds", "idle", "nocache")
+# "kinds" (each command kind of the stress alone, for profiling) only when asked for
+DEFAULT_PHASES = tuple(p for p in PHASES if p != "kinds")
 
 
 @dataclass
@@ -734,8 +736,9 @@ class Plan:
     stress_clients: int = 10
     stress_seconds: float = 20.0
     stress_kinds: tuple[str, ...] = ()  # --stress-kinds: profile some command kinds alone
+    kind_seconds: float = 6.0  # the "kinds" phase: each kind of the mix alone this long
     # which loads to run (--phases); "warmup" matters for the login loads (first logins rehash)
-    phases: tuple[str, ...] = PHASES
+    phases: tuple[str, ...] = DEFAULT_PHASES
 
 
 def raise_nofile() -> None:
@@ -772,6 +775,11 @@ async def bench_target(t: Target, plan: Plan, log: Any) -> dict[str, Any]:
                 f"{plan.stress_seconds:.0f} s")
             out["stress"] = await stress_load(t, plan.stress_clients, plan.stress_seconds, plan.stress_kinds)
             log(f"   {json.dumps(out['stress'])}")
+        if "kinds" in ph:  # each kind of the mix alone: where the CPU per command goes
+            for kind in STRESS_KINDS:
+                log(f"== {t.name}: stress of {kind} only, {plan.kind_seconds:.0f} s")
+                out[f"kind_{kind}"] = await stress_load(t, plan.stress_clients, plan.kind_seconds, (kind,))
+                log(f"   {json.dumps(out[f'kind_{kind}'])}")
         for n in plan.idle if "idle" in ph else []:
             log(f"== {t.name}: {n} IDLE sessions")
             out[f"idle_{n}"] = await idle_load(t, n, plan.pushes, limit=600)
@@ -834,6 +842,11 @@ def table(results: dict[str, dict[str, Any]], plan: Plan) -> str:
     esam = next((n for n in names if n.startswith("esam")), None)
     base = next((n for n in names if not n.startswith("esam")), None)
     rows = list(ROWS)
+    if "kinds" in plan.phases:
+        for kind in STRESS_KINDS:
+            rows += [(f"Stress of {kind} only: commands/s", f"kind_{kind}", "commands_per_s", True),
+                     (f"Stress of {kind} only: server CPU ms per command", f"kind_{kind}", "cpu_ms_per_cmd",
+                      False)]
     for n in plan.idle:
         rows += [
             (f"IDLE {n:,}: server PSS, MiB", f"idle_{n}", "pss_mib", False),
@@ -884,7 +897,7 @@ def main() -> int:
                     help="users' imported password hashes: SHA512-CRYPT (rounds=5000) as a competent admin "
                     "runs Dovecot (esam rehashes to its argon2id at first login), or the same argon2id string "
                     "for both")
-    ap.add_argument("--phases", default=",".join(PHASES),
+    ap.add_argument("--phases", default=",".join(DEFAULT_PHASES),
                     help=f"comma-separated loads to run, in this order whatever the list: {','.join(PHASES)} "
                     "(e.g. smtp,warmup,login,stress for the login and stress figures only)")
     ap.add_argument("--stress-kinds", default="",
