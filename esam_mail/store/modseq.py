@@ -65,18 +65,23 @@ class ModSeqIndex:
         # the whole table (it was an O(messages) read after every change, issue 20).
         self._memo: tuple[sqlite3.Connection, int, dict[str, tuple[int, int, str]]] | None = None
         # the state the last reconcile was given and the uid -> mod-sequence it returned
-        self._last: tuple[Mapping[str, tuple[int, str]], dict[int, int]] | None = None
+        self._last: tuple[dict[str, tuple[int, str]], dict[int, int]] | None = None
 
     def _connect(self) -> sqlite3.Connection:
         """The folder's shared connection (call with ``_lock`` held; do not keep it)."""
         # Recreated: the time-based start keeps every new value above the old ones.
         return self._shared.connect(self.path, MODSEQ_SCHEMA, _RECREATED)
 
-    def reconcile(self, state: Mapping[str, tuple[int, str]]) -> tuple[int, dict[int, int]]:
+    def reconcile(
+        self, state: Mapping[str, tuple[int, str]], changed: Iterable[str] | None = None,
+    ) -> tuple[int, dict[int, int]]:
         """Bring the index up to ``state`` (Maildir key -> (uid, flag letters)).
 
         Returns (HIGHESTMODSEQ, uid -> mod-sequence of every message in ``state``); the
-        caller must not change the returned dict.
+        caller must not change the returned dict.  ``changed``: the caller knows that
+        only these keys' (uid, letters) may differ from the ``state`` it gave last time
+        (a key gone from ``state`` included); then ``state`` is only looked up, never
+        walked or copied, and need not be a dict.  None: any may have.
 
         After a first full pass, a reconcile looks only at the messages whose (uid,
         letters) differ from the last ``state`` given (set operations in C) and at the
@@ -94,13 +99,18 @@ class ModSeqIndex:
                 stored, touched = self._stored(conn, highest if row else None)
                 last, self._last = self._last, None
                 nxt = highest + 1
-                changed: list[tuple[str, int, int, str]] = []
+                rows: list[tuple[str, int, int, str]] = []
                 candidates: Iterable[tuple[str, tuple[int, str]]]
+                incremental = last is not None and touched is not None
                 if last is not None and touched is not None:
                     prev, out = last[0], dict(last[1])
-                    keys = {k for k, _ in state.items() - prev.items()}
+                    if changed is None:
+                        keys = {k for k, _ in state.items() - prev.items()}
+                        gone_keys = prev.keys() - state.keys()
+                    else:
+                        keys = set(changed)
+                        gone_keys = {k for k in keys if k in prev and k not in state}
                     keys.update(touched)
-                    gone_keys = prev.keys() - state.keys()
                     for k in keys | gone_keys:  # a message gone or renumbered: its old UID
                         was = prev.get(k)
                         if was is not None:
@@ -116,12 +126,12 @@ class ModSeqIndex:
                     if old is not None and old[0] == uid and old[2] == chars:
                         out[uid] = old[1]
                     else:
-                        changed.append((key, uid, nxt, chars))
+                        rows.append((key, uid, nxt, chars))
                         out[uid] = nxt
-                if changed or gone or row is None:
-                    if changed or gone:
+                if rows or gone or row is None:
+                    if rows or gone:
                         highest = nxt
-                    conn.executemany("INSERT OR REPLACE INTO msgs VALUES (?, ?, ?, ?)", changed)
+                    conn.executemany("INSERT OR REPLACE INTO msgs VALUES (?, ?, ?, ?)", rows)
                     conn.executemany("DELETE FROM msgs WHERE key = ?", [(k,) for k, _ in gone])
                     conn.executemany("INSERT OR REPLACE INTO expunged VALUES (?, ?)",
                                      [(u, highest) for _, u in gone])
@@ -137,10 +147,19 @@ class ModSeqIndex:
                 raise
             for key, _uid in gone:
                 del stored[key]
-            for key, uid, modseq, chars in changed:
+            for key, uid, modseq, chars in rows:
                 stored[key] = (uid, modseq, chars)
             self._memo = (conn, highest, stored)
-            self._last = (dict(state), out)
+            if incremental and changed is not None:
+                for k in keys | gone_keys:  # the last state brought forward in place
+                    now = state.get(k)
+                    if now is None:
+                        prev.pop(k, None)
+                    else:
+                        prev[k] = now
+                self._last = (prev, out)
+            else:
+                self._last = (dict(state.items()), out)
         return highest, out
 
     def _stored(
