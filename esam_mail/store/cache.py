@@ -79,29 +79,43 @@ class SharedFolderDB:
     Opening costs a file open, three PRAGMAs and the schema statements; an IMAP session used
     to pay that twice (summary cache and mod-sequence index) at SELECT.  ``lock`` guards the
     connection: users take it around every use and never keep the connection past it.
-    Before each use the file is checked (open, fstat, 16-byte read): a folder deleted,
-    renamed or recreated, or a file overwritten, gets a fresh connection (via
-    :func:`open_folder_db`, which recreates a corrupt file).
+    Before each use the file is checked: a folder deleted, renamed or recreated, or a file
+    overwritten, gets a fresh connection (via :func:`open_folder_db`, which recreates a
+    corrupt file).  The check is one ``stat``; the file's header is read (open, fstat,
+    16-byte read, close) only when the stat differs from the last checked one: those five
+    system calls at every use, each a hand-over of the GIL under load, were a quarter of a
+    mailbox thread's system calls per IMAP command (issue 20).
     """
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.conn: sqlite3.Connection | None = None
         self.ident: tuple[int, int] | None = None
+        # (dev, ino, size, mtime_ns, ctime_ns) of the file when its header was last found good
+        self._checked: tuple[int, int, int, int, int] | None = None
 
     def connect(self, path: Path, schema: Sequence[str], recreated_event: str) -> sqlite3.Connection:
         """The connection (call with ``lock`` held)."""
         ident: tuple[int, int] | None = None
         if self.conn is not None:
             try:
-                with open(path, "rb") as f:
-                    st = os.fstat(f.fileno())
-                    # not overwritten in place (empty: a new file whose pages are all in the WAL)
-                    if f.read(16) in (b"SQLite format 3\0", b""):
-                        ident = (st.st_dev, st.st_ino)
+                st = os.stat(path)
+                sig = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+                if sig == self._checked:
+                    ident = (st.st_dev, st.st_ino)
+                else:
+                    self._checked = None
+                    with open(path, "rb") as f:
+                        st = os.fstat(f.fileno())
+                        # not overwritten in place (empty: a new file whose pages are all in the WAL)
+                        if f.read(16) in (b"SQLite format 3\0", b""):
+                            ident = (st.st_dev, st.st_ino)
+                            self._checked = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns,
+                                             st.st_ctime_ns)
             except OSError:
                 ident = None
         if self.conn is None or ident is None or ident != self.ident:
+            self._checked = None
             if self.conn is not None:  # nobody keeps it past the lock: close it now (its WAL too)
                 with contextlib.suppress(sqlite3.Error):
                     self.conn.close()

@@ -41,6 +41,8 @@ import struct
 import threading
 from pathlib import Path
 
+from esam_mail import procid
+
 FILENAME = ".esam-generation"
 SIZE = 8
 _MAX_MAPS = 4096  # mappings kept in the registry (sessions hold theirs)
@@ -48,7 +50,7 @@ _MASK = 0xFFFF_FFFF_FFFF_FFFF
 
 _lock = threading.Lock()
 _maps: dict[str, Generation] = {}
-_pid = os.getpid()
+_pid = procid.pid()
 
 
 class Generation:
@@ -95,7 +97,7 @@ def _after_fork() -> None:
     global _lock, _pid
     _lock = threading.Lock()
     _maps.clear()
-    _pid = os.getpid()
+    _pid = procid.pid()
 
 
 os.register_at_fork(after_in_child=_after_fork)
@@ -107,9 +109,9 @@ def of(user_dir: Path, *, check: bool = False) -> Generation:
     global _pid
     key = str(user_dir / FILENAME)
     with _lock:
-        if os.getpid() != _pid:  # forked: this process maps its own
+        if procid.pid() != _pid:  # forked: this process maps its own
             _maps.clear()
-            _pid = os.getpid()
+            _pid = procid.pid()
         gen = _maps.get(key)
     if gen is not None and check:
         try:

@@ -50,7 +50,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
-from esam_mail import fsio
+from esam_mail import fsio, procid
 from esam_mail.errors import StoreError
 from esam_mail.i18n import Message
 
@@ -423,15 +423,15 @@ def lock_source(root: Path) -> Path | None:
     perf, issue 20).  Made once per process, when first asked; the files of dead
     processes of this host are removed then.  None when it cannot be made (the caller
     makes each dotlock as a file)."""
-    key = (os.getpid(), root)
+    key = (procid.pid(), root)
     with _sources_lock:
         if key in _sources:
             return _sources[key]
-        path: Path | None = root / LOCK_SOURCES / f"{HOST}.{os.getpid()}"
+        path: Path | None = root / LOCK_SOURCES / f"{HOST}.{procid.pid()}"
         try:
             assert path is not None
             os.makedirs(path.parent, 0o700, exist_ok=True)
-            fsio.atomic_write(path, f"{os.getpid()}:{HOST}".encode(), fsync=True)
+            fsio.atomic_write(path, f"{procid.pid()}:{HOST}".encode(), fsync=True)
             for name in os.listdir(path.parent):
                 host, _, pid_s = name.rpartition(".")
                 if host == HOST and pid_s.isdigit() and not _pid_alive(int(pid_s)):
@@ -446,7 +446,7 @@ def lock_source(root: Path) -> Path | None:
 
 def _forget_source(root: Path) -> None:
     with _sources_lock:
-        _sources[(os.getpid(), root)] = None
+        _sources[(procid.pid(), root)] = None
 
 
 class FolderLock:
@@ -479,7 +479,7 @@ class FolderLock:
 
     def _take_dotlock(self) -> None:
         path = self.dir / UIDLIST_LOCK
-        content = f"{os.getpid()}:{HOST}".encode()
+        content = f"{procid.pid()}:{HOST}".encode()
         source = lock_source(self.store_root) if self.store_root is not None else None
         delay = 0.001
         while True:
@@ -536,7 +536,7 @@ class FolderLock:
         if host.strip() == HOST and pid_s.isdigit():
             pid = int(pid_s)
             # We hold the flock: a dotlock of our own pid can only be a leftover.
-            return pid == os.getpid() or not _pid_alive(pid)
+            return pid == procid.pid() or not _pid_alive(pid)
         return False
 
     def commit(self, data: bytes) -> None:

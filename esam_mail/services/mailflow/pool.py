@@ -20,11 +20,12 @@ from __future__ import annotations
 import asyncio
 import atexit
 import concurrent.futures
-import os
 import queue
 import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
+
+from esam_mail import procid
 
 T = TypeVar("T")
 
@@ -54,12 +55,12 @@ class WorkerPool(concurrent.futures.Executor):
         self._at_exit = False
 
     def _started(self) -> queue.SimpleQueue[_Item | None]:
-        if self._pid == os.getpid() and not self._closed:
+        if self._pid == procid.pid() and not self._closed:
             return self._queue
         with self._lock:
             if self._closed:
                 raise RuntimeError("cannot schedule new work after shutdown")
-            if self._pid != os.getpid():  # first use, or a forked child: threads of its own
+            if self._pid != procid.pid():  # first use, or a forked child: threads of its own
                 self._queue = queue.SimpleQueue()
                 self._threads = []
                 for i in range(self.workers):
@@ -67,7 +68,7 @@ class WorkerPool(concurrent.futures.Executor):
                                          daemon=True)
                     t.start()
                     self._threads.append(t)
-                self._pid = os.getpid()
+                self._pid = procid.pid()
                 if not self._at_exit:
                     atexit.register(self.shutdown)
                     self._at_exit = True
@@ -112,7 +113,7 @@ class WorkerPool(concurrent.futures.Executor):
             if self._closed:
                 return
             self._closed = True
-            threads = self._threads if self._pid == os.getpid() else []
+            threads = self._threads if self._pid == procid.pid() else []
             for _ in threads:
                 self._queue.put(None)
         if wait:

