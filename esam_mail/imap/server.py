@@ -114,7 +114,7 @@ class IMAPLimits:
     max_auth_failures: int = 3
     max_connections_per_ip: int = 0  # 0: unlimited
     meta_cache_entries: int = 20000
-    store_workers: int = 4  # threads of the mailbox service's pool (per process)
+    store_workers: int = 2  # threads of the mailbox service's pool (per process)
     spool_threshold: int = 64 * 1024  # APPEND literals above this go to a file
     max_multiappend: int = 100  # messages in one APPEND (RFC 3502); all of them <= 4x the cap
     allow_plaintext_auth: bool = False  # never in production: LOGINDISABLED until TLS

@@ -83,7 +83,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 S = TypeVar("S")
 
-DEFAULT_WORKERS = 4
+DEFAULT_WORKERS = 2
 DEFAULT_SUMMARY_CACHE = 20000
 DEFAULT_OPEN_FOLDERS = 512
 SPOOL_FLUSH = 256 * 1024  # bytes buffered in RAM before a spool write is queued
