@@ -131,10 +131,14 @@ class ModSeqIndex:
                 if rows or gone or row is None:
                     if rows or gone:
                         highest = nxt
-                    conn.executemany("INSERT OR REPLACE INTO msgs VALUES (?, ?, ?, ?)", rows)
-                    conn.executemany("DELETE FROM msgs WHERE key = ?", [(k,) for k, _ in gone])
-                    conn.executemany("INSERT OR REPLACE INTO expunged VALUES (?, ?)",
-                                     [(u, highest) for _, u in gone])
+                    # only the statements with rows: each one run releases the GIL twice
+                    # (prepare, step), a hand-over to the busy event loop under load
+                    if rows:
+                        conn.executemany("INSERT OR REPLACE INTO msgs VALUES (?, ?, ?, ?)", rows)
+                    if gone:
+                        conn.executemany("DELETE FROM msgs WHERE key = ?", [(k,) for k, _ in gone])
+                        conn.executemany("INSERT OR REPLACE INTO expunged VALUES (?, ?)",
+                                         [(u, highest) for _, u in gone])
                     conn.execute("INSERT OR REPLACE INTO meta VALUES ('highest', ?)", (highest,))
             except BaseException:
                 self._memo = None
