@@ -266,7 +266,7 @@ def _dir_id(path: Path) -> tuple[int, int]:
     return (st.st_dev, st.st_ino)
 
 
-def _dir_sig(path: Path) -> tuple[int, int]:
+def _dir_sig(path: str | Path) -> tuple[int, int]:
     st = os.stat(path)
     return (st.st_ino, st.st_mtime_ns)
 
@@ -566,6 +566,11 @@ class MaildirFolder:
     def __init__(self, user: MaildirUser, name: str, path: Path) -> None:
         self.name = name
         self.path = path
+        # the paths a look stats at every command, as strings once: a Path join and its
+        # str() per use were 5 % of the mailbox threads' Python time (py-spy, issue 20)
+        self._new_s = f"{path}/new"
+        self._cur_s = f"{path}/cur"
+        self._ul_s = f"{path}/{UIDLIST}"
         self.user = user
         self._fsync = user.store.fsync
         self._tlock = threading.RLock()
@@ -603,11 +608,11 @@ class MaildirFolder:
         object to ``user`` (its quota) on success."""
         with self._tlock:
             try:
-                if _dir_id(self.path) != self._dir_id or not os.path.isdir(self.path / "cur"):
+                if _dir_id(self.path) != self._dir_id or not os.path.isdir(self._cur_s):
                     return False
             except FileNotFoundError:
                 return False
-            if file_sig(self.path / UIDLIST) != self._ul_sig:
+            if file_sig(self._ul_s) != self._ul_sig:
                 before = self.uidvalidity
                 if self._read_uidlist() is None or self.uidvalidity != before:
                     return False  # missing, untrustworthy or rebuilt: a new object starts over
@@ -647,7 +652,7 @@ class MaildirFolder:
 
     def _load_uidlist_locked(self, lock: FolderLock) -> UidList:
         """Current uidlist (re-read if changed); creates/rebuilds it if missing or bad."""
-        sig = file_sig(self.path / UIDLIST)
+        sig = file_sig(self._ul_s)
         if self._ul is not None and sig is not None and sig == self._ul_sig:
             return self._ul
         ul = self._read_uidlist()
@@ -685,7 +690,7 @@ class MaildirFolder:
         except BaseException:
             self._ul = self._ul_sig = None
             raise
-        self._ul, self._ul_sig = ul, file_sig(self.path / UIDLIST)
+        self._ul, self._ul_sig = ul, file_sig(self._ul_s)
 
     def _flags_of(self, chars: str) -> frozenset[str]:
         # One frozenset per distinct flag string, shared by every message that has it:
@@ -727,9 +732,9 @@ class MaildirFolder:
         """key -> file name in cur/, and the cur/ signature taken *before* reading.
 
         The returned dict is the caller's own (it may change it)."""
-        cur = self.path / "cur"
+        cur = self._cur_s
         listing: dict[str, str] = {}
-        sig = _dir_sig(cur)
+        sig = (0, 0)
         for _ in range(3):
             sig = _dir_sig(cur)
             names = os.listdir(cur)
@@ -795,9 +800,9 @@ class MaildirFolder:
             start = _now_ns()
             try:
                 sig = (
-                    _dir_sig(self.path / "new"),
-                    _dir_sig(self.path / "cur"),
-                    file_sig(self.path / UIDLIST),
+                    _dir_sig(self._new_s),
+                    _dir_sig(self._cur_s),
+                    file_sig(self._ul_s),
                 )
             except FileNotFoundError as exc:
                 raise NoSuchFolder(self.name) from exc
@@ -846,7 +851,7 @@ class MaildirFolder:
         the signatures the listing is checked against were taken; a later change in the
         same timestamp tick as the newest of those mtimes would not alter them, so the
         listing counts as final (``_dirty`` False) only when ``start`` is a margin past it."""
-        new_dir, cur_dir = self.path / "new", self.path / "cur"
+        new_dir, cur_dir = self._new_s, self._cur_s
         looked = self._look_unlocked(new_dir)
         if looked is not None:
             ul, listing, new_sig, cur_sig = looked
@@ -890,7 +895,7 @@ class MaildirFolder:
         return self._settle(ul, listing, changed, new_sig, cur_sig, uidlist_sig, start), claimed
 
     def _look_unlocked(
-        self, new_dir: Path,
+        self, new_dir: str,
     ) -> tuple[UidList, dict[str, str], tuple[int, int], tuple[int, int]] | None:
         """The look that needs to write nothing, without the folder lock (a dotlock file
         made and removed, a flock, seven system calls): new/ holds no message and the
@@ -902,7 +907,7 @@ class MaildirFolder:
         if any(not fn.startswith(".") for fn in os.listdir(new_dir)):
             return None
         ul = self._ul
-        if ul is None or file_sig(self.path / UIDLIST) != self._ul_sig:
+        if ul is None or file_sig(self._ul_s) != self._ul_sig:
             ul = self._read_uidlist()
             if ul is None:
                 return None  # missing or untrustworthy: made or rebuilt under the lock
@@ -983,7 +988,7 @@ class MaildirFolder:
 
     def uidnext(self) -> int:
         with self._tlock:
-            if self._ul is None or file_sig(self.path / UIDLIST) != self._ul_sig:
+            if self._ul is None or file_sig(self._ul_s) != self._ul_sig:
                 self._read_uidlist()
             if self._ul is None:
                 self.sync()
@@ -1057,7 +1062,7 @@ class MaildirFolder:
         session, in any process.  Without ``claim`` (EXAMINE, STATUS) nothing moves.
         """
         with self._tlock:
-            ul = self._ul if self._ul is not None and file_sig(self.path / UIDLIST) == self._ul_sig \
+            ul = self._ul if self._ul is not None and file_sig(self._ul_s) == self._ul_sig \
                 else self._read_uidlist()
             if ul is None:
                 self.sync()

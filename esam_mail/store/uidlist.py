@@ -285,7 +285,7 @@ class UidList:
         return ("\n".join(out) + "\n").encode("utf-8", "surrogateescape")
 
 
-def file_sig(path: Path) -> tuple[int, int, int] | None:
+def file_sig(path: str | Path) -> tuple[int, int, int] | None:
     """(inode, size, mtime_ns) of a file, None if absent."""
     try:
         st = os.stat(path)

@@ -1,0 +1,61 @@
+"""Micro-benchmark: the CPU of one folder look (what an IMAP command's pool call does
+before its answer: ``_snapshot`` of the mailbox service), unchanged and after another
+process's flag change.
+
+    .venv/bin/python bench/look.py [--messages 150] [--dir /var/tmp]
+
+Process CPU time per look, fsync off (a look writes nothing).  Use a directory on the
+filesystem the store lives on; compare two trees by running each one's copy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from esam_mail.services.mailflow.mailboxes import _snapshot
+from esam_mail.store.maildir import MaildirStore
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--messages", type=int, default=150)
+    ap.add_argument("--dir", default="/var/tmp")
+    ap.add_argument("--looks", type=int, default=3000)
+    args = ap.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="esam-look.", dir=args.dir))
+    try:
+        user = MaildirStore(root, fsync=False).user("alice")
+        user.create()
+        folder = user.folder("INBOX")
+        for i in range(args.messages):
+            folder.append(b"Subject: %d\r\n\r\nx\r\n" % i)
+        other = MaildirStore(root, fsync=False).user("alice").folder("INBOX")  # another process's view
+        uids = [i.uid for i in other.sync()]
+        _snapshot(folder, False)
+        t = time.process_time()
+        for _ in range(args.looks):
+            _snapshot(folder, False)
+        unchanged = (time.process_time() - t) / args.looks
+        spent = 0.0
+        changes = max(1, args.looks // 3)
+        for k in range(changes):
+            other.store_flags([uids[k % len(uids)]], ["\\Seen"], 1 if k % 2 else -1)
+            t = time.process_time()
+            _snapshot(folder, False)
+            spent += time.process_time() - t
+        print(f"{args.messages} messages: unchanged look {unchanged * 1e6:.1f} us CPU; "
+              f"look after another process's flag change {spent / changes * 1e6:.1f} us CPU")
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
