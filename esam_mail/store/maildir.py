@@ -45,6 +45,7 @@ Reading it is one small read, cached by (inode, size, mtime).
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import datetime as dt
 import errno
@@ -581,6 +582,10 @@ class MaildirFolder:
         self._sig: tuple[Any, ...] | None = None
         self._dirty = True
         self._infos: list[MessageInfo] = []
+        self._info_uids: list[int] = []  # the UIDs of _infos, in order (for bisect)
+        # (old, new) infos replaced in place since the last modseqs(); None: the list was
+        # rebuilt (modseqs then compares the whole list)
+        self._infos_replaced: list[tuple[MessageInfo, MessageInfo]] | None = None
         self._keywords = Keywords(path)
         self._flag_sets: dict[str, frozenset[str]] = {}
         self._cache: MetadataCache | None = None
@@ -591,9 +596,11 @@ class MaildirFolder:
         self._fine_mtimes = False  # see _mtime_margin
         self._name_keys: dict[str, str] = {}  # file name -> key, as of the last listing
         self._cur_listing: dict[str, str] | None = None  # the last listing (see _listing_delta)
+        self._list_no = 0  # listings made by _list_cur
+        self._listed: tuple[int, dict[str, str], set[str] | None] | None = None
         self._recent = _RecentFloor(path / RECENT_FILE)
         # the uidlist and the listing the last full sync applied (see _apply_renames)
-        self._last_listing: tuple[UidList, dict[str, str]] | None = None
+        self._last_listing: tuple[UidList, dict[str, str], int | None] | None = None
         ul = self._read_uidlist()
         if ul is None:
             with self._locked() as lock:
@@ -643,7 +650,7 @@ class MaildirFolder:
                 # UIDVALIDITY (never new UIDs under the old one).
                 self._by_uid.clear()
                 self._by_key.clear()
-                self._infos = []
+                self._infos, self._info_uids, self._infos_replaced = [], [], None
                 self._dirty = True
             self._ul, self._ul_sig = ul, sig
             self.uidvalidity = ul.uidvalidity
@@ -670,7 +677,7 @@ class MaildirFolder:
         self.uidvalidity = uv
         self._by_uid.clear()
         self._by_key.clear()
-        self._infos = []
+        self._infos, self._info_uids, self._infos_replaced = [], [], None
         self._dirty = True
         return ul
 
@@ -725,7 +732,26 @@ class MaildirFolder:
 
     def _rebuild_infos(self) -> None:
         by_uid, info = self._by_uid, self._info
-        self._infos = [e.info or info(e) for e in map(by_uid.__getitem__, sorted(by_uid))]
+        self._info_uids = uids = sorted(by_uid)
+        self._infos = [e.info or info(e) for e in map(by_uid.__getitem__, uids)]
+        self._infos_replaced = None
+        self._version += 1
+
+    def _replace_infos(self, entries: Iterable[_Entry]) -> None:
+        """:meth:`_rebuild_infos` after only ``entries`` changed name (flags): their infos
+        are replaced where they stand (a bisect each), not the whole list sorted and built
+        again (O(messages) in Python at every flag change, issue 20)."""
+        uids, infos, info = self._info_uids, self._infos, self._info
+        replaced = self._infos_replaced
+        for e in entries:
+            i = bisect.bisect_left(uids, e.uid)
+            if i == len(uids) or uids[i] != e.uid or infos[i].key != e.key:
+                self._rebuild_infos()  # not where the list says: build it again
+                return
+            new = info(e)
+            if replaced is not None:
+                replaced.append((infos[i], new))
+            infos[i] = new
         self._version += 1
 
     def _list_cur(self) -> tuple[dict[str, str], tuple[int, int]]:
@@ -735,15 +761,22 @@ class MaildirFolder:
         cur = self._cur_s
         listing: dict[str, str] = {}
         sig = (0, 0)
+        changed: set[str] | None = None
         for _ in range(3):
             sig = _dir_sig(cur)
             names = os.listdir(cur)
-            delta = self._listing_delta(names)
-            listing = delta if delta is not None else self._listing_walk(names)
+            got = self._listing_delta(names)
+            if got is not None:
+                listing, changed = got
+            else:
+                listing, changed = self._listing_walk(names), None
             if _dir_sig(cur) == sig:
                 break
         self._cur_listing = listing.copy()
         self._name_keys = dict(zip(listing.values(), listing.keys(), strict=True))
+        self._list_no += 1
+        # this listing, and the keys whose name may differ from the listing before it
+        self._listed = (self._list_no, listing, changed)
         return listing, sig
 
     def _listing_walk(self, names: list[str]) -> dict[str, str]:
@@ -761,13 +794,14 @@ class MaildirFolder:
             _keep_longer(listing, key, fn)
         return listing
 
-    def _listing_delta(self, names: list[str]) -> dict[str, str] | None:
+    def _listing_delta(self, names: list[str]) -> tuple[dict[str, str], set[str]] | None:
         """The listing of ``names`` as the last listing changed by the names that came and
         went (set operations in C: a busy folder's next look differs by a few renames, and
         the walk in Python cost ~0.3 us a name, the most of a look at a 300-message folder,
         issue 20); None when there is no last listing or most names changed.  The same
         result as :meth:`_listing_walk`: a name the last listing did not keep (a dot file,
-        the shorter of a key's two names) is looked at again each time."""
+        the shorter of a key's two names) is looked at again each time.  With it, the keys
+        whose name came or went (the only ones that may differ from the last listing)."""
         base, known = self._cur_listing, self._name_keys
         if base is None:
             return None
@@ -777,15 +811,19 @@ class MaildirFolder:
         if len(gone) + len(added) > 16 + len(names) // 4:
             return None
         listing = base.copy()
+        keys: set[str] = set()
         for fn in gone:
             key = known[fn]
+            keys.add(key)
             if listing.get(key) == fn:
                 del listing[key]
         for fn in sorted(added):  # names' order, as a walk would meet ties
             if fn.startswith("."):
                 continue
-            _keep_longer(listing, split_name(fn)[0], fn)
-        return listing
+            key = split_name(fn)[0]
+            keys.add(key)
+            _keep_longer(listing, key, fn)
+        return listing, keys
 
     # -- Folder protocol ---------------------------------------------------------
 
@@ -921,8 +959,14 @@ class MaildirFolder:
         cur_sig: tuple[int, int], uidlist_sig: tuple[int, int, int] | None, start: int,
     ) -> list[MessageInfo]:
         """Apply a look's listing under its uidlist and note how final it is."""
-        prev, self._last_listing = self._last_listing, (ul, listing)
-        if changed or prev is None or prev[0] is not ul or not self._apply_renames(listing, prev[1]):
+        listed = self._listed
+        number = listed[0] if listed is not None and listed[1] is listing else None
+        prev, self._last_listing = self._last_listing, (ul, listing, number)
+        # the keys that may differ from the last applied listing, when this listing is the
+        # one right after it (a listing in between, or one changed after it was made: None)
+        keys = (listed[2] if listed is not None and number is not None and prev is not None
+                and prev[2] is not None and prev[2] == number - 1 else None)
+        if changed or prev is None or prev[0] is not ul or not self._apply_renames(listing, prev[1], keys):
             self._apply_listing(listing, ul)
         self._sig = (new_sig, cur_sig, uidlist_sig)
         mtimes = (new_sig[1], cur_sig[1], uidlist_sig[2] if uidlist_sig else 0)
@@ -955,24 +999,45 @@ class MaildirFolder:
         self._by_uid, self._by_key = by_uid, by_key
         self._rebuild_infos()
 
-    def _apply_renames(self, listing: Mapping[str, str], prev: Mapping[str, str]) -> bool:
+    def _apply_renames(self, listing: Mapping[str, str], prev: Mapping[str, str],
+                       keys: Iterable[str] | None = None) -> bool:
         """The cheap case of :meth:`_apply_listing`: the same messages as the last listing
         under the same uidlist, only some renamed (flag changes, the common change of a
-        busy folder): only those entries are touched.  False (nothing done) otherwise."""
+        busy folder): only those entries are touched.  False (nothing done) otherwise.
+
+        ``keys``: the only keys whose name may differ between ``prev`` and ``listing``
+        (from the listing's delta); then neither listing is walked: the entries were made
+        from ``prev`` and only a settle adds entries, so equal sizes mean equal keys."""
         if len(listing) != len(prev) or len(self._by_key) != len(listing):
             return False
         renamed = []
-        for key, fn in listing.items() - prev.items():
-            e = self._by_key.get(key)
-            if e is None:
+        if keys is None:
+            for key, fn in listing.items() - prev.items():
+                e = self._by_key.get(key)
+                if e is None:
+                    return False
+                renamed.append((e, fn))
+            if self._by_key.keys() != listing.keys():
                 return False
-            renamed.append((e, fn))
-        if self._by_key.keys() != listing.keys():
-            return False
+        else:
+            for key in keys:
+                now = listing.get(key)
+                if now is None or key not in prev:
+                    if now is None and key not in prev:
+                        continue  # a name no listing kept (a dot file)
+                    return False  # came or went: not only renamed
+                if now == prev[key]:
+                    continue
+                e = self._by_key.get(key)
+                if e is None:
+                    return False
+                renamed.append((e, now))
+        touched = []
         for e, fn in renamed:
             if e.name != fn:
                 e.name, e.chars, e.info = fn, split_name(fn)[1], None
-        self._rebuild_infos()
+                touched.append(e)
+        self._replace_infos(touched)
         return True
 
     def _invalidate_infos(self) -> None:
@@ -1031,19 +1096,35 @@ class MaildirFolder:
             # state dict and the index's diff of it were a fifth of an APPEND's CPU at
             # a 600-message folder (issue 20).  ``_modseq_infos`` keeps the last list's
             # infos alive, so no id is reused while it is compared against.
+            # After flag changes only, the infos replaced in place say it without a
+            # walk (``_replace_infos``): O(changes), not O(messages).
             infos = self._infos
-            now = dict(zip(map(id, infos), infos, strict=True))
-            last = self._modseq_infos
+            last, replaced = self._modseq_infos, self._infos_replaced
             state: Mapping[str, tuple[int, str]]
             if last is None:
+                now = dict(zip(map(id, infos), infos, strict=True))
                 changed = None
                 state = {e.key: (e.uid, e.chars) for e in self._by_uid.values()}
+            elif replaced is not None:
+                now = last
+                changed = {new.key for _, new in replaced}
+                state = _EntryState(self._by_key)
             else:
+                now = dict(zip(map(id, infos), infos, strict=True))
                 changed = {now[i].key for i in now.keys() - last.keys()}
                 changed.update(last[i].key for i in last.keys() - now.keys())
                 state = _EntryState(self._by_key)
-            result = self._modseq.reconcile(state, changed)
+            try:
+                result = self._modseq.reconcile(state, changed)
+            except BaseException:
+                self._modseq_infos = self._infos_replaced = None  # the next one starts over
+                raise
+            if replaced is not None and now is last:
+                for old, new in replaced:  # in order: an info replaced twice ends as the last
+                    now.pop(id(old), None)
+                    now[id(new)] = new
             self._modseq_infos = now  # only after a reconcile that took them
+            self._infos_replaced = []
             self._modseq_seen = (self._version, result)
             return result
 
@@ -1246,7 +1327,7 @@ class MaildirFolder:
             chars, _ = self._chars_for(flags, allocate=mode >= 0)
             want = set(chars)
             result: dict[int, frozenset[str]] = {}
-            changed = False
+            changed: list[_Entry] = []
             for uid in uids:
                 for _attempt in range(4):
                     e = self._by_uid.get(uid)
@@ -1267,10 +1348,10 @@ class MaildirFolder:
                         continue
                     e.name, e.chars, e.info = new_name, new_chars, None
                     result[uid] = self._info(e).flags
-                    changed = True
+                    changed.append(e)
                     break
             if changed:
-                self._rebuild_infos()
+                self._replace_infos(changed)
                 self._dirty = True
         if changed:
             self.user.notify(self.name)
