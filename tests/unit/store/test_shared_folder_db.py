@@ -13,15 +13,22 @@ from esam_mail.store.cache import MetadataCache, open_folder_db, schema_stamp
 from esam_mail.store.modseq import MODSEQ_SCHEMA
 
 
-def test_sessions_share_one_connection_and_a_recreated_folder_gets_a_new_one(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _cached_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, list[Path]]:
+    """A folder whose metadata cache holds k1, and the list of every connection
+    ``open_folder_db`` makes from now on."""
     opened: list[Path] = []
     real = cache_mod.open_folder_db
     monkeypatch.setattr(cache_mod, "open_folder_db", lambda p, *a: opened.append(p) or real(p, *a))
     folder = tmp_path / "f"
     folder.mkdir()
     MetadataCache(folder).put_many({"k1": {"v": 1}})
+    return folder, opened
+
+
+def test_sessions_share_one_connection_and_a_recreated_folder_gets_a_new_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder, opened = _cached_folder(tmp_path, monkeypatch)
     for _ in range(3):  # later sessions
         c = MetadataCache(folder)
         assert c.get_many(["k1"]) == {"k1": {"v": 1}}
@@ -92,17 +99,11 @@ def test_an_unchanged_file_is_checked_with_one_stat_an_overwritten_one_is_reopen
     use, each a GIL hand-over, were a quarter of a mailbox thread's per command, issue 20),
     its header read again when the stat differs; overwritten in place (same inode) with
     something that is not SQLite, it gets a new connection."""
+    folder, opened = _cached_folder(tmp_path, monkeypatch)
     reads: list[object] = []
     real_open = open
     monkeypatch.setattr(cache_mod, "open", lambda *a, **kw: reads.append(a) or real_open(*a, **kw),
                         raising=False)
-    opened: list[Path] = []
-    real = cache_mod.open_folder_db
-    monkeypatch.setattr(cache_mod, "open_folder_db", lambda p, *a: opened.append(p) or real(p, *a))
-    folder = tmp_path / "f"
-    folder.mkdir()
-    MetadataCache(folder).put_many({"k1": {"v": 1}})
-    reads.clear()
     for _ in range(5):
         assert MetadataCache(folder).get_many(["k1"]) == {"k1": {"v": 1}}
     assert len(reads) <= 1 and len(opened) == 1  # the first use may read the header once
