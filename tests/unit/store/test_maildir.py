@@ -540,6 +540,33 @@ def test_rcpt_quota_check_of_an_unchanged_maildirsize_is_one_stat(tmp_path: Path
     assert store.quota_state("alice", 10**9 - len(msg()) - len(msg(1)) + 1).ok is False
 
 
+def test_a_quota_check_after_our_own_append_is_one_stat(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """After this process appended its own line to maildirsize (a delivery, an APPEND), the
+    figure it knew plus that line is the file: the next check is a stat, not the file
+    opened and read again (issue 20); a line appended by another process between our
+    checks is still read, and the figure always equals a walk of the folders."""
+    store = MaildirStore(tmp_path / "m", default_quota=10**9, fsync=False)
+    other = MaildirStore(tmp_path / "m", default_quota=10**9, fsync=False)  # another worker
+    store.deliver_many(["alice"], msg())
+    f = store.user("alice").folder("INBOX")
+    assert store.quota_state("alice").usage == len(msg())
+    reads: list[str] = []
+    real_open = os.open
+    monkeypatch.setattr(os, "open", lambda p, *a, **k: (
+        reads.append(str(p)) if str(p).endswith("maildirsize") and not a[0] & os.O_WRONLY
+        and not a[0] & os.O_RDWR else None) or real_open(p, *a, **k))
+    for i in range(5):
+        f.append(msg(10 + i))
+        store.deliver_many(["alice"], msg(20 + i))
+        assert store.quota_state("alice").usage == store.user("alice")._usage.walk()[0]
+    assert reads == []
+    other.deliver_many(["alice"], msg(1))  # appended by someone else: read again
+    reads.clear()
+    assert store.quota_state("alice").usage == store.user("alice")._usage.walk()[0]
+    assert len(reads) == 1
+    assert not list((f.path / "tmp").iterdir())  # nothing left behind in tmp/
+
+
 def test_maildirsize_recalculated_when_missing(store: MaildirStore, alice: MaildirUser) -> None:
     store.deliver_many(["alice"], msg())
     os.unlink(alice.path / "maildirsize")
