@@ -41,8 +41,6 @@ import struct
 import threading
 from pathlib import Path
 
-from esam_mail import procid
-
 FILENAME = ".esam-generation"
 SIZE = 8
 _MAX_MAPS = 4096  # mappings kept in the registry (sessions hold theirs)
@@ -50,7 +48,6 @@ _MASK = 0xFFFF_FFFF_FFFF_FFFF
 
 _lock = threading.Lock()
 _maps: dict[str, Generation] = {}
-_pid = procid.pid()
 
 
 class Generation:
@@ -94,10 +91,9 @@ def bump(user_dir: Path) -> None:
 def _after_fork() -> None:
     """In a forked child: a fresh lock (the parent's may have been held by a thread that
     does not exist here) and no mappings (made again lazily)."""
-    global _lock, _pid
+    global _lock
     _lock = threading.Lock()
     _maps.clear()
-    _pid = procid.pid()
 
 
 os.register_at_fork(after_in_child=_after_fork)
@@ -106,12 +102,8 @@ os.register_at_fork(after_in_child=_after_fork)
 def of(user_dir: Path, *, check: bool = False) -> Generation:
     """The mapping for a user's directory (blocking: a worker thread, never the loop).
     ``check``: make sure the mapped file is still the one on disk (one ``stat``)."""
-    global _pid
-    key = str(user_dir / FILENAME)
+    key = str(user_dir / FILENAME)  # a forked child's registry was emptied by _after_fork
     with _lock:
-        if procid.pid() != _pid:  # forked: this process maps its own
-            _maps.clear()
-            _pid = procid.pid()
         gen = _maps.get(key)
     if gen is not None and check:
         try:

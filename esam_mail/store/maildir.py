@@ -995,7 +995,7 @@ class MaildirFolder:
         return list(self._infos)
 
     def _apply_listing(self, listing: Mapping[str, str], ul: UidList) -> None:
-        cur_s = f"{self.path}/cur/"
+        cur_s = self._cur_s + "/"
         by_uid: dict[int, _Entry] = {}
         by_key: dict[str, _Entry] = {}
         for key, fn in listing.items():
@@ -1110,14 +1110,12 @@ class MaildirFolder:
             if self._modseq is None:
                 self._modseq = ModSeqIndex(self.path)
             # What changed since the last reconcile, from the message list itself: every
-            # change of a message's UID or flag letters gives it a new MessageInfo (an
-            # entry's info is reset with its name), so the infos that came and went are
-            # the keys to look at.  Identities compared in C; the O(messages) Python
-            # state dict and the index's diff of it were a fifth of an APPEND's CPU at
-            # a 600-message folder (issue 20).  ``_modseq_infos`` keeps the last list's
-            # infos alive, so no id is reused while it is compared against.
-            # After flag changes only, the infos replaced in place say it without a
-            # walk (``_replace_infos``): O(changes), not O(messages).
+            # change of a message's UID or flag letters gives it a new MessageInfo, so the
+            # infos that came and went (identities compared in C; ``_modseq_infos`` keeps
+            # the last ones alive, so no id is reused) or, after flag changes only, the
+            # infos replaced in place (``_replace_infos``) are the keys to look at.  The
+            # O(messages) Python state dict and its diff were a fifth of an APPEND's CPU
+            # at a 600-message folder (issue 20).
             infos = self._infos
             last, replaced = self._modseq_infos, self._infos_replaced
             state: Mapping[str, tuple[int, str]]
@@ -1287,10 +1285,10 @@ class MaildirFolder:
         """Move a complete, synced file from tmp/ into cur/ and give it the next UID."""
         with self._tlock, self._locked() as lock:
             ul = self._load_uidlist_locked(lock)
-            os.rename(tmp, self.path / "cur" / f"{key}:2,{chars}")
+            os.rename(tmp, f"{self._cur_s}/{key}:2,{chars}")
             uid = ul.assign(key)
             if self._fsync:
-                fsync_dir(self.path / "cur")
+                fsync_dir(self._cur_s)
             self._commit(lock, ul)
         return uid
 
@@ -1362,7 +1360,7 @@ class MaildirFolder:
                         break
                     new_name = f"{e.key}:2,{new_chars}"
                     try:
-                        os.rename(self.path / "cur" / e.name, self.path / "cur" / new_name)
+                        os.rename(f"{self._cur_s}/{e.name}", f"{self._cur_s}/{new_name}")
                     except FileNotFoundError:
                         # Renamed (flags) or expunged by another session: re-list, retry.
                         self._refresh_names()
@@ -1522,7 +1520,7 @@ class MaildirFolder:
             for e in candidates:
                 for attempt in range(3):
                     try:
-                        os.unlink(self.path / "cur" / e.name)  # the name carries "T"
+                        os.unlink(f"{self._cur_s}/{e.name}")  # the name carries "T"
                     except FileNotFoundError:
                         if attempt == 2:
                             break
@@ -1536,7 +1534,7 @@ class MaildirFolder:
             if not removed:
                 return []
             if self._fsync:
-                fsync_dir(self.path / "cur")
+                fsync_dir(self._cur_s)
             for e in removed:
                 self._by_uid.pop(e.uid, None)
                 self._by_key.pop(e.key, None)

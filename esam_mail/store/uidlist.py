@@ -479,14 +479,13 @@ class FolderLock:
 
     def _take_dotlock(self) -> None:
         path = self.dir / UIDLIST_LOCK
-        content = f"{procid.pid()}:{HOST}".encode()
         source = lock_source(self.store_root) if self.store_root is not None else None
         delay = 0.001
         while True:
             try:
                 assert self._dir_fd is not None
                 if source is None:
-                    _create_with(self._dir_fd, path, content)
+                    _create_with(self._dir_fd, path, f"{procid.pid()}:{HOST}".encode())
                 elif not self._link_source(source):
                     source = None  # unusable: each dotlock made as a file from now on
                     continue
