@@ -137,22 +137,26 @@ class SelectedFolder:
         # the store's change generation as of our last real look (see _may_skip)
         self._gen: int | None = None
         self._gen_now: Callable[[], int] | None = None
-        self._settled = False
         self._looked = 0.0
 
     def _remember(self, snap: Snapshot) -> None:
-        self._gen, self._gen_now, self._settled = (
-            snap.generation, snap.current_generation, snap.settled)
+        self._gen, self._gen_now = snap.generation, snap.current_generation
         self._looked = time.monotonic()
 
     def _may_skip(self) -> bool:
-        """No real look needed: no esam writer changed this user's store since our last
-        look (the shared generation, read from its mapped page: no syscall), that look
-        was final, and it is less than :data:`REAL_LOOK_EVERY` seconds old (writers that
-        are not esam, and a crash between a change and its bump, are seen then)."""
+        """No real look needed: no esam writer changed this folder since our last look
+        (its slot of the shared generation, read from the mapped page: no syscall), and
+        that look is less than :data:`REAL_LOOK_EVERY` seconds old (writers that are not
+        esam, and a crash between a change and its bump, are seen then).
+
+        Whether that look was final for the store (no mtime within its freshness margin)
+        does not matter here: the generation was read before the look and every esam
+        writer bumps it after its change, so a change the look may have missed (same
+        mtime tick) moved the generation since.  In a busy folder (a change every few ms)
+        most looks are not final, and requiring it made most commands hop for one more
+        look (issue 20); the store itself still lists again at that look."""
         gen_now = self._gen_now
-        return (gen_now is not None and self._settled and self._gen is not None
-                and gen_now() == self._gen
+        return (gen_now is not None and self._gen is not None and gen_now() == self._gen
                 and time.monotonic() - self._looked < REAL_LOOK_EVERY)
 
     def _claims(self) -> bool:

@@ -1,17 +1,22 @@
-"""A per-user change generation shared by every process of a node.
+"""A per-user change generation shared by every process of a node, with a slot per folder.
 
-One small file per user (``<user dir>/.esam-generation``), 8 bytes, mapped shared into
-every process that looks at the user's folders.  Every esam writer of the store bumps it
-after its change is durable (``MaildirUser.notify``: deliveries incl. group commit,
-APPEND, STORE, COPY/MOVE, EXPUNGE, folder delete/rename).  A session that took a look at
-a folder remembers the value read *before* that look; while the mapped value is the same
-(a memory read on the event loop: no syscall, no file I/O) nothing written by esam
-changed since, and the end-of-command refresh may be skipped (see
-``SelectedFolder.refresh``).
+One small file per user (``<user dir>/.esam-generation``), :data:`SLOTS` counters of 8
+bytes, mapped shared into every process that looks at the user's folders.  Slot 0 counts
+every change of the user's store; slot :func:`slot_of` (a hash of the folder's name)
+counts the changes of the folders that hash there.  Every esam writer of the store bumps
+both after its change is durable (``MaildirUser.notify``: deliveries incl. group commit,
+APPEND, STORE, COPY/MOVE, EXPUNGE, folder delete/rename, the folders it changed).  A
+session that took a look at a folder remembers its folder's slot as read *before* that
+look; while the mapped value is the same (a memory read on the event loop: no syscall,
+no file I/O) nothing written by esam changed that folder since, and the end-of-command
+refresh may be skipped (see ``SelectedFolder.refresh``).  A change to another folder of
+the same user (an APPEND to Sent, a COPY to Archive) leaves the slot alone: with one
+counter per user it made every session of the user look again (issue 20).  Two folders
+that share a slot only cost each other's sessions a look.
 
 Rules:
 
-* The counter is 64 bits and compared for equality only; it would take 2**64 bumps to
+* The counters are 64 bits and compared for equality only; it would take 2**64 bumps to
   wrap onto a remembered value.
 * Bumps are serialised by ``flock`` on the file (each bump opens its own descriptor, so
   threads of one process exclude each other too): no increment is lost.
@@ -21,28 +26,34 @@ Rules:
   change_generation``): a mapping of a file on NFS or CephFS does not see another
   machine's writes, so sessions on such a store keep taking a real look after every
   command.  Writers there still bump, for the machine holding the disk.
-* The file is created (``O_CREAT``, extended to 8 bytes) by whoever maps it first; a race
-  between two creators is harmless (neither truncates below 8 bytes nor writes outside
-  the lock).
+* The file is created (``O_CREAT``, extended to :data:`SIZE` bytes) by whoever maps it
+  first; a race between two creators is harmless (neither truncates below the size nor
+  writes outside the lock).  A file of the first layout (8 bytes: slot 0 alone) is
+  extended the same way; its folder slots start at 0.
 * Mappings are made lazily per process and dropped in a forked child (keyed by pid), and
   re-made when the file was replaced (checked by inode at every real look, in a worker).
 * A crash between a change and its bump, and writers that are not esam (someone editing
-  the Maildir by hand), are not seen until the session's next real look: a session takes
-  one at the end of its first command (NOOP, CHECK, IDLE included) once its last real look
-  is ``REAL_LOOK_EVERY`` (5) seconds old.
+  the Maildir by hand, or an esam of the first layout during an upgrade, which bumps slot
+  0 alone), are not seen until the session's next real look: a session takes one at the
+  end of its first command (NOOP, CHECK, IDLE included) once its last real look is
+  ``REAL_LOOK_EVERY`` (5) seconds old.
 """
 
 from __future__ import annotations
 
 import fcntl
+import functools
 import mmap
 import os
 import struct
 import threading
+import zlib
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 FILENAME = ".esam-generation"
-SIZE = 8
+SLOTS = 64  # slot 0: the user; 1..63: folders by hash (one 4 KiB page holds them all)
+SIZE = 8 * SLOTS
 _MAX_MAPS = 4096  # mappings kept in the registry (sessions hold theirs)
 _MASK = 0xFFFF_FFFF_FFFF_FFFF
 
@@ -65,25 +76,39 @@ class Generation:
             os.close(fd)
         self._view = memoryview(self._mm).cast("Q")
 
-    def value(self) -> int:
-        """The current generation: a read from the mapped page (safe on the loop)."""
-        return int(self._view[0])
+    def value(self, slot: int = 0) -> int:
+        """The current value of ``slot`` (0: the user's): a read from the mapped page
+        (safe on the loop)."""
+        return int(self._view[slot])
+
+    def reader(self, folder: str) -> Callable[[], int]:
+        """The reader of ``folder``'s slot (a memory read, safe on the loop)."""
+        return functools.partial(self.value, slot_of(folder))
 
 
-def bump(user_dir: Path) -> None:
-    """After a durable change: one more in the user's generation (blocking: a worker
-    thread).  Read and written with ``pread``/``pwrite`` under ``flock`` on a fresh
-    descriptor, without a mapping (a process delivering to many users maps none): on a
-    local disk the file's page is the one every mapping shows; on NFS or CephFS the close
-    sends the value to the server (close-to-open).  An aligned 8-byte write: a reader
-    that catches it half done sees a value different from the one it remembered, or the
-    old one, i.e. the bump one read later."""
+def slot_of(folder: str) -> int:
+    """``folder``'s slot (1..SLOTS-1), from a stable hash of its canonical name (the
+    same in every process, unlike ``hash()``)."""
+    return 1 + zlib.crc32(folder.encode("utf-8", "surrogatepass")) % (SLOTS - 1)
+
+
+def bump(user_dir: Path, folders: Iterable[str] = ()) -> None:
+    """After a durable change: one more in the user's slot and in each of ``folders``'
+    slots (blocking: a worker thread).  Read and written with one ``pread`` and one
+    ``pwrite`` under ``flock`` on a fresh descriptor, without a mapping (a process
+    delivering to many users maps none): on a local disk the file's page is the one every
+    mapping shows; on NFS or CephFS the close sends the values to the server
+    (close-to-open).  Each slot is an aligned 8-byte word: a reader that catches the
+    write half done sees a value different from the one it remembered, or the old one,
+    i.e. the bump one read later."""
     fd = os.open(user_dir / FILENAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         data = os.pread(fd, SIZE, 0)
-        old = struct.unpack("=Q", data)[0] if len(data) == SIZE else 0
-        os.pwrite(fd, struct.pack("=Q", (old + 1) & _MASK), 0)
+        values = list(struct.unpack(f"={SLOTS}Q", data.ljust(SIZE, b"\0")[:SIZE]))
+        for slot in {0, *map(slot_of, folders)}:
+            values[slot] = (values[slot] + 1) & _MASK
+        os.pwrite(fd, struct.pack(f"={SLOTS}Q", *values), 0)
     finally:
         os.close(fd)  # releases the flock
 

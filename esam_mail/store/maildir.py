@@ -59,7 +59,7 @@ import shutil
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -881,20 +881,17 @@ class MaildirFolder:
                 claimed = self.recent(claim=True, upto=infos[-1].uid if infos else 0)
             return infos, claimed
 
-    def change_generation(self) -> generation.Generation | None:
-        """The user's change generation, mapped (blocking); ``None`` if it cannot be, or
-        if the store is not on a local filesystem (another machine's bumps would not
-        show in the mapping: see :mod:`esam_mail.store.generation`)."""
+    def change_generation(self) -> Callable[[], int] | None:
+        """The reader of this folder's slot of the user's change generation, mapped
+        (blocking to get; the reader is a memory read, safe on the loop); ``None`` if it
+        cannot be mapped, or if the store is not on a local filesystem (another machine's
+        bumps would not show in the mapping: see :mod:`esam_mail.store.generation`)."""
         try:
             if not _local_fs(self.user.path):
                 return None
-            return generation.of(self.user.path, check=True)
+            return generation.of(self.user.path, check=True).reader(self.name)
         except OSError:
             return None
-
-    def settled(self) -> bool:
-        """The last :meth:`sync` was final (no mtime within the freshness margin)."""
-        return not self._dirty
 
     def _mtime_margin(self, mtimes: Iterable[int]) -> int:
         """:data:`_MTIME_MARGIN_LOCAL_NS` once this folder's mtimes showed sub-millisecond
@@ -1624,18 +1621,19 @@ class MaildirUser:
             os.close(fd)
         return value
 
-    def bump_generation(self) -> None:
-        """After a durable change: one more in the user's change generation (see
-        :mod:`esam_mail.store.generation`); never fails the change."""
+    def bump_generation(self, *folders: str) -> None:
+        """After a durable change: one more in the user's change generation and in the
+        slots of ``folders`` (see :mod:`esam_mail.store.generation`); never fails the
+        change."""
         try:
-            generation.bump(self.path)
+            generation.bump(self.path, folders)
         except OSError:  # sessions see it at their next real look
             log.exception("event=generation_bump_failed user=%s", self.login)
 
     def notify(self, folder: str) -> None:
-        """After a durable change to ``folder``: bump the user's generation, then tell
-        the other processes."""
-        self.bump_generation()
+        """After a durable change to ``folder``: bump the user's generation (and the
+        folder's slot), then tell the other processes."""
+        self.bump_generation(folder)
         notifier = self.store.notifier
         if notifier is not None:
             try:

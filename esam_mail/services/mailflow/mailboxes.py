@@ -578,19 +578,17 @@ class Snapshot:
     recent: set[int]
     highestmodseq: int
     modseqs: dict[int, int]
-    # the user's change generation (esam_mail.store.generation) as read *before* this
-    # look, the reader of its current value (a memory read, safe on the loop), and
-    # whether the look was final (no mtime within the store's freshness margin)
+    # the folder's change generation (esam_mail.store.generation) as read *before* this
+    # look, and the reader of its current value (a memory read, safe on the loop)
     generation: int | None = None
     current_generation: Callable[[], int] | None = None
-    settled: bool = False
 
 
 def _snapshot(folder: Folder, claim: bool) -> Snapshot:
     """Pool thread: :meth:`MailboxView.snapshot`."""
-    mapped_of = getattr(folder, "change_generation", None)
-    mapped = mapped_of() if mapped_of is not None else None
-    gen = mapped.value() if mapped is not None else None  # before the look, not after
+    reader_of = getattr(folder, "change_generation", None)
+    read = reader_of() if reader_of is not None else None
+    gen = read() if read is not None else None  # before the look, not after
     sync_claim = getattr(folder, "sync_claim", None) if claim else None
     if sync_claim is not None:  # numbering and claim in one folder write
         infos, recent = sync_claim()
@@ -598,10 +596,7 @@ def _snapshot(folder: Folder, claim: bool) -> Snapshot:
         infos = folder.sync()
         recent = folder.recent(claim=claim, upto=infos[-1].uid if infos else 0)
     highest, modseqs = folder.modseqs()
-    settled_of = getattr(folder, "settled", None)
-    return Snapshot(folder.uidvalidity, infos, recent, highest, modseqs,
-                    gen, mapped.value if mapped is not None else None,
-                    bool(settled_of()) if settled_of is not None else False)
+    return Snapshot(folder.uidvalidity, infos, recent, highest, modseqs, gen, read)
 
 
 class MailboxView:

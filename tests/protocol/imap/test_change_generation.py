@@ -113,3 +113,61 @@ def test_append_by_another_process_reported(env: Env) -> None:
     """)
     r = c.cmd(b"N", b"NOOP")
     assert b"* 4 EXISTS" in r, r
+
+
+def test_a_look_within_the_mtime_margin_is_skipped_too(env: Env, monkeypatch: Any) -> None:
+    """A look taken while the folder's mtimes are fresh (a busy folder: some change
+    every few ms) is not final for the store, but the generation read before it still
+    proves that no esam writer changed anything since: the next commands make no pool
+    call (each made one, issue 20), and a change made after that look by another
+    process, in the same mtime tick or not, still bumps the generation and is reported."""
+    from esam_mail.store import maildir
+    monkeypatch.setattr(maildir, "_MTIME_MARGIN_LOCAL_NS", 3600 * 10**9)  # never final
+    monkeypatch.setattr(maildir, "_MTIME_MARGIN_NS", 3600 * 10**9)
+    c = _selected(env)
+    assert c.cmd(b"N0", b"NOOP")[-1].startswith(b"N0 OK")
+    calls = _count_runs(env)
+    for i in range(3):
+        assert c.cmd(b"N%d" % (i + 1), b"NOOP")[-1].startswith(b"N%d OK" % (i + 1))
+    assert calls == [], calls
+    _other_process(env, """
+        f = user.folder("INBOX")
+        uids = [m.uid for m in f.sync()]
+        f.store_flags([uids[2]], ["\\\\Answered"], 1)
+    """)
+    r = c.cmd(b"F", b"NOOP")
+    assert any(b"* 3 FETCH (" in ln and b"\\Answered" in ln for ln in r), r
+    assert calls == ["INBOX"], calls
+
+
+def test_a_change_to_another_folder_costs_no_look(env: Env) -> None:
+    """The generation has a slot per folder (by a hash of its name): an APPEND, a flag
+    change or an expunge in another folder of the same user leaves the selected folder's
+    slot as it was, so its session makes no pool call; the user's own slot still moves."""
+    from esam_mail.store import generation
+    env.store.user("alice").create_folder("Keep")
+    assert generation.slot_of("Keep") != generation.slot_of("INBOX")
+    c = _selected(env)
+    _settled(c)
+    mapped = generation.of(env.store.user("alice").path)
+    before = mapped.value()
+    calls = _count_runs(env)
+    _other_process(env, """
+        f = user.folder("Keep")
+        f.append(b"Subject: k\\r\\n\\r\\nb\\r\\n", [])
+        uid = f.sync()[0].uid
+        f.store_flags([uid], ["\\\\Deleted"], 1)
+        f.expunge([uid])
+    """)
+    assert mapped.value() > before
+    assert c.cmd(b"N", b"NOOP")[-1].startswith(b"N OK")
+    assert calls == [], calls
+    _other_process(env, """
+        user.folder("Keep").copy_to([], user.folder("INBOX"))
+        f = user.folder("Keep")
+        f.append(b"Subject: k2\\r\\n\\r\\nb\\r\\n", [])
+        f.copy_to([f.sync()[0].uid], user.folder("INBOX"))
+    """)
+    r = c.cmd(b"N2", b"NOOP")
+    assert b"* 4 EXISTS" in r, r
+    assert calls == ["INBOX"], calls

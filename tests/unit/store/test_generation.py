@@ -28,7 +28,7 @@ from tests.unit.store.conftest import msg
 NOT_SEEN = {
     MaildirFolder: {"cache_get_many", "cache_prune", "cache_put_many", "change_generation",
                     "close", "expunged_since", "messages", "modseqs", "path_of", "read", "read_head",
-                    "recent", "reusable", "settled", "status", "sync", "sync_claim", "uidnext"},
+                    "recent", "reusable", "status", "sync", "sync_claim", "uidnext"},
     MaildirUser: {"check_quota", "cleanup_tmp", "create", "exists", "folder", "folder_path",
                   "list_folders", "message_count", "next_uidvalidity", "quota_state",
                   "spool_dir", "subscribe", "subscriptions", "usage", "usage_add"},
@@ -105,9 +105,53 @@ def test_repair_bumps(store: MaildirStore, alice: MaildirUser) -> None:
     assert generation.of(alice.path).value() > before
 
 
+# the folders whose slot each writer must bump (the test folder is INBOX, the other Keep)
+WRITER_FOLDERS = {
+    "append": {"INBOX"}, "append_file": {"INBOX"}, "store_flags": {"INBOX"},
+    "copy_to": {"Keep"}, "move_to": {"INBOX", "Keep"}, "expunge": {"INBOX"},
+    "delete_folder": {"Keep"}, "rename_folder": {"Keep", "Old"}, "deliver": {"INBOX"},
+    "notify": {"INBOX"}, "deliver_each": {"INBOX"}, "deliver_many": {"INBOX"},
+    "deliver_batch": {"INBOX"},
+}
+
+
+@pytest.mark.parametrize(("cls", "name"), [(c, n) for c, ws in WRITERS.items() for n in ws
+                                           if n in WRITER_FOLDERS])
+def test_writer_bumps_the_slots_of_the_folders_it_changed(
+        store: MaildirStore, alice: MaildirUser, cls: type, name: str) -> None:
+    """A session skips its look while its folder's slot holds: a writer that bumped the
+    user's slot alone would leave it blind; one that bumped every slot would cost every
+    session of the user a look (issue 20)."""
+    alice.create_folder("Keep")
+    alice.deliver(msg(1))
+    alice.deliver(msg(2))
+    inbox = alice.folder("INBOX")
+    _flagged(inbox)
+    assert len({generation.slot_of(n) for n in ("INBOX", "Keep", "Old")}) == 3
+    g = generation.of(alice.path)
+    before = [g.value(i) for i in range(generation.SLOTS)]
+    WRITERS[cls][name](store, alice, inbox)
+    bumped = {i for i in range(generation.SLOTS) if g.value(i) != before[i]}
+    assert bumped == {0} | {generation.slot_of(n) for n in WRITER_FOLDERS[name]}
+
+
+def test_slots_are_stable_and_a_first_layout_file_is_extended(tmp_path: Path) -> None:
+    """The slot of a name is the same in every process (not ``hash()``, which is salted
+    per process); a file of the first layout (8 bytes, the user's counter alone) keeps
+    its value and gains folder slots at 0."""
+    assert generation.slot_of("INBOX") == 63 and generation.slot_of("Archive") == 18
+    assert all(1 <= generation.slot_of(f"f{i}") < generation.SLOTS for i in range(500))
+    (tmp_path / generation.FILENAME).write_bytes((41).to_bytes(8, "little"))
+    generation.bump(tmp_path, ["Archive"])
+    assert (tmp_path / generation.FILENAME).stat().st_size == generation.SIZE
+    g = generation.of(tmp_path)
+    assert g.value() == 42 and g.value(18) == 1 and g.reader("Archive")() == 1
+    assert g.reader("INBOX")() == 0
+
+
 def _bump_many(path: str, n: int) -> None:
-    for _ in range(n):
-        generation.bump(Path(path))
+    for i in range(n):
+        generation.bump(Path(path), ["INBOX"] if i % 2 else [])
 
 
 def test_bumps_from_processes_and_threads_are_not_lost(tmp_path: Path) -> None:
@@ -128,7 +172,7 @@ def test_bumps_from_processes_and_threads_are_not_lost(tmp_path: Path) -> None:
     for p in procs:
         p.join(60)
         assert p.exitcode == 0
-    assert mapped.value() == 800
+    assert mapped.value() == 800 and mapped.reader("INBOX")() == 400
 
 
 def test_replaced_file_is_remapped(tmp_path: Path) -> None:
