@@ -65,7 +65,7 @@ from esam_mail.services.mailflow.mailboxes import (
 from . import catenate as catmod
 from . import context as ctxmod
 from . import metrics as imap_metrics
-from . import mime, replies
+from . import mime, replies, textcache
 from . import notify as notifymod
 from . import sort as sortmod
 from .compress import DeflateTransport, Inflater
@@ -1795,11 +1795,12 @@ class EsamIMAP4Server(imap4.IMAP4Server):
             query = parse_search(keys, max_seq=sel.exists, max_uid=max_uid, saved=saved)
         metas = await sel.metas(sel.uids) if query.needs_content else {}
         snapshot = [(i + 1, u) for i, u in enumerate(sel.uids) if u not in sel.gone]
+        folder_id = sel.view.cache_id
 
         def evaluate(folder: Any) -> list[tuple[int, int]]:
             # on the mailbox pool: bodies are read and decoded here, never on the loop
             return [(seq, u) for seq, u in snapshot if u in sel.info
-                    and query.matches(_Candidate(sel, folder, seq, u, metas.get(u)))]
+                    and query.matches(_Candidate(sel, folder, seq, u, metas.get(u), folder_id))]
 
         if query.uses_modseq:
             self._enable_condstore()
@@ -2277,10 +2278,12 @@ class _Candidate:
     """
 
     def __init__(self, sel: SelectedFolder, folder: Any, seq: int, uid: int,
-                 meta: mime.MessageMeta | None) -> None:
+                 meta: mime.MessageMeta | None, folder_id: str | None = None) -> None:
         self.seq = seq
         self.uid = uid
         info = sel.info[uid]
+        self._key = info.key
+        self._folder_id = folder_id  # the view's cache id: texts are kept (textcache)
         self.flags = sel.flags_of(uid)
         self.modseq = sel.modseq.get(uid, 0)
         self.size = info.size
@@ -2296,8 +2299,23 @@ class _Candidate:
                 self._data = self._folder.read(self.uid)
             except (KeyError, FileNotFoundError):
                 self._data = b""
+                self._folder_id = None  # gone meanwhile: its empty text is not kept
             self._ent = mime.parse_message(self._data)
         return self._data, self._ent
+
+    def _text(self, headers: bool) -> str:
+        """The searchable text, from the process's text cache when it holds it (the
+        message file is neither read nor parsed then)."""
+        fid = self._folder_id
+        if fid is not None:
+            hit = textcache.TEXTS.get(fid, self._key, headers)
+            if hit is not None:
+                return hit
+        data, ent = self._entity()
+        text = mime.searchable_text(data, ent, headers=headers)
+        if self._folder_id is not None:
+            textcache.TEXTS.put(self._folder_id, self._key, headers, text)
+        return text
 
     def header(self, name: str) -> list[str] | None:
         if self._meta is not None and name in mime.SEARCH_HEADERS:
@@ -2319,12 +2337,10 @@ class _Candidate:
         return dt.date.fromisoformat(s) if s else None
 
     def body_text(self) -> str:
-        data, ent = self._entity()
-        return mime.searchable_text(data, ent, headers=False)
+        return self._text(headers=False)
 
     def full_text(self) -> str:
-        data, ent = self._entity()
-        return mime.searchable_text(data, ent, headers=True)
+        return self._text(headers=True)
 
 
 _ANY = frozenset({"unauth", "auth", "select"})
