@@ -123,6 +123,10 @@ _MTIME_MARGIN_LOCAL_NS = 20_000_000
 # filesystems stamped by this kernel's clock (not a server's or another client's)
 _LOCAL_FS_TYPES = frozenset({"ext2", "ext3", "ext4", "xfs", "btrfs", "tmpfs", "f2fs", "zfs", "bcachefs"})
 _now_ns = time.time_ns  # the clock sync() compares mtimes with (tests replace it)
+# How long a listing that was not final (an mtime within the margin) may still be served
+# while the folder's slot of the change generation holds (see MaildirFolder._sync): every
+# esam writer bumps it, a writer that is not esam is seen once this has passed.
+_GEN_TRUST_NS = 1_000_000_000
 _fs_types: dict[int, str] = {}
 _fs_types_lock = threading.Lock()
 
@@ -619,6 +623,12 @@ class MaildirFolder:
         self._list_no = 0  # listings made by _list_cur
         self._listed: tuple[int, dict[str, str], set[str] | None] | None = None
         self._recent = _RecentFloor(path / RECENT_FILE)
+        # the reader of this folder's slot of the change generation (None: it cannot be
+        # mapped), and its value and the clock read before the last full look
+        self._gen_tried = False
+        self._gen_read: Callable[[], int] | None = None
+        self._listed_gen: int | None = None
+        self._listed_ns = 0
         # the uidlist and the listing the last full sync applied (see _apply_renames)
         self._last_listing: tuple[UidList, dict[str, str], int | None] | None = None
         ul = self._read_uidlist()
@@ -866,9 +876,20 @@ class MaildirFolder:
                 raise NoSuchFolder(self.name) from exc
             if self._keywords_changed():
                 self._invalidate_infos()
-            if not self._dirty and sig == self._sig:
+            if not self._gen_tried:
+                self._gen_read, self._gen_tried = self.change_generation(), True
+            gen = self._gen_read() if self._gen_read is not None else None
+            if sig == self._sig and (not self._dirty or (
+                    gen is not None and gen == self._listed_gen
+                    and start - self._listed_ns < _GEN_TRUST_NS)):
+                # Unchanged, and final; or not final (an mtime within the margin: a busy
+                # folder) but no esam writer finished a change since the generation was
+                # read before that listing (each bumps it after its change), so another
+                # session's look right after needs no listing of its own (issue 20).
                 return list(self._infos), None
-            return self._full_sync(start, claim)
+            out = self._full_sync(start, claim)
+            self._listed_gen, self._listed_ns = gen, start
+            return out
 
     def sync_claim(self) -> tuple[list[MessageInfo], set[int]]:
         """:meth:`sync`, then :meth:`recent` with ``claim`` up to the last UID it lists:

@@ -847,6 +847,42 @@ def _two_views(tmp_path: Path, n: int) -> tuple[Path, Any, Any, Any, list[int]]:
     return root, user, mine, other, uids
 
 
+def test_a_look_within_the_margin_lists_again_only_after_a_bump(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A listing taken while the folder's mtimes are fresh is not final (a change in the
+    same tick would leave them as they were); the next look still lists nothing while the
+    folder's slot of the change generation holds, since every esam writer bumps it after
+    its change (issue 20: in a busy folder every look of every session listed cur/ again).
+    A writer that is not esam (no bump) is seen once the trust window has passed."""
+    monkeypatch.setattr(maildir_mod, "_MTIME_MARGIN_LOCAL_NS", 3600 * 10**9)  # never final
+    monkeypatch.setattr(maildir_mod, "_MTIME_MARGIN_NS", 3600 * 10**9)
+    _root, _user, mine, other, uids = _two_views(tmp_path, 5)
+    listed: list[str] = []
+    real = os.listdir
+
+    def spy(path: Any = ".") -> list[str]:
+        listed.append(str(path))
+        return real(path)
+
+    monkeypatch.setattr(maildir_mod.os, "listdir", spy)
+    mine.sync()
+    listed.clear()
+    assert [m.uid for m in mine.sync()] == uids and mine.sync()
+    assert listed == []
+    other.store_flags([uids[1]], ["\\Flagged"], 1)  # bumps
+    assert "\\Flagged" in {f for m in mine.sync() if m.uid == uids[1] for f in m.flags}
+    assert listed
+    # a hand-made rename (no bump): served from the last listing for at most the window
+    monkeypatch.setattr(maildir_mod, "_GEN_TRUST_NS", 200_000_000)
+    mine.sync()
+    cur = mine.path / "cur"
+    name = next(n for n in os.listdir(cur) if n.startswith(next(m.key for m in mine.messages() if m.uid == uids[2])))
+    os.rename(cur / name, cur / (name + "S"))
+    time.sleep(0.25)
+    assert "\\Seen" in {f for m in mine.sync() if m.uid == uids[2] for f in m.flags}
+
+
 def test_a_look_after_flag_renames_touches_only_the_renamed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Another process renames some messages (flag changes, the common change of a busy
     folder): the look applies only those names (issue 20: every look rebuilt every entry);
