@@ -750,6 +750,12 @@ async def bench_target(t: Target, plan: Plan, log: Any) -> dict[str, Any]:
     out: dict[str, Any] = {}
     log(f"== {t.name}: setup")
     t.setup()
+    # The setup deleted the last run's folders (tens of thousands of files).  On ext4
+    # without a journal (this machine kind's root) every file creation skips the inodes
+    # deleted in the last minute, or the last five while their inode table blocks are
+    # dirty: written out now, the next run's creations do not pay for the last run's
+    # deletions (they did, for both servers, and it showed as noise between runs).
+    os.sync()
     t.start(auth_cache=True, cache_ttl=plan.cache_ttl)
     try:
         await asyncio.sleep(1)
