@@ -127,6 +127,11 @@ _now_ns = time.time_ns  # the clock sync() compares mtimes with (tests replace i
 # while the folder's slot of the change generation holds (see MaildirFolder._sync): every
 # esam writer bumps it, a writer that is not esam is seen once this has passed.
 _GEN_TRUST_NS = 1_000_000_000
+# How long a folder object uses the generation mapping it got without checking that the
+# store is still on a local filesystem and the file is still the one mapped (two stats;
+# they were made at every look, issue 20).  A replaced file is seen within this, and a
+# session takes a real look every REAL_LOOK_EVERY (5 s) in any case.
+_GEN_RECHECK_S = 5.0
 _fs_types: dict[int, str] = {}
 _fs_types_lock = threading.Lock()
 
@@ -624,8 +629,9 @@ class MaildirFolder:
         self._listed: tuple[int, dict[str, str], set[str] | None] | None = None
         self._recent = _RecentFloor(path / RECENT_FILE)
         # the reader of this folder's slot of the change generation (None: it cannot be
-        # mapped), and its value and the clock read before the last full look
-        self._gen_tried = False
+        # mapped) and when it was got (monotonic; 0: never), and the slot's value and the
+        # clock read before the last full look
+        self._gen_got = 0.0
         self._gen_read: Callable[[], int] | None = None
         self._listed_gen: int | None = None
         self._listed_ns = 0
@@ -876,9 +882,8 @@ class MaildirFolder:
                 raise NoSuchFolder(self.name) from exc
             if self._keywords_changed():
                 self._invalidate_infos()
-            if not self._gen_tried:
-                self._gen_read, self._gen_tried = self.change_generation(), True
-            gen = self._gen_read() if self._gen_read is not None else None
+            read = self.change_generation()
+            gen = read() if read is not None else None
             if sig == self._sig and (not self._dirty or (
                     gen is not None and gen == self._listed_gen
                     and start - self._listed_ns < _GEN_TRUST_NS)):
@@ -906,13 +911,19 @@ class MaildirFolder:
         """The reader of this folder's slot of the user's change generation, mapped
         (blocking to get; the reader is a memory read, safe on the loop); ``None`` if it
         cannot be mapped, or if the store is not on a local filesystem (another machine's
-        bumps would not show in the mapping: see :mod:`esam_mail.store.generation`)."""
+        bumps would not show in the mapping: see :mod:`esam_mail.store.generation`).
+        Checked again (two stats) every :data:`_GEN_RECHECK_S` seconds, not at every look."""
+        now = time.monotonic()
+        if self._gen_got and now - self._gen_got < _GEN_RECHECK_S:
+            return self._gen_read
+        read: Callable[[], int] | None = None
         try:
-            if not _local_fs(self.user.path):
-                return None
-            return generation.of(self.user.path, check=True).reader(self.name)
+            if _local_fs(self.user.path):
+                read = generation.of(self.user.path, check=True).reader(self.name)
         except OSError:
-            return None
+            read = None
+        self._gen_read, self._gen_got = read, now
+        return read
 
     def _mtime_margin(self, mtimes: Iterable[int]) -> int:
         """:data:`_MTIME_MARGIN_LOCAL_NS` once this folder's mtimes showed sub-millisecond

@@ -184,3 +184,38 @@ def test_replaced_file_is_remapped(tmp_path: Path) -> None:
     assert g2 is not g and g2.value() == 0
     generation.bump(tmp_path)
     assert generation.of(tmp_path).value() == 1 and g.value() == 1
+
+
+def test_a_folder_checks_its_mapping_every_few_seconds_not_at_every_look(
+        alice: MaildirUser, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whether the store is local and the mapped file still the one on disk took two
+    stats at every look (issue 20); a folder object checks again after _GEN_RECHECK_S,
+    and then maps a replaced file anew."""
+    from esam_mail.store import maildir as maildir_mod
+    alice.deliver(msg(1))
+    f = alice.folder("INBOX")
+    f.sync()  # its first look also learns whether the mtimes are fine (one _local_fs)
+    read = f.change_generation()
+    assert read is not None
+    checks: list[str] = []
+    real_of, real_local = generation.of, maildir_mod._local_fs
+
+    def of(path: Any, **kw: Any) -> Any:
+        checks.append("of")
+        return real_of(path, **kw)
+
+    def local(path: Any) -> bool:
+        checks.append("local")
+        return real_local(path)
+
+    monkeypatch.setattr(generation, "of", of)
+    monkeypatch.setattr(maildir_mod, "_local_fs", local)
+    assert f.change_generation() is read and f.sync() is not None and f.sync() is not None
+    assert checks == []
+    os.unlink(alice.path / generation.FILENAME)
+    generation.bump(alice.path, ["INBOX"])  # a new file: its slot is 1
+    assert f.change_generation() is read  # not checked yet
+    monkeypatch.setattr(maildir_mod, "_GEN_RECHECK_S", 0.0)
+    again = f.change_generation()
+    assert again is not read and again is not None and again() == 1
+    assert checks == ["local", "of"]
