@@ -20,7 +20,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from esam_mail.i18n import Message
-from esam_mail.store.maildir import MaildirUser, new_key, size_from_key, split_name
+from esam_mail.store.maildir import (
+    EXPUNGED_FILE,
+    MaildirUser,
+    expunged_keys,
+    new_key,
+    size_from_key,
+    split_name,
+)
 from esam_mail.store.uidlist import UIDLIST, FolderLock, UidList, read_uidlist
 
 
@@ -86,7 +93,10 @@ def _check_folder(user: MaildirUser, name: str, repair: bool) -> FolderReport:
     for k in dups:
         rep.problems.append(Message("key present {n} times in cur/: {key}", n=len(dups[k]), key=k))
     if ul is not None:
-        missing = [k for k in ul.entries if k not in by_key]
+        # records of messages this store expunged are kept until the list is next
+        # rewritten (maildir._dead_allowed): not lost files
+        expunged = expunged_keys(path)
+        missing = [k for k in ul.entries if k not in by_key and k not in expunged]
         unknown = [k for k in by_key if k not in ul.entries]
         if missing:
             rep.problems.append(Message("{n} uidlist entries without a file", n=len(missing)))
@@ -127,6 +137,21 @@ def _check_folder(user: MaildirUser, name: str, repair: bool) -> FolderReport:
                         fresh_ul.assign(key)
             lock.commit(fresh_ul.render())
             rep.repaired.append(Message("uidlist rebuilt with new UIDVALIDITY {uidvalidity}", uidvalidity=uv))
+        else:
+            # records without a file (expunged ones included: the folder's looks keep a
+            # few until a rewrite) are dropped here; two listings, as the locked look
+            # does, since readdir may miss a file renamed meanwhile
+            present = set()
+            for _ in range(2):
+                present.update(split_name(n)[0] for n in os.listdir(path / "cur") if not n.startswith("."))
+            gone = [k for k in current.entries if k not in present]
+            if gone:
+                for k in gone:
+                    del current.entries[k]
+                    current.ext.pop(k, None)
+                lock.commit(current.render())
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path / EXPUNGED_FILE)
     with contextlib.closing(user.folder(name)) as folder:
         folder.sync()
     user.notify(name)  # sessions that have it selected look again (uidvalidity, keys)

@@ -59,7 +59,7 @@ import shutil
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Set
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -529,6 +529,62 @@ def _keep_longer(listing: dict[str, str], key: str, fn: str) -> None:
 
 
 RECENT_FILE = "esam-recent"
+# Keys this store expunged whose uidlist records are not dropped yet (see _dead_allowed):
+# `esam store check` does not count those records as lost files.  Appended by each
+# EXPUNGE, rewritten with the uidlist; not fsynced (after a crash check reports them, and
+# --repair drops them, as it would have).
+EXPUNGED_FILE = "esam-expunged"
+
+
+def _note_expunged(folder: Path, keys: Iterable[str]) -> None:
+    """Add ``keys`` to the folder's :data:`EXPUNGED_FILE` (one O_APPEND write: whole lines
+    even with other writers); never fails the expunge."""
+    try:
+        fd = os.open(folder / EXPUNGED_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC,
+                     _FILE_MODE)
+        try:
+            os.write(fd, "".join(f"{k}\n" for k in keys).encode("utf-8", "surrogateescape"))
+        finally:
+            os.close(fd)
+    except OSError:
+        log.warning("event=expunged_note_failed folder=%s", folder.name)
+
+
+def _keep_expunged(folder: Path, live: Set[str]) -> None:
+    """After the uidlist was rewritten: :data:`EXPUNGED_FILE` keeps only keys it still
+    names (under the folder lock; an expunge's note appended meanwhile is kept by the
+    rename's atomicity only if it came first: a later one may be lost, and check then
+    counts that record as a lost file until the next rewrite)."""
+    keys = expunged_keys(folder)
+    if not keys:
+        return
+    keep = keys & live
+    try:
+        if keep:
+            fsio.atomic_write(folder / EXPUNGED_FILE,
+                              "".join(f"{k}\n" for k in sorted(keep)).encode("utf-8", "surrogateescape"),
+                              mode=_FILE_MODE, fsync=False)
+        else:
+            os.unlink(folder / EXPUNGED_FILE)
+    except OSError:
+        log.warning("event=expunged_note_failed folder=%s", folder.name)
+
+
+def expunged_keys(folder: Path) -> set[str]:
+    """The keys in the folder's :data:`EXPUNGED_FILE` (empty when there is none)."""
+    try:
+        raw = (folder / EXPUNGED_FILE).read_bytes()
+    except FileNotFoundError:
+        return set()
+    return set(raw.decode("utf-8", "surrogateescape").split())
+
+
+def _dead_allowed(live: int) -> int:
+    """How many uidlist records of expunged messages a folder keeps before it rewrites the
+    uidlist without them: rewritten at every EXPUNGE it cost a lock, a full render and two
+    fsyncs, and every other process a full re-read and parse of the list, O(messages) per
+    expunge (issue 20).  Dovecot's uidlist keeps them too until it is recreated."""
+    return 32 + live // 4
 
 
 class _RecentFloor:
@@ -628,6 +684,8 @@ class MaildirFolder:
         self._list_no = 0  # listings made by _list_cur
         self._listed: tuple[int, dict[str, str], set[str] | None] | None = None
         self._recent = _RecentFloor(path / RECENT_FILE)
+        # the records of the uidlist (that object) known to name expunged messages
+        self._dead: tuple[UidList | None, set[str]] = (None, set())
         # the reader of this folder's slot of the change generation (None: it cannot be
         # mapped) and when it was got (monotonic; 0: never), and the slot's value and the
         # clock read before the last full look
@@ -730,6 +788,7 @@ class MaildirFolder:
                 data = ul.render()
                 lock.commit(data)
                 ul.written(data, appended=False)
+                _keep_expunged(self.path, ul.entries.keys())
         except BaseException:
             self._ul = self._ul_sig = None
             raise
@@ -962,10 +1021,15 @@ class MaildirFolder:
                 for k, fn in again.items():
                     listing.setdefault(k, fn)
                 missing = [k for k in missing if k not in listing]
+            if missing and len(missing) <= _dead_allowed(len(listing)):
+                self._dead = (ul, set(missing))  # confirmed by two listings; kept for now
+                missing = []
             changed = bool(missing)
             for k in missing:
                 del ul.entries[k]
                 ul.ext.pop(k, None)
+            if changed:
+                self._dead = (ul, set())
             for key in sorted((k for k in listing if k not in ul.entries), key=delivery_order):
                 ul.assign(key)
                 changed = True
@@ -975,7 +1039,8 @@ class MaildirFolder:
                 # the claim of recent() with upto = the last UID listed here
                 limit = max((ul.entries[k] for k in listing if k in ul.entries), default=0)
                 first = self._recent.floor(ul)
-                claimed = {u for u in ul.entries.values() if first <= u <= limit}
+                claimed = {ul.entries[k] for k in listing
+                           if k in ul.entries and first <= ul.entries[k] <= limit}
                 if first <= limit:
                     self._recent.claim(ul, limit + 1)
             uidlist_sig = self._ul_sig
@@ -1000,8 +1065,38 @@ class MaildirFolder:
                 return None  # missing or untrustworthy: made or rebuilt under the lock
         listing, cur_sig = self._list_cur()
         if listing.keys() != ul.entries.keys():
-            return None
+            got = self._with_dead(ul, listing, cur_sig)
+            if got is None:
+                return None
+            listing, cur_sig = got
         return ul, listing, new_sig, cur_sig
+
+    def _with_dead(self, ul: UidList, listing: dict[str, str], cur_sig: tuple[int, int]
+                   ) -> tuple[dict[str, str], tuple[int, int]] | None:
+        """The unlocked look when the uidlist still names expunged messages (records kept,
+        see :func:`_dead_allowed`): the listing to use and its cur/ signature, or None
+        for the locked path (a message not numbered yet, more dead records than allowed,
+        or a listing that does not settle).  Records newly missing from cur/ are confirmed
+        by a second listing first (readdir may miss a file renamed meanwhile), as the
+        locked path does before it drops records; confirmed ones are remembered for this
+        uidlist, so a later look does not list twice for them."""
+        entries = ul.entries
+        if not listing.keys() <= entries.keys():
+            return None  # a message in cur/ without a UID: numbered under the lock
+        dead = entries.keys() - listing.keys()
+        if len(dead) > _dead_allowed(len(listing)):
+            return None  # the locked path drops them: one rewrite for many expunges
+        known_ul, known = self._dead
+        if known_ul is not ul:
+            known = set()
+        if not dead <= known:
+            again, cur_sig = self._list_cur()
+            if not listing.keys() <= again.keys() or not again.keys() <= entries.keys():
+                return None  # came or went between the two listings: the lock decides
+            listing = again
+            dead = entries.keys() - listing.keys()
+        self._dead = (ul, set(dead))
+        return listing, cur_sig
 
     def _settle(
         self, ul: UidList, listing: dict[str, str], changed: bool, new_sig: tuple[int, int],
@@ -1201,15 +1296,30 @@ class MaildirFolder:
             if first > limit:
                 return set()  # the common case: nothing new since the last claim, no lock
             if not claim:
-                return {u for u in ul.entries.values() if first <= u <= limit}
+                return self._uids_between(ul, first, limit)
             with self._locked() as lock:
                 ul = self._load_uidlist_locked(lock)
                 limit = min(limit, ul.uidnext - 1)
                 first = self._recent.floor(ul)
-                got = {u for u in ul.entries.values() if first <= u <= limit}
+                got = self._uids_between(ul, first, limit)
                 if first <= limit:
                     self._recent.claim(ul, limit + 1)
             return got
+
+    def _gone_from_cur(self, keys: list[str]) -> None:
+        """Messages this object removed from cur/ (EXPUNGE, MOVE): their uidlist records
+        stay for now (see :func:`_dead_allowed`), noted as expunged for `esam store check`
+        and known dead here (no second listing to confirm what we removed ourselves)."""
+        _note_expunged(self.path, keys)
+        dead_ul, dead = self._dead
+        if dead_ul is not None and dead_ul is self._ul:
+            dead.update(keys)
+
+    def _uids_between(self, ul: UidList, first: int, limit: int) -> set[int]:
+        """The UIDs of ``ul`` from ``first`` to ``limit``, less the records known to name
+        expunged messages (kept in the uidlist for now, see :func:`_dead_allowed`)."""
+        dead = self._dead[1]
+        return {u for k, u in ul.entries.items() if first <= u <= limit and k not in dead}
 
     def _entry(self, uid: int) -> _Entry:
         e = self._by_uid.get(uid)
@@ -1513,6 +1623,7 @@ class MaildirFolder:
                     fsync_dir(dest.path / "cur")
                     fsync_dir(self.path / "cur")
                 dest._commit(lock, ul)
+            self._gone_from_cur([e.key for e in moved])
             for e in moved:
                 self._by_uid.pop(e.uid, None)
                 self._by_key.pop(e.key, None)
@@ -1564,6 +1675,7 @@ class MaildirFolder:
                 return []
             if self._fsync:
                 fsync_dir(self._cur_s)
+            self._gone_from_cur([e.key for e in removed])
             for e in removed:
                 self._by_uid.pop(e.uid, None)
                 self._by_key.pop(e.key, None)

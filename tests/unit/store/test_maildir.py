@@ -168,7 +168,11 @@ def test_uids_never_reused_after_expunge(store: MaildirStore, alice: MaildirUser
     assert [i.uid for i in infos] == [1, 4]
     ul = uidlist(alice.path)
     assert ul.uidnext == 5
-    assert sorted(ul.entries.values()) == [1, 4]
+    # the expunged messages' records stay until the list is rewritten (_dead_allowed),
+    # noted as expunged for `esam store check`
+    dead = maildir_mod.expunged_keys(alice.path)
+    assert sorted(ul.entries.values()) == [1, 2, 3, 4] and len(dead) == 2
+    assert sorted(u for k, u in ul.entries.items() if k not in dead) == [1, 4]
     # A fresh object (another process) agrees.
     assert [i.uid for i in alice.folder("INBOX").sync()] == [1, 4]
 
@@ -187,7 +191,9 @@ def test_uidlist_format_is_dovecot_v3(store: MaildirStore, alice: MaildirUser) -
     assert not (alice.path / "dovecot-uidlist.lock").exists()
 
 
-def test_new_messages_are_appended_to_the_uidlist_not_rewritten(store: MaildirStore, alice: MaildirUser) -> None:
+def test_new_messages_are_appended_to_the_uidlist_not_rewritten(
+    store: MaildirStore, alice: MaildirUser, monkeypatch: pytest.MonkeyPatch,
+) -> None:
     f = alice.folder("INBOX")
     f.append(msg(0))
     path = alice.path / "dovecot-uidlist"
@@ -201,11 +207,17 @@ def test_new_messages_are_appended_to_the_uidlist_not_rewritten(store: MaildirSt
     assert [int(line.split()[0]) for line in added] == [uid, uid + 1, uid + 2]
     assert added[1:] == [f"{uid + 1} :{keys[0]}", f"{uid + 2} :{keys[1]}"]
     assert uidlist(alice.path).uidnext == uid + 3 and not uidlist(alice.path).problems
-    # anything else (an expunge here) rewrites it whole, the header's N brought up to date
+    # an expunge leaves the list as it is (its record is dropped at a later rewrite) ...
     f.store_flags([uid], ["\\Deleted"], 1)
     f.expunge([uid])
-    f.sync()
+    assert uid not in {m.uid for m in f.sync()}
+    assert os.stat(path).st_ino == ino and path.read_bytes() == after
+    # ... once more records are dead than allowed: then it is rewritten whole, the header's
+    # N brought up to date
+    monkeypatch.setattr(maildir_mod, "_dead_allowed", lambda live: 0)
+    alice.folder("INBOX").sync()  # a look that lists (this one's last listing holds)
     assert os.stat(path).st_ino != ino
+    assert not (alice.path / maildir_mod.EXPUNGED_FILE).exists()
     assert path.read_text().split("\n", 1)[0].split()[2] == f"N{uid + 3}"
     assert str(uid) not in [line.split()[0] for line in path.read_text().splitlines()[1:]]
 
@@ -227,6 +239,7 @@ def test_a_reader_takes_only_the_appended_records(
     assert parsed == []  # no whole-file parse: the two records after the known end
     assert reader.uidnext() == 6
     # a rewrite (by rename) is read whole again
+    monkeypatch.setattr(maildir_mod, "_dead_allowed", lambda live: 0)
     writer.sync()
     writer.store_flags([1], ["\\Deleted"], 1)
     writer.expunge([1])
@@ -1177,3 +1190,65 @@ def test_recent_claims_of_an_older_version_and_of_a_recreated_folder(store: Mail
     (alice.path / "esam-recent").write_bytes(b"V1 R99".ljust(47) + b"\n")
     assert g.recent(claim=False) == {3, 4}
     assert g.recent(claim=True) == {3, 4} and g.recent(claim=False) == set()
+
+
+def test_an_expunge_keeps_the_uidlist_and_check_tells_it_from_a_lost_file(
+    store: MaildirStore, alice: MaildirUser, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An EXPUNGE leaves the uidlist as it is (its record is dropped at a later rewrite,
+    once more than _dead_allowed are dead): no lock, no rewrite, no whole-file re-read by
+    every other process (issue 20: O(messages) per expunge).  Every look, here and in
+    another process, shows the message gone; \\Recent never names it; `esam store check`
+    counts its record as expunged, while a file deleted by hand is still a lost file."""
+    from esam_mail.store.check import check_user
+
+    for i in range(6):
+        store.deliver_many(["alice"], msg(i))
+    mine, other = alice.folder("INBOX"), alice.folder("INBOX")
+    assert [m.uid for m in mine.sync()] == [1, 2, 3, 4, 5, 6]
+    other.sync()
+    path = alice.path / "dovecot-uidlist"
+    ino, size = os.stat(path).st_ino, os.stat(path).st_size
+    parsed: list[int] = []
+    real = UidList.parse.__func__  # type: ignore[attr-defined]
+    monkeypatch.setattr(UidList, "parse", classmethod(lambda cls, data: parsed.append(len(data)) or real(cls, data)))
+    other.store_flags([2, 6], ["\\Deleted"], 1)
+    assert other.expunge() == [2, 6]
+    assert [m.uid for m in mine.sync()] == [1, 3, 4, 5]
+    assert [m.uid for m in other.sync()] == [1, 3, 4, 5]
+    assert (os.stat(path).st_ino, os.stat(path).st_size) == (ino, size) and parsed == []
+    assert [m.uid for m in alice.folder("INBOX").sync()] == [1, 3, 4, 5]
+    assert mine.recent(claim=False) == {1, 3, 4, 5} and mine.status().recent == 4
+    # a new message is numbered after the dead records (appended, not rewritten)
+    store.deliver_many(["alice"], msg(9))
+    assert [m.uid for m in mine.sync()] == [1, 3, 4, 5, 7]
+    assert os.stat(path).st_ino == ino
+    assert check_user(alice).ok
+    # a file deleted by hand is a lost file for check (and a repair drops its record)
+    cur = alice.path / "cur"
+    os.unlink(cur / next(n for n in os.listdir(cur) if n.startswith(mine.messages()[0].key)))
+    report = check_user(alice)
+    assert not report.ok and any("without a file" in line for line in report.lines())
+    assert check_user(alice, repair=True).repaired
+    assert check_user(alice).ok
+    assert sorted(uidlist(alice.path).entries.values()) == [3, 4, 5, 7]
+    assert not (alice.path / maildir_mod.EXPUNGED_FILE).exists()
+
+
+def test_dead_records_beyond_the_allowance_are_dropped_in_one_rewrite(
+    store: MaildirStore, alice: MaildirUser, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(maildir_mod, "_dead_allowed", lambda live: 2)
+    for i in range(6):
+        store.deliver_many(["alice"], msg(i))
+    f = alice.folder("INBOX")
+    f.sync()
+    path = alice.path / "dovecot-uidlist"
+    ino = os.stat(path).st_ino
+    for n, uid in enumerate((1, 2, 3)):
+        f.store_flags([uid], ["\\Deleted"], 1)
+        f.expunge([uid])
+        assert [m.uid for m in f.sync()] == [u for u in range(uid + 1, 7)]
+        assert (os.stat(path).st_ino == ino) == (n < 2), n  # the third is one too many
+    assert sorted(uidlist(alice.path).entries.values()) == [4, 5, 6]
+    assert not (alice.path / maildir_mod.EXPUNGED_FILE).exists()
