@@ -684,8 +684,10 @@ class MaildirFolder:
         self._list_no = 0  # listings made by _list_cur
         self._listed: tuple[int, dict[str, str], set[str] | None] | None = None
         self._recent = _RecentFloor(path / RECENT_FILE)
-        # the records of the uidlist (that object) known to name expunged messages
-        self._dead: tuple[UidList | None, set[str]] = (None, set())
+        # the uidlist records known to name expunged messages, under that UIDVALIDITY (a
+        # key never names another file, so they stay dead across the list's appends, each
+        # a new UidList object)
+        self._dead: tuple[int | None, set[str]] = (None, set())
         # the reader of this folder's slot of the change generation (None: it cannot be
         # mapped) and when it was got (monotonic; 0: never), and the slot's value and the
         # clock read before the last full look
@@ -1022,14 +1024,14 @@ class MaildirFolder:
                     listing.setdefault(k, fn)
                 missing = [k for k in missing if k not in listing]
             if missing and len(missing) <= _dead_allowed(len(listing)):
-                self._dead = (ul, set(missing))  # confirmed by two listings; kept for now
+                self._dead = (ul.uidvalidity, set(missing))  # confirmed by two listings; kept
                 missing = []
             changed = bool(missing)
             for k in missing:
                 del ul.entries[k]
                 ul.ext.pop(k, None)
             if changed:
-                self._dead = (ul, set())
+                self._dead = (ul.uidvalidity, set())
             for key in sorted((k for k in listing if k not in ul.entries), key=delivery_order):
                 ul.assign(key)
                 changed = True
@@ -1079,15 +1081,16 @@ class MaildirFolder:
         or a listing that does not settle).  Records newly missing from cur/ are confirmed
         by a second listing first (readdir may miss a file renamed meanwhile), as the
         locked path does before it drops records; confirmed ones are remembered for this
-        uidlist, so a later look does not list twice for them."""
+        uidlist, so a later look does not list twice for them (a key never names another
+        file: they stay dead while the list grows by appends)."""
         entries = ul.entries
         if not listing.keys() <= entries.keys():
             return None  # a message in cur/ without a UID: numbered under the lock
         dead = entries.keys() - listing.keys()
         if len(dead) > _dead_allowed(len(listing)):
             return None  # the locked path drops them: one rewrite for many expunges
-        known_ul, known = self._dead
-        if known_ul is not ul:
+        known_uv, known = self._dead
+        if known_uv != ul.uidvalidity:
             known = set()
         if not dead <= known:
             again, cur_sig = self._list_cur()
@@ -1095,7 +1098,7 @@ class MaildirFolder:
                 return None  # came or went between the two listings: the lock decides
             listing = again
             dead = entries.keys() - listing.keys()
-        self._dead = (ul, set(dead))
+        self._dead = (ul.uidvalidity, set(dead))
         return listing, cur_sig
 
     def _settle(
@@ -1311,9 +1314,11 @@ class MaildirFolder:
         stay for now (see :func:`_dead_allowed`), noted as expunged for `esam store check`
         and known dead here (no second listing to confirm what we removed ourselves)."""
         _note_expunged(self.path, keys)
-        dead_ul, dead = self._dead
-        if dead_ul is not None and dead_ul is self._ul:
+        known_uv, dead = self._dead
+        if known_uv == self.uidvalidity:
             dead.update(keys)
+        else:
+            self._dead = (self.uidvalidity, set(keys))
 
     def _uids_between(self, ul: UidList, first: int, limit: int) -> set[int]:
         """The UIDs of ``ul`` from ``first`` to ``limit``, less the records known to name

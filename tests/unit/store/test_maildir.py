@@ -1252,3 +1252,30 @@ def test_dead_records_beyond_the_allowance_are_dropped_in_one_rewrite(
         assert (os.stat(path).st_ino == ino) == (n < 2), n  # the third is one too many
     assert sorted(uidlist(alice.path).entries.values()) == [4, 5, 6]
     assert not (alice.path / maildir_mod.EXPUNGED_FILE).exists()
+
+
+def test_a_dead_record_is_confirmed_once_not_at_every_look(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A record newly missing from cur/ costs one more listing (readdir may miss a file
+    renamed meanwhile); once confirmed it stays known dead while the uidlist grows by
+    appends (each read gives a new UidList object), so later looks list cur/ once."""
+    _root, _user, mine, other, uids = _two_views(tmp_path, 6)
+    other.store_flags([uids[0]], ["\\Deleted"], 1)
+    other.expunge([uids[0]])
+    cur_lists: list[str] = []
+    real = os.listdir
+
+    def spy(path: Any = ".") -> list[str]:
+        if str(path).endswith("/cur"):
+            cur_lists.append(str(path))
+        return real(path)
+
+    monkeypatch.setattr(maildir_mod.os, "listdir", spy)
+    assert [m.uid for m in mine.sync()] == uids[1:]
+    assert len(cur_lists) == 2  # listed, then confirmed
+    for n in range(3):
+        cur_lists.clear()
+        uid = other.append(b"Subject: more %d\r\n\r\nx\r\n" % n)
+        assert [m.uid for m in mine.sync()][-1] == uid
+        assert len(cur_lists) == 1, n
