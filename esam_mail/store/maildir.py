@@ -551,10 +551,10 @@ def _note_expunged(folder: Path, keys: Iterable[str]) -> None:
 
 
 def _keep_expunged(folder: Path, live: Set[str]) -> None:
-    """After the uidlist was rewritten: :data:`EXPUNGED_FILE` keeps only keys it still
-    names (under the folder lock; an expunge's note appended meanwhile is kept by the
-    rename's atomicity only if it came first: a later one may be lost, and check then
-    counts that record as a lost file until the next rewrite)."""
+    """After the uidlist was rewritten (under the folder lock): :data:`EXPUNGED_FILE`
+    keeps only the keys the new list still names.  An expunge does not take the lock, so
+    its note may land between this read and the rename and be lost; `esam store check`
+    then counts that one record as a lost file until the next rewrite or a --repair."""
     keys = expunged_keys(folder)
     if not keys:
         return
