@@ -32,6 +32,15 @@ def _other_process(env: Env, code: str) -> None:
     subprocess.run([sys.executable, "-c", prog], check=True, timeout=60)
 
 
+def _flag_elsewhere(env: Env, index: int, flag: str) -> None:
+    """Another process sets ``flag`` on the ``index``-th message of alice's INBOX."""
+    _other_process(env, f"""
+        f = user.folder("INBOX")
+        uids = [m.uid for m in f.sync()]
+        f.store_flags([uids[{index}]], ["\\\\{flag}"], 1)
+    """)
+
+
 def _settled(c: Raw) -> None:
     """Past the store's mtime freshness margin, then one real look (NOOP)."""
     time.sleep(1.2)
@@ -83,11 +92,7 @@ def test_delivery_by_another_process_reported(env: Env) -> None:
 def test_flags_by_another_process_reported(env: Env) -> None:
     c = _selected(env)
     _settled(c)
-    _other_process(env, """
-        f = user.folder("INBOX")
-        uids = [m.uid for m in f.sync()]
-        f.store_flags([uids[1]], ["\\\\Flagged"], 1)
-    """)
+    _flag_elsewhere(env, 1, "Flagged")
     r = c.cmd(b"F", b"FETCH 1 (FLAGS)")
     assert any(b"* 2 FETCH (" in ln and b"\\Flagged" in ln for ln in r), r
 
@@ -130,11 +135,7 @@ def test_a_look_within_the_mtime_margin_is_skipped_too(env: Env, monkeypatch: An
     for i in range(3):
         assert c.cmd(b"N%d" % (i + 1), b"NOOP")[-1].startswith(b"N%d OK" % (i + 1))
     assert calls == [], calls
-    _other_process(env, """
-        f = user.folder("INBOX")
-        uids = [m.uid for m in f.sync()]
-        f.store_flags([uids[2]], ["\\\\Answered"], 1)
-    """)
+    _flag_elsewhere(env, 2, "Answered")
     r = c.cmd(b"F", b"NOOP")
     assert any(b"* 3 FETCH (" in ln and b"\\Answered" in ln for ln in r), r
     assert calls == ["INBOX"], calls
