@@ -536,6 +536,11 @@ RECENT_FILE = "esam-recent"
 EXPUNGED_FILE = "esam-expunged"
 
 
+def _key_lines(keys: Iterable[str]) -> bytes:
+    """:data:`EXPUNGED_FILE`'s format: a key per line (read back by :func:`expunged_keys`)."""
+    return "".join(f"{k}\n" for k in keys).encode("utf-8", "surrogateescape")
+
+
 def _note_expunged(folder: Path, keys: Iterable[str]) -> None:
     """Add ``keys`` to the folder's :data:`EXPUNGED_FILE` (one O_APPEND write: whole lines
     even with other writers); never fails the expunge."""
@@ -543,7 +548,7 @@ def _note_expunged(folder: Path, keys: Iterable[str]) -> None:
         fd = os.open(folder / EXPUNGED_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC,
                      _FILE_MODE)
         try:
-            os.write(fd, "".join(f"{k}\n" for k in keys).encode("utf-8", "surrogateescape"))
+            os.write(fd, _key_lines(keys))
         finally:
             os.close(fd)
     except OSError:
@@ -561,9 +566,8 @@ def _keep_expunged(folder: Path, live: Set[str]) -> None:
     keep = keys & live
     try:
         if keep:
-            fsio.atomic_write(folder / EXPUNGED_FILE,
-                              "".join(f"{k}\n" for k in sorted(keep)).encode("utf-8", "surrogateescape"),
-                              mode=_FILE_MODE, fsync=False)
+            fsio.atomic_write(folder / EXPUNGED_FILE, _key_lines(sorted(keep)), mode=_FILE_MODE,
+                              fsync=False)
         else:
             os.unlink(folder / EXPUNGED_FILE)
     except OSError:
