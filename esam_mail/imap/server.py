@@ -88,7 +88,7 @@ from .parser import (
     tokenize,
 )
 from .search import SUPPORTED_CHARSETS, BadCharset, Query, parse_search
-from .selected import SelectedFolder, UidValidityChanged, format_flags
+from .selected import INLINE_MAX, SelectedFolder, UidValidityChanged, format_flags
 
 log = logging.getLogger(__name__)
 
@@ -1793,17 +1793,24 @@ class EsamIMAP4Server(imap4.IMAP4Server):
                                             max_uid=max_uid, saved=saved)
         else:
             query = parse_search(keys, max_seq=sel.exists, max_uid=max_uid, saved=saved)
-        metas = await sel.metas(sel.uids) if query.needs_content else {}
         snapshot = [(i + 1, u) for i, u in enumerate(sel.uids) if u not in sel.gone]
+        if query.uses_modseq:
+            self._enable_condstore()
+        info = sel.info
+        if not query.needs_content and len(snapshot) <= INLINE_MAX:
+            # flags, sizes, internal dates, UIDs: what the session holds, no message read;
+            # a hop to the mailbox thread and a store-backed candidate per message cost
+            # more than the test (issue 20)
+            return query, [(seq, u) for seq, u in snapshot
+                           if u in info and query.matches(_Held(sel, seq, u))]
+        metas = await sel.metas(sel.uids) if query.needs_content else {}
         folder_id = sel.view.cache_id
 
         def evaluate(folder: Any) -> list[tuple[int, int]]:
             # on the mailbox pool: bodies are read and decoded here, never on the loop
-            return [(seq, u) for seq, u in snapshot if u in sel.info
+            return [(seq, u) for seq, u in snapshot if u in info
                     and query.matches(_Candidate(sel, folder, seq, u, metas.get(u), folder_id))]
 
-        if query.uses_modseq:
-            self._enable_condstore()
         return query, await sel.view.call(evaluate)
 
     async def _search(self, tag: bytes, sel: SelectedFolder, keys: list[Token], uid: bool,
@@ -2271,6 +2278,47 @@ def _parse_flags(tokens: Iterable[Token]) -> list[str]:
     return out
 
 
+class _Held:
+    """:class:`search.Candidate` for keys that need no message content (a query whose
+    ``needs_content`` is false never asks for headers or texts), from the session's own
+    snapshot; the flags and mod-sequence only when a key asks."""
+
+    __slots__ = ("_sel", "seq", "uid")
+
+    def __init__(self, sel: SelectedFolder, seq: int, uid: int) -> None:
+        self.seq = seq
+        self.uid = uid
+        self._sel = sel
+
+    @property
+    def flags(self) -> frozenset[str]:
+        return self._sel.flags_of(self.uid)
+
+    @property
+    def modseq(self) -> int:
+        return self._sel.modseq.get(self.uid, 0)
+
+    @property
+    def size(self) -> int:
+        return self._sel.info[self.uid].size
+
+    @property
+    def internal_date(self) -> dt.datetime:
+        return self._sel.info[self.uid].internal_date
+
+    def header(self, name: str) -> list[str] | None:
+        raise AssertionError("content asked of a content-free search")
+
+    def sent(self) -> dt.date | None:
+        raise AssertionError("content asked of a content-free search")
+
+    def body_text(self) -> str:
+        raise AssertionError("content asked of a content-free search")
+
+    def full_text(self) -> str:
+        raise AssertionError("content asked of a content-free search")
+
+
 class _Candidate:
     """Adapter from the selected folder to :class:`search.Candidate`.
 
@@ -2312,7 +2360,7 @@ class _Candidate:
             if hit is not None:
                 return hit
         data, ent = self._entity()
-        text = mime.searchable_text(data, ent, headers=headers)
+        text = mime.searchable_text(data, ent, headers=headers).casefold()  # kept folded
         if self._folder_id is not None:
             textcache.TEXTS.put(self._folder_id, self._key, headers, text)
         return text

@@ -56,7 +56,10 @@ def _selected(env: Env, n: int = 3) -> Raw:
     return c
 
 
-@pytest.mark.parametrize("command", [b"NOOP", b"FETCH 1:* (FLAGS)", b"CHECK"])
+@pytest.mark.parametrize("command", [
+    b"NOOP", b"FETCH 1:* (FLAGS)", b"CHECK",
+    # searches that need no message content run on what the session holds (issue 20)
+    b"UID SEARCH UNSEEN", b"SEARCH SINCE 1-Jan-2020 NOT FLAGGED LARGER 10", b"SEARCH OR 2 RECENT"])
 def test_unchanged_folder_no_pool_call(env: Env, command: bytes) -> None:
     c = _selected(env)
     _settled(c)

@@ -33,11 +33,11 @@ class Msg:
 
     def body_text(self):
         self.reads.append("body")
-        return self.body
+        return self.body.casefold()  # as the server keeps them
 
     def full_text(self):
         self.reads.append("text")
-        return "\n".join(v for vs in self.headers.values() for v in vs) + "\n" + self.body
+        return ("\n".join(v for vs in self.headers.values() for v in vs) + "\n" + self.body).casefold()
 
 
 def q(text: bytes, max_seq=10, max_uid=100):
