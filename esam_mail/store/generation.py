@@ -92,7 +92,7 @@ def slot_of(folder: str) -> int:
     return 1 + zlib.crc32(folder.encode("utf-8", "surrogatepass")) % (SLOTS - 1)
 
 
-def bump(user_dir: Path, folders: Iterable[str] = ()) -> None:
+def bump(user_dir: Path, folders: Iterable[str] = ()) -> tuple[int, ...]:
     """After a durable change: one more in the user's slot and in each of ``folders``'
     slots (blocking: a worker thread).  Read and written with one ``pread`` and one
     ``pwrite`` under ``flock`` on a fresh descriptor, without a mapping (a process
@@ -100,17 +100,21 @@ def bump(user_dir: Path, folders: Iterable[str] = ()) -> None:
     mapping shows; on NFS or CephFS the close sends the values to the server
     (close-to-open).  Each slot is an aligned 8-byte word: a reader that catches the
     write half done sees a value different from the one it remembered, or the old one,
-    i.e. the bump one read later."""
+    i.e. the bump one read later.  Returns every slot's value *before* this bump (a writer
+    whose folder slot was still what it read before its change knows that no other esam
+    writer finished a change of that folder in between)."""
     fd = os.open(user_dir / FILENAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         data = os.pread(fd, SIZE, 0)
-        values = list(struct.unpack(f"={SLOTS}Q", data.ljust(SIZE, b"\0")[:SIZE]))
+        before = struct.unpack(f"={SLOTS}Q", data.ljust(SIZE, b"\0")[:SIZE])
+        values = list(before)
         for slot in {0, *map(slot_of, folders)}:
             values[slot] = (values[slot] + 1) & _MASK
         os.pwrite(fd, struct.pack(f"={SLOTS}Q", *values), 0)
     finally:
         os.close(fd)  # releases the flock
+    return before
 
 
 def _after_fork() -> None:

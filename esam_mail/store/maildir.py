@@ -485,6 +485,10 @@ class _Usage:
         return total, count
 
 
+# what _own_start saw before a change: the folder's signatures and its generation slot
+_Own = tuple[tuple[Any, ...], int]
+
+
 @dataclass(slots=True)
 class _Entry:
     uid: int
@@ -1420,25 +1424,27 @@ class MaildirFolder:
             ts = internal_date.timestamp()
             os.utime(tmp, (ts, ts))
         try:
-            uid = self._link_tmp(tmp, key, chars)
+            uid, own = self._link_tmp(tmp, key, chars)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)  # not renamed into cur/ (once renamed it is not there)
             raise
         self.user.usage_add(size, 1)
-        self.user.notify(self.name)
+        self._own_end(own, [(key, None, f"{key}:2,{chars}")], self.user.notify(self.name), uid)
         return uid
 
-    def _link_tmp(self, tmp: Path, key: str, chars: str) -> int:
-        """Move a complete, synced file from tmp/ into cur/ and give it the next UID."""
+    def _link_tmp(self, tmp: Path, key: str, chars: str) -> tuple[int, _Own | None]:
+        """Move a complete, synced file from tmp/ into cur/ and give it the next UID; with
+        the UID, the proof for :meth:`_own_end` (or None)."""
         with self._tlock, self._locked() as lock:
+            own = self._own_start(uidlist=True)
             ul = self._load_uidlist_locked(lock)
             os.rename(tmp, f"{self._cur_s}/{key}:2,{chars}")
             uid = ul.assign(key)
             if self._fsync:
                 fsync_dir(self._cur_s)
             self._commit(lock, ul)
-        return uid
+        return uid, own
 
     def append_file(
         self,
@@ -1476,12 +1482,12 @@ class MaildirFolder:
                     os.close(fd)
             ts = (internal_date or dt.datetime.now(dt.UTC)).timestamp()
             os.utime(tmp, (ts, ts))
-            uid = self._link_tmp(tmp, key, chars)
+            uid, own = self._link_tmp(tmp, key, chars)
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(src)
         self.user.usage_add(size, 1)
-        self.user.notify(self.name)
+        self._own_end(own, [(key, None, f"{key}:2,{chars}")], self.user.notify(self.name), uid)
         return uid
 
     def store_flags(self, uids: Iterable[int], flags: Iterable[str], mode: int) -> dict[int, frozenset[str]]:
@@ -1495,6 +1501,8 @@ class MaildirFolder:
             want = set(chars)
             result: dict[int, frozenset[str]] = {}
             changed: list[_Entry] = []
+            own = self._own_start()
+            renames: list[tuple[str, str, str]] = []
             for uid in uids:
                 for _attempt in range(4):
                     e = self._by_uid.get(uid)
@@ -1512,7 +1520,9 @@ class MaildirFolder:
                     except FileNotFoundError:
                         # Renamed (flags) or expunged by another session: re-list, retry.
                         self._refresh_names()
+                        own = None
                         continue
+                    renames.append((e.key, e.name, new_name))
                     e.name, e.chars, e.info = new_name, new_chars, None
                     result[uid] = self._info(e).flags
                     changed.append(e)
@@ -1521,8 +1531,97 @@ class MaildirFolder:
                 self._replace_infos(changed)
                 self._dirty = True
         if changed:
-            self.user.notify(self.name)
+            self._own_end(own, renames, self.user.notify(self.name))
         return result
+
+    def _own_start(self, *, uidlist: bool = False) -> _Own | None:
+        """Before this object changes cur/ (under ``_tlock``; with ``uidlist``, under the
+        folder lock too, the uidlist about to be appended to): the signatures and the
+        folder's generation slot, when the last look is the folder as it is by the proof
+        a ``sync()`` would serve it on (the same signatures, and final or vouched for by
+        the slot); else None."""
+        sig, read = self._sig, self.change_generation()
+        if sig is None or read is None:
+            return None
+        gen = read()
+        try:
+            cur = _dir_sig(self._cur_s)
+            if uidlist and (file_sig(self._ul_s) != sig[2] or self._ul_sig != sig[2]
+                            or self._last_listing is None or self._last_listing[0] is not self._ul):
+                return None
+        except OSError:
+            return None
+        if cur != sig[1] or (self._dirty and not (
+                gen == self._listed_gen and _now_ns() - self._listed_ns < _GEN_TRUST_NS)):
+            return None
+        return sig, gen
+
+    def _own_end(self, own: _Own | None, renames: Sequence[tuple[str, str | None, str | None]],
+                 before_bump: int | None, added: int | None = None) -> None:
+        """After this object's flag renames, unlinks (new name None) or APPEND (old name
+        None, UID ``added``, appended to the uidlist) and their bump: when the last look
+        was current before them (``own``) and no other esam writer bumped the folder's
+        slot in between (it was still the value read before), the last listing with our
+        changes is cur/ now: it becomes the last listing, with the signatures of now, and
+        the look at the end of the command lists nothing (an unlinked message's record is
+        known dead: no second listing to confirm it either).  Each STORE, EXPUNGE and
+        APPEND made every look after it list cur/ again (twice after an EXPUNGE) to learn
+        what this object had just done (issue 20).  A writer still between
+        its change and its bump bumps later: the next look sees the slot moved and lists;
+        a writer that is not esam is seen once the slot's vouching lapses, as for any
+        listing within the mtime margin (``_sync``)."""
+        if own is None or before_bump is None or before_bump != own[1]:
+            return
+        with self._tlock:
+            sig = self._sig
+            if sig is not own[0]:
+                return  # a look meanwhile
+            gone = {key for key, _, new in renames if new is None}
+            known_uv, known = self._dead
+            known = (known if known_uv == self.uidvalidity else set()) | gone
+            if gone and len(known) > _dead_allowed(len(self._by_key)):
+                return  # the next look drops the dead records (one rewrite for many)
+            entry = None
+            try:
+                cur = _dir_sig(self._cur_s)
+                if added is not None:
+                    key, _, name = renames[0]
+                    assert name is not None
+                    if self._ul is None or self._ul.entries.get(key) != added or added in self._by_uid \
+                            or (self._info_uids and self._info_uids[-1] > added):
+                        return
+                    st = os.stat(f"{self._cur_s}/{name}")
+                    size = size_from_key(key)
+                    entry = _Entry(added, key, name, split_name(name)[1],
+                                   size if size is not None else st.st_size, st.st_mtime)
+            except OSError:
+                return
+            if entry is not None:
+                self._by_uid[entry.uid] = entry
+                self._by_key[entry.key] = entry
+                self._info_uids.append(entry.uid)  # the highest UID: the lists stay sorted
+                self._infos.append(self._info(entry))
+                self._infos_replaced = None
+                self._version += 1
+            last = self._last_listing[1] if self._last_listing is not None else None
+            names = self._name_keys
+            for key, old, new in renames:
+                for listing in (self._cur_listing, last):
+                    if listing is not None and listing.get(key) == old:
+                        if new is None:
+                            del listing[key]
+                        else:
+                            listing[key] = new
+                if old is not None and names.get(old) == key:
+                    del names[old]
+                if new is not None:
+                    names[new] = key
+            if gone:
+                self._dead = (self.uidvalidity, known)
+            self._sig = (sig[0], cur, self._ul_sig if entry is not None else sig[2])
+            self._dirty = True  # mtimes of now: vouched for by the slot alone
+            self._listed_gen = (own[1] + 1) & 0xFFFF_FFFF_FFFF_FFFF
+            self._listed_ns = _now_ns()
 
     def copy_to(self, uids: Sequence[int], dest: Any) -> list[tuple[int, int]]:
         """Hard-link messages into ``dest`` (tmp/ -> cur/); returns (src_uid, dest_uid).
@@ -1663,6 +1762,7 @@ class MaildirFolder:
         with self._tlock:
             limit = None if uids is None else set(uids)
             removed: list[_Entry] = []
+            own = self._own_start()
             candidates = [
                 e for e in list(self._by_uid.values()) if "T" in e.chars and (limit is None or e.uid in limit)
             ]
@@ -1674,6 +1774,7 @@ class MaildirFolder:
                         if attempt == 2:
                             break
                         self._refresh_names()
+                        own = None
                         cur = self._by_uid.get(e.uid)
                         if cur is None or "T" not in cur.chars:
                             break
@@ -1694,7 +1795,7 @@ class MaildirFolder:
                 with contextlib.suppress(Exception):
                     self._cache.delete(e.key for e in removed)
         self.user.usage_add(-sum(e.size for e in removed), -len(removed))
-        self.user.notify(self.name)
+        self._own_end(own, [(e.key, e.name, None) for e in removed], self.user.notify(self.name))
         return sorted(e.uid for e in removed)
 
     # -- metadata cache ---------------------------------------------------------
@@ -1774,25 +1875,28 @@ class MaildirUser:
             os.close(fd)
         return value
 
-    def bump_generation(self, *folders: str) -> None:
+    def bump_generation(self, *folders: str) -> tuple[int, ...] | None:
         """After a durable change: one more in the user's change generation and in the
         slots of ``folders`` (see :mod:`esam_mail.store.generation`); never fails the
-        change."""
+        change.  The slots' values before the bump, or None if it failed."""
         try:
-            generation.bump(self.path, folders)
+            return generation.bump(self.path, folders)
         except OSError:  # sessions see it at their next real look
             log.exception("event=generation_bump_failed user=%s", self.login)
+            return None
 
-    def notify(self, folder: str) -> None:
+    def notify(self, folder: str) -> int | None:
         """After a durable change to ``folder``: bump the user's generation (and the
-        folder's slot), then tell the other processes."""
-        self.bump_generation(folder)
+        folder's slot), then tell the other processes.  The folder slot's value before
+        the bump (None: the bump failed)."""
+        before = self.bump_generation(folder)
         notifier = self.store.notifier
         if notifier is not None:
             try:
                 notifier.publish(self.login, folder)
             except Exception:  # a lost notification must never fail a store operation
                 log.exception("event=notify_failed user=%s", self.login)
+        return None if before is None else before[generation.slot_of(folder)]
 
     # -- quota -----------------------------------------------------------------
 

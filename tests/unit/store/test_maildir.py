@@ -1279,3 +1279,118 @@ def test_a_dead_record_is_confirmed_once_not_at_every_look(
         uid = other.append(b"Subject: more %d\r\n\r\nx\r\n" % n)
         assert [m.uid for m in mine.sync()][-1] == uid
         assert len(cur_lists) == 1, n
+
+
+def _flags_of(folder: Any, uid: int) -> frozenset[str]:
+    return next(m.flags for m in folder.sync() if m.uid == uid)
+
+
+def _cur_listings(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    listed: list[str] = []
+    real = os.listdir
+
+    def spy(path: Any = ".") -> list[str]:
+        if str(path).endswith("/cur"):
+            listed.append(str(path))
+        return real(path)
+
+    monkeypatch.setattr(maildir_mod.os, "listdir", spy)
+    return listed
+
+
+@pytest.mark.parametrize("final", [True, False])
+def test_a_look_after_own_flag_changes_lists_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, final: bool
+) -> None:
+    """The look at the end of a STORE or EXPUNGE learnt what this object had just done by
+    listing cur/ again (issue 20); its renames and unlinks are the listing's change when
+    nothing else moved
+    (the folder's generation slot still what it was before them).  Whether or not the
+    last listing was final (mtimes outside the margin), the same answer as a fresh look."""
+    if not final:
+        monkeypatch.setattr(maildir_mod, "_MTIME_MARGIN_LOCAL_NS", 3600 * 10**9)
+        monkeypatch.setattr(maildir_mod, "_MTIME_MARGIN_NS", 3600 * 10**9)
+    _root, _user, mine, other, uids = _two_views(tmp_path, 5)
+    mine.sync()  # the first look moved the deliveries out of new/: new/ changed after it
+    listed = _cur_listings(monkeypatch)
+    for i, flag in enumerate(["\\Seen", "\\Flagged", "$Label1"]):
+        mine.store_flags([uids[i], uids[4]], [flag], 1)
+        assert flag in _flags_of(mine, uids[i]) and flag in _flags_of(mine, uids[4])
+    mine.store_flags([uids[4]], ["\\Seen"], -1)
+    assert "\\Seen" not in _flags_of(mine, uids[4])
+    # an EXPUNGE too: its records are known dead (no second listing to confirm them)
+    mine.store_flags([uids[2]], ["\\Deleted"], 1)
+    assert mine.expunge([uids[2]]) == [uids[2]]
+    assert [m.uid for m in mine.sync()] == [u for u in uids if u != uids[2]]
+    # and an APPEND: its record, file name and size are what this object just wrote
+    new = mine.append(b"Subject: appended\r\n\r\nbody\r\n", ["\\Seen", "todo"])
+    got = mine.sync()
+    assert [m.uid for m in got] == [u for u in uids if u != uids[2]] + [new]
+    assert got[-1].flags == {"\\Seen", "todo"} and got[-1].size == len(b"Subject: appended\r\n\r\nbody\r\n")
+    assert mine.read(new).startswith(b"Subject: appended")
+    assert listed == []
+    # the other process lists and sees the same; so does a fresh object
+    fresh = MaildirStore(mine.user.store.root, fsync=False).user("alice").folder("INBOX")
+    want = [(m.uid, m.key, m.flags, m.size, m.internal_date) for m in fresh.sync()]
+    assert [(m.uid, m.key, m.flags, m.size, m.internal_date) for m in other.sync()] == want
+    assert [(m.uid, m.key, m.flags, m.size, m.internal_date) for m in mine.sync()] == want
+    assert fresh.modseqs()[1].keys() == mine.modseqs()[1].keys()
+    # a later change by the other process is seen (and our next own change still works)
+    other.store_flags([uids[3]], ["\\Answered"], 1)
+    assert "\\Answered" in _flags_of(mine, uids[3])
+    mine.store_flags([uids[3]], ["\\Deleted"], 1)
+    assert _flags_of(mine, uids[3]) >= {"\\Answered", "\\Deleted"}
+    assert [(m.uid, m.flags) for m in mine.sync()] == [(m.uid, m.flags) for m in fresh.sync()]
+
+
+def test_a_writer_that_bumps_during_own_flag_changes_is_seen(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another esam writer that finished a change (and its bump) between our look and our
+    bump: our bump finds the slot moved, so the next look lists."""
+    _root, _user, mine, other, uids = _two_views(tmp_path, 4)
+    real = mine.user.notify
+
+    def notify(folder: str) -> int | None:
+        other.store_flags([uids[1]], ["\\Flagged"], 1)  # renames and bumps first
+        return real(folder)
+
+    monkeypatch.setattr(mine.user, "notify", notify)
+    mine.store_flags([uids[0]], ["\\Seen"], 1)
+    assert "\\Flagged" in _flags_of(mine, uids[1]) and "\\Seen" in _flags_of(mine, uids[0])
+
+
+def test_a_writer_between_its_change_and_its_bump_is_seen_at_its_bump(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A writer that renamed during our change but bumps only after our bump: the slot
+    then differs from the one our shortcut vouched for, so the next look lists; a rename
+    by hand (never bumped) is seen once the vouching lapses."""
+    _root, user, mine, _other, uids = _two_views(tmp_path, 4)
+    cur = mine.path / "cur"
+    key1 = next(m.key for m in mine.sync() if m.uid == uids[1])
+    real = mine.user.notify
+
+    def notify(folder: str) -> int | None:
+        name = next(n for n in os.listdir(cur) if n.startswith(key1))
+        os.rename(cur / name, cur / (name + "F"))  # the other writer's change, not bumped yet
+        return real(folder)
+
+    monkeypatch.setattr(mine.user, "notify", notify)
+    mine.store_flags([uids[0]], ["\\Seen"], 1)
+    monkeypatch.setattr(mine.user, "notify", real)
+    user.bump_generation("INBOX")  # the other writer's late bump
+    assert "\\Flagged" in _flags_of(mine, uids[1])
+    # by hand: no bump at all; served for at most the trust window, then seen
+    monkeypatch.setattr(maildir_mod, "_GEN_TRUST_NS", 200_000_000)
+    key2 = next(m.key for m in mine.sync() if m.uid == uids[2])
+
+    def by_hand(folder: str) -> int | None:
+        name = next(n for n in os.listdir(cur) if n.startswith(key2))
+        os.rename(cur / name, cur / (name + "D"))
+        return real(folder)
+
+    monkeypatch.setattr(mine.user, "notify", by_hand)
+    mine.store_flags([uids[0]], ["\\Answered"], 1)
+    time.sleep(0.25)
+    assert "\\Draft" in _flags_of(mine, uids[2])
