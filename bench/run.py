@@ -40,6 +40,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -167,8 +168,10 @@ class Target(Protocol):
 class Esam:
     """``esam serve`` (a subprocess) from a bench config: fsync on, SQLite directory."""
 
-    def __init__(self, root: Path, workers: int, hashes: dict[str, str], extra: dict[str, dict[str, Any]]) -> None:
+    def __init__(self, root: Path, workers: int, hashes: dict[str, str], extra: dict[str, dict[str, Any]],
+                 tree: Path = ROOT) -> None:
         self.root = root
+        self.tree = tree  # the esam_mail checkout whose code serves (--tree)
         self.workers = workers
         self.hashes = hashes
         self.extra = extra
@@ -213,7 +216,7 @@ class Esam:
 
     def esam(self, *args: str, **kw: Any) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "esam_mail", "-c", str(self.config), *args],
-                              cwd=ROOT, capture_output=True, text=True, check=True, **kw)
+                              cwd=self.tree, capture_output=True, text=True, check=True, **kw)
 
     def setup(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
@@ -233,7 +236,7 @@ class Esam:
             "asyncio.run(go())\n"
         )
         subprocess.run([sys.executable, "-c", script, str(self.config), json.dumps(self.hashes)],
-                       cwd=ROOT, check=True)
+                       cwd=self.tree, check=True)
 
     def start(self, auth_cache: bool, cache_ttl: int = 60) -> None:
         self.write_config(auth_cache, cache_ttl)
@@ -242,7 +245,7 @@ class Esam:
         log = open(self.root / "serve.out", "ab")  # noqa: SIM115 - the child keeps it
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "esam_mail", "-c", str(self.config), "serve", "--no-init",
-             "--ready-file", str(ready)], cwd=ROOT, stdout=log, stderr=log)
+             "--ready-file", str(ready)], cwd=self.tree, stdout=log, stderr=log)
         deadline = time.monotonic() + 60
         while not ready.exists():
             if self.proc.poll() is not None or time.monotonic() > deadline:
@@ -739,6 +742,21 @@ class Plan:
     kind_seconds: float = 6.0  # the "kinds" phase: each kind of the mix alone this long
     # which loads to run (--phases); "warmup" matters for the login loads (first logins rehash)
     phases: tuple[str, ...] = DEFAULT_PHASES
+    # --barrier: before the stress, wait until this many bench processes reached it
+    barrier: tuple[Path, int] | None = None
+
+
+async def barrier(path: Path, parties: int, limit: float = 600.0) -> None:
+    """Wait until ``parties`` bench processes have reached ``path`` (each leaves a
+    ``<path>.<pid>`` file): two builds run at the same time start their stress together,
+    so both meet the same machine (bench/same_time.sh)."""
+    Path(f"{path}.{os.getpid()}").touch()
+    end = time.perf_counter() + limit
+    while len(list(path.parent.glob(path.name + ".*"))) < parties:
+        if time.perf_counter() > end:
+            raise RuntimeError(f"barrier {path}: fewer than {parties} bench processes after {limit:.0f} s")
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.5)
 
 
 def raise_nofile() -> None:
@@ -776,6 +794,8 @@ async def bench_target(t: Target, plan: Plan, log: Any) -> dict[str, Any]:
             log(f"== {t.name}: logins (auth cache on, {plan.cache_ttl} s), {plan.login_seconds:.0f} s")
             out["login_cache"] = await loop_load(t, plan.imap_clients, plan.login_seconds, "login")
             log(f"   {json.dumps(out['login_cache'])}")
+        if "stress" in ph and plan.barrier is not None:
+            await barrier(*plan.barrier)
         if "stress" in ph:
             log(f"== {t.name}: stress, {plan.stress_clients} clients of random commands, "
                 f"{plan.stress_seconds:.0f} s")
@@ -906,6 +926,14 @@ def main() -> int:
     ap.add_argument("--phases", default=",".join(DEFAULT_PHASES),
                     help=f"comma-separated loads to run, in this order whatever the list: {','.join(PHASES)} "
                     "(e.g. smtp,warmup,login,stress for the login and stress figures only)")
+    ap.add_argument("--tree", default=None, metavar="PATH",
+                    help="serve the esam_mail code of this checkout (e.g. a git worktree of an older "
+                    "commit; default: this one): same loads and bench code for both builds")
+    ap.add_argument("--stress-seconds", type=float, default=None,
+                    help="length of the stress (default 20 s, 8 s with --quick)")
+    ap.add_argument("--barrier", default=None, metavar="PATH[:N]",
+                    help="before the stress, wait until N (default 2) bench processes reached PATH "
+                    "(two builds at the same time: bench/same_time.sh)")
     ap.add_argument("--stress-kinds", default="",
                     help=f"comma-separated command kinds the stress draws from, for profiling one kind "
                     f"(default: the whole mix): {','.join(STRESS_KINDS)}")
@@ -920,6 +948,18 @@ def main() -> int:
     if args.quick:
         plan = Plan(smtp_count=1000, imap_seconds=8, login_seconds=24, idle=[1000], pushes=10, warmup_seconds=45,
                     cache_ttl=10, stress_seconds=8, phases=phases, stress_kinds=kinds)
+    if args.stress_seconds is not None:
+        if not args.stress_seconds > 0:
+            ap.error("--stress-seconds: more than 0")
+        plan = dataclasses.replace(plan, stress_seconds=args.stress_seconds)
+    if args.barrier:
+        where, _, n = args.barrier.partition(":")
+        if n and not (n.isdigit() and int(n) >= 2):
+            ap.error("--barrier: N is a whole number, at least 2")
+        plan = dataclasses.replace(plan, barrier=(Path(where), int(n) if n else 2))
+    tree = Path(args.tree).resolve() if args.tree else ROOT
+    if not (tree / "esam_mail" / "__init__.py").is_file():
+        ap.error(f"--tree: {tree} is not an esam_mail checkout")
     raise_nofile()
     work = Path(args.dir)
     work.mkdir(parents=True, exist_ok=True)
@@ -944,7 +984,7 @@ def main() -> int:
     hashes.update({u: sha512_crypt.using(rounds=5000).hash(PASSWORD) for u in IDLE_USERS})
     targets: list[Target] = []
     if args.only != "baseline":
-        targets.append(Esam(work / "esam", args.workers, hashes, extra))
+        targets.append(Esam(work / "esam", args.workers, hashes, extra, tree))
     if args.only != "esam":
         ensure_installed()
         cert = work / "cert"
@@ -983,7 +1023,7 @@ def hash_note(scheme: str) -> str:
 
 def write_doc(tab: str, results: dict[str, list[dict[str, Any]]], plan: Plan, args: argparse.Namespace,
               started: dt.datetime) -> None:
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=tree, capture_output=True,
                             text=True).stdout.strip()
     cmd = " ".join([".venv/bin/python", "bench/run.py", *sys.argv[1:]])
     section = (
