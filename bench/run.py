@@ -1023,6 +1023,7 @@ def hash_note(scheme: str) -> str:
 
 def write_doc(tab: str, results: dict[str, list[dict[str, Any]]], plan: Plan, args: argparse.Namespace,
               started: dt.datetime) -> None:
+    tree = Path(args.tree).resolve() if args.tree else ROOT  # the build that served
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=tree, capture_output=True,
                             text=True).stdout.strip()
     cmd = " ".join([".venv/bin/python", "bench/run.py", *sys.argv[1:]])
