@@ -1263,15 +1263,7 @@ def test_a_dead_record_is_confirmed_once_not_at_every_look(
     _root, _user, mine, other, uids = _two_views(tmp_path, 6)
     other.store_flags([uids[0]], ["\\Deleted"], 1)
     other.expunge([uids[0]])
-    cur_lists: list[str] = []
-    real = os.listdir
-
-    def spy(path: Any = ".") -> list[str]:
-        if str(path).endswith("/cur"):
-            cur_lists.append(str(path))
-        return real(path)
-
-    monkeypatch.setattr(maildir_mod.os, "listdir", spy)
+    cur_lists = _cur_listings(monkeypatch)
     assert [m.uid for m in mine.sync()] == uids[1:]
     assert len(cur_lists) == 2  # listed, then confirmed
     for n in range(3):
@@ -1286,6 +1278,7 @@ def _flags_of(folder: Any, uid: int) -> frozenset[str]:
 
 
 def _cur_listings(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every listing of a cur/ directory from now on (its path), in order."""
     listed: list[str] = []
     real = os.listdir
 
