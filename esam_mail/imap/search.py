@@ -277,6 +277,7 @@ class Query:
     charset: str
     uses_modseq: bool = False  # MODSEQ key: the SEARCH reply carries (MODSEQ n)
     positional: bool = False  # keys on sequence numbers or "*" (RFC 5267 contexts re-run all)
+    keys: int = 1  # search keys in the program (the work per message grows with them)
 
     def matches(self, m: Candidate) -> bool:
         return self.node.test(m)
@@ -309,4 +310,4 @@ def parse_search(tokens: Sequence[Token], *, max_seq: int, max_uid: int,
         nodes.append(_key(args, ctx))
     if not nodes:
         raise ParseError("missing search key")
-    return Query(_and(nodes), charset, ctx.modseq, ctx.positional)
+    return Query(_and(nodes), charset, ctx.modseq, ctx.positional, ctx.keys)

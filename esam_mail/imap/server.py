@@ -1797,10 +1797,11 @@ class EsamIMAP4Server(imap4.IMAP4Server):
         if query.uses_modseq:
             self._enable_condstore()
         info = sel.info
-        if not query.needs_content and len(snapshot) <= INLINE_MAX:
+        if not query.needs_content and len(snapshot) * query.keys <= INLINE_MAX:
             # flags, sizes, internal dates, UIDs: what the session holds, no message read;
             # a hop to the mailbox thread and a store-backed candidate per message cost
-            # more than the test (issue 20)
+            # more than the test (issue 20).  Bounded by messages x keys: a program of
+            # MAX_SEARCH_KEYS keys over a big folder is work for the pool, not the loop.
             return query, [(seq, u) for seq, u in snapshot
                            if u in info and query.matches(_Held(sel, seq, u))]
         metas = await sel.metas(sel.uids) if query.needs_content else {}

@@ -70,6 +70,17 @@ def test_unchanged_folder_no_pool_call(env: Env, command: bytes) -> None:
     assert calls == [], calls
 
 
+def test_a_content_free_search_of_many_keys_runs_on_the_pool(env: Env) -> None:
+    """The loop evaluates a content-free search only while messages x keys stays small:
+    a program of hundreds of keys is work for a mailbox thread, not the event loop."""
+    c = _selected(env)
+    _settled(c)
+    calls = _count_runs(env)
+    r = c.cmd(b"K", b"SEARCH " + b" ".join([b"1:*"] * 700))  # 700 keys x 3 messages
+    assert r[-1].startswith(b"K OK") and b"* SEARCH 1 2 3" in r, r
+    assert calls == ["INBOX"], calls
+
+
 def test_generation_is_not_proof_forever(env: Env, monkeypatch: Any) -> None:
     """At least every REAL_LOOK_EVERY seconds a real look (foreign writers)."""
     from esam_mail.imap import selected
