@@ -1429,9 +1429,14 @@ class MaildirFolder:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)  # not renamed into cur/ (once renamed it is not there)
             raise
+        self._appended(size, key, chars, uid, own)
+        return uid
+
+    def _appended(self, size: int, key: str, chars: str, uid: int, own: _Own | None) -> None:
+        """After an APPEND's file is in cur/ with its UID: quota, bump and notice, and the
+        new entry made from what we wrote (:meth:`_own_end`)."""
         self.user.usage_add(size, 1)
         self._own_end(own, [(key, None, f"{key}:2,{chars}")], self.user.notify(self.name), uid)
-        return uid
 
     def _link_tmp(self, tmp: Path, key: str, chars: str) -> tuple[int, _Own | None]:
         """Move a complete, synced file from tmp/ into cur/ and give it the next UID; with
@@ -1486,8 +1491,7 @@ class MaildirFolder:
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(src)
-        self.user.usage_add(size, 1)
-        self._own_end(own, [(key, None, f"{key}:2,{chars}")], self.user.notify(self.name), uid)
+        self._appended(size, key, chars, uid, own)
         return uid
 
     def store_flags(self, uids: Iterable[int], flags: Iterable[str], mode: int) -> dict[int, frozenset[str]]:
@@ -1576,10 +1580,9 @@ class MaildirFolder:
             sig = self._sig
             if sig is not own[0]:
                 return  # a look meanwhile
-            gone = {key for key, _, new in renames if new is None}
-            known_uv, known = self._dead
-            known = (known if known_uv == self.uidvalidity else set()) | gone
-            if gone and len(known) > _dead_allowed(len(self._by_key)):
+            # an EXPUNGE's keys are known dead already (_gone_from_cur)
+            if any(new is None for _, _, new in renames) and \
+                    len(self._dead[1]) > _dead_allowed(len(self._by_key)):
                 return  # the next look drops the dead records (one rewrite for many)
             entry = None
             try:
@@ -1616,8 +1619,6 @@ class MaildirFolder:
                     del names[old]
                 if new is not None:
                     names[new] = key
-            if gone:
-                self._dead = (self.uidvalidity, known)
             self._sig = (sig[0], cur, self._ul_sig if entry is not None else sig[2])
             self._dirty = True  # mtimes of now: vouched for by the slot alone
             self._listed_gen = (own[1] + 1) & 0xFFFF_FFFF_FFFF_FFFF
