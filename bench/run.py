@@ -1008,7 +1008,7 @@ def main() -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(rounds, indent=2))
     if not args.no_write:
-        write_doc(tab, rounds, plan, args, started)
+        write_doc(tab, rounds, plan, args, started, tree)
     return 0
 
 
@@ -1022,8 +1022,8 @@ def hash_note(scheme: str) -> str:
 
 
 def write_doc(tab: str, results: dict[str, list[dict[str, Any]]], plan: Plan, args: argparse.Namespace,
-              started: dt.datetime) -> None:
-    tree = Path(args.tree).resolve() if args.tree else ROOT  # the build that served
+              started: dt.datetime, tree: Path) -> None:
+    """``tree``: the checkout whose esam_mail served (--tree); its commit is named."""
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=tree, capture_output=True,
                             text=True).stdout.strip()
     cmd = " ".join([".venv/bin/python", "bench/run.py", *sys.argv[1:]])
