@@ -8,7 +8,7 @@ compare the cost of an input with the cost of the same input made four times lon
 time, the best of several runs, so other processes on the machine do not count): linear
 code costs 4x, quadratic code 16x.  The bound is 8x: a doubling with a 3x bound failed at
 3.1-3.4x on a loaded CI machine (cache and frequency effects), while 4x against 16x leaves
-room both ways.
+room both ways.  The ratio is the best of three measurements, for the same reason.
 """
 
 from __future__ import annotations
@@ -45,7 +45,9 @@ def _growth_ratio(make: Callable[[int], str], fn: Callable[[str], object], n: in
                 fn(arg)
         return go
 
-    return _cpu(run(big)) / max(_cpu(run(small)), 1e-6)
+    # the best of three measurements: a burst of load from the parallel test workers during
+    # one of them gave 8.6x for linear code (4.1x alone); quadratic code stays >= 16x in all
+    return min(_cpu(run(big)) / max(_cpu(run(small)), 1e-6) for _ in range(3))
 
 
 def test_a_huge_address_field_is_parsed_once_and_only_up_to_the_cap(monkeypatch: pytest.MonkeyPatch) -> None:
