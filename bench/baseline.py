@@ -92,6 +92,7 @@ shlib_directory = /usr/lib/postfix
 mail_owner = postfix
 setgid_group = postdrop
 maillog_file = {d}/maillog
+maillog_file_prefixes = /var, /dev/stdout, {d}
 myhostname = baseline.bench.test
 mydomain = bench.test
 myorigin = $myhostname

@@ -46,12 +46,14 @@ Reading it is one small read, cached by (inode, size, mtime).
 from __future__ import annotations
 
 import bisect
+import collections
 import contextlib
 import datetime as dt
 import errno
 import fcntl
 import itertools
 import logging
+import operator
 import os
 import re
 import secrets
@@ -120,6 +122,9 @@ TMP_MAX_AGE = 36 * 3600
 # is the kernel's coarse clock (1-10 ms: HZ 1000-100), so 20 ms is two of the longest.
 _MTIME_MARGIN_NS = 1_000_000_000
 _MTIME_MARGIN_LOCAL_NS = 20_000_000
+# the bumps of a folder's message list remembered for sessions (see MaildirFolder._journal);
+# a session more bumps behind compares the whole list
+JOURNAL_MAX = 256
 # filesystems stamped by this kernel's clock (not a server's or another client's)
 _LOCAL_FS_TYPES = frozenset({"ext2", "ext3", "ext4", "xfs", "btrfs", "tmpfs", "f2fs", "zfs", "bcachefs"})
 _now_ns = time.time_ns  # the clock sync() compares mtimes with (tests replace it)
@@ -500,6 +505,9 @@ class _Entry:
     info: MessageInfo | None = None
 
 
+_ENTRY_UID: Callable[[_Entry], int] = operator.attrgetter("uid")
+
+
 class _EntryState(Mapping[str, tuple[int, str]]):
     """key -> (uid, flag letters) of a folder's entries, read through (no copy): what
     :meth:`ModSeqIndex.reconcile` looks up for the keys that changed."""
@@ -676,14 +684,28 @@ class MaildirFolder:
         self._dirty = True
         self._infos: list[MessageInfo] = []
         self._info_uids: list[int] = []  # the UIDs of _infos, in order (for bisect)
-        # (old, new) infos replaced in place since the last modseqs(); None: the list was
-        # rebuilt (modseqs then compares the whole list)
-        self._infos_replaced: list[tuple[MessageInfo, MessageInfo]] | None = None
+        # (old, new) infos replaced in place since the last modseqs() (old None: added,
+        # new None: removed); None: the list was rebuilt (modseqs then compares the whole list)
+        self._infos_replaced: list[tuple[MessageInfo | None, MessageInfo | None]] | None = None
         self._keywords = Keywords(path)
         self._flag_sets: dict[str, frozenset[str]] = {}
         self._cache: MetadataCache | None = None
         self._modseq: ModSeqIndex | None = None
-        self._version = 0  # bumped whenever the message list or a flag changes
+        self._version = 0  # bumped whenever the message list, a flag or a mod-sequence changes
+        # what each bump changed: (version, the UIDs whose record or mod-sequence changed, or
+        # None: unknown, the list was rebuilt), the last JOURNAL_MAX of them; a session that
+        # compared the list at version v looks only at the UIDs of the bumps after v
+        # (see changes(), and SelectedFolder.refresh).  ``_epoch`` names this object's
+        # numbering: a session whose version came from another object starts over.
+        self._journal: collections.deque[tuple[int, frozenset[int] | None]] = \
+            collections.deque(maxlen=JOURNAL_MAX)
+        self._epoch = object()
+        # the UIDs journaled since the last modseqs() (None: an unknown change among them)
+        self._since_modseqs: set[int] | None = None
+        # keys of the last applied listing that have no entry (no UID yet, or gone between
+        # the listing and the stat): looked at again by the next incremental apply
+        self._pending: set[str] = set()
+        self._applied_uv: int | None = None  # the UIDVALIDITY the entries were made under
         self._modseq_seen: tuple[int, tuple[int, dict[int, int]]] | None = None
         self._modseq_infos: dict[int, MessageInfo] | None = None  # id -> info (see modseqs)
         self._fine_mtimes = False  # see _mtime_margin
@@ -703,7 +725,7 @@ class MaildirFolder:
         self._gen_read: Callable[[], int] | None = None
         self._listed_gen: int | None = None
         self._listed_ns = 0
-        # the uidlist and the listing the last full sync applied (see _apply_renames)
+        # the uidlist and the listing the last full sync applied (see _apply_delta)
         self._last_listing: tuple[UidList, dict[str, str], int | None] | None = None
         ul = self._read_uidlist()
         if ul is None:
@@ -755,6 +777,7 @@ class MaildirFolder:
                 self._by_uid.clear()
                 self._by_key.clear()
                 self._infos, self._info_uids, self._infos_replaced = [], [], None
+                self._bump(None)
                 self._dirty = True
             self._ul, self._ul_sig = ul, sig
             self.uidvalidity = ul.uidvalidity
@@ -782,6 +805,7 @@ class MaildirFolder:
         self._by_uid.clear()
         self._by_key.clear()
         self._infos, self._info_uids, self._infos_replaced = [], [], None
+        self._bump(None)
         self._dirty = True
         return ul
 
@@ -835,17 +859,77 @@ class MaildirFolder:
             )
         return e.info
 
+    def _bump(self, uids: Iterable[int] | None) -> None:
+        """A new version of the message list: ``uids`` changed (None: unknown)."""
+        self._version += 1
+        changed = None if uids is None else frozenset(uids)
+        self._journal.append((self._version, changed))
+        since = self._since_modseqs
+        if since is not None:
+            if changed is None:
+                self._since_modseqs = None
+            else:
+                since |= changed
+
+    def changes(self) -> tuple[object, int, tuple[tuple[int, frozenset[int] | None], ...]]:
+        """(epoch, version, journal): the version of the list the last look returned and
+        the UIDs each of the last bumps changed (see ``_journal``).  Take it under the same
+        hold of the folder's lock as the look it describes (``_snapshot`` does)."""
+        with self._tlock:
+            return self._epoch, self._version, tuple(self._journal)
+
+    @property
+    def look_lock(self) -> threading.RLock:
+        """Held by a snapshot around its look, its mod-sequences and :meth:`changes`."""
+        return self._tlock
+
     def _rebuild_infos(self) -> None:
         by_uid, info = self._by_uid, self._info
         self._info_uids = uids = sorted(by_uid)
         self._infos = [e.info or info(e) for e in map(by_uid.__getitem__, uids)]
         self._infos_replaced = None
-        self._version += 1
+        self._bump(None)
+
+    def _drop_infos(self, uids: Iterable[int]) -> None:
+        """Take ``uids`` (their entries already gone) out of the message list in place: a
+        binary search each, not the whole list built again (O(messages) in Python after
+        every expunge, issue 20)."""
+        lst, infos = self._info_uids, self._infos
+        replaced = self._infos_replaced
+        dropped = []
+        for uid in sorted(set(uids), reverse=True):
+            i = bisect.bisect_left(lst, uid)
+            if i < len(lst) and lst[i] == uid:
+                if replaced is not None:
+                    replaced.append((infos[i], None))
+                del lst[i], infos[i]
+                dropped.append(uid)
+        self._bump(dropped)
+
+    def _add_infos(self, entries: Iterable[_Entry]) -> None:
+        """Put new entries' infos into the message list, in UID order."""
+        lst, infos, info = self._info_uids, self._infos, self._info
+        replaced = self._infos_replaced
+        added = []
+        for e in sorted(entries, key=_ENTRY_UID):
+            new = info(e)
+            if not lst or lst[-1] < e.uid:
+                lst.append(e.uid)
+                infos.append(new)
+            else:
+                i = bisect.bisect_left(lst, e.uid)
+                lst.insert(i, e.uid)
+                infos.insert(i, new)
+            if replaced is not None:
+                replaced.append((None, new))
+            added.append(e.uid)
+        self._bump(added)
 
     def _replace_infos(self, entries: Iterable[_Entry]) -> None:
         """:meth:`_rebuild_infos` after only ``entries`` changed name (flags): their infos
         are replaced where they stand (a bisect each), not the whole list sorted and built
         again (O(messages) in Python at every flag change, issue 20)."""
+        entries = list(entries)
         uids, infos, info = self._info_uids, self._infos, self._info
         replaced = self._infos_replaced
         for e in entries:
@@ -857,7 +941,7 @@ class MaildirFolder:
             if replaced is not None:
                 replaced.append((infos[i], new))
             infos[i] = new
-        self._version += 1
+        self._bump([e.uid for e in entries])
 
     def _list_cur(self) -> tuple[dict[str, str], tuple[int, int]]:
         """key -> file name in cur/, and the cur/ signature taken *before* reading.
@@ -1121,7 +1205,7 @@ class MaildirFolder:
         # one right after it (a listing in between, or one changed after it was made: None)
         keys = (listed[2] if listed is not None and number is not None and prev is not None
                 and prev[2] is not None and prev[2] == number - 1 else None)
-        if changed or prev is None or prev[0] is not ul or not self._apply_renames(listing, prev[1], keys):
+        if prev is None or not self._apply_delta(listing, prev, keys, ul):
             self._apply_listing(listing, ul)
         self._sig = (new_sig, cur_sig, uidlist_sig)
         mtimes = (new_sig[1], cur_sig[1], uidlist_sig[2] if uidlist_sig else 0)
@@ -1152,47 +1236,82 @@ class MaildirFolder:
             by_uid[uid] = e
             by_key[key] = e
         self._by_uid, self._by_key = by_uid, by_key
+        self._pending = set(listing.keys() - by_key.keys())
+        self._applied_uv = ul.uidvalidity
         self._rebuild_infos()
 
-    def _apply_renames(self, listing: Mapping[str, str], prev: Mapping[str, str],
-                       keys: Iterable[str] | None = None) -> bool:
-        """The cheap case of :meth:`_apply_listing`: the same messages as the last listing
-        under the same uidlist, only some renamed (flag changes, the common change of a
-        busy folder): only those entries are touched.  False (nothing done) otherwise.
+    def _apply_delta(self, listing: Mapping[str, str], prev: tuple[UidList, dict[str, str], int | None],
+                     keys: Iterable[str] | None, ul: UidList) -> bool:
+        """The incremental case of :meth:`_apply_listing`: this listing under this uidlist
+        differs from the last applied one (``prev``: its uidlist and listing) in a few keys,
+        and only their entries change: renamed (flags), added (a delivery, an APPEND or COPY
+        by another process) or gone (an expunge).  The full apply walked every message in
+        Python and built the message list again at each such change: per process and per
+        change, O(messages) (issue 20); this is set operations in C plus work per key.
+        False (maybe after touching entries, which the full apply then sets right) when the
+        UIDVALIDITY changed or the entries disagree with the uidlist.
 
-        ``keys``: the only keys whose name may differ between ``prev`` and ``listing``
-        (from the listing's delta); then neither listing is walked: the entries were made
-        from ``prev`` and only a settle adds entries, so equal sizes mean equal keys."""
-        if len(listing) != len(prev) or len(self._by_key) != len(listing):
+        ``keys``: the only keys whose name may differ between ``prev`` and ``listing`` (from
+        the listing's delta); None: found by comparing the two listings.  Keys the last apply
+        left without an entry (``_pending``: not numbered yet) are looked at again."""
+        prev_ul, prev_listing, _ = prev
+        if prev_ul.uidvalidity != ul.uidvalidity or self._applied_uv != ul.uidvalidity:
             return False
-        renamed = []
         if keys is None:
-            for key, fn in listing.items() - prev.items():
-                e = self._by_key.get(key)
-                if e is None:
-                    return False
-                renamed.append((e, fn))
-            if self._by_key.keys() != listing.keys():
-                return False
+            cand = {k for k, _ in listing.items() - prev_listing.items()}
+            cand.update(prev_listing.keys() - listing.keys())
         else:
-            for key in keys:
-                now = listing.get(key)
-                if now is None or key not in prev:
-                    if now is None and key not in prev:
-                        continue  # a name no listing kept (a dot file)
-                    return False  # came or went: not only renamed
-                if now == prev[key]:
-                    continue
-                e = self._by_key.get(key)
-                if e is None:
-                    return False
-                renamed.append((e, now))
-        touched = []
-        for e, fn in renamed:
-            if e.name != fn:
-                e.name, e.chars, e.info = fn, split_name(fn)[1], None
-                touched.append(e)
-        self._replace_infos(touched)
+            cand = set(keys)
+        cand |= self._pending
+        by_key, by_uid, entries = self._by_key, self._by_uid, ul.entries
+        if prev_ul is not ul and not by_key.keys() <= entries.keys():
+            return False  # a record dropped while its file is listed: a race, the full apply
+        cur_s = self._cur_s + "/"
+        pending: set[str] = set()
+        removed: list[int] = []
+        added: list[_Entry] = []
+        renamed: list[_Entry] = []
+        for key in cand:
+            fn = listing.get(key)
+            uid = entries.get(key) if fn is not None else None
+            old = by_key.get(key)
+            if old is not None and old.uid != uid:
+                if uid is not None:
+                    return False  # renumbered under the same UIDVALIDITY: not ours to patch
+                del by_key[key]
+                if by_uid.get(old.uid) is old:
+                    del by_uid[old.uid]
+                removed.append(old.uid)
+                continue
+            if fn is None:
+                continue
+            if uid is None:
+                pending.add(key)
+                continue
+            if old is not None:
+                if old.name != fn:
+                    old.name, old.chars, old.info = fn, split_name(fn)[1], None
+                    renamed.append(old)
+                continue
+            if uid in by_uid:
+                return False  # the UID is another key's
+            size = size_from_key(key)
+            try:
+                st = os.stat(cur_s + fn)
+            except FileNotFoundError:
+                pending.add(key)
+                continue
+            e = _Entry(uid, key, fn, split_name(fn)[1], size if size is not None else st.st_size, st.st_mtime)
+            by_uid[uid] = e
+            by_key[key] = e
+            added.append(e)
+        self._pending = pending
+        if removed:
+            self._drop_infos(removed)
+        if renamed:
+            self._replace_infos(renamed)
+        if added:
+            self._add_infos(added)
         return True
 
     def _invalidate_infos(self) -> None:
@@ -1260,7 +1379,7 @@ class MaildirFolder:
                 state = {e.key: (e.uid, e.chars) for e in self._by_uid.values()}
             elif replaced is not None:
                 now = last
-                changed = {new.key for _, new in replaced}
+                changed = {m.key for pair in replaced for m in pair if m is not None}
                 state = _EntryState(self._by_key)
             else:
                 now = dict(zip(map(id, infos), infos, strict=True))
@@ -1274,10 +1393,18 @@ class MaildirFolder:
                 raise
             if replaced is not None and now is last:
                 for old, new in replaced:  # in order: an info replaced twice ends as the last
-                    now.pop(id(old), None)
-                    now[id(new)] = new
+                    if old is not None:
+                        now.pop(id(old), None)
+                    if new is not None:
+                        now[id(new)] = new
             self._modseq_infos = now  # only after a reconcile that took them
             self._infos_replaced = []
+            # mod-sequences that moved with no bump of their message's record in this
+            # object (another process wrote them, or a full reconcile) are journaled too
+            moved, since = self._modseq.moved, self._since_modseqs
+            if since is not None and (moved is None or not moved <= since):
+                self._bump(None if moved is None else moved - since)
+            self._since_modseqs = set()
             self._modseq_seen = (self._version, result)
             return result
 
@@ -1602,10 +1729,7 @@ class MaildirFolder:
             if entry is not None:
                 self._by_uid[entry.uid] = entry
                 self._by_key[entry.key] = entry
-                self._info_uids.append(entry.uid)  # the highest UID: the lists stay sorted
-                self._infos.append(self._info(entry))
-                self._infos_replaced = None
-                self._version += 1
+                self._add_infos([entry])  # the highest UID: appended
             last = self._last_listing[1] if self._last_listing is not None else None
             names = self._name_keys
             for key, old, new in renames:
@@ -1736,7 +1860,7 @@ class MaildirFolder:
             for e in moved:
                 self._by_uid.pop(e.uid, None)
                 self._by_key.pop(e.key, None)
-            self._rebuild_infos()
+            self._drop_infos([e.uid for e in moved])
             self._dirty = True
             dest._dirty = True
             if self._cache is not None:
@@ -1790,7 +1914,7 @@ class MaildirFolder:
             for e in removed:
                 self._by_uid.pop(e.uid, None)
                 self._by_key.pop(e.key, None)
-            self._rebuild_infos()
+            self._drop_infos([e.uid for e in removed])
             self._dirty = True
             if self._cache is not None:
                 with contextlib.suppress(Exception):

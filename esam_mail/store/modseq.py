@@ -66,6 +66,9 @@ class ModSeqIndex:
         self._memo: tuple[sqlite3.Connection, int, dict[str, tuple[int, int, str]]] | None = None
         # the state the last reconcile was given and the uid -> mod-sequence it returned
         self._last: tuple[dict[str, tuple[int, str]], dict[int, int]] | None = None
+        # after a reconcile: a superset of the UIDs whose mod-sequence it changed, added or
+        # removed in the returned map (None: unknown, a full pass)
+        self.moved: set[int] | None = None
 
     def _connect(self) -> sqlite3.Connection:
         """The folder's shared connection (call with ``_lock`` held; do not keep it)."""
@@ -102,8 +105,11 @@ class ModSeqIndex:
                 rows: list[tuple[str, int, int, str]] = []
                 candidates: Iterable[tuple[str, tuple[int, str]]]
                 incremental = last is not None and touched is not None
+                moved: set[int] | None = None
                 if last is not None and touched is not None:
-                    prev, out = last[0], dict(last[1])
+                    prev, before = last[0], last[1]
+                    out = dict(before)
+                    moved = set()
                     if changed is None:
                         keys = {k for k, _ in state.items() - prev.items()}
                         gone_keys = prev.keys() - state.keys()
@@ -115,6 +121,7 @@ class ModSeqIndex:
                         was = prev.get(k)
                         if was is not None:
                             out.pop(was[0], None)
+                            moved.add(was[0])
                     candidates = [(k, state[k]) for k in keys if k in state]
                     gone = [(k, stored[k][0]) for k in gone_keys if k in stored]
                 else:
@@ -128,6 +135,8 @@ class ModSeqIndex:
                     else:
                         rows.append((key, uid, nxt, chars))
                         out[uid] = nxt
+                    if moved is not None and before.get(uid) != out[uid]:
+                        moved.add(uid)
                 if rows or gone or row is None:
                     if rows or gone:
                         highest = nxt
@@ -164,6 +173,7 @@ class ModSeqIndex:
                 self._last = (prev, out)
             else:
                 self._last = (dict(state.items()), out)
+            self.moved = moved
         return highest, out
 
     def _stored(

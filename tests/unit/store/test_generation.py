@@ -27,7 +27,7 @@ from tests.unit.store.conftest import msg
 # own \Recent, subscriptions, tmp/ cleanup, quota bookkeeping), and reads
 NOT_SEEN = {
     MaildirFolder: {"cache_get_many", "cache_prune", "cache_put_many", "change_generation",
-                    "close", "expunged_since", "messages", "modseqs", "path_of", "read", "read_head",
+                    "changes", "close", "expunged_since", "messages", "modseqs", "path_of", "read", "read_head",
                     "recent", "reusable", "status", "sync", "sync_claim", "uidnext"},
     MaildirUser: {"check_quota", "cleanup_tmp", "create", "exists", "folder", "folder_path",
                   "list_folders", "message_count", "next_uidvalidity", "quota_state",
