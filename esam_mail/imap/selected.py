@@ -136,6 +136,9 @@ class SelectedFolder:
         view.look_along = self._claims
         # the store's change generation as of our last real look (see _may_skip)
         self._gen: int | None = None
+        # the store folder's (epoch, version) our state was last compared at (see
+        # _journaled): the next refresh compares only the UIDs journaled since
+        self._change: tuple[object, int] | None = None
         self._gen_now: Callable[[], int] | None = None
         self._looked = 0.0
 
@@ -185,6 +188,7 @@ class SelectedFolder:
             sel.rev2 = rev2
             sel.unseen_at_open = sel.first_unseen()
             sel._remember(snap)
+            sel._compared(snap)
             return sel
 
         return await off_loop(len(snap.infos), build)
@@ -286,22 +290,75 @@ class SelectedFolder:
             self._remember(snap)
             if snap.uidvalidity != self.uidvalidity:
                 raise UidValidityChanged(self.view.name)
-            if self._unchanged(snap.infos, snap.modseqs):
+            changed = self._journaled(snap)
+            if not changed if changed is not None else self._unchanged(snap.infos, snap.modseqs):
                 self.highestmodseq = max(self.highestmodseq, snap.highestmodseq)
+                self._last_infos, self._last_modseqs = snap.infos, snap.modseqs
+                self._compared(snap)
                 return self._drop(self.gone) if allow_expunge and self.gone else []
+            self.highestmodseq = max(self.highestmodseq, snap.highestmodseq)
+            recent = frozenset() if self.rev2 else snap.recent
+            if changed is not None and len(changed) <= JOURNAL_WALK_MAX:
+                # only the UIDs the store journaled since our last comparison: work in
+                # proportion to the change, not to the folder (issue 20)
+                seqs = snap.modseqs
+                diff = _diff_uids(changed, self.info, snap.infos,
+                                  self.modseq if self.condstore else None, seqs)
+                self._last_infos, self._last_modseqs = snap.infos, snap.modseqs
+                self._compared(snap)
+                mine = self.modseq
+                for uid in changed:
+                    if uid in seqs:
+                        mine[uid] = seqs[uid]
+                lines = self._apply(diff, allow_expunge=allow_expunge, with_uid=with_uid,
+                                    recent=recent)
+                for uid in changed:  # ghosts keep theirs until reported
+                    if uid not in seqs and uid not in self.info:
+                        mine.pop(uid, None)
+                return lines
             seen = self.modseq
             self.modseq = dict(snap.modseqs)
-            self.highestmodseq = max(self.highestmodseq, snap.highestmodseq)
-            for uid in self.gone:  # ghosts keep theirs until reported
-                if uid in seen:
-                    self.modseq.setdefault(uid, seen[uid])
             diff = await off_loop(
                 len(snap.infos) + len(self.uids), _diff, list(self.uids), self.info.copy(),
                 snap.infos, seen if self.condstore else None, self.modseq,
             )
+            # ghosts keep theirs until reported: the older ones and those this diff found
+            # (which, looked at before it, lost theirs: MODSEQ (0) in a FETCH of a ghost)
+            for uid in self.gone.union(diff.gone):
+                if uid in seen:
+                    self.modseq.setdefault(uid, seen[uid])
             self._last_infos, self._last_modseqs = snap.infos, snap.modseqs
+            self._compared(snap)
             return self._apply(diff, allow_expunge=allow_expunge, with_uid=with_uid,
-                               recent=frozenset() if self.rev2 else snap.recent)
+                               recent=recent)
+
+    def _compared(self, snap: Snapshot) -> None:
+        ch = snap.changes
+        self._change = (ch[0], ch[1]) if ch is not None else None
+
+    def _journaled(self, snap: Snapshot) -> set[int] | None:
+        """The UIDs whose record or mod-sequence the store journaled between the look our
+        state was compared at and ``snap`` (empty: the same version); None when that is not
+        known (another folder object, a bump of unknown extent, or one that fell out of
+        the journal): then the whole list is compared."""
+        ch, mine = snap.changes, self._change
+        if ch is None or mine is None or ch[0] is not mine[0] or ch[1] < mine[1]:
+            return None
+        if ch[1] == mine[1]:
+            return set()
+        out: set[int] = set()
+        last = mine[1]
+        first = None
+        for version, uids in reversed(ch[2]):
+            if version <= last:
+                break
+            if uids is None:
+                return None
+            out |= uids
+            first = version
+        if first != last + 1:
+            return None  # the bumps right after ours are no longer in the journal
+        return out
 
     def _unchanged(self, infos: list[MessageInfo], modseqs: dict[int, int]) -> bool:
         """The store's snapshot is the one we compared last: same records (by identity,
@@ -427,6 +484,11 @@ async def off_loop(size: int, fn: Callable[..., _T], *args: Any) -> _T:
     return await asyncio.to_thread(fn, *args)
 
 
+# a journaled change of more UIDs than this is compared by the whole-list walk (set
+# operations in C), cheaper then than one lookup per UID in Python
+JOURNAL_WALK_MAX = 256
+
+
 class _Diff(NamedTuple):
     gone: list[int]  # our UIDs absent from the new snapshot
     changed: list[int]  # flags (or, with CONDSTORE, the mod-sequence) changed, ascending
@@ -473,6 +535,39 @@ def _diff(uids: list[int], info: dict[int, MessageInfo], infos: list[MessageInfo
         changed.extend(u for u in moved if u in now and u in info and u not in updates)
     changed.sort()
     new.sort(key=_UID)
+    keywords = _keywords(m.flags for m in updates.values())
+    updates.update(same)
+    return _Diff(gone, changed, new, updates, keywords)
+
+
+def _diff_uids(uids: Iterable[int], info: dict[int, MessageInfo], infos: list[MessageInfo],
+               seen: dict[int, int] | None, modseq: dict[int, int]) -> _Diff:
+    """:func:`_diff` limited to ``uids`` (the only ones that may have changed: the store's
+    journal since our last comparison), found in ``infos`` (sorted by UID) by bisection."""
+    gone: list[int] = []
+    changed: list[int] = []
+    new: list[MessageInfo] = []
+    updates: dict[int, MessageInfo] = {}
+    same: dict[int, MessageInfo] = {}
+    n = len(infos)
+    for uid in sorted(uids):
+        i = bisect.bisect_left(infos, uid, key=_UID)
+        m = infos[i] if i < n and infos[i].uid == uid else None
+        old = info.get(uid)
+        if m is None:
+            if old is not None:
+                gone.append(uid)
+        elif old is None:
+            new.append(m)
+            updates[uid] = m
+        elif old.flags != m.flags:
+            changed.append(uid)
+            updates[uid] = m
+        else:
+            if old is not m:
+                same[uid] = m
+            if seen is not None and seen.get(uid) != modseq.get(uid):
+                changed.append(uid)
     keywords = _keywords(m.flags for m in updates.values())
     updates.update(same)
     return _Diff(gone, changed, new, updates, keywords)

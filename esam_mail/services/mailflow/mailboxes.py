@@ -582,21 +582,30 @@ class Snapshot:
     # look, and the reader of its current value (a memory read, safe on the loop)
     generation: int | None = None
     current_generation: Callable[[], int] | None = None
+    # the store folder's (epoch, version, journal) as of this look (MaildirFolder.changes):
+    # which UIDs changed between two looks, so a session compares only those
+    changes: tuple[object, int, tuple[tuple[int, frozenset[int] | None], ...]] | None = None
 
 
 def _snapshot(folder: Folder, claim: bool) -> Snapshot:
-    """Pool thread: :meth:`MailboxView.snapshot`."""
-    reader_of = getattr(folder, "change_generation", None)
-    read = reader_of() if reader_of is not None else None
-    gen = read() if read is not None else None  # before the look, not after
-    sync_claim = getattr(folder, "sync_claim", None) if claim else None
-    if sync_claim is not None:  # numbering and claim in one folder write
-        infos, recent = sync_claim()
-    else:
-        infos = folder.sync()
-        recent = folder.recent(claim=claim, upto=infos[-1].uid if infos else 0)
-    highest, modseqs = folder.modseqs()
-    return Snapshot(folder.uidvalidity, infos, recent, highest, modseqs, gen, read)
+    """Pool thread: :meth:`MailboxView.snapshot`.  Under the folder's look lock, when it
+    has one: the list, the mod-sequences and the journal's version are of the same moment
+    (another session's look in between would bump the version past this list)."""
+    lock = getattr(folder, "look_lock", None)
+    with lock if lock is not None else contextlib.nullcontext():
+        reader_of = getattr(folder, "change_generation", None)
+        read = reader_of() if reader_of is not None else None
+        gen = read() if read is not None else None  # before the look, not after
+        sync_claim = getattr(folder, "sync_claim", None) if claim else None
+        if sync_claim is not None:  # numbering and claim in one folder write
+            infos, recent = sync_claim()
+        else:
+            infos = folder.sync()
+            recent = folder.recent(claim=claim, upto=infos[-1].uid if infos else 0)
+        highest, modseqs = folder.modseqs()
+        changes_of = getattr(folder, "changes", None)
+        changes = changes_of() if changes_of is not None else None
+    return Snapshot(folder.uidvalidity, infos, recent, highest, modseqs, gen, read, changes)
 
 
 class MailboxView:
