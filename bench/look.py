@@ -1,6 +1,6 @@
 """Micro-benchmark: the CPU of one folder look (what the pool call of a command in a SELECTed folder does
 before its answer: ``_snapshot`` of the mailbox service), unchanged and after another
-process's flag change.
+process's flag change, APPEND or EXPUNGE.
 
     .venv/bin/python bench/look.py [--messages 150] [--dir /var/tmp]
 
@@ -50,8 +50,25 @@ def main() -> int:
             t = time.process_time()
             _snapshot(folder, True)
             spent += time.process_time() - t
+        arrivals = max(1, min(300, args.looks // 10))
+        arrived = 0.0
+        new_uids = []
+        for k in range(arrivals):
+            new_uids.append(other.append(b"Subject: new %d\r\n\r\nx\r\n" % k))
+            t = time.process_time()
+            _snapshot(folder, True)
+            arrived += time.process_time() - t
+        expunged = 0.0
+        for uid in new_uids:
+            other.store_flags([uid], ["\\Deleted"], 1)
+            other.expunge([uid])
+            t = time.process_time()
+            _snapshot(folder, True)
+            expunged += time.process_time() - t
         print(f"{args.messages} messages: unchanged look {unchanged * 1e6:.1f} us CPU; "
-              f"look after another process's flag change {spent / changes * 1e6:.1f} us CPU")
+              f"look after another process's flag change {spent / changes * 1e6:.1f} us CPU; "
+              f"after its APPEND {arrived / arrivals * 1e6:.1f} us; "
+              f"after its EXPUNGE {expunged / arrivals * 1e6:.1f} us")
     finally:
         shutil.rmtree(root, ignore_errors=True)
     return 0

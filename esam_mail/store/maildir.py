@@ -1172,7 +1172,8 @@ class MaildirFolder:
         for the locked path (a message not numbered yet, more dead records than allowed,
         or a listing that does not settle).  Records newly missing from cur/ are confirmed
         by a second listing first (readdir may miss a file renamed meanwhile), as the
-        locked path does before it drops records; confirmed ones are remembered for this
+        locked path does before it drops records, unless the esam process that removed
+        them noted them in :data:`EXPUNGED_FILE` (after the unlink); confirmed ones are remembered for this
         uidlist, so a later look does not list twice for them (a key never names another
         file: they stay dead while the list grows by appends)."""
         entries = ul.entries
@@ -1184,7 +1185,10 @@ class MaildirFolder:
         known_uv, known = self._dead
         if known_uv != ul.uidvalidity:
             known = set()
-        if not dead <= known:
+        if not dead <= known and not dead - known <= expunged_keys(self.path):
+            # (keys the expunging esam process noted after the unlink are gone for good: a
+            # key never names another file; only others are confirmed by listing again,
+            # which at 5,000 messages was the most of the look after another's EXPUNGE)
             again, cur_sig = self._list_cur()
             if not listing.keys() <= again.keys() or not again.keys() <= entries.keys():
                 return None  # came or went between the two listings: the lock decides

@@ -1297,14 +1297,20 @@ def test_a_dead_record_is_confirmed_once_not_at_every_look(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A record newly missing from cur/ costs one more listing (readdir may miss a file
-    renamed meanwhile); once confirmed it stays known dead while the uidlist grows by
-    appends (each read gives a new UidList object), so later looks list cur/ once."""
-    _root, _user, mine, other, uids = _two_views(tmp_path, 6)
+    renamed meanwhile), unless the esam process that removed it noted its key (after the
+    unlink); once confirmed it stays known dead while the uidlist grows by appends (each
+    read gives a new UidList object), so later looks list cur/ once."""
+    _root, _user, mine, other, uids = _two_views(tmp_path, 8)
     other.store_flags([uids[0]], ["\\Deleted"], 1)
     other.expunge([uids[0]])
     cur_lists = _cur_listings(monkeypatch)
     assert [m.uid for m in mine.sync()] == uids[1:]
-    assert len(cur_lists) == 2  # listed, then confirmed
+    assert len(cur_lists) == 1  # noted by the expunge: no second listing
+    cur_lists.clear()
+    gone = next(p for p in (mine.path / "cur").iterdir() if p.name.startswith(mine._entry(uids[1]).key))
+    gone.unlink()  # removed by something that is not esam: no note
+    assert [m.uid for m in mine.sync()] == uids[2:]
+    assert len(cur_lists) >= 2  # listed, then confirmed
     for n in range(3):
         cur_lists.clear()
         uid = other.append(b"Subject: more %d\r\n\r\nx\r\n" % n)
