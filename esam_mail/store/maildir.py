@@ -1095,7 +1095,7 @@ class MaildirFolder:
         looked = self._look_unlocked(new_dir)
         if looked is not None:
             ul, listing, new_sig, cur_sig = looked
-            return self._settle(ul, listing, False, new_sig, cur_sig, self._ul_sig, start), None
+            return self._settle(ul, listing, new_sig, cur_sig, self._ul_sig, start), None
         claimed: set[int] | None = None
         with self._locked() as lock:
             ul = self._load_uidlist_locked(lock)
@@ -1138,7 +1138,7 @@ class MaildirFolder:
                 if first <= limit:
                     self._recent.claim(ul, limit + 1)
             uidlist_sig = self._ul_sig
-        return self._settle(ul, listing, changed, new_sig, cur_sig, uidlist_sig, start), claimed
+        return self._settle(ul, listing, new_sig, cur_sig, uidlist_sig, start), claimed
 
     def _look_unlocked(
         self, new_dir: str,
@@ -1198,7 +1198,7 @@ class MaildirFolder:
         return listing, cur_sig
 
     def _settle(
-        self, ul: UidList, listing: dict[str, str], changed: bool, new_sig: tuple[int, int],
+        self, ul: UidList, listing: dict[str, str], new_sig: tuple[int, int],
         cur_sig: tuple[int, int], uidlist_sig: tuple[int, int, int] | None, start: int,
     ) -> list[MessageInfo]:
         """Apply a look's listing under its uidlist and note how final it is."""
