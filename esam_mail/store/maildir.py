@@ -712,7 +712,7 @@ class MaildirFolder:
         self._name_keys: dict[str, str] = {}  # file name -> key, as of the last listing
         self._cur_listing: dict[str, str] | None = None  # the last listing (see _listing_delta)
         self._list_no = 0  # listings made by _list_cur
-        self._listed: tuple[int, dict[str, str], set[str] | None] | None = None
+        self._keys_since_apply: set[str] | None = None  # see _list_cur and _settle
         self._recent = _RecentFloor(path / RECENT_FILE)
         # the uidlist records known to name expunged messages, under that UIDVALIDITY (a
         # key never names another file, so they stay dead across the list's appends, each
@@ -961,11 +961,29 @@ class MaildirFolder:
                 listing, changed = self._listing_walk(names), None
             if _dir_sig(cur) == sig:
                 break
+        base, name_keys = self._cur_listing, self._name_keys
+        if changed is not None and base is not None:
+            # the names' keys brought forward by the keys that changed (a dict of every
+            # name built again at each listing was O(messages) per look, issue 20)
+            for key in changed:
+                was, now = base.get(key), listing.get(key)
+                if was != now:
+                    if was is not None and name_keys.get(was) == key:
+                        del name_keys[was]
+                    if now is not None:
+                        name_keys[now] = key
+        else:
+            self._name_keys = dict(zip(listing.values(), listing.keys(), strict=True))
         self._cur_listing = listing.copy()
-        self._name_keys = dict(zip(listing.values(), listing.keys(), strict=True))
         self._list_no += 1
-        # this listing, and the keys whose name may differ from the listing before it
-        self._listed = (self._list_no, listing, changed)
+        # the keys whose name may differ between the last applied listing and this one
+        # (every listing's delta since; None once a listing was walked)
+        acc = self._keys_since_apply
+        if acc is not None:
+            if changed is None:
+                self._keys_since_apply = None
+            else:
+                acc |= changed
         return listing, sig
 
     def _listing_walk(self, names: list[str]) -> dict[str, str]:
@@ -1108,7 +1126,7 @@ class MaildirFolder:
                 with contextlib.suppress(FileNotFoundError):
                     os.rename(new_s + fn, f"{cur_s}{key}:2,{chars}")
             listing, cur_sig = self._list_cur()
-            missing = [k for k in ul.entries if k not in listing]
+            missing = list(ul.entries.keys() - listing.keys())  # in C: O(messages) per look
             if missing:
                 # readdir may miss a file renamed concurrently: look again before dropping.
                 again, _ = self._list_cur()
@@ -1124,17 +1142,16 @@ class MaildirFolder:
                 ul.ext.pop(k, None)
             if changed:
                 self._dead = (ul.uidvalidity, set())
-            for key in sorted((k for k in listing if k not in ul.entries), key=delivery_order):
+            for key in sorted(listing.keys() - ul.entries.keys(), key=delivery_order):
                 ul.assign(key)
                 changed = True
             if changed:
                 self._commit(lock, ul)
             if changed and claim:
                 # the claim of recent() with upto = the last UID listed here
-                limit = max((ul.entries[k] for k in listing if k in ul.entries), default=0)
+                limit = max(map(ul.entries.__getitem__, listing.keys() & ul.entries.keys()), default=0)
                 first = self._recent.floor(ul)
-                claimed = {ul.entries[k] for k in listing
-                           if k in ul.entries and first <= ul.entries[k] <= limit}
+                claimed = self._listed_between(ul, listing, first, limit)
                 if first <= limit:
                     self._recent.claim(ul, limit + 1)
             uidlist_sig = self._ul_sig
@@ -1202,13 +1219,10 @@ class MaildirFolder:
         cur_sig: tuple[int, int], uidlist_sig: tuple[int, int, int] | None, start: int,
     ) -> list[MessageInfo]:
         """Apply a look's listing under its uidlist and note how final it is."""
-        listed = self._listed
-        number = listed[0] if listed is not None and listed[1] is listing else None
-        prev, self._last_listing = self._last_listing, (ul, listing, number)
-        # the keys that may differ from the last applied listing, when this listing is the
-        # one right after it (a listing in between, or one changed after it was made: None)
-        keys = (listed[2] if listed is not None and number is not None and prev is not None
-                and prev[2] is not None and prev[2] == number - 1 else None)
+        prev, self._last_listing = self._last_listing, (ul, listing, self._list_no)
+        # the keys that may differ from the last applied listing: those of every listing's
+        # delta since (a look may list twice, to confirm what went missing), or None
+        keys, self._keys_since_apply = self._keys_since_apply, set()
         if prev is None or not self._apply_delta(listing, prev, keys, ul):
             self._apply_listing(listing, ul)
         self._sig = (new_sig, cur_sig, uidlist_sig)
@@ -1459,11 +1473,33 @@ class MaildirFolder:
         else:
             self._dead = (self.uidvalidity, set(keys))
 
+    @staticmethod
+    def _listed_between(ul: UidList, listing: Mapping[str, str], first: int, limit: int) -> set[int]:
+        """The UIDs of ``ul`` from ``first`` to ``limit`` whose key is in ``listing``."""
+        entries = ul.entries
+        if ul.problems:  # records may be out of UID order: every one
+            return {entries[k] for k in listing if k in entries and first <= entries[k] <= limit}
+        out: set[int] = set()
+        for k, u in reversed(entries.items()):  # ascending UIDs: the tail from ``first``
+            if u < first:
+                break
+            if u <= limit and k in listing:
+                out.add(u)
+        return out
+
     def _uids_between(self, ul: UidList, first: int, limit: int) -> set[int]:
         """The UIDs of ``ul`` from ``first`` to ``limit``, less the records known to name
         expunged messages (kept in the uidlist for now, see :func:`_dead_allowed`)."""
         dead = self._dead[1]
-        return {u for k, u in ul.entries.items() if first <= u <= limit and k not in dead}
+        if ul.problems:  # records may be out of UID order: every one
+            return {u for k, u in ul.entries.items() if first <= u <= limit and k not in dead}
+        out: set[int] = set()
+        for k, u in reversed(ul.entries.items()):  # ascending UIDs: the tail from ``first``
+            if u < first:
+                break
+            if u <= limit and k not in dead:
+                out.add(u)
+        return out
 
     def _entry(self, uid: int) -> _Entry:
         e = self._by_uid.get(uid)

@@ -991,8 +991,10 @@ def test_looks_over_random_changes_see_what_a_fresh_folder_sees(
             who.store_flags(rnd.sample(present, min(len(present), rnd.randint(1, 3))),
                             [rnd.choice(["\\Seen", "\\Flagged", "\\Answered", "$Work"])],
                             rnd.choice([1, -1]))
-        elif op < 0.72:
+        elif op < 0.68:
             who.append(b"Subject: n%d\r\n\r\nx\r\n" % step)
+        elif op < 0.72:  # an MDA's delivery into new/: numbered by the locked path
+            (mine.path / "new" / f"1700000000.M{step}P1.mda").write_bytes(b"Subject: d\r\n\r\nx\r\n")
         elif op < 0.8 and present:
             who.store_flags([rnd.choice(present)], ["\\Deleted"], 1)
             who.expunge()
