@@ -1013,8 +1013,10 @@ class MaildirFolder:
         if base is None:
             return None
         now = set(names)
-        gone = known.keys() - now
         added = now.difference(known)
+        # names are unique, so how many known names went follows from the counts; the
+        # difference itself (one more pass over the folder) only when some did
+        gone = known.keys() - now if len(known) - len(now) + len(added) else set()
         if len(gone) + len(added) > 16 + len(names) // 4:
             return None
         listing = base.copy()
