@@ -508,6 +508,14 @@ class _Entry:
 _ENTRY_UID: Callable[[_Entry], int] = operator.attrgetter("uid")
 
 
+def _grown(acc: set[Any] | None, more: Iterable[Any] | None) -> set[Any] | None:
+    """``acc`` grown by ``more`` (in place); None, "unknown", once either is."""
+    if acc is None or more is None:
+        return None
+    acc.update(more)
+    return acc
+
+
 class _EntryState(Mapping[str, tuple[int, str]]):
     """key -> (uid, flag letters) of a folder's entries, read through (no copy): what
     :meth:`ModSeqIndex.reconcile` looks up for the keys that changed."""
@@ -864,12 +872,7 @@ class MaildirFolder:
         self._version += 1
         changed = None if uids is None else frozenset(uids)
         self._journal.append((self._version, changed))
-        since = self._since_modseqs
-        if since is not None:
-            if changed is None:
-                self._since_modseqs = None
-            else:
-                since |= changed
+        self._since_modseqs = _grown(self._since_modseqs, changed)
 
     def changes(self) -> tuple[object, int, tuple[tuple[int, frozenset[int] | None], ...]]:
         """(epoch, version, journal): the version of the list the last look returned and
@@ -978,12 +981,7 @@ class MaildirFolder:
         self._list_no += 1
         # the keys whose name may differ between the last applied listing and this one
         # (every listing's delta since; None once a listing was walked)
-        acc = self._keys_since_apply
-        if acc is not None:
-            if changed is None:
-                self._keys_since_apply = None
-            else:
-                acc |= changed
+        self._keys_since_apply = _grown(self._keys_since_apply, changed)
         return listing, sig
 
     def _listing_walk(self, names: list[str]) -> dict[str, str]:
