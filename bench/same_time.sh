@@ -4,6 +4,8 @@
 #   bench/same_time.sh ROUNDS TREE_A TREE_B [extra bench/run.py args]
 #
 # e.g. `git worktree add /tmp/old HEAD~1` and then `bench/same_time.sh 3 /tmp/old .`.
+# A_ARGS / B_ARGS: bench/run.py arguments for one side only, e.g. one build with and
+# without a setting: `B_ARGS="--set server.uvloop=true" bench/same_time.sh 3 . .`.
 # Each round starts both benches (esam only: SMTP load, warm-up, stress) and a barrier makes
 # their stresses start together, so both builds meet the same machine.  On a shared VM the
 # same build varied 20-40 % between runs a few minutes apart; at the same time, two copies
@@ -28,8 +30,10 @@ PY
 }
 for r in $(seq 1 "$rounds"); do
   rm -f "$out"/barrier.*
-  one A "$a" "$@" & pa=$!
-  one B "$b" "$@" & pb=$!
+  # shellcheck disable=SC2086  # word splitting of the per-side settings is wanted
+  one A "$a" ${A_ARGS:-} "$@" & pa=$!
+  # shellcheck disable=SC2086
+  one B "$b" ${B_ARGS:-} "$@" & pb=$!
   wait "$pa" "$pb"
   echo -n "round $r  "; show A; show B; echo
 done
