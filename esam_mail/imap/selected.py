@@ -273,10 +273,12 @@ class SelectedFolder:
         (after its work there) serves, if there was one and nothing newer was seen since
         (:meth:`MailboxView.take_along`): one thread hop instead of two.
 
-        An unchanged folder (the store hands back the same message records, and the
-        same mod-sequence map) is recognised without a walk.  Otherwise comparing the
-        new snapshot with ours walks the whole folder: for a big folder that runs in a
-        worker thread (on copies), and only what changed is applied on the loop.
+        An unchanged folder (the store's version is the one we compared at, or it hands
+        back the same message records and mod-sequence map) is recognised without a walk.
+        When the store's journal names the UIDs changed since our comparison, only those
+        are looked at (:func:`_diff_uids`).  Otherwise comparing the new snapshot with
+        ours walks the whole folder: for a big folder that runs in a worker thread (on
+        copies), and only what changed is applied on the loop.
 
         Raises:
             UidValidityChanged: the UIDs of this session no longer mean anything.
