@@ -295,7 +295,6 @@ class SelectedFolder:
             changed = self._journaled(snap)
             if not changed if changed is not None else self._unchanged(snap.infos, snap.modseqs):
                 self.highestmodseq = max(self.highestmodseq, snap.highestmodseq)
-                self._last_infos, self._last_modseqs = snap.infos, snap.modseqs
                 self._compared(snap)
                 return self._drop(self.gone) if allow_expunge and self.gone else []
             self.highestmodseq = max(self.highestmodseq, snap.highestmodseq)
@@ -306,7 +305,6 @@ class SelectedFolder:
                 seqs = snap.modseqs
                 diff = _diff_uids(changed, self.info, snap.infos,
                                   self.modseq if self.condstore else None, seqs)
-                self._last_infos, self._last_modseqs = snap.infos, snap.modseqs
                 self._compared(snap)
                 mine = self.modseq
                 for uid in changed:
@@ -329,12 +327,13 @@ class SelectedFolder:
             for uid in self.gone.union(diff.gone):
                 if uid in seen:
                     self.modseq.setdefault(uid, seen[uid])
-            self._last_infos, self._last_modseqs = snap.infos, snap.modseqs
             self._compared(snap)
             return self._apply(diff, allow_expunge=allow_expunge, with_uid=with_uid,
                                recent=recent)
 
     def _compared(self, snap: Snapshot) -> None:
+        """Our state now is ``snap``'s: remember what the next refresh compares with."""
+        self._last_infos, self._last_modseqs = snap.infos, snap.modseqs
         ch = snap.changes
         self._change = (ch[0], ch[1]) if ch is not None else None
 

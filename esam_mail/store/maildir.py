@@ -719,7 +719,6 @@ class MaildirFolder:
         self._fine_mtimes = False  # see _mtime_margin
         self._name_keys: dict[str, str] = {}  # file name -> key, as of the last listing
         self._cur_listing: dict[str, str] | None = None  # the last listing (see _listing_delta)
-        self._list_no = 0  # listings made by _list_cur
         self._keys_since_apply: set[str] | None = None  # see _list_cur and _settle
         self._recent = _RecentFloor(path / RECENT_FILE)
         # the uidlist records known to name expunged messages, under that UIDVALIDITY (a
@@ -734,7 +733,7 @@ class MaildirFolder:
         self._listed_gen: int | None = None
         self._listed_ns = 0
         # the uidlist and the listing the last full sync applied (see _apply_delta)
-        self._last_listing: tuple[UidList, dict[str, str], int | None] | None = None
+        self._last_listing: tuple[UidList, dict[str, str]] | None = None
         ul = self._read_uidlist()
         if ul is None:
             with self._locked() as lock:
@@ -978,7 +977,6 @@ class MaildirFolder:
         else:
             self._name_keys = dict(zip(listing.values(), listing.keys(), strict=True))
         self._cur_listing = listing.copy()
-        self._list_no += 1
         # the keys whose name may differ between the last applied listing and this one
         # (every listing's delta since; None once a listing was walked)
         self._keys_since_apply = _grown(self._keys_since_apply, changed)
@@ -1219,7 +1217,7 @@ class MaildirFolder:
         cur_sig: tuple[int, int], uidlist_sig: tuple[int, int, int] | None, start: int,
     ) -> list[MessageInfo]:
         """Apply a look's listing under its uidlist and note how final it is."""
-        prev, self._last_listing = self._last_listing, (ul, listing, self._list_no)
+        prev, self._last_listing = self._last_listing, (ul, listing)
         # the keys that may differ from the last applied listing: those of every listing's
         # delta since (a look may list twice, to confirm what went missing), or None
         keys, self._keys_since_apply = self._keys_since_apply, set()
@@ -1258,7 +1256,7 @@ class MaildirFolder:
         self._applied_uv = ul.uidvalidity
         self._rebuild_infos()
 
-    def _apply_delta(self, listing: Mapping[str, str], prev: tuple[UidList, dict[str, str], int | None],
+    def _apply_delta(self, listing: Mapping[str, str], prev: tuple[UidList, dict[str, str]],
                      keys: Iterable[str] | None, ul: UidList) -> bool:
         """The incremental case of :meth:`_apply_listing`: this listing under this uidlist
         differs from the last applied one (``prev``: its uidlist and listing) in a few keys,
@@ -1272,7 +1270,7 @@ class MaildirFolder:
         ``keys``: the only keys whose name may differ between ``prev`` and ``listing`` (from
         the listing's delta); None: found by comparing the two listings.  Keys the last apply
         left without an entry (``_pending``: not numbered yet) are looked at again."""
-        prev_ul, prev_listing, _ = prev
+        prev_ul, prev_listing = prev
         if prev_ul.uidvalidity != ul.uidvalidity or self._applied_uv != ul.uidvalidity:
             return False
         if keys is None:
