@@ -41,6 +41,7 @@ Rules:
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import functools
 import mmap
@@ -48,7 +49,7 @@ import os
 import struct
 import threading
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 FILENAME = ".esam-generation"
@@ -92,7 +93,60 @@ def slot_of(folder: str) -> int:
     return 1 + zlib.crc32(folder.encode("utf-8", "surrogatepass")) % (SLOTS - 1)
 
 
-def bump(user_dir: Path, folders: Iterable[str] = ()) -> tuple[int, ...]:
+class Held:
+    """The generation file under this thread's ``flock`` (see :func:`held`)."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self._inode: int | None = None
+
+    @property
+    def inode(self) -> int:
+        """The held file's inode (what a reader's mapping is checked against)."""
+        if self._inode is None:
+            self._inode = os.fstat(self.fd).st_ino
+        return self._inode
+
+    def bump(self, folders: Iterable[str] = (),
+             before_write: Callable[[Held, tuple[int, ...]], None] | None = None) -> tuple[int, ...]:
+        """One more in the user's slot and in each of ``folders``' slots; ``before_write``
+        (given the values before) runs first, still under the lock: a folder's change
+        record is on disk before any reader sees the slot move
+        (:mod:`esam_mail.store.changelog`)."""
+        data = os.pread(self.fd, SIZE, 0)
+        before = struct.unpack(f"={SLOTS}Q", data.ljust(SIZE, b"\0")[:SIZE])
+        values = list(before)
+        for slot in {0, *map(slot_of, folders)}:
+            values[slot] = (values[slot] + 1) & _MASK
+        if before_write is not None:
+            before_write(self, before)
+        os.pwrite(self.fd, struct.pack(f"={SLOTS}Q", *values), 0)
+        return before
+
+
+@contextlib.contextmanager
+def held(user_dir: Path) -> Iterator[Held | None]:
+    """The user's generation file locked (``flock`` on a fresh descriptor: threads of one
+    process exclude each other too) for a change and its bump (blocking: a worker
+    thread); None when it cannot be opened or locked (the change goes ahead, unlogged,
+    and its bump fails as :func:`bump` would)."""
+    fd: int | None = None
+    try:
+        fd = os.open(user_dir / FILENAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+    except OSError:
+        if fd is not None:
+            os.close(fd)
+            fd = None
+    try:
+        yield None if fd is None else Held(fd)
+    finally:
+        if fd is not None:
+            os.close(fd)  # releases the flock
+
+
+def bump(user_dir: Path, folders: Iterable[str] = (),
+         before_write: Callable[[Held, tuple[int, ...]], None] | None = None) -> tuple[int, ...]:
     """After a durable change: one more in the user's slot and in each of ``folders``'
     slots (blocking: a worker thread).  Read and written with one ``pread`` and one
     ``pwrite`` under ``flock`` on a fresh descriptor, without a mapping (a process
@@ -106,15 +160,9 @@ def bump(user_dir: Path, folders: Iterable[str] = ()) -> tuple[int, ...]:
     fd = os.open(user_dir / FILENAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
-        data = os.pread(fd, SIZE, 0)
-        before = struct.unpack(f"={SLOTS}Q", data.ljust(SIZE, b"\0")[:SIZE])
-        values = list(before)
-        for slot in {0, *map(slot_of, folders)}:
-            values[slot] = (values[slot] + 1) & _MASK
-        os.pwrite(fd, struct.pack(f"={SLOTS}Q", *values), 0)
+        return Held(fd).bump(folders, before_write)
     finally:
         os.close(fd)  # releases the flock
-    return before
 
 
 def _after_fork() -> None:

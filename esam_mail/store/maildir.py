@@ -51,6 +51,7 @@ import contextlib
 import datetime as dt
 import errno
 import fcntl
+import functools
 import itertools
 import logging
 import operator
@@ -76,7 +77,7 @@ from esam_mail.errors import (
     QuotaExceeded,
     StoreError,
 )
-from esam_mail.store import generation, names
+from esam_mail.store import changelog, generation, names
 from esam_mail.store.cache import CACHE_FILE, MetadataCache, create_cache_file
 from esam_mail.store.interfaces import (
     SPECIAL_USE,
@@ -666,6 +667,18 @@ class _RecentFloor:
         self._seen = (ul.uidvalidity, first)
 
 
+def _log_changes(folder: Path, slot: int, changes: Sequence[changelog.Change],
+                 held: generation.Held, before: tuple[int, ...]) -> None:
+    """Under the generation lock, before the bump: the folder's change record (see
+    :mod:`esam_mail.store.changelog`); never fails the change (readers list cur/)."""
+    try:
+        record = changelog.encode(held.inode, before[slot], changes)
+        if record is not None:
+            changelog.append(folder / changelog.CHANGES_FILE, record)
+    except OSError:
+        log.warning("event=change_log_failed folder=%s", folder.name)
+
+
 class MaildirFolder:
     """One Maildir folder as seen by one client session (implements ``Folder``).
 
@@ -730,6 +743,8 @@ class MaildirFolder:
         # clock read before the last full look
         self._gen_got = 0.0
         self._gen_read: Callable[[], int] | None = None
+        self._gen_inode = 0  # the mapped generation file's (the change log's records name it)
+        self._changes = changelog.ChangeLog(path / changelog.CHANGES_FILE)
         self._listed_gen: int | None = None
         self._listed_ns = 0
         # the uidlist and the listing the last full sync applied (see _apply_delta)
@@ -1061,9 +1076,105 @@ class MaildirFolder:
                 # read before that listing (each bumps it after its change), so another
                 # session's look right after needs no listing of its own (issue 20).
                 return list(self._infos), None
+            if gen is not None:
+                logged = self._logged_look(sig, gen, start)
+                if logged is not None:
+                    return logged, None
             out = self._full_sync(start, claim)
             self._listed_gen, self._listed_ns = gen, start
             return out
+
+    def _logged_look(self, sig: tuple[Any, ...], gen: int, start: int) -> list[MessageInfo] | None:
+        """The look after other esam writers' changes, from their change records instead
+        of a listing of cur/ (see :mod:`esam_mail.store.changelog`): the last applied
+        listing brought forward by every record from the slot value it was taken at to
+        ``gen`` (read before ``sig``), then applied as a listing's delta.  None (nothing
+        touched) when that cannot be trusted: new/ changed, the view is not vouched for
+        by the slot any more, a record is missing or does not fit, the uidlist was
+        rebuilt, or a dead record would be one too many.
+
+        The result is served as a listing within the mtime margin (``_dirty``): trusted
+        while the slot holds, for at most :data:`_GEN_TRUST_NS` after the last listing
+        that was final, so a writer that is not esam is still seen within that."""
+        last, seen, listed = self._last_listing, self._sig, self._listed_gen
+        if (last is None or seen is None or listed is None or sig[0] != seen[0] or self._pending
+                or self._keys_since_apply or self._keys_since_apply is None):
+            return None  # (a key left pending is looked at again by a real listing)
+        if self._dirty and start - self._listed_ns >= _GEN_TRUST_NS:
+            return None
+        if gen == listed:
+            return None  # cur/ changed, no esam writer bumped: one that is not esam, maybe
+        chain = self._changes.records(self._gen_inode, listed, (gen - listed) & 0xFFFF_FFFF_FFFF_FFFF)
+        if chain is None:
+            return None
+        base = last[1]
+        moved = changelog.fold(base, chain)
+        if moved is None:
+            return None
+        ul = self._ul
+        if ul is None or sig[2] != self._ul_sig:
+            ul = self._read_uidlist()  # appended to: read from where it was
+            if ul is None or ul.uidvalidity != self._applied_uv:
+                return None
+        entries = ul.entries
+        by_key, cur_s = self._by_key, self._cur_s + "/"
+        gone = []
+        for k, fn in moved.items():
+            if fn is None:
+                if k in entries:
+                    gone.append(k)
+            elif k not in entries:
+                return None  # a message the uidlist does not name yet: the locked path numbers it
+            elif k not in by_key and not os.path.exists(cur_s + fn):
+                # renamed again since its record (a writer before its bump): left pending,
+                # it would show after messages with higher UIDs; a listing has its name
+                return None
+        known_uv, dead = self._dead
+        if known_uv != ul.uidvalidity:
+            dead = set()
+        live = len(base) + sum(1 if fn is not None else -1 for k, fn in moved.items() if (k in base) != (fn is not None))
+        if gone and len(dead) + len(gone) > _dead_allowed(live):
+            return None  # the locked path drops the dead records (one rewrite for many)
+        # An APPEND or COPY numbered but not bumped yet (its record comes with its bump,
+        # which may follow a later one's): shown later, its UID would come after higher
+        # ones already shown.  A listing sees its file; so does the locked path.
+        top = self._info_uids[-1] if self._info_uids else 0
+        if ul.uidnext - 1 > top:
+            if ul.problems:
+                return None  # records may be out of UID order
+            for k, u in reversed(entries.items()):  # ascending UIDs: the tail above ours
+                if u <= top:
+                    break
+                if k not in moved and k not in base and k not in dead:
+                    return None
+        was_final = not self._dirty
+        # The last applied listing becomes this view in place (with the keys given, the
+        # delta apply reads no other listing), and the last listing (the base of the next
+        # listing's delta) is the same dict: two O(messages) copies per look saved.  The
+        # names' keys follow, as _list_cur brings them: the pair must stay one.
+        cur, name_keys = self._cur_listing, self._name_keys
+        for key, now in moved.items():
+            was = cur.get(key) if cur is not None else None
+            if was != now:
+                if was is not None and name_keys.get(was) == key:
+                    del name_keys[was]
+                if now is not None:
+                    name_keys[now] = key
+            if now is None:
+                base.pop(key, None)
+            else:
+                base[key] = now
+        listing = self._cur_listing = base
+        keys = set(moved)
+        self._keys_since_apply = keys
+        infos = self._settle(ul, listing, sig[0], sig[1], self._ul_sig, start)
+        if gone:
+            self._dead = (ul.uidvalidity, dead | set(gone))
+        if was_final:
+            self._listed_ns = start  # the view was final: trusted from now on, as a listing
+        self._dirty = True
+        self._listed_gen = gen
+        return infos
 
     def sync_claim(self) -> tuple[list[MessageInfo], set[int]]:
         """:meth:`sync`, then :meth:`recent` with ``claim`` up to the last UID it lists:
@@ -1088,7 +1199,8 @@ class MaildirFolder:
         read: Callable[[], int] | None = None
         try:
             if _local_fs(self.user.path):
-                read = generation.of(self.user.path, check=True).reader(self.name)
+                mapped = generation.of(self.user.path, check=True)
+                read, self._gen_inode = mapped.reader(self.name), mapped.inode
         except OSError:
             read = None
         self._gen_read, self._gen_got = read, now
@@ -1601,7 +1713,8 @@ class MaildirFolder:
         """After an APPEND's file is in cur/ with its UID: quota, bump and notice, and the
         new entry made from what we wrote (:meth:`_own_end`)."""
         self.user.usage_add(size, 1)
-        self._own_end(own, [(key, None, f"{key}:2,{chars}")], self.user.notify(self.name), uid)
+        added: list[changelog.Change] = [(key, None, f"{key}:2,{chars}")]
+        self._own_end(own, added, self.user.notify(self.name, changes=(self.path, added)), uid)
 
     def _link_tmp(self, tmp: Path, key: str, chars: str) -> tuple[int, _Own | None]:
         """Move a complete, synced file from tmp/ into cur/ and give it the next UID; with
@@ -1671,37 +1784,49 @@ class MaildirFolder:
             result: dict[int, frozenset[str]] = {}
             changed: list[_Entry] = []
             own = self._own_start()
-            renames: list[tuple[str, str, str]] = []
-            for uid in uids:
-                for _attempt in range(4):
-                    e = self._by_uid.get(uid)
-                    if e is None:
-                        break
-                    old = set(e.chars)
-                    new = old | want if mode > 0 else old - want if mode < 0 else want
-                    new_chars = "".join(sorted(new))
-                    if new_chars == e.chars:
+            renames: list[tuple[str, str | None, str | None]] = []
+            before: int | None = None
+            # the generation lock from the first rename to the bump: the change log gets
+            # two renames of one message in the order they were made (changelog's rules)
+            with self.user.changing() as held:
+                for uid in uids:
+                    for _attempt in range(4):
+                        e = self._by_uid.get(uid)
+                        if e is None:
+                            break
+                        old = set(e.chars)
+                        new = old | want if mode > 0 else old - want if mode < 0 else want
+                        new_chars = "".join(sorted(new))
+                        if new_chars == e.chars:
+                            result[uid] = self._info(e).flags
+                            break
+                        new_name = f"{e.key}:2,{new_chars}"
+                        try:
+                            os.rename(f"{self._cur_s}/{e.name}", f"{self._cur_s}/{new_name}")
+                        except FileNotFoundError:
+                            # Renamed (flags) or expunged by another session: re-list, retry.
+                            self._refresh_names()
+                            own = None
+                            continue
+                        renames.append((e.key, e.name, new_name))
+                        e.name, e.chars, e.info = new_name, new_chars, None
                         result[uid] = self._info(e).flags
+                        changed.append(e)
                         break
-                    new_name = f"{e.key}:2,{new_chars}"
-                    try:
-                        os.rename(f"{self._cur_s}/{e.name}", f"{self._cur_s}/{new_name}")
-                    except FileNotFoundError:
-                        # Renamed (flags) or expunged by another session: re-list, retry.
-                        self._refresh_names()
-                        own = None
-                        continue
-                    renames.append((e.key, e.name, new_name))
-                    e.name, e.chars, e.info = new_name, new_chars, None
-                    result[uid] = self._info(e).flags
-                    changed.append(e)
-                    break
+                if changed:
+                    before = self._bumped(self.user.bump_generation(
+                        self.name, changes=(self.path, renames), held=held))
             if changed:
                 self._replace_infos(changed)
                 self._dirty = True
         if changed:
-            self._own_end(own, renames, self.user.notify(self.name))
+            self.user.publish(self.name)
+            self._own_end(own, renames, before)
         return result
+
+    def _bumped(self, before: tuple[int, ...] | None) -> int | None:
+        """This folder's slot value before a bump (None: the bump failed)."""
+        return None if before is None else before[generation.slot_of(self.name)]
 
     def _own_start(self, *, uidlist: bool = False) -> _Own | None:
         """Before this object changes cur/ (under ``_tlock``; with ``uidlist``, under the
@@ -1799,6 +1924,7 @@ class MaildirFolder:
             raise TypeError("dest must be a MaildirFolder")
         staged: list[tuple[int, int, str, Path, frozenset[str]]] = []  # uid size key tmp fl
         pairs: list[tuple[int, int]] = []
+        added: list[changelog.Change] = []
         try:
             with self._tlock:
                 wanted = [u for u in sorted(set(uids)) if u in self._by_uid]
@@ -1828,6 +1954,7 @@ class MaildirFolder:
                     for (uid, _size, key, tmp, _fl), chars in zip(staged, dest_chars, strict=True):
                         os.rename(tmp, dest.path / "cur" / f"{key}:2,{chars}")
                         pairs.append((uid, ul.assign(key)))
+                        added.append((key, None, f"{key}:2,{chars}"))
                     if self._fsync:
                         fsync_dir(dest.path / "cur")
                     dest._commit(lock, ul)
@@ -1836,7 +1963,7 @@ class MaildirFolder:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(tmp)
         dest.user.usage_add(sum(st[1] for st in staged), len(staged))
-        dest.user.notify(dest.name)
+        dest.user.notify(dest.name, changes=(dest.path, added))
         return pairs
 
     def move_to(self, uids: Sequence[int], dest: Any) -> list[tuple[int, int]]:
@@ -1864,6 +1991,8 @@ class MaildirFolder:
             return copied
         pairs: list[tuple[int, int]] = []
         moved: list[_Entry] = []
+        gone: list[changelog.Change] = []
+        added: list[changelog.Change] = []
         # both locks, always in path order: folder objects are shared by sessions, and
         # a MOVE A -> B may run beside a MOVE B -> A
         first, second = sorted((self, dest), key=lambda f: str(f.path))
@@ -1887,6 +2016,8 @@ class MaildirFolder:
                             continue
                         moved.append(e)
                         pairs.append((uid, ul.assign(key)))
+                        gone.append((e.key, e.name, None))
+                        added.append((key, None, f"{key}:2,{chars[uid]}"))
                         break
                 if not moved:
                     return []
@@ -1904,8 +2035,8 @@ class MaildirFolder:
             if self._cache is not None:
                 with contextlib.suppress(Exception):
                     self._cache.delete(e.key for e in moved)
-        self.user.notify(self.name)
-        dest.user.notify(dest.name)
+        self.user.notify(self.name, changes=(self.path, gone))
+        dest.user.notify(dest.name, changes=(dest.path, added))
         return pairs
 
     def _link_or_copy(self, src: Path, dst: Path) -> None:
@@ -1958,7 +2089,8 @@ class MaildirFolder:
                 with contextlib.suppress(Exception):
                     self._cache.delete(e.key for e in removed)
         self.user.usage_add(-sum(e.size for e in removed), -len(removed))
-        self._own_end(own, [(e.key, e.name, None) for e in removed], self.user.notify(self.name))
+        gone: list[changelog.Change] = [(e.key, e.name, None) for e in removed]
+        self._own_end(own, gone, self.user.notify(self.name, changes=(self.path, gone)))
         return sorted(e.uid for e in removed)
 
     # -- metadata cache ---------------------------------------------------------
@@ -2038,28 +2170,48 @@ class MaildirUser:
             os.close(fd)
         return value
 
-    def bump_generation(self, *folders: str) -> tuple[int, ...] | None:
+    def bump_generation(self, *folders: str, changes: tuple[Path, Sequence[changelog.Change]] | None = None,
+                        held: generation.Held | None = None) -> tuple[int, ...] | None:
         """After a durable change: one more in the user's change generation and in the
         slots of ``folders`` (see :mod:`esam_mail.store.generation`); never fails the
-        change.  The slots' values before the bump, or None if it failed."""
+        change.  ``changes``: (the folder's path, what changed in its cur/), written to
+        its change log under the bump's lock (one folder only); ``held``: the lock, taken
+        by the caller before its change.  The slots' values before the bump, or None if
+        it failed."""
+        write = None
+        if changes is not None and len(folders) == 1:
+            write = functools.partial(_log_changes, changes[0], generation.slot_of(folders[0]), changes[1])
         try:
-            return generation.bump(self.path, folders)
+            if held is not None:
+                return held.bump(folders, write)
+            return generation.bump(self.path, folders, write)
         except OSError:  # sessions see it at their next real look
             log.exception("event=generation_bump_failed user=%s", self.login)
             return None
 
-    def notify(self, folder: str) -> int | None:
+    def changing(self) -> contextlib.AbstractContextManager[generation.Held | None]:
+        """The user's generation lock, held across a change and its bump (flag renames:
+        see :mod:`esam_mail.store.changelog`)."""
+        return generation.held(self.path)
+
+    def notify(self, folder: str, changes: tuple[Path, Sequence[changelog.Change]] | None = None,
+               held: generation.Held | None = None) -> int | None:
         """After a durable change to ``folder``: bump the user's generation (and the
-        folder's slot), then tell the other processes.  The folder slot's value before
-        the bump (None: the bump failed)."""
-        before = self.bump_generation(folder)
+        folder's slot; with ``changes``, logged: see :meth:`bump_generation`), then tell
+        the other processes.  The folder slot's value before the bump (None: the bump
+        failed)."""
+        before = self.bump_generation(folder, changes=changes, held=held)
+        self.publish(folder)
+        return None if before is None else before[generation.slot_of(folder)]
+
+    def publish(self, folder: str) -> None:
+        """Tell the other processes (IDLE) that ``folder`` changed."""
         notifier = self.store.notifier
         if notifier is not None:
             try:
                 notifier.publish(self.login, folder)
             except Exception:  # a lost notification must never fail a store operation
                 log.exception("event=notify_failed user=%s", self.login)
-        return None if before is None else before[generation.slot_of(folder)]
 
     # -- quota -----------------------------------------------------------------
 

@@ -883,8 +883,11 @@ def test_a_look_within_the_margin_lists_again_only_after_a_bump(
     listed.clear()
     assert [m.uid for m in mine.sync()] == uids and mine.sync()
     assert listed == []
-    other.store_flags([uids[1]], ["\\Flagged"], 1)  # bumps
+    other.store_flags([uids[1]], ["\\Flagged"], 1)  # bumps, with its change record
     assert "\\Flagged" in {f for m in mine.sync() if m.uid == uids[1] for f in m.flags}
+    assert listed == []  # the record brought the view forward
+    other.user.bump_generation("INBOX")  # a bump without a record: a listing
+    mine.sync()
     assert listed
     # a hand-made rename (no bump): served from the last listing for at most the window
     monkeypatch.setattr(maildir_mod, "_GEN_TRUST_NS", 200_000_000)
@@ -972,6 +975,16 @@ def test_looks_over_random_changes_see_what_a_fresh_folder_sees(
         return done
 
     monkeypatch.setattr(MaildirFolder, "_apply_delta", spy)
+    logged: list[bool] = []
+    real_logged = MaildirFolder._logged_look
+
+    def spy_logged(self: Any, *a: Any) -> Any:
+        out = real_logged(self, *a)
+        if self is mine:
+            logged.append(out is not None)
+        return out
+
+    monkeypatch.setattr(MaildirFolder, "_logged_look", spy_logged)
     mine.modseqs()
     # the journal: what a session that compared the list at the last step must look at
     seen_version = mine.changes()[1]
@@ -1020,7 +1033,8 @@ def test_looks_over_random_changes_see_what_a_fresh_folder_sees(
         else:
             assert differ <= named, step
         seen_version, seen_state, seen_seqs = version, now, dict(seqs)
-    assert sum(by_keys) > 60  # the keys path is the one most changes take (94 of 120 here)
+    assert sum(by_keys) > 60  # the keys path is the one most changes take
+    assert sum(logged) > 60, (sum(logged), len(logged))  # most from the change records
     assert unknown < 25  # keywords defined, the re-listings between looks
 
 
@@ -1317,7 +1331,13 @@ def test_a_dead_record_is_confirmed_once_not_at_every_look(
         cur_lists.clear()
         uid = other.append(b"Subject: more %d\r\n\r\nx\r\n" % n)
         assert [m.uid for m in mine.sync()][-1] == uid
-        assert len(cur_lists) == 1, n
+        assert len(cur_lists) == 0, n  # the APPEND's change record: no listing at all
+    monkeypatch.setattr(maildir_mod.changelog, "append", lambda path, record: None)  # no records
+    for n in range(3):
+        cur_lists.clear()
+        uid = other.append(b"Subject: unlogged %d\r\n\r\nx\r\n" % n)
+        assert [m.uid for m in mine.sync()][-1] == uid
+        assert len(cur_lists) == 1, n  # listed once, the dead record still known
 
 
 def _flags_of(folder: Any, uid: int) -> frozenset[str]:
@@ -1387,15 +1407,17 @@ def test_a_writer_that_bumps_during_own_flag_changes_is_seen(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Another esam writer that finished a change (and its bump) between our look and our
-    bump: our bump finds the slot moved, so the next look lists."""
+    bump: our bump finds the slot moved, so the next look takes it in (from its change
+    record).  (Not during our renames: a flag change holds the generation lock from its
+    first rename to its bump.)"""
     _root, _user, mine, other, uids = _two_views(tmp_path, 4)
-    real = mine.user.notify
+    real = mine.user.changing
 
-    def notify(folder: str) -> int | None:
+    def changing() -> Any:
         other.store_flags([uids[1]], ["\\Flagged"], 1)  # renames and bumps first
-        return real(folder)
+        return real()
 
-    monkeypatch.setattr(mine.user, "notify", notify)
+    monkeypatch.setattr(mine.user, "changing", changing)
     mine.store_flags([uids[0]], ["\\Seen"], 1)
     assert "\\Flagged" in _flags_of(mine, uids[1]) and "\\Seen" in _flags_of(mine, uids[0])
 
@@ -1409,28 +1431,28 @@ def test_a_writer_between_its_change_and_its_bump_is_seen_at_its_bump(
     _root, user, mine, _other, uids = _two_views(tmp_path, 4)
     cur = mine.path / "cur"
     key1 = next(m.key for m in mine.sync() if m.uid == uids[1])
-    real = mine.user.notify
+    real = mine.user.bump_generation
 
-    def notify(folder: str) -> int | None:
+    def bump(*folders: str, **kw: Any) -> Any:
         name = next(n for n in os.listdir(cur) if n.startswith(key1))
         os.rename(cur / name, cur / (name + "F"))  # the other writer's change, not bumped yet
-        return real(folder)
+        return real(*folders, **kw)
 
-    monkeypatch.setattr(mine.user, "notify", notify)
+    monkeypatch.setattr(mine.user, "bump_generation", bump)
     mine.store_flags([uids[0]], ["\\Seen"], 1)
-    monkeypatch.setattr(mine.user, "notify", real)
-    user.bump_generation("INBOX")  # the other writer's late bump
+    monkeypatch.setattr(mine.user, "bump_generation", real)
+    user.bump_generation("INBOX")  # the other writer's late bump (no change record)
     assert "\\Flagged" in _flags_of(mine, uids[1])
     # by hand: no bump at all; served for at most the trust window, then seen
     monkeypatch.setattr(maildir_mod, "_GEN_TRUST_NS", 200_000_000)
     key2 = next(m.key for m in mine.sync() if m.uid == uids[2])
 
-    def by_hand(folder: str) -> int | None:
+    def by_hand(*folders: str, **kw: Any) -> Any:
         name = next(n for n in os.listdir(cur) if n.startswith(key2))
         os.rename(cur / name, cur / (name + "D"))
-        return real(folder)
+        return real(*folders, **kw)
 
-    monkeypatch.setattr(mine.user, "notify", by_hand)
+    monkeypatch.setattr(mine.user, "bump_generation", by_hand)
     mine.store_flags([uids[0]], ["\\Answered"], 1)
     time.sleep(0.25)
     assert "\\Draft" in _flags_of(mine, uids[2])
