@@ -1392,8 +1392,11 @@ class MaildirFolder:
             cand = set(keys)
         cand |= self._pending
         by_key, by_uid, entries = self._by_key, self._by_uid, ul.entries
-        if prev_ul is not ul and not by_key.keys() <= entries.keys():
-            return False  # a record dropped while its file is listed: a race, the full apply
+        if prev_ul is not ul and prev_ul.serial not in ul.extends and not by_key.keys() <= entries.keys():
+            # a record dropped while its file is listed: a race, the full apply (not when
+            # the list was read on from prev_ul by appended records: it drops none, and
+            # the check was O(messages) in every look after an APPEND, issue 20)
+            return False
         cur_s = self._cur_s + "/"
         pending: set[str] = set()
         removed: list[int] = []

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import itertools
 import logging
 import os
 import secrets
@@ -69,6 +70,9 @@ def _hostname() -> str:
 HOST = _hostname()
 
 
+_SERIALS = itertools.count(1)
+
+
 @dataclass(slots=True)
 class UidList:
     """In-memory ``dovecot-uidlist``: key -> uid plus the header."""
@@ -92,6 +96,12 @@ class UidList:
     disk_ext: int = field(default=0, repr=False, compare=False)
     disk_first_recent: int = field(default=0, repr=False, compare=False)
     appended: list[str] = field(default_factory=list, repr=False, compare=False)
+    # this object's number, and the numbers of the lists it was read on from by appended
+    # records only (parse_more; the last few): it holds every record they held then, so a
+    # reader that built its state on one of them needs no O(messages) check for a record
+    # dropped by a rewrite (MaildirFolder._apply_delta)
+    serial: int = field(default_factory=lambda: next(_SERIALS), repr=False, compare=False)
+    extends: tuple[int, ...] = field(default=(), repr=False, compare=False)
 
     @classmethod
     def parse(cls, data: bytes) -> UidList:
@@ -198,7 +208,9 @@ class UidList:
         the file's first ``disk_size`` bytes): None if ``tail`` holds anything but whole
         records in order after the last one (the caller reads the whole file)."""
         end = tail.rfind(b"\n") + 1
-        last = max(self.entries.values(), default=0)
+        # the highest UID: the last record's, unless the records are out of order
+        last = max(self.entries.values(), default=0) if self.problems \
+            else next(reversed(self.entries.values()), 0)
         entries, ext = dict(self.entries), dict(self.ext)
         uidnext = self.uidnext
         for line in tail[:end].decode("utf-8", "surrogateescape").split("\n")[:-1]:
@@ -229,6 +241,7 @@ class UidList:
         out.disk_count = len(entries)
         out.disk_ext = len(ext)
         out.disk_first_recent = self.disk_first_recent
+        out.extends = (self.serial, *self.extends[:7])
         return out
 
     def written(self, data: bytes, *, appended: bool) -> None:
