@@ -62,6 +62,13 @@ class ServerConfig:
     uvloop: bool = _f(False, "Run the event loop on uvloop: faster SMTP transports (see "
                       "docs/benchmarks.md). Needs a restart.")
     workers: int = _f(1, "Worker processes sharing the listening sockets (SO_REUSEPORT).", min=1, max=64)
+    cpu_affinity: bool = _f(
+        True,
+        "With 2 or more worker processes and at least one CPU each: run worker i on the "
+        "i-th CPU (its event loop and mailbox threads share the GIL, and a handover between "
+        "CPUs costs a cross-CPU wake-up; password hashing still runs on any CPU). See "
+        "docs/benchmarks.md. Needs a restart.",
+    )
     roles: str = _f(
         "",
         "Run the roles in separate processes: comma-separated groups of smtp, imap and http "

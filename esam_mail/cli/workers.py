@@ -199,6 +199,10 @@ class Supervisor:
                 for h in logging.getLogger().handlers:
                     h.setFormatter(_WorkerFormatter(h.formatter, index))
                 event(log, "worker.started", index=index, roles="+".join(sorted(roles)))
+                if self.cfg.server.cpu_affinity:
+                    from esam_mail.affinity import pin_worker
+
+                    pin_worker(index, self.slots)  # before any thread starts: they inherit it
                 code = app.run(wcfg, ready_file=str(ready), reuse_port=True, roles=roles)
             except BaseException:  # the worker must never return into the supervisor
                 log.exception("worker %d failed", index)

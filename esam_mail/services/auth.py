@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from esam_mail.affinity import unpinned
 from esam_mail.directory.models import utcnow
 from esam_mail.directory.passwords import PasswordHasher
 from esam_mail.directory.sql import LoginState, SqlDirectory
@@ -88,7 +89,9 @@ class DirectoryAuthenticator:
     ) -> None:
         self.directory = directory
         self.hasher = hasher
-        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pwcheck")
+        # argon2id holds no GIL: its threads may use every CPU of a pinned worker
+        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pwcheck",
+                                       initializer=unpinned)
         self.cache = cache if cache is not None else SharedLoginCache(4096, ttl=cache_seconds)
         self.max_failures = max_failures
         self.lock_seconds = lock_seconds

@@ -135,3 +135,47 @@ def test_a_stalled_worker_gets_no_new_imap_connections(workers: Any) -> None:
     finally:
         os.kill(stalled, signal.SIGCONT)
     assert p.stop() == 0  # the stalled worker is well again and stops cleanly
+
+
+def _allowed_cpus(pid: int, thread: int | None = None) -> set[int]:
+    """A process's (or one of its threads') allowed CPUs, from /proc."""
+    where = f"/proc/{pid}/task/{thread}/status" if thread else f"/proc/{pid}/status"
+    line = next(ln for ln in Path(where).read_text().splitlines() if ln.startswith("Cpus_allowed_list:"))
+    out: set[int] = set()
+    for part in line.split(":", 1)[1].strip().split(","):
+        a, _, b = part.partition("-")
+        out.update(range(int(a), int(b or a) + 1))
+    return out
+
+
+def test_each_worker_runs_on_its_own_cpu_and_hashes_anywhere(workers: Any) -> None:
+    """server.cpu_affinity (default on): with 2 workers and at least 2 CPUs, worker i runs
+    its loop and mailbox threads on the i-th CPU; the password-hash threads run on any CPU.
+    With fewer CPUs than workers nothing is pinned."""
+    p = workers
+    ready = json.loads(p.ready.read_text())
+    allowed = sorted(os.sched_getaffinity(p.proc.pid))
+    imap = RawIMAP(p.ports["imaps"])
+    try:
+        imap.login("alice", PASSWORD)  # starts the login's hash thread in one worker
+        imap.cmd("SELECT INBOX")
+    finally:
+        imap.close()
+    text = p.log.read_text(errors="replace")
+    if len(allowed) < 2:
+        assert "msg=worker.cpu" not in text
+        return
+    pinned = {int(w): int(c) for w, c in re.findall(r"msg=worker\.cpu index=(\d+) cpu=(\d+)", text)}
+    assert pinned == {0: allowed[0], 1: allowed[1]}, text
+    free = 0
+    for pid in ready["workers"]:
+        mine = _allowed_cpus(pid)  # the main thread: the event loop
+        assert len(mine) == 1
+        for task in os.listdir(f"/proc/{pid}/task"):
+            cpus = _allowed_cpus(pid, int(task))
+            # its own CPU (the loop, the mailbox threads), or every one: a password-hash
+            # thread, which the login above started (threads carry no names in /proc)
+            assert cpus == mine or cpus == set(allowed), cpus
+            free += cpus == set(allowed)
+    assert 1 <= free <= 8
+    assert {next(iter(_allowed_cpus(pid))) for pid in ready["workers"]} == set(allowed[:2])
