@@ -667,6 +667,16 @@ class _RecentFloor:
         self._seen = (ul.uidvalidity, first)
 
 
+def _move_name(name_keys: dict[str, str], key: str, was: str | None, now: str | None) -> None:
+    """Bring the name -> key map forward for one key whose name went from ``was`` to
+    ``now`` (None: no file), as the last listing changes (see _listing_delta)."""
+    if was != now:
+        if was is not None and name_keys.get(was) == key:
+            del name_keys[was]
+        if now is not None:
+            name_keys[now] = key
+
+
 def _log_changes(folder: Path, slot: int, changes: Sequence[changelog.Change],
                  held: generation.Held, before: tuple[int, ...]) -> None:
     """Under the generation lock, before the bump: the folder's change record (see
@@ -983,12 +993,7 @@ class MaildirFolder:
             # the names' keys brought forward by the keys that changed (a dict of every
             # name built again at each listing was O(messages) per look, issue 20)
             for key in changed:
-                was, now = base.get(key), listing.get(key)
-                if was != now:
-                    if was is not None and name_keys.get(was) == key:
-                        del name_keys[was]
-                    if now is not None:
-                        name_keys[now] = key
+                _move_name(name_keys, key, base.get(key), listing.get(key))
         else:
             self._name_keys = dict(zip(listing.values(), listing.keys(), strict=True))
         self._cur_listing = listing.copy()
@@ -1154,12 +1159,7 @@ class MaildirFolder:
         # names' keys follow, as _list_cur brings them: the pair must stay one.
         cur, name_keys = self._cur_listing, self._name_keys
         for key, now in moved.items():
-            was = cur.get(key) if cur is not None else None
-            if was != now:
-                if was is not None and name_keys.get(was) == key:
-                    del name_keys[was]
-                if now is not None:
-                    name_keys[now] = key
+            _move_name(name_keys, key, cur.get(key) if cur is not None else None, now)
             if now is None:
                 base.pop(key, None)
             else:
